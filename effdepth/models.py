@@ -49,7 +49,7 @@ class Model:
     @property
     def hf(self) -> torch.nn.Module:
         """The underlying transformers module (local models only)."""
-        return self.nn._model
+        return self.nn._module
 
     @property
     def config(self):
@@ -209,7 +209,7 @@ def load_model(spec: str, device: str = "cpu", dtype="auto", remote: bool | str 
         if str(device) != "cpu":
             load["device_map"] = device
         nn = TransformersModel(where, tokenizer=tokenizer, dispatch=True, **kwargs, **load)
-        nn._model.eval()
+        nn._module.eval()
     return Model(spec=spec, nn=nn, tokenizer=nn.tokenizer, adapter=adapter, remote=remote, revision=revision)
 
 

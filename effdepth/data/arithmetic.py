@@ -1,0 +1,287 @@
+"""Offline arithmetic data: DeepMind `mathematics_dataset` arithmetic modules and a graded generator.
+
+Two sources, both seeded and needing no download:
+
+* **DeepMind Mathematics** (Saxton et al. 2019), the nine ``arithmetic__*`` modules of the
+  ``mathematics_dataset`` package, with the generator's own splits: ``train`` (the whole training
+  entropy range), ``train-easy`` / ``train-medium`` / ``train-hard`` (its thirds), ``interpolate``
+  and ``extrapolate`` (whose module names differ: ``add_or_sub_big``, ``mul_div_multiple_longer`` …).
+  The training modules hash-split their numbers so that test questions are not in training, exactly
+  as the released data. The package needs a shim on current sympy; :func:`import_mathematics_dataset`
+  applies it.
+
+* **Graded sums** (this project's own): ``level`` = number of operations, single-digit operands,
+  ``+`` and ``-`` only, e.g. level 3 ``"Q: 5+7-5+3 A:"`` → ``" 10"``. The difficulty is known by
+  construction and :func:`solve_graded` checks any question independently. Questions are split by a
+  hash of their text into ``train`` and ``test`` (``test`` = 10 % of the question space, never
+  produced for training), so a ``test`` question is unseen in training at every level. At level 1
+  there are only 200 distinct questions (20 in ``test``), at level 2 4,000.
+
+Training text is ``"Q: {question} A: {answer}"``; evaluation items are :class:`Example` with
+``prompt = "Q: {question} A:"`` and ``answer = " {answer}"`` (the answer begins with the separator
+space, so ``prompt + answer`` is the training text).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import random
+import re
+import sys
+from typing import Iterator
+
+from .examples import Example
+
+# ----------------------------------------------------------------------------------------------
+# DeepMind mathematics_dataset
+# ----------------------------------------------------------------------------------------------
+
+DM_TRAIN_MODULES = (
+    "add_or_sub",
+    "add_or_sub_in_base",
+    "add_sub_multiple",
+    "div",
+    "mixed",
+    "mul",
+    "mul_div_multiple",
+    "nearest_integer_root",
+    "simplify_surd",
+)
+DM_EXTRAPOLATE_MODULES = (
+    "add_or_sub_big",
+    "add_sub_multiple_longer",
+    "div_big",
+    "mixed_longer",
+    "mul_big",
+    "mul_div_multiple_longer",
+)
+DM_SPLITS = ("train", "train-easy", "train-medium", "train-hard", "interpolate", "extrapolate")
+# The released generator drops questions / answers longer than these (generate_settings.py).
+DM_MAX_QUESTION_LENGTH = 160
+DM_MAX_ANSWER_LENGTH = 30
+
+
+def import_mathematics_dataset():
+    """Import ``mathematics_dataset.modules.arithmetic`` on a current sympy and return it.
+
+    ``mathematics_dataset`` does ``from sympy.solvers.diophantine import base_solution_linear``;
+    since sympy 1.6 that function lives in ``sympy.solvers.diophantine.diophantine``. Re-export it
+    from the package before the import. (Note: ``sympy.solvers.diophantine`` as an *attribute* is
+    the function ``diophantine``, so the package must be taken from ``sys.modules``.)
+    """
+    import importlib
+
+    inner = importlib.import_module("sympy.solvers.diophantine.diophantine")
+    pkg = sys.modules["sympy.solvers.diophantine"]
+    if not hasattr(pkg, "base_solution_linear"):
+        pkg.base_solution_linear = inner.base_solution_linear
+    from mathematics_dataset.modules import arithmetic
+
+    return arithmetic
+
+
+def dm_module_names(split: str = "train") -> tuple[str, ...]:
+    """The arithmetic module names (without the ``arithmetic__`` prefix) a split offers."""
+    _check_split(split)
+    return DM_EXTRAPOLATE_MODULES if split == "extrapolate" else DM_TRAIN_MODULES
+
+
+def _check_split(split: str) -> None:
+    if split not in DM_SPLITS:
+        raise ValueError(f"Unknown mathematics_dataset split '{split}'. Use one of: {', '.join(DM_SPLITS)}.")
+
+
+def _entropy_fn(level: int, num_levels: int):
+    # Same as mathematics_dataset.generate._make_entropy_fn (not importable: that module defines absl flags).
+    lower, upper = level / num_levels, (level + 1) / num_levels
+
+    def modify_entropy(range_):
+        length = range_[1] - range_[0]
+        return (range_[0] + lower * length, range_[0] + upper * length)
+
+    return modify_entropy
+
+
+def _dm_module_table(split: str) -> dict:
+    arithmetic = import_mathematics_dataset()
+    if split == "train":
+        return arithmetic.train(_entropy_fn(0, 1))
+    if split.startswith("train-"):
+        return arithmetic.train(_entropy_fn(("train-easy", "train-medium", "train-hard").index(split), 3))
+    if split == "interpolate":
+        return arithmetic.test()
+    return arithmetic.test_extra()
+
+
+@contextlib.contextmanager
+def _seeded_globals(seed: int):
+    """mathematics_dataset draws from the global `random` and `numpy.random`: seed them, then restore."""
+    import numpy as np
+
+    py_state, np_state = random.getstate(), np.random.get_state()
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    try:
+        yield
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+
+
+def _derive_seed(*parts) -> int:
+    return int(hashlib.sha256(repr(parts).encode()).hexdigest()[:15], 16)
+
+
+def dm_problems(module: str, split: str = "train", n: int = 100, seed: int = 0, max_chars: int | None = None) -> list[tuple[str, str]]:
+    """``n`` (question, answer) string pairs from ``arithmetic__<module>`` of ``split``, seeded.
+
+    Questions longer than 160 characters and answers longer than 30 are dropped as the released
+    generator does; ``max_chars`` additionally drops pairs whose training text
+    ``"Q: {q} A: {a}"`` is longer (for small context windows).
+    """
+    _check_split(split)
+    module = module.removeprefix("arithmetic__")
+    table = _dm_module_table(split)
+    if module not in table:
+        raise ValueError(f"No module 'arithmetic__{module}' in split '{split}'. It has: {', '.join(sorted(table))}.")
+    fn = table[module]
+    out: list[tuple[str, str]] = []
+    with _seeded_globals(_derive_seed("dm", module, split, seed)):
+        tries = 0
+        while len(out) < n:
+            tries += 1
+            if tries > 50 * n + 1000:
+                raise RuntimeError(f"arithmetic__{module}: too few problems fit max_chars={max_chars}.")
+            p = fn()
+            q, a = str(p.question), str(p.answer)
+            if len(q) > DM_MAX_QUESTION_LENGTH or len(a) > DM_MAX_ANSWER_LENGTH:
+                continue
+            if max_chars is not None and len(format_text(q, a)) > max_chars:
+                continue
+            out.append((q, a))
+    return out
+
+
+def dm_examples(module: str, split: str = "interpolate", n: int = 100, seed: int = 0, max_chars: int | None = None) -> list[Example]:
+    """Evaluation :class:`Example` s from ``arithmetic__<module>`` (level = None: the module sets it)."""
+    module = module.removeprefix("arithmetic__")
+    pairs = dm_problems(module, split, n, seed, max_chars)
+    return [
+        Example(
+            *format_example(q, a),
+            level=None,
+            meta={"dataset": "mathematics_dataset", "module": f"arithmetic__{module}", "split": split, "seed": seed, "index": i},
+        )
+        for i, (q, a) in enumerate(pairs)
+    ]
+
+
+def dm_mixture(split: str = "train", n: int = 100, seed: int = 0, modules=None, max_chars: int | None = None) -> list[tuple[str, str]]:
+    """``n`` pairs drawn evenly (round robin, then shuffled with ``seed``) from several modules."""
+    modules = list(modules or dm_module_names(split))
+    per = -(-n // len(modules))
+    pools = {m: dm_problems(m, split, per, seed, max_chars) for m in modules}
+    pairs = [pools[m][i] for i in range(per) for m in modules][:n]
+    random.Random(_derive_seed("dm-mix", split, seed)).shuffle(pairs)
+    return pairs
+
+
+# ----------------------------------------------------------------------------------------------
+# Text formats
+# ----------------------------------------------------------------------------------------------
+
+
+def format_text(question: str, answer: str) -> str:
+    """Training text of one problem: ``"Q: {question} A: {answer}"``."""
+    return f"Q: {question} A: {answer}"
+
+
+def format_example(question: str, answer: str) -> tuple[str, str]:
+    """(prompt, answer) with the separator space at the front of the answer."""
+    return f"Q: {question} A:", f" {answer}"
+
+
+# ----------------------------------------------------------------------------------------------
+# Graded sums: level = number of operations
+# ----------------------------------------------------------------------------------------------
+
+GRADED_LEVELS = (1, 2, 3, 4, 5)
+GRADED_SPLITS = ("train", "test")
+_TEST_PERCENT = 10
+
+
+def is_test_question(question: str) -> bool:
+    """Whether a graded question belongs to the held-out ``test`` part (10 % of questions by hash)."""
+    return int(hashlib.md5(question.encode()).hexdigest(), 16) % 100 < _TEST_PERCENT
+
+
+def solve_graded(question: str) -> tuple[int, int]:
+    """(value, level) of a graded question such as ``"5+7-5+3"``, computed independently.
+
+    Accepts the bare question or the prompt ``"Q: 5+7-5+3 A:"``.
+    """
+    m = re.fullmatch(r"(?:Q: )?(\d(?:[+-]\d)+)(?: A:)?", question.strip())
+    if not m:
+        raise ValueError(f"Not a graded question: {question!r}")
+    tokens = re.findall(r"[+-]|\d", m.group(1))
+    value, level = int(tokens[0]), 0
+    for op, num in zip(tokens[1::2], tokens[2::2]):
+        value = value + int(num) if op == "+" else value - int(num)
+        level += 1
+    return value, level
+
+
+def _graded_question(rng: random.Random, level: int) -> tuple[str, str]:
+    nums = [rng.randint(0, 9) for _ in range(level + 1)]
+    ops = [rng.choice("+-") for _ in range(level)]
+    q = str(nums[0]) + "".join(o + str(x) for o, x in zip(ops, nums[1:]))
+    value = nums[0]
+    for o, x in zip(ops, nums[1:]):
+        value = value + x if o == "+" else value - x
+    return q, str(value)
+
+
+def graded_problems(level: int, n: int, split: str = "train", seed: int = 0) -> list[tuple[str, str]]:
+    """``n`` (question, answer) pairs of ``level`` operations from ``split`` ('train' or 'test'), seeded.
+
+    Samples are i.i.d. (repeats possible, most of all at level 1).
+    """
+    return list(_graded_stream(level, split, seed, n))
+
+
+def _graded_stream(level: int, split: str, seed: int, n: int | None = None) -> Iterator[tuple[str, str]]:
+    if level not in GRADED_LEVELS:
+        raise ValueError(f"Graded level must be one of {GRADED_LEVELS}, got {level}.")
+    if split not in GRADED_SPLITS:
+        raise ValueError(f"Graded split must be one of {GRADED_SPLITS}, got '{split}'.")
+    rng = random.Random(_derive_seed("graded", level, split, seed))
+    want_test = split == "test"
+    k = 0
+    while n is None or k < n:
+        q, a = _graded_question(rng, level)
+        if is_test_question(q) == want_test:
+            k += 1
+            yield q, a
+
+
+def graded_examples(levels=GRADED_LEVELS, n_per_level: int = 50, split: str = "test", seed: int = 0) -> list[Example]:
+    """Evaluation :class:`Example` s, ``n_per_level`` for each level (level = number of operations)."""
+    out = []
+    for level in levels:
+        for i, (q, a) in enumerate(graded_problems(level, n_per_level, split, seed)):
+            out.append(
+                Example(
+                    *format_example(q, a),
+                    level=level,
+                    meta={"dataset": "graded-sums", "split": split, "seed": seed, "index": i},
+                )
+            )
+    return out
+
+
+def graded_texts(n: int, split: str = "train", seed: int = 0, levels=GRADED_LEVELS) -> list[str]:
+    """``n`` training texts with levels drawn uniformly from ``levels``, seeded."""
+    rng = random.Random(_derive_seed("graded-mix", split, seed))
+    streams = {lv: _graded_stream(lv, split, seed) for lv in levels}
+    return [format_text(*next(streams[rng.choice(list(levels))])) for _ in range(n)]

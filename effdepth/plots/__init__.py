@@ -1,0 +1,98 @@
+"""One figure style for the whole book, in the paper's conventions (SPEC).
+
+Shared primitives live here (`unstacked_bars`, `layer_heatmap`, `model_label`); each chapter's
+figures live in a submodule named after its measurement family and are built from these.
+Every figure names the model that made it in its title.
+"""
+
+from __future__ import annotations
+
+import matplotlib
+
+if matplotlib.get_backend().lower() not in ("module://matplotlib_inline.backend_inline", "inline"):
+    matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+PALETTE = ["#1f5fa8", "#e0762b", "#3a9a4a", "#b8383b", "#7b59a8", "#8c6d3f", "#d17fb5", "#6f6f6f"]
+
+plt.rcParams.update(
+    {
+        "figure.dpi": 110,
+        "savefig.dpi": 130,
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+        "axes.grid": True,
+        "grid.alpha": 0.25,
+        "axes.prop_cycle": matplotlib.cycler(color=PALETTE),
+        "font.size": 10,
+        "axes.titlesize": 10.5,
+        "legend.frameon": False,
+    }
+)
+
+
+def model_label(model_or_result) -> str:
+    """The model's name as figures show it (a zoo model says so; it never pretends to be Llama-3)."""
+    meta = getattr(model_or_result, "meta", None)
+    if meta is not None:
+        ident = meta.get("model", {})
+    elif hasattr(model_or_result, "identity"):
+        ident = model_or_result.identity()
+    else:
+        ident = {"model": str(model_or_result)}
+    name = ident.get("model", "?")
+    if str(name).startswith("zoo:"):
+        name = f"{name} (effdepth zoo, {ident.get('n_layers', '?')} layers)"
+    return str(name)
+
+
+def unstacked_bars(ax, x, series: dict[str, np.ndarray], ylabel: str, xlabel: str = "Layer"):
+    """Bars per layer that all start at 0, the taller drawn behind the shorter (paper Fig 2 style).
+
+    Not stacked: each bar's height is its own value, so the smallest is always visible in front.
+    """
+    x = np.asarray(x)
+    names = list(series)
+    values = np.stack([np.asarray(series[n], dtype=float) for n in names])  # [S, X]
+    colors = {n: PALETTE[i % len(PALETTE)] for i, n in enumerate(names)}
+    order = np.argsort(-np.abs(values), axis=0)  # per x: largest first (behind)
+    for rank in range(len(names)):
+        for j, xi in enumerate(x):
+            s = order[rank, j]
+            ax.bar(xi, values[s, j], width=0.8, color=colors[names[s]], zorder=2 + rank, linewidth=0)
+    for n in names:
+        ax.bar([np.nan], [np.nan], color=colors[n], label=n)
+    ax.axhline(0, color="black", linewidth=0.6, zorder=10)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend()
+    return ax
+
+
+def layer_heatmap(
+    ax,
+    matrix: np.ndarray,
+    xlabel: str,
+    ylabel: str,
+    cbar_label: str,
+    vmin: float | None = 0.0,
+    vmax: float | None = 1.0,
+    cmap: str = "viridis",
+    origin: str = "lower",
+    xticklabels=None,
+    yticklabels=None,
+):
+    """A heatmap with integer layer axes (row 0 at the bottom unless origin='upper')."""
+    im = ax.imshow(np.asarray(matrix, float), aspect="auto", origin=origin, vmin=vmin, vmax=vmax, cmap=cmap, interpolation="nearest")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(False)
+    if xticklabels is not None:
+        ax.set_xticks(range(len(xticklabels)), xticklabels)
+    if yticklabels is not None:
+        ax.set_yticks(range(len(yticklabels)), yticklabels)
+    cb = ax.figure.colorbar(im, ax=ax)
+    cb.set_label(cbar_label)
+    return im
