@@ -134,14 +134,28 @@ def build(model: str, html_dir: Path | None = None, runs_dir: Path | None = None
             shutil.copy(executed, target)
         else:
             _placeholder(target, chapter, model)
-    (CHAPTER_DIR / "model.json").write_text(json.dumps({"model": model}))
-    cmd = [sys.executable, "-m", "jupyter_book", "build", str(ROOT), "--path-output", str(ROOT), "-W", "-n", "--keep-going"]
+    _run_summary(src, model)
+    cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(ROOT), "--path-output", str(ROOT), "-W", "-n", "--keep-going"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
         sys.stderr.write(proc.stdout[-6000:] + proc.stderr[-4000:])
         raise RuntimeError("jupyter-book build failed (warnings are errors); see the output above.")
     index = Path(html_dir or ROOT / "_build" / "html") / "index.html"
     return index
+
+
+def _run_summary(src: Path, model: str) -> None:
+    """book/chapters/run_summary.md: which model made this build's figures, and each chapter's state."""
+    status_file = src / "status.json"
+    status = json.loads(status_file.read_text())["chapters"] if status_file.exists() else {}
+    lines = [f"This build's figures were made by **`{model}`**.", ""]
+    if str(model).startswith("zoo:"):
+        lines[0] += " It is a small model of the project's own zoo, trained offline on generated data — not a pretrained LLM."
+    lines += ["| chapter | state |", "| --- | --- |"]
+    for chapter in CHAPTERS:
+        state = status.get(chapter.name, "executed" if (src / f"{chapter.name}.ipynb").exists() else "not run")
+        lines.append(f"| {chapter.title} | {state} |")
+    (CHAPTER_DIR / "run_summary.md").write_text("\n".join(lines) + "\n")
 
 
 def _placeholder(target: Path, chapter: Chapter, model: str) -> None:

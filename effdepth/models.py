@@ -169,6 +169,8 @@ def load_model(spec: str, device: str = "cpu", dtype="auto", remote: bool | str 
     if kind == "zoo":
         from . import zoo
 
+        if where == "default":
+            where, spec = zoo.DEFAULT, f"zoo:{zoo.DEFAULT}"
         where = str(zoo.ensure(where))
         kind = "local"
 

@@ -102,4 +102,5 @@ def save_tiny(folder: str | Path, family: str = "llama", seed: int = 0, **kw) ->
     folder.mkdir(parents=True, exist_ok=True)
     tiny_model(family, seed=seed, vocab_size=len(char_tokenizer()), **kw).save_pretrained(folder)
     char_tokenizer().save_pretrained(folder)
+    (folder / "effdepth.json").write_text('{"kind": "tiny random-weight test model", "family": "%s"}' % family)
     return folder

@@ -1,0 +1,57 @@
+"""Data for the measurements: the paper's real datasets (`real`) and offline generators with known
+difficulty (`arithmetic`, `multihop`). `load_prompts` is what a notebook calls."""
+
+from __future__ import annotations
+
+import os
+
+from .examples import Example  # noqa: F401
+from .real import DatasetNotAvailable  # noqa: F401
+
+DATASETS = ("auto", "zoo", "gsm8k")
+
+
+def is_offline_model(model_spec: str) -> bool:
+    """True for the project's own models (zoo, tiny test models): they read the zoo's text distribution.
+
+    A local folder counts when it carries the project's marker (`report.json` from the zoo,
+    `effdepth.json` from `testing.save_tiny`).
+    """
+    spec = os.path.expanduser(str(model_spec))
+    if spec.startswith(("zoo:", "tiny:")):
+        return True
+    return any(os.path.exists(os.path.join(spec, f)) for f in ("report.json", "effdepth.json"))
+
+
+def zoo_examples(n: int, seed: int = 0) -> list[Example]:
+    """Half graded arithmetic, half multi-hop questions from the zoo's own test distribution."""
+    from .arithmetic import graded_examples
+    from .multihop import multihop_examples
+
+    arith = graded_examples(n_per_level=n, split="test", seed=seed)
+    hops = multihop_examples(n_per_hops=n, seed=seed)
+    import random
+
+    rng = random.Random(seed)
+    rng.shuffle(arith)
+    rng.shuffle(hops)
+    mixed = [x for pair in zip(arith, hops) for x in pair]
+    return mixed[:n]
+
+
+def load_examples(dataset: str = "auto", n: int = 20, seed: int = 0, model_spec: str = "") -> list[Example]:
+    """`n` examples of `dataset`; 'auto' is the zoo's distribution for zoo models, GSM8K otherwise."""
+    if dataset == "auto":
+        dataset = "zoo" if is_offline_model(model_spec) else "gsm8k"
+    if dataset == "zoo":
+        return zoo_examples(n, seed)
+    if dataset == "gsm8k":
+        from .real import gsm8k
+
+        return gsm8k(n=n, seed=seed)
+    raise ValueError(f"Unknown dataset '{dataset}'. Choose one of: {', '.join(DATASETS)}.")
+
+
+def load_prompts(dataset: str = "auto", n: int = 20, seed: int = 0, model_spec: str = "") -> list[str]:
+    """Full teacher-forced texts (prompt + answer) of `load_examples`."""
+    return [ex.text for ex in load_examples(dataset, n, seed, model_spec)]

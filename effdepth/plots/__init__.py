@@ -67,8 +67,17 @@ def unstacked_bars(ax, x, series: dict[str, np.ndarray], ylabel: str, xlabel: st
     ax.axhline(0, color="black", linewidth=0.6, zorder=10)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.legend()
+    integer_ticks(ax, x)
+    ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncol=len(names) + 1, fontsize=9, borderaxespad=0.2)
     return ax
+
+
+def integer_ticks(ax, x, axis: str = "x", max_ticks: int = 25):
+    """Integer layer ticks, thinned so that at most `max_ticks` labels show."""
+    x = np.asarray(x)
+    step = max(1, int(np.ceil(len(x) / max_ticks)))
+    ticks = x[::step]
+    (ax.set_xticks if axis == "x" else ax.set_yticks)(ticks)
 
 
 def layer_heatmap(

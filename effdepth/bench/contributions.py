@@ -1,0 +1,45 @@
+"""§3.1 capture cost: `contributions` (nnsight trace + in-trace Gram statistics) vs a plain HF forward.
+
+Same model, same batch, interleaved repetitions, median ratio. Goal (issue 2): ≤ 1.15× on a
+12-layer, d=256 Llama with a batch of 8 × 128 tokens on CPU.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import interleaved
+
+
+def capture_vs_forward(n_layers: int = 12, d_model: int = 256, batch: int = 8, T: int = 128, repeats: int = 9) -> dict:
+    from ..models import wrap_module
+    from ..residual_contributions import gram_trace, token_metrics
+    from ..testing import char_tokenizer, tiny_model
+
+    tok = char_tokenizer()
+    hf = tiny_model("llama", n_layers=n_layers, d_model=d_model, vocab_size=len(tok), intermediate_size=688 if d_model == 256 else 2 * d_model)
+    model = wrap_module(hf, tok, spec="bench:llama")
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(4, len(tok), (batch, T), generator=g)
+    mask = torch.ones_like(ids)
+
+    def plain():
+        with torch.no_grad():
+            hf(input_ids=ids, attention_mask=mask)
+
+    def capture():
+        token_metrics(gram_trace(model, ids, mask), model.adapter.parallel_residual)
+
+    med = interleaved({"hf_forward": plain, "contributions": capture}, repeats=repeats)
+    return {
+        "benchmark": "contributions_capture_vs_forward",
+        "setting": f"llama L={n_layers} d={d_model} batch={batch}x{T}, CPU threads={torch.get_num_threads()}",
+        "hf_forward_s": round(med["hf_forward"], 4),
+        "contributions_s": round(med["contributions"], 4),
+        "ratio": round(med["contributions"] / med["hf_forward"], 3),
+        "goal": "<= 1.15",
+    }
+
+
+def run_benchmarks(names=None) -> list[dict]:
+    return [capture_vs_forward()]
