@@ -23,7 +23,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 RUNS = ROOT / "runs"
-CHAPTER_DIR = ROOT / "book" / "chapters"
 
 
 @dataclass(frozen=True)
@@ -119,32 +118,36 @@ def run(model: str, chapters: list[str] | None = None, device: str = "cpu", dtyp
     return status
 
 
-def build(model: str, html_dir: Path | None = None, runs_dir: Path | None = None) -> Path:
-    """Render runs/<slug>/ into the HTML book (warnings are errors); returns the index.html path."""
+def build(model: str, runs_dir: Path | None = None, root: Path = ROOT) -> Path:
+    """Render runs/<slug>/ into the HTML book under `root`/_build/html (warnings are errors).
+
+    `root` holds `_config.yml`, `_toc.yml` and `book/`; returns the path of index.html.
+    """
+    root = Path(root)
     src = Path(runs_dir or RUNS / slug(model))
     if not src.exists():
         raise FileNotFoundError(f"No executed chapters in {src}: run `effdepth run --model {model}` first.")
-    CHAPTER_DIR.mkdir(parents=True, exist_ok=True)
-    for old in CHAPTER_DIR.glob("*.ipynb"):
+    chapter_dir = root / "book" / "chapters"
+    chapter_dir.mkdir(parents=True, exist_ok=True)
+    for old in chapter_dir.glob("*.ipynb"):
         old.unlink()
     for chapter in CHAPTERS:
         executed = src / f"{chapter.name}.ipynb"
-        target = CHAPTER_DIR / f"{chapter.name}.ipynb"
+        target = chapter_dir / f"{chapter.name}.ipynb"
         if executed.exists():
             shutil.copy(executed, target)
         else:
             _placeholder(target, chapter, model)
-    _run_summary(src, model)
-    cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(ROOT), "--path-output", str(ROOT), "-W", "-n", "--keep-going"]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    _run_summary(src, model, chapter_dir)
+    cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(root), "--path-output", str(root), "-W", "-n", "--keep-going"]
+    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
     if proc.returncode != 0:
         sys.stderr.write(proc.stdout[-6000:] + proc.stderr[-4000:])
         raise RuntimeError("jupyter-book build failed (warnings are errors); see the output above.")
-    index = Path(html_dir or ROOT / "_build" / "html") / "index.html"
-    return index
+    return root / "_build" / "html" / "index.html"
 
 
-def _run_summary(src: Path, model: str) -> None:
+def _run_summary(src: Path, model: str, chapter_dir: Path) -> None:
     """book/chapters/run_summary.md: which model made this build's figures, and each chapter's state."""
     status_file = src / "status.json"
     status = json.loads(status_file.read_text())["chapters"] if status_file.exists() else {}
@@ -155,7 +158,7 @@ def _run_summary(src: Path, model: str) -> None:
     for chapter in CHAPTERS:
         state = status.get(chapter.name, "executed" if (src / f"{chapter.name}.ipynb").exists() else "not run")
         lines.append(f"| {chapter.title} | {state} |")
-    (CHAPTER_DIR / "run_summary.md").write_text("\n".join(lines) + "\n")
+    (chapter_dir / "run_summary.md").write_text("\n".join(lines) + "\n")
 
 
 def _placeholder(target: Path, chapter: Chapter, model: str) -> None:

@@ -104,6 +104,7 @@ def mquake(hops: int, n: int | None = 20, seed: int = 42, path=None) -> list[Exa
 
 
 def final_answer(text: str) -> str:
-    """The number after '####' (GSM8K) or after 'The final answer is'."""
-    m = re.search(r"(?:####|The final answer is)\s*([^\n]+)", text)
-    return m.group(1).strip() if m else ""
+    """The text after the last '####' (GSM8K) or 'The final answer is' (the prompt's instruction
+    names the phrase too, so the last occurrence is the answer)."""
+    found = re.findall(r"(?:####|The final answer is)\s*([^\n]+)", text)
+    return found[-1].strip() if found else ""

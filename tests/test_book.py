@@ -1,0 +1,57 @@
+"""The §3.1 notebook executes under papermill on a tiny model, and the book renders it with figures."""
+
+import re
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from effdepth import book
+from effdepth.testing import save_tiny
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def executed(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("run")
+    model = save_tiny(tmp / "tiny-llama", "llama", n_layers=3)
+    runs = tmp / "runs"
+    out = book.execute(book.NOTEBOOKS / "contributions.md", runs / "contributions.ipynb", {"model": str(model), "n_examples": 4})
+    return model, runs, out
+
+
+def test_contributions_notebook_runs_and_states_its_model(executed):
+    model, _, out = executed
+    nb = nbformat.read(out, as_version=4)
+    text = "\n".join(str(o.get("data", {}).get("text/markdown", "")) + str(o.get("data", {}).get("text/plain", "")) + str(o.get("text", "")) for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert str(model) in text  # the run says which model made it
+    assert "torch" in text and "transformers" in text and "nnsight" in text  # versions stamped
+    images = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(images) >= 5  # Figs 2a (mean, max), 2b, 15, 16
+    assert not any(o.get("output_type") == "error" for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert not any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+
+
+def test_book_builds_with_the_chapter_and_its_figures(executed, tmp_path):
+    model, runs, _ = executed
+    root = tmp_path / "site"
+    root.mkdir()
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy(book.ROOT / name, root / name)
+    shutil.copytree(book.ROOT / "book", root / "book", ignore=shutil.ignore_patterns("chapters"))
+    index = book.build(str(model), runs_dir=runs, root=root)
+    assert index.exists()
+    page = root / "_build" / "html" / "book" / "chapters" / "contributions.html"
+    html = page.read_text()
+    assert "How much does each layer write into the residual" in html
+    srcs = re.findall(r'<img[^>]+src="([^"]+\.png)"', html)
+    assert len(srcs) >= 5
+    for src in srcs:
+        img = (page.parent / src).resolve()
+        assert img.exists() and img.stat().st_size > 5000, img
+    intro = (root / "_build" / "html" / "book" / "intro.html").read_text()
+    assert str(model.name) in intro or str(model) in intro  # which model made the figures
+    # a chapter that was not executed gets a page saying so, not a hole in the TOC
+    assert "No results for" in (root / "_build" / "html" / "book" / "chapters" / "skipping.html").read_text()
