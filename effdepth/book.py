@@ -135,7 +135,7 @@ def build(model: str, runs_dir: Path | None = None, root: Path = ROOT) -> Path:
         executed = src / f"{chapter.name}.ipynb"
         target = chapter_dir / f"{chapter.name}.ipynb"
         if executed.exists():
-            shutil.copy(executed, target)
+            _prepare_for_rendering(executed, target)
         else:
             _placeholder(target, chapter, model)
     _run_summary(src, model, chapter_dir)
@@ -145,6 +145,23 @@ def build(model: str, runs_dir: Path | None = None, root: Path = ROOT) -> Path:
         sys.stderr.write(proc.stdout[-6000:] + proc.stderr[-4000:])
         raise RuntimeError("jupyter-book build failed (warnings are errors); see the output above.")
     return root / "_build" / "html" / "index.html"
+
+
+def _prepare_for_rendering(executed: Path, target: Path) -> None:
+    """Copy an executed notebook for the book, showing the parameters it really ran with once.
+
+    papermill keeps the notebook's default `parameters` cell and adds an `injected-parameters`
+    cell after it; the rendered page hides the defaults when the injected values exist.
+    """
+    import nbformat
+
+    nb = nbformat.read(executed, as_version=4)
+    injected = any("injected-parameters" in c.get("metadata", {}).get("tags", []) for c in nb.cells)
+    for cell in nb.cells:
+        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+        if injected and "parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+    nbformat.write(nb, target)
 
 
 def _run_summary(src: Path, model: str, chapter_dir: Path) -> None:
