@@ -1,0 +1,88 @@
+"""§3.2 logit lens against a hook reference that decodes every block input by hand."""
+
+import numpy as np
+import pytest
+import torch
+
+from effdepth import logit_lens
+from effdepth.models import wrap_module
+from effdepth.testing import char_tokenizer, tiny_model
+
+from .conftest import PROMPTS
+from .hooks import capture, get
+
+DECODE = {  # family: (final norm, unembedding), written out independently of effdepth/adapters.py
+    "llama": ("model.norm", "lm_head"),
+    "gemma2": ("model.norm", "lm_head"),
+    "gpt2": ("transformer.ln_f", "lm_head"),
+    "gpt_neox": ("gpt_neox.final_layer_norm", "lm_head"),
+    "olmo2": ("model.norm", "lm_head"),
+}
+
+
+@torch.no_grad()
+def reference(model, family, prompts, k=5):
+    """[P, L+1] KL and overlap against the model's own output logits (float64)."""
+    norm_path, head_path = DECODE[family]
+    norm, head = get(model.hf, norm_path), get(model.hf, head_path)
+    cap = getattr(model.hf.config, "final_logit_softcapping", None)
+    kls, ovs = [], []
+    for p in prompts:
+        hs, _, _, logits = capture(model.hf, family, model.encode(p)[None])
+        lf = torch.log_softmax(logits[0].double(), -1)
+        row_kl, row_ov = [], []
+        for h in hs:  # h_0 … h_{L-1} (block inputs) and h_L
+            lg = head(norm(h[0])).double()
+            if cap:
+                lg = torch.tanh(lg / cap) * cap
+            lp = torch.log_softmax(lg, -1)
+            row_kl.append(float((lp.exp() * (lp - lf)).sum(-1).mean()))
+            tb, tf = lp.topk(k).indices, lf.topk(k).indices
+            row_ov.append(float(np.mean([len(set(a.tolist()) & set(b.tolist())) / k for a, b in zip(tb, tf)])))
+        kls.append(row_kl)
+        ovs.append(row_ov)
+    return np.array(kls), np.array(ovs)
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma2", "gpt2", "gpt_neox", "olmo2"])
+def test_lens_matches_hook_reference(tiny_models, family):
+    model = tiny_models[family]
+    res = logit_lens(model, PROMPTS)
+    ref_kl, ref_ov = reference(model, family, PROMPTS)
+    np.testing.assert_allclose(res.example_kl, ref_kl, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(res.example_topk_overlap, ref_ov, atol=1e-6)
+    np.testing.assert_allclose(res.kl, ref_kl[:, :-1].mean(0), rtol=1e-4, atol=1e-6)
+    assert res.kl.shape == (model.n_layers,) and res.kl.min() > 1e-3  # early residuals are far from the output
+    # the lens of the final residual is the model's own output distribution
+    assert res.final_kl == 0 and res.final_topk_overlap == 1
+    assert np.abs(ref_kl[:, -1]).max() < 1e-6 and (ref_ov[:, -1] == 1).all()
+
+
+def test_chunked_trace_and_remote_paths_agree(tiny_models):
+    model = tiny_models["gemma2"]  # final logit soft-capping
+    fast = logit_lens(model, PROMPTS[:2])
+    chunked = logit_lens(model, PROMPTS[:2], max_elems=3 * model.vocab_size + 1)  # 3 positions at a time, no cache
+    traced = logit_lens(model, PROMPTS[:2], method="trace", max_elems=5 * model.vocab_size)
+    for other in (chunked, traced):
+        np.testing.assert_allclose(other.example_kl, fast.example_kl, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(other.example_topk_overlap, fast.example_topk_overlap, atol=1e-6)
+    tok = char_tokenizer()
+    remote = wrap_module(tiny_model("llama", vocab_size=len(tok)), char_tokenizer(), spec="tiny:llama", remote="local")
+    res = logit_lens(remote, PROMPTS[:2])
+    assert res.meta["params"]["method"] == "trace"
+    plain = logit_lens(wrap_module(remote.hf, char_tokenizer(), spec="tiny:llama"), PROMPTS[:2])
+    np.testing.assert_allclose(res.example_kl, plain.example_kl, rtol=1e-4, atol=1e-6)
+    assert res.final_kl == pytest.approx(0, abs=1e-6) and res.final_topk_overlap == 1
+
+
+def test_frame_and_arguments(tiny_models):
+    model = tiny_models["llama"]
+    res = logit_lens(model, PROMPTS[:1], k=3)
+    frame = res.to_frame()
+    assert list(frame.index) == list(range(model.n_layers + 1))
+    assert frame.loc[model.n_layers, "kl"] == 0 and frame.loc[0, "residual"] == "input of layer 0"
+    assert frame.topk_overlap.between(0, 1).all()
+    with pytest.raises(ValueError, match="at least one prompt"):
+        logit_lens(model, [])
+    with pytest.raises(ValueError, match="k must be"):
+        logit_lens(model, PROMPTS, k=0)
