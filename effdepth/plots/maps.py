@@ -1,0 +1,150 @@
+"""Figures of §3.4 (shallow-to-deep linear maps): Fig 8's heatmap, the controls, relative depth, SGD.
+
+Conventions (SPEC §5): y = source layer 1 … L1 (row 1 at the bottom), x = target layer 1 … L2,
+colour "Relative error" (lower is better). Residual index 0 (the embeddings) is left out, as in the
+paper; layer k means the output of block k. Every figure names both models.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.ticker import FuncFormatter, NullFormatter
+
+from . import PALETTE, layer_heatmap, model_label
+
+CMAP = "viridis"
+
+
+def pair_label(result) -> str:
+    """'<source> → <target>' with the models' names as the book shows them."""
+    return f"{model_label(result.src)} → {model_label(result.tgt)}"
+
+
+def _vmax(*results) -> float:
+    vals = [np.nanmax(r.relative_error[1:, 1:]) for r in results if r is not None]
+    return float(max(1e-3, max(vals))) if vals else 1.0
+
+
+def heatmap(result, ax=None, vmax: float | None = None, title: str | None = None, mark_best: bool = True, diagonal: bool = True, roles: bool = True):
+    """Fig 8: relative error of the map from source layer m (y) to target layer n (x)."""
+    err = np.asarray(result.relative_error)[1:, 1:]
+    L1, L2 = err.shape
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(min(12, 2.5 + 0.32 * L2 + 1.5), min(9, 1.8 + 0.32 * L1 + 1)))
+    step_x = max(1, L2 // 12)
+    step_y = max(1, L1 // 12)
+    layer_heatmap(
+        ax,
+        err,
+        xlabel="Target layer (deep model)" if roles else "Target layer",
+        ylabel="Source layer (shallow model)" if roles else "Source layer",
+        cbar_label="Relative error (lower is better)",
+        vmin=0.0,
+        vmax=vmax if vmax is not None else _vmax(result),
+        cmap=CMAP,
+    )
+    ax.set_xticks(range(0, L2, step_x), [str(i + 1) for i in range(0, L2, step_x)])
+    ax.set_yticks(range(0, L1, step_y), [str(i + 1) for i in range(0, L1, step_y)])
+    if diagonal:
+        m = np.arange(1, L1 + 1)
+        ax.plot(m * L2 / L1 - 1, m - 1, ls="--", color="white", lw=1.2, label="equal relative depth")
+    if mark_best:
+        best = np.argmin(err, axis=1)
+        ax.scatter(best, np.arange(L1), marker="o", s=22, facecolor="none", edgecolor="red", lw=1.3, label="best target", zorder=5)
+    if diagonal or mark_best:
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8)
+    ax.set_title(title or f"Linear maps: {pair_label(result)}")
+    return ax
+
+
+def controls(result, identity=None, random=None, vmax: float | None = None):
+    """The trained pair beside its controls, on one colour scale.
+
+    identity: a model mapped to itself (≈0 on the diagonal); random: the same source mapped to an
+    untrained model of the deep architecture (how much of the structure comes from training).
+    """
+    panels = [("Trained pair", result)]
+    if identity is not None:
+        panels.append(("Identity control (model → itself)", identity))
+    if random is not None:
+        panels.append(("Random control (target untrained)", random))
+    vmax = vmax if vmax is not None else _vmax(*[r for _, r in panels])
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), squeeze=False)
+    for ax, (name, r) in zip(axes[0], panels):
+        heatmap(r, ax=ax, vmax=vmax, title=f"{name}\n{pair_label(r)}", mark_best=True, diagonal=True, roles=False)
+    fig.tight_layout()
+    return fig
+
+
+def relative_depth(result, others: dict | None = None):
+    """Left: Fig 8 with both axes as fraction of depth. Right: best target depth per source layer.
+
+    others: {label: LinearMaps} drawn as extra best-match curves (e.g. the random control).
+    """
+    err = np.asarray(result.relative_error)[1:, 1:]
+    L1, L2 = err.shape
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4.3))
+    xe = (np.arange(L2 + 1) + 0.5) / L2
+    ye = (np.arange(L1 + 1) + 0.5) / L1
+    mesh = ax0.pcolormesh(xe, ye, err, cmap=CMAP, vmin=0, vmax=_vmax(result))
+    ax0.plot([0, 1.05], [0, 1.05], ls="--", color="white", lw=1.2)
+    ax0.set_xlim(xe[0], xe[-1])
+    ax0.set_ylim(ye[0], ye[-1])
+    ax0.set_xlabel("Target relative depth n / L2")
+    ax0.set_ylabel("Source relative depth m / L1")
+    ax0.grid(False)
+    fig.colorbar(mesh, ax=ax0).set_label("Relative error (lower is better)")
+    ax0.set_title(f"Relative depth: {pair_label(result)}")
+
+    curves = {"trained": result, **(others or {})}
+    for i, (name, r) in enumerate(curves.items()):
+        bm = r.best_match()
+        ax1.plot(bm["src_depth"], bm["best_tgt_depth"], marker="o", color=PALETTE[i % len(PALETTE)], label=name)
+        if i == 0:
+            for m, row in bm.iterrows():
+                ax1.annotate(str(int(row["best_tgt_layer"])), (row["src_depth"], row["best_tgt_depth"]), textcoords="offset points", xytext=(4, -10), fontsize=7)
+    ax1.plot([0, 1], [0, 1], ls="--", color="black", lw=0.8, label="equal relative depth")
+    ax1.set_xlim(0, 1.05)
+    ax1.set_ylim(0, 1.05)
+    ax1.set_xlabel("Source relative depth m / L1")
+    ax1.set_ylabel("Relative depth of the best target n* / L2")
+    ax1.set_title("Best-matching target layer (numbers: n*)")
+    ax1.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def sgd_comparison(closed, sgd):
+    """Left: per-pair held-out error, SGD vs closed form. Right: SGD's error against training time."""
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4.3))
+    a = np.asarray(closed.relative_error).ravel()
+    b = np.asarray(sgd.relative_error).ravel()
+    hi = float(max(a.max(), b.max())) * 1.05
+    ax0.scatter(a, b, s=14, color=PALETTE[0])
+    ax0.plot([0, hi], [0, hi], ls="--", color="black", lw=0.8, label="equal error")
+    ax0.set_xlabel("Closed form (ridge): relative error")
+    ax0.set_ylabel("SGD (paper's recipe, scaled down): relative error")
+    ax0.set_xlim(0, hi)
+    ax0.set_ylim(0, hi)
+    ax0.legend()
+    ax0.set_title(f"Per layer pair: {pair_label(closed)}")
+
+    cf_err = float(np.mean(closed.relative_error))
+    cf_t = float(closed.fit_seconds)
+    steps = np.asarray(sgd.arrays.get("sgd_eval_steps", []))
+    if len(steps):
+        t = np.asarray(sgd.sgd_eval_seconds)
+        e = np.asarray(sgd.sgd_eval_error).reshape(len(steps), -1).mean(1)
+        ax1.plot(t, e, marker="o", color=PALETTE[1], label="SGD (checkpoints)")
+    ax1.scatter([cf_t], [cf_err], marker="*", s=160, color=PALETTE[0], zorder=5, label="closed form")
+    ax1.axhline(cf_err, color=PALETTE[0], lw=0.8, ls=":")
+    ax1.set_xscale("log")
+    ax1.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax1.xaxis.set_minor_formatter(NullFormatter())
+    ax1.set_xlabel("Fit time (s, this machine)")
+    ax1.set_ylabel("Mean relative error over all pairs (test)")
+    ax1.legend()
+    ax1.set_title("Error against fit time")
+    fig.tight_layout()
+    return fig
