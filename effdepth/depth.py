@@ -1,0 +1,392 @@
+"""§3.3 depth score: do harder problems use deeper layers? (SPEC §4c)
+
+For every example, the future-setting skip test (SPEC §2, `effdepth.skipping`) with split points
+chosen from the answer:
+
+- split='answer' (multi-hop QA, short answers): one split point at the answer start — the whole
+  question is intervened on, the answer is measured;
+- split='solution' (worked solutions: MATH, GSM8K): up to 4 split points inside the solution at
+  offsets 0, 4, 8, … from its start;
+- split='auto': 'solution' for examples whose `meta['dataset']` is 'math' or 'gsm8k', else 'answer'.
+
+E[s, l] = max over split points and measured positions of the relative change of layer l when
+layer s is skipped; o[s] the same for the output-distribution change. Per level, E and o are
+aggregated over examples with the max (the paper's figure) and the mean. Then
+
+    e_s = Σ_{l>s} E[s, l] / max(L-1-s, 1)        (layer importance)
+    D   = Σ_s s · w_s / Σ_s w_s                  (depth score, 0-indexed; w = e or w = o)
+
+Beyond the paper: a depth score per example, a bootstrap 95 % interval per level (for the paper's
+max-aggregated score and for the mean of the per-example scores), and a trend test across levels
+(Spearman's ρ between level and per-example score, with a level-stratified bootstrap interval), so
+that "flat" or "rising" is a statistical statement. Teacher-forced greedy accuracy per level is
+recorded beside it, and the score is recomputed on correctly answered examples only.
+
+The pure pieces (`layer_importance`, `depth_from_weights`, `depth_scores`, `bootstrap_levels`,
+`trend_test`) take arrays and need no model.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .results import Result, measure
+
+SPLIT_MODES = ("auto", "answer", "solution")
+SOLUTION_DATASETS = ("math", "gsm8k")
+
+
+# -- pure scores -------------------------------------------------------------------------------
+
+
+def layer_importance(E: np.ndarray) -> np.ndarray:
+    """e_s = Σ_{l>s} E[s, l] / max(L-1-s, 1) for E [..., L, L]; returns [..., L] (e_{L-1} = 0)."""
+    E = np.asarray(E, dtype=float)
+    L = E.shape[-1]
+    upper = np.triu(np.ones((L, L), dtype=bool), k=1)
+    denom = np.maximum(L - 1 - np.arange(L), 1)
+    return np.where(upper, np.nan_to_num(E), 0.0).sum(-1) / denom
+
+
+def depth_from_weights(w: np.ndarray) -> np.ndarray:
+    """D = Σ_s s·w_s / Σ_s w_s over the last axis (0-indexed layers); NaN where Σ w = 0."""
+    w = np.asarray(w, dtype=float)
+    s = np.arange(w.shape[-1])
+    total = w.sum(-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, (w * s).sum(-1) / np.where(total > 0, total, 1), np.nan)
+
+
+def depth_scores(E: np.ndarray, o: np.ndarray) -> tuple:
+    """(D from the layer effect, D from the logit/output effect) of E [..., L, L] and o [..., L]."""
+    return depth_from_weights(layer_importance(E)), depth_from_weights(o)
+
+
+def bootstrap_levels(E: np.ndarray, o: np.ndarray, levels: np.ndarray, n_boot: int = 1000, seed: int = 0, level_values=None) -> dict:
+    """Bootstrap (examples resampled with replacement within each level) of the per-level scores.
+
+    E [N, L, L], o [N, L] per example; levels [N]. Returns per level ([K, 2] = 2.5 %, 97.5 %):
+    'max_layer', 'max_output' (the paper's max-aggregated score), 'mean_layer', 'mean_output' (the
+    mean of the per-example scores), and the replicates 'rep_*' [n_boot, K].
+    """
+    levels = np.asarray(levels)
+    level_values = np.unique(levels) if level_values is None else np.asarray(level_values)
+    rng = np.random.default_rng(seed)
+    ex_layer, ex_out = depth_scores(E, o)
+    reps = {k: np.full((n_boot, len(level_values)), np.nan) for k in ("max_layer", "max_output", "mean_layer", "mean_output")}
+    for j, lv in enumerate(level_values):
+        idx = np.flatnonzero(levels == lv)
+        if len(idx) == 0:
+            continue
+        draws = idx[rng.integers(0, len(idx), size=(n_boot, len(idx)))]  # [B, n]
+        for b0 in range(0, n_boot, 64):  # bounded memory: E[draws] is [B, n, L, L]
+            d = draws[b0 : b0 + 64]
+            Emax, omax = np.nanmax(E[d], axis=1), np.nanmax(o[d], axis=1)
+            reps["max_layer"][b0 : b0 + 64, j], reps["max_output"][b0 : b0 + 64, j] = depth_scores(Emax, omax)
+        with np.errstate(all="ignore"):
+            reps["mean_layer"][:, j] = np.nanmean(ex_layer[draws], axis=1)
+            reps["mean_output"][:, j] = np.nanmean(ex_out[draws], axis=1)
+    out = {}
+    for k, r in reps.items():
+        with np.errstate(all="ignore"):
+            out[k] = np.stack([np.nanpercentile(r, 2.5, axis=0), np.nanpercentile(r, 97.5, axis=0)], -1) if np.isfinite(r).any() else np.full((len(level_values), 2), np.nan)
+        out[f"rep_{k}"] = r
+    return out
+
+
+def trend_test(levels: np.ndarray, scores: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Spearman's ρ between level and per-example score, its p-value (scipy), and a 95 % interval
+    from a bootstrap that resamples examples within each level. NaN scores are left out."""
+    from scipy.stats import spearmanr
+
+    levels, scores = np.asarray(levels, float), np.asarray(scores, float)
+    keep = np.isfinite(scores)
+    levels, scores = levels[keep], scores[keep]
+    out = {"rho": np.nan, "p": np.nan, "lo": np.nan, "hi": np.nan, "n": int(keep.sum())}
+    if len(np.unique(levels)) < 2 or len(scores) < 3 or np.ptp(scores) == 0:
+        return out
+    res = spearmanr(levels, scores)
+    out["rho"], out["p"] = float(res.statistic), float(res.pvalue)
+    rng = np.random.default_rng(seed)
+    groups = [np.flatnonzero(levels == lv) for lv in np.unique(levels)]
+    rhos = []
+    for _ in range(n_boot):
+        idx = np.concatenate([g[rng.integers(0, len(g), len(g))] for g in groups])
+        s = scores[idx]
+        if np.ptp(s) > 0:
+            rhos.append(spearmanr(levels[idx], s).statistic)
+    if rhos:
+        out["lo"], out["hi"] = (float(x) for x in np.nanpercentile(rhos, [2.5, 97.5]))
+    return out
+
+
+def trend_verdict(trend: dict) -> str:
+    """'rising', 'falling' or 'flat' (no trend distinguishable: the interval of ρ contains 0)."""
+    lo, hi = trend.get("lo", np.nan), trend.get("hi", np.nan)
+    if not np.isfinite(lo) or not np.isfinite(hi):
+        return "undetermined"
+    if lo > 0:
+        return "rising"
+    if hi < 0:
+        return "falling"
+    return "flat"
+
+
+# -- the measurement ---------------------------------------------------------------------------
+
+
+class DepthScore(Result):
+    """Depth scores per difficulty level (SPEC §4c).
+
+    Per level (index k, value `levels[k]`): `n_examples`, `accuracy` (teacher-forced greedy exact
+    match), `max_E`, `mean_E` [K, L, L], `max_o`, `mean_o` [K, L], `layer_importance`,
+    `output_importance` [K, L] (from the max-aggregated E and o), `depth_layer`, `depth_output` [K]
+    (the paper's max-aggregated scores) with bootstrap intervals `depth_layer_ci`, `depth_output_ci`
+    [K, 2]; `depth_layer_meanagg`, `depth_output_meanagg` (from the mean E, o); the mean of the
+    per-example scores `example_mean_layer`, `example_mean_output` with `*_ci`; the max-aggregated
+    scores of the correctly answered examples only `depth_layer_correct`, `depth_output_correct`
+    (NaN where none) and `n_correct`.
+    Per example (index i): `example_level`, `example_correct`, `example_E` [N, L, L], `example_o`
+    [N, L], `example_depth_layer`, `example_depth_output`, `example_splits` [N, 4] (-1 = none).
+    Trend across levels, [ρ, p, lo, hi]: `trend_layer`, `trend_output` (per-example scores) and
+    `trend_layer_correct`, `trend_output_correct` (correct examples only).
+    """
+
+    measurement = "depth_score"
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per level: accuracy, the paper's max-aggregated scores with intervals, the mean
+        per-example scores with intervals, and the scores on correct examples only."""
+        f = pd.DataFrame(
+            {
+                "n": self.n_examples,
+                "accuracy": self.accuracy,
+                "depth_layer": self.depth_layer,
+                "depth_layer_lo": self.depth_layer_ci[:, 0],
+                "depth_layer_hi": self.depth_layer_ci[:, 1],
+                "depth_output": self.depth_output,
+                "depth_output_lo": self.depth_output_ci[:, 0],
+                "depth_output_hi": self.depth_output_ci[:, 1],
+                "example_mean_layer": self.example_mean_layer,
+                "example_mean_layer_lo": self.example_mean_layer_ci[:, 0],
+                "example_mean_layer_hi": self.example_mean_layer_ci[:, 1],
+                "example_mean_output": self.example_mean_output,
+                "example_mean_output_lo": self.example_mean_output_ci[:, 0],
+                "example_mean_output_hi": self.example_mean_output_ci[:, 1],
+                "n_correct": self.n_correct,
+                "depth_layer_correct": self.depth_layer_correct,
+                "depth_output_correct": self.depth_output_correct,
+            },
+            index=pd.Index(self.levels, name="level"),
+        )
+        return f
+
+    def examples_frame(self) -> pd.DataFrame:
+        """One row per example: level, correct, its two depth scores."""
+        return pd.DataFrame(
+            {
+                "level": self.example_level,
+                "correct": self.example_correct.astype(bool),
+                "depth_layer": self.example_depth_layer,
+                "depth_output": self.example_depth_output,
+            }
+        )
+
+    def trend(self, which: str = "layer", correct_only: bool = False) -> dict:
+        """{'rho', 'p', 'lo', 'hi', 'verdict'} of the trend test for the 'layer' or 'output' score."""
+        arr = self.arrays[f"trend_{which}" + ("_correct" if correct_only else "")]
+        out = dict(zip(("rho", "p", "lo", "hi"), (float(x) for x in arr)))
+        out["verdict"] = trend_verdict(out)
+        return out
+
+
+def split_mode_of(example, split: str) -> str:
+    if split not in SPLIT_MODES:
+        raise ValueError(f"split must be one of {SPLIT_MODES}, not '{split}'")
+    if split != "auto":
+        return split
+    return "solution" if str(example.meta.get("dataset", "")).lower() in SOLUTION_DATASETS else "answer"
+
+
+def example_splits(T: int, answer_start: int, mode: str, n_splits: int = 4, step: int = 4) -> list[int]:
+    """Split points of one example: [answer_start] ('answer'), or up to `n_splits` points at
+    answer_start + 0, step, 2·step, … that leave at least one measured position ('solution')."""
+    if mode == "answer":
+        return [answer_start] if answer_start < T else []
+    return [t for t in range(answer_start, T, step)][:n_splits]
+
+
+def _group(examples_by_level) -> dict:
+    if isinstance(examples_by_level, dict):
+        groups = {lv: list(exs) for lv, exs in examples_by_level.items()}
+    else:
+        groups = defaultdict(list)
+        for ex in examples_by_level:
+            if ex.level is None:
+                raise ValueError("Every example needs a level (or pass a {level: examples} dict).")
+            groups[ex.level].append(ex)
+    groups = {lv: exs for lv, exs in sorted(groups.items()) if exs}
+    if not groups:
+        raise ValueError("depth_score() needs at least one example.")
+    return groups
+
+
+@torch.no_grad()
+def greedy_correct(model, ids: torch.Tensor, answer_start: int) -> bool:
+    """Teacher-forced greedy exact match: every answer token is the argmax of the prediction before it."""
+    x = ids.reshape(1, -1)
+    if model.remote:
+        with model.trace(x):
+            logits = model.nn.output.logits.save()
+        logits = logits[0]
+    else:
+        logits = model.hf(input_ids=x.to(model.device), use_cache=False).logits[0]
+    pred = logits[answer_start - 1 : -1].argmax(-1).cpu()
+    return bool((pred == ids[answer_start:].cpu()).all())
+
+
+def depth_score(
+    model,
+    examples_by_level,
+    split: str = "auto",
+    n_splits: int = 4,
+    split_step: int = 4,
+    n_boot: int = 1000,
+    seed: int = 0,
+    method: str = "auto",
+    batch_size: int | None = None,
+    store=None,
+) -> DepthScore:
+    """Depth scores per difficulty level from the future-setting skip test (SPEC §4c).
+
+    examples_by_level: {level: [Example]} or a list of `Example`s with `.level` set. split:
+    'answer', 'solution' or 'auto' (see the module docstring); n_splits / split_step: the
+    'solution' split points. n_boot, seed: the bootstrap. method, batch_size: as `skip_effects`.
+    """
+    from . import skipping
+    from .erasure import encode_example
+
+    groups = _group(examples_by_level)
+    if method == "auto":
+        method = "trace" if model.remote else "fast"
+    if method == "fast" and model.remote:
+        raise ValueError("method='fast' needs a local model; use method='trace' remotely.")
+    items = []
+    for lv, exs in groups.items():
+        for ex in exs:
+            mode = split_mode_of(ex, split)
+            ids, a0 = encode_example(model, ex.prompt, ex.answer)
+            items.append((lv, ex.prompt, ex.answer, mode, example_splits(len(ids), a0, mode, n_splits, split_step)))
+    if not any(it[4] for it in items):
+        raise ValueError("No example has a position to measure after its split point.")
+    L = model.n_layers
+
+    def per_item(item):
+        _, prompt, answer, mode, splits = item
+        ids, a0 = encode_example(model, prompt, answer)
+        out = {"correct": np.array(greedy_correct(model, ids, a0)), "n_tokens": np.array(len(ids)), "answer_start": np.array(a0)}
+        if not splits:
+            out.update(valid=np.array(0))
+            return out
+        inter, meas = skipping.position_masks(len(ids), "future", splits)
+        if method == "fast":
+            r = skipping._fast_skip(model, ids, inter, meas, "layer", False, batch_size)
+        else:
+            r = skipping._trace_variants(model, ids, inter, meas, "layer", False, batch_size, False)
+        out.update(valid=np.array(1), E=r["max_layer"], o=r["max_output"], mean_E=r["mean_layer"], mean_o=r["mean_output"])
+        return out
+
+    def aggregate(parts):
+        return summarize(items, parts, L, n_splits, n_boot, seed)
+
+    params = {"split": split, "n_splits": n_splits, "split_step": split_step, "n_boot": n_boot, "seed": seed, "method": method}
+    return measure(
+        DepthScore,
+        model,
+        items,
+        params=params,
+        per_item=per_item,
+        aggregate=aggregate,
+        store=store,
+        item_id=lambda it: [it[1], it[2], it[4]],
+        data_meta={"levels": [str(lv) for lv in groups], "n_per_level": {str(lv): len(exs) for lv, exs in groups.items()}},
+    )
+
+
+def summarize(items, parts, L: int, n_splits: int, n_boot: int, seed: int) -> dict:
+    """The `DepthScore` arrays from per-example skip results (pure: also used by the tests)."""
+    valid = [bool(int(p["valid"])) for p in parts]
+    lv_all = np.array([it[0] for it in items])
+    levels = np.unique(lv_all)
+    N = len(items)
+    E = np.full((N, L, L), np.nan)
+    o = np.full((N, L), np.nan)
+    mean_E = np.full((N, L, L), np.nan)
+    mean_o = np.full((N, L), np.nan)
+    for i, p in enumerate(parts):
+        if valid[i]:
+            E[i], o[i], mean_E[i], mean_o[i] = p["E"], p["o"], p["mean_E"], p["mean_o"]
+    correct = np.array([bool(int(p["correct"])) for p in parts])
+    valid = np.array(valid)
+    ex_layer, ex_out = depth_scores(E, o)
+    ex_layer[~valid], ex_out[~valid] = np.nan, np.nan
+    K = len(levels)
+    nan = lambda *s: np.full(s, np.nan)  # noqa: E731
+    out = {
+        "levels": levels,
+        "n_examples": np.zeros(K, int),
+        "n_correct": np.zeros(K, int),
+        "accuracy": nan(K),
+        "max_E": nan(K, L, L),
+        "mean_E": nan(K, L, L),
+        "max_o": nan(K, L),
+        "mean_o": nan(K, L),
+        "depth_layer_correct": nan(K),
+        "depth_output_correct": nan(K),
+    }
+    for k, lv in enumerate(levels):
+        sel = (lv_all == lv) & valid
+        out["n_examples"][k] = int(sel.sum())
+        out["n_correct"][k] = int((sel & correct).sum())
+        out["accuracy"][k] = correct[lv_all == lv].mean()
+        if sel.any():
+            out["max_E"][k], out["max_o"][k] = E[sel].max(0), o[sel].max(0)
+            out["mean_E"][k], out["mean_o"][k] = E[sel].mean(0), o[sel].mean(0)
+        if (sel & correct).any():
+            out["depth_layer_correct"][k], out["depth_output_correct"][k] = depth_scores(E[sel & correct].max(0), o[sel & correct].max(0))
+    out["layer_importance"] = layer_importance(out["max_E"])
+    out["output_importance"] = out["max_o"]
+    out["depth_layer"], out["depth_output"] = depth_scores(out["max_E"], out["max_o"])
+    out["depth_layer_meanagg"], out["depth_output_meanagg"] = depth_scores(out["mean_E"], out["mean_o"])
+    vi = np.flatnonzero(valid)
+    boot = bootstrap_levels(E[vi], o[vi], lv_all[vi], n_boot=n_boot, seed=seed, level_values=levels)
+    out["depth_layer_ci"], out["depth_output_ci"] = boot["max_layer"], boot["max_output"]
+    out["example_mean_layer_ci"], out["example_mean_output_ci"] = boot["mean_layer"], boot["mean_output"]
+    with np.errstate(all="ignore"):
+        out["example_mean_layer"] = np.array([np.nanmean(ex_layer[lv_all == lv]) if np.isfinite(ex_layer[lv_all == lv]).any() else np.nan for lv in levels])
+        out["example_mean_output"] = np.array([np.nanmean(ex_out[lv_all == lv]) if np.isfinite(ex_out[lv_all == lv]).any() else np.nan for lv in levels])
+    numeric = np.issubdtype(levels.dtype, np.number)
+    rank = lv_all.astype(float) if numeric else np.searchsorted(levels, lv_all).astype(float)
+    for name, scores in (("layer", ex_layer), ("output", ex_out)):
+        t = trend_test(rank, scores, n_boot=n_boot, seed=seed)
+        out[f"trend_{name}"] = np.array([t["rho"], t["p"], t["lo"], t["hi"]])
+        tc = trend_test(rank[correct], scores[correct], n_boot=n_boot, seed=seed)
+        out[f"trend_{name}_correct"] = np.array([tc["rho"], tc["p"], tc["lo"], tc["hi"]])
+    splits = np.full((N, max(n_splits, 1)), -1)
+    for i, it in enumerate(items):
+        splits[i, : len(it[4])] = it[4][: splits.shape[1]]
+    out.update(
+        example_level=lv_all,
+        example_correct=correct,
+        example_E=E,
+        example_o=o,
+        example_depth_layer=ex_layer,
+        example_depth_output=ex_out,
+        example_splits=splits,
+        example_n_tokens=np.array([int(p["n_tokens"]) for p in parts]),
+    )
+    return out

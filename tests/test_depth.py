@@ -1,0 +1,128 @@
+"""§4c depth score: the pure score of hand-made matrices, the statistics, and the measurement."""
+
+import numpy as np
+import pytest
+import torch
+
+from effdepth import depth_score, skip_effects
+from effdepth.data.examples import Example
+from effdepth.depth import (
+    bootstrap_levels,
+    depth_from_weights,
+    depth_scores,
+    example_splits,
+    greedy_correct,
+    layer_importance,
+    split_mode_of,
+    trend_test,
+    trend_verdict,
+)
+from effdepth.erasure import encode_example
+
+
+def test_score_of_a_hand_made_matrix():
+    E = np.zeros((4, 4))
+    E[0, 1:] = 1.0  # layer 0 changes all three later layers fully: e_0 = 3 / 3
+    E[1, 3] = 0.5  # e_1 = 0.5 / 2
+    E[2, 3] = 0.3  # e_2 = 0.3 / 1
+    E[3, 0] = 9.0  # below the diagonal: not a later layer, ignored
+    E[2, 2] = 7.0  # the diagonal is ignored too
+    e = layer_importance(E)
+    np.testing.assert_allclose(e, [1.0, 0.25, 0.3, 0.0])
+    d_layer, d_out = depth_scores(E, np.array([0.0, 0.0, 0.0, 2.0]))
+    assert d_layer == pytest.approx((0 * 1 + 1 * 0.25 + 2 * 0.3) / 1.55)
+    assert d_out == pytest.approx(3.0)  # all output importance on the last layer
+    assert depth_from_weights(np.ones(5)) == pytest.approx(2.0)  # uniform weights: the middle
+    assert np.isnan(depth_from_weights(np.zeros(3)))
+    # batched over leading axes
+    np.testing.assert_allclose(depth_scores(np.stack([E, 2 * E]), np.ones((2, 4)))[0], [d_layer, d_layer])
+
+
+def test_bootstrap_and_trend_statistics():
+    rng = np.random.default_rng(0)
+    L = 6
+    E_one = np.triu(rng.uniform(0.1, 1, (L, L)), 1)
+    E = np.stack([E_one] * 10)
+    o = np.stack([np.linspace(0.1, 1, L)] * 10)
+    levels = np.repeat([1, 2], 5)
+    boot = bootstrap_levels(E, o, levels, n_boot=50, seed=0)
+    d_layer, d_out = depth_scores(E_one, o[0])
+    np.testing.assert_allclose(boot["max_layer"], [[d_layer, d_layer]] * 2)  # identical examples: no spread
+    np.testing.assert_allclose(boot["mean_output"], [[d_out, d_out]] * 2)
+    lv = np.repeat([1, 2, 3, 4], 25)
+    rising = trend_test(lv, lv + rng.normal(0, 0.5, lv.size), n_boot=200)
+    assert rising["rho"] > 0.5 and rising["p"] < 1e-3 and rising["lo"] > 0 and trend_verdict(rising) == "rising"
+    flat = trend_test(lv, rng.normal(0, 1, lv.size), n_boot=200)
+    assert flat["lo"] < flat["rho"] < flat["hi"] and trend_verdict(flat) == "flat"
+    falling = trend_test(lv, -lv + rng.normal(0, 0.5, lv.size), n_boot=200)
+    assert trend_verdict(falling) == "falling"
+
+
+def test_split_points_of_answers_and_solutions():
+    assert example_splits(20, 12, "answer") == [12]
+    assert example_splits(30, 10, "solution") == [10, 14, 18, 22]
+    assert example_splits(16, 10, "solution") == [10, 14]
+    assert split_mode_of(Example("p", "a", 1, {"dataset": "math"}), "auto") == "solution"
+    assert split_mode_of(Example("p", "a", 2, {"dataset": "mquake"}), "auto") == "answer"
+    with pytest.raises(ValueError, match="split must be"):
+        split_mode_of(Example("p", "a"), "middle")
+
+
+def test_greedy_correct_is_teacher_forced_exact_match(tiny_models):
+    model = tiny_models["llama"]
+    prompt = "Q: 5+7-5 A:"
+    ids = model.encode(prompt)
+    greedy = []
+    with torch.no_grad():
+        for _ in range(3):  # the model's own greedy continuation is, by definition, correct
+            nxt = int(model.hf(input_ids=torch.cat([ids, torch.tensor(greedy, dtype=torch.long)])[None]).logits[0, -1].argmax())
+            greedy.append(nxt)
+    full = torch.cat([ids, torch.tensor(greedy)])
+    assert greedy_correct(model, full, len(ids))
+    wrong = full.clone()
+    wrong[-1] = (wrong[-1] + 1) % model.vocab_size
+    assert not greedy_correct(model, wrong, len(ids))
+
+
+def test_measurement_matches_the_skip_test_and_aggregates(tiny_models):
+    model = tiny_models["llama"]
+    L = model.n_layers
+    answers = [" seven is it", " eight is it", " nine is it!"]
+    by_level = {
+        1: [Example("Q: 5+7-5 A:", answers[0], 1), Example("Q: 1+2-3 A:", answers[1], 1)],
+        2: [Example("Q: 5+7-5+1 A:", answers[2], 2), Example("Q: 9-7-5+3 A:", answers[0], 2)],
+    }
+    res = depth_score(model, by_level, split="answer", n_boot=100)
+    assert list(res.levels) == [1, 2] and list(res.n_examples) == [2, 2]
+    assert res.example_E.shape == (4, L, L) and res.max_E.shape == (2, L, L)
+    # the split point is the answer start: the same numbers as the future skip test with that split
+    ex = by_level[1][0]
+    ids, a0 = encode_example(model, ex.prompt, ex.answer)
+    assert list(res.example_splits[0][:1]) == [a0] and (res.example_splits[0][1:] == -1).all()
+    skip = skip_effects(model, [ex.text], mode="future", n_splits=1, split_step=a0)
+    assert list(skip.split_points[0]) == [a0]
+    np.testing.assert_allclose(res.example_E[0], skip.example_layer_effect[0], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(res.example_o[0], skip.example_output_effect[0], rtol=1e-6, atol=1e-7)
+    # aggregation: max and mean over a level's examples, then the pure scores
+    np.testing.assert_allclose(res.max_E[0], res.example_E[:2].max(0))
+    np.testing.assert_allclose(res.mean_o[1], res.example_o[2:].mean(0))
+    np.testing.assert_allclose(res.depth_layer, depth_scores(res.max_E, res.max_o)[0])
+    np.testing.assert_allclose(res.example_depth_output, depth_scores(res.example_E, res.example_o)[1])
+    assert (res.max_E[:, np.tril_indices(L)[0], np.tril_indices(L)[1]] < 1e-6).all()  # future setting: nothing at or below the diagonal
+    assert np.all((res.depth_layer_ci[:, 0] <= res.depth_layer + 1e-9) & (res.depth_layer <= res.depth_layer_ci[:, 1] + 1e-9))
+    assert ((res.accuracy >= 0) & (res.accuracy <= 1)).all() and res.example_correct.dtype == bool
+    frame = res.to_frame()
+    assert list(frame.index) == [1, 2] and {"accuracy", "depth_layer", "depth_output_lo"} <= set(frame.columns)
+    assert res.trend("layer")["verdict"] in ("rising", "falling", "flat", "undetermined")
+
+
+def test_generators_claim_what_they_build():
+    """Each generated example's level is what an independent solver finds in its text."""
+    from effdepth.data.arithmetic import graded_examples, solve_graded
+    from effdepth.data.multihop import multihop_examples, solve
+
+    for ex in multihop_examples(n_per_hops=5, seed=3):
+        assert solve(ex.prompt) == (ex.answer, ex.level)
+    for ex in graded_examples(n_per_level=5, seed=3):
+        value, level = solve_graded(ex.prompt)
+        assert (f" {value}", level) == (ex.answer, ex.level)
