@@ -5,13 +5,17 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 MODEL  ?= zoo:default
+SHELL  := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+# pip on some machines lists find-links folders that do not exist; drop that noise, keep errors.
+QUIET  := 2>&1 | { grep -v "^WARNING: Location '" || true; }
 
 .PHONY: install book run html test bench zoo clean
 
 $(BIN)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.txt -c constraints.txt
-	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -e .
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.txt -c constraints.txt $(QUIET)
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -e . $(QUIET)
 	touch $@
 
 install: $(BIN)/.installed

@@ -40,6 +40,7 @@ CHAPTERS: tuple[Chapter, ...] = (
     Chapter("complexity", "§3.3 Depth and problem complexity"),
     Chapter("linear_maps", "§3.4 Shallow-to-deep linear maps", zoo_only=False),
     Chapter("objective", "§3.5 Objective or architecture?", zoo_only=True),
+    Chapter("comparison", "Across depths: the zoo side by side"),
 )
 
 

@@ -154,7 +154,8 @@ class Store:
 
         items = list(items)
         out = []
-        for item in tqdm(items, desc=progress, disable=progress is None or len(items) < 2, leave=False):
+        quiet = progress is None or len(items) < 2 or os.environ.get("TQDM_DISABLE", "") not in ("", "0")
+        for item in tqdm(items, desc=progress, disable=quiet, leave=False):
             key = f"{key_prefix}/{digest(item_id(item))}"
             arrays, _ = self.get_or_compute(key, lambda: (compute(item), {}))
             out.append(arrays)

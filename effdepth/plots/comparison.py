@@ -1,0 +1,29 @@
+"""Across-model figures: one curve per model against *relative* depth (layer / number of layers)."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from . import PALETTE
+
+
+def relative_depth(n_layers: int) -> np.ndarray:
+    """Layer l of L at relative depth (l + 0.5) / L: the middle of its slot in [0, 1]."""
+    return (np.arange(n_layers) + 0.5) / n_layers
+
+
+def by_relative_depth(curves: dict[str, tuple[np.ndarray, np.ndarray]], ylabel: str, title: str, ylim=None):
+    """Line per model: curves maps a model label to (relative depths, values)."""
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    for i, (label, (x, y)) in enumerate(curves.items()):
+        ax.plot(x, y, "o-", color=PALETTE[i % len(PALETTE)], markersize=3.5, label=label)
+    ax.set_xlim(0, 1)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.set_xlabel("Relative depth (layer / number of layers)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
