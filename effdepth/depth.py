@@ -124,14 +124,16 @@ def trend_test(levels: np.ndarray, scores: np.ndarray, n_boot: int = 1000, seed:
     return out
 
 
-def trend_verdict(trend: dict) -> str:
-    """'rising', 'falling' or 'flat' (no trend distinguishable: the interval of ρ contains 0)."""
-    lo, hi = trend.get("lo", np.nan), trend.get("hi", np.nan)
-    if not np.isfinite(lo) or not np.isfinite(hi):
+def trend_verdict(trend: dict, alpha: float = 0.05) -> str:
+    """'rising' / 'falling' when the bootstrap interval of ρ excludes 0 on that side **and** scipy's
+    p < alpha (the percentile bootstrap alone is optimistic with few examples per level); 'flat'
+    otherwise (no trend distinguishable from none); 'undetermined' without a finite ρ."""
+    lo, hi, p = trend.get("lo", np.nan), trend.get("hi", np.nan), trend.get("p", np.nan)
+    if not (np.isfinite(lo) and np.isfinite(hi) and np.isfinite(p)):
         return "undetermined"
-    if lo > 0:
+    if lo > 0 and p < alpha:
         return "rising"
-    if hi < 0:
+    if hi < 0 and p < alpha:
         return "falling"
     return "flat"
 
@@ -390,3 +392,48 @@ def summarize(items, parts, L: int, n_splits: int, n_boot: int, seed: int) -> di
         example_n_tokens=np.array([int(p["n_tokens"]) for p in parts]),
     )
     return out
+
+
+# -- the chapter's data ------------------------------------------------------------------------
+
+
+def difficulty_datasets(model_spec: str, n_per_level: int = 20, seed: int = 0, source: str = "auto") -> tuple[dict, list[str]]:
+    """The labelled-difficulty sets the §3.3 chapter measures, and notes on what was substituted.
+
+    source 'real': the paper's MATH intermediate_algebra levels 1–5 (worked solutions) and
+    MQuAKE-Remastered CF3k 2/3/4 hops (`effdepth.data.real`, seed 42 as the paper); 'generated':
+    graded arithmetic (level = number of operations) and in-context multi-hop questions (1–4 hops);
+    'auto': generated for the project's own models (their training distribution), real otherwise,
+    falling back to generated (with a note) where a real set is not available offline.
+    Returns ({name: {'examples': {level: [Example]}, 'xlabel', 'level_fmt'}}, notes).
+    """
+    from .data import is_offline_model
+    from .data.real import DatasetNotAvailable
+
+    if source not in ("auto", "real", "generated"):
+        raise ValueError(f"source must be 'auto', 'real' or 'generated', not '{source}'")
+    if source == "auto":
+        source = "generated" if is_offline_model(model_spec) else "real"
+    sets, notes = {}, []
+    if source == "real":
+        from .data.real import math_problems, mquake
+
+        for name, load, levels, xlabel, fmt in (
+            ("MATH (intermediate algebra)", math_problems, (1, 2, 3, 4, 5), "Difficulty level", "Level {}"),
+            ("MQuAKE (CF3k)", mquake, (2, 3, 4), "Hops", "{} hops"),
+        ):
+            try:
+                sets[name] = {"examples": {lv: load(lv, n=n_per_level, seed=42) for lv in levels}, "xlabel": xlabel, "level_fmt": fmt}
+            except DatasetNotAvailable as err:
+                notes.append(f"{name} is not available here ({err}); the generated sets are used instead.")
+        if sets:
+            return sets, notes
+    from .data.arithmetic import graded_examples
+    from .data.multihop import multihop_examples
+
+    arith = graded_examples(levels=(1, 2, 3, 4, 5), n_per_level=n_per_level, split="test", seed=seed)
+    hops = multihop_examples(hops=(1, 2, 3, 4), n_per_hops=n_per_level, seed=seed)
+    by = lambda exs: {lv: [e for e in exs if e.level == lv] for lv in sorted({e.level for e in exs})}  # noqa: E731
+    sets["Graded arithmetic"] = {"examples": by(arith), "xlabel": "Number of operations", "level_fmt": "{}"}
+    sets["Multi-hop questions"] = {"examples": by(hops), "xlabel": "Hops", "level_fmt": "{}"}
+    return sets, notes
