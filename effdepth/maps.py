@@ -30,11 +30,13 @@ automatically from `memory_gb`), M = L1 + 1 source indices, batch of N_b kept to
 
     peak ≈ 8·M·B·d_src·d_tgt          cross terms Σxyᵀ, later P, later the maps W (in place)
          + 24·M·G·d_src²              Gram, eigenvectors, validation Gram
-         + 12·N_b·(M·d_src + B·d_tgt)  one batch of activations (float32 capture + float64 copy)
+         + 20·N_b·(M·d_src + B·d_tgt)  one batch of activations (float32 capture, float64 copy,
+                                        and its token-major copy for the cross-term GEMM)
 
 Qwen2.5-1.5B → Qwen2.5-14B (d 1536 → 5120, M = 29, 49 targets): the cross terms of all pairs
-are 8·29·49·1536·5120 B = 89 GB, so with `memory_gb=40` they are streamed in 2 blocks of ≤ 25
-target layers (each block re-runs the passes; the deep model stops at the block's last layer).
+are 8·29·49·1536·5120 B = 89 GB (115 GB peak with batches of 8 × 512 tokens), so with
+`memory_gb=40` the targets are streamed in 4 blocks of ≤ 13 layers (≈ 34 GB peak); each block
+re-runs the three passes, the deep model stopping at the block's last layer.
 
 `method="sgd"` keeps the paper's recipe for comparison (AdamW, lr 2.5e-4, weight decay 0.01,
 cosine schedule, 200 warm-up steps, gradient-norm clip 0.25, MSE on raw residuals, one parameter
@@ -738,7 +740,7 @@ def peak_memory_bytes(d_src: int, d_tgt: int, L1: int, L2: int, block: int | Non
     G = B if weighting == "relative" else 1
     per_param = 8 if method == "lstsq" else 16  # float64 statistics, or float32 weights + grad + 2 Adam states
     grams = 24 * M * G * d_src**2 if method == "lstsq" else 0
-    return per_param * M * B * d_src * d_tgt + grams + 12 * batch_tokens * (M * d_src + B * d_tgt)
+    return per_param * M * B * d_src * d_tgt + grams + 20 * batch_tokens * (M * d_src + B * d_tgt)
 
 
 def choose_block(d_src: int, d_tgt: int, L1: int, L2: int, memory_gb: float, batch_tokens: int, weighting: str = "none", method: str = "lstsq") -> int:
@@ -766,6 +768,7 @@ def linear_maps(
     target_block: int | None = None,
     memory_gb: float = 16.0,
     device=None,
+    accum_dtype=torch.float64,
     store: Store | None = None,
     progress: bool = True,
 ) -> LinearMaps:
@@ -778,7 +781,10 @@ def linear_maps(
     squares) or "sgd" (the paper's recipe, `sgd=SGDRecipe(steps=..., batch_windows=...)`).
     weighting: "none" (least squares) or "relative" (each token weighted by 1/‖y‖², i.e. mean squared
     relative error). Target layers are processed in blocks that fit `memory_gb` (see the module
-    docstring), or `target_block` at a time. Models must share a tokenizer (`TokenizerMismatch`).
+    docstring), or `target_block` at a time. Statistics live on `device` (default: the source model's)
+    in `accum_dtype` (float64; float32 only where float64 is slow, e.g. consumer GPUs, and with
+    care: Gram matrices of residual streams are ill-conditioned). Models must share a tokenizer
+    (`TokenizerMismatch`).
 
     Returns a `LinearMaps` result; see its docstring for the arrays.
     """
@@ -807,7 +813,7 @@ def linear_maps(
     per_block = target_block or choose_block(d1, d2, L1, L2, memory_gb, batch_tokens, weighting, method)
     blocks = _target_blocks(L2 + 1, per_block)
 
-    params = {"method": method, "window": window, "n_windows": len(windows), "split": list(split), "seed": seed, "weighting": weighting, "batch_size": batch_size}
+    params = {"method": method, "window": window, "n_windows": len(windows), "split": list(split), "seed": seed, "weighting": weighting, "batch_size": batch_size, "accum_dtype": str(accum_dtype)}
     if method == "lstsq":
         params["lambdas"] = list(lambdas)
     else:
@@ -827,7 +833,7 @@ def linear_maps(
         t0 = time.perf_counter()
         out = {}
         if method == "lstsq":
-            acc = RidgeAccumulator(L1 + 1, d1, len(tgt_idx), d2, weighting, device=device)
+            acc = RidgeAccumulator(L1 + 1, d1, len(tgt_idx), d2, weighting, device=device, dtype=accum_dtype)
             for X, Y in pair.stream(idx["train"], batch_size, tgt_idx, "train pass", progress):
                 acc.add(X, Y)
             acc.factor()

@@ -241,7 +241,7 @@ def test_notebook_executes_on_a_tiny_pair(tmp_path):
     out = execute(
         NOTEBOOKS / "linear_maps.md",
         tmp_path / "linear_maps.ipynb",
-        {"model": str(a), "src_model": str(a), "tgt_model": str(b), "n_windows": 40, "window": 48, "sgd_steps": 30, "sgd_batch_windows": 4},
+        {"model": str(a), "src_model": str(a), "tgt_model": str(b), "n_windows": 30, "window": 40, "sgd_steps": 20, "sgd_batch_windows": 4},
     )
     nb = json.loads(out.read_text())
     outputs = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
