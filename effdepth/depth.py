@@ -240,15 +240,31 @@ def _group(examples_by_level) -> dict:
 @torch.no_grad()
 def greedy_correct(model, ids: torch.Tensor, answer_start: int) -> bool:
     """Teacher-forced greedy exact match: every answer token is the argmax of the prediction before it."""
-    x = ids.reshape(1, -1)
+    return greedy_correct_batch(model, [ids], [answer_start])[0]
+
+
+@torch.no_grad()
+def greedy_correct_batch(model, ids_list: list[torch.Tensor], answer_starts: list[int]) -> list[bool]:
+    """`greedy_correct` of several examples in one right-padded forward (exact for causal models:
+    padding comes after every real token and is masked out)."""
+    T = max(len(x) for x in ids_list)
+    pad = model.tokenizer.pad_token_id or 0
+    batch = torch.full((len(ids_list), T), pad, dtype=torch.long)
+    mask = torch.zeros_like(batch)
+    for i, x in enumerate(ids_list):
+        batch[i, : len(x)], mask[i, : len(x)] = x, 1
     if model.remote:
-        with model.trace(x):
-            logits = model.nn.output.logits.save()
-        logits = logits[0]
+        with model.trace({"input_ids": batch, "attention_mask": mask}):
+            logits = model.nn.output.logits.argmax(-1).save()
+        pred_all = logits.cpu()
     else:
-        logits = model.hf(input_ids=x.to(model.device), use_cache=False).logits[0]
-    pred = logits[answer_start - 1 : -1].argmax(-1).cpu()
-    return bool((pred == ids[answer_start:].cpu()).all())
+        dev = model.device
+        pred_all = model.hf(input_ids=batch.to(dev), attention_mask=mask.to(dev), use_cache=False).logits.argmax(-1).cpu()
+    out = []
+    for i, (x, a0) in enumerate(zip(ids_list, answer_starts)):
+        pred = pred_all[i, a0 - 1 : len(x) - 1]
+        out.append(bool((pred == x[a0:].cpu()).all()))
+    return out
 
 
 def depth_score(
@@ -261,6 +277,7 @@ def depth_score(
     seed: int = 0,
     method: str = "auto",
     batch_size: int | None = None,
+    chunk_size: int = 10,
     store=None,
 ) -> DepthScore:
     """Depth scores per difficulty level from the future-setting skip test (SPEC §4c).
@@ -268,6 +285,7 @@ def depth_score(
     examples_by_level: {level: [Example]} or a list of `Example`s with `.level` set. split:
     'answer', 'solution' or 'auto' (see the module docstring); n_splits / split_step: the
     'solution' split points. n_boot, seed: the bootstrap. method, batch_size: as `skip_effects`.
+    chunk_size: examples per cache entry (a run that dies resumes per chunk).
     """
     from . import skipping
     from .erasure import encode_example
@@ -287,34 +305,53 @@ def depth_score(
         raise ValueError("No example has a position to measure after its split point.")
     L = model.n_layers
 
-    def per_item(item):
-        _, prompt, answer, mode, splits = item
-        ids, a0 = encode_example(model, prompt, answer)
-        out = {"correct": np.array(greedy_correct(model, ids, a0)), "n_tokens": np.array(len(ids)), "answer_start": np.array(a0)}
-        if not splits:
-            out.update(valid=np.array(0))
-            return out
-        inter, meas = skipping.position_masks(len(ids), "future", splits)
-        if method == "fast":
-            r = skipping._fast_skip(model, ids, inter, meas, "layer", False, batch_size)
-        else:
-            r = skipping._trace_variants(model, ids, inter, meas, "layer", False, batch_size, False)
-        out.update(valid=np.array(1), E=r["max_layer"], o=r["max_output"], mean_E=r["mean_layer"], mean_o=r["mean_output"])
+    def per_item(chunk):
+        """Arrays with a leading axis over the chunk's examples (NaN where nothing is measured)."""
+        encoded = [encode_example(model, it[1], it[2]) for it in chunk]
+        n = len(chunk)
+        out = {
+            "correct": np.array(greedy_correct_batch(model, [e[0] for e in encoded], [e[1] for e in encoded])),
+            "n_tokens": np.array([len(e[0]) for e in encoded]),
+            "valid": np.zeros(n, dtype=int),
+            "E": np.full((n, L, L), np.nan),
+            "o": np.full((n, L), np.nan),
+            "mean_E": np.full((n, L, L), np.nan),
+            "mean_o": np.full((n, L), np.nan),
+        }
+        for i, (it, (ids, _)) in enumerate(zip(chunk, encoded)):
+            splits = it[4]
+            if not splits:
+                continue
+            inter, meas = skipping.position_masks(len(ids), "future", splits)
+            if method == "fast":
+                r = skipping._fast_skip(model, ids, inter, meas, "layer", False, batch_size)
+            else:
+                r = skipping._trace_variants(model, ids, inter, meas, "layer", False, batch_size, False)
+            out["valid"][i] = 1
+            out["E"][i], out["o"][i], out["mean_E"][i], out["mean_o"][i] = r["max_layer"], r["max_output"], r["mean_layer"], r["mean_output"]
         return out
 
+    # Chunks of examples of one level: one cache entry (and one batched accuracy forward) per chunk.
+    chunks = []
+    for lv in groups:
+        mine = [it for it in items if it[0] == lv]
+        chunks += [tuple(mine[i : i + chunk_size]) for i in range(0, len(mine), chunk_size)]
+
     def aggregate(parts):
-        return summarize(items, parts, L, n_splits, n_boot, seed)
+        flat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        per_example = [{k: v[i] for k, v in flat.items()} for i in range(len(flat["valid"]))]
+        return summarize([it for c in chunks for it in c], per_example, L, n_splits, n_boot, seed)
 
     params = {"split": split, "n_splits": n_splits, "split_step": split_step, "n_boot": n_boot, "seed": seed, "method": method}
     return measure(
         DepthScore,
         model,
-        items,
+        chunks,
         params=params,
         per_item=per_item,
         aggregate=aggregate,
         store=store,
-        item_id=lambda it: [it[1], it[2], it[4]],
+        item_id=lambda chunk: [[it[1], it[2], it[4]] for it in chunk],
         data_meta={"levels": [str(lv) for lv in groups], "n_per_level": {str(lv): len(exs) for lv, exs in groups.items()}},
     )
 

@@ -12,6 +12,7 @@ from effdepth.depth import (
     depth_scores,
     example_splits,
     greedy_correct,
+    greedy_correct_batch,
     layer_importance,
     split_mode_of,
     trend_test,
@@ -82,6 +83,9 @@ def test_greedy_correct_is_teacher_forced_exact_match(tiny_models):
     wrong = full.clone()
     wrong[-1] = (wrong[-1] + 1) % model.vocab_size
     assert not greedy_correct(model, wrong, len(ids))
+    # batched with right padding: the same verdicts, whatever the lengths
+    short = full[:-1]
+    assert greedy_correct_batch(model, [short, wrong, full], [len(ids)] * 3) == [True, False, True]
 
 
 def test_measurement_matches_the_skip_test_and_aggregates(tiny_models):

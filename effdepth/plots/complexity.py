@@ -199,6 +199,8 @@ def describe(results: dict) -> dict:
             "range_layer": float(np.nanmax(r.depth_layer) - np.nanmin(r.depth_layer)),
             "range_output": float(np.nanmax(r.depth_output) - np.nanmin(r.depth_output)),
         }
+        d["shift_layer"] = float(r.example_mean_layer[-1] - r.example_mean_layer[0])  # hardest minus easiest level
+        d["shift_output"] = float(r.example_mean_output[-1] - r.example_mean_output[0])
         d["range_layer_rel"] = d["range_layer"] / max(L - 1, 1)
         d["range_output_rel"] = d["range_output"] / max(L - 1, 1)
         out[name] = d
@@ -212,7 +214,7 @@ def describe_example(ig, er, frac: float = 0.1) -> dict:
     1 … answer_start-2, i.e. neither the front nor the last prompt token, whose own prediction is
     scored) still changes the answer by at least `frac` of the largest such change; ig_second_half:
     the share of Σ|attribution| (position 0 left out) in layers ≥ L/2; ig_gap_rel: the largest
-    completeness gap relative to |P(x) − P(x')|.
+    completeness gap over layers relative to the largest |P(x) − P(x')| over layers.
     """
     eff = np.asarray(er.effect, float)
     a0 = int(er.answer_start)
@@ -227,8 +229,10 @@ def describe_example(ig, er, frac: float = 0.1) -> dict:
     L = attr.shape[0]
     out["ig_second_half"] = float(attr[L // 2 :].sum() / attr.sum()) if attr.sum() > 0 else float("nan")
     delta = float(ig.p_input) - np.asarray(ig.p_baseline, float)
-    with np.errstate(all="ignore"):
-        out["ig_gap_rel"] = float(np.nanmax(np.abs(ig.completeness_gap) / np.maximum(np.abs(delta), 1e-12)))
+    out["ig_gap_max"] = float(np.nanmax(np.abs(ig.completeness_gap)))
+    out["ig_delta_max"] = float(np.nanmax(np.abs(delta)))
+    out["ig_gap_rel"] = out["ig_gap_max"] / max(out["ig_delta_max"], 1e-12)
     out["p_input"] = float(ig.p_input)
+    out["n_answer_tokens"] = int(len(ig.token_ids) - int(ig.answer_start))
     out["ig_top_layer"] = int(np.argmax(attr.sum(-1)))
     return out
