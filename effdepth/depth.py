@@ -451,20 +451,29 @@ def difficulty_datasets(model_spec: str, n_per_level: int = 20, seed: int = 0, s
         raise ValueError(f"source must be 'auto', 'real' or 'generated', not '{source}'")
     if source == "auto":
         source = "generated" if is_offline_model(model_spec) else "real"
-    sets, notes = {}, []
-    if source == "real":
-        from .data.real import math_problems, mquake
+    from .data.arithmetic import graded_examples
+    from .data.multihop import multihop_examples
 
-        for name, load, levels, xlabel, fmt in (
-            ("MATH (intermediate algebra)", math_problems, (1, 2, 3, 4, 5), "Difficulty level", "Level {}"),
-            ("MQuAKE (CF3k)", mquake, (2, 3, 4), "Hops", "{} hops"),
-        ):
-            try:
-                sets[name] = {"examples": {lv: load(lv, n=n_per_level, seed=42) for lv in levels}, "xlabel": xlabel, "level_fmt": fmt}
-            except DatasetNotAvailable as err:
-                notes.append(f"{name} is not available here ({err}); the generated sets are used instead.")
-        if sets:
-            return sets, notes
+    by = lambda exs: {lv: [e for e in exs if e.level == lv] for lv in sorted({e.level for e in exs})}  # noqa: E731
+    generated = {
+        "Graded arithmetic": lambda: {"examples": by(graded_examples(levels=(1, 2, 3, 4, 5), n_per_level=n_per_level, split="test", seed=seed)), "xlabel": "Number of operations", "level_fmt": "{}"},
+        "Multi-hop questions": lambda: {"examples": by(multihop_examples(hops=(1, 2, 3, 4), n_per_hops=n_per_level, seed=seed)), "xlabel": "Hops", "level_fmt": "{}"},
+    }
+    sets, notes = {}, []
+    if source == "generated":
+        return {name: make() for name, make in generated.items()}, notes
+    from .data.real import math_problems, mquake
+
+    for name, load, levels, xlabel, fmt, stand_in in (
+        ("MATH (intermediate algebra)", math_problems, (1, 2, 3, 4, 5), "Difficulty level", "Level {}", "Graded arithmetic"),
+        ("MQuAKE (CF3k)", mquake, (2, 3, 4), "Hops", "{} hops", "Multi-hop questions"),
+    ):
+        try:
+            sets[name] = {"examples": {lv: load(lv, n=n_per_level, seed=42) for lv in levels}, "xlabel": xlabel, "level_fmt": fmt}
+        except DatasetNotAvailable as err:
+            notes.append(f"{name} is not available here ({err}) The generated set '{stand_in}' is used in its place.")
+            sets[stand_in] = generated[stand_in]()
+    return sets, notes
     from .data.arithmetic import graded_examples
     from .data.multihop import multihop_examples
 

@@ -148,3 +148,35 @@ def test_complexity_notebook_runs_on_a_tiny_model(tmp_path):
     assert "Spearman" in text or "ρ" in text
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(images) == 4  # Figs 6, 7, 38 and the interval plot
+
+
+def test_real_sets_from_local_files_use_solution_split_points(tmp_path, monkeypatch, tiny_models):
+    """MATH / MQuAKE through their local-file overrides; worked solutions get up to 4 split points."""
+    import json
+
+    from effdepth.depth import difficulty_datasets
+
+    math_rows = [
+        {"problem": f"Find x if x+{i}={i + lv}.", "level": f"Level {lv}", "type": "Intermediate Algebra", "solution": f"We have x = {i + lv} - {i} = {lv}, so the answer is {lv}."}
+        for lv in (1, 2, 3, 4, 5)
+        for i in range(3)
+    ]
+    (tmp_path / "math.jsonl").write_text("\n".join(json.dumps(r) for r in math_rows))
+    mq_rows = [{"questions": [f"Who is {h} hops away from a{i}?"], "answer": f"b{i}", "orig": {"triples": [["s", "r", "o"]] * h}} for h in (2, 3, 4) for i in range(3)]
+    (tmp_path / "mquake.json").write_text(json.dumps(mq_rows))
+    monkeypatch.setenv("EFFDEPTH_MATH", str(tmp_path / "math.jsonl"))
+    monkeypatch.setenv("EFFDEPTH_MQUAKE", str(tmp_path / "mquake.json"))
+    sets, notes = difficulty_datasets("Some/hub-model", n_per_level=2, seed=0)
+    assert notes == [] and list(sets) == ["MATH (intermediate algebra)", "MQuAKE (CF3k)"]
+    assert list(sets["MATH (intermediate algebra)"]["examples"]) == [1, 2, 3, 4, 5]
+    assert list(sets["MQuAKE (CF3k)"]["examples"]) == [2, 3, 4]
+    math = {lv: exs for lv, exs in sets["MATH (intermediate algebra)"]["examples"].items() if lv <= 2}
+    model = tiny_models["llama"]
+    res = depth_score(model, math, n_boot=20)
+    for ex_splits, (lv, exs) in zip(res.example_splits, [(lv, e) for lv, es in math.items() for e in es]):
+        _, a0 = encode_example(model, exs.prompt, exs.answer)
+        assert list(ex_splits) == [a0, a0 + 4, a0 + 8, a0 + 12]  # 'auto' → solution split points
+    mq = sets["MQuAKE (CF3k)"]["examples"]
+    res = depth_score(model, {2: mq[2]}, n_boot=20)
+    _, a0 = encode_example(model, mq[2][0].prompt, mq[2][0].answer)
+    assert list(res.example_splits[0]) == [a0, -1, -1, -1]  # 'auto' → one split at the answer
