@@ -146,7 +146,7 @@ def _lens_trace(model, ids: torch.Tensor, k: int, max_elems: int) -> tuple[np.nd
     return np.array([float(x) for x in kls]), np.array([float(x) for x in ovs])
 
 
-def logit_lens(model, prompts: list[str], k: int = 5, method: str = "auto", max_elems: int = 1 << 22, store=None) -> LogitLens:
+def logit_lens(model, prompts: list[str], k: int = 5, method: str = "auto", max_elems: int = 1 << 21, store=None) -> LogitLens:
     """KL(p_b ‖ p_final) and top-k overlap for the input of every layer and the final residual.
 
     method: 'fast' (plain hooks, local models), 'trace' (nnsight, also remote) or 'auto'.

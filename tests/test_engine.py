@@ -11,6 +11,16 @@ from .hooks import capture
 TEXT = "Q: 3 + 4 = ? A: 7. The cat sat."
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models gain nothing from threads, and on a shared CPU 2 OpenMP threads make each small op
+    ~100x slower (spin-waiting); restored afterwards for the other test files."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_clean_run_and_suffix_reproduce_the_model(tiny_models, family):
     model = tiny_models[family]
