@@ -264,18 +264,13 @@ def _trace_variants(model, ids, inter, meas, part, positions, batch_size, local:
         R = len(index) + 1
         skipped = torch.cat([torch.tensor([-1]), index // J])  # row -> skipped layer (-1: clean)
         rows_inter = torch.cat([torch.zeros(1, T, dtype=torch.bool), inter[index % J]])  # [R, T]
-        # per layer, the rows' intervened positions (None when no row intervenes there)
+        # per layer l, the rows skipping l at their intervened positions (absent: no such row)
         masks = {}
         for l in range(L):
             sel = (skipped == l)[:, None] & rows_inter
             if sel.any():
                 masks[l] = sel[:, :, None].to(dev)
-        if local:
-            sub = {}  # row-wise removal of the clean Δ_s, built in the trace from row 0's Δ_s
-            for s in range(L):
-                sel = ((skipped == s)[:, None] & rows_inter)
-                if sel.any():
-                    sub[s] = sel[:, :, None].float().to(dev)
+        sub = {s: m.float() for s, m in masks.items()}  # local: rows that remove row 0's clean Δ_s
         batch = ids.reshape(1, -1).repeat(R, 1).to(dev)
         with torch.no_grad(), model.trace(batch):
             rs = nnsight.save([])
