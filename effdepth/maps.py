@@ -940,13 +940,18 @@ def default_texts(model_spec: str, n: int, seed: int = 0, dataset: str = "auto")
 
 
 def texts_for_windows(model, n_windows: int, window: int, seed: int = 0, dataset: str = "auto", max_texts: int = 1_000_000) -> list[str]:
-    """Enough texts (the fewest of a doubling sequence) to fill `n_windows` windows of `window` tokens."""
+    """Enough texts of `dataset` to fill `n_windows` windows of `window` tokens (seeded).
+
+    A first draw of `n_windows` texts measures how many windows a text fills; the second draw is
+    sized from it (with a margin), and drawing repeats, growing, until the windows are enough.
+    """
     n = max(8, n_windows)
     while True:
         texts = default_texts(model.spec, n, seed, dataset)
-        if len(make_windows(model.tokenizer, texts, window)) >= n_windows or len(texts) < n or n >= max_texts:
+        have = len(make_windows(model.tokenizer, texts, window))
+        if have >= n_windows or len(texts) < n or n >= max_texts:
             return texts
-        n *= 2
+        n = min(max_texts, max(2 * n if have == 0 else int(n * n_windows / have * 1.15) + 1, n + 1))
 
 
 def resolve_pair(model: str, src_model: str | None = None, tgt_model: str | None = None) -> tuple[str | None, str | None, str]:
@@ -969,8 +974,8 @@ def resolve_pair(model: str, src_model: str | None = None, tgt_model: str | None
     return None, None, (
         f"This chapter compares two models, a shallow one and a deep one **sharing a tokenizer** (the "
         f"paper: `Qwen/Qwen2.5-1.5B` → `Qwen/Qwen2.5-14B`); `{model}` alone is not a pair. Run it with "
-        "`src_model` and `tgt_model` set, e.g. `effdepth run --chapters linear_maps -p "
-        "src_model=Qwen/Qwen2.5-1.5B -p tgt_model=Qwen/Qwen2.5-14B`. Nothing is shown for this run."
+        "`src_model` and `tgt_model` set, e.g. `effdepth run --model Qwen/Qwen2.5-14B --chapters linear_maps "
+        "--set src_model=Qwen/Qwen2.5-1.5B --set tgt_model=Qwen/Qwen2.5-14B`. Nothing is shown for this run."
     )
 
 

@@ -144,16 +144,50 @@ def project_paper_setting(
     return out
 
 
+def _sgd_row(closed, cf_fit: float, sgd, label: str, recipe) -> dict:
+    cf_err = float(np.mean(closed.relative_error))
+    sgd_err = float(np.mean(sgd.relative_error))
+    steps = np.asarray(sgd.sgd_eval_steps)
+    curve = np.asarray(sgd.sgd_eval_error).reshape(len(steps), -1).mean(1)
+    reach = [float(t) for t, e in zip(sgd.sgd_eval_seconds, curve) if e <= cf_err + 0.01]
+    t_sgd = float(sgd.fit_seconds)
+    to_same, bound = (reach[0], "=") if reach else (t_sgd, ">=")  # never reached: a lower bound
+    return {
+        "benchmark": f"maps_zoo_closed_form_vs_sgd ({label})",
+        "closed_form_fit_s": round(cf_fit, 3),
+        "closed_form_error": round(cf_err, 4),
+        "sgd_fit_s": round(t_sgd, 2),
+        "sgd_steps": recipe.steps,
+        "sgd_batch_windows": recipe.batch_windows,
+        "sgd_error": round(sgd_err, 4),
+        "sgd_time_to_cf_error_plus_0.01_s": f"{bound} {to_same:.2f}",
+        "speedup_to_same_error": f"{bound} {to_same / cf_fit:.0f}",
+        "pairs_where_sgd_better": int((sgd.relative_error < closed.relative_error - 1e-9).sum()),
+        "accuracy_goal_met (cf <= sgd + 0.01)": bool(cf_err <= sgd_err + 0.01 and np.all(closed.relative_error <= sgd.relative_error + 0.01)),
+        "speed_goal_met (>= 50x)": bool(to_same / cf_fit >= 50),
+        "sgd_curve (step, s, error)": [(int(a), round(float(b), 2), round(float(c), 4)) for a, b, c in zip(steps, sgd.sgd_eval_seconds, curve)],
+    }
+
+
 def zoo_closed_vs_sgd(
     n_windows: int = 400,
     window: int = 128,
     sgd_steps: int = 3000,
     sgd_batch_windows: int = 8,
+    cached_sgd_steps: int = 10_000,
     repeats: int = 3,
     seed: int = 0,
     threads: int | None = None,
+    src_spec: str | None = None,
+    tgt_spec: str | None = None,
 ) -> list[dict]:
-    """Closed form vs SGD on the zoo pair (see the module docstring). Returns result rows."""
+    """Closed form vs SGD on the zoo pair (see the module docstring). Returns result rows.
+
+    Two SGD runs with the paper's hyperparameters: as the paper ran it (both models re-run every
+    step; `sgd_steps` steps), and the most favourable variant for SGD (the training windows'
+    residuals cached once, so a step is only the optimiser; `cached_sgd_steps`, the paper's 10,000
+    by default; the caching time is not counted).
+    """
     from .. import zoo
     from ..maps import SGDRecipe, linear_maps, texts_for_windows
     from ..models import load_model
@@ -161,31 +195,27 @@ def zoo_closed_vs_sgd(
 
     if threads:
         torch.set_num_threads(threads)
-    src = load_model(f"zoo:{zoo.SHALLOW}")
-    tgt = load_model(f"zoo:{zoo.DEEP}")
+    src = load_model(src_spec or f"zoo:{zoo.SHALLOW}")
+    tgt = load_model(tgt_spec or f"zoo:{zoo.DEEP}")
     texts = texts_for_windows(src, n_windows, window, seed=seed)
     off = Store(enabled=False)
     common = dict(window=window, n_windows=n_windows, seed=seed, store=off, progress=False)
     closed, cf_times = None, []
     for _ in range(repeats):
-        t0 = time.perf_counter()
         closed = linear_maps(src, tgt, texts, **common)
-        cf_times.append(time.perf_counter() - t0)
-    cf_fit = statistics.median(cf_times) - float(closed.eval_seconds)  # the test pass is scoring, not fitting
-    cf_err = float(np.mean(closed.relative_error))
+        cf_times.append(float(closed.fit_seconds))  # train + validation passes and solves (not the test pass)
+    cf_fit = statistics.median(cf_times)
 
-    checkpoints = sorted({int(x) for x in np.geomspace(max(1, sgd_steps // 100), sgd_steps, 12).round()})
-    recipe = SGDRecipe(steps=sgd_steps, batch_windows=sgd_batch_windows, eval_at=tuple(checkpoints), seed=seed)
-    sgd = linear_maps(src, tgt, texts, "sgd", sgd=recipe, **common)
-    sgd_err = float(np.mean(sgd.relative_error))
-    curve = np.asarray(sgd.sgd_eval_error).reshape(len(checkpoints), -1).mean(1)
-    reach = [(int(s), float(t)) for s, t, e in zip(sgd.sgd_eval_steps, sgd.sgd_eval_seconds, curve) if e <= cf_err + 0.01]
-    t_sgd = float(sgd.fit_seconds)
-    if reach:
-        to_same, bound = reach[0][1], "="
-    else:
-        to_same, bound = t_sgd, ">="  # never reached: the ratio is a lower bound
-    # FLOPs actually counted in the zoo fit (train + val passes and solves), against this CPU's GEMM rate
+    rows = []
+    for label, steps, cache in (("SGD re-running the models, as the paper", sgd_steps, False), ("SGD on cached activations", cached_sgd_steps, True)):
+        if not steps:
+            continue
+        checkpoints = sorted({int(x) for x in np.geomspace(max(1, steps // 100), steps, 12).round()})
+        recipe = SGDRecipe(steps=steps, batch_windows=sgd_batch_windows, eval_at=tuple(checkpoints), seed=seed, cache_activations=cache)
+        sgd = linear_maps(src, tgt, texts, "sgd", sgd=recipe, **common)
+        rows.append(_sgd_row(closed, cf_fit, sgd, label, recipe))
+
+    # FLOPs counted in the zoo fit (train + val passes and solves), against this CPU's GEMM rate
     L1, L2, d1, d2 = src.n_layers, tgt.n_layers, src.d_model, tgt.d_model
     tok = closed.tokens
     fl = accumulation_flops(L1, d1, L2, d2, tok["train"], tok["val"], 0)
@@ -197,27 +227,12 @@ def zoo_closed_vs_sgd(
         "zoo_gemm_share": (counted / (rate * 1e9)) / cf_fit,
     }
     setting = (
-        f"{src.spec} ({L1}L, d={d1}) -> {tgt.spec} ({L2}L, d={d2}); {int(closed.n_windows.sum())} windows x {window} tok "
-        f"({tok['train']} train / {tok['val']} val / {tok['test']} test tokens); CPU threads={torch.get_num_threads()}"
+        f"{src.spec} ({L1}L, d={d1}) -> {tgt.spec} ({L2}L, d={d2}); {int(closed.n_windows.sum())} windows x <= {window} tok "
+        f"({tok['train']} train / {tok['val']} val / {tok['test']} test tokens); CPU threads={torch.get_num_threads()}; "
+        f"closed-form fit times {[round(t, 2) for t in cf_times]}"
     )
-    rows = [
-        {
-            "benchmark": "maps_zoo_closed_form_vs_sgd",
-            "setting": setting,
-            "closed_form_fit_s": round(cf_fit, 3),
-            "closed_form_error": round(cf_err, 4),
-            "sgd_fit_s": round(t_sgd, 2),
-            "sgd_steps": sgd_steps,
-            "sgd_batch": f"{sgd_batch_windows}x{window}",
-            "sgd_error": round(sgd_err, 4),
-            "sgd_time_to_cf_error_plus_0.01_s": f"{bound} {to_same:.2f}",
-            "speedup_to_same_error": f"{bound} {to_same / cf_fit:.0f}",
-            "pairs_where_sgd_better": int((sgd.relative_error < closed.relative_error - 1e-9).sum()),
-            "accuracy_goal_met (cf <= sgd + 0.01)": bool(cf_err <= sgd_err + 0.01 and np.all(closed.relative_error <= sgd.relative_error + 0.01)),
-            "speed_goal_met (>= 50x)": bool(to_same / cf_fit >= 50),
-            "sgd_curve": [(int(s), round(float(t), 2), round(float(e), 4)) for s, t, e in zip(sgd.sgd_eval_steps, sgd.sgd_eval_seconds, curve)],
-        }
-    ]
+    for r in rows:
+        r["setting"] = setting
     proj = project_paper_setting(measured=measured)
     rows.append(
         {
@@ -230,6 +245,7 @@ def zoo_closed_vs_sgd(
             "peak_memory_gb": round(proj["peak_memory_gb"], 1),
             "speedup_vs_paper_80_gpu_days": round(proj["speedup_vs_paper"]),
             "cpu_fp64_gflops": round(rate, 1),
+            "zoo_fit_gemm_share": round(measured["zoo_gemm_share"], 3),
             "assumptions": proj["assumptions"],
         }
     )
