@@ -127,6 +127,14 @@ def test_matches_brute_force_and_is_invariant_to_blocks_and_batches(pair):
             ref[m, n] = (np.linalg.norm(Yte[n] - pred, axis=1) / np.linalg.norm(Yte[n], axis=1)).mean()
     np.testing.assert_allclose(res.relative_error, ref, rtol=1e-6, atol=1e-9)
     assert res.tokens == {"train": len(Xtr[0]), "val": w.n_tokens(idx["val"]), "test": len(Xte[0])}
+    # the 1/||y||^2-weighted variant (per-pair Gram matrices) against one weighted fit per pair
+    wres = linear_maps(a, b, TEXTS, window=WINDOW, lambdas=(0.0,), weighting="relative", store=off, progress=False)
+    for m, n in [(0, 0), (1, 3), (2, 4)]:
+        W, bias, _ = fit_affine(Xtr[m], Ytr[n], weighting="relative")
+        pred = Xte[m] @ W.numpy() + bias.numpy()
+        expect = (np.linalg.norm(Yte[n] - pred, axis=1) / np.linalg.norm(Yte[n], axis=1)).mean()
+        assert wres.relative_error[m, n] == pytest.approx(expect, rel=1e-6, abs=1e-9)
+    assert not np.allclose(wres.relative_error, res.relative_error)
     # target blocks and batch sizes change how the work is cut, not the answer
     blocked = linear_maps(a, b, TEXTS, window=WINDOW, target_block=2, batch_size=3, store=off, progress=False)
     whole = linear_maps(a, b, TEXTS, window=WINDOW, store=off, progress=False)
