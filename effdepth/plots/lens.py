@@ -67,3 +67,20 @@ def describe(result) -> dict:
         "overlap_last_input": float(ov[-1]),
         "first_overlap_half": next((b for b in range(L) if ov[b] >= 0.5), None),
     }
+
+
+def per_prompt(result):
+    """Every prompt's KL curve (thin) and their mean (black): is the mean typical?"""
+    L = len(result.kl)
+    fig, ax = plt.subplots(figsize=(7, 3))
+    for row in result.example_kl[:, :-1]:
+        ax.plot(range(L), row, color=PALETTE[0], alpha=0.3, linewidth=1)
+    ax.plot(range(L), result.kl, "o-", color="black", markersize=4, label="mean over prompts")
+    ax.set_xlabel("Layer (its input residual)")
+    ax.set_ylabel("KL divergence to the output")
+    integer_ticks(ax, np.arange(L))
+    ax.set_ylim(bottom=0)
+    ax.legend()
+    ax.set_title(f"Logit lens per prompt — {model_label(result)}")
+    fig.tight_layout()
+    return fig
