@@ -199,8 +199,8 @@ def _fast_skip(model, ids, inter, meas, part, positions, batch_size) -> dict:
     run = clean_run(model, ids)
     L, J, dev = run.n_layers, inter.shape[0], model.device
     col = _Collector(L, meas, positions)
-    delta = [(run.h[l + 1].float() - run.h[l].float()) for l in range(L)]
-    d_norm = [d.norm(dim=-1).clamp_min(EPS) for d in delta]
+    delta = lambda l: run.h[l + 1].float() - run.h[l].float()  # noqa: E731  (clean Δ_l, made when needed)
+    d_norm = [delta(l).norm(dim=-1).clamp_min(EPS) for l in range(L)]
     inter_d = inter.to(dev)[:, :, None]  # [J, T, 1]
     starts = {}
     for s in range(L):
@@ -209,11 +209,11 @@ def _fast_skip(model, ids, inter, meas, part, positions, batch_size) -> dict:
         else:
             with _zeroed_sublayer(model, s, part, (~inter_d)):
                 h_bar = run.layer(s, run.h[s].expand(J, -1, -1))
-        col.layer(s, _ratio(h_bar.float() - run.h[s].float(), delta[s], d_norm[s]), torch.arange(s * J, (s + 1) * J))
+        col.layer(s, _ratio(h_bar.float() - run.h[s].float(), delta(s), d_norm[s]), torch.arange(s * J, (s + 1) * J))
         starts[s + 1] = h_bar
 
     def on_layer(l, h_in, h_out, index):
-        col.layer(l, _ratio(h_out.float() - h_in.float(), delta[l], d_norm[l]), index)
+        col.layer(l, _ratio(h_out.float() - h_in.float(), delta(l), d_norm[l]), index)
 
     finals = run.staggered(starts, on_layer=on_layer, max_batch=batch_size or 64)
     col.output(run.output_change(torch.cat([finals[s + 1] for s in range(L)])))
@@ -225,22 +225,22 @@ def _fast_local(model, ids, inter, meas, positions, batch_size) -> dict:
     L, J, dev = run.n_layers, inter.shape[0], model.device
     col = _Collector(L, meas, positions)
     inter_d = inter.to(dev)[:, :, None].to(run.h[0].dtype)  # [J, T, 1]
-    delta = [(run.h[l + 1] - run.h[l]) for l in range(L)]  # model dtype
-    deltaf = [d.float() for d in delta]
-    d_norm = [d.norm(dim=-1).clamp_min(EPS) for d in deltaf]
+    delta = lambda l: run.h[l + 1] - run.h[l]  # noqa: E731  (clean Δ_l in the model's dtype, made when needed)
+    d_norm = [delta(l).float().norm(dim=-1).clamp_min(EPS) for l in range(L)]
 
     def removed(k0, k1):  # what variants k0 … k1-1 (k = s·J + j) remove from every later residual
-        return torch.stack([inter_d[k % J] * delta[k // J] for k in range(k0, k1)])
+        return torch.stack([inter_d[k % J] * delta(k // J) for k in range(k0, k1)])
 
     for s in range(L):  # the skipped layer itself: Δ̄_s = 0 at the intervened positions
-        col.layer(s, _ratio(deltaf[s] * (1 - inter_d.float()), deltaf[s], d_norm[s]), torch.arange(s * J, (s + 1) * J))
+        d = delta(s).float()
+        col.layer(s, _ratio(d * (1 - inter_d.float()), d, d_norm[s]), torch.arange(s * J, (s + 1) * J))
     step = batch_size or 64
     for i in range(1, L):  # block i, for every variant that skipped a layer s < i
         for k0 in range(0, i * J, step):
             k1 = min(i * J, k0 + step)
             h_in = run.h[i] - removed(k0, k1)
             h_out = run.layer(i, h_in)
-            col.layer(i, _ratio(h_out.float() - h_in.float(), deltaf[i], d_norm[i]), torch.arange(k0, k1))
+            col.layer(i, _ratio(h_out.float() - h_in.float(), delta(i).float(), d_norm[i]), torch.arange(k0, k1))
     col.output(torch.cat([run.output_change(run.h[L] - removed(k0, min(L * J, k0 + step))) for k0 in range(0, L * J, step)]))
     return col.arrays()
 
