@@ -346,7 +346,7 @@ def training_pool(spec: GridSpec, n: int | None = None, progress: bool = True) -
     def make():
         t0 = time.perf_counter()
         jobs = [(m, "train", per, spec.data_seed, spec.window - 2, spec.entropy, spec.add_sub_entropy) for m in spec.modules]
-        pools = _generate(jobs, min(len(jobs), max(1, spec.threads)))
+        pools = _generate(jobs, min(len(jobs), os.cpu_count() or 1))
         pairs = [p for pool in pools for p in pool]
         random.Random(spec.data_seed).shuffle(pairs)
         if progress:
@@ -366,7 +366,7 @@ def eval_sets(spec: GridSpec) -> dict[str, list[Example]]:
     def make():
         jobs = [(m, "interpolate", spec.n_eval, spec.eval_seed, spec.window - 2, spec.entropy, spec.add_sub_entropy) for m in spec.modules]
         jobs += [(m, "extrapolate", spec.n_eval, spec.eval_seed, spec.window - 2, spec.entropy, spec.add_sub_entropy) for m in spec.extrapolate_modules()]
-        pools = _generate(jobs, min(len(jobs), max(1, spec.threads)))
+        pools = _generate(jobs, min(len(jobs), os.cpu_count() or 1))
         return [[j[0], j[1], pool] for j, pool in zip(jobs, pools)]
 
     out = {s: [] for s in SPLITS}
@@ -616,57 +616,108 @@ class Grid:
         return pd.DataFrame(rows)
 
 
-def train_grid(spec: GridSpec | None = None, seeds: Sequence[int] = (0, 1, 2), device: str = "cpu", progress: bool = True, archs=ARCHS, objectives=OBJECTIVES) -> Grid:
-    """Train every (arch, objective, seed) model that is not cached yet; returns the `Grid`."""
+def _cell_folders(spec: GridSpec, seeds, archs=ARCHS, objectives=OBJECTIVES) -> dict:
+    return {(a, o, s): grid_dir(spec) / run_name(a, o, s) for s in seeds for a in archs for o in objectives}
+
+
+def pretrain(spec: GridSpec, seed: int, device: str = "cpu", progress: bool = True) -> Path:
+    """A Transformer of the grid's size trained on multi-hop questions only (all-token loss): the
+    'pre-trained model' of the fine-tuning analogue."""
+    name = f"pretrained-multihop-s{seed}"
+    final = grid_dir(spec) / name
+    if not _is_done(final):
+        model = build_model("transformer", spec, seed)
+        data = multihop_batches(spec, spec.pretrain_steps, seed)
+        extra = {"arch": "transformer", "objective": "all", "seed": seed, "data": "multihop"}
+        train_run(name, model, data, spec, spec.pretrain_steps, "all", spec.lr, device, progress, extra, eval_sets(spec))
+    return final
+
+
+def finetune(spec: GridSpec, objective: str, seed: int, device: str = "cpu", progress: bool = True) -> Path:
+    """The pre-trained model (`pretrain`) fine-tuned on the grid's arithmetic data with ``objective``."""
+    from transformers import AutoModelForCausalLM
+
+    name = f"finetuned-{objective}-s{seed}"
+    final = grid_dir(spec) / name
+    if not _is_done(final):
+        pre = pretrain(spec, seed, device, progress)
+        model = AutoModelForCausalLM.from_pretrained(pre, dtype=torch.float32)
+        data = arithmetic_batches(training_pool(spec, progress=progress), spec, spec.finetune_steps, seed + 1000)
+        extra = {"arch": "transformer", "objective": objective, "seed": seed, "data": "arithmetic", "init": pre.name}
+        train_run(name, model, data, spec, spec.finetune_steps, objective, spec.finetune_lr, device, progress, extra, eval_sets(spec))
+    return final
+
+
+def _job(job: tuple, spec: GridSpec, device: str, progress: bool) -> str:
+    kind, *args = job
+    if kind == "cell":
+        return str(train_cell(*args, spec, device, progress))
+    if kind == "pretrain":
+        return str(pretrain(spec, *args, device, progress))
+    return str(finetune(spec, *args, device, progress))
+
+
+def _run_jobs(phases: list[list[tuple]], spec: GridSpec, device: str, progress: bool, workers: int) -> None:
+    """Run job phases in order (a phase's jobs may run in parallel, in ``workers`` processes of
+    ``spec.threads // workers`` torch threads each: on a small CPU two single-threaded trainings
+    finish sooner than one two-threaded one)."""
+    phases = [p for p in phases if p]
+    if not phases:
+        return
+    training_pool(spec, progress=progress), eval_sets(spec)  # generated once, here, before any worker reads them
+    if workers <= 1:
+        for phase in phases:
+            for job in phase:
+                _job(job, spec, device, progress)
+        return
+    import multiprocessing as mp
+
+    wspec = replace(spec, threads=max(1, spec.threads // workers))
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as ex:
+        for phase in phases:
+            for fut in [ex.submit(_job, job, wspec, device, progress) for job in phase]:
+                fut.result()
+
+
+def default_workers(device: str = "cpu") -> int:
+    return min(2, os.cpu_count() or 1) if str(device) == "cpu" else 1
+
+
+def train_grid(
+    spec: GridSpec | None = None,
+    seeds: Sequence[int] = (0, 1, 2),
+    device: str = "cpu",
+    progress: bool = True,
+    archs=ARCHS,
+    objectives=OBJECTIVES,
+    finetune_seed: int | None = None,
+    workers: int | None = None,
+) -> Grid:
+    """Train every (arch, objective, seed) model that is not cached yet (and, with ``finetune_seed``,
+    the fine-tuning analogue's models of that seed); returns the `Grid`. ``workers``: parallel
+    training processes (default: 2 on a CPU, 1 on a GPU)."""
     spec = spec or GridSpec()
-    folders = {}
-    pool = sets = None
-    for seed in seeds:
-        for arch in archs:
-            for obj in objectives:
-                final = grid_dir(spec) / run_name(arch, obj, seed)
-                if not _is_done(final):
-                    if pool is None:
-                        pool, sets = training_pool(spec, progress=progress), eval_sets(spec)
-                    train_cell(arch, obj, seed, spec, device, progress, pool, sets)
-                folders[(arch, obj, seed)] = final
+    folders = _cell_folders(spec, seeds, archs, objectives)
+    first = [("cell", *k) for k, f in folders.items() if not _is_done(f)]
+    second = []
+    if finetune_seed is not None:
+        if not _is_done(grid_dir(spec) / f"pretrained-multihop-s{finetune_seed}"):
+            first.insert(0, ("pretrain", finetune_seed))
+        second = [("finetune", o, finetune_seed) for o in OBJECTIVES if not _is_done(grid_dir(spec) / f"finetuned-{o}-s{finetune_seed}")]
+    _run_jobs([first, second], spec, device, progress, default_workers(device) if workers is None else workers)
     return Grid(spec, folders)
 
 
-# ------------------------------------------------------------------------------------------------
-# Fine-tuning analogue (App. D.5)
-# ------------------------------------------------------------------------------------------------
-
-
-def finetune_runs(spec: GridSpec | None = None, seed: int = 0, device: str = "cpu", progress: bool = True) -> dict[str, Path]:
-    """A Transformer pre-trained on multi-hop questions only ('pretrained'), then fine-tuned on the
-    grid's arithmetic data with each objective ('all', 'answer'); returns their folders."""
-    from .zoo import train as T  # noqa: F401
-
+def finetune_runs(spec: GridSpec | None = None, seed: int = 0, device: str = "cpu", progress: bool = True, workers: int | None = None) -> dict[str, Path]:
+    """The fine-tuning analogue (App. D.5): a Transformer pre-trained on multi-hop questions only
+    ('pretrained'), then fine-tuned on the grid's arithmetic data with each objective ('all',
+    'answer'); trains what is missing and returns the three folders."""
     spec = spec or GridSpec()
-    out = {}
-    pre_name = f"pretrained-multihop-s{seed}"
-    pre = grid_dir(spec) / pre_name
-    sets = None
-    if not _is_done(pre):
-        sets = eval_sets(spec)
-        model = build_model("transformer", spec, seed)
-        data = multihop_batches(spec, spec.pretrain_steps, seed)
-        train_run(pre_name, model, data, spec, spec.pretrain_steps, "all", spec.lr, device, progress, {"arch": "transformer", "objective": "all", "seed": seed, "data": "multihop"}, sets)
-    out["pretrained"] = pre
-    for obj in OBJECTIVES:
-        name = f"finetuned-{obj}-s{seed}"
-        final = grid_dir(spec) / name
-        if not _is_done(final):
-            from transformers import AutoModelForCausalLM
-
-            sets = sets or eval_sets(spec)
-            pool = training_pool(spec, progress=progress)
-            model = AutoModelForCausalLM.from_pretrained(pre, dtype=torch.float32)
-            data = arithmetic_batches(pool, spec, spec.finetune_steps, seed + 1000)
-            extra = {"arch": "transformer", "objective": obj, "seed": seed, "data": "arithmetic", "init": pre_name}
-            train_run(name, model, data, spec, spec.finetune_steps, obj, spec.finetune_lr, device, progress, extra, sets)
-        out[obj] = final
+    out = {"pretrained": grid_dir(spec) / f"pretrained-multihop-s{seed}"}
+    out.update({o: grid_dir(spec) / f"finetuned-{o}-s{seed}" for o in OBJECTIVES})
+    first = [] if _is_done(out["pretrained"]) else [("pretrain", seed)]
+    second = [("finetune", o, seed) for o in OBJECTIVES if not _is_done(out[o])]
+    _run_jobs([first, second], spec, device, progress, default_workers(device) if workers is None else workers)
     return out
 
 

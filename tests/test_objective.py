@@ -186,7 +186,7 @@ def test_generator_settings_and_scaled_settings():
 
 
 def test_grid_trains_evaluates_caches_and_measures(tmp_path):
-    grid = O.train_grid(TINY, seeds=(0,), progress=False)
+    grid = O.train_grid(TINY, seeds=(0,), progress=False, workers=1)
     assert set(grid.folders) == {(a, o, 0) for a in O.ARCHS for o in O.OBJECTIVES}
     folder = grid.folders[("moeut", "answer", 0)]
     assert folder.parent.parent == O.grid_dir() and (folder / "model.safetensors").exists()
@@ -200,7 +200,7 @@ def test_grid_trains_evaluates_caches_and_measures(tmp_path):
     assert len(summary) == 2 * 2 * 2 and (summary.n == 1).all()
     # a second call trains nothing: the folders are reused
     stamp = (folder / "model.safetensors").stat().st_mtime_ns
-    again = O.train_grid(TINY, seeds=(0,), progress=False)
+    again = O.train_grid(TINY, seeds=(0,), progress=False, workers=1)
     assert (again.folders[("moeut", "answer", 0)] / "model.safetensors").stat().st_mtime_ns == stamp
     # the models load as effdepth models with their adapters and the depth measurements run
     m = grid.load("moeut", "all", 0)
