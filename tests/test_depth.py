@@ -137,7 +137,7 @@ def test_complexity_notebook_runs_on_a_tiny_model(tmp_path):
     out = book.execute(
         book.NOTEBOOKS / "complexity.md",
         tmp_path / "complexity.ipynb",
-        {"model": str(model), "n_per_level": 3, "ig_steps": 4, "n_reference": 3, "n_boot": 50},
+        {"model": str(model), "n_per_level": 2, "ig_steps": 4, "n_reference": 3, "n_boot": 50},
     )
     nb = nbformat.read(out, as_version=4)
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]

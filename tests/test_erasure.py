@@ -26,7 +26,7 @@ def reference_means(model, family, prompts):
 
 @torch.no_grad()
 def reference_effect(model, family, ids, answer_start, means):
-    """Full forward per (b, t) with a forward pre-hook that overwrites h_b[t]; float64 probabilities."""
+    """Full forwards with a forward pre-hook that overwrites h_b[t] (one batch row per t); float64 probabilities."""
     layers = get(model.hf, READ_POINTS[family][0])
     final_norm = {"gpt2": "transformer.ln_f", "gpt_neox": "gpt_neox.final_layer_norm"}.get(family, "model.norm")
     targets = list(layers) + [get(model.hf, final_norm)]
@@ -34,24 +34,21 @@ def reference_effect(model, family, ids, answer_start, means):
     scored = list(range(answer_start - 1, T - 1))
     clean = torch.softmax(model.hf(input_ids=ids[None]).logits[0].double(), -1)
     out = np.full((len(targets), T, len(scored)), np.nan)
+    rows = torch.arange(T - 1)  # row i of the batch erases position t = i + 1
     for b, module in enumerate(targets):
-        for t in range(1, T):
 
-            def pre(mod, args, kwargs, t=t, b=b):
-                if args:
-                    h = args[0].clone()
-                    h[:, t] = means[b].to(h.dtype)
-                    return (h,) + tuple(args[1:]), kwargs
-                h = kwargs["hidden_states"].clone()
-                h[:, t] = means[b].to(h.dtype)
-                return args, {**kwargs, "hidden_states": h}
+        def pre(mod, args, kwargs, b=b):
+            key = None if args else "hidden_states"
+            h = (args[0] if args else kwargs[key]).clone()
+            h[rows, rows + 1] = means[b].to(h.dtype)
+            return ((h,) + tuple(args[1:]), kwargs) if key is None else (args, {**kwargs, key: h})
 
-            handle = module.register_forward_pre_hook(pre, with_kwargs=True)
-            try:
-                p = torch.softmax(model.hf(input_ids=ids[None]).logits[0].double(), -1)
-            finally:
-                handle.remove()
-            out[b, t] = (p[scored] - clean[scored]).norm(dim=-1).numpy()
+        handle = module.register_forward_pre_hook(pre, with_kwargs=True)
+        try:
+            p = torch.softmax(model.hf(input_ids=ids[None].repeat(T - 1, 1)).logits.double(), -1)
+        finally:
+            handle.remove()
+        out[b, 1:] = (p[:, scored] - clean[scored]).norm(dim=-1).numpy()
     return out
 
 
