@@ -914,7 +914,8 @@ def random_init(model, seed: int = 0):
 
     torch.manual_seed(seed)
     hf = AutoModelForCausalLM.from_config(model.hf.config, dtype=model.dtype).to(model.device)
-    wrapped = wrap_module(hf, model.tokenizer, spec=f"random-init:{model.spec}:seed{seed}")
+    name = os.path.basename(model.spec.rstrip("/")) if os.path.isdir(os.path.expanduser(model.spec)) else model.spec
+    wrapped = wrap_module(hf, model.tokenizer, spec=f"random-init({name}, seed {seed})")
     return wrapped
 
 
@@ -1003,6 +1004,12 @@ def summarize(result: LinearMaps, random: LinearMaps | None = None, identity: Li
         "lam_rel_median": float(np.median(result.arrays["lam_rel"])) if "lam_rel" in result.arrays else float("nan"),
         "tokens": result.tokens,
     }
+    col_best = err[1:, 1:].min(0)  # for each deep layer n ≥ 1: its best error from any shallow layer
+    hard = np.argsort(-col_best)[:3] + 1
+    out["tgt_best_error"] = dict(zip(range(1, L2 + 1), col_best.round(4).tolist()))
+    out["hardest_tgts"] = [int(n) for n in hard]
+    out["hardest_tgt_errors"] = [float(col_best[n - 1]) for n in hard]
+    out["hardest_tgt_depths"] = [float(n / L2) for n in hard]
     rows = np.arange(1, L1 + 1)
     out["row_contrast"] = float(np.mean([err[r, 1:].max() - err[r, 1:].min() for r in rows]))
     if random is not None:

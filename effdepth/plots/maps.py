@@ -7,6 +7,9 @@ paper; layer k means the output of block k. Every figure names both models.
 
 from __future__ import annotations
 
+import os
+
+import matplotlib.patheffects as pe
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import FuncFormatter, NullFormatter
@@ -16,9 +19,17 @@ from . import PALETTE, layer_heatmap, model_label
 CMAP = "viridis"
 
 
-def pair_label(result) -> str:
-    """'<source> → <target>' with the models' names as the book shows them."""
-    return f"{model_label(result.src)} → {model_label(result.tgt)}"
+def _short(label: str) -> str:
+    """A local folder's name instead of its whole path (titles stay readable)."""
+    parts = []
+    for piece in label.split(":"):
+        parts.append(os.path.basename(piece.rstrip("/")) if piece.startswith(("/", "~", ".")) else piece)
+    return ":".join(parts)
+
+
+def pair_label(result, sep: str = " → ") -> str:
+    """'<source> → <target>' with the models' names as the book shows them (folders by their name)."""
+    return f"{_short(model_label(result.src))}{sep}{_short(model_label(result.tgt))}"
 
 
 def _vmax(*results) -> float:
@@ -48,7 +59,7 @@ def heatmap(result, ax=None, vmax: float | None = None, title: str | None = None
     ax.set_yticks(range(0, L1, step_y), [str(i + 1) for i in range(0, L1, step_y)])
     if diagonal:
         m = np.arange(1, L1 + 1)
-        ax.plot(m * L2 / L1 - 1, m - 1, ls="--", color="white", lw=1.2, label="equal relative depth")
+        ax.plot(m * L2 / L1 - 1, m - 1, ls="--", color="white", lw=1.4, label="equal relative depth", path_effects=[pe.Stroke(linewidth=2.6, foreground="black"), pe.Normal()])
     if mark_best:
         best = np.argmin(err, axis=1)
         ax.scatter(best, np.arange(L1), marker="o", s=22, facecolor="none", edgecolor="red", lw=1.3, label="best target", zorder=5)
@@ -70,9 +81,10 @@ def controls(result, identity=None, random=None, vmax: float | None = None):
     if random is not None:
         panels.append(("Random control (target untrained)", random))
     vmax = vmax if vmax is not None else _vmax(*[r for _, r in panels])
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.4 * len(panels), 4.6), squeeze=False)
     for ax, (name, r) in zip(axes[0], panels):
-        heatmap(r, ax=ax, vmax=vmax, title=f"{name}\n{pair_label(r)}", mark_best=True, diagonal=True, roles=False)
+        label = pair_label(r, sep=" →\n")
+        heatmap(r, ax=ax, vmax=vmax, title=f"{name}\n{label}", mark_best=True, diagonal=True, roles=False)
     fig.tight_layout()
     return fig
 
@@ -88,7 +100,7 @@ def relative_depth(result, others: dict | None = None):
     xe = (np.arange(L2 + 1) + 0.5) / L2
     ye = (np.arange(L1 + 1) + 0.5) / L1
     mesh = ax0.pcolormesh(xe, ye, err, cmap=CMAP, vmin=0, vmax=_vmax(result))
-    ax0.plot([0, 1.05], [0, 1.05], ls="--", color="white", lw=1.2)
+    ax0.plot([0, 1.05], [0, 1.05], ls="--", color="white", lw=1.4, path_effects=[pe.Stroke(linewidth=2.6, foreground="black"), pe.Normal()])
     ax0.set_xlim(xe[0], xe[-1])
     ax0.set_ylim(ye[0], ye[-1])
     ax0.set_xlabel("Target relative depth n / L2")
