@@ -856,12 +856,9 @@ def linear_maps(
         out["eval_seconds"] = np.array(time.perf_counter() - t1)
         return out, {}
 
-    parts = []
-    for blk in blocks:
-        arrays, _ = store.get_or_compute(f"{key}/block-{blk[0]}-{blk[-1]}", lambda blk=blk: fit_block(blk))
-        parts.append(arrays)
-
     def combine():
+        # each block of target layers is its own cache entry: an interrupted run resumes per block
+        parts = [store.get_or_compute(f"{key}/block-{b[0]}-{b[-1]}", lambda b=b: fit_block(b))[0] for b in blocks]
         arrays = {}
         for name in parts[0]:
             vals = [p[name] for p in parts]

@@ -168,6 +168,23 @@ def test_second_call_reads_the_cache(pair, monkeypatch):
     assert second.meta["src"]["model"] == "tiny:a" and second.meta["tgt"]["model"] == "tiny:b"
 
 
+def test_resumes_from_finished_target_blocks(pair, monkeypatch, tmp_path):
+    a, b = pair
+    store = Store(tmp_path / "store")
+    first = linear_maps(a, b, TEXTS[:60], window=WINDOW, target_block=2, store=store, progress=False)
+    finals = list((tmp_path / "store" / "linear_maps").glob("*.npz"))
+    blocks = list((tmp_path / "store" / "linear_maps").glob("*/block-*.npz"))
+    assert len(finals) == 1 and len(blocks) == 3  # 5 targets in blocks of ≤ 2
+    for f in finals:  # as if the run died after its last block, before combining
+        f.unlink()
+        f.with_suffix(".json").unlink()
+    import effdepth.maps as mod
+
+    monkeypatch.setattr(mod, "capture_residuals", lambda *a, **k: pytest.fail("a finished block was recomputed"))
+    again = linear_maps(a, b, TEXTS[:60], window=WINDOW, target_block=2, store=store, progress=False)
+    np.testing.assert_array_equal(first.relative_error, again.relative_error)
+
+
 def test_sgd_converges_towards_the_closed_form(pair):
     a, b = pair
     off = Store(enabled=False)
