@@ -211,9 +211,12 @@ def residual_erasure(
     ids, answer_start = encode_example(model, prompt, answer)
     if vectors is None:
         if reference_prompts is None:
-            from .data import load_prompts
+            from .data import DatasetNotAvailable, load_prompts
 
-            reference_prompts = load_prompts("auto", n_reference, seed, model_spec=model.spec)
+            try:
+                reference_prompts = load_prompts("auto", n_reference, seed, model_spec=model.spec)
+            except DatasetNotAvailable as err:
+                raise DatasetNotAvailable(f"{err} Or pass reference_prompts=[...] (or vectors=) to residual_erasure.") from err
         reference_prompts = list(reference_prompts)
         vectors = mean_residuals(model, reference_prompts)
         source = {"reference_prompts": digest(reference_prompts), "n_reference": len(reference_prompts)}
