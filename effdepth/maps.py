@@ -83,6 +83,7 @@ class SGDRecipe:
     `eval_at`: steps after which the held-out error is measured (for error-versus-time curves; the
     evaluation time is not counted as training time). `cache_activations`: precompute the training
     windows' residuals once instead of re-running the models every step (faster; the paper re-ran).
+    `stop_after`: stop after this many steps of the same schedule (to time a variant briefly).
     """
 
     lr: float = 2.5e-4
@@ -94,6 +95,7 @@ class SGDRecipe:
     eval_at: tuple[int, ...] = ()
     cache_activations: bool = False
     seed: int = 0
+    stop_after: int | None = None  # train only this many steps of the `steps`-long schedule (timing runs)
 
     def lr_at(self, step: int) -> float:
         if step < self.warmup:
@@ -578,7 +580,8 @@ def _sgd_block(pair: _Pair, idx: dict, tgt_idx: list[int], recipe: SGDRecipe, we
     trained = 0.0
     from tqdm.auto import tqdm
 
-    for step in tqdm(range(recipe.steps), desc="sgd", disable=_quiet(progress), leave=False):
+    n_steps = min(recipe.steps, recipe.stop_after or recipe.steps)
+    for step in tqdm(range(n_steps), desc="sgd", disable=_quiet(progress), leave=False):
         t0 = time.perf_counter()
         take = []
         while len(take) < recipe.batch_windows:
