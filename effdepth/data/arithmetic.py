@@ -15,7 +15,7 @@ Two sources, both seeded and needing no download:
   construction and :func:`solve_graded` checks any question independently. Questions are split by a
   hash of their text into ``train`` and ``test`` (``test`` = 10 % of the question space, never
   produced for training), so a ``test`` question is unseen in training at every level. At level 1
-  there are only 200 distinct questions (20 in ``test``), at level 2 4,000.
+  there are only 200 distinct questions (23 in ``test``), at level 2 4,000.
 
 Training text is ``"Q: {question} A: {answer}"``; evaluation items are :class:`Example` with
 ``prompt = "Q: {question} A:"`` and ``answer = " {answer}"`` (the answer begins with the separator
@@ -242,12 +242,26 @@ def _graded_question(rng: random.Random, level: int) -> tuple[str, str]:
     return q, str(value)
 
 
-def graded_problems(level: int, n: int, split: str = "train", seed: int = 0) -> list[tuple[str, str]]:
+def graded_problems(level: int, n: int, split: str = "train", seed: int = 0, unique: bool = False) -> list[tuple[str, str]]:
     """``n`` (question, answer) pairs of ``level`` operations from ``split`` ('train' or 'test'), seeded.
 
-    Samples are i.i.d. (repeats possible, most of all at level 1).
+    Samples are i.i.d. (repeats possible, most of all at level 1) unless ``unique``: then distinct
+    questions, fewer than ``n`` when the split has fewer (level 1 'test' has 23).
     """
-    return list(_graded_stream(level, split, seed, n))
+    if not unique:
+        return list(_graded_stream(level, split, seed, n))
+    out: dict[str, str] = {}
+    misses = 0
+    for q, a in _graded_stream(level, split, seed):
+        if q in out:
+            misses += 1
+            if misses > 2000:
+                break
+            continue
+        out[q] = a
+        if len(out) >= n:
+            break
+    return list(out.items())
 
 
 def _graded_stream(level: int, split: str, seed: int, n: int | None = None) -> Iterator[tuple[str, str]]:
@@ -265,11 +279,14 @@ def _graded_stream(level: int, split: str, seed: int, n: int | None = None) -> I
             yield q, a
 
 
-def graded_examples(levels=GRADED_LEVELS, n_per_level: int = 50, split: str = "test", seed: int = 0) -> list[Example]:
-    """Evaluation :class:`Example` s, ``n_per_level`` for each level (level = number of operations)."""
+def graded_examples(levels=GRADED_LEVELS, n_per_level: int = 50, split: str = "test", seed: int = 0, unique: bool = True) -> list[Example]:
+    """Evaluation :class:`Example` s, ``n_per_level`` distinct questions per level (level = number of operations).
+
+    Level 1 'test' has only 23 distinct questions, so it yields at most 23.
+    """
     out = []
     for level in levels:
-        for i, (q, a) in enumerate(graded_problems(level, n_per_level, split, seed)):
+        for i, (q, a) in enumerate(graded_problems(level, n_per_level, split, seed, unique=unique)):
             out.append(
                 Example(
                     *format_example(q, a),

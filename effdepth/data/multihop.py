@@ -33,18 +33,16 @@ from .examples import Example
 
 ENTITIES = "abcdefghijklmnopqrstuvwxyz"
 HOPS = (1, 2, 3, 4)
-_FACT = re.compile(r"([a-z])>([a-z])")
-_QUESTION = re.compile(r"Q: ([a-z]) (\d+) hops\? A:")
+_FACT = re.compile(r"(?<![a-z])([a-z])([a-z])(?![a-z])")
+_QUESTION = re.compile(r" Q(\d+): ([a-z])")
 
 
 def _derive_seed(*parts) -> int:
     return int(hashlib.sha256(repr(parts).encode()).hexdigest()[:15], 16)
 
 
-def make_question(rng: random.Random, hops: int, n_chains: int = 2, chain_len: int = 4) -> tuple[str, str, dict]:
-    """One (prompt, answer, info) with exactly ``hops`` hops, drawn from ``rng``."""
-    if not 1 <= hops <= chain_len:
-        raise ValueError(f"hops must be in 1..chain_len={chain_len}, got {hops}.")
+def make_facts(rng: random.Random, n_chains: int = 2, chain_len: int = 4) -> tuple[list[list[str]], str]:
+    """``n_chains`` disjoint chains of ``chain_len`` facts and their shuffled text ``"F: a>b c>d …"``."""
     n_ent = n_chains * (chain_len + 1)
     if n_ent > len(ENTITIES):
         raise ValueError(f"{n_chains} chains of {chain_len} facts need {n_ent} entities; only {len(ENTITIES)} exist.")
@@ -52,40 +50,90 @@ def make_question(rng: random.Random, hops: int, n_chains: int = 2, chain_len: i
     chains = [ents[i * (chain_len + 1) : (i + 1) * (chain_len + 1)] for i in range(n_chains)]
     facts = [(c[j], c[j + 1]) for c in chains for j in range(chain_len)]
     rng.shuffle(facts)
+    return chains, "F: " + " ".join(f"{s}{t}" for s, t in facts)
+
+
+def make_query(rng: random.Random, chain: list[str], hops: int) -> tuple[str, str, dict]:
+    """A question of exactly ``hops`` hops along ``chain``: (``" Q2: a"``, ``"e"``, info)."""
+    chain_len = len(chain) - 1
+    if not 1 <= hops <= chain_len:
+        raise ValueError(f"hops must be in 1..chain_len={chain_len}, got {hops}.")
     start_pos = rng.randint(0, chain_len - hops)
-    chain = chains[0]
     start, answer = chain[start_pos], chain[start_pos + hops]
-    prompt = "F: " + " ".join(f"{s}>{t}" for s, t in facts) + f" Q: {start} {hops} hops? A:"
-    info = {"start": start, "path": chain[start_pos : start_pos + hops + 1], "chains": ["".join(c) for c in chains]}
-    return prompt, " " + answer, info
+    info = {"start": start, "path": chain[start_pos : start_pos + hops + 1]}
+    return f" Q{hops}: {start}", answer, info
+
+
+def make_question(rng: random.Random, hops: int, n_chains: int = 2, chain_len: int = 4) -> tuple[str, str, dict]:
+    """One (prompt, answer, info) with exactly ``hops`` hops, drawn from ``rng``."""
+    if not 1 <= hops <= chain_len:
+        raise ValueError(f"hops must be in 1..chain_len={chain_len}, got {hops}.")
+    chains, facts = make_facts(rng, n_chains, chain_len)
+    question, answer, info = make_query(rng, chains[0], hops)
+    info["chains"] = ["".join(c) for c in chains]
+    return facts + question, answer, info
+
+
+def make_session(rng: random.Random, n_questions: int, hops=HOPS, n_chains: int = 2, chain_len: int = 4) -> list[tuple[str, str]]:
+    """One fact set followed by ``n_questions`` questions (training text): a list of (prompt, answer) turns.
+
+    Each question picks a chain, a hop count from ``hops`` and a start at random. The first turn's
+    prompt holds the facts; joined, the turns read ``"F: … Q: a 2 hops? A: e Q: c 1 hops? A: d"``.
+    """
+    chains, facts = make_facts(rng, n_chains, chain_len)
+    turns = []
+    for i in range(n_questions):
+        question, answer, _ = make_query(rng, rng.choice(chains), rng.choice(list(hops)))
+        turns.append(((facts if i == 0 else "") + question, answer))
+    return turns
 
 
 def solve(prompt: str) -> tuple[str, int]:
     """(answer, hops) of a multi-hop prompt, recomputed from its text alone.
 
+    The facts are those before the first question; with several questions the last one is solved.
+
     Checks that the facts define each pointer at most once, and follows ``hops`` pointers from the
     start. Returns the answer with its leading separator space, as :class:`Example` stores it.
     """
-    q = _QUESTION.search(prompt)
-    if q is None:
+    qs = list(_QUESTION.finditer(prompt))
+    if not qs:
         raise ValueError(f"No question in {prompt!r}")
-    facts_text = prompt[: q.start()]
+    q = qs[-1]  # the last question is the one the prompt asks
+    facts_text = prompt[: qs[0].start()]
     pairs = _FACT.findall(facts_text)
     graph: dict[str, str] = {}
     for s, t in pairs:
         if s in graph:
             raise ValueError(f"Entity {s!r} has two facts in {prompt!r}")
         graph[s] = t
-    node, hops = q.group(1), int(q.group(2))
+    hops, node = int(q.group(1)), q.group(2)
     seen = [node]
     for _ in range(hops):
         if node not in graph:
-            raise ValueError(f"Chain from {q.group(1)!r} ends before {hops} hops in {prompt!r}")
+            raise ValueError(f"Chain from {q.group(2)!r} ends before {hops} hops in {prompt!r}")
         node = graph[node]
         if node in seen:
             raise ValueError(f"Cycle in {prompt!r}")
         seen.append(node)
-    return " " + node, hops
+    return node, hops
+
+
+def make_walks(rng: random.Random, n_chains: int = 2, chain_len: int = 4) -> list[tuple[str, str]]:
+    """A fact set followed by every chain written out in order (training text): (prompt, answer) turns.
+
+    ``"F: ab cd be … W: abeg cdxy"``: each letter after a chain's first is one lookup (1 hop), so a
+    walk gives dense supervision for the lookup that multi-hop questions chain. The walks are
+    consistent with the facts (every adjacent pair in a walk is a fact).
+    """
+    chains, facts = make_facts(rng, n_chains, chain_len)
+    order = list(range(n_chains))
+    rng.shuffle(order)
+    turns = []
+    for i, c in enumerate(order):
+        chain = chains[c]
+        turns.append(((facts + " W: " if i == 0 else " ") + chain[0], "".join(chain[1:])))
+    return turns
 
 
 def multihop_examples(hops=HOPS, n_per_hops: int = 50, seed: int = 0, n_chains: int = 2, chain_len: int = 4) -> list[Example]:
@@ -99,11 +147,7 @@ def multihop_examples(hops=HOPS, n_per_hops: int = 50, seed: int = 0, n_chains: 
     return out
 
 
-def multihop_texts(n: int, seed: int = 0, hops=HOPS, n_chains: int = 2, chain_len: int = 4) -> list[str]:
-    """``n`` training texts (prompt + answer) with hop counts drawn uniformly from ``hops``, seeded."""
-    rng = random.Random(_derive_seed("multihop-train", seed, n_chains, chain_len))
-    out = []
-    for _ in range(n):
-        prompt, answer, _info = make_question(rng, rng.choice(list(hops)), n_chains, chain_len)
-        out.append(prompt + answer)
-    return out
+def multihop_texts(n: int, seed: int = 0, hops=HOPS, n_chains: int = 2, chain_len: int = 4, n_questions: int = 1) -> list[str]:
+    """``n`` training texts (facts, then ``n_questions`` questions with answers), hop counts uniform over ``hops``, seeded."""
+    rng = random.Random(_derive_seed("multihop-train", seed, n_chains, chain_len, n_questions))
+    return ["".join(p + a for p, a in make_session(rng, n_questions, hops, n_chains, chain_len)) for _ in range(n)]

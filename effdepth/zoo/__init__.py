@@ -1,0 +1,271 @@
+"""The zoo: small Llama models trained here, offline, on generated data, so the book runs on a CPU.
+
+Every zoo model is a `transformers.LlamaForCausalLM` of the same width, differing only in depth,
+trained from the same seed on the same batches of the same mixture (graded sums, in-context
+multi-hop questions, DeepMind arithmetic; see :mod:`effdepth.zoo.corpus`) with the same
+character-level tokenizer (:mod:`effdepth.zoo.tokenizer`, adds ``<bos>``).
+
+Public interface::
+
+    MODELS            name -> ZooSpec
+    DEFAULT, SHALLOW, DEEP
+    cache_dir()       $EFFDEPTH_CACHE or the platform cache folder; models in cache_dir()/zoo/<name>/
+    ensure(name)      the model's folder, trained first if missing
+    train_all(names)  ensure several (default: all)
+    report(name)      the model's report.json as a dict (training time, loss history, accuracies)
+
+`ensure` also accepts a `ZooSpec` (for tests and experiments); its folder is named after the spec.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from .corpus import DataSpec
+from .tokenizer import BOS_ID, EOS_ID, PAD_ID, VOCAB_SIZE, zoo_tokenizer
+
+__all__ = [
+    "ZooSpec",
+    "MODELS",
+    "DEFAULT",
+    "SHALLOW",
+    "DEEP",
+    "cache_dir",
+    "ensure",
+    "train_all",
+    "report",
+    "build_model",
+    "compute_report",
+    "zoo_tokenizer",
+]
+
+
+@dataclass(frozen=True)
+class ZooSpec:
+    """Everything that determines a zoo model (architecture, optimisation, data, seed)."""
+
+    name: str
+    n_layers: int
+    d_model: int = 128
+    n_heads: int = 4
+    d_ff: int = 256
+    steps: int = 1500
+    lr: float = 3e-3
+    warmup: int = 100
+    beta2: float = 0.95
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    loss_on: str = "all"
+    answer_weight: float = 1.0
+    seed: int = 0
+    threads: int = 1
+    checkpoint_every: int = 100
+    data: DataSpec = field(default_factory=lambda: DataSpec(window=128))
+    n_eval: int = 100  # evaluation questions per level / hop count
+
+    def config(self):
+        from transformers import LlamaConfig
+
+        return LlamaConfig(
+            vocab_size=VOCAB_SIZE,
+            hidden_size=self.d_model,
+            intermediate_size=self.d_ff,
+            num_hidden_layers=self.n_layers,
+            num_attention_heads=self.n_heads,
+            num_key_value_heads=self.n_heads,
+            max_position_embeddings=512,
+            rms_norm_eps=1e-5,
+            tie_word_embeddings=False,
+            pad_token_id=PAD_ID,
+            bos_token_id=BOS_ID,
+            eos_token_id=EOS_ID,
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _zoo(*specs: ZooSpec) -> dict[str, ZooSpec]:
+    return {s.name: s for s in specs}
+
+
+MODELS: dict[str, ZooSpec] = _zoo(
+    ZooSpec("llama-2l", n_layers=2),
+    ZooSpec("llama-4l", n_layers=4),
+    ZooSpec("llama-8l", n_layers=8),
+)
+DEFAULT = "llama-8l"
+SHALLOW = "llama-4l"
+DEEP = "llama-8l"
+
+
+def cache_dir() -> Path:
+    """``$EFFDEPTH_CACHE`` if set, else the platform's user cache folder for effdepth."""
+    env = os.environ.get("EFFDEPTH_CACHE")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("effdepth"))
+
+
+def _spec(name_or_spec) -> ZooSpec:
+    if isinstance(name_or_spec, ZooSpec):
+        return name_or_spec
+    name = str(name_or_spec).removeprefix("zoo:")
+    if name not in MODELS:
+        raise ValueError(f"Unknown zoo model '{name}'. The zoo has: {', '.join(MODELS)}.")
+    return MODELS[name]
+
+
+def folder(name_or_spec) -> Path:
+    """Where a zoo model lives (whether or not it is trained yet)."""
+    return cache_dir() / "zoo" / _spec(name_or_spec).name
+
+
+def is_trained(name_or_spec) -> bool:
+    f = folder(name_or_spec)
+    return (f / "report.json").exists() and (f / "model.safetensors").exists()
+
+
+def build_model(spec: ZooSpec):
+    """A freshly initialised model of ``spec`` (seeded), in float32."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(spec.seed)
+    return LlamaForCausalLM(spec.config()).float()
+
+
+def ensure(name_or_spec, progress: bool = True) -> Path:
+    """The folder of a zoo model, training it first if it is missing.
+
+    Training happens in ``<folder>.partial`` (with periodic checkpoints, so an interrupted run
+    resumes) and the finished folder is renamed into place, so a folder that exists is complete.
+    Raises ValueError for a name that is not in :data:`MODELS`.
+    """
+    spec = _spec(name_or_spec)
+    final = folder(spec)
+    if is_trained(spec):
+        stored = json.loads((final / "report.json").read_text()).get("spec", {})
+        if stored and stored != json.loads(json.dumps(spec.to_dict())):
+            import warnings
+
+            warnings.warn(f"zoo model '{spec.name}' in {final} was trained with a different spec; using it anyway (delete the folder to retrain).")
+        return final
+    _train_into(spec, final, progress)
+    return final
+
+
+def _train_into(spec: ZooSpec, final: Path, progress: bool) -> None:
+    import torch
+
+    from . import corpus
+    from . import evaluate as E
+    from . import train as T
+
+    partial = final.with_name(final.name + ".partial")
+    partial.mkdir(parents=True, exist_ok=True)
+    marker = partial / "spec.json"
+    spec_json = json.dumps(spec.to_dict(), sort_keys=True)
+    if marker.exists() and marker.read_text() != spec_json:
+        shutil.rmtree(partial)  # a partial run of another spec: start over
+        partial.mkdir(parents=True)
+    marker.write_text(spec_json)
+
+    data = corpus.cached_batches(spec.data, spec.steps, cache_dir() / "zoo" / "_data", "train", progress)
+    model = build_model(spec)
+    cfg = T.TrainConfig(
+        steps=spec.steps,
+        lr=spec.lr,
+        warmup=spec.warmup,
+        weight_decay=spec.weight_decay,
+        betas=(0.9, spec.beta2),
+        grad_clip=spec.grad_clip,
+        loss_on=spec.loss_on,
+        answer_weight=spec.answer_weight,
+        checkpoint_every=spec.checkpoint_every,
+        threads=spec.threads,
+    )
+    result = T.train(model, T.StackedBatches(data), cfg, checkpoint_dir=partial, progress=f"zoo {spec.name}" if progress else False)
+
+    model.eval()
+    model.generation_config.pad_token_id = PAD_ID
+    model.save_pretrained(partial)
+    zoo_tokenizer().save_pretrained(partial)
+    rep = compute_report(model, spec, data, progress=progress)
+    rep.update(
+        {
+            "train_seconds": round(result.seconds, 1),
+            "steps": result.steps,
+            "tokens_seen": int(data["loss_mask"][: spec.steps].sum()),
+            "history": result.history,
+            "torch_threads": spec.threads,
+            "torch_version": torch.__version__,
+            "trained_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
+    )
+    (partial / "report.json").write_text(json.dumps(rep, indent=1))
+    (partial / T.CHECKPOINT).unlink(missing_ok=True)
+    marker.unlink(missing_ok=True)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(partial, final)
+
+
+def compute_report(model, spec: ZooSpec, train_data: dict | None = None, progress: bool = False) -> dict:
+    """Held-out loss vs a unigram baseline and exact-match accuracies of ``model`` (see :mod:`.evaluate`)."""
+    import torch
+
+    from . import corpus
+    from . import evaluate as E
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(spec.threads)
+    try:
+        t0 = time.perf_counter()
+        held = corpus.cached_batches(spec.data, 16, cache_dir() / "zoo" / "_data", "heldout", False)
+        if train_data is None:
+            train_data = corpus.cached_batches(spec.data, min(spec.steps, 200), cache_dir() / "zoo" / "_data", "train", False)
+        counts = E.unigram_counts({k: v[:200] for k, v in train_data.items()})
+        sets = corpus.eval_sets(spec.data, spec.n_eval)
+        rep = {
+            "name": spec.name,
+            "spec": json.loads(json.dumps(spec.to_dict())),
+            "params": sum(p.numel() for p in model.parameters()),
+            "n_layers": spec.n_layers,
+            "d_model": spec.d_model,
+            "heldout_loss": E.heldout_loss(model, held),
+            "unigram_loss": E.unigram_loss(counts, held),
+            "heldout_answer_loss": E.heldout_loss(model, held, "answer_mask"),
+            "unigram_answer_loss": E.unigram_loss(E.unigram_counts({k: v[:200] for k, v in train_data.items()}, "answer_mask"), held, "answer_mask"),
+            "arithmetic_accuracy": E.accuracy_by_level(model, sets["arithmetic"]),
+            "arithmetic_n": {str(lv): sum(e.level == lv for e in sets["arithmetic"]) for lv in sorted({e.level for e in sets["arithmetic"]})},
+            "arithmetic_train_split_accuracy": E.accuracy_by_level(model, sets["arithmetic_train_split"]),
+            "multihop_accuracy": E.accuracy_by_level(model, sets["multihop"]),
+            "multihop_n": {str(h): sum(e.level == h for e in sets["multihop"]) for h in sorted({e.level for e in sets["multihop"]})},
+            "dm_accuracy": E.accuracy_by_meta(model, sets["dm"], "module"),
+            "dm_n": len(sets["dm"]),
+        }
+        rep["eval_seconds"] = round(time.perf_counter() - t0, 1)
+        return rep
+    finally:
+        torch.set_num_threads(old)
+
+
+def report(name_or_spec) -> dict:
+    """The stored report of a trained zoo model (trains it first if needed)."""
+    return json.loads((ensure(name_or_spec) / "report.json").read_text())
+
+
+def train_all(names=None, progress: bool = True) -> dict[str, Path]:
+    """Ensure every named zoo model (default: all of :data:`MODELS`) is trained; name -> folder."""
+    names = list(MODELS) if names is None else [n.removeprefix("zoo:") for n in names]
+    for n in names:
+        _spec(n)  # fail before training anything
+    return {n: ensure(n, progress=progress) for n in names}

@@ -1,0 +1,93 @@
+"""What a zoo model learned: held-out loss against a unigram baseline, and exact-match accuracy.
+
+Exact match is teacher-forced greedy: the model reads ``<bos> prompt answer``; the example counts
+as correct when, at every answer token, that token is the argmax of the model's prediction from
+the position before it (SPEC §6).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Sequence
+
+import torch
+
+from ..data.examples import Example
+from .tokenizer import BOS_ID, PAD_ID, VOCAB_SIZE, encode
+from .train import masked_lm_loss
+
+
+@torch.no_grad()
+def exact_match(model: torch.nn.Module, examples: Sequence[Example], batch_size: int = 64, encode_fn=encode, bos_id: int | None = BOS_ID) -> list[bool]:
+    """Per example: is every answer token the model's argmax under teacher forcing?"""
+    model.eval()
+    out: list[bool] = []
+    for i in range(0, len(examples), batch_size):
+        chunk = examples[i : i + batch_size]
+        seqs, spans = [], []
+        for ex in chunk:
+            p, a = encode_fn(ex.prompt), encode_fn(ex.answer)
+            ids = ([bos_id] if bos_id is not None else []) + p + a
+            seqs.append(ids)
+            spans.append((len(ids) - len(a), len(ids)))
+        T = max(map(len, seqs))
+        ids = torch.full((len(seqs), T), PAD_ID, dtype=torch.long)
+        for j, s in enumerate(seqs):
+            ids[j, : len(s)] = torch.tensor(s)
+        pred = model(input_ids=ids).logits.argmax(-1)
+        for j, (a0, a1) in enumerate(spans):
+            out.append(bool((pred[j, a0 - 1 : a1 - 1] == ids[j, a0:a1]).all()))
+    return out
+
+
+def accuracy_by_level(model, examples: Sequence[Example], **kw) -> dict[str, float]:
+    """Exact-match accuracy per ``Example.level`` (keys are strings, for JSON) and 'all'."""
+    ok = exact_match(model, examples, **kw)
+    by = defaultdict(list)
+    for ex, k in zip(examples, ok):
+        by[str(ex.level)].append(k)
+    res = {lv: sum(v) / len(v) for lv, v in sorted(by.items())}
+    res["all"] = sum(ok) / max(1, len(ok))
+    return res
+
+
+def accuracy_by_meta(model, examples: Sequence[Example], key: str, **kw) -> dict[str, float]:
+    ok = exact_match(model, examples, **kw)
+    by = defaultdict(list)
+    for ex, k in zip(examples, ok):
+        by[str(ex.meta.get(key))].append(k)
+    res = {g: sum(v) / len(v) for g, v in sorted(by.items())}
+    res["all"] = sum(ok) / max(1, len(ok))
+    return res
+
+
+@torch.no_grad()
+def heldout_loss(model: torch.nn.Module, stacked: dict, mask_key: str = "loss_mask") -> float:
+    """Mean next-token loss (nats) over the masked targets of stacked batches [N, B, T]."""
+    model.eval()
+    total, count = 0.0, 0
+    for i in range(stacked["input_ids"].shape[0]):
+        ids = stacked["input_ids"][i]
+        loss, n = masked_lm_loss(model(input_ids=ids).logits, ids, stacked[mask_key][i])
+        total += float(loss) * n
+        count += n
+    return total / max(1, count)
+
+
+def unigram_counts(stacked: dict, mask_key: str = "loss_mask") -> torch.Tensor:
+    """Counts of target tokens (vocabulary-sized) over stacked batches."""
+    ids = stacked["input_ids"][..., 1:].reshape(-1)
+    m = stacked[mask_key][..., 1:].reshape(-1)
+    return torch.bincount(ids[m].long(), minlength=VOCAB_SIZE).double()
+
+
+def unigram_loss(train_counts: torch.Tensor, heldout: dict, mask_key: str = "loss_mask") -> float:
+    """Cross-entropy (nats) of held-out targets under the add-one-smoothed training unigram distribution."""
+    p = (train_counts + 1) / (train_counts + 1).sum()
+    held = unigram_counts(heldout, mask_key)
+    return float(-(held * p.log()).sum() / held.sum())
+
+
+def bits(nats: float) -> float:
+    return nats / math.log(2)

@@ -1,0 +1,204 @@
+"""Offline data generators: labels checked by independent solvers, determinism, the sympy shim."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import random
+import re
+import sys
+from decimal import Decimal
+
+import pytest
+
+from effdepth.data import arithmetic as A
+from effdepth.data import multihop as M
+from effdepth.data.examples import Example
+
+# ---------------------------------------------------------------- mathematics_dataset
+
+
+def test_shim_makes_mathematics_dataset_importable():
+    arithmetic = A.import_mathematics_dataset()
+    pkg = sys.modules["sympy.solvers.diophantine"]
+    from sympy.solvers.diophantine.diophantine import base_solution_linear
+
+    assert pkg.base_solution_linear is base_solution_linear
+    assert sorted(arithmetic.train(lambda r: r)) == sorted(A.DM_TRAIN_MODULES)
+    assert sorted(arithmetic.test()) == sorted(A.DM_TRAIN_MODULES)
+    assert sorted(arithmetic.test_extra()) == sorted(A.DM_EXTRAPOLATE_MODULES)
+
+
+@pytest.mark.parametrize("split", A.DM_SPLITS)
+def test_every_arithmetic_module_generates(split):
+    for module in A.dm_module_names(split):
+        (q, a), = A.dm_problems(module, split, n=1, seed=3)
+        assert isinstance(q, str) and isinstance(a, str)
+        assert 0 < len(q) <= A.DM_MAX_QUESTION_LENGTH and 0 < len(a) <= A.DM_MAX_ANSWER_LENGTH
+
+
+def test_dm_is_seeded_and_leaves_global_random_alone():
+    import numpy as np
+
+    random.seed(123)
+    np.random.seed(123)
+    expect_py, expect_np = random.random(), np.random.rand()
+    random.seed(123)
+    np.random.seed(123)
+    a = A.dm_problems("add_sub_multiple", "train", n=5, seed=7)
+    assert (random.random(), np.random.rand()) == (expect_py, expect_np)
+    assert A.dm_problems("add_sub_multiple", "train", n=5, seed=7) == a
+    assert A.dm_problems("add_sub_multiple", "train", n=5, seed=8) != a
+    # the splits differ (interpolate uses a fixed, larger entropy)
+    assert A.dm_problems("add_sub_multiple", "interpolate", n=5, seed=7) != a
+
+
+_NUM = r"-?\d+(?:\.\d+)?"
+
+
+def test_dm_mul_answers_are_products():
+    """Solve `mul` questions independently: the two numbers in the question multiply to the answer."""
+    for q, a in A.dm_problems("mul", "interpolate", n=20, seed=1):
+        nums = re.findall(_NUM, q)
+        assert len(nums) == 2, q
+        assert Decimal(nums[0]) * Decimal(nums[1]) == Decimal(a), (q, a)
+
+
+def test_dm_extrapolate_is_longer_than_train():
+    train = A.dm_problems("add_sub_multiple", "train", n=30, seed=0)
+    extra = A.dm_problems("add_sub_multiple_longer", "extrapolate", n=30, seed=0)
+    count = lambda pairs: sum(len(re.findall(r"[+-] ", q)) for q, _ in pairs) / len(pairs)  # noqa: E731
+    assert count(extra) > count(train)
+
+
+def test_dm_examples_format_and_max_chars():
+    exs = A.dm_examples("add_or_sub", "interpolate", n=10, seed=0, max_chars=40)
+    assert len(exs) == 10
+    for e in exs:
+        assert isinstance(e, Example)
+        assert e.prompt.startswith("Q: ") and e.prompt.endswith(" A:") and e.answer.startswith(" ")
+        assert len(e.text) <= 40
+        assert e.meta["module"] == "arithmetic__add_or_sub" and e.meta["split"] == "interpolate"
+    with pytest.raises(ValueError, match="add_or_sub"):
+        A.dm_problems("no_such_module", "train", n=1)
+    with pytest.raises(ValueError, match="interpolate"):
+        A.dm_problems("mul", "valid", n=1)
+
+
+# ---------------------------------------------------------------- graded sums
+
+
+def _independent_value(question: str) -> int:
+    # Python's own parser on the expression, as a second opinion to solve_graded.
+    assert re.fullmatch(r"\d([+-]\d)+", question), question
+    return eval(question)  # noqa: S307 - digits and +/- only (checked above)
+
+
+@pytest.mark.parametrize("split", A.GRADED_SPLITS)
+def test_graded_levels_and_answers(split):
+    exs = A.graded_examples(n_per_level=40, split=split, seed=5)
+    assert {e.level for e in exs} == set(A.GRADED_LEVELS)
+    for e in exs:
+        q = e.prompt.removeprefix("Q: ").removesuffix(" A:")
+        assert e.prompt == f"Q: {q} A:" and e.answer == f" {_independent_value(q)}"
+        assert q.count("+") + q.count("-") == e.level  # level = number of operations
+        assert A.solve_graded(e.prompt) == (_independent_value(q), e.level)
+        assert A.is_test_question(q) == (split == "test")
+
+
+def test_graded_test_split_is_the_hash_tenth_and_never_in_training():
+    all_level1 = {f"{a}{op}{b}" for a, b in itertools.product(range(10), repeat=2) for op in "+-"}
+    test = {q for q in all_level1 if int(hashlib.md5(q.encode()).hexdigest(), 16) % 100 < 10}
+    got = {q for q, _ in A.graded_problems(1, 1000, "test", seed=0, unique=True)}
+    assert got == test and len(test) == 23
+    train_seen = {q for q, _ in A.graded_problems(1, 3000, "train", seed=0)}
+    assert train_seen == all_level1 - test
+    texts = A.graded_texts(2000, "train", seed=0)
+    assert not any(t.removeprefix("Q: ").split(" A:")[0] in test for t in texts)
+
+
+def test_graded_is_seeded():
+    assert A.graded_problems(3, 20, seed=1) == A.graded_problems(3, 20, seed=1)
+    assert A.graded_problems(3, 20, seed=1) != A.graded_problems(3, 20, seed=2)
+    assert A.graded_texts(50, seed=4) == A.graded_texts(50, seed=4)
+    assert len(set(q for q, _ in A.graded_problems(4, 100, unique=True))) == 100
+    with pytest.raises(ValueError):
+        A.graded_problems(6, 1)
+    with pytest.raises(ValueError):
+        A.solve_graded("Q: 12+3 A:")
+
+
+# ---------------------------------------------------------------- multi-hop
+
+
+def _independent_solve(prompt: str) -> tuple[str, int, list[str]]:
+    """Second, separately written solver: (answer, hops, entities in the facts)."""
+    assert prompt.startswith("F: ")
+    facts_part, _, rest = prompt[3:].partition(" Q")
+    pairs = [(w[0], w[1]) for w in facts_part.split(" ")]
+    assert all(len(w) == 2 for w in facts_part.split(" "))
+    last_q = prompt.rsplit(" Q", 1)[1]  # e.g. "2: a"
+    hops, start = int(last_q.split(":")[0]), last_q.split(": ")[1]
+    node = start
+    for _ in range(hops):
+        (node,) = [t for s, t in pairs if s == node]
+    return node, hops, sorted({x for p in pairs for x in p})
+
+
+def test_solver_on_a_hand_written_question():
+    assert M.solve("F: cd ab bc Q2: a") == ("c", 2)
+    assert M.solve("F: cd ab bc Q3: a") == ("d", 3)
+    with pytest.raises(ValueError):
+        M.solve("F: ab ac Q1: a")  # ambiguous pointer
+    with pytest.raises(ValueError):
+        M.solve("F: ab Q2: a")  # chain too short
+
+
+def test_multihop_labels_are_what_they_claim():
+    exs = M.multihop_examples(n_per_hops=60, seed=11)
+    assert sorted({e.level for e in exs}) == [1, 2, 3, 4]
+    for e in exs:
+        answer, hops, ents = _independent_solve(e.prompt)
+        assert (answer, hops) == (e.answer, e.level) == M.solve(e.prompt)
+        assert len(ents) == 10  # two chains of 5 entities: chance is 1/10
+        # the path has hops+1 distinct entities: the answer is not reachable in fewer hops
+        assert e.meta["path"][-1] == answer and len(set(e.meta["path"])) == hops + 1
+        assert e.prompt.endswith(f" Q{hops}: {e.meta['start']}") and len(e.answer) == 1
+
+
+def test_multihop_is_seeded_and_not_position_trivial():
+    a = M.multihop_examples(n_per_hops=20, seed=1)
+    assert a == M.multihop_examples(n_per_hops=20, seed=1)
+    assert a != M.multihop_examples(n_per_hops=20, seed=2)
+    # the answer's fact is not always at the same place in the fact list
+    positions = {e.prompt.index(e.meta["path"][-2] + e.answer) for e in a}
+    assert len(positions) > 4
+    # for fewer hops than the chain has, the answer is not always the chain's end
+    ends = [e.meta["chains"][0][-1] == e.answer for e in a if e.level == 1]
+    assert 0 < sum(ends) < len(ends)
+
+
+def test_multihop_sessions_every_question_solvable():
+    rng = random.Random(0)
+    for _ in range(30):
+        turns = M.make_session(rng, 4)
+        text = ""
+        for prompt, answer in turns:
+            text += prompt
+            assert M.solve(text)[0] == answer
+            assert _independent_solve(text)[0] == answer
+            text += answer
+    assert M.multihop_texts(5, seed=3, n_questions=2) == M.multihop_texts(5, seed=3, n_questions=2)
+
+
+def test_walks_follow_the_facts():
+    rng = random.Random(2)
+    for _ in range(20):
+        turns = M.make_walks(rng)
+        text = "".join(p + a for p, a in turns)
+        facts, walks = text.split(" W: ")
+        pairs = set(facts.removeprefix("F: ").split(" "))
+        chains = walks.split(" ")
+        assert len(chains) == 2 and all(len(c) == 5 for c in chains)
+        assert all(c[i : i + 2] in pairs for c in chains for i in range(4))
+        assert sum(len(a) for _, a in turns) == 8  # every lookup is an answer token

@@ -1,0 +1,275 @@
+"""The zoo: shared tokenizer, packing, the training loop (loss goes down, exact resume), ensure/load."""
+
+from __future__ import annotations
+
+import json
+import string
+from pathlib import Path
+
+import pytest
+import torch
+
+from effdepth import zoo
+from effdepth.data.examples import Example
+from effdepth.zoo import corpus
+from effdepth.zoo import evaluate as E
+from effdepth.zoo import train as T
+from effdepth.zoo.tokenizer import BOS_ID, EOS_ID, PAD_ID, VOCAB_SIZE, encode, zoo_tokenizer
+
+TINY_DATA = corpus.DataSpec(window=64, batch_size=8, lookahead=4, mh_questions=2)
+
+
+def tiny_spec(name="tiny", steps=30, **kw):
+    return zoo.ZooSpec(
+        name, n_layers=2, d_model=32, n_heads=2, d_ff=64, steps=steps, lr=1e-2, warmup=5,
+        checkpoint_every=10, threads=1, data=TINY_DATA, n_eval=4, **kw,
+    )
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("EFFDEPTH_CACHE", str(tmp_path))
+    return tmp_path
+
+
+# ---------------------------------------------------------------- tokenizer
+
+
+def test_tokenizer_round_trip_and_conventions(tmp_path):
+    tok = zoo_tokenizer()
+    text = string.printable.replace("\t", "").replace("\r", "").replace("\x0b", "").replace("\x0c", "")
+    ids = tok(text).input_ids
+    assert ids[0] == BOS_ID and len(ids) == len(text) + 1  # <bos>, then one token per character
+    assert ids[1:] == encode(text)
+    assert tok.decode(ids, skip_special_tokens=True) == text
+    assert tok(text, add_special_tokens=False).input_ids == encode(text)
+    assert len(tok) == VOCAB_SIZE and (tok.pad_token_id, tok.bos_token_id, tok.eos_token_id) == (PAD_ID, BOS_ID, EOS_ID)
+    # prompt + answer tokenizes as prompt then answer (the answer keeps its separator space)
+    assert encode("Q: 5+7 A:" + " 12") == encode("Q: 5+7 A:") + encode(" 12")
+
+    from transformers import AutoTokenizer
+
+    tok.save_pretrained(tmp_path)
+    again = AutoTokenizer.from_pretrained(tmp_path)
+    assert again(text).input_ids == ids and again.decode(ids, skip_special_tokens=True) == text
+
+
+def test_all_zoo_models_share_one_tokenizer(tmp_path):
+    files = []
+    for i, spec in enumerate(zoo.MODELS.values()):
+        assert spec.config().vocab_size == VOCAB_SIZE
+        d = tmp_path / str(i)
+        zoo_tokenizer().save_pretrained(d)
+        files.append((d / "tokenizer.json").read_bytes())
+    assert len(set(files)) == 1
+    assert {zoo.DEFAULT, zoo.SHALLOW, zoo.DEEP} <= set(zoo.MODELS)
+    assert zoo.MODELS[zoo.SHALLOW].n_layers < zoo.MODELS[zoo.DEEP].n_layers
+    assert len({s.n_layers for s in zoo.MODELS.values()}) >= 3
+
+
+# ---------------------------------------------------------------- packing and loss
+
+
+def _examples(n, seed=0):
+    import random
+
+    rng = random.Random(seed)
+    return [("Q: " + "x" * rng.randint(1, 25) + " A:", " " + "y" * rng.randint(1, 3)) for _ in range(n)]
+
+
+@pytest.mark.parametrize("lookahead", [0, 5])
+def test_pack_never_splits_an_example(lookahead):
+    exs = _examples(200)
+    encoded = [T.encode_pair(p, a) for p, a in exs]
+    wins = list(T.pack(iter(encoded), 40, lookahead=lookahead))
+    assert all(len(w[0]) == len(w[1]) == 40 for w in wins)
+    recovered = []
+    for ids, mask in wins:
+        assert ids[0] == BOS_ID  # every window starts at an example
+        cur = None
+        for i, m in zip(ids, mask):
+            if i == BOS_ID:
+                cur = ([i], [m])
+            elif cur is not None:
+                cur[0].append(i)
+                cur[1].append(m)
+                if i == EOS_ID:
+                    recovered.append(cur)
+                    cur = None
+            else:
+                assert i == PAD_ID
+        assert cur is None  # no example left open at the window's end
+    assert sorted(recovered) == sorted((list(i), list(m)) for i, m in encoded)
+    if lookahead == 0:
+        assert recovered == [(list(i), list(m)) for i, m in encoded]
+    with pytest.raises(ValueError, match="does not fit"):
+        list(T.pack(iter(encoded), 10))
+    assert len(list(T.pack(iter(encoded), 10, too_long="skip"))) < len(wins)
+
+
+def test_answer_mask_and_masked_loss():
+    ids, mask = T.encode_pair("Q: 1+1 A:", " 2")
+    assert [i for i, m in zip(ids, mask) if m] == encode(" 2") + [EOS_ID]
+    ids2, mask2 = T.encode_turns([("F: a>b Q: a 1 hops? A:", " b"), (" Q: a 1 hops? A:", " b")])
+    assert sum(mask2) == 5 and ids2[-1] == EOS_ID
+    b = T.make_batch([T._pad(ids, mask, 16)])
+    assert not b["loss_mask"][0, 0] and not b["loss_mask"][0, -1] and b["loss_mask"].sum() == len(ids) - 1
+    # a model that puts all mass on the right next token has zero loss on exactly the masked targets
+    logits = torch.full((1, 16, VOCAB_SIZE), -30.0)
+    logits[0, torch.arange(15), b["input_ids"][0, 1:]] = 30.0
+    assert T.masked_lm_loss(logits, b["input_ids"], b["answer_mask"])[0] < 1e-6
+    logits[0, 3] = 0.0  # position 3 predicts a prompt token: answer-only loss unaffected
+    assert T.masked_lm_loss(logits, b["input_ids"], b["answer_mask"])[0] < 1e-6
+    assert T.masked_lm_loss(logits, b["input_ids"], b["loss_mask"])[0] > 0.1
+
+
+class _Oracle(torch.nn.Module):
+    """Predicts the true next token of the sequences it was told about, except at chosen spots."""
+
+    def __init__(self, wrong_at=None):
+        super().__init__()
+        self.wrong_at = wrong_at or set()
+
+    def forward(self, input_ids):
+        B, Tn = input_ids.shape
+        logits = torch.zeros(B, Tn, VOCAB_SIZE)
+        nxt = torch.cat([input_ids[:, 1:], torch.zeros(B, 1, dtype=torch.long)], 1)
+        logits.scatter_(2, nxt[..., None], 1.0)
+        for b, t in self.wrong_at:
+            logits[b, t] = 0
+            logits[b, t, 7] = 1.0
+        return type("Out", (), {"logits": logits})()
+
+
+def test_exact_match_is_teacher_forced_argmax_on_answer_tokens_only():
+    exs = [Example("Q: 1+2 A:", " 3", 1), Example("Q: 9-9 A:", " 0", 1)]
+    assert E.exact_match(_Oracle(), exs) == [True, True]
+    n_prompt = 1 + len(encode(exs[0].prompt))  # <bos> + prompt
+    # wrong on the last answer token of example 0 -> only that example fails
+    assert E.exact_match(_Oracle({(0, n_prompt)}), exs) == [False, True]
+    # wrong inside the prompt -> still correct (prompt tokens are not scored)
+    assert E.exact_match(_Oracle({(0, 2)}), exs) == [True, True]
+
+
+# ---------------------------------------------------------------- training and the zoo
+
+
+def test_training_lowers_the_loss_and_writes_a_complete_folder(cache):
+    spec = tiny_spec()
+    path = zoo.ensure(spec, progress=False)
+    assert path == cache / "zoo" / "tiny" and path.is_dir()
+    assert not (cache / "zoo" / "tiny.partial").exists()
+    names = {p.name for p in path.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "report.json"} <= names
+    assert T.CHECKPOINT not in names
+    rep = zoo.report(spec)
+    hist = [h["loss"] for h in rep["history"]]
+    assert rep["steps"] == 30 and len(hist) == 3 and hist[-1] < hist[0] - 0.5
+    # the trained model beats the unigram baseline on held-out windows
+    assert rep["heldout_loss"] < rep["unigram_loss"]
+    assert set(rep["multihop_accuracy"]) == {"1", "2", "3", "4", "all"}
+    assert set(rep["arithmetic_accuracy"]) == {"1", "2", "3", "4", "5", "all"}
+    assert rep["params"] == sum(p.numel() for p in zoo.build_model(spec).parameters())
+    assert (path / "tokenizer.json").read_bytes() == _fresh_tokenizer_json(cache)
+    # a second call finds the folder and does not retrain
+    mtime = (path / "model.safetensors").stat().st_mtime_ns
+    assert zoo.ensure(spec, progress=False) == path and (path / "model.safetensors").stat().st_mtime_ns == mtime
+
+
+def _fresh_tokenizer_json(tmp: Path) -> bytes:
+    zoo_tokenizer().save_pretrained(tmp / "fresh-tok")
+    return (tmp / "fresh-tok" / "tokenizer.json").read_bytes()
+
+
+def _weights(path: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(path / "model.safetensors")
+
+
+def test_interrupted_training_resumes_to_identical_weights(cache, monkeypatch, tmp_path_factory):
+    spec = tiny_spec(steps=20)
+    # interrupt the run at step 15 (after the checkpoint of step 10)
+    real = T.StackedBatches.__getitem__
+
+    def flaky(self, i):
+        if i == 15:
+            raise KeyboardInterrupt("simulated interruption")
+        return real(self, i)
+
+    monkeypatch.setattr(T.StackedBatches, "__getitem__", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        zoo.ensure(spec, progress=False)
+    partial = cache / "zoo" / "tiny.partial"
+    assert not (cache / "zoo" / "tiny").exists()  # nothing half-done is visible under the final name
+    assert torch.load(partial / T.CHECKPOINT, weights_only=False)["step"] == 10
+    monkeypatch.setattr(T.StackedBatches, "__getitem__", real)
+    resumed = zoo.ensure(spec, progress=False)
+    assert zoo.report(spec)["history"][-1]["step"] == 20
+
+    other = tmp_path_factory.mktemp("uninterrupted")
+    monkeypatch.setenv("EFFDEPTH_CACHE", str(other))
+    straight = zoo.ensure(spec, progress=False)
+    a, b = _weights(resumed), _weights(straight)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # and a different seed gives different weights (the comparison above can fail)
+    c = zoo.build_model(tiny_spec(steps=20, seed=1)).state_dict()
+    assert not torch.equal(c["model.embed_tokens.weight"], zoo.build_model(spec).state_dict()["model.embed_tokens.weight"])
+
+
+def test_train_loop_resumes_from_an_iterator_factory(tmp_path):
+    data = corpus.build_batches(TINY_DATA, 12)
+    batches = T.StackedBatches(data)
+    cfg = T.TrainConfig(steps=12, lr=1e-2, warmup=2, checkpoint_every=4, log_every=4, threads=1, loss_on="answer")
+
+    def model():
+        return zoo.build_model(tiny_spec())
+
+    m1 = model()
+    T.train(m1, lambda: iter(batches), cfg, tmp_path / "a", progress=False)
+
+    def failing():
+        for i, b in enumerate(batches):
+            if i == 9:
+                raise RuntimeError("boom")
+            yield b
+
+    m2 = model()
+    with pytest.raises(RuntimeError):
+        T.train(m2, failing, cfg, tmp_path / "b", progress=False)
+    m3 = model()
+    res = T.train(m3, lambda: iter(batches), cfg, tmp_path / "b", progress=False)
+    assert res.resumed_from == 8
+    assert all(torch.equal(p, q) for p, q in zip(m1.state_dict().values(), m3.state_dict().values()))
+    with pytest.raises(ValueError, match="loss_on"):
+        T.train(model(), batches, T.TrainConfig(steps=1, loss_on="prompt"))
+
+
+def test_unknown_zoo_name_is_a_clear_error(cache):
+    with pytest.raises(ValueError, match="llama-8l"):
+        zoo.ensure("llama-99l")
+    with pytest.raises(ValueError, match="Unknown zoo model"):
+        zoo.train_all(["llama-4l", "nope"])
+    from effdepth import load_model
+
+    with pytest.raises(ValueError, match="Unknown zoo model 'nope'"):
+        load_model("zoo:nope")
+    assert not (cache / "zoo").exists() or not any((cache / "zoo").iterdir())
+
+
+def test_load_model_zoo_end_to_end_with_nnsight(cache, monkeypatch):
+    spec = tiny_spec()
+    monkeypatch.setitem(zoo.MODELS, "tiny", spec)
+    from effdepth import load_model
+
+    m = load_model("zoo:tiny")
+    assert m.n_layers == 2 and m.d_model == 32 and m.adapter.family == "llama"
+    ids = m.encode("Q: 5+7 A:")
+    assert ids[0] == BOS_ID and ids.shape == (len("Q: 5+7 A:") + 1,)
+    with torch.no_grad():
+        with m.trace(ids[None]):
+            out = m.nn.lm_head.output.save()
+        direct = m.hf(input_ids=ids[None]).logits
+    assert out.shape == (1, len(ids), VOCAB_SIZE)
+    torch.testing.assert_close(out, direct)
+    assert json.loads((cache / "zoo" / "tiny" / "report.json").read_text())["name"] == "tiny"
