@@ -526,7 +526,9 @@ def train_run(
         threads=spec.threads if str(device) == "cpu" else None,
     )
     model.to(device)
+    cpu0 = time.process_time()
     res = T.train(model, DeviceBatches(data, device), cfg, checkpoint_dir=partial, progress=f"{name}" if progress else False)
+    cpu = time.process_time() - cpu0
     report = {
         "name": name,
         "spec": asdict(spec),
@@ -534,6 +536,7 @@ def train_run(
         "steps": steps,
         "loss_on": loss_on,
         "train_seconds": round(res.seconds, 1),
+        "train_cpu_seconds": round(cpu, 1),  # this process's CPU time (of this session, if resumed)
         "final_loss": res.history[-1]["loss"] if res.history else None,
         "history": res.history,
         "device": str(device),
@@ -612,7 +615,17 @@ class Grid:
         return out.reset_index()
 
     def train_seconds(self) -> pd.DataFrame:
-        rows = [{"arch": a, "objective": o, "seed": s, "params": self.report(a, o, s)["params"], "train_seconds": self.report(a, o, s)["train_seconds"]} for (a, o, s) in sorted(self.folders)]
+        rows = [
+            {
+                "arch": a,
+                "objective": o,
+                "seed": s,
+                "params": self.report(a, o, s)["params"],
+                "train_seconds": self.report(a, o, s)["train_seconds"],
+                "train_cpu_seconds": self.report(a, o, s).get("train_cpu_seconds", float("nan")),
+            }
+            for (a, o, s) in sorted(self.folders)
+        ]
         return pd.DataFrame(rows)
 
 

@@ -251,7 +251,7 @@ def test_notebook_executes(tmp_path):
     out = execute(
         NOTEBOOKS / "objective.md",
         tmp_path / "objective.ipynb",
-        parameters={"seeds": [0, 1], "preset": "tiny", "n_depth_examples": 2, "n_erasure": 1},
+        parameters={"seeds": [0, 1], "preset": "tiny", "n_depth_examples": 2, "n_erasure": 1, "workers": 1},
     )
     nb = json.loads(Path(out).read_text())
     text = json.dumps(nb)
@@ -259,3 +259,21 @@ def test_notebook_executes(tmp_path):
     assert "MoEUT" in text and "answer-only" in text
     images = sum("image/png" in json.dumps(c.get("outputs", [])) for c in nb["cells"])
     assert images >= 4
+
+
+def test_parallel_training_processes_match_serial_cells():
+    """Two cells trained in two worker processes land in the cache with the same reports' shape;
+    a worker trains with the same data and seed as the serial path (same loss history)."""
+    spec = replace(TINY, modules=("div",), n_eval=2, steps=2)
+    serial = O.train_grid(spec, seeds=(0,), archs=("transformer",), objectives=("all",), progress=False, workers=1)
+    f = serial.folders[("transformer", "all", 0)]
+    hist = json.loads((f / "report.json").read_text())["history"]
+    import shutil
+
+    shutil.rmtree(f)
+    par = O.train_grid(spec, seeds=(0,), archs=("transformer",), objectives=("all", "answer"), progress=False, workers=2)
+    for key in par.folders:
+        assert (par.folders[key] / "model.safetensors").exists()
+    again = json.loads((par.folders[("transformer", "all", 0)] / "report.json").read_text())["history"]
+    assert [h["step"] for h in again] == [h["step"] for h in hist]
+    np.testing.assert_allclose([h["loss"] for h in again], [h["loss"] for h in hist], rtol=1e-4)
