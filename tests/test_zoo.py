@@ -16,7 +16,7 @@ from effdepth.zoo import evaluate as E
 from effdepth.zoo import train as T
 from effdepth.zoo.tokenizer import BOS_ID, EOS_ID, PAD_ID, VOCAB_SIZE, encode, zoo_tokenizer
 
-TINY_DATA = corpus.DataSpec(window=64, batch_size=8, lookahead=4, mh_questions=2)
+TINY_DATA = corpus.DataSpec(window=64, batch_size=8, lookahead=4, mh_questions=2, w_dm=0.0)  # DM problems rarely fit 64 tokens
 
 
 def tiny_spec(name="tiny", steps=30, **kw):

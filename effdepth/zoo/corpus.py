@@ -168,12 +168,19 @@ def eval_sets(spec: DataSpec, n: int = 100, seed: int = 1234) -> dict[str, list[
         "arithmetic": A.graded_examples(A.GRADED_LEVELS, n, "test", seed),
         "arithmetic_train_split": A.graded_examples(A.GRADED_LEVELS, n, "train", seed),
         "multihop": M.multihop_examples(tuple(range(1, spec.chain_len + 1)), n, seed, spec.n_chains, spec.chain_len),
-        "dm": [
-            e
-            for mod in A.DM_TRAIN_MODULES
-            for e in A.dm_examples(mod, "interpolate", max(1, n // 10), seed, max_chars=spec.window - 2)
-        ],
+        "dm": _dm_eval(spec, n, seed) if spec.w_dm > 0 else [],
     }
+
+
+def _dm_eval(spec: DataSpec, n: int, seed: int) -> list[Example]:
+    """DeepMind 'interpolate' problems per module; a module none of whose problems fit the window is left out."""
+    out = []
+    for mod in A.DM_TRAIN_MODULES:
+        try:
+            out += A.dm_examples(mod, "interpolate", max(1, n // 10), seed, max_chars=spec.window - 2)
+        except RuntimeError:
+            continue
+    return out
 
 
 def sample_texts(n: int, seed: int = 0, spec: DataSpec | None = None) -> list[str]:
