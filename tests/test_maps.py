@@ -272,9 +272,10 @@ def test_notebook_executes_on_a_tiny_pair(tmp_path):
     outputs = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
     images = [o for o in outputs if "image/png" in o.get("data", {})]
-    assert len(images) >= 4  # Fig 8, relative depth, controls, SGD comparison
+    assert len(images) >= 5  # Fig 8, relative depth, controls, weighting, SGD comparison
     text = " ".join("".join(o.get("data", {}).get("text/markdown", "")) for o in outputs)
     assert "Identity control: the largest diagonal error is" in text
     assert "Projection for the paper's setting" in text
-    assert str(a) in text and str(b) in text  # figures and prose name the models
+    assert "Mean relative error: least squares" in text
+    assert "**a → b**" in text  # prose (and figure titles) name the models, folders by their name
     assert "tqdm" not in json.dumps(outputs) and "it/s" not in json.dumps(outputs)

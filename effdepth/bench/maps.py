@@ -185,6 +185,7 @@ def zoo_closed_vs_sgd(
         cf_times.append(float(closed.fit_seconds))  # train + validation passes and solves (not the test pass)
     cf_fit = statistics.median(cf_times)
     cf_err = float(np.mean(closed.relative_error))
+    weighted = linear_maps(src, tgt, texts, weighting="relative", **common)  # 1/||y||^2: closer to the metric
 
     checkpoints = sorted({int(x) for x in np.geomspace(max(1, sgd_steps // 200), sgd_steps, 14).round()})
     cached = linear_maps(src, tgt, texts, "sgd", sgd=SGDRecipe(steps=sgd_steps, batch_windows=sgd_batch_windows, eval_at=tuple(checkpoints), seed=seed, cache_activations=True), **common)
@@ -232,7 +233,14 @@ def zoo_closed_vs_sgd(
                 "sgd_time_to_cf_error_plus_0.01_s": f"{bound} {t_same:.1f}",
                 "speedup_to_same_error": f"{bound} {t_same / cf_fit:.0f}",
                 "pairs_where_sgd_better": int((cached.relative_error < closed.relative_error - 1e-9).sum()),
+                "pairs_where_sgd_better_by_0.01": int((cached.relative_error < closed.relative_error - 0.01).sum()),
+                "max_cf_deficit": round(float((closed.relative_error - cached.relative_error).max()), 4),
+                "accuracy_goal_met (mean cf <= mean sgd + 0.01)": bool(cf_err <= sgd_err + 0.01),
                 "accuracy_goal_met (cf <= sgd + 0.01, every pair)": bool(np.all(closed.relative_error <= cached.relative_error + 0.01)),
+                "weighted_cf_fit_s": round(float(weighted.fit_seconds), 3),
+                "weighted_cf_error": round(float(np.mean(weighted.relative_error)), 4),
+                "weighted_cf_max_deficit": round(float((weighted.relative_error - cached.relative_error).max()), 4),
+                "accuracy_goal_met by weighted cf (every pair)": bool(np.all(weighted.relative_error <= cached.relative_error + 0.01)),
                 "speed_goal_met (>= 50x)": bool(t_same / cf_fit >= 50),
             }
         )

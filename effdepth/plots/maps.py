@@ -69,24 +69,28 @@ def heatmap(result, ax=None, vmax: float | None = None, title: str | None = None
     return ax
 
 
+def panels(named: dict, vmax: float | None = None):
+    """Several Fig-8 heatmaps side by side on one colour scale: {panel title: LinearMaps}."""
+    named = {k: v for k, v in named.items() if v is not None}
+    vmax = vmax if vmax is not None else _vmax(*named.values())
+    fig, axes = plt.subplots(1, len(named), figsize=(5.4 * len(named), 4.6), squeeze=False)
+    for ax, (name, r) in zip(axes[0], named.items()):
+        label = pair_label(r, sep=" →\n")
+        heatmap(r, ax=ax, vmax=vmax, title=f"{name}\n{label}", mark_best=True, diagonal=True, roles=False)
+    fig.tight_layout()
+    return fig
+
+
 def controls(result, identity=None, random=None, vmax: float | None = None):
     """The trained pair beside its controls, on one colour scale.
 
     identity: a model mapped to itself (≈0 on the diagonal); random: the same source mapped to an
     untrained model of the deep architecture (how much of the structure comes from training).
     """
-    panels = [("Trained pair", result)]
-    if identity is not None:
-        panels.append(("Identity control (model → itself)", identity))
-    if random is not None:
-        panels.append(("Random control (target untrained)", random))
-    vmax = vmax if vmax is not None else _vmax(*[r for _, r in panels])
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.4 * len(panels), 4.6), squeeze=False)
-    for ax, (name, r) in zip(axes[0], panels):
-        label = pair_label(r, sep=" →\n")
-        heatmap(r, ax=ax, vmax=vmax, title=f"{name}\n{label}", mark_best=True, diagonal=True, roles=False)
-    fig.tight_layout()
-    return fig
+    return panels(
+        {"Trained pair": result, "Identity control (model → itself)": identity, "Random control (target untrained)": random},
+        vmax=vmax,
+    )
 
 
 def relative_depth(result, others: dict | None = None):
