@@ -716,6 +716,20 @@ class LinearMaps(Result):
             )
         return pd.DataFrame(rows).set_index("src_layer")
 
+    def best_source(self, first: int = 1) -> pd.DataFrame:
+        """For each target layer n ≥ `first`: the source layer that predicts it best, and relative depths.
+
+        Unlike `best_match` (best target per source row), this compares sources for a fixed target,
+        so it is not biased towards target layers that are easy to predict from anything.
+        """
+        err = self.arrays["relative_error"]
+        L1, L2 = err.shape[0] - 1, err.shape[1] - 1
+        rows = []
+        for n in range(first, L2 + 1):
+            m = int(np.argmin(err[first:, n])) + first
+            rows.append({"tgt_layer": n, "best_src_layer": m, "tgt_depth": n / L2, "best_src_depth": m / L1, "relative_error": float(err[m, n]), "equal_depth_src_layer": n * L1 / L2})
+        return pd.DataFrame(rows).set_index("tgt_layer")
+
     def diagonal_error(self) -> np.ndarray:
         """Error along equal relative depth: err[m, round(m·L2/L1)] for m = 0 … L1."""
         err = self.arrays["relative_error"]
@@ -1004,6 +1018,13 @@ def summarize(result: LinearMaps, random: LinearMaps | None = None, identity: Li
         "lam_rel_median": float(np.median(result.arrays["lam_rel"])) if "lam_rel" in result.arrays else float("nan"),
         "tokens": result.tokens,
     }
+    bs = result.best_source()
+    n_idx = bs.index.to_numpy()
+    src_best = bs["best_src_layer"].to_numpy()
+    out["best_src"] = dict(zip(n_idx.tolist(), src_best.tolist()))
+    out["col_dist_stretch"] = float(np.abs(src_best - n_idx * L1 / L2).mean())  # m* ≈ n·L1/L2 if stretched
+    out["col_dist_same"] = float(np.abs(src_best - np.minimum(n_idx, L1)).mean())  # m* = min(n, L1) if "same, then new"
+    out["col_monotone"] = float(np.mean(np.diff(src_best) >= 0)) if len(src_best) > 1 else 1.0
     col_best = err[1:, 1:].min(0)  # for each deep layer n ≥ 1: its best error from any shallow layer
     hard = np.argsort(-col_best)[:3] + 1
     out["tgt_best_error"] = dict(zip(range(1, L2 + 1), col_best.round(4).tolist()))

@@ -153,6 +153,7 @@ def test_identity_control_and_relative_depth(pair):
     bm = res.best_match()
     assert list(bm["best_tgt_layer"]) == [1, 2, 3, 4]
     np.testing.assert_allclose(bm["best_tgt_depth"], bm["src_depth"])
+    assert list(res.best_source()["best_src_layer"]) == [1, 2, 3, 4]
     frame = res.to_frame()
     assert len(frame) == 25 and frame["tgt_depth"].max() == 1.0
 

@@ -94,7 +94,11 @@ def controls(result, identity=None, random=None, vmax: float | None = None):
 
 
 def relative_depth(result, others: dict | None = None):
-    """Left: Fig 8 with both axes as fraction of depth. Right: best target depth per source layer.
+    """Left: Fig 8 with both axes as fraction of depth. Right: best matches in relative depth.
+
+    Right panel: for each source layer the best target (circles, solid), and for each target layer
+    the best source (squares, dotted); both lie on the diagonal if the deep model stretches the
+    shallow one's computation.
 
     others: {label: LinearMaps} drawn as extra best-match curves (e.g. the random control).
     """
@@ -116,17 +120,20 @@ def relative_depth(result, others: dict | None = None):
     curves = {"trained": result, **(others or {})}
     for i, (name, r) in enumerate(curves.items()):
         bm = r.best_match()
-        ax1.plot(bm["src_depth"], bm["best_tgt_depth"], marker="o", color=PALETTE[i % len(PALETTE)], label=name)
+        color = PALETTE[i % len(PALETTE)]
+        ax1.plot(bm["src_depth"], bm["best_tgt_depth"], marker="o", color=color, label=f"{name}: best target per source")
         if i == 0:
+            bs = r.best_source()
+            ax1.plot(bs["best_src_depth"], bs["tgt_depth"], marker="s", ls=":", mfc="none", color=color, label=f"{name}: best source per target")
             for m, row in bm.iterrows():
                 ax1.annotate(str(int(row["best_tgt_layer"])), (row["src_depth"], row["best_tgt_depth"]), textcoords="offset points", xytext=(4, -10), fontsize=7)
     ax1.plot([0, 1], [0, 1], ls="--", color="black", lw=0.8, label="equal relative depth")
     ax1.set_xlim(0, 1.05)
     ax1.set_ylim(0, 1.05)
     ax1.set_xlabel("Source relative depth m / L1")
-    ax1.set_ylabel("Relative depth of the best target n* / L2")
-    ax1.set_title("Best-matching target layer (numbers: n*)")
-    ax1.legend(fontsize=8)
+    ax1.set_ylabel("Target relative depth n / L2")
+    ax1.set_title("Best matches (numbers: best target layer n*)")
+    ax1.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
     fig.tight_layout()
     return fig
 
