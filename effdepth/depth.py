@@ -287,8 +287,8 @@ def depth_score(
     'solution' split points. n_boot, seed: the bootstrap. method, batch_size: as `skip_effects`.
     chunk_size: examples per cache entry (a run that dies resumes per chunk).
     """
-    from . import skipping
     from .erasure import encode_example
+    from .skipping import prompt_effects
 
     groups = _group(examples_by_level)
     if method == "auto":
@@ -322,11 +322,7 @@ def depth_score(
             splits = it[4]
             if not splits:
                 continue
-            inter, meas = skipping.position_masks(len(ids), "future", splits)
-            if method == "fast":
-                r = skipping._fast_skip(model, ids, inter, meas, "layer", False, batch_size)
-            else:
-                r = skipping._trace_variants(model, ids, inter, meas, "layer", False, batch_size, False)
+            r = prompt_effects(model, ids, "future", splits, method, batch_size=batch_size)
             out["valid"][i] = 1
             out["E"][i], out["o"][i], out["mean_E"][i], out["mean_o"][i] = r["max_layer"], r["max_output"], r["mean_layer"], r["mean_output"]
         return out

@@ -324,6 +324,34 @@ def _trace_variants(model, ids, inter, meas, part, positions, batch_size, local:
 # -- drivers -----------------------------------------------------------------------------------
 
 
+def prompt_effects(
+    model,
+    ids: torch.Tensor,
+    mode: str,
+    splits: list[int],
+    method: str,
+    part: str = "layer",
+    local: bool = False,
+    positions: bool = False,
+    batch_size: int | None = None,
+) -> dict:
+    """The skip test (local=True: the local effects) of one tokenised prompt, uncached.
+
+    ids [T]; mode and splits as in `position_masks`; method 'fast' (local models) or 'trace'
+    (nnsight, also remote); part, positions and batch_size as in `skip_effects`. Returns the arrays
+    `skip_effects` aggregates over prompts, each reduced over the measured positions, then the split
+    points: 'max_layer' and 'mean_layer' [L, L] (skipped s × affected l), 'max_output' and
+    'mean_output' [L]; with positions=True also 'pos_layer' [L, L, T] and 'pos_output' [L, T] (max
+    over split points, NaN where not measured).
+    """
+    inter, meas = position_masks(len(ids), mode, splits)
+    if method == "fast":
+        return _fast_local(model, ids, inter, meas, positions, batch_size) if local else _fast_skip(model, ids, inter, meas, part, positions, batch_size)
+    if method == "trace":
+        return _trace_variants(model, ids, inter, meas, part, positions, batch_size, local)
+    raise ValueError(f"method must be 'fast' or 'trace', not '{method}'")
+
+
 def _run(cls, model, prompts, mode, part, n_splits, seed, split_step, method, batch_size, positions, store, local):
     prompts = list(prompts)
     if not prompts:
@@ -354,15 +382,10 @@ def _run(cls, model, prompts, mode, part, n_splits, seed, split_step, method, ba
     L = model.n_layers
 
     def per_item(item):
-        _, prompt, T, splits = item
+        _, prompt, _, splits = item
         if not splits:
             return {"valid": np.array(0)}
-        ids = model.encode(prompt)
-        inter, meas = position_masks(T, mode, splits)
-        if method == "fast":
-            out = _fast_local(model, ids, inter, meas, positions, batch_size) if local else _fast_skip(model, ids, inter, meas, part, positions, batch_size)
-        else:
-            out = _trace_variants(model, ids, inter, meas, part, positions, batch_size, local)
+        out = prompt_effects(model, model.encode(prompt), mode, splits, method, part=part, local=local, positions=positions, batch_size=batch_size)
         out["valid"] = np.array(1)
         return out
 

@@ -11,7 +11,7 @@ import torch
 
 from effdepth import local_effects, skip_effects
 from effdepth.models import wrap_module
-from effdepth.skipping import position_masks, split_points
+from effdepth.skipping import position_masks, prompt_effects, split_points
 from effdepth.testing import char_tokenizer, tiny_model
 
 from .hooks import READ_POINTS, get
@@ -218,6 +218,8 @@ def test_bad_arguments(tiny_models):
         skip_effects(model, PROMPTS, mode="past")
     with pytest.raises(ValueError, match="long enough"):
         skip_effects(model, ["Hi"], mode="future")
+    with pytest.raises(ValueError, match="method"):
+        prompt_effects(model, model.encode(PROMPTS[0]), "current", [0], "auto")
 
 
 @pytest.mark.slow

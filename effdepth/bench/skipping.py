@@ -103,7 +103,7 @@ def paper_way(model, ids, inter, meas, hooks: bool = False) -> dict:
 
 def skip_matrix(mode: str = "current", repeats: int = 5) -> dict:
     """Fast path vs the paper's way (nnsight) vs plain hooks, one prompt, interleaved medians."""
-    from ..skipping import _fast_skip, position_masks, split_points
+    from ..skipping import position_masks, prompt_effects, split_points
 
     model = _model()
     ids = _ids(model)
@@ -119,7 +119,7 @@ def skip_matrix(mode: str = "current", repeats: int = 5) -> dict:
 
     med = interleaved(
         {
-            "fast": run("fast", lambda: _fast_skip(model, ids, inter, meas, "layer", False, None)),
+            "fast": run("fast", lambda: prompt_effects(model, ids, mode, splits, "fast")),
             "paper_nnsight": run("paper_nnsight", lambda: paper_way(model, ids, inter, meas)),
             "paper_hooks": run("paper_hooks", lambda: paper_way(model, ids, inter, meas, hooks=True)),
         },
