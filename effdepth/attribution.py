@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .engine import _expand, _first, clean_run, decode
+from .engine import clean_run, decode
 from .erasure import encode_example, token_strings
 from .results import Result, measure
 
@@ -52,16 +52,6 @@ class Attribution(Result):
                 "completeness_gap": self.completeness_gap,
             }
         ).rename_axis("layer")
-
-
-def _call_block(run, l: int, h: torch.Tensor) -> torch.Tensor:
-    """Block l on h [N, T, d] with the clean run's arguments, differentiably (engine.layer is no_grad)."""
-    args, kwargs, as_kwarg = run.calls[l]
-    n = h.shape[0]
-    args, kwargs = _expand(args, n), _expand(kwargs, n)
-    block = run.model.adapter.layer_modules(run.model.hf)[l]
-    out = block(*args, hidden_states=h, **kwargs) if as_kwarg else block(h, *args, **kwargs)
-    return _first(out)
 
 
 @contextmanager
@@ -118,10 +108,10 @@ def _ig_layer(model, run, l: int, part: str, steps: int, batch_size: int, scored
             else:
                 state["replace"] = path
                 with _sublayer_hook(model, l, part, state):
-                    h = _call_block(run, l, run.h[l].expand(path.shape[0], -1, -1).contiguous())
+                    h = run.layer(l, run.h[l].expand(path.shape[0], -1, -1).contiguous(), grad=True)
                 start = l + 1
             for i in range(start, L):
-                h = _call_block(run, i, h)
+                h = run.layer(i, h, grad=True)
             p = _answer_probability(model, h, scored, targets)
             (grad,) = torch.autograd.grad(p.sum(), path)
         total += grad.float().sum(0)

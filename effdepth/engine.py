@@ -10,6 +10,7 @@ any block directly on a batch of variant residuals::
     run = clean_run(model, ids)          # ids: [T] token ids of one prompt; one plain forward
     run.h[b]                             # clean residual h_b, b = 0 … L: [T, d] (model dtype)
     run.layer(l, h)                      # block l on residuals h [N, T, d] -> h_{l+1} [N, T, d]
+    run.layer(l, h, grad=True)           # the same, differentiable
     run.suffix(b, h)                     # blocks b … L-1 on h (= an edited h_b) -> h_L [N, T, d]
     run.staggered({b: h_b, ...})         # many start points at once, one call per block
     run.decode(h)                        # logits exactly as the model decodes its last residual
@@ -105,19 +106,22 @@ class CleanRun:
     def _block(self, l: int):
         return self.model.adapter.layer_modules(self.model.hf)[l]
 
-    @torch.no_grad()
-    def layer(self, l: int, h: torch.Tensor) -> torch.Tensor:
-        """Block l applied to residuals h [N, T, d] (or [T, d]) with the clean run's arguments."""
-        squeeze = h.ndim == 2
-        if squeeze:
-            h = h[None]
-        args, kwargs, as_kwarg = self.calls[l]
-        n = h.shape[0]
-        args, kwargs = _expand(args, n), _expand(kwargs, n)
-        block = self._block(l)
-        out = block(*args, hidden_states=h, **kwargs) if as_kwarg else block(h, *args, **kwargs)
-        out = _first(out)
-        return out[0] if squeeze else out
+    def layer(self, l: int, h: torch.Tensor, grad: bool = False) -> torch.Tensor:
+        """h_{l+1} = h_l + Δ_l: block l run on residuals h [N, T, d] (or [T, d]) taken as its input
+        h_l, with the clean run's other arguments (attention mask, positions, …); returns the
+        block's output residual in the same shape. No autograd graph unless grad=True (integrated
+        gradients differentiates through the blocks)."""
+        with torch.set_grad_enabled(grad):
+            squeeze = h.ndim == 2
+            if squeeze:
+                h = h[None]
+            args, kwargs, as_kwarg = self.calls[l]
+            n = h.shape[0]
+            args, kwargs = _expand(args, n), _expand(kwargs, n)
+            block = self._block(l)
+            out = block(*args, hidden_states=h, **kwargs) if as_kwarg else block(h, *args, **kwargs)
+            out = _first(out)
+            return out[0] if squeeze else out
 
     @torch.no_grad()
     def suffix(self, start: int, h: torch.Tensor, stop: int | None = None, on_layer: OnLayer | None = None) -> torch.Tensor:
