@@ -470,12 +470,3 @@ def difficulty_datasets(model_spec: str, n_per_level: int = 20, seed: int = 0, s
             notes.append(f"{name} is not available here ({err}) The generated set '{stand_in}' is used in its place.")
             sets[stand_in] = generated[stand_in]()
     return sets, notes
-    from .data.arithmetic import graded_examples
-    from .data.multihop import multihop_examples
-
-    arith = graded_examples(levels=(1, 2, 3, 4, 5), n_per_level=n_per_level, split="test", seed=seed)
-    hops = multihop_examples(hops=(1, 2, 3, 4), n_per_hops=n_per_level, seed=seed)
-    by = lambda exs: {lv: [e for e in exs if e.level == lv] for lv in sorted({e.level for e in exs})}  # noqa: E731
-    sets["Graded arithmetic"] = {"examples": by(arith), "xlabel": "Number of operations", "level_fmt": "{}"}
-    sets["Multi-hop questions"] = {"examples": by(hops), "xlabel": "Hops", "level_fmt": "{}"}
-    return sets, notes

@@ -279,10 +279,7 @@ def _trace_variants(model, ids, inter, meas, part, positions, batch_size, local:
             for l, block in enumerate(blocks):
                 inp = block.input
                 if local and l > 0:
-                    removal = 0
-                    for s in range(l):
-                        if s in sub:
-                            removal = removal + sub[s] * deltas[s]
+                    removal = sum(sub[s] * deltas[s] for s in range(l) if s in sub)
                     inp = (inp[:1] - removal).to(inp.dtype).expand(R, -1, -1)
                     block.input = inp
                 if part in ("attention", "mlp") and l in masks and not local:
@@ -304,10 +301,7 @@ def _trace_variants(model, ids, inter, meas, part, positions, batch_size, local:
                 rs.append(((d[1:] - d[:1]).norm(dim=-1) / d[:1].norm(dim=-1).clamp_min(EPS)).cpu())
             if local:
                 norm = adapter.module(model.nn, adapter.final_norm)
-                removal = 0
-                for s in range(L):
-                    if s in sub:
-                        removal = removal + sub[s] * deltas[s]
+                removal = sum(sub[s] * deltas[s] for s in range(L) if s in sub)
                 h_last = norm.input
                 norm.input = (h_last[:1] - removal).to(h_last.dtype).expand(R, -1, -1)
             p = torch.softmax(model.nn.output.logits.float(), -1)

@@ -12,29 +12,28 @@ def _layers(frame):
     return frame.index.to_numpy()
 
 
-def relative_contribution(result, use_max: bool = False):
-    """Fig 2a: ‖a_l‖/‖h_l‖, ‖m_l‖/‖h_l + a_l‖ and ‖a_l + m_l‖/‖h_l‖ per layer (unstacked bars)."""
+def _writes_figure(result, stem: str, ylabel: str, title: str):
+    """Attention and MLP bars of the columns `<stem>_attn` and `<stem>_mlp`, the whole layer
+    (`<stem>_layer`) as black dots."""
     f = result.to_frame()
-    p = "max_" if use_max else ""
     fig, ax = plt.subplots(figsize=(7, 3.2))
-    unstacked_bars(ax, _layers(f), {"Attention": f[f"{p}rel_attn"], "MLP": f[f"{p}rel_mlp"]}, ylabel=("Max" if use_max else "Mean") + " relative contribution")
-    ax.plot(_layers(f), f[f"{p}rel_layer"], "o", color="black", markersize=4, zorder=20, label="Attention + MLP (layer)")
+    unstacked_bars(ax, _layers(f), {"Attention": f[f"{stem}_attn"], "MLP": f[f"{stem}_mlp"]}, ylabel=ylabel)
+    ax.plot(_layers(f), f[f"{stem}_layer"], "o", color="black", markersize=4, zorder=20, label="Attention + MLP (layer)")
     ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncol=3, fontsize=9, borderaxespad=0.2)
-    ax.set_title(f"Relative contribution to the residual — {model_label(result)}", pad=22)
+    ax.set_title(f"{title} — {model_label(result)}", pad=22)
     fig.tight_layout()
     return fig
+
+
+def relative_contribution(result, use_max: bool = False):
+    """Fig 2a: ‖a_l‖/‖h_l‖, ‖m_l‖/‖h_l + a_l‖ and ‖a_l + m_l‖/‖h_l‖ per layer (unstacked bars)."""
+    ylabel = ("Max" if use_max else "Mean") + " relative contribution"
+    return _writes_figure(result, "max_rel" if use_max else "rel", ylabel, "Relative contribution to the residual")
 
 
 def cosine_similarity(result):
     """Fig 2b: cos(a_l, h_l), cos(m_l, h_l + a_l), cos(a_l + m_l, h_l): <0 erases, ≈0 writes new, >0 strengthens."""
-    f = result.to_frame()
-    fig, ax = plt.subplots(figsize=(7, 3.2))
-    unstacked_bars(ax, _layers(f), {"Attention": f["cos_attn"], "MLP": f["cos_mlp"]}, ylabel="Cosine similarity")
-    ax.plot(_layers(f), f["cos_layer"], "o", color="black", markersize=4, zorder=20, label="Attention + MLP (layer)")
-    ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncol=3, fontsize=9, borderaxespad=0.2)
-    ax.set_title(f"Cosine similarity of the write with the residual — {model_label(result)}", pad=22)
-    fig.tight_layout()
-    return fig
+    return _writes_figure(result, "cos", "Cosine similarity", "Cosine similarity of the write with the residual")
 
 
 def norms(result):
