@@ -75,8 +75,7 @@ def cmd_zoo(args) -> int:
     if unknown:
         raise SystemExit(f"effdepth: unknown zoo model(s) {unknown}; the zoo has {', '.join(zoo.MODELS)}")
     if args.action == "train":
-        for name in names:
-            path = zoo.ensure(name)
+        for name, path in zoo.train_all(names).items():
             print(f"[effdepth] zoo:{name} ready at {path}", flush=True)
     for name in names:
         if args.action == "report" or args.verbose:

@@ -37,7 +37,6 @@ import json
 import math
 import os
 import random
-import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
@@ -50,6 +49,8 @@ import torch
 
 from .data import arithmetic as A
 from .data.examples import Example
+from .zoo.evaluate import exact_match
+from .zoo.train import is_complete, save_folder
 
 ARCHS = ("transformer", "moeut")
 OBJECTIVES = ("all", "answer")
@@ -144,24 +145,9 @@ class GridSpec:
 
 
 def transformer_config(spec: GridSpec):
-    from transformers import LlamaConfig
+    from .zoo import llama_config
 
-    from .zoo.tokenizer import BOS_ID, EOS_ID, PAD_ID, VOCAB_SIZE
-
-    return LlamaConfig(
-        vocab_size=VOCAB_SIZE,
-        hidden_size=spec.d_model,
-        intermediate_size=spec.d_ff,
-        num_hidden_layers=spec.n_layers,
-        num_attention_heads=spec.n_heads,
-        num_key_value_heads=spec.n_heads,
-        max_position_embeddings=512,
-        rms_norm_eps=1e-5,
-        tie_word_embeddings=False,
-        pad_token_id=PAD_ID,
-        bos_token_id=BOS_ID,
-        eos_token_id=EOS_ID,
-    )
+    return llama_config(spec.n_layers, spec.d_model, spec.n_heads, spec.d_ff)
 
 
 def transformer_params(spec: GridSpec) -> int:
@@ -429,29 +415,6 @@ class DeviceBatches(Sequence):
 # ------------------------------------------------------------------------------------------------
 
 
-@torch.no_grad()
-def exact_match(model, examples: Sequence[Example], batch_size: int = 64) -> list[bool]:
-    """Teacher-forced greedy exact match: every answer token is the argmax of the prediction before it."""
-    from .zoo.tokenizer import BOS_ID, PAD_ID, encode
-
-    model.eval()
-    device = next(model.parameters()).device
-    out: list[bool] = []
-    for i in range(0, len(examples), batch_size):
-        chunk = examples[i : i + batch_size]
-        seqs, spans = [], []
-        for ex in chunk:
-            p, a = encode(ex.prompt), encode(ex.answer)
-            seqs.append([BOS_ID] + p + a)
-            spans.append((1 + len(p), 1 + len(p) + len(a)))
-        ids = torch.full((len(seqs), max(map(len, seqs))), PAD_ID, dtype=torch.long)
-        for j, s in enumerate(seqs):
-            ids[j, : len(s)] = torch.tensor(s)
-        pred = model(input_ids=ids.to(device)).logits.argmax(-1).cpu()
-        out += [bool((pred[j, a0 - 1 : a1 - 1] == ids[j, a0:a1]).all()) for j, (a0, a1) in enumerate(spans)]
-    return out
-
-
 def accuracy(model, sets: dict[str, list[Example]]) -> dict:
     """{split: {module: accuracy, 'all': accuracy}} and the per-example results."""
     acc, correct = {}, {}
@@ -475,25 +438,6 @@ def run_name(arch: str, objective: str, seed: int) -> str:
     return f"{arch}-{objective}-s{seed}"
 
 
-def _save_folder(model, partial: Path, final: Path, report: dict) -> None:
-    from .zoo import train as T
-    from .zoo.tokenizer import PAD_ID, zoo_tokenizer
-
-    model.eval()
-    model.generation_config.pad_token_id = PAD_ID
-    model.cpu().save_pretrained(partial)
-    zoo_tokenizer().save_pretrained(partial)
-    (partial / "report.json").write_text(json.dumps(report, indent=1))
-    (partial / T.CHECKPOINT).unlink(missing_ok=True)
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(partial, final)
-
-
-def _is_done(folder: Path) -> bool:
-    return (folder / "report.json").exists() and (folder / "model.safetensors").exists()
-
-
 def train_run(
     name: str,
     model,
@@ -511,7 +455,7 @@ def train_run(
     from .zoo import train as T
 
     final = grid_dir(spec) / name
-    if _is_done(final):
+    if is_complete(final):
         return final
     partial = final.with_name(final.name + ".partial")
     partial.mkdir(parents=True, exist_ok=True)
@@ -548,7 +492,7 @@ def train_run(
         t0 = time.perf_counter()
         ev = accuracy(model, sets)
         report.update(accuracy=ev["accuracy"], correct=ev["correct"], eval_seconds=round(time.perf_counter() - t0, 1))
-    _save_folder(model, partial, final, report)
+    save_folder(model, partial, final, report)
     return final
 
 
@@ -558,7 +502,7 @@ def train_cell(arch: str, objective: str, seed: int, spec: GridSpec, device: str
         raise ValueError(f"objective must be one of {OBJECTIVES}, got '{objective}'.")
     name = run_name(arch, objective, seed)
     final = grid_dir(spec) / name
-    if _is_done(final):
+    if is_complete(final):
         return final
     pool = training_pool(spec, progress=progress) if pool is None else pool
     sets = eval_sets(spec) if sets is None else sets
@@ -638,7 +582,7 @@ def pretrain(spec: GridSpec, seed: int, device: str = "cpu", progress: bool = Tr
     'pre-trained model' of the fine-tuning analogue."""
     name = f"pretrained-multihop-s{seed}"
     final = grid_dir(spec) / name
-    if not _is_done(final):
+    if not is_complete(final):
         model = build_model("transformer", spec, seed)
         data = multihop_batches(spec, spec.pretrain_steps, seed)
         extra = {"arch": "transformer", "objective": "all", "seed": seed, "data": "multihop"}
@@ -652,7 +596,7 @@ def finetune(spec: GridSpec, objective: str, seed: int, device: str = "cpu", pro
 
     name = f"finetuned-{objective}-s{seed}"
     final = grid_dir(spec) / name
-    if not _is_done(final):
+    if not is_complete(final):
         pre = pretrain(spec, seed, device, progress)
         model = AutoModelForCausalLM.from_pretrained(pre, dtype=torch.float32)
         data = arithmetic_batches(training_pool(spec, progress=progress), spec, spec.finetune_steps, seed + 1000)
@@ -711,12 +655,12 @@ def train_grid(
     training processes (default: 2 on a CPU, 1 on a GPU)."""
     spec = spec or GridSpec()
     folders = _cell_folders(spec, seeds, archs, objectives)
-    first = [("cell", *k) for k, f in folders.items() if not _is_done(f)]
+    first = [("cell", *k) for k, f in folders.items() if not is_complete(f)]
     second = []
     if finetune_seed is not None:
-        if not _is_done(grid_dir(spec) / f"pretrained-multihop-s{finetune_seed}"):
+        if not is_complete(grid_dir(spec) / f"pretrained-multihop-s{finetune_seed}"):
             first.insert(0, ("pretrain", finetune_seed))
-        second = [("finetune", o, finetune_seed) for o in OBJECTIVES if not _is_done(grid_dir(spec) / f"finetuned-{o}-s{finetune_seed}")]
+        second = [("finetune", o, finetune_seed) for o in OBJECTIVES if not is_complete(grid_dir(spec) / f"finetuned-{o}-s{finetune_seed}")]
     _run_jobs([first, second], spec, device, progress, default_workers(device) if workers is None else workers)
     return Grid(spec, folders)
 
@@ -728,8 +672,8 @@ def finetune_runs(spec: GridSpec | None = None, seed: int = 0, device: str = "cp
     spec = spec or GridSpec()
     out = {"pretrained": grid_dir(spec) / f"pretrained-multihop-s{seed}"}
     out.update({o: grid_dir(spec) / f"finetuned-{o}-s{seed}" for o in OBJECTIVES})
-    first = [] if _is_done(out["pretrained"]) else [("pretrain", seed)]
-    second = [("finetune", o, seed) for o in OBJECTIVES if not _is_done(out[o])]
+    first = [] if is_complete(out["pretrained"]) else [("pretrain", seed)]
+    second = [("finetune", o, seed) for o in OBJECTIVES if not is_complete(out[o])]
     _run_jobs([first, second], spec, device, progress, default_workers(device) if workers is None else workers)
     return out
 

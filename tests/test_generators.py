@@ -160,7 +160,7 @@ def test_multihop_labels_are_what_they_claim():
     for e in exs:
         answer, hops, ents = _independent_solve(e.prompt)
         assert (answer, hops) == (e.answer, e.level) == M.solve(e.prompt)
-        assert len(ents) == 10  # two chains of 5 entities: chance is 1/10
+        assert len(ents) == 8  # a questioned chain of 5 entities and a distractor of 3: chance is 1/8
         # the path has hops+1 distinct entities: the answer is not reachable in fewer hops
         assert e.meta["path"][-1] == answer and len(set(e.meta["path"])) == hops + 1
         assert e.prompt.endswith(f" Q{hops}: {e.meta['start']}") and len(e.answer) == 1
@@ -191,14 +191,35 @@ def test_multihop_sessions_every_question_solvable():
     assert M.multihop_texts(5, seed=3, n_questions=2) == M.multihop_texts(5, seed=3, n_questions=2)
 
 
-def test_walks_follow_the_facts():
+def follow_or_none(graph, x, k):
+    for _ in range(k):
+        if x not in graph:
+            return None
+        x = graph[x]
+    return x
+
+
+def test_walks_follow_the_facts_in_strides_of_k_hops():
     rng = random.Random(2)
-    for _ in range(20):
-        turns = M.make_walks(rng)
-        text = "".join(p + a for p, a in turns)
-        facts, walks = text.split(" W: ")
-        pairs = set(facts.removeprefix("F: ").split(" "))
-        chains = walks.split(" ")
-        assert len(chains) == 2 and all(len(c) == 5 for c in chains)
-        assert all(c[i : i + 2] in pairs for c in chains for i in range(4))
-        assert sum(len(a) for _, a in turns) == 8  # every lookup is an answer token
+    for hops in (1, 2, 3, 4):
+        for _ in range(10):
+            turns = M.make_walks(rng, hops=hops)
+            text = "".join(p + a for p, a in turns)
+            facts, walks = text.split(f" W{hops}: ")
+            graph = dict(facts.removeprefix("F: ").split(" "))
+            walks = walks.split(" ")
+
+            def follow(x, k):
+                for _ in range(k):
+                    x = graph[x]
+                return x
+
+            # consecutive letters of a walk are exactly `hops` facts apart
+            assert all(follow(w[i], hops) == w[i + 1] for w in walks for i in range(len(w) - 1))
+            # the walks cover, each once, every entity that starts or ends a `hops`-hop path
+            ends = {x for x in graph if follow_or_none(graph, x, hops)} | {follow_or_none(graph, x, hops) for x in graph} - {None}
+            covered = "".join(walks)
+            assert len(covered) == len(set(covered)) and set(covered) == ends
+            assert sum(len(a) for _, a in turns) == len(covered) - len(walks)  # every lookup is an answer token
+    with pytest.raises(ValueError, match="5-hop"):
+        M.make_walks(rng, hops=5)

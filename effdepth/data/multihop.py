@@ -1,26 +1,37 @@
 """Synthetic multi-hop questions with a known number of hops: pointer chasing over facts in context.
 
-Design (chosen so that models of a few million parameters learn it in minutes on a CPU):
+Design (chosen so that models of a million parameters learn it in minutes on a CPU):
 
 * Entities are single lowercase letters (one token each with the zoo's character tokenizer).
-* A question shows ``n_chains`` disjoint chains of ``chain_len`` facts each (``a>b`` reads
-  "a points to b"); every entity is the source of at most one fact, so following a pointer is
-  unambiguous. The facts of all chains are shuffled together: the other chains are distractors.
-* The question asks where ``k`` hops from a start entity lead; the start is drawn uniformly among
-  the chain positions that have ``k`` facts after them, so for ``k < chain_len`` the answer is not
-  simply the chain's end.
+* A fact is two adjacent letters: ``xy`` reads "x points to y". A question shows a shuffled list of
+  facts forming ``n_chains`` disjoint chains: the questioned chain has ``chain_len`` facts (4), the
+  other (distractor) chains ``distractor_len`` facts (2 by default; ``None``: also ``chain_len``).
+  Every entity is the source of at most one fact, so following a pointer is unambiguous.
+* The question ``Qk: s`` asks for the entity ``k`` hops from ``s`` along the questioned chain; the
+  start is drawn uniformly among the positions that have ``k`` facts after them, so for
+  ``k < chain_len`` the answer is not simply the chain's end. The answer is the single letter that
+  follows the prompt directly (no separator), so the answer is predicted at the position of ``s``.
 
-Example (``chain_len=4``, two chains, 2 hops)::
+Example (two hops)::
 
-    prompt: "F: q>d a>b m>t b>e d>c e>g t>k g>h Q: a 2 hops? A:"
-    answer: " e"
+    prompt: "F: dq ub yu ry qz xr Q2: x"
+    answer: "y"            (x -> r -> y)
 
-``hops`` is the number of facts the answer needs, by construction; :func:`solve` recomputes it
-(and the answer) from the text alone. Each extra hop needs one more sequential lookup (find the
-fact whose source is the current entity, read its target), so the depth the task demands grows
-with the hop count. Chance level is 1 / (number of entities in the facts), 1/10 by default.
+``hops`` is the number of facts the answer needs, by construction; :func:`solve` recomputes the
+answer and the hop count from the text alone. One hop is an induction-style lookup (find the fact
+whose first letter is the current entity, read its second letter); every extra hop needs one more
+such lookup on the result, so the depth the task demands grows with the hop count. Chance level is
+1 / (number of entities in the facts): 1/8 by default.
 
-Training text is ``prompt + answer`` (``"F: … Q: a 2 hops? A: e"``).
+Why this format: the query letter sits at the predicting position and a fact's target sits right
+after its source, so one hop is exactly the induction-head pattern (previous-token head + matching
+head), the lookup small transformers learn fastest. With ``"a>b"`` facts and ``"Q: a 2 hops? A:"``
+questions, 1-4 layer models trained for ~1,000 steps stayed at chance in our trials.
+:func:`make_walks` writes the chains out after their facts (``"W1: xryub dqz"``; in strides of k
+facts for ``W{k}``): each letter is one k-hop answer, a dense training signal for the lookups that
+questions chain.
+
+Training text is ``prompt + answer``.
 """
 
 from __future__ import annotations
@@ -33,6 +44,7 @@ from .examples import Example
 
 ENTITIES = "abcdefghijklmnopqrstuvwxyz"
 HOPS = (1, 2, 3, 4)
+DISTRACTOR_LEN = 2  # facts in each distractor chain (the questioned chain has chain_len = 4)
 _FACT = re.compile(r"(?<![a-z])([a-z])([a-z])(?![a-z])")
 _QUESTION = re.compile(r" Q(\d+): ([a-z])")
 
@@ -41,14 +53,23 @@ def _derive_seed(*parts) -> int:
     return int(hashlib.sha256(repr(parts).encode()).hexdigest()[:15], 16)
 
 
-def make_facts(rng: random.Random, n_chains: int = 2, chain_len: int = 4) -> tuple[list[list[str]], str]:
-    """``n_chains`` disjoint chains of ``chain_len`` facts and their shuffled text ``"F: a>b c>d …"``."""
-    n_ent = n_chains * (chain_len + 1)
+def _lengths(n_chains: int, chain_len: int, distractor_len: int | None) -> list[int]:
+    return [chain_len] + [chain_len if distractor_len is None else distractor_len] * (n_chains - 1)
+
+
+def make_facts(rng: random.Random, n_chains: int = 2, chain_len: int = 4, distractor_len: int | None = DISTRACTOR_LEN) -> tuple[list[list[str]], str]:
+    """Disjoint chains (the first of ``chain_len`` facts, the other ``n_chains - 1`` of
+    ``distractor_len``, default ``chain_len``) and their shuffled text ``"F: ab cd …"``."""
+    lengths = _lengths(n_chains, chain_len, distractor_len)
+    n_ent = sum(n + 1 for n in lengths)
     if n_ent > len(ENTITIES):
-        raise ValueError(f"{n_chains} chains of {chain_len} facts need {n_ent} entities; only {len(ENTITIES)} exist.")
+        raise ValueError(f"chains of {lengths} facts need {n_ent} entities; only {len(ENTITIES)} exist.")
     ents = rng.sample(ENTITIES, n_ent)
-    chains = [ents[i * (chain_len + 1) : (i + 1) * (chain_len + 1)] for i in range(n_chains)]
-    facts = [(c[j], c[j + 1]) for c in chains for j in range(chain_len)]
+    chains, i = [], 0
+    for n in lengths:
+        chains.append(ents[i : i + n + 1])
+        i += n + 1
+    facts = [(c[j], c[j + 1]) for c in chains for j in range(len(c) - 1)]
     rng.shuffle(facts)
     return chains, "F: " + " ".join(f"{s}{t}" for s, t in facts)
 
@@ -64,26 +85,27 @@ def make_query(rng: random.Random, chain: list[str], hops: int) -> tuple[str, st
     return f" Q{hops}: {start}", answer, info
 
 
-def make_question(rng: random.Random, hops: int, n_chains: int = 2, chain_len: int = 4) -> tuple[str, str, dict]:
-    """One (prompt, answer, info) with exactly ``hops`` hops, drawn from ``rng``."""
+def make_question(rng: random.Random, hops: int, n_chains: int = 2, chain_len: int = 4, distractor_len: int | None = DISTRACTOR_LEN) -> tuple[str, str, dict]:
+    """One (prompt, answer, info) with exactly ``hops`` hops along the first (longest) chain, drawn from ``rng``."""
     if not 1 <= hops <= chain_len:
         raise ValueError(f"hops must be in 1..chain_len={chain_len}, got {hops}.")
-    chains, facts = make_facts(rng, n_chains, chain_len)
+    chains, facts = make_facts(rng, n_chains, chain_len, distractor_len)
     question, answer, info = make_query(rng, chains[0], hops)
     info["chains"] = ["".join(c) for c in chains]
     return facts + question, answer, info
 
 
-def make_session(rng: random.Random, n_questions: int, hops=HOPS, n_chains: int = 2, chain_len: int = 4) -> list[tuple[str, str]]:
+def make_session(rng: random.Random, n_questions: int, hops=HOPS, n_chains: int = 2, chain_len: int = 4, distractor_len: int | None = DISTRACTOR_LEN) -> list[tuple[str, str]]:
     """One fact set followed by ``n_questions`` questions (training text): a list of (prompt, answer) turns.
 
     Each question picks a chain, a hop count from ``hops`` and a start at random. The first turn's
     prompt holds the facts; joined, the turns read ``"F: … Q: a 2 hops? A: e Q: c 1 hops? A: d"``.
     """
-    chains, facts = make_facts(rng, n_chains, chain_len)
+    chains, facts = make_facts(rng, n_chains, chain_len, distractor_len)
     turns = []
     for i in range(n_questions):
-        question, answer, _ = make_query(rng, rng.choice(chains), rng.choice(list(hops)))
+        h = rng.choice(list(hops))
+        question, answer, _ = make_query(rng, rng.choice([c for c in chains if len(c) > h]), h)
         turns.append(((facts if i == 0 else "") + question, answer))
     return turns
 
@@ -119,35 +141,38 @@ def solve(prompt: str) -> tuple[str, int]:
     return node, hops
 
 
-def make_walks(rng: random.Random, n_chains: int = 2, chain_len: int = 4) -> list[tuple[str, str]]:
-    """A fact set followed by every chain written out in order (training text): (prompt, answer) turns.
+def make_walks(rng: random.Random, n_chains: int = 2, chain_len: int = 4, distractor_len: int | None = DISTRACTOR_LEN, hops: int = 1) -> list[tuple[str, str]]:
+    """A fact set followed by its chains written out in strides of ``hops`` (training text):
+    (prompt, answer) turns.
 
-    ``"F: ab cd be … W: abeg cdxy"``: each letter after a chain's first is one lookup (1 hop), so a
-    walk gives dense supervision for the lookup that multi-hop questions chain. The walks are
-    consistent with the facts (every adjacent pair in a walk is a fact).
+    ``hops=1``: ``"F: ab cd be … W1: abeg cdx"``, every chain in order; each letter after a walk's
+    first is one lookup. ``hops=2``: ``"W2: aeh bg cx"``: each letter is the entity two facts after
+    the previous one, a 2-hop question answered in place. Walks give dense supervision (one target
+    per letter) for exactly the lookups that multi-hop questions chain; every ``hops``-strided pair
+    in a walk is a ``hops``-hop path in the facts.
     """
-    chains, facts = make_facts(rng, n_chains, chain_len)
-    order = list(range(n_chains))
-    rng.shuffle(order)
-    turns = []
-    for i, c in enumerate(order):
-        chain = chains[c]
-        turns.append(((facts + " W: " if i == 0 else " ") + chain[0], "".join(chain[1:])))
-    return turns
+    if hops < 1:
+        raise ValueError(f"hops must be at least 1, got {hops}.")
+    chains, facts = make_facts(rng, n_chains, chain_len, distractor_len)
+    walks = [c[r::hops] for c in chains for r in range(hops) if len(c[r::hops]) > 1]
+    if not walks:
+        raise ValueError(f"No chain of {_lengths(n_chains, chain_len, distractor_len)} facts has a {hops}-hop path.")
+    rng.shuffle(walks)
+    return [((f"{facts} W{hops}: " if i == 0 else " ") + w[0], "".join(w[1:])) for i, w in enumerate(walks)]
 
 
-def multihop_examples(hops=HOPS, n_per_hops: int = 50, seed: int = 0, n_chains: int = 2, chain_len: int = 4) -> list[Example]:
+def multihop_examples(hops=HOPS, n_per_hops: int = 50, seed: int = 0, n_chains: int = 2, chain_len: int = 4, distractor_len: int | None = DISTRACTOR_LEN) -> list[Example]:
     """Evaluation :class:`Example` s, ``n_per_hops`` per hop count (level = hops), seeded."""
     out = []
     for h in hops:
-        rng = random.Random(_derive_seed("multihop", h, seed, n_chains, chain_len))
+        rng = random.Random(_derive_seed("multihop", h, seed, n_chains, chain_len, distractor_len))
         for i in range(n_per_hops):
-            prompt, answer, info = make_question(rng, h, n_chains, chain_len)
+            prompt, answer, info = make_question(rng, h, n_chains, chain_len, distractor_len)
             out.append(Example(prompt, answer, level=h, meta={"dataset": "multihop", "seed": seed, "index": i, **info}))
     return out
 
 
-def multihop_texts(n: int, seed: int = 0, hops=HOPS, n_chains: int = 2, chain_len: int = 4, n_questions: int = 1) -> list[str]:
+def multihop_texts(n: int, seed: int = 0, hops=HOPS, n_chains: int = 2, chain_len: int = 4, n_questions: int = 1, distractor_len: int | None = DISTRACTOR_LEN) -> list[str]:
     """``n`` training texts (facts, then ``n_questions`` questions with answers), hop counts uniform over ``hops``, seeded."""
-    rng = random.Random(_derive_seed("multihop-train", seed, n_chains, chain_len, n_questions))
-    return ["".join(p + a for p, a in make_session(rng, n_questions, hops, n_chains, chain_len)) for _ in range(n)]
+    rng = random.Random(_derive_seed("multihop-train", seed, n_chains, chain_len, n_questions, distractor_len))
+    return ["".join(p + a for p, a in make_session(rng, n_questions, hops, n_chains, chain_len, distractor_len)) for _ in range(n)]

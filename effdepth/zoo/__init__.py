@@ -54,9 +54,9 @@ class ZooSpec:
     d_model: int = 128
     n_heads: int = 4
     d_ff: int = 256
-    steps: int = 1500
-    lr: float = 3e-3
-    warmup: int = 100
+    steps: int = 1400  # mixture steps, after the walk curriculum (DataSpec.curriculum_steps)
+    lr: float = 2e-3
+    warmup: int = 50
     beta2: float = 0.95
     weight_decay: float = 0.1
     grad_clip: float = 1.0
@@ -65,29 +65,34 @@ class ZooSpec:
     seed: int = 0
     threads: int = 1
     checkpoint_every: int = 100
-    data: DataSpec = field(default_factory=lambda: DataSpec(window=128))
+    data: DataSpec = field(default_factory=DataSpec)
     n_eval: int = 100  # evaluation questions per level / hop count
 
     def config(self):
-        from transformers import LlamaConfig
-
-        return LlamaConfig(
-            vocab_size=VOCAB_SIZE,
-            hidden_size=self.d_model,
-            intermediate_size=self.d_ff,
-            num_hidden_layers=self.n_layers,
-            num_attention_heads=self.n_heads,
-            num_key_value_heads=self.n_heads,
-            max_position_embeddings=512,
-            rms_norm_eps=1e-5,
-            tie_word_embeddings=False,
-            pad_token_id=PAD_ID,
-            bos_token_id=BOS_ID,
-            eos_token_id=EOS_ID,
-        )
+        return llama_config(self.n_layers, self.d_model, self.n_heads, self.d_ff)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def llama_config(n_layers: int, d_model: int, n_heads: int, d_ff: int):
+    """The zoo's Llama configuration: its character vocabulary, untied embeddings, full attention heads."""
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=VOCAB_SIZE,
+        hidden_size=d_model,
+        intermediate_size=d_ff,
+        num_hidden_layers=n_layers,
+        num_attention_heads=n_heads,
+        num_key_value_heads=n_heads,
+        max_position_embeddings=512,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=False,
+        pad_token_id=PAD_ID,
+        bos_token_id=BOS_ID,
+        eos_token_id=EOS_ID,
+    )
 
 
 def _zoo(*specs: ZooSpec) -> dict[str, ZooSpec]:
@@ -129,8 +134,9 @@ def folder(name_or_spec) -> Path:
 
 
 def is_trained(name_or_spec) -> bool:
-    f = folder(name_or_spec)
-    return (f / "report.json").exists() and (f / "model.safetensors").exists()
+    from .train import is_complete
+
+    return is_complete(folder(name_or_spec))
 
 
 def build_model(spec: ZooSpec):
@@ -152,21 +158,25 @@ def ensure(name_or_spec, progress: bool = True) -> Path:
     spec = _spec(name_or_spec)
     final = folder(spec)
     if is_trained(spec):
-        stored = json.loads((final / "report.json").read_text()).get("spec", {})
-        if stored and stored != json.loads(json.dumps(spec.to_dict())):
-            import warnings
-
-            warnings.warn(f"zoo model '{spec.name}' in {final} was trained with a different spec; using it anyway (delete the folder to retrain).")
-        return final
+        if _stored_spec(final) == json.loads(json.dumps(spec.to_dict())):
+            return final
+        print(f"[effdepth] zoo model '{spec.name}' in {final} was trained with another spec (older effdepth?); retraining it.", flush=True)
     _train_into(spec, final, progress)
     return final
+
+
+def _stored_spec(final: Path) -> dict:
+    return json.loads((final / "report.json").read_text()).get("spec", {})
+
+
+def _is_current(spec: ZooSpec) -> bool:
+    return is_trained(spec) and _stored_spec(folder(spec)) == json.loads(json.dumps(spec.to_dict()))
 
 
 def _train_into(spec: ZooSpec, final: Path, progress: bool) -> None:
     import torch
 
     from . import corpus
-    from . import evaluate as E
     from . import train as T
 
     partial = final.with_name(final.name + ".partial")
@@ -178,44 +188,48 @@ def _train_into(spec: ZooSpec, final: Path, progress: bool) -> None:
         partial.mkdir(parents=True)
     marker.write_text(spec_json)
 
-    data = corpus.cached_batches(spec.data, spec.steps, cache_dir() / "zoo" / "_data", "train", progress)
+    cache = cache_dir() / "zoo" / "_data"
     model = build_model(spec)
-    cfg = T.TrainConfig(
-        steps=spec.steps,
+    common = dict(
         lr=spec.lr,
         warmup=spec.warmup,
         weight_decay=spec.weight_decay,
         betas=(0.9, spec.beta2),
         grad_clip=spec.grad_clip,
-        loss_on=spec.loss_on,
-        answer_weight=spec.answer_weight,
         checkpoint_every=spec.checkpoint_every,
         threads=spec.threads,
     )
-    result = T.train(model, T.StackedBatches(data), cfg, checkpoint_dir=partial, progress=f"zoo {spec.name}" if progress else False)
+    # phase 1: the walk curriculum, until the walk loss is low (or curriculum_steps)
+    r1 = T.TrainResult(steps=0, seconds=0.0)
+    cur = {"loss_mask": torch.zeros(0, dtype=torch.bool)}
+    if spec.data.curriculum_steps:
+        cur = corpus.cached_batches(spec.data, spec.data.curriculum_steps, cache, "curriculum", False)
+        cfg1 = T.TrainConfig(steps=spec.data.curriculum_steps, stop_below=spec.data.curriculum_stop, **common)
+        r1 = T.train(model, T.StackedBatches(cur), cfg1, checkpoint_dir=partial / "curriculum", progress=f"zoo {spec.name} curriculum" if progress else False)
+    # phase 2: the mixture
+    data = corpus.cached_batches(spec.data, spec.steps, cache, "train", progress)
+    cfg2 = T.TrainConfig(steps=spec.steps, loss_on=spec.loss_on, answer_weight=spec.answer_weight, **common)
+    r2 = T.train(model, T.StackedBatches(data), cfg2, checkpoint_dir=partial, progress=f"zoo {spec.name}" if progress else False)
 
     model.eval()
-    model.generation_config.pad_token_id = PAD_ID
-    model.save_pretrained(partial)
-    zoo_tokenizer().save_pretrained(partial)
     rep = compute_report(model, spec, data, progress=progress)
     rep.update(
         {
-            "train_seconds": round(result.seconds, 1),
-            "steps": result.steps,
-            "tokens_seen": int(data["loss_mask"][: spec.steps].sum()),
-            "history": result.history,
+            "train_seconds": round(r1.seconds + r2.seconds, 1),
+            "curriculum_steps": r1.steps,
+            "curriculum_seconds": round(r1.seconds, 1),
+            "steps": r1.steps + r2.steps,
+            "tokens_seen": int(cur["loss_mask"][: r1.steps].sum() + data["loss_mask"][: spec.steps].sum()),
+            "history": [dict(h, phase="curriculum") for h in r1.history]
+            + [dict(h, step=h["step"] + r1.steps, phase="mixture") for h in r2.history],
             "torch_threads": spec.threads,
             "torch_version": torch.__version__,
             "trained_at": time.strftime("%Y-%m-%d %H:%M:%S"),
         }
     )
-    (partial / "report.json").write_text(json.dumps(rep, indent=1))
-    (partial / T.CHECKPOINT).unlink(missing_ok=True)
+    shutil.rmtree(partial / "curriculum", ignore_errors=True)
     marker.unlink(missing_ok=True)
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(partial, final)
+    T.save_folder(model, partial, final, rep)
 
 
 def compute_report(model, spec: ZooSpec, train_data: dict | None = None, progress: bool = False) -> dict:
@@ -231,8 +245,9 @@ def compute_report(model, spec: ZooSpec, train_data: dict | None = None, progres
         t0 = time.perf_counter()
         held = corpus.cached_batches(spec.data, 16, cache_dir() / "zoo" / "_data", "heldout", False)
         if train_data is None:
-            train_data = corpus.cached_batches(spec.data, min(spec.steps, 200), cache_dir() / "zoo" / "_data", "train", False)
-        counts = E.unigram_counts({k: v[:200] for k, v in train_data.items()})
+            train_data = corpus.cached_batches(spec.data, spec.steps, cache_dir() / "zoo" / "_data", "train", False)
+        # unigram statistics from the mixture part of training (after the curriculum), 200 batches
+        sample = {k: v[:200] for k, v in train_data.items()}
         sets = corpus.eval_sets(spec.data, spec.n_eval)
         rep = {
             "name": spec.name,
@@ -240,10 +255,11 @@ def compute_report(model, spec: ZooSpec, train_data: dict | None = None, progres
             "params": sum(p.numel() for p in model.parameters()),
             "n_layers": spec.n_layers,
             "d_model": spec.d_model,
-            "heldout_loss": E.heldout_loss(model, held),
-            "unigram_loss": E.unigram_loss(counts, held),
-            "heldout_answer_loss": E.heldout_loss(model, held, "answer_mask"),
-            "unigram_answer_loss": E.unigram_loss(E.unigram_counts({k: v[:200] for k, v in train_data.items()}, "answer_mask"), held, "answer_mask"),
+        }
+        for which, key in (("all", ""), ("trained", "_trained"), ("answer", "_answer")):
+            rep[f"heldout_loss{key}"] = E.heldout_loss(model, held, which)
+            rep[f"unigram_loss{key}"] = E.unigram_loss(E.unigram_counts(sample, which), held, which)
+        rep.update({
             "arithmetic_accuracy": E.accuracy_by_level(model, sets["arithmetic"]),
             "arithmetic_n": {str(lv): sum(e.level == lv for e in sets["arithmetic"]) for lv in sorted({e.level for e in sets["arithmetic"]})},
             "arithmetic_train_split_accuracy": E.accuracy_by_level(model, sets["arithmetic_train_split"]),
@@ -251,7 +267,7 @@ def compute_report(model, spec: ZooSpec, train_data: dict | None = None, progres
             "multihop_n": {str(h): sum(e.level == h for e in sets["multihop"]) for h in sorted({e.level for e in sets["multihop"]})},
             "dm_accuracy": E.accuracy_by_meta(model, sets["dm"], "module"),
             "dm_n": len(sets["dm"]),
-        }
+        })
         rep["eval_seconds"] = round(time.perf_counter() - t0, 1)
         return rep
     finally:
@@ -263,9 +279,34 @@ def report(name_or_spec) -> dict:
     return json.loads((ensure(name_or_spec) / "report.json").read_text())
 
 
-def train_all(names=None, progress: bool = True) -> dict[str, Path]:
-    """Ensure every named zoo model (default: all of :data:`MODELS`) is trained; name -> folder."""
-    names = list(MODELS) if names is None else [n.removeprefix("zoo:") for n in names]
-    for n in names:
-        _spec(n)  # fail before training anything
-    return {n: ensure(n, progress=progress) for n in names}
+def train_all(names=None, progress: bool = True, workers: int | None = None) -> dict[str, Path]:
+    """Ensure every named zoo model (default: all of :data:`MODELS`) is trained; name -> folder.
+
+    Models still to train are trained side by side in ``workers`` processes (default: one per CPU
+    core, at most one per model), one torch thread each, deepest first, so a 2-core machine trains
+    the deepest model on one core and the others one after another on the second. Each process
+    trains exactly what :func:`ensure` would (same seed, same batches), so results do not depend
+    on ``workers``; the shared training batches are built once, before the processes start.
+    """
+    specs = [_spec(n) for n in (list(MODELS) if names is None else names)]  # fail before training anything
+    todo = sorted((s for s in specs if not _is_current(s)), key=lambda s: -s.n_layers * s.d_model**2)
+    workers = min(len(todo), workers or os.cpu_count() or 1)
+    if workers > 1:
+        from concurrent.futures import ProcessPoolExecutor
+        from multiprocessing import get_context
+
+        from . import corpus
+
+        for data in {s.data for s in todo}:
+            steps = max(s.steps for s in todo if s.data == data)
+            corpus.cached_batches(data, data.curriculum_steps, cache_dir() / "zoo" / "_data", "curriculum", False)
+            corpus.cached_batches(data, steps, cache_dir() / "zoo" / "_data", "train", progress)
+        print(f"[effdepth] training {len(todo)} zoo models in {workers} processes: {', '.join(s.name for s in todo)}", flush=True)
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            for s, _ in zip(todo, pool.map(_ensure_in_worker, todo)):
+                print(f"[effdepth] zoo:{s.name} trained", flush=True)
+    return {s.name: ensure(s, progress=progress) for s in specs}
+
+
+def _ensure_in_worker(spec: ZooSpec) -> Path:
+    return ensure(spec, progress=True)

@@ -22,6 +22,7 @@ from .train import masked_lm_loss
 def exact_match(model: torch.nn.Module, examples: Sequence[Example], batch_size: int = 64, encode_fn=encode, bos_id: int | None = BOS_ID) -> list[bool]:
     """Per example: is every answer token the model's argmax under teacher forcing?"""
     model.eval()
+    device = next(model.parameters(), torch.empty(0)).device  # (a parameterless model: CPU)
     out: list[bool] = []
     for i in range(0, len(examples), batch_size):
         chunk = examples[i : i + batch_size]
@@ -35,7 +36,7 @@ def exact_match(model: torch.nn.Module, examples: Sequence[Example], batch_size:
         ids = torch.full((len(seqs), T), PAD_ID, dtype=torch.long)
         for j, s in enumerate(seqs):
             ids[j, : len(s)] = torch.tensor(s)
-        pred = model(input_ids=ids).logits.argmax(-1)
+        pred = model(input_ids=ids.to(device)).logits.argmax(-1).cpu()
         for j, (a0, a1) in enumerate(spans):
             out.append(bool((pred[j, a0 - 1 : a1 - 1] == ids[j, a0:a1]).all()))
     return out
@@ -62,30 +63,43 @@ def accuracy_by_meta(model, examples: Sequence[Example], key: str, **kw) -> dict
     return res
 
 
+def target_mask(stacked: dict, which: str = "all") -> torch.Tensor:
+    """Which targets a loss counts: 'all' real tokens, 'answer' tokens, or 'trained' (weight > 0)."""
+    if which == "all":
+        return stacked["loss_mask"]
+    if which == "answer":
+        return stacked["answer_mask"]
+    if which == "trained":
+        w = stacked.get("loss_weight")
+        return stacked["loss_mask"] if w is None else stacked["loss_mask"] & (w > 0)
+    raise ValueError(f"which must be 'all', 'answer' or 'trained', got '{which}'.")
+
+
 @torch.no_grad()
-def heldout_loss(model: torch.nn.Module, stacked: dict, mask_key: str = "loss_mask") -> float:
-    """Mean next-token loss (nats) over the masked targets of stacked batches [N, B, T]."""
+def heldout_loss(model: torch.nn.Module, stacked: dict, which: str = "all") -> float:
+    """Mean next-token loss (nats) over the targets ``which`` selects (see :func:`target_mask`) of stacked batches [N, B, T]."""
     model.eval()
+    mask = target_mask(stacked, which)
     total, count = 0.0, 0
     for i in range(stacked["input_ids"].shape[0]):
         ids = stacked["input_ids"][i]
-        loss, n = masked_lm_loss(model(input_ids=ids).logits, ids, stacked[mask_key][i])
+        loss, n = masked_lm_loss(model(input_ids=ids).logits, ids, mask[i])
         total += float(loss) * n
         count += n
     return total / max(1, count)
 
 
-def unigram_counts(stacked: dict, mask_key: str = "loss_mask") -> torch.Tensor:
+def unigram_counts(stacked: dict, which: str = "all") -> torch.Tensor:
     """Counts of target tokens (vocabulary-sized) over stacked batches."""
     ids = stacked["input_ids"][..., 1:].reshape(-1)
-    m = stacked[mask_key][..., 1:].reshape(-1)
+    m = target_mask(stacked, which)[..., 1:].reshape(-1)
     return torch.bincount(ids[m].long(), minlength=VOCAB_SIZE).double()
 
 
-def unigram_loss(train_counts: torch.Tensor, heldout: dict, mask_key: str = "loss_mask") -> float:
+def unigram_loss(train_counts: torch.Tensor, heldout: dict, which: str = "all") -> float:
     """Cross-entropy (nats) of held-out targets under the add-one-smoothed training unigram distribution."""
     p = (train_counts + 1) / (train_counts + 1).sum()
-    held = unigram_counts(heldout, mask_key)
+    held = unigram_counts(heldout, which)
     return float(-(held * p.log()).sum() / held.sum())
 
 

@@ -25,8 +25,10 @@ already consumed).
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,7 +121,8 @@ def _pad(ids, mask, window):
 
 
 def batches(windows: Iterable[tuple[list[int], list[bool]]], batch_size: int, drop_last: bool = True) -> Iterator[dict]:
-    """Stack windows into batches ``{"input_ids": [B,T] long, "answer_mask": [B,T] bool, "loss_mask": [B,T] bool}``.
+    """Stack windows into batches ``{"input_ids": [B,T] long, "answer_mask": [B,T] bool, "loss_mask": [B,T] bool}``
+    (plus ``"loss_weight": [B,T] float`` when windows carry weights; see :func:`make_batch`).
 
     ``loss_mask`` marks tokens that may be targets under the all-token loss (not ``<pad>``, not ``<bos>``).
     """
@@ -131,10 +134,15 @@ def batches(windows: Iterable[tuple[list[int], list[bool]]], batch_size: int, dr
         yield make_batch(chunk)
 
 
-def make_batch(windows: Sequence[tuple[list[int], list[bool]]]) -> dict:
+def make_batch(windows: Sequence[tuple]) -> dict:
+    """Batch of windows (ids, answer_mask) or (ids, answer_mask, loss_weight): a window's optional
+    third element is a list of per-token loss weights (used by :func:`train` with ``loss_on="all"``)."""
     ids = torch.tensor([w[0] for w in windows], dtype=torch.long)
     answer = torch.tensor([w[1] for w in windows], dtype=torch.bool)
-    return {"input_ids": ids, "answer_mask": answer, "loss_mask": (ids != PAD_ID) & (ids != BOS_ID)}
+    batch = {"input_ids": ids, "answer_mask": answer, "loss_mask": (ids != PAD_ID) & (ids != BOS_ID)}
+    if any(len(w) > 2 for w in windows):
+        batch["loss_weight"] = torch.tensor([w[2] if len(w) > 2 else [1.0] * len(w[0]) for w in windows], dtype=torch.float32)
+    return batch
 
 
 def stack_batches(batch_list: Sequence[dict]) -> dict:
@@ -194,15 +202,17 @@ class TrainConfig:
     answer_weight: float = 1.0  # with loss_on="all": weight of answer tokens relative to the others
     checkpoint_every: int = 200
     log_every: int = 10
+    stop_below: float | None = None  # stop early once a logged (interval-mean) loss is below this
     threads: int | None = 1  # torch intra-op threads during training (fixed for determinism)
 
 
 @dataclass
 class TrainResult:
-    steps: int
+    steps: int  # steps taken in all (fewer than cfg.steps when stopped early)
     seconds: float
     history: list[dict] = field(default_factory=list)  # [{"step", "loss", "lr"}], every log_every steps
     resumed_from: int = 0
+    stopped_early: bool = False
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -226,10 +236,10 @@ def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimize
 CHECKPOINT = "checkpoint.pt"
 
 
-def _save_checkpoint(path: Path, model, opt, step: int, history: list, seconds: float) -> None:
+def _save_checkpoint(path: Path, model, opt, step: int, history: list, seconds: float, stopped: bool = False) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(
-        {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "history": history, "seconds": seconds},
+        {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "history": history, "seconds": seconds, "stopped": stopped},
         tmp,
     )
     os.replace(tmp, path)
@@ -251,6 +261,8 @@ def train(
     The model's forward must accept ``input_ids`` and return an object with ``.logits``.
     A checkpoint (model, optimiser, step, loss history) is written atomically every
     ``cfg.checkpoint_every`` steps and at the end; it is left in place (the caller removes it).
+    ``cfg.stop_below``: stop as soon as a logged loss is below it (the checkpoint records the
+    stop, so a resumed call returns at once).
     callback(step, model), if given, runs at every logging step (model in eval mode, no grad); a
     dict it returns is added to that step's history record (e.g. held-out accuracy during training).
     """
@@ -276,6 +288,9 @@ def _train(model, data, cfg: TrainConfig, ckdir: Path | None, progress, callback
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         start, history, seconds = state["step"], state["history"], state["seconds"]
+        if state.get("stopped"):
+            model.eval()
+            return TrainResult(steps=start, seconds=seconds, history=history, resumed_from=start, stopped_early=True)
     if ckdir is not None:
         ckdir.mkdir(parents=True, exist_ok=True)
 
@@ -291,6 +306,8 @@ def _train(model, data, cfg: TrainConfig, ckdir: Path | None, progress, callback
     t0 = time.perf_counter()
     window_loss, window_n = 0.0, 0
     step = start
+    done = start
+    stopped = False
     try:
         for step in range(start, cfg.steps):
             batch = get(step)
@@ -303,6 +320,8 @@ def _train(model, data, cfg: TrainConfig, ckdir: Path | None, progress, callback
             weights = None
             if cfg.loss_on == "all" and cfg.answer_weight != 1.0:
                 weights = 1.0 + (cfg.answer_weight - 1.0) * batch["answer_mask"].float()
+            if cfg.loss_on == "all" and "loss_weight" in batch:
+                weights = batch["loss_weight"] if weights is None else weights * batch["loss_weight"]
             loss, _ = masked_lm_loss(logits, ids, mask, weights)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -321,11 +340,35 @@ def _train(model, data, cfg: TrainConfig, ckdir: Path | None, progress, callback
                     model.train()
                 history.append(record)
                 bar.set_postfix(loss=f"{window_loss / window_n:.3f}")
+                stopped = cfg.stop_below is not None and window_loss / window_n < cfg.stop_below
                 window_loss, window_n = 0.0, 0
             bar.update(1)
-            if ck is not None and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
-                _save_checkpoint(ck, model, opt, done, history, seconds + time.perf_counter() - t0)
+            if ck is not None and (stopped or done % cfg.checkpoint_every == 0 or done == cfg.steps):
+                _save_checkpoint(ck, model, opt, done, history, seconds + time.perf_counter() - t0, stopped)
+            if stopped:
+                break
     finally:
         bar.close()
         model.eval()
-    return TrainResult(steps=cfg.steps, seconds=seconds + time.perf_counter() - t0, history=history, resumed_from=start)
+    return TrainResult(steps=done, seconds=seconds + time.perf_counter() - t0, history=history, resumed_from=start, stopped_early=stopped)
+
+
+def save_folder(model, partial: Path, final: Path, report: dict) -> None:
+    """Write a finished model (weights, zoo tokenizer, ``report.json``) into ``partial``, drop its
+    training checkpoint, and rename it to ``final``: a folder that exists under ``final`` is complete."""
+    from .tokenizer import zoo_tokenizer
+
+    model.eval()
+    model.generation_config.pad_token_id = PAD_ID
+    model.cpu().save_pretrained(partial)
+    zoo_tokenizer().save_pretrained(partial)
+    (partial / "report.json").write_text(json.dumps(report, indent=1))
+    (partial / CHECKPOINT).unlink(missing_ok=True)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(partial, final)
+
+
+def is_complete(folder: Path) -> bool:
+    """Whether ``folder`` holds a finished model written by :func:`save_folder`."""
+    return (folder / "report.json").exists() and (folder / "model.safetensors").exists()
