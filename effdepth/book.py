@@ -71,13 +71,15 @@ def execute(notebook: str | Path, output: str | Path, parameters: dict | None = 
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     staged = output.with_suffix(".input.ipynb")
     jupytext.write(nb, staged, fmt="ipynb")
+    declared = pm.inspect_notebook(str(staged))
+    parameters = {k: v for k, v in (parameters or {}).items() if k in declared}  # each chapter takes what it declares
     env_before = os.environ.get("TQDM_DISABLE")
     os.environ["TQDM_DISABLE"] = "1"  # no progress-bar widgets saved into executed notebooks
     try:
         pm.execute_notebook(
             str(staged),
             str(output),
-            parameters=parameters or {},
+            parameters=parameters,
             kernel_name="python3",
             cwd=str(cwd or notebook.parent),
             progress_bar=False,
@@ -93,11 +95,26 @@ def execute(notebook: str | Path, output: str | Path, parameters: dict | None = 
     return output
 
 
+def chapter_parameters(name: str) -> set[str]:
+    """The parameter names a chapter notebook declares in its ``parameters`` cell."""
+    import jupytext
+
+    nb = jupytext.read(NOTEBOOKS / f"{name}.md")
+    names = set()
+    for cell in nb.cells:
+        if cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", []):
+            names |= {line.split("=")[0].strip() for line in cell.source.splitlines() if "=" in line and not line.startswith((" ", "#"))}
+    return names
+
+
 def run(model: str, chapters: list[str] | None = None, device: str = "cpu", dtype: str = "auto", remote: bool = False, extra: dict | None = None, out: Path | None = None) -> dict[str, str]:
     """Execute every chapter for `model` into runs/<slug>/; returns {chapter: 'ok' | error line}."""
     out = Path(out or RUNS / slug(model))
     out.mkdir(parents=True, exist_ok=True)
     is_zoo = str(model).startswith("zoo:")
+    unknown = set(extra or {}) - {p for c in available_chapters() for p in chapter_parameters(c.name)}
+    if unknown:
+        raise ValueError(f"No chapter has the parameter(s) {', '.join(sorted(unknown))}; see each chapter's parameters cell in notebooks/.")
     status = {}
     for chapter in available_chapters():
         if chapters and chapter.name not in chapters:

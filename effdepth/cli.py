@@ -46,7 +46,11 @@ def cmd_run(args) -> int:
     if not args.remote:
         _check_model(args.model, args.device, args.dtype, False)
     chapters = args.chapters.split(",") if args.chapters else None
-    status = book.run(args.model, chapters=chapters, device=args.device, dtype=args.dtype, remote=args.remote, extra=_parse_sets(args.set))
+    try:
+        status = book.run(args.model, chapters=chapters, device=args.device, dtype=args.dtype, remote=args.remote, extra=_parse_sets(args.set))
+    except ValueError as err:
+        print(f"effdepth: {err}", file=sys.stderr)
+        return 2
     out = book.RUNS / book.slug(args.model)
     print(f"[effdepth] executed notebooks in {out}")
     failed = {k: v for k, v in status.items() if v.startswith("failed")}

@@ -55,3 +55,11 @@ def test_book_builds_with_the_chapter_and_its_figures(executed, tmp_path):
     assert str(model.name) in intro or str(model) in intro  # which model made the figures
     # a chapter that was not executed gets a page saying so, not a hole in the TOC
     assert "No results for" in (root / "_build" / "html" / "book" / "chapters" / "skipping.html").read_text()
+
+
+def test_each_chapter_gets_only_the_parameters_it_declares(tmp_path):
+    assert {"model", "device", "dtype", "remote"} <= book.chapter_parameters("contributions")
+    assert "model" not in book.chapter_parameters("zoo")  # the zoo page is about the zoo, not one model
+    with pytest.raises(ValueError, match="n_exampels"):  # a typo in --set fails before anything runs
+        book.run("zoo:default", extra={"n_exampels": 4}, out=tmp_path)
+    assert not any(tmp_path.iterdir())

@@ -27,8 +27,15 @@ def _writes_figure(result, stem: str, ylabel: str, title: str):
 
 def relative_contribution(result, use_max: bool = False):
     """Fig 2a: ‖a_l‖/‖h_l‖, ‖m_l‖/‖h_l + a_l‖ and ‖a_l + m_l‖/‖h_l‖ per layer (unstacked bars)."""
+    stem = "max_rel" if use_max else "rel"
     ylabel = ("Max" if use_max else "Mean") + " relative contribution"
-    return _writes_figure(result, "max_rel" if use_max else "rel", ylabel, "Relative contribution to the residual")
+    fig = _writes_figure(result, stem, ylabel, "Relative contribution to the residual")
+    layer = result.to_frame()[f"{stem}_layer"].to_numpy()
+    if len(layer) > 2 and layer.max() > 10 * np.median(layer[1:]):  # one layer (usually 0, writing onto the bare embedding) dwarfs the rest
+        ax = fig.axes[0]
+        ax.set_yscale("log")
+        ax.set_ylabel(ylabel + " (log scale)")
+    return fig
 
 
 def cosine_similarity(result):
@@ -80,6 +87,9 @@ def describe(result) -> dict:
         "drop_layer": drop,
         "first_half_rel": float(rel[: L // 2].mean()),
         "second_half_rel": float(rel[L // 2 :].mean()),
+        # layer 0 writes onto the bare token embedding, often many times its norm: the halves without it
+        "first_half_rel_after_0": float(rel[1 : L // 2].mean()) if L >= 4 else float("nan"),
+        "layer0_dominates": bool(L > 2 and rel[0] > 10 * np.median(rel[1:])),
         "last_layer_rel": float(rel[-1]),
         "attn_first_half": float(f["rel_attn"].to_numpy()[: L // 2].mean()),
         "attn_second_half": float(f["rel_attn"].to_numpy()[L // 2 :].mean()),
