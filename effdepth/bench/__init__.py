@@ -13,8 +13,9 @@ import time
 from typing import Callable
 
 
-def interleaved(contenders: dict[str, Callable[[], object]], repeats: int = 7, warmup: int = 1) -> dict[str, float]:
-    """Median wall time (s) of each contender, run in turn A, B, A, B, … so drift hits all alike."""
+def interleaved(contenders: dict[str, Callable[[], object]], repeats: int = 7, warmup: int = 1, raw: bool = False) -> dict:
+    """Median wall time (s) of each contender, run in turn A, B, A, B, … so drift hits all alike
+    (``raw=True``: every round's time, in order, so callers can form per-round ratios)."""
     for _ in range(warmup):
         for fn in contenders.values():
             fn()
@@ -24,7 +25,15 @@ def interleaved(contenders: dict[str, Callable[[], object]], repeats: int = 7, w
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(v) for name, v in times.items()}
+    return times if raw else {name: statistics.median(v) for name, v in times.items()}
+
+
+def paired_ratio(times: dict[str, list[float]], num: str, den: str) -> dict[str, float]:
+    """Median and quartiles of the per-round ratio num/den from :func:`interleaved` (raw): each
+    round's two runs are adjacent in time, so this ratio is robust to a machine whose speed drifts."""
+    r = sorted(a / b for a, b in zip(times[num], times[den]))
+    q = statistics.quantiles(r, n=4) if len(r) > 1 else [r[0]] * 3
+    return {"median": statistics.median(r), "q1": q[0], "q3": q[2]}
 
 
 def modules() -> list[str]:
