@@ -71,7 +71,7 @@ def execute(notebook: str | Path, output: str | Path, parameters: dict | None = 
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     staged = output.with_suffix(".input.ipynb")
     jupytext.write(nb, staged, fmt="ipynb")
-    declared = pm.inspect_notebook(str(staged))
+    declared = _declared_parameters(nb)
     parameters = {k: v for k, v in (parameters or {}).items() if k in declared}  # each chapter takes what it declares
     env_before = os.environ.get("TQDM_DISABLE")
     os.environ["TQDM_DISABLE"] = "1"  # no progress-bar widgets saved into executed notebooks
@@ -99,7 +99,10 @@ def chapter_parameters(name: str) -> set[str]:
     """The parameter names a chapter notebook declares in its ``parameters`` cell."""
     import jupytext
 
-    nb = jupytext.read(NOTEBOOKS / f"{name}.md")
+    return _declared_parameters(jupytext.read(NOTEBOOKS / f"{name}.md"))
+
+
+def _declared_parameters(nb) -> set[str]:
     names = set()
     for cell in nb.cells:
         if cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", []):

@@ -157,9 +157,9 @@ def ensure(name_or_spec, progress: bool = True) -> Path:
     """
     spec = _spec(name_or_spec)
     final = folder(spec)
+    if _is_current(spec):
+        return final
     if is_trained(spec):
-        if _stored_spec(final) == json.loads(json.dumps(spec.to_dict())):
-            return final
         print(f"[effdepth] zoo model '{spec.name}' in {final} was trained with another spec (older effdepth?); retraining it.", flush=True)
     _train_into(spec, final, progress)
     return final
