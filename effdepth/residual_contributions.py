@@ -7,9 +7,13 @@ For every token and layer l, from h_l (block input), a_l and m_l (adapter-define
 - norms ‖h_l‖, ‖a_l‖, ‖m_l‖.
 Aggregated as token-weighted means over all tokens of all prompts (position 0 included) and maxima.
 
-All of it follows from the 3×3 Gram matrix of (h, a, m) per token, computed inside the trace in
+All of it follows from the 3×3 Gram matrix of (h, a, m) per token, computed as the model runs, in
 float32: a handful of [B, T] numbers per layer leave the model, never its activations, so memory
-is independent of the number of prompts and the same code runs remotely on NDIF.
+is independent of the number of prompts. Two ways to get the Grams, same numbers:
+- 'fast' (local models): plain PyTorch hooks on each block, its attention and its MLP;
+- 'trace' (also remote, on NDIF): one nnsight trace with the same tensor ops inside it. Each
+  module read in a trace costs a hand-over between nnsight's worker and the model (about half a
+  millisecond on a CPU), 3 per layer: noticeable on a small model, nothing on a large one.
 """
 
 from __future__ import annotations
@@ -91,8 +95,47 @@ def _batches(model, prompts: list[str], batch_size: int):
         yield tuple(prompts[i] for i in idx), [encoded[i] for i in idx]
 
 
+@torch.no_grad()
+def gram_local(model, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """[L, B, T, 3, 3] float32 Gram matrices of (h_l, a_l, m_l) per token, from plain hooks on a local model."""
+    adapter = model.adapter
+    grams, seen = [], {}
+
+    def block_pre(module, args, kwargs):
+        seen["h"] = args[0] if args else kwargs["hidden_states"]
+
+    def attn_out(module, args, out):
+        seen["a"] = out[0] if adapter.attn_is_tuple else out
+
+    def mlp_out(module, args, out):
+        seen["m"] = out
+
+    def block_out(module, args, out):  # after both writes, whatever order the block runs them in
+        x = torch.stack([seen["h"], seen["a"], seen["m"]], dim=-2).float()  # [B, T, 3, d]
+        grams.append(x @ x.transpose(-1, -2))
+        seen.clear()
+
+    handles = []
+    for block in adapter.layer_modules(model.hf):
+        handles += [
+            block.register_forward_pre_hook(block_pre, with_kwargs=True),
+            adapter.module(block, adapter.attn).register_forward_hook(attn_out),
+            adapter.module(block, adapter.mlp).register_forward_hook(mlp_out),
+            block.register_forward_hook(block_out),
+        ]
+    try:
+        try:
+            model.hf(input_ids=ids, attention_mask=mask, use_cache=False, logits_to_keep=1)
+        except TypeError:  # a model class without logits_to_keep
+            model.hf(input_ids=ids, attention_mask=mask, use_cache=False)
+    finally:
+        for h in handles:
+            h.remove()
+    return torch.stack(grams).cpu()
+
+
 def gram_trace(model, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """[L, B, T, 3, 3] float32 Gram matrices of (h_l, a_l, m_l) per token, from one nnsight trace."""
+    """The same Gram matrices from one nnsight trace (remote-safe: plain tensor ops inside it)."""
     adapter = model.adapter
     grams = []
     with torch.no_grad(), model.trace({"input_ids": ids, "attention_mask": mask}):
@@ -106,16 +149,23 @@ def gram_trace(model, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.stack([g.cpu() for g in grams])
 
 
-def contributions(model, prompts: list[str], batch_size: int = 8, store=None) -> Contributions:
+def contributions(model, prompts: list[str], batch_size: int = 8, method: str = "auto", store=None) -> Contributions:
     """Residual contributions of every layer, aggregated over all tokens of `prompts` (SPEC §1).
 
     A relative contribution of 0.1 means the layer adds a vector one tenth as long as the residual
     it reads; a cosine near 0 means it writes a new direction, < 0 that it erases, > 0 that it
     strengthens what is there.
+    method: 'fast' (plain hooks, local models), 'trace' (nnsight, also remote) or 'auto'.
     """
     prompts = list(prompts)
     if not prompts:
         raise ValueError("contributions() needs at least one prompt.")
+    if method == "auto":
+        method = "trace" if model.remote else "fast"
+    if method not in ("fast", "trace"):
+        raise ValueError(f"method must be 'auto', 'fast' or 'trace', not '{method}'")
+    if method == "fast" and model.remote:
+        raise ValueError("method='fast' needs a local model; use method='trace' remotely.")
     parallel = model.adapter.parallel_residual
 
     def per_batch(item):
@@ -125,7 +175,8 @@ def contributions(model, prompts: list[str], batch_size: int = 8, store=None) ->
         mask = torch.zeros((B, T), dtype=torch.long)
         for i, e in enumerate(encoded):
             ids[i, : len(e)], mask[i, : len(e)] = e, 1
-        metrics = token_metrics(gram_trace(model, ids.to(model.device), mask.to(model.device)), parallel)
+        grams = gram_local if method == "fast" else gram_trace
+        metrics = token_metrics(grams(model, ids.to(model.device), mask.to(model.device)), parallel)
         keep = mask.bool()  # [B, T]
         out = {"count": np.array(int(keep.sum()))}
         for name, v in metrics.items():  # v: [L, B, T]
@@ -149,7 +200,7 @@ def contributions(model, prompts: list[str], batch_size: int = 8, store=None) ->
         Contributions,
         model,
         items,
-        params={"batch_size": batch_size},
+        params={"batch_size": batch_size, "method": method},
         per_item=per_batch,
         aggregate=aggregate,
         store=store,

@@ -43,9 +43,10 @@ def reference(model, family, prompts):
 
 @pytest.mark.parametrize("family", ["llama", "olmo2", "gpt2", "gpt_neox", "gemma2"])
 @pytest.mark.parametrize("batch_size", [1, 3])
-def test_matches_hooks(tiny_models, family, batch_size):
+@pytest.mark.parametrize("method", ["fast", "trace"])
+def test_matches_hooks(tiny_models, family, batch_size, method):
     model = tiny_models[family]
-    frame = contributions(model, PROMPTS, batch_size=batch_size).to_frame()
+    frame = contributions(model, PROMPTS, batch_size=batch_size, method=method).to_frame()
     means, maxes = reference(model, family, PROMPTS)
     assert list(frame.index) == list(range(model.n_layers))
     for c in MEAN_COLUMNS:
@@ -80,7 +81,7 @@ def test_second_call_reads_the_cache(tiny_models, monkeypatch):
     first = contributions(model, PROMPTS[:2]).to_frame()
     import effdepth.residual_contributions as mod
 
-    monkeypatch.setattr(mod, "gram_trace", lambda *a, **k: pytest.fail("recomputed instead of reading the cache"))
+    monkeypatch.setattr(mod, "gram_local", lambda *a, **k: pytest.fail("recomputed instead of reading the cache"))
     second = contributions(model, PROMPTS[:2]).to_frame()
     assert first.equals(second)
 
@@ -88,3 +89,23 @@ def test_second_call_reads_the_cache(tiny_models, monkeypatch):
 def test_empty_prompt_list_is_an_error(tiny_models):
     with pytest.raises(ValueError, match="at least one prompt"):
         contributions(tiny_models["llama"], [])
+
+
+def test_unknown_method_is_an_error(tiny_models):
+    with pytest.raises(ValueError, match="'fast' or 'trace'"):
+        contributions(tiny_models["llama"], PROMPTS, method="hooks")
+
+
+def test_remote_local_runs_the_nnsight_path():
+    from effdepth.models import wrap_module
+    from effdepth.testing import char_tokenizer, tiny_model
+
+    tok = char_tokenizer()
+    remote = wrap_module(tiny_model("llama", vocab_size=len(tok)), char_tokenizer(), spec="tiny:llama", remote="local")
+    res = contributions(remote, PROMPTS[:3], batch_size=2)  # auto: the trace path, through NDIF's serialisation
+    assert res.meta["params"]["method"] == "trace"
+    with pytest.raises(ValueError, match="local model"):
+        contributions(remote, PROMPTS[:3], method="fast")
+    plain = contributions(wrap_module(remote.hf, char_tokenizer(), spec="tiny:llama"), PROMPTS[:3], batch_size=2)
+    assert plain.meta["params"]["method"] == "fast"
+    np.testing.assert_allclose(res.to_frame().to_numpy(), plain.to_frame().to_numpy(), rtol=1e-5, atol=1e-6)

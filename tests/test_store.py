@@ -97,7 +97,7 @@ def test_contributions_resume_from_cached_items(tiny_models, monkeypatch):
 
     model = tiny_models["llama"]
     prompts = ["aa bb", "ccc dd", "e f g h", "ijk lmn op"]
-    real = rc.gram_trace
+    real = rc.gram_local
     calls = []
 
     def flaky(*a, **k):
@@ -106,11 +106,11 @@ def test_contributions_resume_from_cached_items(tiny_models, monkeypatch):
             raise RuntimeError("interrupted")
         return real(*a, **k)
 
-    monkeypatch.setattr(rc, "gram_trace", flaky)
+    monkeypatch.setattr(rc, "gram_local", flaky)
     with pytest.raises(RuntimeError):
         rc.contributions(model, prompts, batch_size=1)
     calls.clear()
-    monkeypatch.setattr(rc, "gram_trace", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(rc, "gram_local", lambda *a, **k: calls.append(1) or real(*a, **k))
     resumed = rc.contributions(model, prompts, batch_size=1).to_frame()
     assert len(calls) == 3  # the first batch came from the cache
     monkeypatch.setenv("EFFDEPTH_NO_CACHE", "1")

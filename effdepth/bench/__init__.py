@@ -14,14 +14,16 @@ from typing import Callable
 
 
 def interleaved(contenders: dict[str, Callable[[], object]], repeats: int = 7, warmup: int = 1, raw: bool = False) -> dict:
-    """Median wall time (s) of each contender, run in turn A, B, A, B, … so drift hits all alike
-    (``raw=True``: every round's time, in order, so callers can form per-round ratios)."""
+    """Median wall time (s) of each contender, run in rounds A B C, C B A, A B C, … so drift hits all
+    alike and no contender always runs first (``raw=True``: every round's time, in round order, so
+    callers can form per-round ratios)."""
     for _ in range(warmup):
         for fn in contenders.values():
             fn()
     times = {name: [] for name in contenders}
-    for _ in range(repeats):
-        for name, fn in contenders.items():
+    order = list(contenders.items())
+    for r in range(repeats):
+        for name, fn in order if r % 2 == 0 else order[::-1]:
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
@@ -36,16 +38,38 @@ def paired_ratio(times: dict[str, list[float]], num: str, den: str) -> dict[str,
     return {"median": statistics.median(r), "q1": q[0], "q3": q[2]}
 
 
+def steady_malloc() -> bool:
+    """Ask glibc's malloc to keep freed memory (no trimming, no per-allocation mmap) for this process.
+
+    Without it, a few extra allocations per layer (the §3.1 Gram statistics) can flip glibc into
+    returning memory to the OS and faulting it back in: on this project's 2-core VM some processes
+    then take 20 000–30 000 minor page faults per forward and time 1.2× instead of 1.03× for the
+    same code. Benchmarks compare code, not the allocator's mood, so every contender runs with it.
+    Returns False where there is no glibc (macOS, musl): nothing is changed there.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name or "libc.so.6")
+        M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+        return bool(libc.mallopt(M_TRIM_THRESHOLD, 1 << 30)) and bool(libc.mallopt(M_MMAP_THRESHOLD, 1 << 30))
+    except (OSError, AttributeError):
+        return False
+
+
 def modules() -> list[str]:
     return [m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")]
 
 
 def run_benchmarks(names: list[str] | None = None) -> list[dict]:
     """Run the benchmark modules named (default: all) and return their result rows."""
+    steady = steady_malloc()
     rows = []
     for name in names or modules():
         if name not in modules():
             raise SystemExit(f"effdepth bench: no benchmark '{name}'; available: {', '.join(modules())}")
         mod = importlib.import_module(f"{__name__}.{name}")
-        rows.extend(mod.run_benchmarks())
+        rows.extend(dict(row, steady_malloc=steady) for row in mod.run_benchmarks())
     return rows

