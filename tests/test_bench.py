@@ -1,7 +1,5 @@
 """The benchmark harness: round order, per-round ratios, and the §3.1 benchmark end to end (tiny size)."""
 
-import pytest
-
 from effdepth.bench import interleaved, paired_ratio
 from effdepth.bench.contributions import capture_vs_forward
 

@@ -63,7 +63,8 @@ class ZooSpec:
     loss_on: str = "all"
     answer_weight: float = 1.0
     seed: int = 0
-    threads: int = 1
+    threads: int = 1  # torch threads of the curriculum (and the evaluation)
+    mixture_threads: int = 1  # torch threads of the mixture phase (part of the spec: results depend on it)
     checkpoint_every: int = 100
     data: DataSpec = field(default_factory=DataSpec)
     n_eval: int = 100  # evaluation questions per level / hop count
@@ -102,7 +103,9 @@ def _zoo(*specs: ZooSpec) -> dict[str, ZooSpec]:
 MODELS: dict[str, ZooSpec] = _zoo(
     ZooSpec("llama-2l", n_layers=2),
     ZooSpec("llama-4l", n_layers=4),
-    ZooSpec("llama-8l", n_layers=8),
+    # The deepest model's mixture phase takes both cores: with train_all on two cores the shallow
+    # models (≈ 400 s together) finish during its curriculum (≈ 480 s), leaving the second core idle.
+    ZooSpec("llama-8l", n_layers=8, mixture_threads=2),
 )
 DEFAULT = "llama-8l"
 SHALLOW = "llama-4l"
@@ -208,7 +211,7 @@ def _train_into(spec: ZooSpec, final: Path, progress: bool) -> None:
         r1 = T.train(model, T.StackedBatches(cur), cfg1, checkpoint_dir=partial / "curriculum", progress=f"zoo {spec.name} curriculum" if progress else False)
     # phase 2: the mixture
     data = corpus.cached_batches(spec.data, spec.steps, cache, "train", progress)
-    cfg2 = T.TrainConfig(steps=spec.steps, loss_on=spec.loss_on, answer_weight=spec.answer_weight, **common)
+    cfg2 = T.TrainConfig(steps=spec.steps, loss_on=spec.loss_on, answer_weight=spec.answer_weight, **dict(common, threads=spec.mixture_threads))
     r2 = T.train(model, T.StackedBatches(data), cfg2, checkpoint_dir=partial, progress=f"zoo {spec.name}" if progress else False)
 
     model.eval()
@@ -222,7 +225,7 @@ def _train_into(spec: ZooSpec, final: Path, progress: bool) -> None:
             "tokens_seen": int(cur["loss_mask"][: r1.steps].sum() + data["loss_mask"][: spec.steps].sum()),
             "history": [dict(h, phase="curriculum") for h in r1.history]
             + [dict(h, step=h["step"] + r1.steps, phase="mixture") for h in r2.history],
-            "torch_threads": spec.threads,
+            "torch_threads": {"curriculum": spec.threads, "mixture": spec.mixture_threads},
             "torch_version": torch.__version__,
             "trained_at": time.strftime("%Y-%m-%d %H:%M:%S"),
         }
@@ -283,8 +286,9 @@ def train_all(names=None, progress: bool = True, workers: int | None = None) -> 
     """Ensure every named zoo model (default: all of :data:`MODELS`) is trained; name -> folder.
 
     Models still to train are trained side by side in ``workers`` processes (default: one per CPU
-    core, at most one per model), one torch thread each, deepest first, so a 2-core machine trains
-    the deepest model on one core and the others one after another on the second. Each process
+    core, at most one per model), deepest first, each with the torch threads its spec names, so a
+    2-core machine trains the deepest model on one core and the others one after another on the
+    second (the deepest model's mixture phase then takes both). Each process
     trains exactly what :func:`ensure` would (same seed, same batches), so results do not depend
     on ``workers``; the shared training batches are built once, before the processes start.
     """
