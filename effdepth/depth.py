@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .models import choose_method
 from .results import Result, measure
 
 SPLIT_MODES = ("auto", "answer", "solution")
@@ -291,10 +292,7 @@ def depth_score(
     from .skipping import prompt_effects
 
     groups = _group(examples_by_level)
-    if method == "auto":
-        method = "trace" if model.remote else "fast"
-    if method == "fast" and model.remote:
-        raise ValueError("method='fast' needs a local model; use method='trace' remotely.")
+    method = choose_method(model, method)
     items = []
     for lv, exs in groups.items():
         for ex in exs:

@@ -26,6 +26,7 @@ import pandas as pd
 import torch
 
 from .engine import clean_run, decode
+from .models import choose_method
 from .results import Result, measure
 from .store import digest
 
@@ -202,12 +203,7 @@ def residual_erasure(
     method: 'fast' (engine, local models), 'trace' (nnsight, also NDIF) or 'auto'. batch_size:
     rows per block call (fast) or variants per trace (trace).
     """
-    if method == "auto":
-        method = "trace" if model.remote else "fast"
-    if method not in ("fast", "trace"):
-        raise ValueError(f"method must be 'auto', 'fast' or 'trace', not '{method}'")
-    if method == "fast" and model.remote:
-        raise ValueError("method='fast' runs the model's blocks directly and needs a local model; use method='trace' remotely.")
+    method = choose_method(model, method)
     ids, answer_start = encode_example(model, prompt, answer)
     if vectors is None:
         if reference_prompts is None:

@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 from .engine import decode, softcap
+from .models import choose_method
 from .results import Result, measure
 
 
@@ -155,12 +156,7 @@ def logit_lens(model, prompts: list[str], k: int = 5, method: str = "auto", max_
     prompts = list(prompts)
     if not prompts:
         raise ValueError("logit_lens() needs at least one prompt.")
-    if method == "auto":
-        method = "trace" if model.remote else "fast"
-    if method not in ("fast", "trace"):
-        raise ValueError(f"method must be 'auto', 'fast' or 'trace', not '{method}'")
-    if method == "fast" and model.remote:
-        raise ValueError("method='fast' needs a local model; use method='trace' remotely.")
+    method = choose_method(model, method)
     if k < 1 or k > model.vocab_size:
         raise ValueError(f"k must be between 1 and the vocabulary size ({model.vocab_size}), not {k}.")
     fn = _lens_local if method == "fast" else _lens_trace

@@ -151,6 +151,19 @@ def resolve_source(spec: str) -> tuple[str, str]:
     return "hub", spec
 
 
+def choose_method(model, method: str) -> str:
+    """The way a measurement reads the model: 'fast' (plain PyTorch hooks and direct block calls,
+    local models) or 'trace' (an nnsight trace, also remote on NDIF); 'auto' picks 'trace' exactly
+    when the model is remote. Raises ValueError for anything else, and for 'fast' on a remote model."""
+    if method == "auto":
+        method = "trace" if model.remote else "fast"
+    if method not in ("fast", "trace"):
+        raise ValueError(f"method must be 'auto', 'fast' or 'trace', not '{method}'")
+    if method == "fast" and model.remote:
+        raise ValueError("method='fast' runs the model locally and needs a local model; use method='trace' remotely.")
+    return method
+
+
 def load_model(spec: str, device: str = "cpu", dtype="auto", remote: bool | str = False) -> Model:
     """Load `spec` (a Hub id, a local folder, or 'zoo:<name>') for measurement.
 

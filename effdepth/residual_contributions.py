@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .models import choose_method
 from .results import Result, measure
 
 EPS = 1e-6
@@ -160,12 +161,7 @@ def contributions(model, prompts: list[str], batch_size: int = 8, method: str = 
     prompts = list(prompts)
     if not prompts:
         raise ValueError("contributions() needs at least one prompt.")
-    if method == "auto":
-        method = "trace" if model.remote else "fast"
-    if method not in ("fast", "trace"):
-        raise ValueError(f"method must be 'auto', 'fast' or 'trace', not '{method}'")
-    if method == "fast" and model.remote:
-        raise ValueError("method='fast' needs a local model; use method='trace' remotely.")
+    method = choose_method(model, method)
     parallel = model.adapter.parallel_residual
 
     def per_batch(item):

@@ -36,6 +36,7 @@ import pandas as pd
 import torch
 
 from .engine import clean_run
+from .models import choose_method
 from .results import Result, measure
 
 EPS = 1e-6
@@ -354,12 +355,7 @@ def _run(cls, model, prompts, mode, part, n_splits, seed, split_step, method, ba
         raise ValueError(f"mode must be one of {MODES}, not '{mode}'")
     if part not in PARTS:
         raise ValueError(f"part must be one of {PARTS}, not '{part}'")
-    if method == "auto":
-        method = "trace" if model.remote else "fast"
-    if method not in ("fast", "trace"):
-        raise ValueError(f"method must be 'auto', 'fast' or 'trace', not '{method}'")
-    if method == "fast" and model.remote:
-        raise ValueError("method='fast' runs the model's blocks directly and needs a local model; use method='trace' remotely.")
+    method = choose_method(model, method)
 
     items = []
     for i, p in enumerate(prompts):

@@ -91,3 +91,17 @@ def test_cli_book_without_runs(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(book, "RUNS", tmp_path)
     assert main(["book", "--model", "zoo:nothing-run"]) == 1
     assert "effdepth run --model" in capsys.readouterr().err
+
+
+def test_measurement_method_choice():
+    from types import SimpleNamespace
+
+    from effdepth.models import choose_method
+
+    local, remote = SimpleNamespace(remote=False), SimpleNamespace(remote="local")
+    assert choose_method(local, "auto") == "fast" and choose_method(remote, "auto") == "trace"
+    assert choose_method(local, "trace") == "trace"
+    with pytest.raises(ValueError, match="'auto', 'fast' or 'trace', not 'hooks'"):
+        choose_method(local, "hooks")
+    with pytest.raises(ValueError, match="needs a local model"):
+        choose_method(remote, "fast")
