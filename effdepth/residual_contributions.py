@@ -162,6 +162,7 @@ def contributions(model, prompts: list[str], batch_size: int = 8, method: str = 
     if not prompts:
         raise ValueError("contributions() needs at least one prompt.")
     method = choose_method(model, method)
+    grams = gram_local if method == "fast" else gram_trace
     parallel = model.adapter.parallel_residual
 
     def per_batch(item):
@@ -171,7 +172,6 @@ def contributions(model, prompts: list[str], batch_size: int = 8, method: str = 
         mask = torch.zeros((B, T), dtype=torch.long)
         for i, e in enumerate(encoded):
             ids[i, : len(e)], mask[i, : len(e)] = e, 1
-        grams = gram_local if method == "fast" else gram_trace
         metrics = token_metrics(grams(model, ids.to(model.device), mask.to(model.device)), parallel)
         keep = mask.bool()  # [B, T]
         out = {"count": np.array(int(keep.sum()))}

@@ -7,9 +7,9 @@ model takes ('fast': plain hooks). The nnsight path ('trace', what NDIF runs) is
 
 from __future__ import annotations
 
-import torch
-
 import statistics
+
+import torch
 
 from . import interleaved, paired_ratio
 

@@ -104,7 +104,7 @@ MODELS: dict[str, ZooSpec] = _zoo(
     ZooSpec("llama-2l", n_layers=2),
     ZooSpec("llama-4l", n_layers=4),
     # The deepest model's mixture phase takes both cores: with train_all on two cores the shallow
-    # models (≈ 400 s together) finish during its curriculum (≈ 480 s), leaving the second core idle.
+    # models (≈ 370 s together) finish during its curriculum (≈ 430 s), leaving the second core idle.
     ZooSpec("llama-8l", n_layers=8, mixture_threads=2),
 )
 DEFAULT = "llama-8l"
