@@ -2,8 +2,10 @@
 
 A key hashes (model id and revision, measurement name, parameters, data sample, package version).
 Each entry is one `.npz` (arrays) with a `.json` manifest beside it that records the key's
-ingredients and the SHA-256 of the `.npz`. A file whose hash does not match, or that cannot be
-parsed, is reported, moved aside to `*.damaged`, and recomputed: never silently read.
+ingredients and the SHA-256 of the `.npz`. A file whose hash does not match, that cannot be
+parsed, or whose manifest records another key (an entry copied over this one), is reported, moved
+aside to `*.damaged`, and recomputed: never silently read. A cache folder that cannot be written is
+one `CacheNotWritable` error saying how to point the cache elsewhere or run without it.
 
 Per-example caching (`Store.map`) is what makes a long run resumable: each example's partial result
 is its own entry, so a run that dies recomputes only the examples it had not finished.
@@ -61,7 +63,11 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 class DamagedEntry(RuntimeError):
-    """A cache entry whose bytes do not match its manifest (or cannot be parsed)."""
+    """A cache entry whose bytes do not match its manifest, that cannot be parsed, or that is another key's."""
+
+
+class CacheNotWritable(RuntimeError):
+    """The result cache folder cannot be written (read-only, no permission, disk full)."""
 
 
 class Store:
@@ -98,9 +104,16 @@ class Store:
         buf = io.BytesIO()
         np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
         data = buf.getvalue()
-        _atomic_write(npz, data)
         record = {"key": key, "sha256": hashlib.sha256(data).hexdigest(), "meta": meta or {}}
-        _atomic_write(manifest, json.dumps(record, indent=1, default=str).encode())
+        try:
+            _atomic_write(npz, data)
+            _atomic_write(manifest, json.dumps(record, indent=1, default=str).encode())
+        except OSError as err:
+            raise CacheNotWritable(
+                f"cannot write the result cache at {self.root} ({err.strerror or err}): make it writable, "
+                f"set EFFDEPTH_CACHE=<a writable folder>, or set EFFDEPTH_NO_CACHE=1 to run without a cache "
+                f"(no reuse, no resume)."
+            ) from None
 
     def load(self, key: str) -> tuple[dict[str, np.ndarray], dict] | None:
         """(arrays, meta), or None when absent. Raises DamagedEntry when the bytes are wrong."""
@@ -111,6 +124,8 @@ class Store:
             return None
         try:
             record = json.loads(manifest.read_text())
+            if record.get("key") != key:
+                raise DamagedEntry(f"{manifest} records key {record.get('key')!r}, not {key!r} (copied from another entry?)")
             data = npz.read_bytes()
             if hashlib.sha256(data).hexdigest() != record["sha256"]:
                 raise DamagedEntry(f"checksum mismatch for {npz}")
@@ -126,7 +141,10 @@ class Store:
         warnings.warn(f"Damaged cache entry {key} ({err}); moved aside and recomputing.", stacklevel=3)
         for p in self._paths(key):
             if p.exists():
-                os.replace(p, p.with_name(p.name + ".damaged"))
+                try:
+                    os.replace(p, p.with_name(p.name + ".damaged"))
+                except OSError:  # an unwritable cache: the recomputed entry's save says so
+                    pass
 
     def get_or_compute(self, key: str, compute: Callable[[], tuple[dict, dict]]) -> tuple[dict, dict]:
         """Read `key`, or run `compute()` -> (arrays, meta), save it, and return it."""
@@ -165,9 +183,14 @@ class Store:
 _default: Store | None = None
 
 
+def caching_enabled() -> bool:
+    """False when `EFFDEPTH_NO_CACHE` is set (to anything but 0): nothing is read from or written to the cache."""
+    return os.environ.get("EFFDEPTH_NO_CACHE", "0") in ("0", "")
+
+
 def default_store() -> Store:
     """The process-wide store; `EFFDEPTH_NO_CACHE=1` turns caching off."""
     global _default
     if _default is None or _default.root != cache_root() / "results":
-        _default = Store(enabled=os.environ.get("EFFDEPTH_NO_CACHE", "0") in ("0", ""))
+        _default = Store(enabled=caching_enabled())
     return _default
