@@ -927,7 +927,7 @@ def random_init(model, seed: int = 0):
     from .models import wrap_module
 
     torch.manual_seed(seed)
-    hf = AutoModelForCausalLM.from_config(model.hf.config, dtype=model.dtype).to(model.device)
+    hf = AutoModelForCausalLM.from_config(model.hf.config, dtype=model.dtype, trust_remote_code=False).to(model.device)
     name = os.path.basename(model.spec.rstrip("/")) if os.path.isdir(os.path.expanduser(model.spec)) else model.spec
     wrapped = wrap_module(hf, model.tokenizer, spec=f"random-init({name}, seed {seed})")
     return wrapped

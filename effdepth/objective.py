@@ -598,7 +598,7 @@ def finetune(spec: GridSpec, objective: str, seed: int, device: str = "cpu", pro
     final = grid_dir(spec) / name
     if not is_complete(final):
         pre = pretrain(spec, seed, device, progress)
-        model = AutoModelForCausalLM.from_pretrained(pre, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(pre, dtype=torch.float32, trust_remote_code=False)
         data = arithmetic_batches(training_pool(spec, progress=progress), spec, spec.finetune_steps, seed + 1000)
         extra = {"arch": "transformer", "objective": objective, "seed": seed, "data": "arithmetic", "init": pre.name}
         train_run(name, model, data, spec, spec.finetune_steps, objective, spec.finetune_lr, device, progress, extra, eval_sets(spec))

@@ -88,7 +88,7 @@ def tiny_model(family: str = "llama", seed: int = 0, **kw):
 
     torch.manual_seed(seed)
     config = tiny_config(family, **kw)
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32, trust_remote_code=False)
     # Random init leaves norms at 1 and many biases at 0; perturb so every parameter matters.
     with torch.no_grad():
         for p in model.parameters():

@@ -217,3 +217,19 @@ def test_no_cache_hashes_every_time_and_writes_nothing(folder, monkeypatch):
     monkeypatch.setenv("EFFDEPTH_NO_CACHE", "1")
     assert M._file_sha256(folder / "model.safetensors", remember_above=0) == M._stream_sha256(folder / "model.safetensors")
     assert not (cache_root() / "file-hashes").exists()
+
+
+def test_every_transformers_load_in_the_package_refuses_remote_code():
+    """Guard: each from_pretrained / from_config call in effdepth/ says trust_remote_code=False itself."""
+    import ast
+    from pathlib import Path
+
+    import effdepth
+
+    missing = []
+    for py in Path(effdepth.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(py.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", "") in ("from_pretrained", "from_config"):
+                if not any(k.arg == "trust_remote_code" and getattr(k.value, "value", None) is False for k in node.keywords):
+                    missing.append(f"{py.name}:{node.lineno}")
+    assert not missing, missing
