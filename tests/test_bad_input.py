@@ -6,6 +6,7 @@ refuses an empty prompt or one past the model's context (`PromptError`, naming t
 and every measurement encodes all its prompts before its first forward pass.
 """
 
+import gzip
 import json
 
 import pytest
@@ -80,7 +81,7 @@ def test_a_missing_field_names_the_row_and_the_fields_it_has(tmp_path):
         gsm8k(n=1, path=f)
     msg = str(err.value)
     assert msg.startswith(f"GSM8K file {f}, line 2: no field 'answer'")
-    assert "'#### <final answer>'" in msg and "'question', 'solution'" in msg
+    assert msg.endswith("(the worked solution ending in '#### <final answer>'); the row has 'question', 'solution'")
 
 
 def test_a_field_of_the_wrong_type(tmp_path):
@@ -145,11 +146,14 @@ def test_mquake_without_orig(tmp_path):
     bad = _mquake_row(1)
     del bad["orig"]
     f = _jsonl(tmp_path / "mquake.jsonl", [_mquake_row(0), bad])
-    with pytest.raises(DataError, match=rf"MQuAKE-Remastered file {f}, line 2: no field 'orig.triples' .*the row has no 'orig'"):
+    with pytest.raises(DataError, match=rf"MQuAKE-Remastered file {f}, line 2: no field 'orig.triples' \(the original fact triples, one per hop\); the row has 'questions', 'answer'$"):
         mquake(2, n=1, path=f)
     bad = dict(_mquake_row(1), orig={"edits": []})
     _jsonl(f, [_mquake_row(0), bad])
-    with pytest.raises(DataError, match=r"line 2: no field 'orig.triples' .*'orig' has no 'triples' \(it has 'edits'\)"):
+    with pytest.raises(DataError, match=r"line 2: no field 'orig.triples' .*; 'orig' has no 'triples' \(it has 'edits'\)"):
+        mquake(2, n=1, path=f)
+    _jsonl(f, [_mquake_row(0), dict(_mquake_row(1), orig=[["s", "r", "o"]])])
+    with pytest.raises(DataError, match=r"line 2: no field 'orig.triples' .*; 'orig' is a list, not an object"):
         mquake(2, n=1, path=f)
 
 
@@ -214,8 +218,19 @@ def test_c4_files(tmp_path):
     # C4 is "up to n" documents (windows are what the chapter counts): a short file gives all it has
     _jsonl(f, [{"text": "one"}, {"text": "two"}])
     assert sorted(c4_texts(5, path=f)) == ["one", "two"]
+    with pytest.raises(ValueError, match="n must be a positive whole number"):
+        c4_texts(-1, path=f)
     with pytest.raises(DatasetNotAvailable, match="no file at"):
         c4_texts(1, path=tmp_path / "absent.jsonl")
+    gz = tmp_path / "c4-validation.json.gz"
+    gz.write_bytes(gzip.compress(b'{"text": "zipped"}\n'))
+    assert c4_texts(1, path=gz) == ["zipped"]
+    gz.write_bytes(b"not gzip at all")
+    with pytest.raises(DataError, match=rf"C4 file {gz}: cannot be read as UTF-8 text"):
+        c4_texts(1, path=gz)
+    (tmp_path / "latin1.jsonl").write_bytes('{"text": "caf\xe9"}\n'.encode("latin-1"))
+    with pytest.raises(DataError, match=r"latin1.jsonl: cannot be read as UTF-8 text"):
+        c4_texts(1, path=tmp_path / "latin1.jsonl")
 
 
 def test_the_real_gsm8k_file_still_loads():

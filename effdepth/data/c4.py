@@ -1,6 +1,6 @@
 """C4 text for the linear-map chapter (paper §3.4: C4 windows of 512 tokens).
 
-`c4_texts(n, seed)` returns `n` documents of `allenai/c4` (config `en`, split `validation`), read
+`c4_texts(n, seed)` returns up to `n` documents of `allenai/c4` (config `en`, split `validation`), read
 with `datasets.load_dataset(..., streaming=True)` and shuffled with a seeded buffer, so nothing
 beyond the documents used is downloaded. Offline, pass `path=` or set `$EFFDEPTH_C4` to a local
 file; without either the loader fails at once with a message saying so.
@@ -13,10 +13,8 @@ A local sample is drawn with `seed` (a random sample, not the first `n`; SPEC §
 from __future__ import annotations
 
 import os
-import random
-from pathlib import Path
 
-from .rows import DataError, DatasetNotAvailable, Field, Schema, check_path, check_rows, read_rows, read_text
+from .rows import DataError, DatasetNotAvailable, Field, Schema, check_path, check_rows, read_rows, read_text, sample
 
 HUB = ("allenai/c4", "en", "validation")
 ENV = "EFFDEPTH_C4"
@@ -52,9 +50,8 @@ def c4_texts(n: int = 256, seed: int = 0, path: str | os.PathLike | None = None,
     path = path or os.environ.get(ENV)
     if path:
         docs = read_local(path)
-        idx = list(range(len(docs)))
-        random.Random(seed).shuffle(idx)
-        return [docs[i] for i in idx[:n]]
+        up_to = len(docs) if isinstance(n, int) and n > len(docs) else n  # "up to n"; sample() refuses n < 1
+        return [docs[i] for i in sample(len(docs), up_to, seed, f"C4 file {path}")]
     from ..models import _hub_reachable
 
     if not _hub_reachable():

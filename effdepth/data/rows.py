@@ -55,9 +55,11 @@ class Schema:
             value, at = row, []
             for part in f.path.split("."):
                 if not isinstance(value, dict) or part not in value:
-                    where = f"'{'.'.join(at)}'" if at else "the row"
-                    have = f" (it has {', '.join(repr(k) for k in value)})" if isinstance(value, dict) and value else ""
-                    return f"no field '{f.path}' ({f.expect}): {where} has no '{part}'{have}"
+                    have = ", ".join(repr(k) for k in value) if isinstance(value, dict) and value else "no fields"
+                    if not at:
+                        return f"no field '{f.path}' ({f.expect}); the row has {have}"
+                    inner = f"has no '{part}' (it has {have})" if isinstance(value, dict) else f"is {_json_type(value)}, not an object"
+                    return f"no field '{f.path}' ({f.expect}); '{'.'.join(at)}' {inner}"
                 value = value[part]
                 at.append(part)
             if not isinstance(value, f.kind) or isinstance(value, bool) and bool not in _kinds(f.kind):
