@@ -8,6 +8,7 @@ __version__ = "0.1.0"
 
 from .adapters import UnsupportedArchitecture  # noqa: E402,F401
 from .models import Model, ModelNotAvailable, load_model  # noqa: E402,F401
+from .prompts import PromptError  # noqa: E402,F401
 from .residual_contributions import contributions  # noqa: E402,F401
 
 _LAZY = {

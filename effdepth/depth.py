@@ -295,9 +295,9 @@ def depth_score(
     method = choose_method(model, method)
     items = []
     for lv, exs in groups.items():
-        for ex in exs:
+        for j, ex in enumerate(exs):
             mode = split_mode_of(ex, split)
-            ids, a0 = encode_example(model, ex.prompt, ex.answer)
+            ids, a0 = encode_example(model, ex.prompt, ex.answer, index=f"Example {j} of level {lv!r}")
             items.append((lv, ex.prompt, ex.answer, mode, example_splits(len(ids), a0, mode, n_splits, split_step)))
     if not any(it[4] for it in items):
         raise ValueError("No example has a position to measure after its split point.")

@@ -55,12 +55,16 @@ class Erasure(Result):
         return pd.DataFrame({"residual": b.ravel(), "position": t.ravel(), "token": toks[t.ravel()], "effect": eff.ravel()})
 
 
-def encode_example(model, prompt: str, answer: str) -> tuple[torch.Tensor, int]:
-    """Token ids of prompt + answer (answer tokenised on its own, no specials) and the answer start."""
-    p = model.encode(prompt)
+def encode_example(model, prompt: str, answer: str, index=None) -> tuple[torch.Tensor, int]:
+    """Token ids of prompt + answer (answer tokenised on its own, no specials) and the answer start;
+    refused (`prompts.PromptError`, naming `index`) when empty or together past the model's context."""
+    from .prompts import check_length
+
+    p = model.encode(prompt, index=index)
     a = model.encode(answer, add_special_tokens=False)
     if len(a) == 0:
         raise ValueError(f"The answer {answer!r} has no tokens.")
+    check_length(model, len(p) + len(a), index, " (prompt + answer)")
     return torch.cat([p, a]), len(p)
 
 
@@ -76,8 +80,8 @@ def mean_residuals(model, prompts: list[str]) -> torch.Tensor:
     if not prompts:
         raise ValueError("mean_residuals() needs at least one prompt.")
     total, count = None, 0
-    for p in prompts:
-        run = clean_run(model, model.encode(p))
+    for ids in [model.encode(p, index=i) for i, p in enumerate(prompts)]:  # every prompt checked before the first run
+        run = clean_run(model, ids)
         s = torch.stack([h.float().sum(0) for h in run.h]).cpu()  # [L+1, d]
         total = s if total is None else total + s
         count += run.T

@@ -160,6 +160,8 @@ def logit_lens(model, prompts: list[str], k: int = 5, method: str = "auto", max_
     if k < 1 or k > model.vocab_size:
         raise ValueError(f"k must be between 1 and the vocabulary size ({model.vocab_size}), not {k}.")
     fn = _lens_local if method == "fast" else _lens_trace
+    for i, p in enumerate(prompts):  # every prompt checked before the first forward pass
+        model.encode(p, index=i)
 
     def per_item(prompt):
         kl, ov = fn(model, model.encode(prompt), k, max_elems)

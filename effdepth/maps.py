@@ -57,6 +57,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .prompts import context_limit
 from .results import Result
 from .store import Store, default_store
 
@@ -811,7 +812,7 @@ def linear_maps(
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
     check_same_tokenizer(src_model, tgt_model)
     for mdl in (src_model, tgt_model):
-        limit = getattr(mdl.config, "max_position_embeddings", None)
+        limit, _ = context_limit(mdl.config)
         if limit is not None and window > limit:
             raise ValueError(f"window={window} is longer than {mdl.spec}'s context ({limit} positions).")
     windows = make_windows(src_model.tokenizer, list(texts), window, n_windows)

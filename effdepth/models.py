@@ -95,9 +95,17 @@ class Model:
             kwargs.setdefault("remote", self.remote)
         return self.nn.trace(*inputs, **kwargs)
 
-    def encode(self, text: str, add_special_tokens: bool = True) -> torch.Tensor:
-        """Token ids [T] of one prompt (with the tokenizer's own BOS convention)."""
+    def encode(self, text: str, add_special_tokens: bool = True, index=None) -> torch.Tensor:
+        """Token ids [T] of one prompt (with the tokenizer's own BOS convention), refused with a
+        `prompts.PromptError` naming `index` when empty or longer than the model's context.
+        `add_special_tokens=False` encodes a fragment to append (an answer): the caller checks the whole."""
+        from .prompts import check_length, check_text
+
+        if add_special_tokens:
+            check_text(text, index)
         ids = self.tokenizer(text, add_special_tokens=add_special_tokens, return_tensors="pt").input_ids[0]
+        if add_special_tokens:
+            check_length(self, len(ids), index)
         return ids
 
     def identity(self) -> dict:

@@ -89,7 +89,7 @@ def token_metrics(gram: torch.Tensor, parallel_residual: bool) -> dict[str, torc
 
 def _batches(model, prompts: list[str], batch_size: int):
     """Right-padded batches of token ids (exact for causal models: pads come after every real token)."""
-    encoded = [model.encode(p) for p in prompts]
+    encoded = [model.encode(p, index=i) for i, p in enumerate(prompts)]
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]

@@ -359,7 +359,7 @@ def _run(cls, model, prompts, mode, part, n_splits, seed, split_step, method, ba
 
     items = []
     for i, p in enumerate(prompts):
-        T = len(model.encode(p))
+        T = len(model.encode(p, index=i))
         splits = split_points(T, n_splits, seed, key=p, step=split_step) if mode == "future" else [0]
         items.append((i, p, T, splits))
     if mode == "future":

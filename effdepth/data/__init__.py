@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 from .examples import Example  # noqa: F401
-from .real import DatasetNotAvailable  # noqa: F401
+from .rows import DataError, DatasetNotAvailable  # noqa: F401
 
 DATASETS = ("auto", "zoo", "gsm8k")
 

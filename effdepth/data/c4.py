@@ -1,6 +1,6 @@
 """C4 text for the linear-map chapter (paper §3.4: C4 windows of 512 tokens).
 
-`c4_texts(n, seed)` returns `n` documents of `allenai/c4` (config `en`, split `validation`), read
+`c4_texts(n, seed)` returns up to `n` documents of `allenai/c4` (config `en`, split `validation`), read
 with `datasets.load_dataset(..., streaming=True)` and shuffled with a seeded buffer, so nothing
 beyond the documents used is downloaded. Offline, pass `path=` or set `$EFFDEPTH_C4` to a local
 file; without either the loader fails at once with a message saying so.
@@ -12,58 +12,46 @@ A local sample is drawn with `seed` (a random sample, not the first `n`; SPEC §
 
 from __future__ import annotations
 
-import gzip
-import json
 import os
-import random
-from pathlib import Path
 
-from .real import DatasetNotAvailable
+from .rows import DataError, DatasetNotAvailable, Field, Schema, check_path, check_rows, read_rows, read_text, sample
 
 HUB = ("allenai/c4", "en", "validation")
 ENV = "EFFDEPTH_C4"
-
-
-def _open(path: Path):
-    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
+SCHEMA = Schema("C4", (Field("text", str, "the document, a string"),))
 
 
 def read_local(path: str | os.PathLike) -> list[str]:
-    """All documents of a local C4 file (see the module docstring for the formats)."""
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise DatasetNotAvailable(f"C4: no file at {path}.")
+    """All documents of a local C4 file (see the module docstring for the formats); a file that is
+    not one of them, or whose rows have no "text", is a `DataError` naming the file and the row."""
+    path = check_path("C4", path, ".jsonl/.json(.gz) or .txt")
     stem = path.name.removesuffix(".gz")
-    with _open(path) as fh:
-        if stem.endswith(".txt"):
-            docs = [d.strip() for d in fh.read().split("\n\n")]
-        elif stem.endswith(".jsonl") or stem.endswith(".json"):
-            head = fh.read(1)
-            fh.seek(0)
-            if head == "[":
-                rows = json.load(fh)
-            else:
-                rows = [json.loads(line) for line in fh if line.strip()]
-            docs = [r["text"] if isinstance(r, dict) else str(r) for r in rows]
-        else:
-            raise DatasetNotAvailable(f"C4: {path} is not a .jsonl/.json(.gz) or .txt file.")
+    if stem.endswith(".txt"):
+        docs = [d.strip() for d in read_text("C4", path).split("\n\n")]
+    elif stem.endswith(".jsonl") or stem.endswith(".json"):
+        docs = [r["text"] for r in check_rows(read_rows("C4", path), SCHEMA).rows]
+    else:
+        raise DataError(f"C4 file {path}: not a .jsonl/.json(.gz) or .txt file.")
     docs = [d for d in docs if d]
     if not docs:
-        raise DatasetNotAvailable(f"C4: {path} holds no documents.")
+        raise DataError(f"C4 file {path}: holds no documents.")
     return docs
 
 
 def c4_texts(n: int = 256, seed: int = 0, path: str | os.PathLike | None = None, buffer_size: int = 10_000) -> list[str]:
-    """`n` C4 documents: a seeded sample of a local file (`path` or `$EFFDEPTH_C4`), else the Hub.
+    """Up to `n` C4 documents: a seeded sample of a local file (`path` or `$EFFDEPTH_C4`), else the Hub.
+
+    "Up to": documents are raw text for windows, and a caller that needs more (`maps.texts_for_windows`)
+    asks again with a larger `n` and learns from a shorter list that the file is exhausted; the
+    number that matters, windows, is reported by the chapter.
 
     Raises `DatasetNotAvailable` when neither a local file is given nor the Hub can be reached.
     """
     path = path or os.environ.get(ENV)
     if path:
         docs = read_local(path)
-        idx = list(range(len(docs)))
-        random.Random(seed).shuffle(idx)
-        return [docs[i] for i in idx[:n]]
+        up_to = len(docs) if isinstance(n, int) and n > len(docs) else n  # "up to n"; sample() refuses n < 1
+        return [docs[i] for i in sample(len(docs), up_to, seed, f"C4 file {path}")]
     from ..models import _hub_reachable
 
     if not _hub_reachable():

@@ -1,5 +1,8 @@
 """The paper's real datasets through `datasets.load_dataset`, each with a local-file override.
 
+Every row, from a file or the Hub, is checked against the data set's schema (`SCHEMAS`, checked by
+`rows.check_rows`): a malformed file is one `DataError` naming the file, the row and what was expected.
+
 Offline (no Hugging Face Hub) a loader fails at once with a message naming the override: pass
 `path=` or set the environment variable named below to a local copy in the Hub file's format.
 
@@ -13,16 +16,13 @@ Offline (no Hugging Face Hub) a loader fails at once with a message naming the o
 from __future__ import annotations
 
 import os
-import random
 import re
 from pathlib import Path
 
 from .examples import Example
+from .rows import DataError, DatasetNotAvailable, Field, Rows, Schema, check_rows, read_rows, sample
 
-
-class DatasetNotAvailable(RuntimeError):
-    """A real dataset that is neither reachable on the Hub nor given as a local file."""
-
+__all__ = ["DataError", "DatasetNotAvailable", "gsm8k", "math_problems", "mquake", "final_answer"]
 
 GSM8K_TEMPLATE = (
     "Given the following problem, reason and give a final answer to the problem.\n"
@@ -31,16 +31,50 @@ GSM8K_TEMPLATE = (
 )
 
 
-def _records(name: str, hub: tuple, env: str, path: str | os.PathLike | None):
-    """Rows of a dataset from `path`, `$env`, or the Hub (in that order)."""
-    import datasets
+def _one_final_answer(answer: str) -> str | None:
+    """GSM8K's rule: the worked solution, then exactly one '#### <final answer>'."""
+    marks = answer.count("####")
+    if marks == 0:
+        return "the answer has no '#### <final answer>' line"
+    if marks > 1:
+        return f"the answer has {marks} '####' markers; expected exactly one, before the final answer"
+    if not answer.split("####")[1].strip():
+        return "nothing follows '####'; expected the final answer after it"
+    return None
 
+
+def _non_empty_strings(values: list) -> str | None:
+    if not values or not all(isinstance(v, str) for v in values):
+        return "expected a non-empty list of question strings"
+    return None
+
+
+SCHEMAS = {
+    "GSM8K": Schema("GSM8K", (
+        Field("question", str, "the problem, a string"),
+        Field("answer", str, "the worked solution ending in '#### <final answer>'", _one_final_answer),
+    )),
+    "MATH": Schema("MATH", (
+        Field("problem", str, "the problem, a string"),
+        Field("level", str, "the difficulty, a string like 'Level 3'"),
+        Field("solution", str, "the worked solution, a string"),
+    )),
+    "MQuAKE-Remastered": Schema("MQuAKE-Remastered", (
+        Field("questions", list, "a list of question strings", _non_empty_strings),
+        Field("answer", str, "the answer, a string"),
+        Field("orig.triples", list, "the original fact triples, one per hop"),
+    )),
+}
+
+
+def _records(name: str, hub: tuple, env: str, path: str | os.PathLike | None) -> Rows:
+    """Rows of a dataset from `path`, `$env`, or the Hub (in that order), checked against its schema."""
     path = path or os.environ.get(env)
     if path:
         path = Path(path).expanduser()
         if not path.exists():
             raise DatasetNotAvailable(f"{name}: no file at {path} (from {'path=' if not os.environ.get(env) else '$' + env}).")
-        return datasets.load_dataset("json", data_files=str(path), split="train")
+        return check_rows(read_rows(name, path), SCHEMAS[name])
     from ..models import _hub_reachable
 
     if not _hub_reachable():
@@ -48,29 +82,26 @@ def _records(name: str, hub: tuple, env: str, path: str | os.PathLike | None):
             f"{name} is not available offline: the Hugging Face Hub cannot be reached. Download "
             f"`{hub[0]}` on a connected machine and point to the file with path=... or ${env}."
         )
+    import datasets
+
     repo, config, split = hub
     try:
-        return datasets.load_dataset(repo, config, split=split)
+        table = datasets.load_dataset(repo, config, split=split).to_list()
     except Exception as err:  # network errors, missing configs, …
         raise DatasetNotAvailable(f"{name}: loading {repo} failed ({err}). Use path=... or ${env}.") from err
-
-
-def _sample(n_rows: int, n: int | None, seed: int) -> list[int]:
-    """A seeded random sample of row indices (SPEC §8: random, not the first N), in sample order."""
-    idx = list(range(n_rows))
-    random.Random(seed).shuffle(idx)
-    return idx if n is None else idx[:n]
+    return check_rows(Rows(f"{name} ({repo} {config}, {split})", table, [f"row {i + 1}" for i in range(len(table))]), SCHEMAS[name])
 
 
 def gsm8k(n: int | None = 20, seed: int = 0, path=None) -> list[Example]:
     """GSM8K test problems formatted as SPEC §8: the prompt carries the gold worked solution.
 
     `prompt` is the instruction + problem; `answer` is the worked solution (before '####') followed
-    by "The final answer is {final}". `meta['index']` is the row in the test split.
+    by "The final answer is {final}". `meta['index']` is the row in the test split. `n`: exactly
+    this many (more than the file holds is a `DataError`), None for all.
     """
     rows = _records("GSM8K", ("openai/gsm8k", "main", "test"), "EFFDEPTH_GSM8K", path)
     out = []
-    for i in _sample(len(rows), n, seed):
+    for i in sample(len(rows), n, seed, f"{rows.source} has {len(rows)} rows"):
         row = rows[i]
         solution, final = row["answer"].split("####")
         answer = f"{solution.strip()}\nThe final answer is {final.strip()}"
@@ -78,26 +109,47 @@ def gsm8k(n: int | None = 20, seed: int = 0, path=None) -> list[Example]:
     return out
 
 
+def _subject_of(row) -> str:
+    return str(row.get("type", "")).lower().replace(" ", "_")
+
+
 def math_problems(level: int, n: int | None = 20, seed: int = 42, subject: str = "intermediate_algebra", path=None) -> list[Example]:
-    """MATH test problems of one level (1–5): "Problem: {problem}\\nAnswer:" + " {solution}" (SPEC §4c)."""
+    """MATH test problems of one level (1–5): "Problem: {problem}\\nAnswer:" + " {solution}" (SPEC §4c).
+
+    Rows whose `type` names another subject are left out (a file without `type` fields is taken to
+    be of `subject`). `n`: exactly this many (more than the level has is a `DataError`), None for all.
+    """
     rows = _records("MATH", ("EleutherAI/hendrycks_math", subject, "test"), "EFFDEPTH_MATH", path)
+    subject = subject.lower().replace(" ", "_")
+    typed = [i for i in range(len(rows)) if "type" in rows[i]]
+    mine = [i for i in range(len(rows)) if "type" not in rows[i] or _subject_of(rows[i]) == subject]
+    if typed and not any(_subject_of(rows[i]) == subject for i in typed):
+        present = sorted({str(rows[i]["type"]) for i in typed})
+        raise rows.error(None, f"no rows of subject '{subject}' (types present: {', '.join(present)}); pass subject= one of those.")
     wanted = f"Level {level}"
-    keep = [i for i in range(len(rows)) if rows[i]["level"] == wanted and rows[i].get("type", subject).lower().replace(" ", "_") in (subject, subject.replace("_", " "))]
+    keep = [i for i in mine if rows[i]["level"] == wanted]
     if not keep:
-        keep = [i for i in range(len(rows)) if rows[i]["level"] == wanted]
+        present = sorted({rows[i]["level"] for i in mine})
+        raise rows.error(None, f"no rows of level '{wanted}' ({subject}); levels present: {', '.join(present)}.")
     out = []
-    for j in _sample(len(keep), n, seed):
+    for j in sample(len(keep), n, seed, f"{rows.source} has {len(keep)} rows of {wanted} ({subject})"):
         row = rows[keep[j]]
         out.append(Example(f"Problem: {row['problem']}\nAnswer:", f" {row['solution']}", level, {"dataset": "math", "index": keep[j], "seed": seed}))
     return out
 
 
 def mquake(hops: int, n: int | None = 20, seed: int = 42, path=None) -> list[Example]:
-    """MQuAKE-Remastered CF3k questions with `hops` original triples: "Question: {q}\\nAnswer:" + " {answer}"."""
+    """MQuAKE-Remastered CF3k questions with `hops` original triples: "Question: {q}\\nAnswer:" + " {answer}".
+
+    `n`: exactly this many (more than there are of `hops` hops is a `DataError`), None for all.
+    """
     rows = _records("MQuAKE-Remastered", ("henryzhongsc/MQuAKE-Remastered", "CF3k", "train"), "EFFDEPTH_MQUAKE", path)
     keep = [i for i in range(len(rows)) if len(rows[i]["orig"]["triples"]) == hops]
+    if not keep:
+        present = sorted({len(rows[i]["orig"]["triples"]) for i in range(len(rows))})
+        raise rows.error(None, f"no rows with {hops} hops (orig.triples of length {hops}); hops present: {', '.join(map(str, present))}.")
     out = []
-    for j in _sample(len(keep), n, seed):
+    for j in sample(len(keep), n, seed, f"{rows.source} has {len(keep)} rows of {hops} hops"):
         row = rows[keep[j]]
         out.append(Example(f"Question: {row['questions'][0]}\nAnswer:", f" {row['answer']}", hops, {"dataset": "mquake", "index": keep[j], "seed": seed}))
     return out
