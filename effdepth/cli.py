@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import os
 import sys
 
 
@@ -42,21 +43,39 @@ def _check_model(spec: str, device: str, dtype: str, remote) -> None:
 
 def cmd_run(args) -> int:
     from . import book
+    from .models import canonical_spec
 
-    if not args.remote:
-        _check_model(args.model, args.device, args.dtype, False)
-    chapters = args.chapters.split(",") if args.chapters else None
+    model = canonical_spec(args.model)  # a relative folder must mean the same inside every notebook
+    chapters = [c.strip() for c in args.chapters.split(",") if c.strip()] if args.chapters else None
+    kw = dict(chapters=chapters, device=args.device, dtype=args.dtype, remote=args.remote, extra=_parse_sets(args.set))
     try:
-        status = book.run(args.model, chapters=chapters, device=args.device, dtype=args.dtype, remote=args.remote, extra=_parse_sets(args.set))
+        book.plan(model, **kw)  # names, parameter types, device, credentials: before anything loads
+        if not args.remote:
+            _check_model(model, args.device, args.dtype, False)
+        status = book.run(model, **kw)
     except ValueError as err:
         print(f"effdepth: {err}", file=sys.stderr)
         return 2
-    out = book.RUNS / book.slug(args.model)
+    except book.RunInterrupted as stop:
+        done = ", ".join(stop.finished) or "none"
+        previous = f"the previous notebook of {stop.chapter}" if (stop.out / f"{stop.chapter}.ipynb").exists() else f"no notebook of {stop.chapter} (it had none)"
+        print(f"effdepth: interrupted during chapter {stop.chapter}. Kept: the chapters finished before it ({done}) in {stop.out}, "
+              f"{previous}, and the per-example results cached in {_cache_dir()}. "
+              f"Rerun the same command to resume.", file=sys.stderr)
+        return 130
+    out = book.RUNS / book.slug(model)
     print(f"[effdepth] executed notebooks in {out}")
     failed = {k: v for k, v in status.items() if v.startswith("failed")}
     for name, why in failed.items():
-        print(f"[effdepth] {name} {why}; the partly executed notebook is {out / (name + '.ipynb')}", file=sys.stderr)
+        kept = " (the last good notebook is kept)" if (out / f"{name}.ipynb").exists() else ""
+        print(f"[effdepth] {name} {why}; the partly executed notebook is {out / (name + '.failed.ipynb')}{kept}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _cache_dir() -> str:
+    from .store import cache_root
+
+    return "nowhere (EFFDEPTH_NO_CACHE is set)" if os.environ.get("EFFDEPTH_NO_CACHE", "0") not in ("0", "") else str(cache_root())
 
 
 def cmd_book(args) -> int:
@@ -139,7 +158,11 @@ def main(argv: list[str] | None = None) -> int:
         from . import zoo
 
         args.model = f"zoo:{zoo.DEFAULT}"
-    return args.func(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:  # outside a chapter (loading, training): files are written atomically
+        print("effdepth: interrupted; what was finished and cached is kept. Rerun the same command to resume.", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

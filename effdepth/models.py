@@ -83,8 +83,8 @@ class Model:
 
     @property
     def slug(self) -> str:
-        """A file-system-safe name for run folders: 'zoo:llama-8l' -> 'zoo-llama-8l'."""
-        return re.sub(r"[^A-Za-z0-9._-]+", "-", self.spec.rstrip("/").split("/")[-1] if os.path.isdir(self.spec) else self.spec).strip("-")
+        """The run folder's name for this model (see `slug`)."""
+        return slug(self.spec)
 
     def layers(self, root=None):
         return self.adapter.layer_modules(self.hf if root is None else root)
@@ -119,6 +119,57 @@ class Model:
             "dtype": str(self.dtype).replace("torch.", ""),
             "remote": bool(self.remote),
         }
+
+
+def _is_path_spec(spec: str) -> bool:
+    """A spec that names a folder: an existing directory, or anything written as a path ('.', '/', '~')."""
+    return os.path.isdir(os.path.expanduser(spec)) or spec.startswith((".", "/", "~"))
+
+
+def canonical_spec(spec: str) -> str:
+    """The spec every chapter receives: a local folder as its absolute real path (notebooks run with
+    another working directory), zoo names and Hub ids unchanged."""
+    spec = str(spec)
+    if not spec.startswith("zoo:") and os.path.isdir(os.path.expanduser(spec)):
+        return os.path.realpath(os.path.expanduser(spec))
+    return spec
+
+
+def slug(spec: str) -> str:
+    """The run folder's name for a model spec: always one safe, non-empty path component.
+
+    'zoo:llama-8l' -> 'zoo-llama-8l', 'Qwen/Qwen2.5-1.5B' -> 'Qwen-Qwen2.5-1.5B'; a local folder gets
+    its base name plus 8 hex digits of its absolute real path ('models/x' -> 'x-1a2b3c4d'), so two
+    folders with the same name never share a run folder and '.' or 'a/..' name one too.
+    """
+    spec = str(spec)
+    tag = ""
+    if not spec.startswith("zoo:") and _is_path_spec(spec):
+        real = os.path.realpath(os.path.expanduser(spec))
+        tag = hashlib.sha256(real.encode()).hexdigest()[:8]
+        spec = os.path.basename(real)
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", spec).strip("-.")[:80]
+    if not tag and (not name or len(spec) > 80):  # nothing safe left, or cut short: keep it unique
+        tag = hashlib.sha256(spec.encode()).hexdigest()[:8]
+    return "-".join(p for p in (name, tag) if p)
+
+
+def check_device(device: str) -> None:
+    """Raise ValueError (one line) when `device` is not usable here: unknown, or a GPU torch cannot see."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"Unknown device '{device}': use cpu, cuda, cuda:<index> or mps.") from None
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise ValueError(f"--device {device} needs a CUDA GPU, and torch sees none on this machine (torch {torch.__version__}); use --device cpu.")
+        if dev.index is not None and dev.index >= n:
+            raise ValueError(f"--device {device}: this machine has {n} CUDA GPU(s), cuda:0 … cuda:{n - 1}.")
+    elif dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ValueError(f"--device {device}: the MPS backend is not available here; use --device cpu.")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"Unsupported device '{device}': use cpu, cuda, cuda:<index> or mps.")
 
 
 _REVISION_SUFFIXES = {".json", ".safetensors", ".bin", ".model", ".txt"}
@@ -318,6 +369,8 @@ def load_model(spec: str, device: str = "cpu", dtype="auto", remote: bool | str 
     from . import moeut  # noqa: F401  (registers MoEUT with transformers' Auto classes)
 
     hf_logging.disable_progress_bar()
+    if not remote:
+        check_device(device)
     kind, where = resolve_source(spec)
     revision = ""
     if kind == "zoo":

@@ -37,6 +37,7 @@ def test_run_survives_a_failing_chapter(tmp_path, monkeypatch, capsys):
     assert status["zooonly"].startswith("skipped")
     good = nbformat.read(out / "good.ipynb", as_version=4)
     assert any(str(model) in o.get("text", "") for c in good.cells for o in c.get("outputs", []))
-    bad = nbformat.read(out / "bad.ipynb", as_version=4)  # the partly executed notebook is kept, with its error
+    bad = nbformat.read(out / "bad.failed.ipynb", as_version=4)  # the partly executed notebook is kept, with its error
+    assert not (out / "bad.ipynb").exists()  # and never under the name of a good one
     assert any(o.get("output_type") == "error" for c in bad.cells for o in c.get("outputs", []))
-    assert "bad.ipynb" in capsys.readouterr().err
+    assert "bad.failed.ipynb" in capsys.readouterr().err
