@@ -87,7 +87,7 @@ def execute(notebook: str | Path, output: str | Path, parameters: dict | None = 
             progress_bar=False,
             execution_timeout=timeout,
             report_mode=False,
-            **({"kernel_manager_class": _logged_kernel_manager(Path(kernel_log))} if kernel_log else {}),
+            **({"kernel_manager_class": _logged_kernel_manager(Path(kernel_log).resolve())} if kernel_log else {}),  # papermill chdirs
         )
     finally:
         staged.unlink(missing_ok=True)
@@ -261,7 +261,7 @@ def run(model: str, chapters: list[str] | None = None, device: str = "cpu", dtyp
     model = canonical_spec(model)
     notebooks = Path(notebooks or NOTEBOOKS)
     todo = plan(model, chapters, device, dtype, remote, extra, notebooks, catalogue)
-    out = Path(out or RUNS / slug(model))
+    out = Path(out or RUNS / slug(model)).resolve()
     out.mkdir(parents=True, exist_ok=True)
     is_zoo = str(model).startswith("zoo:")
     status = {}
@@ -359,7 +359,7 @@ def build(model: str, runs_dir: Path | None = None, root: Path = ROOT) -> Path:
         if executed.exists():
             _prepare_for_rendering(executed, target, failure=(failed, record) if latest_failed else None)
         elif latest_failed:
-            _prepare_for_rendering(failed, target)
+            _prepare_for_rendering(failed, target, failure=(failed, record))
         else:
             _placeholder(target, chapter, model)
     _run_summary(src, model, chapter_dir)
@@ -399,7 +399,8 @@ def _prepare_for_rendering(executed: Path, target: Path, failure: tuple[Path, di
     cell after it; the rendered page hides the defaults when the injected values exist. A notebook
     that failed gets an error banner on top and its failing cell shown (input and traceback, whatever
     its tags said) instead of papermill's bare marker cells. `failure` = (the latest, failed notebook,
-    its status record) puts a warning on a good notebook: the latest run failed, this is the last good one.
+    its status record): on a good notebook, a warning that the latest run failed and this is the last
+    good one; on the failed notebook itself, the record's error line when no cell holds a traceback.
     """
     import nbformat
 
@@ -416,13 +417,16 @@ def _prepare_for_rendering(executed: Path, target: Path, failure: tuple[Path, di
         failing = nb.cells[index]
         failing.metadata["tags"] = [t for t in failing.metadata.get("tags", []) if t not in _HIDING]
         banners.append(_error_banner("error", "This chapter failed in this run", line, tb, "The page below stops at the failing cell; rerun the chapter after fixing the cause."))
-    elif failure:
+    elif failure:  # the failure left no error in a cell (a dead kernel, a time-out): say what status.json says
         failed_nb, record = failure
-        error = notebook_error(nbformat.read(failed_nb, as_version=4))
-        line, tb = (error[1], error[2]) if error else (str(record.get("state", "failed")).removeprefix("failed: "), "")
+        error = notebook_error(nbformat.read(failed_nb, as_version=4)) if failed_nb != executed else None
+        line, tb = (error[1], error[2]) if error else (str(record.get("state", "failed")).removeprefix("failed: "), f"(no cell recorded a traceback; the kernel's own messages are in {failed_nb.name.replace('.failed.ipynb', '.kernel.log')})")
         when = record.get("finished", "at an unknown time")
-        good = (record.get("last_ok") or {}).get("finished") or "an earlier run"
-        banners.append(_error_banner("warning", f"The latest run of this chapter ({when}) failed", line, tb, f"The results below are from the last successful run ({good}); the failed notebook is `{failed_nb.name}` beside it."))
+        if failed_nb == executed:
+            banners.append(_error_banner("error", f"This chapter failed in this run ({when})", line, tb, "The page below shows what ran before the failure."))
+        else:
+            good = (record.get("last_ok") or {}).get("finished") or "an earlier run"
+            banners.append(_error_banner("warning", f"The latest run of this chapter ({when}) failed", line, tb, f"The results below are from the last successful run ({good}); the failed notebook is `{failed_nb.name}` beside it."))
     nb.cells = [c for c in nb.cells if "papermill-error-cell-tag" not in c.metadata.get("tags", [])]
     if banners:
         title = next((i for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and c.source.lstrip().startswith("# ")), -1)

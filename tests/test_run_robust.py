@@ -4,6 +4,7 @@ notebook; status.json merges per chapter; slugs stay one safe component inside r
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -36,6 +37,7 @@ def notebooks(tmp_path_factory):
     (d / "good.md").write_text(_nb("model = 'x'\nn_examples = 20", "import os\nassert os.path.isabs(model) and os.path.isdir(model), model\nprint('model is', model)"))
     (d / "flaky.md").write_text(_nb("model = 'x'\nfail = False", "if fail:\n    raise RuntimeError('flaky broke on purpose')\nprint('flaky fine')", body_tags="remove-input"))
     (d / "sleepy.md").write_text(_nb("model = 'x'\nmarker = ''", "import os, time\nopen(marker, 'w').write(str(os.getpid()))\ntime.sleep(120)"))
+    (d / "dies.md").write_text(_nb("model = 'x'", "import os\nos._exit(3)"))  # the kernel dies: no cell error
     return d
 
 
@@ -161,11 +163,13 @@ def reruns(tiny, notebooks, tmp_path_factory):
     assert book.run(str(tiny), chapters=["good", "flaky"], **kw) == {"good": "ok", "flaky": "ok"}
     before, first = (out / "flaky.ipynb").read_bytes(), book.read_status(out)
     second = book.run(str(tiny), chapters=["flaky"], extra={"fail": True}, **kw)
-    return out, before, second, first
+    snapshot = out.parent / "after-the-failure"  # for the page tests (a later test reruns flaky)
+    shutil.copytree(out, snapshot)
+    return out, before, second, first, snapshot
 
 
 def test_a_failed_rerun_keeps_the_last_good_notebook_and_merges_status(reruns):
-    out, before, second, first = reruns
+    out, before, second, first, _ = reruns
     assert second == {"flaky": "failed: RuntimeError: flaky broke on purpose"}
     assert (out / "flaky.ipynb").read_bytes() == before  # the good notebook is untouched
     failed = nbformat.read(out / "flaky.failed.ipynb", as_version=4)
@@ -179,7 +183,7 @@ def test_a_failed_rerun_keeps_the_last_good_notebook_and_merges_status(reruns):
 
 
 def test_the_page_of_a_failed_chapter_shows_its_error(reruns, tmp_path):
-    out = reruns[0]
+    out = reruns[4]
     target = tmp_path / "page.ipynb"
     book._prepare_for_rendering(out / "flaky.failed.ipynb", target)  # no good notebook: the failed one, with its error
     nb = nbformat.read(target, as_version=4)
@@ -195,6 +199,43 @@ def test_the_page_of_a_failed_chapter_shows_its_error(reruns, tmp_path):
     warning = next(c.source for c in nb.cells if c.cell_type == "markdown" and "{warning}" in c.source)
     assert "latest run of this chapter" in warning and "flaky broke on purpose" in warning and record["last_ok"]["finished"] in warning
     assert any("flaky fine" in o.get("text", "") for c in nb.cells for o in c.get("outputs", []))  # the good results
+
+
+def test_a_dead_kernel_is_a_failure_with_a_page_that_says_so(tiny, notebooks, tmp_path):
+    out = tmp_path / "runs"
+    assert book.run(str(tiny), notebooks=notebooks, catalogue=(book.Chapter("dies", "Dies"),), out=out) == {"dies": "failed: Kernel died"}
+    assert not (out / "dies.ipynb").exists() and (out / "dies.failed.ipynb").exists()
+    book._prepare_for_rendering(out / "dies.failed.ipynb", tmp_path / "page.ipynb", failure=(out / "dies.failed.ipynb", book.read_status(out)["runs"]["dies"]))
+    banner = nbformat.read(tmp_path / "page.ipynb", as_version=4).cells[1].source
+    assert "{error}" in banner and "Kernel died" in banner and "dies.kernel.log" in banner
+
+
+@pytest.mark.slow
+def test_the_built_book_shows_failures_visibly(reruns, tmp_path):
+    """Rendered by jupyter-book (-W): a chapter that only failed shows its error; a chapter whose
+    latest run failed shows its last good results under a warning naming the failure."""
+    snapshot, runs = reruns[4], tmp_path / "runs"
+    runs.mkdir()
+    shutil.copy(snapshot / "flaky.failed.ipynb", runs / "contributions.failed.ipynb")
+    shutil.copy(snapshot / "flaky.ipynb", runs / "skipping.ipynb")
+    shutil.copy(snapshot / "flaky.failed.ipynb", runs / "skipping.failed.ipynb")
+    status = book.read_status(snapshot)
+    record = status["runs"]["flaky"]
+    (runs / "status.json").write_text(json.dumps({"model": status["model"], "chapters": {"contributions": record["state"], "skipping": record["state"]},
+                                                  "runs": {"contributions": {k: v for k, v in record.items() if k != "last_ok"}, "skipping": record}}))
+    root = tmp_path / "site"
+    root.mkdir()
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy(book.ROOT / name, root / name)
+    shutil.copytree(book.ROOT / "book", root / "book", ignore=shutil.ignore_patterns("chapters"))
+    book.build(status["model"], runs_dir=runs, root=root)
+    pages = root / "_build" / "html" / "book" / "chapters"
+    failed = pages.joinpath("contributions.html").read_text()
+    assert "This chapter failed in this run" in failed and "flaky broke on purpose" in failed and "raise RuntimeError" in failed
+    older = pages.joinpath("skipping.html").read_text()
+    assert "The latest run of this chapter" in older and "flaky broke on purpose" in older and "flaky fine" in older
+    intro = (root / "_build" / "html" / "book" / "intro.html").read_text()
+    assert "the page shows the last successful run" in intro
 
 
 def test_a_good_rerun_replaces_the_failed_one(reruns, tiny, notebooks):
