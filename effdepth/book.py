@@ -226,6 +226,9 @@ def plan(model: str, chapters: list[str] | None = None, device: str = "cpu", dty
     selected = [c for c in available if not chapters or c.name in chapters]
     declared = {c.name: chapter_defaults(c.name, notebooks) for c in available}
     extra = extra or {}
+    reserved = sorted(set(extra) & {"model", "device", "dtype", "remote"})
+    if reserved:
+        raise ValueError(f"Set {', '.join(reserved)} with --{' / --'.join(reserved)} (checked before the run), not with --set.")
     unknown = set(extra) - {p for d in declared.values() for p in d}
     if unknown:
         raise ValueError(f"No chapter has the parameter(s) {', '.join(sorted(unknown))}; see each chapter's parameters cell in notebooks/.")
@@ -355,13 +358,13 @@ def build(model: str, runs_dir: Path | None = None, root: Path = ROOT) -> Path:
         executed, failed = src / f"{chapter.name}.ipynb", src / f"{chapter.name}.failed.ipynb"
         target = chapter_dir / f"{chapter.name}.ipynb"
         record = runs.get(chapter.name) or {}
-        latest_failed = failed.exists() and (str(record.get("state", "failed")).startswith("failed"))
+        latest_failed = str(record.get("state", "failed" if failed.exists() else "")).startswith("failed")
         if executed.exists():
             _prepare_for_rendering(executed, target, failure=(failed, record) if latest_failed else None)
-        elif latest_failed:
+        elif latest_failed and failed.exists():
             _prepare_for_rendering(failed, target, failure=(failed, record))
         else:
-            _placeholder(target, chapter, model)
+            _placeholder(target, chapter, model, record.get("state") if latest_failed else None)
     _run_summary(src, model, chapter_dir)
     cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(root), "--path-output", str(root), "-W", "-n", "--keep-going"]
     proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
@@ -419,14 +422,14 @@ def _prepare_for_rendering(executed: Path, target: Path, failure: tuple[Path, di
         banners.append(_error_banner("error", "This chapter failed in this run", line, tb, "The page below stops at the failing cell; rerun the chapter after fixing the cause."))
     elif failure:  # the failure left no error in a cell (a dead kernel, a time-out): say what status.json says
         failed_nb, record = failure
-        error = notebook_error(nbformat.read(failed_nb, as_version=4)) if failed_nb != executed else None
+        error = notebook_error(nbformat.read(failed_nb, as_version=4)) if failed_nb != executed and failed_nb.exists() else None
         line, tb = (error[1], error[2]) if error else (str(record.get("state", "failed")).removeprefix("failed: "), f"(no cell recorded a traceback; the kernel's own messages are in {failed_nb.name.replace('.failed.ipynb', '.kernel.log')})")
         when = record.get("finished", "at an unknown time")
         if failed_nb == executed:
             banners.append(_error_banner("error", f"This chapter failed in this run ({when})", line, tb, "The page below shows what ran before the failure."))
         else:
             good = (record.get("last_ok") or {}).get("finished") or "an earlier run"
-            banners.append(_error_banner("warning", f"The latest run of this chapter ({when}) failed", line, tb, f"The results below are from the last successful run ({good}); the failed notebook is `{failed_nb.name}` beside it."))
+            banners.append(_error_banner("warning", f"The latest run of this chapter ({when}) failed", line, tb, f"The results below are from the last successful run ({good})" + (f"; the failed notebook is `{failed_nb.name}` beside it." if failed_nb.exists() else ".")))
     nb.cells = [c for c in nb.cells if "papermill-error-cell-tag" not in c.metadata.get("tags", [])]
     if banners:
         title = next((i for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and c.source.lstrip().startswith("# ")), -1)
@@ -449,11 +452,14 @@ def _run_summary(src: Path, model: str, chapter_dir: Path) -> None:
     (chapter_dir / "run_summary.md").write_text("\n".join(lines) + "\n")
 
 
-def _placeholder(target: Path, chapter: Chapter, model: str) -> None:
-    """A short page saying why a chapter has no results for this model (keeps the TOC whole)."""
+def _placeholder(target: Path, chapter: Chapter, model: str, failed: str | None = None) -> None:
+    """A short page saying why a chapter has no results for this model (keeps the TOC whole);
+    `failed`: the state line of a run that failed before it wrote any notebook."""
     import nbformat
 
     why = "it runs on the project's zoo only" if chapter.zoo_only and not str(model).startswith("zoo:") else "it has not been executed for this model"
+    if failed:
+        why = f"its latest run {failed.replace('`', chr(39))}"
     nb = nbformat.v4.new_notebook()
     nb.cells.append(nbformat.v4.new_markdown_cell(f"# {chapter.title}\n\nNo results for `{model}`: {why}. Run `effdepth run --model {model} --chapters {chapter.name}`."))
     nbformat.write(nb, target)

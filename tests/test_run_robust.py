@@ -100,6 +100,7 @@ ATTACKS = [
     (["--device", "gpu"], "Unknown device 'gpu'"),
     (["--device", "cuda:7"], "cuda:7"),
     (["--remote"], "--remote runs on NDIF, which serves Hugging Face Hub models"),
+    (["--set", "remote=True"], "Set remote with --remote (checked before the run), not with --set."),
     (["--dtype", "int8"], "Unknown dtype 'int8'"),
 ]
 
