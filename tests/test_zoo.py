@@ -245,7 +245,7 @@ def test_interrupted_training_resumes_to_identical_weights(cache, monkeypatch, t
         zoo.ensure(spec, progress=False)
     partial = cache / "zoo" / "tiny.partial"
     assert not (cache / "zoo" / "tiny").exists()  # nothing half-done is visible under the final name
-    assert torch.load(partial / T.CHECKPOINT, weights_only=False)["step"] == 10
+    assert torch.load(partial / T.CHECKPOINT, weights_only=True)["step"] == 10
     monkeypatch.setattr(T.StackedBatches, "__getitem__", real)
     resumed = zoo.ensure(spec, progress=False)
     assert zoo.report(spec)["history"][-1]["step"] == 5 + 20
@@ -326,3 +326,106 @@ def test_load_model_zoo_end_to_end_with_nnsight(cache, monkeypatch):
     assert out.shape == (1, len(ids), VOCAB_SIZE)
     torch.testing.assert_close(out, direct)
     assert json.loads((cache / "zoo" / "tiny" / "report.json").read_text())["name"] == "tiny"
+
+
+# ---------------------------------------------------------------- hostile and damaged checkpoints, concurrency
+
+
+class _Planted:
+    """A pickle that, when unpickled with weights_only=False, writes a marker file (stands for any code)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (exec, (f"open({self.marker!r}, 'w').write('pwned')",))
+
+
+def _interrupt_at(monkeypatch, step):
+    real = T.StackedBatches.__getitem__
+
+    def flaky(self, i):
+        if i == step and len(self) > 5:  # the mixture phase (the tiny curriculum has 5 batches)
+            raise KeyboardInterrupt("simulated interruption")
+        return real(self, i)
+
+    monkeypatch.setattr(T.StackedBatches, "__getitem__", flaky)
+    return real
+
+
+def test_a_planted_pickle_checkpoint_is_not_executed_but_set_aside(cache, capsys, tmp_path_factory):
+    spec = tiny_spec(steps=20)
+    marker = cache / "marker"
+    ckdir = cache / "zoo" / "tiny.partial" / "curriculum"
+    ckdir.mkdir(parents=True)
+    (ckdir.parent / "spec.json").write_text(json.dumps(spec.to_dict(), sort_keys=True))  # the attacker matches the spec too
+    torch.save({"model": _Planted(marker), "step": 3}, ckdir / T.CHECKPOINT)
+    assert T.load_checkpoint(ckdir) is None  # read safely, rejected, set aside
+    line = capsys.readouterr().out.strip()
+    assert not marker.exists()
+    assert "unreadable" in line and str(ckdir / T.CHECKPOINT) in line and "restarting" in line and len(line.splitlines()) == 1
+    assert (ckdir / "checkpoint.pt.damaged").exists() and not (ckdir / T.CHECKPOINT).exists()
+    # end to end: planted again, the next training run neither executes it nor fails, and trains normally
+    torch.save({"model": _Planted(marker)}, ckdir / T.CHECKPOINT)
+    path = zoo.ensure(spec, progress=False)
+    assert not marker.exists() and "set aside" in capsys.readouterr().out
+    assert zoo.report(spec)["steps"] == 25 and not list(path.glob("*.damaged"))
+    # the same pickle loaded the unsafe way does run code: the test's attack is real
+    torch.save(_Planted(marker), cache / "evil.pt")
+    torch.load(cache / "evil.pt", weights_only=False)
+    assert marker.read_text() == "pwned"
+
+
+def test_a_truncated_checkpoint_falls_back_to_the_previous_one_with_identical_weights(cache, monkeypatch, capsys, tmp_path_factory):
+    spec = tiny_spec(steps=30)
+    real = _interrupt_at(monkeypatch, 25)  # after the checkpoints of steps 10 and 20
+    with pytest.raises(KeyboardInterrupt):
+        zoo.ensure(spec, progress=False)
+    partial = cache / "zoo" / "tiny.partial"
+    ck = partial / T.CHECKPOINT
+    assert torch.load(partial / T.PREVIOUS, weights_only=True)["step"] == 10
+    ck.write_bytes(ck.read_bytes()[: ck.stat().st_size // 2])  # a disk-full / killed-writer truncation
+    monkeypatch.setattr(T.StackedBatches, "__getitem__", real)
+    resumed = zoo.ensure(spec, progress=False)
+    out = capsys.readouterr().out
+    assert f"training checkpoint {ck} is unreadable" in out and "resuming from checkpoint.prev.pt" in out
+    monkeypatch.setenv("EFFDEPTH_CACHE", str(tmp_path_factory.mktemp("straight")))
+    a, b = _weights(resumed), _weights(zoo.ensure(spec, progress=False))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # a short file with no previous checkpoint: set aside, and the phase restarts
+    d = cache / "lone"
+    d.mkdir()
+    (d / T.CHECKPOINT).write_bytes(b"PK\x03\x04 truncated")
+    assert T.load_checkpoint(d) is None and (d / "checkpoint.pt.damaged").exists()
+    assert "restarting this phase from step 0" in capsys.readouterr().out
+
+
+_ENSURE_IN_A_PROCESS = """
+import os, sys
+sys.path.insert(0, {tests!r})
+from test_zoo import tiny_spec
+from effdepth import zoo
+path = zoo.ensure(tiny_spec(steps=20), progress=False)
+print("inode", os.stat(path / "model.safetensors").st_ino, flush=True)
+"""
+
+
+def test_two_processes_training_the_same_model_train_it_once(cache):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    spec = tiny_spec(steps=20)
+    env = {**os.environ, "EFFDEPTH_CACHE": str(cache), "PYTHONPATH": os.pathsep.join([str(Path(zoo.__file__).parents[2]), os.environ.get("PYTHONPATH", "")])}
+    code = _ENSURE_IN_A_PROCESS.format(tests=str(Path(__file__).parent))
+    with zoo._model_lock(spec):  # hold the lock so that both processes find the model being trained
+        procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+        lines = [p.stdout.readline() for p in procs]  # each one's first line: it waits for the lock
+        assert all("is being trained by another process" in ln and "waiting" in ln for ln in lines), lines
+        assert not (cache / "zoo" / "tiny").exists()
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    inodes = {ln.split()[1] for o in outs for ln in o.splitlines() if ln.startswith("inode")}
+    assert len(inodes) == 1  # the second process reused the first one's model instead of training again
+    assert zoo.report(spec)["steps"] == 25

@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -162,10 +163,33 @@ def ensure(name_or_spec, progress: bool = True) -> Path:
     final = folder(spec)
     if _is_current(spec):
         return final
-    if is_trained(spec):
-        print(f"[effdepth] zoo model '{spec.name}' in {final} was trained with another spec (older effdepth?); retraining it.", flush=True)
-    _train_into(spec, final, progress)
+    with _model_lock(spec):  # another process training the same model: wait, then reuse its result
+        if _is_current(spec):
+            return final
+        if is_trained(spec):
+            print(f"[effdepth] zoo model '{spec.name}' in {final} was trained with another spec (older effdepth?); retraining it.", flush=True)
+        _train_into(spec, final, progress)
     return final
+
+
+@contextmanager
+def _model_lock(spec: ZooSpec):
+    """An exclusive lock on ``<cache>/zoo/<name>.lock`` (``fcntl.flock``) for as long as a process
+    trains the model; a second process says that it waits, and waits."""
+    import fcntl
+
+    path = folder(spec).with_name(spec.name + ".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"[effdepth] zoo model '{spec.name}' is being trained by another process (lock {path}); waiting for it.", flush=True)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _stored_spec(final: Path) -> dict:
@@ -230,6 +254,9 @@ def _train_into(spec: ZooSpec, final: Path, progress: bool) -> None:
             "trained_at": time.strftime("%Y-%m-%d %H:%M:%S"),
         }
     )
+    rep["skill"] = skill(rep)
+    if not rep["skill"]["ok"]:
+        warn(skill_warning(spec.name, rep))
     shutil.rmtree(partial / "curriculum", ignore_errors=True)
     marker.unlink(missing_ok=True)
     T.save_folder(model, partial, final, rep)
@@ -277,6 +304,33 @@ def compute_report(model, spec: ZooSpec, train_data: dict | None = None, progres
         torch.set_num_threads(old)
 
 
+ONE_HOP_REQUIRED = 0.95  # the zoo's stated skill: every model follows one in-context pointer (fresh fact sets)
+
+
+def skill(rep: dict) -> dict:
+    """Whether a report shows the zoo's stated skill: one-hop exact match ≥ :data:`ONE_HOP_REQUIRED`."""
+    one = float(rep["multihop_accuracy"]["1"])
+    return {"one_hop": one, "required": ONE_HOP_REQUIRED, "ok": one >= ONE_HOP_REQUIRED}
+
+
+def skill_warning(name: str, rep: dict) -> str | None:
+    """One loud line when a trained model lacks the stated skill (None when it has it)."""
+    s = skill(rep)
+    if s["ok"]:
+        return None
+    return (
+        f"WARNING: zoo model '{name}' answers only {100 * s['one_hop']:.0f} % of one-hop questions on fresh fact sets "
+        f"(the zoo's stated skill is ≥ {100 * s['required']:.0f} %): its training did not get through the lookup phase "
+        f"change on this machine, so the chapters measure a model that mostly guesses; please report it with `effdepth zoo report {name}`."
+    )
+
+
+def warn(line: str) -> None:
+    import sys
+
+    print(f"[effdepth] {line}", file=sys.stderr, flush=True)
+
+
 def report(name_or_spec) -> dict:
     """The stored report of a trained zoo model (trains it first if needed)."""
     return json.loads((ensure(name_or_spec) / "report.json").read_text())
@@ -310,6 +364,34 @@ def train_all(names=None, progress: bool = True, workers: int | None = None) -> 
             for s, _ in zip(todo, pool.map(_ensure_in_worker, todo)):
                 print(f"[effdepth] zoo:{s.name} trained", flush=True)
     return {s.name: ensure(s, progress=progress) for s in specs}
+
+
+def check(names=None, seeds=(0, 1, 2), threads=(1, 2), progress: bool = False, workers: int | None = None) -> list[dict]:
+    """Train each named zoo model (default: :data:`DEFAULT`) once per init seed × torch thread count
+    and say whether each has the stated skill (one-hop ≥ :data:`ONE_HOP_REQUIRED`).
+
+    The variants keep the data (same batches) and change only the initialisation seed and the
+    threads of both phases, the two things that decide on another machine whether the lookup
+    forms; they live in ``<cache>/zoo/<name>.check-s<seed>-t<threads>`` (reused when current).
+    Returns one row per variant: model, seed, threads, one-hop and 2-4 hop accuracy, ok,
+    curriculum steps, training seconds.
+    """
+    base = [_spec(n) for n in ([DEFAULT] if names is None else names)]
+    variants = [
+        replace(s, name=f"{s.name}.check-s{seed}-t{t}", seed=seed, threads=t, mixture_threads=t)
+        for s in base for seed in seeds for t in threads
+    ]
+    train_all(variants, progress=progress, workers=workers)
+    rows = []
+    for s, v in zip([s for s in base for _ in seeds for _ in threads], variants):
+        r = json.loads((folder(v) / "report.json").read_text())
+        hops = r["multihop_accuracy"]
+        rows.append({
+            "model": s.name, "seed": v.seed, "threads": v.threads,
+            **{f"{h}-hop": hops[h] for h in hops if h != "all"},
+            "ok": skill(r)["ok"], "curriculum_steps": r["curriculum_steps"], "train_seconds": r["train_seconds"],
+        })
+    return rows
 
 
 def _ensure_in_worker(spec: ZooSpec) -> Path:
