@@ -429,3 +429,35 @@ def test_two_processes_training_the_same_model_train_it_once(cache):
     inodes = {ln.split()[1] for o in outs for ln in o.splitlines() if ln.startswith("inode")}
     assert len(inodes) == 1  # the second process reused the first one's model instead of training again
     assert zoo.report(spec)["steps"] == 25
+
+
+# ---------------------------------------------------------------- the stated skill, checked after training
+
+
+def _rep(one_hop):
+    return {"multihop_accuracy": {"1": one_hop, "2": 0.2, "3": 0.2, "4": 0.2, "all": 0.4}}
+
+
+def test_the_one_hop_skill_rule_on_both_sides(monkeypatch):
+    from effdepth.zoo import book as zb
+
+    assert zoo.skill(_rep(0.95))["ok"] and zoo.skill_warning("m", _rep(0.95)) is None
+    assert not zoo.skill(_rep(0.94))["ok"]
+    line = zoo.skill_warning("llama-8l", _rep(0.6))
+    assert line.startswith("WARNING") and "'llama-8l'" in line and "60 %" in line and "95 %" in line
+    reps = {"a": _rep(1.0), "b": _rep(0.97)}
+    monkeypatch.setattr(zb, "report", lambda n: reps[n])
+    ok = zb.skill_notice(["a", "b"])
+    assert "Every zoo model has the stated skill" in ok and "a 100 %" in ok and "b 97 %" in ok and "WARNING" not in ok
+    reps["b"] = _rep(0.6)
+    bad = zb.skill_notice(["a", "b"])
+    assert bad.startswith("**WARNING") and "'b'" in bad and "'a'" not in bad and "Every" not in bad
+
+
+def test_a_model_without_the_skill_is_reported_loudly(cache, capsys):
+    spec = tiny_spec(steps=10)  # far too short to learn the lookup: the warning must come
+    zoo.ensure(spec, progress=False)
+    rep = zoo.report(spec)
+    assert rep["skill"] == {"one_hop": rep["multihop_accuracy"]["1"], "required": 0.95, "ok": False}
+    err = capsys.readouterr().err
+    assert "WARNING: zoo model 'tiny'" in err and "stated skill" in err
