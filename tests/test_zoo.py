@@ -21,6 +21,7 @@ TINY_DATA = corpus.DataSpec(window=64, batch_size=8, lookahead=4, curriculum_ste
 
 
 def tiny_spec(name="tiny", steps=30, **kw):
+    kw.setdefault("skill_rounds", 0)  # a tiny model never has the one-hop skill: no extra rounds unless a test asks
     return zoo.ZooSpec(
         name, n_layers=2, d_model=32, n_heads=2, d_ff=64, steps=steps, lr=1e-2, warmup=5,
         checkpoint_every=10, threads=1, data=TINY_DATA, n_eval=4, **kw,
@@ -461,3 +462,21 @@ def test_a_model_without_the_skill_is_reported_loudly(cache, capsys):
     assert rep["skill"] == {"one_hop": rep["multihop_accuracy"]["1"], "required": 0.95, "ok": False}
     err = capsys.readouterr().err
     assert "WARNING: zoo model 'tiny'" in err and "stated skill" in err
+
+
+def test_extra_rounds_run_only_while_the_skill_is_missing(cache, monkeypatch, capsys, tmp_path_factory):
+    spec = tiny_spec(steps=10, skill_rounds=2, skill_steps=4)
+    zoo.ensure(spec, progress=False)
+    rep = zoo.report(spec)
+    err = capsys.readouterr().err
+    assert [x["round"] for x in rep["extra_rounds"]["rounds"]] == [1, 2] and rep["steps"] == 5 + 10 + 2 * 4
+    assert [h["step"] for h in rep["history"] if "round" in h] == [5 + 10 + 4, 5 + 10 + 8]
+    assert err.count("extra round") == 2 and "WARNING: zoo model 'tiny'" in err  # still missing after both: said loudly
+    assert not list((cache / "zoo" / "tiny").glob("round-*"))
+    # where the check passes, nothing runs and the weights are those of training without the rounds
+    monkeypatch.setattr(zoo, "one_hop_check", lambda model, spec: 1.0)
+    monkeypatch.setenv("EFFDEPTH_CACHE", str(tmp_path_factory.mktemp("passes")))
+    a = _weights(zoo.ensure(replace(spec, name="passes"), progress=False))
+    assert zoo.report(replace(spec, name="passes"))["extra_rounds"] is None
+    b = _weights(zoo.ensure(replace(spec, name="plain", skill_rounds=0), progress=False))
+    assert all(torch.equal(a[k], b[k]) for k in a) and "extra round" not in capsys.readouterr().err
