@@ -455,13 +455,18 @@ def test_the_one_hop_skill_rule_on_both_sides(monkeypatch):
     assert bad.startswith("**WARNING") and "'b'" in bad and "'a'" not in bad and "Every" not in bad
 
 
-def test_a_model_without_the_skill_is_reported_loudly(cache, capsys):
+def test_a_model_without_the_skill_is_reported_loudly(cache, capsys, monkeypatch):
+    from effdepth.zoo import book as zb
+
     spec = tiny_spec(steps=10)  # far too short to learn the lookup: the warning must come
     zoo.ensure(spec, progress=False)
     rep = zoo.report(spec)
     assert rep["skill"] == {"one_hop": rep["multihop_accuracy"]["1"], "required": 0.95, "ok": False}
     err = capsys.readouterr().err
     assert "WARNING: zoo model 'tiny'" in err and "stated skill" in err
+    monkeypatch.setitem(zoo.MODELS, "tiny", spec)
+    assert zb.report_frame(["tiny"]).loc["tiny", "1-hop skill"] == "MISSING"
+    assert zb.skill_notice(["tiny"]).startswith("**WARNING: zoo model 'tiny'")
 
 
 def test_extra_rounds_run_only_while_the_skill_is_missing(cache, monkeypatch, capsys, tmp_path_factory):

@@ -55,6 +55,8 @@ def report_frame(names=None, percent: bool = True):
                     row[fmt.format(lv)] = round(100 * acc, 1) if percent else acc
         row["DM interp."] = round(100 * r["dm_accuracy"]["all"], 1) if percent else r["dm_accuracy"]["all"]
         row["curriculum steps"] = r["curriculum_steps"]
+        row["extra rounds"] = len((r.get("extra_rounds") or {}).get("rounds", []))
+        row["1-hop skill"] = "yes" if skill(r)["ok"] else "MISSING"
         row["train min"] = round(r["train_seconds"] / 60, 1)
         rows.append({"model": n, **row})
     return pd.DataFrame(rows).set_index("model")
