@@ -485,3 +485,18 @@ def test_extra_rounds_run_only_while_the_skill_is_missing(cache, monkeypatch, ca
     assert zoo.report(replace(spec, name="passes"))["extra_rounds"] is None
     b = _weights(zoo.ensure(replace(spec, name="plain", skill_rounds=0), progress=False))
     assert all(torch.equal(a[k], b[k]) for k in a) and "extra round" not in capsys.readouterr().err
+
+
+def test_zoo_check_trains_each_seed_and_thread_count_and_fails_without_the_skill(cache, capsys, monkeypatch):
+    from effdepth import cli
+
+    monkeypatch.setitem(zoo.MODELS, "tiny", tiny_spec(steps=10))
+    monkeypatch.setattr(zoo.os, "cpu_count", lambda: 1)  # in this process (a worker pool costs seconds to start)
+    assert cli.main(["zoo", "check", "tiny", "--seeds", "0,1", "--threads", "1"]) == 1
+    out = capsys.readouterr().out
+    rows = [ln for ln in out.splitlines() if ln.startswith("model=tiny")]
+    assert len(rows) == 2 and "seed=0" in rows[0] and "seed=1" in rows[1] and all("ok=False" in r and "1-hop=" in r for r in rows)
+    assert "0 of 2 variants have the one-hop skill" in out
+    assert (cache / "zoo" / "tiny.check-s1-t1" / "report.json").exists()
+    monkeypatch.setattr(zoo, "skill", lambda rep: {"ok": True})
+    assert cli.main(["zoo", "check", "tiny", "--seeds", "0,1", "--threads", "1"]) == 0  # reused, now passing
