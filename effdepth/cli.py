@@ -2,7 +2,7 @@
 
     effdepth run   --model <hub id | folder | zoo:name> [--device cuda] [--remote] [--chapters a,b] [--set k=v]
     effdepth book  --model <same>          render runs/<model>/ into _build/html
-    effdepth zoo   [train|report] [names]  train (if not cached) and report the zoo
+    effdepth zoo   [train|report|check] [names]  train (if not cached) and report the zoo; check: seeds x threads
     effdepth bench [names]                 speed/memory benchmarks, measured side by side
     effdepth check --model <spec>          load a model and say whether every measurement can read it
 """
@@ -97,6 +97,13 @@ def cmd_zoo(args) -> int:
     unknown = [n for n in names if n not in zoo.MODELS]
     if unknown:
         raise SystemExit(f"effdepth: unknown zoo model(s) {unknown}; the zoo has {', '.join(zoo.MODELS)}")
+    if args.action == "check":  # several seeds x thread counts: does the lookup form on each?
+        rows = zoo.check(args.names or None, seeds=[int(x) for x in args.seeds.split(",")], threads=[int(x) for x in args.threads.split(",")])
+        for row in rows:
+            print("  ".join(f"{k}={round(v, 2) if isinstance(v, float) else v}" for k, v in row.items()), flush=True)
+        bad = [r for r in rows if not r["ok"]]
+        print(f"[effdepth] {len(rows) - len(bad)} of {len(rows)} variants have the one-hop skill (>= {100 * zoo.ONE_HOP_REQUIRED:.0f} %)", flush=True)
+        return 1 if bad else 0
     if args.action == "train":
         for name, path in zoo.train_all(names).items():
             print(f"[effdepth] zoo:{name} ready at {path}", flush=True)
@@ -140,8 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_book)
 
     p = sub.add_parser("zoo", help="train (if needed) and report the project's own models")
-    p.add_argument("action", nargs="?", choices=["train", "report"], default="train")
+    p.add_argument("action", nargs="?", choices=["train", "report", "check"], default="train")
     p.add_argument("names", nargs="*")
+    p.add_argument("--seeds", default="0,1,2", help="zoo check: init seeds (comma-separated)")
+    p.add_argument("--threads", default="1,2", help="zoo check: torch thread counts (comma-separated)")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_zoo)
 

@@ -21,6 +21,7 @@ TINY_DATA = corpus.DataSpec(window=64, batch_size=8, lookahead=4, curriculum_ste
 
 
 def tiny_spec(name="tiny", steps=30, **kw):
+    kw.setdefault("skill_rounds", 0)  # a tiny model never has the one-hop skill: no extra rounds unless a test asks
     return zoo.ZooSpec(
         name, n_layers=2, d_model=32, n_heads=2, d_ff=64, steps=steps, lr=1e-2, warmup=5,
         checkpoint_every=10, threads=1, data=TINY_DATA, n_eval=4, **kw,
@@ -245,7 +246,7 @@ def test_interrupted_training_resumes_to_identical_weights(cache, monkeypatch, t
         zoo.ensure(spec, progress=False)
     partial = cache / "zoo" / "tiny.partial"
     assert not (cache / "zoo" / "tiny").exists()  # nothing half-done is visible under the final name
-    assert torch.load(partial / T.CHECKPOINT, weights_only=False)["step"] == 10
+    assert torch.load(partial / T.CHECKPOINT, weights_only=True)["step"] == 10
     monkeypatch.setattr(T.StackedBatches, "__getitem__", real)
     resumed = zoo.ensure(spec, progress=False)
     assert zoo.report(spec)["history"][-1]["step"] == 5 + 20
@@ -326,3 +327,176 @@ def test_load_model_zoo_end_to_end_with_nnsight(cache, monkeypatch):
     assert out.shape == (1, len(ids), VOCAB_SIZE)
     torch.testing.assert_close(out, direct)
     assert json.loads((cache / "zoo" / "tiny" / "report.json").read_text())["name"] == "tiny"
+
+
+# ---------------------------------------------------------------- hostile and damaged checkpoints, concurrency
+
+
+class _Planted:
+    """A pickle that, when unpickled with weights_only=False, writes a marker file (stands for any code)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (exec, (f"open({self.marker!r}, 'w').write('pwned')",))
+
+
+def _interrupt_at(monkeypatch, step):
+    real = T.StackedBatches.__getitem__
+
+    def flaky(self, i):
+        if i == step and len(self) > 5:  # the mixture phase (the tiny curriculum has 5 batches)
+            raise KeyboardInterrupt("simulated interruption")
+        return real(self, i)
+
+    monkeypatch.setattr(T.StackedBatches, "__getitem__", flaky)
+    return real
+
+
+def test_a_planted_pickle_checkpoint_is_not_executed_but_set_aside(cache, capsys, tmp_path_factory):
+    spec = tiny_spec(steps=20)
+    marker = cache / "marker"
+    ckdir = cache / "zoo" / "tiny.partial" / "curriculum"
+    ckdir.mkdir(parents=True)
+    (ckdir.parent / "spec.json").write_text(json.dumps(spec.to_dict(), sort_keys=True))  # the attacker matches the spec too
+    torch.save({"model": _Planted(marker), "step": 3}, ckdir / T.CHECKPOINT)
+    assert T.load_checkpoint(ckdir) is None  # read safely, rejected, set aside
+    line = capsys.readouterr().out.strip()
+    assert not marker.exists()
+    assert "unreadable" in line and str(ckdir / T.CHECKPOINT) in line and "restarting" in line and len(line.splitlines()) == 1
+    assert (ckdir / "checkpoint.pt.damaged").exists() and not (ckdir / T.CHECKPOINT).exists()
+    # end to end: planted again, the next training run neither executes it nor fails, and trains normally
+    torch.save({"model": _Planted(marker)}, ckdir / T.CHECKPOINT)
+    path = zoo.ensure(spec, progress=False)
+    assert not marker.exists() and "set aside" in capsys.readouterr().out
+    assert zoo.report(spec)["steps"] == 25 and not list(path.glob("*.damaged"))
+    # the same pickle loaded the unsafe way does run code: the test's attack is real
+    torch.save(_Planted(marker), cache / "evil.pt")
+    torch.load(cache / "evil.pt", weights_only=False)
+    assert marker.read_text() == "pwned"
+
+
+def test_a_truncated_checkpoint_falls_back_to_the_previous_one_with_identical_weights(cache, monkeypatch, capsys, tmp_path_factory):
+    spec = tiny_spec(steps=30)
+    real = _interrupt_at(monkeypatch, 25)  # after the checkpoints of steps 10 and 20
+    with pytest.raises(KeyboardInterrupt):
+        zoo.ensure(spec, progress=False)
+    partial = cache / "zoo" / "tiny.partial"
+    ck = partial / T.CHECKPOINT
+    assert torch.load(partial / T.PREVIOUS, weights_only=True)["step"] == 10
+    ck.write_bytes(ck.read_bytes()[: ck.stat().st_size // 2])  # a disk-full / killed-writer truncation
+    monkeypatch.setattr(T.StackedBatches, "__getitem__", real)
+    resumed = zoo.ensure(spec, progress=False)
+    out = capsys.readouterr().out
+    assert f"training checkpoint {ck} is unreadable" in out and "resuming from checkpoint.prev.pt" in out
+    monkeypatch.setenv("EFFDEPTH_CACHE", str(tmp_path_factory.mktemp("straight")))
+    a, b = _weights(resumed), _weights(zoo.ensure(spec, progress=False))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # a short file with no previous checkpoint: set aside, and the phase restarts
+    d = cache / "lone"
+    d.mkdir()
+    (d / T.CHECKPOINT).write_bytes(b"PK\x03\x04 truncated")
+    assert T.load_checkpoint(d) is None and (d / "checkpoint.pt.damaged").exists()
+    assert "restarting this phase from step 0" in capsys.readouterr().out
+
+
+_ENSURE_IN_A_PROCESS = """
+import os, sys
+sys.path.insert(0, {tests!r})
+from test_zoo import tiny_spec
+from effdepth import zoo
+path = zoo.ensure(tiny_spec(steps=20), progress=False)
+print("inode", os.stat(path / "model.safetensors").st_ino, flush=True)
+"""
+
+
+def test_two_processes_training_the_same_model_train_it_once(cache):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    spec = tiny_spec(steps=20)
+    env = {**os.environ, "EFFDEPTH_CACHE": str(cache), "PYTHONPATH": os.pathsep.join([str(Path(zoo.__file__).parents[2]), os.environ.get("PYTHONPATH", "")])}
+    code = _ENSURE_IN_A_PROCESS.format(tests=str(Path(__file__).parent))
+    with zoo._model_lock(spec):  # hold the lock so that both processes find the model being trained
+        procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+        lines = [p.stdout.readline() for p in procs]  # each one's first line: it waits for the lock
+        assert all("is being trained by another process" in ln and "waiting" in ln for ln in lines), lines
+        assert not (cache / "zoo" / "tiny").exists()
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    inodes = {ln.split()[1] for o in outs for ln in o.splitlines() if ln.startswith("inode")}
+    assert len(inodes) == 1  # the second process reused the first one's model instead of training again
+    assert zoo.report(spec)["steps"] == 25
+
+
+# ---------------------------------------------------------------- the stated skill, checked after training
+
+
+def _rep(one_hop):
+    return {"multihop_accuracy": {"1": one_hop, "2": 0.2, "3": 0.2, "4": 0.2, "all": 0.4}}
+
+
+def test_the_one_hop_skill_rule_on_both_sides(monkeypatch):
+    from effdepth.zoo import book as zb
+
+    assert zoo.skill(_rep(0.95))["ok"] and zoo.skill_warning("m", _rep(0.95)) is None
+    assert not zoo.skill(_rep(0.94))["ok"]
+    line = zoo.skill_warning("llama-8l", _rep(0.6))
+    assert line.startswith("WARNING") and "'llama-8l'" in line and "60 %" in line and "95 %" in line
+    reps = {"a": _rep(1.0), "b": _rep(0.97)}
+    monkeypatch.setattr(zb, "report", lambda n: reps[n])
+    ok = zb.skill_notice(["a", "b"])
+    assert "Every zoo model has the stated skill" in ok and "a 100 %" in ok and "b 97 %" in ok and "WARNING" not in ok
+    reps["b"] = _rep(0.6)
+    bad = zb.skill_notice(["a", "b"])
+    assert bad.startswith("**WARNING") and "'b'" in bad and "'a'" not in bad and "Every" not in bad
+
+
+def test_a_model_without_the_skill_is_reported_loudly(cache, capsys, monkeypatch):
+    from effdepth.zoo import book as zb
+
+    spec = tiny_spec(steps=10)  # far too short to learn the lookup: the warning must come
+    zoo.ensure(spec, progress=False)
+    rep = zoo.report(spec)
+    assert rep["skill"] == {"one_hop": rep["multihop_accuracy"]["1"], "required": 0.95, "ok": False}
+    err = capsys.readouterr().err
+    assert "WARNING: zoo model 'tiny'" in err and "stated skill" in err
+    monkeypatch.setitem(zoo.MODELS, "tiny", spec)
+    assert zb.report_frame(["tiny"]).loc["tiny", "1-hop skill"] == "MISSING"
+    assert zb.skill_notice(["tiny"]).startswith("**WARNING: zoo model 'tiny'")
+
+
+def test_extra_rounds_run_only_while_the_skill_is_missing(cache, monkeypatch, capsys, tmp_path_factory):
+    spec = tiny_spec(steps=10, skill_rounds=2, skill_steps=4)
+    zoo.ensure(spec, progress=False)
+    rep = zoo.report(spec)
+    err = capsys.readouterr().err
+    assert [x["round"] for x in rep["extra_rounds"]["rounds"]] == [1, 2] and rep["steps"] == 5 + 10 + 2 * 4
+    assert [h["step"] for h in rep["history"] if "round" in h] == [5 + 10 + 4, 5 + 10 + 8]
+    assert err.count("extra round") == 2 and "WARNING: zoo model 'tiny'" in err  # still missing after both: said loudly
+    assert not list((cache / "zoo" / "tiny").glob("round-*"))
+    # where the check passes, nothing runs and the weights are those of training without the rounds
+    monkeypatch.setattr(zoo, "one_hop_check", lambda model, spec: 1.0)
+    monkeypatch.setenv("EFFDEPTH_CACHE", str(tmp_path_factory.mktemp("passes")))
+    a = _weights(zoo.ensure(replace(spec, name="passes"), progress=False))
+    assert zoo.report(replace(spec, name="passes"))["extra_rounds"] is None
+    b = _weights(zoo.ensure(replace(spec, name="plain", skill_rounds=0), progress=False))
+    assert all(torch.equal(a[k], b[k]) for k in a) and "extra round" not in capsys.readouterr().err
+
+
+def test_zoo_check_trains_each_seed_and_thread_count_and_fails_without_the_skill(cache, capsys, monkeypatch):
+    from effdepth import cli
+
+    monkeypatch.setitem(zoo.MODELS, "tiny", tiny_spec(steps=10))
+    monkeypatch.setattr(zoo.os, "cpu_count", lambda: 1)  # in this process (a worker pool costs seconds to start)
+    assert cli.main(["zoo", "check", "tiny", "--seeds", "0,1", "--threads", "1"]) == 1
+    out = capsys.readouterr().out
+    rows = [ln for ln in out.splitlines() if ln.startswith("model=tiny")]
+    assert len(rows) == 2 and "seed=0" in rows[0] and "seed=1" in rows[1] and all("ok=False" in r and "1-hop=" in r for r in rows)
+    assert "0 of 2 variants have the one-hop skill" in out
+    assert (cache / "zoo" / "tiny.check-s1-t1" / "report.json").exists()
+    monkeypatch.setattr(zoo, "skill", lambda rep: {"ok": True})
+    assert cli.main(["zoo", "check", "tiny", "--seeds", "0,1", "--threads", "1"]) == 0  # reused, now passing

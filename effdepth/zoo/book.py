@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import DEFAULT, MODELS, report
+from . import DEFAULT, MODELS, ONE_HOP_REQUIRED, report, skill, skill_warning
 
 _LEVEL_NAMES = {"arithmetic_accuracy": "sum, {} ops", "multihop_accuracy": "{} hop"}
 
@@ -55,9 +55,26 @@ def report_frame(names=None, percent: bool = True):
                     row[fmt.format(lv)] = round(100 * acc, 1) if percent else acc
         row["DM interp."] = round(100 * r["dm_accuracy"]["all"], 1) if percent else r["dm_accuracy"]["all"]
         row["curriculum steps"] = r["curriculum_steps"]
+        row["extra rounds"] = len((r.get("extra_rounds") or {}).get("rounds", []))
+        row["1-hop skill"] = "yes" if skill(r)["ok"] else "MISSING"
         row["train min"] = round(r["train_seconds"] / 60, 1)
         rows.append({"model": n, **row})
     return pd.DataFrame(rows).set_index("model")
+
+
+def skill_notice(names=None) -> str:
+    """Markdown: a loud warning per model that lacks the zoo's stated one-hop skill, or one line
+    saying that every model has it (with each model's one-hop accuracy)."""
+    names = list(names or MODELS)
+    reps = {n: report(n) for n in names}
+    missing = [skill_warning(n, r) for n, r in reps.items() if not skill(r)["ok"]]
+    if missing:
+        return "\n\n".join(f"**{line}**" for line in missing)
+    return (
+        f"Every zoo model has the stated skill, one-hop lookup on fresh fact sets at ≥ {100 * ONE_HOP_REQUIRED:.0f} %: "
+        + ", ".join(f"{n} {100 * skill(r)['one_hop']:.0f} %" for n, r in reps.items())
+        + "."
+    )
 
 
 def plot_loss_curves(names=None, ax=None):

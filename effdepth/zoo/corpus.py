@@ -216,6 +216,12 @@ def eval_sets(spec: DataSpec, n: int = 100, seed: int = 1234) -> dict[str, list[
     }
 
 
+def one_hop_check_set(spec: DataSpec, n: int = 100, seed: int = 4321) -> list[Example]:
+    """One-hop questions on fresh fact sets of another seed than :func:`eval_sets`: what training
+    checks its skill on (so the reported accuracies stay measured on questions nothing was chosen by)."""
+    return M.multihop_examples((1,), n, seed, spec.n_chains, spec.chain_len, spec.distractor_len)
+
+
 def _dm_eval(spec: DataSpec, n: int, seed: int) -> list[Example]:
     """DeepMind 'interpolate' problems, ``n // 10`` per module of :data:`DM_MODULES`."""
     return [e for mod in DM_MODULES for e in A.dm_examples(mod, "interpolate", max(1, n // 10), seed, max_chars=spec.window - 2)]

@@ -234,15 +234,65 @@ def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimize
 
 
 CHECKPOINT = "checkpoint.pt"
+PREVIOUS = "checkpoint.prev.pt"  # the checkpoint before the latest one (a fallback if the latest is damaged)
 
 
 def _save_checkpoint(path: Path, model, opt, step: int, history: list, seconds: float, stopped: bool = False) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(
-        {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "history": history, "seconds": seconds, "stopped": stopped},
-        tmp,
-    )
-    os.replace(tmp, path)
+    """Write a checkpoint of tensors and plain values only (loadable with ``weights_only=True``),
+    atomically: to a unique temp file in the same folder (two writers never share a name), then
+    renamed; the checkpoint it replaces is kept as :data:`PREVIOUS`."""
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(
+                {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "history": history, "seconds": seconds, "stopped": stopped},
+                f,
+            )
+        if path.exists():
+            os.replace(path, path.with_name(PREVIOUS))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+_CHECKPOINT_KEYS = {"model": dict, "optimizer": dict, "step": int, "history": list, "seconds": float, "stopped": bool}
+
+
+def _read_checkpoint(path: Path) -> dict:
+    """A checkpoint's contents, read with ``weights_only=True`` (no arbitrary objects are unpickled);
+    raises ValueError saying what is wrong with the file (truncated, not a checkpoint, foreign objects)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises RuntimeError, UnpicklingError, EOFError, … depending on the damage
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ValueError(f"{type(err).__name__}: {first[:160]}") from None
+    if not isinstance(state, dict) or any(not isinstance(state.get(k), t) for k, t in _CHECKPOINT_KEYS.items()):
+        raise ValueError(f"not a training checkpoint (expected a dict with {', '.join(_CHECKPOINT_KEYS)})")
+    return state
+
+
+def load_checkpoint(ckdir: Path, say: Callable[[str], None] = print) -> dict | None:
+    """The newest readable checkpoint in ``ckdir`` (the latest, else the previous one), or None.
+
+    A checkpoint that cannot be read safely is renamed to ``<name>.damaged`` (kept for inspection,
+    never read again) and the fallback is said in one line through ``say``.
+    """
+    for name in (CHECKPOINT, PREVIOUS):
+        path = ckdir / name
+        if not path.exists():
+            continue
+        try:
+            return _read_checkpoint(path)
+        except ValueError as why:
+            aside = path.with_name(path.name + ".damaged")
+            os.replace(path, aside)
+            rest = ckdir / PREVIOUS
+            then = f"resuming from {rest.name}" if name == CHECKPOINT and rest.exists() else "restarting this phase from step 0"
+            say(f"[effdepth] training checkpoint {path} is unreadable ({why}); set aside as {aside.name}, {then}.")
+    return None
 
 
 def train(
@@ -283,8 +333,8 @@ def _train(model, data, cfg: TrainConfig, ckdir: Path | None, progress, callback
     opt = _optimizer(model, cfg)
     start, history, seconds = 0, [], 0.0
     ck = ckdir / CHECKPOINT if ckdir else None
-    if ck is not None and ck.exists():
-        state = torch.load(ck, map_location="cpu", weights_only=False)
+    state = load_checkpoint(ckdir) if ckdir is not None else None
+    if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         start, history, seconds = state["step"], state["history"], state["seconds"]
@@ -363,7 +413,8 @@ def save_folder(model, partial: Path, final: Path, report: dict) -> None:
     model.cpu().save_pretrained(partial)
     zoo_tokenizer().save_pretrained(partial)
     (partial / "report.json").write_text(json.dumps(report, indent=1))
-    (partial / CHECKPOINT).unlink(missing_ok=True)
+    for leftover in [partial / CHECKPOINT, partial / PREVIOUS, *partial.glob("checkpoint*.damaged")]:
+        leftover.unlink(missing_ok=True)
     if final.exists():
         shutil.rmtree(final)
     os.replace(partial, final)
