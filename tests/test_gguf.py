@@ -117,3 +117,9 @@ def test_real_smollm2_wheel(monkeypatch):
     with torch.no_grad():
         top5 = model.hf(input_ids=ids[None]).logits[0, -1].topk(5).indices
     assert model.tokenizer.encode(" Paris", add_special_tokens=False)[0] in top5.tolist()
+
+
+def test_weights_note_says_what_dequantised_means():
+    assert "not bit-equal" in eg.weights_note("Q4_1") and "minimum" in eg.weights_note("Q4_1")
+    assert "minimum" not in eg.weights_note("Q8_0")
+    assert "original weights" in eg.weights_note("F32")
