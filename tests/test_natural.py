@@ -40,8 +40,8 @@ def test_kinship_answers_and_hop_counts_from_the_text():
     assert sorted({e.level for e in exs}) == [1, 2, 3, 4]
     for e in exs:
         assert solve_kinship(e.prompt) == (e.answer, e.level)
-        assert f"Who is the {RELATIONS[e.level]} of " in e.prompt and e.prompt.endswith("\nAnswer:")
-        assert e.prompt.count("The mother of") == 8 and e.meta["n_names"] == 10
+        assert f"Who is the {RELATIONS[e.level]} of " in e.prompt and e.prompt.endswith(f"\nAnswer: The {RELATIONS[e.level]} of {e.meta['path'][0]} is")
+        assert e.prompt.split("\nQuestion")[0].count("The mother of") == 8 and e.meta["n_names"] == 10
         assert e.meta["path"][-1] == e.answer.strip() and len(e.meta["path"]) == e.level + 1
     with pytest.raises(ValueError, match="two mothers"):
         solve_kinship("The mother of Ann is Beth. The mother of Ann is Rose.\nQuestion: Who is the mother of Ann?")
@@ -52,7 +52,7 @@ def test_arithmetic_levels_are_operation_counts():
     assert sorted({e.level for e in exs}) == [1, 2, 3, 4, 5]
     for e in exs:
         expr = e.meta["expression"]
-        assert e.prompt == f"Question: What is {expr}?\nAnswer:"
+        assert e.prompt == f"Question: What is {expr}?\nAnswer: {expr} ="
         assert eval(expr) == int(e.answer) and e.answer.startswith(" ")  # noqa: S307 (digits and + - only)
         assert expr.count("+") + expr.count("-") == e.level
         assert all(0 <= v <= 99 for v in e.meta["values"])

@@ -10,10 +10,12 @@ Three sets, each deterministic from a seed, each `Example(prompt, answer, level,
   step's result, the numbers that need computing under teacher forcing. Level = number of steps (1–4).
   (GSM8K's calculator annotations "<<12+5=17>>" are left out: they are not English.)
 * **Kinship questions** (`kinship_questions`): "The mother of Ann is Beth. …" facts of two shuffled
-  four-generation lines, then "Question: Who is the grandmother of Ann?\\nAnswer:" → " Carol".
+  four-generation lines, then "Question: Who is the grandmother of Ann?\\nAnswer: The grandmother of
+  Ann is" → " Carol" (the answer sentence is begun: after a bare "Answer:" SmolLM2-Instruct predicts
+  its end-of-turn token).
   Level = hops = facts the answer needs (1 mother, 2 grandmother, 3 great-grandmother,
   4 great-great-grandmother); `solve_kinship` recomputes answer and hops from the text alone.
-* **Arithmetic** (`arithmetic_problems`): "Question: What is 12 + 7 - 5?\\nAnswer:" → " 14";
+* **Arithmetic** (`arithmetic_problems`): "Question: What is 12 + 7 - 5?\\nAnswer: 12 + 7 - 5 =" → " 14";
   level = number of operations (1–5), operands 1–20, `+` and `-`, every partial result in 0–99.
 
 `natural_sets` returns all three by name; `chance` gives each example's guessing baseline.
@@ -121,7 +123,8 @@ def kinship_question(rng: random.Random, hops: int, generations: int = 4) -> tup
     facts = [(line[j], line[j + 1]) for line in lines for j in range(generations)]
     rng.shuffle(facts)
     text = " ".join(f"The mother of {c} is {m}." for c, m in facts)
-    prompt = f"{text}\nQuestion: Who is the {RELATIONS[hops]} of {lines[0][0]}?\nAnswer:"
+    rel, kid = RELATIONS[hops], lines[0][0]
+    prompt = f"{text}\nQuestion: Who is the {rel} of {kid}?\nAnswer: The {rel} of {kid} is"
     return prompt, f" {lines[0][hops]}", {"path": lines[0][: hops + 1], "n_names": len(kids) + len(mothers)}
 
 
@@ -170,7 +173,7 @@ def arithmetic_problem(rng: random.Random, n_ops: int) -> tuple[str, str, dict]:
         x = x + b if op == "+" else x - b
         expr += f" {op} {b}"
         values.append(x)
-    return f"Question: What is {expr}?\nAnswer:", f" {x}", {"expression": expr, "values": values}
+    return f"Question: What is {expr}?\nAnswer: {expr} =", f" {x}", {"expression": expr, "values": values}
 
 
 def arithmetic_problems(levels=ARITH_LEVELS, n_per_level: int = 20, seed: int = 0) -> list[Example]:
