@@ -22,13 +22,13 @@ os.environ.setdefault("EFFDEPTH_NO_CACHE", "1")
 PROPOSED = {
     "contributions": {"n": 20},  # §3.1: 20 word problems
     "skip_current": {"n": 6},  # §3.2: current-token skip matrix
-    "skip_future": {"n": 3, "n_splits": 4},  # §3.2: future tokens, 4 split points each
+    "skip_future": {"n": 2, "n_splits": 2},  # §3.2: future tokens, 2 split points each (4 doubles it)
     "local_current": {"n": 6},  # §3.2b
-    "local_future": {"n": 3, "n_splits": 4},
+    "local_future": {"n": 2, "n_splits": 2},
     "logit_lens": {"n": 10},  # §3.2 logit lens
     "erasure": {"n": 2},  # §3.3 residual erasure heatmaps, short arithmetic problems (~23 tokens)
     "integrated_gradients": {"n": 2, "steps": 16},  # §3.3 IG heatmaps, the same problems
-    "depth_score": {"n": 4 * 6 + 5 * 6},  # §3.3: 6 per level: kinship 1-4 hops, arithmetic 1-5 operations
+    "depth_score": {"n": 4 * 5 + 5 * 5},  # §3.3: 5 per level: kinship 1-4 hops, arithmetic 1-5 operations
 }
 
 
@@ -70,7 +70,7 @@ def main(argv=None) -> int:
     }
     total = 0.0
     print(f"{'measurement':22s} {'ran':>4s} {'tokens':>7s} {'seconds':>8s} {'s/prompt':>9s} {'chapter n':>9s} {'projected s':>11s}")
-    for name in args.measure.split(","):
+    for name in [m for m in args.measure.split(",") if m]:
         if name not in jobs:
             raise SystemExit(f"unknown measurement '{name}'; choose from {', '.join(jobs)}")
         texts, run = jobs[name]

@@ -70,7 +70,7 @@ def test_chance_rates():
     assert chance(kinship_questions(hops=(2,), n_per_level=4)) == pytest.approx(0.1)
     assert chance([Example("q", " 5"), Example("q", " 5"), Example("q", " 7")]) == pytest.approx(2 / 3)
     w = lambda a, b: Example("q", f"so {a} then {b}", 2, {"scored": [(3, 4), (10, 11)]})  # noqa: E731
-    assert chance([w(2, 4), w(2, 4), w(2, 5), w(3, 4)]) == pytest.approx(0.5)  # best guess per step: (2, 4)
+    assert chance([w(2, 4), w(2, 4), w(2, 5), w(3, 4)]) == pytest.approx(9 / 16)  # "2" then "4": 3/4 each
     with pytest.raises(ValueError):
         chance([])
 

@@ -203,14 +203,15 @@ def natural_sets(n_per_level: int = 20, seed: int = 0) -> dict[str, list[Example
 def chance(examples: list[Example]) -> float:
     """The accuracy of guessing without working the problem out, for one level's examples: kinship:
     a name of the prompt drawn uniformly (1 / names); otherwise always giving the level's most common
-    answer (with `meta['scored']` spans, the most common value of each span: all must match)."""
+    answer; with `meta['scored']` spans (word problems), the product over spans of the rate at which
+    each span's most common value occurs (guessing every step's value independently)."""
     if not examples:
         raise ValueError("chance() needs at least one example.")
     if all("n_names" in ex.meta for ex in examples):
         return sum(1 / ex.meta["n_names"] for ex in examples) / len(examples)
-    keys = [tuple(ex.answer[a:b] for a, b in ex.meta.get("scored", [(0, len(ex.answer))])) for ex in examples]
-    best = []
+    keys = [[ex.answer[a:b] for a, b in ex.meta.get("scored", [(0, len(ex.answer))])] for ex in examples]
+    rate = 1.0
     for j in range(max(map(len, keys))):
         col = [k[j] for k in keys if len(k) > j]
-        best.append(max(sorted(set(col)), key=col.count))
-    return sum(k == tuple(best[: len(k)]) for k in keys) / len(keys)
+        rate *= max(col.count(v) for v in set(col)) / len(keys)
+    return rate
