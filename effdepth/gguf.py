@@ -143,8 +143,8 @@ def _dequantise(path: Path, out: Path) -> None:
     try:
         kw = dict(gguf_file=path.name)
         try:
-            tokenizer = AutoTokenizer.from_pretrained(path.parent, **kw)
-            model = AutoModelForCausalLM.from_pretrained(path.parent, dtype=torch.float32, **kw)
+            tokenizer = AutoTokenizer.from_pretrained(path.parent, trust_remote_code=False, **kw)
+            model = AutoModelForCausalLM.from_pretrained(path.parent, dtype=torch.float32, trust_remote_code=False, **kw)
         except Exception as err:
             raise ModelNotAvailable(f"{path.name}: transformers could not read this GGUF file ({type(err).__name__}: {err}).") from None
     finally:
