@@ -59,6 +59,18 @@ def paper_verdict(trained_shows: bool, differs: bool) -> str:
     return PAPER if differs else SAME_AS_CONTROL
 
 
+def run_text(lm, prompts, dataset: str, seed: int, control_seeds=(), extra: str = "") -> str:
+    """The "This run:" sentence every chapter opens with: model, shape, prompts, data, seed, controls."""
+    seeds = ", ".join(str(s) for s in control_seeds)
+    controls = f"; controls: the same architecture with random initialisation (seeds {seeds}), same prompts" if seeds else ""
+    example = prompts[0][:120] if prompts else ""
+    return (
+        f"This run: **{lm.spec}** ({lm.adapter.family} family, {lm.n_layers} layers, d={lm.d_model}), "
+        f"{len(prompts)} prompts from the `{dataset}` distribution, seed {seed}{controls}. {extra}"
+        f"Example prompt: `{example!r}`"
+    )
+
+
 def glue_all(findings: Findings, prefix: str = "", display: bool = False) -> list[str]:
     """`myst_nb.glue` every number (as the plain value, for `{glue:text}`) and every sentence (as
     Markdown, for `{glue:md}`) and verdict key (as text) of `findings`; returns the glued names.
