@@ -176,18 +176,21 @@ def _dominant_first(c: np.ndarray) -> bool:
     return bool(abs(c[0] - np.clip(c[0], lo, hi)) > (hi - lo))
 
 
-def change_point(curve, x=None, exclude_first="auto") -> dict:
-    """The knee of a depth curve: a continuous two-segment (hinge) least-squares fit.
+def change_point(curve, x=None, exclude_first="auto", min_segment: int = 2) -> dict:
+    """The knee of a depth curve: the best two-segment least-squares fit.
 
-    For every candidate knee x_k (an interior point), y is fitted by a + b·min(x−x_k, 0) + c·max(x−x_k, 0);
-    the knee is the candidate with the least squared error. On a curve flat until 2/3 depth and
-    falling afterwards the knee is at 2/3 depth (where the fall starts), not at the curve's steepest
-    point or its half-range crossing. `exclude_first`: True/False, or "auto" = leave point 0 out when it
-    dominates (lies outside the range of the remaining points by more than that range, as a layer 0
-    that writes a lot does).
+    The curve is split into a first and a second segment (each at least `min_segment` points), each
+    fitted by its own straight line (so a step and a bend both fit exactly); the split with the least
+    total squared error wins, and the knee is the FIRST point of the second segment: the depth from
+    which the curve follows its second regime. On a curve flat until 2/3 depth and falling after, the
+    knee is at 2/3 depth (where the fall starts), not at its steepest point or half-range crossing; on
+    a step from high to low it is the first low point. `exclude_first`: True/False, or "auto" = leave
+    point 0 out when it dominates (lies outside the range of the remaining points by more than that
+    range, as a layer 0 writing onto the bare embedding does).
 
-    Returns dict(index, x, slope_before, slope_after, excluded_first): `index` is into `curve`,
-    `x` the knee's position (pass relative depths as `x` to compare knees of different models).
+    Returns dict(index, x, slope_before, slope_after, level_before, level_after, excluded_first):
+    `index` is into `curve`; `x` the knee's position (pass relative depths as `x` to compare knees
+    of models of different depth); levels are the two fitted lines' values at the knee.
     """
     c = np.asarray(curve, dtype=float).ravel()
     xs = np.arange(c.size, dtype=float) if x is None else np.asarray(x, dtype=float).ravel()
@@ -199,19 +202,28 @@ def change_point(curve, x=None, exclude_first="auto") -> dict:
         raise ValueError(f"exclude_first must be True, False or 'auto', not {exclude_first!r}")
     drop = bool(exclude_first) if exclude_first != "auto" else (c.size >= 4 and _dominant_first(c))
     idx = np.arange(c.size)[1:] if drop else np.arange(c.size)
-    if idx.size < 3:
-        raise ValueError(f"change_point needs at least 3 points after exclusions (got {idx.size}).")
+    if idx.size < 2 * min_segment:
+        raise ValueError(f"change_point needs at least {2 * min_segment} points after exclusions (got {idx.size}).")
     X, Y = xs[idx], c[idx]
+
+    def line(xx, yy):
+        A = np.stack([np.ones_like(xx), xx], axis=1)
+        coef, *_ = np.linalg.lstsq(A, yy, rcond=None)
+        return coef, float(((A @ coef - yy) ** 2).sum())
+
     best = None
-    for j in range(1, idx.size - 1):
-        d = X - X[j]
-        A = np.stack([np.ones_like(d), np.minimum(d, 0), np.maximum(d, 0)], axis=1)
-        coef, *_ = np.linalg.lstsq(A, Y, rcond=None)
-        sse = float(((A @ coef - Y) ** 2).sum())
+    for j in range(min_segment, idx.size - min_segment + 1):
+        c1, e1 = line(X[:j], Y[:j])
+        c2, e2 = line(X[j:], Y[j:])
+        sse = e1 + e2
         if best is None or sse < best[0] - 1e-12 * max(1.0, abs(best[0])):
-            best = (sse, j, coef)
-    _, j, coef = best
-    return dict(index=int(idx[j]), x=float(X[j]), slope_before=float(coef[1]), slope_after=float(coef[2]), excluded_first=drop)
+            best = (sse, j, c1, c2)
+    _, j, c1, c2 = best
+    xk = float(X[j])
+    return dict(
+        index=int(idx[j]), x=xk, slope_before=float(c1[1]), slope_after=float(c2[1]),
+        level_before=float(c1[0] + c1[1] * xk), level_after=float(c2[0] + c2[1] * xk), excluded_first=drop,
+    )
 
 
 def knees_agree(x_a: float, x_b: float, tolerance: float = 0.125) -> bool:
