@@ -287,7 +287,8 @@ def test_notebook_executes_on_a_tiny_pair(tmp_path):
     assert "tqdm" not in json.dumps(outputs) and "it/s" not in json.dumps(outputs)
     # no sentence is built in a code cell: the verdicts come from effdepth.chapters.linear_maps
     code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
-    assert "f\"" not in code and "Markdown(f" not in code
+    assert "glue_all(" in code
+    assert code.count("Markdown(") == code.count("Markdown(project_paper_setting()")  # no sentence built in a cell
 
 
 @pytest.mark.slow
