@@ -179,7 +179,8 @@ def _dominant_first(c: np.ndarray) -> bool:
 def change_point(curve, x=None, exclude_first="auto", min_segment: int = 2) -> dict:
     """The knee of a depth curve: the best two-segment least-squares fit.
 
-    The curve is split into a first and a second segment (each at least `min_segment` points), each
+    The curve is split into a first and a second segment (each at least `min_segment` points, fewer
+    only when the curve is too short to allow it), each
     fitted by its own straight line (so a step and a bend both fit exactly); the split with the least
     total squared error wins, and the knee is the FIRST point of the second segment: the depth from
     which the curve follows its second regime. On a curve flat until 2/3 depth and falling after, the
@@ -202,8 +203,9 @@ def change_point(curve, x=None, exclude_first="auto", min_segment: int = 2) -> d
         raise ValueError(f"exclude_first must be True, False or 'auto', not {exclude_first!r}")
     drop = bool(exclude_first) if exclude_first != "auto" else (c.size >= 4 and _dominant_first(c))
     idx = np.arange(c.size)[1:] if drop else np.arange(c.size)
-    if idx.size < 2 * min_segment:
-        raise ValueError(f"change_point needs at least {2 * min_segment} points after exclusions (got {idx.size}).")
+    if idx.size < 2:
+        raise ValueError(f"change_point needs at least 2 points after exclusions (got {idx.size}).")
+    min_segment = max(1, min(int(min_segment), idx.size // 2))  # short curves (a 3-layer model): 1-point segments
     X, Y = xs[idx], c[idx]
 
     def line(xx, yy):

@@ -98,6 +98,9 @@ def test_change_point_on_an_8_layer_curve():
     assert stats.change_point(y, exclude_first=False)["excluded_first"] is False
     with pytest.raises(ValueError, match="finite"):
         stats.change_point([1, np.nan, 2, 3])
+    assert stats.change_point([1.0, 1.0, 0.0])["index"] in (1, 2)  # a 3-point curve still has a knee (1-point segments)
+    with pytest.raises(ValueError, match="at least 2 points"):
+        stats.change_point([5.0])
 
 
 def test_knees_agree_in_relative_depth():

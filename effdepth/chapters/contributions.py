@@ -1,0 +1,198 @@
+"""§3.1 reasoning: do second-half layers write less into the residual than an untrained model's do?
+
+Rules (book/methods/contributions-rules.md states them for the reader):
+
+- Halves leave layer 0 out (it writes onto the bare token embedding, often many times its norm):
+  first half = layers 1 … L/2−1, second half = layers L/2 … L−1. `half_ratio` = the mean over prompts
+  of each prompt's ratio (second-half mean relative contribution / first-half mean), with its 95 %
+  Student-t interval over prompts.
+- "paper_shape": the trained model shows the paper's shape when half_ratio < 1; it is the paper's
+  (verdict "yes") only when the upper end of its interval also lies below the controls' bound
+  (`stats.control_bound`, direction "less": below every control's ratio and below the controls' mean
+  by more than `k` spreads; the spread is the standard deviation across control seeds, or with one
+  control its per-prompt standard error); "not distinguishable from the control" when it shows the
+  shape but does not pass the bound; "no" when half_ratio ≥ 1.
+- The knee of the contribution curve: `stats.change_point` (two-segment least squares, a line per segment,
+  layer 0 left out when it dominates), reported as a layer and as a relative depth layer/L.
+- "cos_turn": the layer cosine is negative somewhere before the knee and stays ≥ 0 from a layer
+  within `tolerance` relative depth of the knee (the paper's turn from erasing to strengthening at
+  the drop); it is the paper's only when no control shows the same turn.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import stats
+from . import NOT_PAPER, PAPER, SAME_AS_CONTROL, Findings, paper_verdict
+
+
+def curve(result, column: str = "rel_layer") -> np.ndarray:
+    return np.asarray(result.arrays[f"mean_{column}"], dtype=float)
+
+
+def halves(result, column: str = "rel_layer") -> tuple[float, float]:
+    """(first, second): mean of `column` over layers 1 … L/2−1 and over L/2 … L−1 (layer 0 left out)."""
+    v = curve(result, column)
+    L = len(v)
+    if L < 3:
+        raise ValueError(f"Halves without layer 0 need at least 3 layers (the model has {L}).")
+    h = max(2, L // 2)
+    return float(v[1:h].mean()), float(v[h:].mean())
+
+
+def prompt_ratios(result, column: str = "rel_layer") -> np.ndarray:
+    """Per prompt: second-half over first-half mean relative contribution (layer 0 left out)."""
+    key = f"prompt_{column}"
+    if key not in result.arrays:
+        raise ValueError(f"This contributions result has no per-prompt values ('{key}'); recompute it with this version of effdepth.")
+    v = np.asarray(result.arrays[key], dtype=float)  # [P, L]
+    L = v.shape[1]
+    if L < 3:
+        raise ValueError(f"Halves without layer 0 need at least 3 layers (the model has {L}).")
+    h = max(2, L // 2)
+    first, second = v[:, 1:h].mean(axis=1), v[:, h:].mean(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(first > 0, second / first, np.nan)
+
+
+def half_ratio(result, column: str = "rel_layer") -> tuple[float, float, float, float]:
+    """(mean, lo, hi, se) of the per-prompt half ratio: its mean over prompts, 95 % t-interval, standard error."""
+    r = prompt_ratios(result, column)
+    m, lo, hi = stats.mean_ci(r)
+    ok = r[np.isfinite(r)]
+    se = float(ok.std(ddof=1) / np.sqrt(ok.size)) if ok.size > 1 else 0.0
+    return m, lo, hi, se
+
+
+def knee(result) -> dict:
+    """stats.change_point of the mean layer relative contribution; x = layer / L."""
+    v = curve(result)
+    return stats.change_point(v, x=np.arange(len(v)) / len(v))
+
+
+def first_positive_cos(result) -> int | None:
+    """The first layer from which the layer cosine stays ≥ 0 up to the last layer but one (None if none)."""
+    cos = curve(result, "cos_layer")
+    L = len(cos)
+    return next((l for l in range(L) if (cos[l : max(l + 1, L - 1)] >= 0).all()), None)
+
+
+def _cos_turn(result, tolerance: float) -> bool:
+    """Negative cosines before the knee turning non-negative within `tolerance` depth of it."""
+    L = len(curve(result))
+    kn = knee(result)["index"]
+    turn = first_positive_cos(result)
+    cos = curve(result, "cos_layer")
+    return bool(turn is not None and turn > 0 and (cos[:kn] < 0).any() and abs(turn - kn) / L <= tolerance)
+
+
+def _layers(ls) -> str:
+    ls = list(ls)
+    return ", ".join(map(str, ls)) if ls else "none"
+
+
+def _range(values) -> str:
+    v = np.asarray(values, dtype=float)
+    lo, hi = f"{v.min():.2f}", f"{v.max():.2f}"
+    return lo if lo == hi else f"{lo}–{hi}"
+
+
+def findings(result, controls: list, k: float = 2.0, tolerance: float = 0.125) -> Findings:
+    """The §3.1 findings of `result` (trained model) against `controls` (its random-init controls)."""
+    if not controls:
+        raise ValueError("contributions.findings needs at least one control result (the random-init model).")
+    L = len(curve(result))
+    first, second = halves(result)
+    ratio, ratio_lo, ratio_hi, _ = half_ratio(result)
+    c_stats = [half_ratio(c) for c in controls]
+    c_ratios = [c[0] for c in c_stats]
+    spread = float(np.std(c_ratios, ddof=1)) if len(controls) > 1 else c_stats[0][3]
+    bound = stats.control_bound(c_ratios, "less", k=k, spread=spread)
+    a_ratio = half_ratio(result, "rel_attn")[0]
+    ca = [half_ratio(c, "rel_attn")[0] for c in controls]
+    kn, ckn = knee(result), [knee(c) for c in controls]
+    rel0, c_rel0 = float(curve(result)[0]), [float(curve(c)[0]) for c in controls]
+
+    shape = paper_verdict(bool(ratio < 1), bool(np.isfinite(ratio_hi) and ratio_hi < bound))
+    cos_turn_trained = _cos_turn(result, tolerance)
+    cos_turn = paper_verdict(cos_turn_trained, not any(_cos_turn(c, tolerance) for c in controls))
+
+    n = len(controls)
+    ctl = f"the random-init control{'s' if n > 1 else ''} ({n} seed{'s' if n > 1 else ''})"
+    numbers = {
+        "n_layers": L,
+        "first_half_rel": first,
+        "second_half_rel": second,
+        "half_ratio": ratio,
+        "half_ratio_lo": ratio_lo,
+        "half_ratio_hi": ratio_hi,
+        "control_half_ratio_min": float(np.min(c_ratios)),
+        "control_half_ratio_max": float(np.max(c_ratios)),
+        "control_bound": bound,
+        "attn_half_ratio": a_ratio,
+        "control_attn_half_ratio": float(np.mean(ca)),
+        "layer0_rel": rel0,
+        "control_layer0_rel": float(np.mean(c_rel0)),
+        "last_layer_rel": float(curve(result)[-1]),
+        "knee_layer": kn["index"],
+        "knee_depth": kn["x"],
+        "control_knee_layer": int(ckn[0]["index"]),
+        "control_knee_depth": float(np.mean([c["x"] for c in ckn])),
+        "min_cos_io": float(curve(result, "cos_io").min()),
+        "control_min_cos_io": float(np.min([curve(c, "cos_io").min() for c in controls])),
+    }
+    shape_text = {
+        PAPER: (
+            "This is the paper's shape, and training made it: the whole interval lies below every control's "
+            f"ratio and below the controls' bound {bound:.2f} (their mean minus {k:g} spreads)."
+        ),
+        SAME_AS_CONTROL: (
+            f"The second half does contribute less, but {ctl} shows the same (ratio {_range(c_ratios)}, bound "
+            f"{bound:.2f}): in a pre-norm model the residual grows with depth even at initialisation, so this "
+            "is not evidence of anything learned."
+        ),
+        NOT_PAPER: "Unlike the paper's Llama, the second half does **not** contribute less here.",
+    }[shape]
+    neg = [int(l) for l in np.flatnonzero(curve(result, "cos_layer") < 0)]
+    c_neg = [int(l) for l in np.flatnonzero(curve(controls[0], "cos_layer") < 0)]
+    turn, c_turn = first_positive_cos(result), first_positive_cos(controls[0])
+    cos_text = {
+        PAPER: "As in the paper, the cosines turn from erasing to strengthening at the depth of the drop, and no control does.",
+        SAME_AS_CONTROL: f"The cosines turn from erasing to strengthening near the drop, but {ctl} shows the same turn.",
+        NOT_PAPER: "Unlike the paper, the cosines do not turn from negative to positive at the depth of the drop "
+        f"(within {tolerance:g} of the depth).",
+    }[cos_turn]
+    changed = [int(l) for l in np.flatnonzero(curve(result, "cos_io") < 0.9)]
+    text = {
+        "shape_text": (
+            f"Leaving layer 0 out, layers in the first half add on average **{first:.2f}** of the residual's "
+            f"norm per layer, those in the second half **{second:.2f}**: a second-to-first-half ratio of "
+            f"**{ratio:.2f}** (mean over prompts of each prompt's ratio; 95 % interval {ratio_lo:.2f}–{ratio_hi:.2f}), "
+            f"against {_range(c_ratios)} in {ctl}. {shape_text}"
+        ),
+        "detail_text": (
+            f"Layer 0 writes {rel0:.2f} times the residual's norm (control {np.mean(c_rel0):.2f}); attention alone "
+            f"has a ratio of {numbers['attn_half_ratio']:.2f} (control {np.mean(ca):.2f}); the last layer contributes "
+            f"{numbers['last_layer_rel']:.2f}."
+        ),
+        "knee_text": (
+            f"A two-segment fit (a straight line on each side) to the contribution curve (layer 0 "
+            f"{'left out: it dominates' if kn['excluded_first'] else 'kept'}) puts its knee at layer "
+            f"**{kn['index']}** (relative depth {kn['x']:.2f}); the control's knee is at relative depth "
+            f"{_range([c['x'] for c in ckn])}."
+        ),
+        "cos_text": (
+            f"The layer write is anti-aligned with the residual (erasing) at layers {_layers(neg)} (control: "
+            f"{_layers(c_neg)}); the cosine stays non-negative from layer "
+            f"{turn if turn is not None else '— (never)'} on (control: {c_turn if c_turn is not None else '— (never)'}). "
+            f"{cos_text}"
+        ),
+        "io_text": (
+            f"The residual after a layer has a cosine of at least 0.9 with the one before it except at layers "
+            f"{_layers(changed)} (lowest {numbers['min_cos_io']:.3f}; control lowest {numbers['control_min_cos_io']:.3f}): "
+            "most layers change the stream only a little, which is why the relative measures above, not the raw "
+            "similarity, are informative."
+        ),
+    }
+    return Findings(numbers=numbers, verdicts={"paper_shape": shape, "cos_turn": cos_turn}, text=text)
