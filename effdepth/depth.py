@@ -484,3 +484,34 @@ def difficulty_datasets(model_spec: str, n_per_level: int = 20, seed: int = 0, s
             notes.append(f"{name} is not available here ({err}) The generated set '{stand_in}' is used in its place.")
             sets[stand_in] = generated[stand_in]()
     return sets, notes
+
+
+def fig6_examples(model_spec: str, sets: dict, n_reference: int = 10, seed: int = 0) -> tuple[dict, list[str], str]:
+    """The two Fig 6 examples, the reference prompts of the erasing vectors, and a phrase naming them.
+
+    For the project's own models: a 5-operation arithmetic question and a two-hop question from their
+    own distribution, and `n_reference` prompts of that distribution; for pretrained models: the
+    paper's two prompts, and `n_reference` examples drawn (seeded) from the chapter's difficulty sets.
+    Returns ({name: (prompt, answer)}, reference prompts, description).
+    """
+    from .data import is_offline_model, load_prompts
+
+    if is_offline_model(model_spec):
+        from .data.arithmetic import graded_examples
+        from .data.multihop import multihop_examples
+
+        arith = graded_examples(levels=(5,), n_per_level=1, split="test", seed=seed)[0]
+        twohop = multihop_examples(hops=(2,), n_per_hops=1, seed=seed)[0]
+        reference = load_prompts("auto", n_reference, seed, model_spec=model_spec)
+        return (
+            {"Arithmetic": (arith.prompt, arith.answer), "Two-hop question": (twohop.prompt, twohop.answer)},
+            reference,
+            f"{len(reference)} prompts of the model's own distribution (seed {seed})",
+        )
+    pool = [ex.text for s in sets.values() for exs in s["examples"].values() for ex in exs]
+    reference = [pool[i] for i in np.random.default_rng(seed).permutation(len(pool))[:n_reference]]
+    return (
+        {"Arithmetic": ("5 + 7 + 5 + 3 + 1 + 7 = ", "28"), "Two-hop question": ("The spouse of the performer of Imagine is", " Yoko Ono")},
+        reference,
+        f"{len(reference)} examples drawn (seed {seed}) from the chapter's difficulty sets",
+    )

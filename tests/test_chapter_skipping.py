@@ -124,3 +124,17 @@ def test_equal_entries_and_output_ratio_rules():
     assert ch.saturation(sat) == 1.0
     f = ch.findings(sat, _fut(PAPER_SHAPE, 5), _controls(), [_fut_control(20 + i) for i in range(3)], n_perm=100)
     assert "cannot rank layers" in f.text["current_saturation"] and "still ranks" in f.text["future_saturation"]
+
+
+def test_too_few_layers_to_compare_halves():
+    small = SimpleNamespace(layer_effect=np.eye(3), mean_layer_effect=np.eye(3), example_layer_effect=np.eye(3)[None], output_effect=np.ones(3), mean_output_effect=np.ones(3))
+    f = ch.findings(small, small, [small], [small])
+    assert f.verdicts["paper_pattern"] == ch.TOO_FEW and f.verdicts["current_paper_pattern"] == ch.TOO_FEW
+    assert f.numbers["current_diag"] == 1.0
+
+
+def test_fewer_than_three_controls_never_give_the_paper_verdict():
+    cur, fut = _result(PAPER_SHAPE, seed=1), _fut(PAPER_SHAPE, 2)
+    f = ch.findings(cur, fut, _controls(n=2), [_fut_control(20 + i) for i in range(2)], n_perm=200)
+    assert f.verdicts["current_paper_pattern"] == SAME_AS_CONTROL and f.verdicts["paper_pattern"] != PAPER
+    assert "fewer than 3 control seeds" in f.text["summary"]

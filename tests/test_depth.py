@@ -146,7 +146,11 @@ def test_measurement_matches_the_skip_test_and_aggregates(tiny_models):
 
 @pytest.mark.slow
 def test_complexity_notebook_runs_on_a_tiny_model(tmp_path):
-    """The §3.3 chapter executes under papermill on a tiny random model, with all its figures."""
+    """The §3.3 chapter executes under papermill on a tiny random model, with all its figures, the
+    controls beside the model, and every sentence glued from the chapter module."""
+    import re
+
+    import jupytext
     import nbformat
 
     from effdepth import book
@@ -156,17 +160,24 @@ def test_complexity_notebook_runs_on_a_tiny_model(tmp_path):
     out = book.execute(
         book.NOTEBOOKS / "complexity.md",
         tmp_path / "complexity.ipynb",
-        {"model": str(model), "n_per_level": 2, "ig_steps": 4, "n_reference": 3, "n_boot": 50},
+        {"model": str(model), "n_per_level": 3, "ig_steps": 4, "n_reference": 3, "n_boot": 50, "n_controls": 2},
     )
     nb = nbformat.read(out, as_version=4)
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not any(o.get("output_type") == "error" for o in outputs)
-    text = "\n".join(str(o.get("data", {}).get("text/markdown", "")) + str(o.get("data", {}).get("text/plain", "")) for o in outputs)
+    text = "\n".join(str(v) for o in outputs for v in o.get("data", {}).values())
     assert str(model) in text and "nnsight" in text  # names its model, stamps versions
     assert "Graded arithmetic" in text and "Multi-hop questions" in text  # a tiny model reads the generated sets
-    assert "Spearman" in text or "ρ" in text
+    assert "layers per level" in text and "random-init control" in text
+    assert "As in the paper" not in text  # an untrained model never gets the paper's verdict
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(images) == 4  # Figs 6, 7, 38 and the interval plot
+    glued = {o["metadata"]["scrapbook"]["name"] for o in outputs if "scrapbook" in o.get("metadata", {})}
+    md = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    cited = set(re.findall(r"\{glue:(?:md|text)\}`([a-z0-9_]+)", md)) | set(re.findall(r"```\{glue:md\} ([a-z0-9_]+)", md))
+    assert {"summary", "per_dataset", "examples", "run"} <= cited <= glued
+    code = "\n".join(c.source for c in jupytext.read(book.NOTEBOOKS / "complexity.md").cells if c.cell_type == "code")
+    assert "Markdown(" not in code and not re.findall(r'"[^"\n]{60,}"', code)  # no sentences built in code cells
 
 
 def test_real_sets_from_local_files_use_solution_split_points(tmp_path, monkeypatch, tiny_models):

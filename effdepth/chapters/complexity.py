@@ -236,3 +236,80 @@ def findings(results: dict, controls: dict, margin: float = MARGIN, alpha: float
     f.verdicts["paper_pattern"] = verdict
     f.text["summary"] = summary + f" ({n_yes} of {len(keys)} scores shown flat on questions the model answers; margin ±{margin:.0%} of the depth per level.)"
     return f
+def describe_example(ig, er, frac: float = 0.1) -> dict:
+    """Numbers for the prose under Fig 6, from one example's IG and erasure results.
+
+    last_layer_question: the highest residual index at which erasing some question token (positions
+    1 … answer_start-2, i.e. neither the front nor the last prompt token, whose own prediction is
+    scored) still changes the answer by at least `frac` of the largest such change; ig_second_half:
+    the share of Σ|attribution| (position 0 left out) in layers ≥ L/2; ig_gap_rel: the largest
+    completeness gap over layers relative to the largest |P(x) − P(x')| over layers.
+    """
+    eff = np.asarray(er.effect, float)
+    a0 = int(er.answer_start)
+    q = eff[:, 1 : max(a0 - 1, 1)]
+    out = {"n_layers": eff.shape[0] - 1, "max_question_effect": float(np.nanmax(q)) if q.size else float("nan")}
+    if q.size and np.nanmax(q) > 0:
+        rows = np.flatnonzero(np.nanmax(q, axis=1) >= frac * np.nanmax(q))
+        out["last_layer_question"] = int(rows.max())
+    else:
+        out["last_layer_question"] = None
+    attr = np.abs(np.asarray(ig.attribution, float)[:, 1:])
+    L = attr.shape[0]
+    out["ig_second_half"] = float(attr[L // 2 :].sum() / attr.sum()) if attr.sum() > 0 else float("nan")
+    delta = float(ig.p_input) - np.asarray(ig.p_baseline, float)
+    out["ig_gap_max"] = float(np.nanmax(np.abs(ig.completeness_gap)))
+    out["ig_delta_max"] = float(np.nanmax(np.abs(delta)))
+    out["ig_gap_rel"] = out["ig_gap_max"] / max(out["ig_delta_max"], 1e-12)
+    out["p_input"] = float(ig.p_input)
+    out["n_answer_tokens"] = int(len(ig.token_ids) - int(ig.answer_start))
+    out["ig_top_layer"] = int(np.argmax(attr.sum(-1)))
+    return out
+
+
+def examples_findings(panels: dict, prompts: dict, ig_steps: int, control_panels: dict | None = None) -> Findings:
+    """The prose under Fig 6: per example, until which residual index a question token is still read
+    (erasure), where the attribution lies (IG) and IG's completeness gap; the control's beside.
+    panels / control_panels: {name: (ig, erasure)}; prompts: {name: (prompt, answer)}. Descriptive:
+    the paper uses these heatmaps as pictures, its test is the depth score."""
+    f = Findings()
+    lines = []
+    for i, (name, (ig, er)) in enumerate(panels.items()):
+        d = describe_example(ig, er)
+        L = d["n_layers"]
+        prompt, answer = prompts[name]
+        where = (
+            f"erasing a question token still changes the answer by at least a tenth of the largest such change up to residual index "
+            f"**{d['last_layer_question']}** of {L} ({d['last_layer_question'] / L:.0%} of the depth)"
+            if d["last_layer_question"] is not None
+            else "no question token's erasure changes the answer"
+        )
+        ctl = ""
+        if control_panels and name in control_panels:
+            c = describe_example(*control_panels[name])
+            ctl = f" (random-init control: {'up to residual index ' + str(c['last_layer_question']) if c['last_layer_question'] is not None else 'no question token matters'}; {c['ig_second_half']:.0%} of its attribution in layers ≥ {L // 2})"
+        f.numbers.update({f"ex{i}_last_layer_question": d["last_layer_question"] if d["last_layer_question"] is not None else float("nan"), f"ex{i}_ig_second_half": d["ig_second_half"]})
+        lines.append(
+            f"- **{name}** (`{prompt!r}` → `{answer!r}`; summed teacher-forced probability of its {d['n_answer_tokens']} answer tokens "
+            f"{d['p_input']:.2f} of {d['n_answer_tokens']}): {where}; the layer whose output carries the most attribution is layer "
+            f"{d['ig_top_layer']}, and {d['ig_second_half']:.0%} of the total |attribution| (position 0 left out) lies in layers ≥ {L // 2}"
+            f"{ctl}. IG completeness with {ig_steps} steps: per layer the attributions sum to P(x) − P(x'), up to a gap of at most "
+            f"{d['ig_gap_max']:.3f} ({d['ig_gap_rel']:.1%} of the largest P(x) − P(x') over layers; the gap shrinks as the number of "
+            f"steps grows, SPEC's default is 256)."
+        )
+    f.text["examples"] = "\n".join(lines)
+    return f
+
+
+def run_findings(lm, sets: dict, notes: list, reference_source: str, n_controls: int) -> Findings:
+    """The sentence naming what this run measured (model, sets, erasing vectors, controls)."""
+    f = Findings()
+    f.numbers.update({"n_layers": lm.n_layers, "n_controls": n_controls})
+    f.text["run"] = (
+        f"This run: **{lm.spec}** ({lm.adapter.family} family, {lm.n_layers} layers, d={lm.d_model}), beside "
+        f"{n_controls} random-init control(s) of the same architecture on the same examples. Difficulty sets: "
+        + "; ".join(f"{name} ({', '.join(f'{lv}: {len(exs)}' for lv, exs in s['examples'].items())} examples per level)" for name, s in sets.items())
+        + f". Erasing vectors: mean residuals of {reference_source}. "
+        + " ".join(notes)
+    )
+    return f

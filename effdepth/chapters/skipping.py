@@ -15,7 +15,8 @@ states the same):
   The trained model *shows* the pattern when that test says "second half less". It *differs from the
   control* when its ratio second/first lies below `stats.control_bound(control ratios, "less")`:
   below every control seed and below their mean by more than K_SPREAD spreads, the spread combining
-  the sd across control seeds and the trained ratio's own standard error (a bootstrap over prompts). `paper_pattern` per setting and aggregation (max = the paper's, mean) is
+  the sd across control seeds and the trained ratio's own standard error (a bootstrap over prompts);
+  with fewer than MIN_CONTROLS (3) control seeds nothing differs (the seeds' spread is not estimated). `paper_pattern` per setting and aggregation (max = the paper's, mean) is
   `chapters.paper_verdict(shows, differs)`; the setting's verdict is "yes" only when both
   aggregations say "yes".
 - **"Late layers refine the current prediction rather than feed future tokens"** (Fig 17).
@@ -37,10 +38,12 @@ from .. import stats
 from . import NOT_PAPER, PAPER, SAME_AS_CONTROL, Findings, paper_verdict
 
 K_SPREAD = 2.0  # control bound: beyond every control seed and their mean by K_SPREAD sd
+MIN_CONTROLS = 3  # fewer control seeds do not estimate the seeds' spread: no finding is then the paper's
 ALPHA = 0.05
 OUTPUT_LESS = 0.8  # late layers' future/current output ratio must be below this share of the early layers'
 SATURATED = 0.5  # share of entries right of the diagonal at ≥ 1 above which the max matrix cannot rank layers
 MIXED = "mixed"  # the two aggregations disagree
+TOO_FEW = "too few layers"  # under 4 layers no second-half layer has a later layer to score
 SETTINGS = ("current", "future")
 AGGS = ("max", "mean")
 
@@ -172,8 +175,8 @@ _WHAT = {"current": "later layers' computation at the same token", "future": "la
 _SENTENCE = {
     PAPER: "As in the paper, second-half layers change {what} less than first-half layers do, and by more than in the random-init control.",
     SAME_AS_CONTROL: (
-        "Second-half layers change {what} less than first-half layers do, but the random-init control shows the same "
-        "(or nearly), so this is not evidence of anything learned: it is what a pre-norm network of this shape does untrained."
+        "Second-half layers change {what} less than first-half layers do, but not by more than the random-init controls' "
+        "spread, so this is not evidence of anything learned: untrained pre-norm networks of this shape show it too."
     ),
     NOT_PAPER: "Second-half layers do not change {what} measurably less than first-half layers here (unlike the paper's Llama 3.1 70B).",
     MIXED: "The two aggregations disagree on whether second-half layers change {what} less than the random-init control would.",
@@ -182,12 +185,20 @@ _SENTENCE = {
 
 def _setting_findings(name: str, res, controls: list, k: int | None, n_perm: int, seed: int) -> Findings:
     f = Findings()
+    L = np.asarray(res.layer_effect).shape[0]
+    f.numbers[f"{name}_diag"] = float(np.mean(np.diag(np.asarray(res.layer_effect, float))))
+    if L < 4:
+        f.verdicts[f"{name}_paper_pattern"] = TOO_FEW
+        f.text[f"{name}_verdict"] = f"With {L} layers no second-half layer has a later layer to compare, so the halves are not compared."
+        for key in ("saturation", "examples", "max_numbers", "mean_numbers"):
+            f.text[f"{name}_{key}"] = ""
+        return f
     per_agg = {}
     for agg in AGGS:
         h = halves_of(res, agg, k, n_perm, seed)
         ctrl = [halves_of(c, agg, k, n_perm, seed)["ratio"] for c in controls]
         shows = h["verdict"] == "second half less"
-        if controls and np.isfinite(ctrl).any():
+        if len(controls) >= MIN_CONTROLS and np.isfinite(ctrl).any():
             se = _prompt_boot(res, lambda M: _ratio(*_scores_next_k(M, h["k"])[::-1]), agg, seed)
             spread = _spread(ctrl, se)
             bound = stats.control_bound(ctrl, "less", k=K_SPREAD, spread=spread)
@@ -261,12 +272,16 @@ def _output_ratio_se(cur, fut, agg: str, seed: int = 0, n_boot: int = N_BOOT) ->
 
 def _output_findings(cur, fut, cur_c: list, fut_c: list) -> Findings:
     f = Findings()
+    if np.asarray(cur.layer_effect).shape[0] < 4:
+        f.verdicts["output_paper_pattern"] = TOO_FEW
+        f.text.update({"output_verdict": "", "output_max_numbers": "", "output_mean_numbers": ""})
+        return f
     per_agg = {}
     for agg in AGGS:
         r = output_ratio(cur, fut, agg)
         ctrl = [output_ratio(c, g, agg) for c, g in zip(cur_c, fut_c)]
         shows = np.isfinite(r) and r < OUTPUT_LESS
-        differs = bool(ctrl) and np.isfinite(ctrl).any() and stats.differs_from_control(r, ctrl, "less", k=K_SPREAD, spread=_spread(ctrl, _output_ratio_se(cur, fut, agg)))
+        differs = len(ctrl) >= MIN_CONTROLS and np.isfinite(ctrl).any() and stats.differs_from_control(r, ctrl, "less", k=K_SPREAD, spread=_spread(ctrl, _output_ratio_se(cur, fut, agg)))
         per_agg[agg] = paper_verdict(bool(shows), bool(differs))
         c1, c2 = output_halves(cur, False, agg)
         f1, f2 = output_halves(fut, True, agg)
@@ -290,7 +305,7 @@ def _output_findings(cur, fut, cur_c: list, fut_c: list) -> Findings:
     f.verdicts["output_paper_pattern"] = v
     f.text["output_verdict"] = {
         PAPER: "As in the paper, late layers matter relatively less for future tokens than early layers do, more so than in the random-init control: they refine the current prediction rather than compute features for later tokens.",
-        SAME_AS_CONTROL: "Late layers matter relatively less for future tokens than early layers do, but the random-init control shows the same, so this is not evidence of the paper's reading (late layers refine the current prediction).",
+        SAME_AS_CONTROL: "Late layers matter relatively less for future tokens than early layers do, but not by more than the random-init controls' spread, so this is not evidence of the paper's reading (late layers refine the current prediction).",
         NOT_PAPER: "Late layers matter for future tokens relatively as much as early layers do here, unlike the paper's finding that late layers mostly refine the current prediction.",
         MIXED: "The two aggregations disagree on whether late layers matter relatively less for future tokens than in the random-init control (the paper: they do).",
     }[v]
@@ -362,6 +377,19 @@ def local_findings(local, skip, control_local=None) -> Findings:
     return f
 
 
+def run_findings(lm, dataset: str, cur_prompts: list, fut_prompts: list, n_tokens, seed: int, n_controls: int) -> Findings:
+    """The sentence naming what this run measured (model, prompts, controls)."""
+    n_tok = np.asarray(n_tokens)
+    f = Findings(numbers={"n_layers": lm.n_layers, "n_prompts_current": len(cur_prompts), "n_prompts_future": len(fut_prompts)})
+    f.text["run"] = (
+        f"This run: **{lm.spec}** ({lm.adapter.family} family, {lm.n_layers} layers, d={lm.d_model}), {len(cur_prompts)} prompts for "
+        f"the current setting and {len(fut_prompts)} for the future one (from the `{dataset}` distribution, seed {seed}; "
+        f"{n_tok.min()}–{n_tok.max()} tokens), each measured on the model and on {n_controls} random-init control(s) of the "
+        f"same architecture. Example prompt: `{cur_prompts[0][:120]!r}`"
+    )
+    return f
+
+
 def findings(cur, fut, controls_cur: list, controls_fut: list, k: int | None = None, n_perm: int = 2000, seed: int = 0) -> Findings:
     """The chapter's findings: halves of both settings, the output claim, per-example shares, against
     the controls (one `SkipEffects` per control seed in each list, the same seeds in the same order)."""
@@ -373,12 +401,18 @@ def findings(cur, fut, controls_cur: list, controls_fut: list, k: int | None = N
     f = f.merge(_output_findings(cur, fut, list(controls_cur), list(controls_fut)))
     f.numbers["n_controls"] = len(controls_cur)
     keys = [f.verdicts[f"{s}_paper_pattern"] for s in SETTINGS] + [f.verdicts["output_paper_pattern"]]
+    if TOO_FEW in keys:
+        f.numbers["n_paper"] = 0
+        f.verdicts["paper_pattern"] = TOO_FEW
+        f.text["summary"] = "This model has too few layers to compare first- with second-half layers."
+        return f
     n_yes = sum(v == PAPER for v in keys)
     f.numbers["n_paper"] = n_yes
     f.verdicts["paper_pattern"] = PAPER if n_yes == len(keys) else (NOT_PAPER if n_yes == 0 else MIXED)
     f.text["summary"] = (
         f"{n_yes} of the paper's {len(keys)} §3.2 findings (less effect of second-half layers on the same token's and on "
-        f"future tokens' computation; late layers refining the current prediction) hold here beyond the random-init control "
+        f"future tokens' computation; late layers refining the current prediction) hold here beyond the random-init controls "
         f"({len(controls_cur)} seed(s))."
+        + (f" With fewer than {MIN_CONTROLS} control seeds the controls' spread is not estimated, so no finding counts as the paper's." if len(controls_cur) < MIN_CONTROLS else "")
     )
     return f
