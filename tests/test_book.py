@@ -48,6 +48,9 @@ def test_book_builds_with_the_chapter_and_its_figures(executed, tmp_path):
     page = root / "_build" / "html" / "book" / "chapters" / "contributions.html"
     html = page.read_text()
     assert "How much does each layer write into the residual" in html
+    assert "second-to-first-half ratio" in html and "random-init control" in html  # glued findings render
+    methods = (root / "_build" / "html" / "book" / "methods.html").read_text()
+    assert "Verdict rules" in methods and "paper_shape" in methods  # the rules files are included
     srcs = re.findall(r'<img[^>]+src="([^"]+\.png)"', html)
     assert len(srcs) >= 5
     for src in srcs:
