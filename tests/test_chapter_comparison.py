@@ -123,3 +123,33 @@ def test_mismatched_inputs_are_refused():
         F.findings(["a"], LAYERS, [], [], [], [])
     with pytest.raises(ValueError, match="at least one random-init control"):
         F.findings(["a", "b"], LAYERS, contribs(at_half), [[], []], lenses(at_half), [[], []])
+
+
+def _glued_and_cited(out):
+    import json
+    import re
+
+    nb = json.loads(out.read_text())
+    outputs = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    glued = {o["metadata"]["scrapbook"]["name"]: "".join(next(iter(o["data"].values()))) for o in outputs if "scrapbook" in o.get("metadata", {})}
+    md = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    cited = set(re.findall(r"\{glue:(?:md|text)\}`([A-Za-z0-9_]+)", md))
+    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    return nb, outputs, glued, cited, code
+
+
+@pytest.mark.slow
+def test_notebook_compares_tiny_models_with_their_controls(tmp_path):
+    from effdepth import book
+    from effdepth.testing import save_tiny
+
+    a = save_tiny(tmp_path / "a", "llama", n_layers=4)
+    b = save_tiny(tmp_path / "b", "llama", n_layers=6, seed=1)
+    out = book.execute(book.NOTEBOOKS / "comparison.md", tmp_path / "comparison.ipynb", {"model": str(a), "models": [str(a), str(b)], "n_examples": 3, "n_controls": 2})
+    nb, outputs, glued, cited, code = _glued_and_cited(out)
+    assert cited and cited <= set(glued)  # every sentence the page cites was glued
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 2
+    assert "random-init control seeds per model" in glued["cmp_run_text"]
+    assert "untrained controls" in glued["cmp_stretch_text"]
+    assert " if " not in code and "Markdown(" not in code  # no verdict logic in the notebook

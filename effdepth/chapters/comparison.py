@@ -125,6 +125,17 @@ def findings(names: list[str], layers: list[int], contribs: list, contrib_contro
     return Findings(numbers=nums, verdicts=verdicts, text=text)
 
 
+def resolve_models(model: str, models=None) -> list[str]:
+    """The models to compare: `models` as given, else every zoo model for a zoo `model`, else `model` alone."""
+    if models is not None:
+        return [str(m) for m in models]
+    if str(model).startswith("zoo:"):
+        from .. import zoo
+
+        return [f"zoo:{name}" for name in zoo.MODELS]
+    return [str(model)]
+
+
 def run(names: list[str], layers: list[int], n_prompts: int, seed: int, n_controls: int) -> Findings:
     """What this run compared."""
     line = ", ".join(f"**{n}** ({L} layers)" for n, L in zip(names, layers))
