@@ -41,6 +41,10 @@ def test_random_init_like_result_is_not_the_paper():
     assert f.verdicts["d0_layer_trend"] == "flat" and f.verdicts["d0_informative"] == "no"
     assert f.verdicts["d0_layer_paper_pattern"] == SAME_AS_CONTROL and f.verdicts["paper_pattern"] == SAME_AS_CONTROL
     assert "As in the paper" not in f.text["summary"] + f.text["per_dataset"]
+    # a trend in a model that answers nothing is not read as depth use either
+    g = ch.findings({"Arithmetic": _result(slope=0.6, acc=0.0, seed=1)}, {"Arithmetic": _controls()})
+    assert g.verdicts["d0_layer_trend"] == "rising" and g.verdicts["paper_pattern"] == SAME_AS_CONTROL
+    assert "says nothing about how answering uses depth" in g.text["per_dataset"] and "unlike the paper" not in g.text["per_dataset"]
 
 
 def test_noise_is_undetermined_not_flat():

@@ -27,6 +27,10 @@ levels 1–5, 2/3/4-hop MQuAKE): harder problems do not use deeper layers. The r
   spreads, the spread combining the sd across seeds and the slope's own standard error), else "as
   the control" (the trend then comes from the prompts — e.g. their length — not from anything learned).
 
+The chapter's verdict: "yes" when every score of every set is; "not distinguishable from the control"
+when the model answers no set better than its controls; else "no" when any score rises or falls,
+"not distinguishable from the control" when the flat ones are uninformative, else "undetermined".
+
 Numbers beside the paper's max-aggregated score per level (its percentile-bootstrap interval is
 known to under-cover): the mean of the per-example scores with its Student-t 95 % interval
 (`stats.mean_ci`).
@@ -155,7 +159,7 @@ def dataset_findings(name: str, result, controls: list, margin: float = MARGIN, 
     f.verdicts["accuracy_trend"] = harder
     parts = [
         f"**{name}** ({L} layers): accuracy {a[0]:.0%} at the easiest level and {a[-1]:.0%} at the hardest ({harder}); "
-        f"{acc:.0%} over all levels against {_f(np.mean(cacc) * 100, 0) if cacc else 'n/a'} % for the random-init control"
+        f"{acc:.0%} over all levels against {f'{np.mean(cacc):.0%}' if cacc else 'n/a'} for the random-init control"
         + ("" if informative else ", so the model does not answer these questions better than an untrained one")
         + "."
     ]
@@ -184,10 +188,15 @@ def dataset_findings(name: str, result, controls: list, margin: float = MARGIN, 
             + _TREND[trend].format(m=_f(sl["margin_layers"]))
             + f"; random-init control slope {_f(np.nanmean(cs)) if cs else 'n/a'}"
         )
+        inside = np.isfinite(sl["tost_lo"]) and -sl["margin_layers"] < sl["tost_lo"] and sl["tost_hi"] < sl["margin_layers"]
+        if trend in (stats.RISING, stats.FALLING) and inside:
+            sentence += f" (a small but clear trend: inside the ±{_f(sl['margin_layers'])} margin, yet the 95 % interval excludes 0)"
         if v == PAPER:
             sentence += " — as in the paper, flat across difficulty"
         elif v == SAME_AS_CONTROL:
             sentence += " — flat, but uninformative: the control answers as well"
+        elif trend in (stats.RISING, stats.FALLING) and not informative:
+            sentence += " — in a model that answers no better than its control, so it says nothing about how answering uses depth"
         elif trend == stats.RISING:
             sentence += " — unlike the paper, harder problems reach deeper here" if vs == "beyond the control" else " — it rises, but the control's rises as much: the prompts, not learned computation, make the difference"
         elif trend == stats.FALLING:
@@ -222,6 +231,12 @@ def findings(results: dict, controls: dict, margin: float = MARGIN, alpha: float
     falling = [f"{n} ({SCORES[w]})" for n, w, _, t in keys if t == stats.FALLING]
     if n_yes == len(keys):
         verdict, summary = PAPER, "As in the paper, every depth score is shown flat across difficulty (within the stated margin), on questions the model answers better than its random-init control."
+    elif not any(f.verdicts[f"d{i}_informative"] == "yes" for i in range(len(results))):
+        verdict = SAME_AS_CONTROL
+        summary = (
+            "The model answers no set better than its random-init control, so its depth scores, flat or not, say nothing about "
+            "whether harder problems use deeper layers."
+        )
     elif rising or falling:
         verdict = NOT_PAPER
         summary = "Not the paper's flat finding: the depth score " + "; ".join(
@@ -236,6 +251,8 @@ def findings(results: dict, controls: dict, margin: float = MARGIN, alpha: float
     f.verdicts["paper_pattern"] = verdict
     f.text["summary"] = summary + f" ({n_yes} of {len(keys)} scores shown flat on questions the model answers; margin ±{margin:.0%} of the depth per level.)"
     return f
+
+
 def describe_example(ig, er, frac: float = 0.1) -> dict:
     """Numbers for the prose under Fig 6, from one example's IG and erasure results.
 
