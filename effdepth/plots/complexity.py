@@ -203,8 +203,8 @@ def depth_intervals(results: dict, xlabels: dict | None = None, level_fmt: dict 
                 ax.plot([0, len(lv) - 1], mean_y + sl["slope"] * (fit_x - mean_x), "-", color="black", alpha=0.4, linewidth=1)
             ax.set_title(
                 f"{name}: {(LAYER_EFFECT if which == 'layer' else LOGIT_EFFECT).lower()}\n"
-                f"slope {sl['slope']:.2f} [{sl['lo']:.2f}, {sl['hi']:.2f}] layers/level; flat means within ±{sl['margin_layers']:.2f}",
-                fontsize=9.5,
+                f"slope {sl['slope']:.2f} [{sl['lo']:.2f}, {sl['hi']:.2f}] layers/level (flat: ±{sl['margin_layers']:.2f})",
+                fontsize=9,
             )
             ax.set_xticks(x, _level_names(lv, (level_fmt or {}).get(name, "{}")))
             ax.set_xlabel((xlabels or {}).get(name, "Level"))
