@@ -133,7 +133,9 @@ def _verdict(trend: str, informative: bool) -> str:
 
 
 def _f(x, nd=2):
-    return "n/a" if x is None or not np.isfinite(x) else f"{x:.{nd}f}"
+    if x is None or not np.isfinite(x):
+        return "n/a"
+    return f"{0.0 if abs(x) < 0.5 * 10**-nd else x:.{nd}f}"  # no "-0.00"
 
 
 _TREND = {
@@ -182,15 +184,14 @@ def dataset_findings(name: str, result, controls: list, margin: float = MARGIN, 
                 f"{which}_control_slope": float(np.nanmean(cs)) if cs else float("nan"),
             }
         )
+        inside = np.isfinite(sl["tost_lo"]) and -sl["margin_layers"] < sl["tost_lo"] and sl["tost_hi"] < sl["margin_layers"]
         sentence = (
             f"{label} score: slope {_f(sl['slope'])} layers per level (95 % interval [{_f(sl['lo'])}, {_f(sl['hi'])}]; "
             f"90 % [{_f(sl['tost_lo'])}, {_f(sl['tost_hi'])}]), "
             + _TREND[trend].format(m=_f(sl["margin_layers"]))
+            + (f" (a small but clear trend: inside the ±{_f(sl['margin_layers'])} margin, yet the 95 % interval excludes 0)" if trend in (stats.RISING, stats.FALLING) and inside else "")
             + f"; random-init control slope {_f(np.nanmean(cs)) if cs else 'n/a'}"
         )
-        inside = np.isfinite(sl["tost_lo"]) and -sl["margin_layers"] < sl["tost_lo"] and sl["tost_hi"] < sl["margin_layers"]
-        if trend in (stats.RISING, stats.FALLING) and inside:
-            sentence += f" (a small but clear trend: inside the ±{_f(sl['margin_layers'])} margin, yet the 95 % interval excludes 0)"
         if v == PAPER:
             sentence += " — as in the paper, flat across difficulty"
         elif v == SAME_AS_CONTROL:
@@ -198,14 +199,14 @@ def dataset_findings(name: str, result, controls: list, margin: float = MARGIN, 
         elif trend in (stats.RISING, stats.FALLING) and not informative:
             sentence += " — in a model that answers no better than its control, so it says nothing about how answering uses depth"
         elif trend == stats.RISING:
-            sentence += " — unlike the paper, harder problems reach deeper here" if vs == "beyond the control" else " — it rises, but the control's rises as much: the prompts, not learned computation, make the difference"
+            sentence += " — unlike the paper, harder problems reach deeper here" if vs == "beyond the control" else " — it rises, but not beyond the random-init controls' spread, so the rise is not evidence of learned computation (the prompts may make it)"
         elif trend == stats.FALLING:
-            sentence += " — not the paper's flat finding: harder problems use *shallower* layers here" if vs == "beyond the control" else " — it falls, and the control's falls as much: the prompts, not learned computation, make the difference"
+            sentence += " — not the paper's flat finding: harder problems use *shallower* layers here" if vs == "beyond the control" else " — it falls, but not beyond the random-init controls' spread, so the fall is not evidence of learned computation (the prompts may make it)"
         parts.append(sentence)
         tc = slope(result, which, margin, alpha, correct_only=True)
         f.numbers[f"{which}_slope_correct"] = tc["slope"]
         f.verdicts[f"{which}_trend_correct"] = tc["verdict"]
-    f.text["sentence"] = parts[0] + " " + "; ".join(p[0].upper() + p[1:] for p in parts[1:]) + f". On correctly answered examples only the layer-effect trend is {f.verdicts['layer_trend_correct']}."
+    f.text["sentence"] = parts[0] + " " + ". ".join(p[0].upper() + p[1:] for p in parts[1:]) + f". On correctly answered examples only the layer-effect trend is {f.verdicts['layer_trend_correct']}."
     return f
 
 
