@@ -233,13 +233,16 @@ def depth_table(use, control, n_seeds: int):
     """Depth measures (rows) per model and for the untrained controls (columns): mean ± sd over seeds."""
     import pandas as pd
 
+    def fmt(m, s):
+        return "–" if not np.isfinite(m) else f"{m:.2f}" if not np.isfinite(s) else f"{m:.2f} ± {s:.2f}"
+
     rows = []
     for col, name in (("depth_layer", "depth score (layer effect)"), ("depth_output", "depth score (logit effect)"), ("erasure_depth", "erasure depth")):
         g = use.groupby(["arch", "objective"], sort=False)[col]
-        row = {cell_label(a, o): f"{m:.2f} ± {s:.2f}" for (a, o), m, s in zip(g.mean().index, g.mean(), g.std(ddof=1).fillna(float("nan")))}
+        row = {cell_label(a, o): fmt(m, s) for (a, o), m, s in zip(g.mean().index, g.mean(), g.std(ddof=1))}
         if control is not None and col in control:
             cg = control.groupby("arch", sort=False)[col]
-            row |= {f"{ARCH_LABEL[a]}, random init": f"{m:.2f} ± {s:.2f}" for a, m, s in zip(cg.mean().index, cg.mean(), cg.std(ddof=1))}
+            row |= {f"{ARCH_LABEL[a]}, random init": fmt(m, s) for a, m, s in zip(cg.mean().index, cg.mean(), cg.std(ddof=1))}
         rows.append(row | {"": name})
     return pd.DataFrame(rows).set_index("").rename_axis(f"fraction of depth, mean ± sd over {n_seeds} seeds")
 
