@@ -105,4 +105,4 @@ def test_notebook_runs_with_controls_and_glues_its_findings(tmp_path):
     assert cited and cited <= glued  # every sentence the page cites was glued
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 2
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
-    assert " if " not in code and "Markdown(" not in code  # no verdict logic in the notebook
+    assert " if " not in code and "Markdown(" not in code and 'f"' not in code  # no sentence built in the notebook

@@ -122,6 +122,7 @@ def findings(result, controls: list, k: float = 2.0, tolerance: float = 0.125) -
     ctl = f"the random-init control{'s' if n > 1 else ''} ({n} seed{'s' if n > 1 else ''})"
     numbers = {
         "n_layers": L,
+        "n_tokens": int(result.arrays["n_tokens"]) if "n_tokens" in result.arrays else 0,
         "first_half_rel": first,
         "second_half_rel": second,
         "half_ratio": ratio,
