@@ -106,3 +106,17 @@ def test_notebook_runs_with_controls_and_glues_its_findings(tmp_path):
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 2
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
     assert " if " not in code and "Markdown(" not in code and 'f"' not in code  # no sentence built in the notebook
+
+
+# KL(p_b ‖ p_final), b = 0 … 29, of SmolLM2-135M-Instruct (Q4_1 GGUF, dequantised) on 10 GSM8K prompts
+SMOLLM2_KL = [12.06, 9.23, 7.15, 7.08, 7.23, 7.36, 7.39, 7.46, 7.15, 7.08, 7.24, 7.13, 6.95, 6.84, 6.81,
+              6.5, 6.25, 6.26, 6.17, 5.66, 5.1, 4.59, 4.36, 3.82, 3.1, 2.55, 2.21, 1.95, 1.65, 1.41]
+
+
+def test_knee_of_a_measured_30_layer_lens_is_at_two_thirds_not_at_1():
+    lens = fake(SMOLLM2_KL, noise=0.0)
+    k = ch.kl_knee(lens)
+    assert abs(k["x"] - 2 / 3) <= 0.07, k
+    kl = np.asarray(SMOLLM2_KL)
+    old = int(np.argmax([kl[:j].mean() - kl[j:].mean() for j in range(1, 30)])) + 1  # the previous rule
+    assert old == 1
