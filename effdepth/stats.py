@@ -185,7 +185,9 @@ def change_point(curve, x=None, exclude_first="auto", min_segment: int = 2) -> d
     total squared error wins, and the knee is the FIRST point of the second segment: the depth from
     which the curve follows its second regime. On a curve flat until 2/3 depth and falling after, the
     knee is at 2/3 depth (where the fall starts), not at its steepest point or half-range crossing; on
-    a step from high to low it is the first low point. `exclude_first`: True/False, or "auto" = leave
+    a step from high to low it is the first low point. A corner point lies on both lines and noise
+    decides which segment takes it: where the two lines cross between the segments, the knee is the
+    point nearest the crossing. `exclude_first`: True/False, or "auto" = leave
     point 0 out when it dominates (lies outside the range of the remaining points by more than that
     range, as a layer 0 writing onto the bare embedding does).
 
@@ -221,6 +223,14 @@ def change_point(curve, x=None, exclude_first="auto", min_segment: int = 2) -> d
         if best is None or sse < best[0] - 1e-12 * max(1.0, abs(best[0])):
             best = (sse, j, c1, c2)
     _, j, c1, c2 = best
+    # A corner point lies on both lines, and noise decides which segment takes it; where the two
+    # lines cross nearer the last point of the first segment than the first of the second, that
+    # point is the knee (the same answer for either assignment).
+    if c1[1] != c2[1]:
+        cross = (c2[0] - c1[0]) / (c1[1] - c2[1])
+        gap = X[j] - X[j - 1]
+        if X[j - 1] - gap / 2 <= cross < X[j - 1] + gap / 2:
+            j -= 1
     xk = float(X[j])
     return dict(
         index=int(idx[j]), x=xk, slope_before=float(c1[1]), slope_after=float(c2[1]),

@@ -134,3 +134,10 @@ def test_halves_finds_a_real_difference_and_checks_input():
         stats.halves(np.zeros((3, 4)))
     with pytest.raises(ValueError, match="k must be"):
         stats.halves(np.zeros((4, 4)), k=3)
+
+
+def test_change_point_takes_the_corner_whichever_segment_noise_gives_it():
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        y = np.array([6, 6, 6, 6, 4, 2, 0], float) * (1 + 0.02 * rng.standard_normal(7))
+        assert stats.change_point(y)["index"] == 3  # the fall starts at 3, the last flat point

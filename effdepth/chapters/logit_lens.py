@@ -7,7 +7,7 @@ Rules (book/methods/logit_lens-rules.md states them for the reader):
   relative depth b/L. Its knee is `stats.change_point` (two-segment least squares, a line per segment)
   on residuals 1 … L: residual 0 is the bare token embedding, which the unembedding was not trained
   to read (its KL is typically far above the rest; on SmolLM2-135M keeping it moves the knee from
-  residual 19 to 17 of 30).
+  residual 18 to 17 of 30).
 - `mid_share` (per prompt, then its mean and t-interval): KL at the input of layer L/2 divided by the
   largest KL among residuals 0 … L/2. Near 1: the first half has not moved the decoded prediction
   towards the output; near 0: the prediction is settled by mid-depth.
