@@ -77,8 +77,8 @@ def test_cos_turn_both_sides():
     assert ch.findings(fake(rel, cos=np.full(8, 0.2)), CONTROLS).verdicts["cos_turn"] == NOT_PAPER
 
 
-def test_findings_need_a_control_and_enough_layers():
+def test_findings_need_a_control_and_say_when_there_are_no_halves():
     with pytest.raises(ValueError, match="control"):
         ch.findings(fake(init_like(0)), [])
-    with pytest.raises(ValueError, match="at least 3 layers"):
-        ch.halves(fake([1.0, 0.5]))
+    two = ch.findings(fake([1.0, 0.5]), [fake([1.0, 0.4], seed=1)])  # a 2-layer model: no halves, no crash
+    assert two.verdicts["paper_shape"] == NOT_PAPER and "no two halves" in two.text["shape_text"]

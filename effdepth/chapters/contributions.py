@@ -27,16 +27,20 @@ from .. import stats
 from . import NOT_PAPER, PAPER, SAME_AS_CONTROL, Findings, paper_verdict
 
 
+MIN_LAYERS = 3  # halves leave layer 0 out: a 2-layer model has no halves to compare
+
+
 def curve(result, column: str = "rel_layer") -> np.ndarray:
     return np.asarray(result.arrays[f"mean_{column}"], dtype=float)
 
 
 def halves(result, column: str = "rel_layer") -> tuple[float, float]:
-    """(first, second): mean of `column` over layers 1 … L/2−1 and over L/2 … L−1 (layer 0 left out)."""
+    """(first, second): mean of `column` over layers 1 … L/2−1 and over L/2 … L−1 (layer 0 left out;
+    NaN for a model of fewer than 3 layers)."""
     v = curve(result, column)
     L = len(v)
-    if L < 3:
-        raise ValueError(f"Halves without layer 0 need at least 3 layers (the model has {L}).")
+    if L < MIN_LAYERS:
+        return float("nan"), float("nan")
     h = max(2, L // 2)
     return float(v[1:h].mean()), float(v[h:].mean())
 
@@ -48,8 +52,8 @@ def prompt_ratios(result, column: str = "rel_layer") -> np.ndarray:
         raise ValueError(f"This contributions result has no per-prompt values ('{key}'); recompute it with this version of effdepth.")
     v = np.asarray(result.arrays[key], dtype=float)  # [P, L]
     L = v.shape[1]
-    if L < 3:
-        raise ValueError(f"Halves without layer 0 need at least 3 layers (the model has {L}).")
+    if L < MIN_LAYERS:  # layer 0 left out, one layer is left: no halves
+        return np.full(v.shape[0], np.nan)
     h = max(2, L // 2)
     first, second = v[:, 1:h].mean(axis=1), v[:, h:].mean(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -59,6 +63,8 @@ def prompt_ratios(result, column: str = "rel_layer") -> np.ndarray:
 def half_ratio(result, column: str = "rel_layer") -> tuple[float, float, float, float]:
     """(mean, lo, hi, se) of the per-prompt half ratio: its mean over prompts, 95 % t-interval, standard error."""
     r = prompt_ratios(result, column)
+    if not np.isfinite(r).any():
+        return (float("nan"),) * 3 + (0.0,)
     m, lo, hi = stats.mean_ci(r)
     ok = r[np.isfinite(r)]
     se = float(ok.std(ddof=1) / np.sqrt(ok.size)) if ok.size > 1 else 0.0
@@ -108,7 +114,7 @@ def findings(result, controls: list, k: float = 2.0, tolerance: float = 0.125) -
     c_stats = [half_ratio(c) for c in controls]
     c_ratios = [c[0] for c in c_stats]
     spread = float(np.std(c_ratios, ddof=1)) if len(controls) > 1 else c_stats[0][3]
-    bound = stats.control_bound(c_ratios, "less", k=k, spread=spread)
+    bound = stats.control_bound(c_ratios, "less", k=k, spread=spread) if np.isfinite(c_ratios).any() else float("nan")
     a_ratio = half_ratio(result, "rel_attn")[0]
     ca = [half_ratio(c, "rel_attn")[0] for c in controls]
     kn, ckn = knee(result), [knee(c) for c in controls]
@@ -196,4 +202,6 @@ def findings(result, controls: list, k: float = 2.0, tolerance: float = 0.125) -
             "similarity, are informative."
         ),
     }
+    if L < MIN_LAYERS:
+        text["shape_text"] = f"With layer 0 left out, a {L}-layer model has no two halves to compare, so there is no verdict on the paper's shape."
     return Findings(numbers=numbers, verdicts={"paper_shape": shape, "cos_turn": cos_turn}, text=text)
