@@ -39,7 +39,7 @@ MEAN_COLUMNS = (
     "norm_mlp",
 )
 MAX_COLUMNS = ("rel_layer", "rel_attn", "rel_mlp")
-PROMPT_COLUMNS = ("rel_layer", "rel_attn")  # also kept per prompt ([P, L], prompts in batch order)
+PROMPT_COLUMNS = ("rel_layer", "rel_attn", "cos_layer")  # also kept per prompt ([P, L], prompts in batch order)
 
 
 class Contributions(Result):

@@ -11,7 +11,8 @@ turn those keys into sentences. The rules, stated once (book/methods.md repeats 
   lies inside ±margin; "rising"/"falling" when the (1-α) interval excludes 0; else "undetermined".
 - `sign_test` / `direction_verdict`: one-sided exact binomial test over independent signs (seeds).
 - `differs_from_control`: the trained value lies beyond every control and beyond the controls' mean
-  by more than k spreads, in the stated direction.
+  by more than k spreads, in the stated direction (`prediction_k(n)` makes this a 97.5 % prediction
+  bound for one more control seed).
 - `change_point`: knee of a depth curve by a continuous two-segment (hinge) least-squares fit, with
   layer 0 left out when it dominates the curve.
 - `halves`: first- vs second-half comparison of a skip matrix over equal numbers of entries per skipped
@@ -159,6 +160,17 @@ def control_bound(control_values, direction, k: float = 2.0, spread: float | Non
     if s > 0:
         return float(max(c.max(), c.mean() + k * spread))
     return float(min(c.min(), c.mean() - k * spread))
+
+
+def prediction_k(n_controls: int, level: float = 0.975) -> float:
+    """The `k` that makes `control_bound` a one-sided `level` prediction bound for one more control seed
+    (normal seeds): t_{n−1, level} · sqrt(1 + 1/n), n = number of control seeds (3 seeds: 4.97). A
+    further random-init seed then passes the bound only 1 − level of the time, where k = 2 with 3
+    seeds lets about 1 in 9 through."""
+    n = int(n_controls)
+    if n < 2:
+        raise ValueError(f"prediction_k needs at least 2 control seeds (got {n}); with one, pass the prompt spread and k=2.")
+    return float(_st.t.ppf(level, n - 1) * np.sqrt(1 + 1 / n))
 
 
 def differs_from_control(value, control_values, direction, k: float = 2.0, spread: float | None = None) -> bool:

@@ -21,7 +21,8 @@ def fake(rel, cos=None, cos_io=None, n_prompts=20, noise=0.05, seed=0):
     arrays = {f"mean_{c}": v for c, v in cols.items()}
     arrays.update({f"max_{c}": 2 * cols[c] for c in MAX_COLUMNS})
     arrays["n_tokens"] = np.array(100)
-    arrays.update(prompt_rel_layer=rows, prompt_rel_attn=0.6 * rows)
+    cos_rows = cols["cos_layer"] + 0.05 * np.random.default_rng(seed + 1).standard_normal((n_prompts, L))
+    arrays.update(prompt_rel_layer=rows, prompt_rel_attn=0.6 * rows, prompt_cos_layer=cos_rows)
     return Contributions(arrays=arrays, meta={"model": {"model": "synthetic"}})
 
 
@@ -71,10 +72,25 @@ def test_knee_skips_a_dominant_layer_0():
 def test_cos_turn_both_sides():
     rel = [4.0, 0.6, 0.6, 0.6, 0.12, 0.12, 0.12, 0.15]
     turning = [-0.3, -0.2, -0.2, -0.1, 0.1, 0.2, 0.2, 0.1]
-    assert ch.findings(fake(rel, cos=turning), CONTROLS).verdicts["cos_turn"] == PAPER
-    controls_turn = [fake(rel, cos=turning, seed=s) for s in range(3)]
+    f = ch.findings(fake(rel, cos=turning), CONTROLS)
+    assert f.verdicts["cos_turn"] == PAPER and f.numbers["cos_contrast_lo"] > f.numbers["control_cos_bound"]
+    controls_turn = [fake(rel, cos=turning, seed=s) for s in range(1, 4)]
     assert ch.findings(fake(rel, cos=turning), controls_turn).verdicts["cos_turn"] == SAME_AS_CONTROL
     assert ch.findings(fake(rel, cos=np.full(8, 0.2)), CONTROLS).verdicts["cos_turn"] == NOT_PAPER
+    falling = [0.3, 0.2, 0.2, 0.1, -0.1, -0.2, -0.2, -0.1]  # the opposite turn
+    assert ch.findings(fake(rel, cos=falling), CONTROLS).verdicts["cos_turn"] == NOT_PAPER
+
+
+def test_a_control_among_controls_rarely_passes_the_bound():
+    """A further random-init seed judged against three others: the 97.5 % prediction bound lets few through."""
+    rng = np.random.default_rng(3)
+    passed = {"cos_turn": 0, "paper_shape": 0}
+    for i in range(100):
+        pool = [fake(init_like(4 * i + s), cos=np.append(-0.3, 0.1 * rng.standard_normal(7)), seed=4 * i + s) for s in range(4)]
+        v = ch.findings(pool[0], pool[1:]).verdicts
+        for key in passed:
+            passed[key] += v[key] == PAPER
+    assert passed["cos_turn"] <= 8 and passed["paper_shape"] <= 8, passed
 
 
 def test_findings_need_a_control_and_say_when_there_are_no_halves():

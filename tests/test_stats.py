@@ -141,3 +141,15 @@ def test_change_point_takes_the_corner_whichever_segment_noise_gives_it():
         rng = np.random.default_rng(seed)
         y = np.array([6, 6, 6, 6, 4, 2, 0], float) * (1 + 0.02 * rng.standard_normal(7))
         assert stats.change_point(y)["index"] == 3  # the fall starts at 3, the last flat point
+
+
+def test_prediction_k_lets_a_further_control_seed_through_at_its_level():
+    assert stats.prediction_k(3) == pytest.approx(4.303 * np.sqrt(4 / 3), rel=1e-3)
+    rng = np.random.default_rng(0)
+    draws = rng.normal(size=(4000, 4))
+    k = stats.prediction_k(3)
+    passed = np.mean([stats.differs_from_control(d[0], d[1:], "greater", k=k) for d in draws])
+    loose = np.mean([stats.differs_from_control(d[0], d[1:], "greater", k=2.0) for d in draws])
+    assert passed <= 0.035 and loose > 0.08  # k = 2 with 3 seeds lets about 1 in 9 through
+    with pytest.raises(ValueError, match="at least 2"):
+        stats.prediction_k(1)

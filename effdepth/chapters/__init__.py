@@ -59,6 +59,18 @@ def paper_verdict(trained_shows: bool, differs: bool) -> str:
     return PAPER if differs else SAME_AS_CONTROL
 
 
+def control_k(n_controls: int, k: float | None = None) -> float:
+    """How many spreads beyond the controls' mean a trained value must lie (`stats.control_bound`):
+    `k` when given; else, with several control seeds, the 97.5 % prediction bound for one more seed
+    (`stats.prediction_k`, 4.97 for 3 seeds); with one control (spread = its standard error over
+    prompts), 2."""
+    from ..stats import prediction_k
+
+    if k is not None:
+        return float(k)
+    return prediction_k(n_controls) if n_controls > 1 else 2.0
+
+
 def run_text(lm, prompts, dataset: str, seed: int, control_seeds=(), extra: str = "") -> str:
     """The "This run:" sentence every chapter opens with: model, shape, prompts, data, seed, controls."""
     seeds = ", ".join(str(s) for s in control_seeds)

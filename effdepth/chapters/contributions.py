@@ -9,14 +9,15 @@ Rules (book/methods/contributions-rules.md states them for the reader):
 - "paper_shape": the trained model shows the paper's shape when half_ratio < 1; it is the paper's
   (verdict "yes") only when the upper end of its interval also lies below the controls' bound
   (`stats.control_bound`, direction "less": below every control's ratio and below the controls' mean
-  by more than `k` spreads; the spread is the standard deviation across control seeds, or with one
+  by more than `k` spreads (`chapters.control_k`: 4.97 for 3 seeds, 2 with one control); the spread is the standard deviation across control seeds, or with one
   control its per-prompt standard error); "not distinguishable from the control" when it shows the
   shape but does not pass the bound; "no" when half_ratio ≥ 1.
 - The knee of the contribution curve: `stats.change_point` (two-segment least squares, a line per segment,
   layer 0 left out when it dominates), reported as a layer and as a relative depth layer/L.
-- "cos_turn": the layer cosine is negative somewhere before the knee and stays ≥ 0 from a layer
-  within `tolerance` relative depth of the knee (the paper's turn from erasing to strengthening at
-  the drop); it is the paper's only when no control shows the same turn.
+- "cos_turn": the trained model shows the paper's turn from erasing to strengthening when the mean
+  layer cosine of the first half (layer 0 left out) is negative and that of the second half
+  positive; it is the paper's ("yes") only when the per-prompt rise (second-half minus first-half
+  mean cosine) has an interval whose lower end exceeds the controls' bound (direction "greater").
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import stats
-from . import NOT_PAPER, PAPER, SAME_AS_CONTROL, Findings, paper_verdict
+from . import NOT_PAPER, PAPER, SAME_AS_CONTROL, Findings, control_k, paper_verdict
 
 
 MIN_LAYERS = 3  # halves leave layer 0 out: a 2-layer model has no halves to compare
@@ -84,13 +85,28 @@ def first_positive_cos(result) -> int | None:
     return next((l for l in range(L) if (cos[l : max(l + 1, L - 1)] >= 0).all()), None)
 
 
-def _cos_turn(result, tolerance: float) -> bool:
-    """Negative cosines before the knee turning non-negative within `tolerance` depth of it."""
-    L = len(curve(result))
-    kn = knee(result)["index"]
-    turn = first_positive_cos(result)
-    cos = curve(result, "cos_layer")
-    return bool(turn is not None and turn > 0 and (cos[:kn] < 0).any() and abs(turn - kn) / L <= tolerance)
+def cos_contrast(result) -> tuple[float, float, float, float]:
+    """(mean, lo, hi, se) over prompts of: mean layer cosine of the second half − that of the first
+    half (layer 0 left out, halves as for `half_ratio`). Positive: the writes turn from erasing
+    towards strengthening with depth."""
+    key = "prompt_cos_layer"
+    if key not in result.arrays:
+        raise ValueError(f"This contributions result has no per-prompt values ('{key}'); recompute it with this version of effdepth.")
+    v = np.asarray(result.arrays[key], dtype=float)
+    L = v.shape[1]
+    if L < MIN_LAYERS:
+        return (float("nan"),) * 3 + (0.0,)
+    h = max(2, L // 2)
+    d = v[:, h:].mean(axis=1) - v[:, 1:h].mean(axis=1)
+    m, lo, hi = stats.mean_ci(d)
+    se = float(d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else 0.0
+    return m, lo, hi, se
+
+
+def _cos_turns(result) -> bool:
+    """The paper's turn: the first half's mean layer cosine is negative, the second half's positive."""
+    first, second = halves(result, "cos_layer")
+    return bool(first < 0 < second)
 
 
 def _layers(ls) -> str:
@@ -104,10 +120,11 @@ def _range(values) -> str:
     return lo if lo == hi else f"{lo}–{hi}"
 
 
-def findings(result, controls: list, k: float = 2.0, tolerance: float = 0.125) -> Findings:
+def findings(result, controls: list, k: float | None = None) -> Findings:
     """The §3.1 findings of `result` (trained model) against `controls` (its random-init controls)."""
     if not controls:
         raise ValueError("contributions.findings needs at least one control result (the random-init model).")
+    k = control_k(len(controls), k)
     L = len(curve(result))
     first, second = halves(result)
     ratio, ratio_lo, ratio_hi, _ = half_ratio(result)
@@ -121,8 +138,12 @@ def findings(result, controls: list, k: float = 2.0, tolerance: float = 0.125) -
     rel0, c_rel0 = float(curve(result)[0]), [float(curve(c)[0]) for c in controls]
 
     shape = paper_verdict(bool(ratio < 1), bool(np.isfinite(ratio_hi) and ratio_hi < bound))
-    cos_turn_trained = _cos_turn(result, tolerance)
-    cos_turn = paper_verdict(cos_turn_trained, not any(_cos_turn(c, tolerance) for c in controls))
+    cc, cc_lo, _, _ = cos_contrast(result)
+    c_cc = [cos_contrast(c) for c in controls]
+    cc_means = [c[0] for c in c_cc]
+    cc_spread = float(np.std(cc_means, ddof=1)) if len(controls) > 1 else c_cc[0][3]
+    cc_bound = stats.control_bound(cc_means, "greater", k=k, spread=cc_spread) if np.isfinite(cc_means).any() else float("nan")
+    cos_turn = paper_verdict(_cos_turns(result), bool(np.isfinite(cc_lo) and cc_lo > cc_bound))
 
     n = len(controls)
     ctl = f"the random-init control{'s' if n > 1 else ''} ({n} seed{'s' if n > 1 else ''})"
@@ -146,13 +167,19 @@ def findings(result, controls: list, k: float = 2.0, tolerance: float = 0.125) -
         "knee_depth": kn["x"],
         "control_knee_layer": int(ckn[0]["index"]),
         "control_knee_depth": float(np.mean([c["x"] for c in ckn])),
+        "cos_first_half": halves(result, "cos_layer")[0],
+        "cos_second_half": halves(result, "cos_layer")[1],
+        "cos_contrast": cc,
+        "cos_contrast_lo": cc_lo,
+        "control_cos_contrast": float(np.mean(cc_means)),
+        "control_cos_bound": cc_bound,
         "min_cos_io": float(curve(result, "cos_io").min()),
         "control_min_cos_io": float(np.min([curve(c, "cos_io").min() for c in controls])),
     }
     shape_text = {
         PAPER: (
             "This is the paper's shape, and training made it: the whole interval lies below every control's "
-            f"ratio and below the controls' bound {bound:.2f} (their mean minus {k:g} spreads)."
+            f"ratio and below the controls' bound {bound:.2f} (their mean minus {k:.2f} spreads)."
         ),
         SAME_AS_CONTROL: (
             f"The second half does contribute less, but {ctl} shows the same (ratio {_range(c_ratios)}, bound "
@@ -165,10 +192,20 @@ def findings(result, controls: list, k: float = 2.0, tolerance: float = 0.125) -
     c_neg = [int(l) for l in np.flatnonzero(curve(controls[0], "cos_layer") < 0)]
     turn, c_turn = first_positive_cos(result), first_positive_cos(controls[0])
     cos_text = {
-        PAPER: "As in the paper, the cosines turn from erasing to strengthening at the depth of the drop, and no control does.",
-        SAME_AS_CONTROL: f"The cosines turn from erasing to strengthening near the drop, but {ctl} shows the same turn.",
-        NOT_PAPER: "Unlike the paper, the cosines do not turn from negative to positive at the depth of the drop "
-        f"(within {tolerance:g} of the depth).",
+        PAPER: (
+            f"As in the paper, the writes turn from erasing (first half, mean cosine {numbers['cos_first_half']:.2f}) to "
+            f"strengthening (second half, {numbers['cos_second_half']:.2f}), and training made it: the rise of "
+            f"{cc:.2f} (interval from {cc_lo:.2f}) is beyond the bound {cc_bound:.2f} of {ctl}."
+        ),
+        SAME_AS_CONTROL: (
+            f"The writes turn from erasing (first half, mean cosine {numbers['cos_first_half']:.2f}) to strengthening "
+            f"(second half, {numbers['cos_second_half']:.2f}), but the rise of {cc:.2f} is not beyond the bound "
+            f"{cc_bound:.2f} of {ctl} (their rise {_range(cc_means)})."
+        ),
+        NOT_PAPER: (
+            f"Unlike the paper, the first half's writes do not erase on average while the second half's strengthen "
+            f"(mean layer cosine {numbers['cos_first_half']:.2f} in the first half, {numbers['cos_second_half']:.2f} in the second)."
+        ),
     }[cos_turn]
     changed = [int(l) for l in np.flatnonzero(curve(result, "cos_io") < 0.9)]
     text = {

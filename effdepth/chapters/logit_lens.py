@@ -17,7 +17,7 @@ Rules (book/methods/logit_lens-rules.md states them for the reader):
   of at least 0.25 and an interval above 0 (a KL that stays flat until the final residual and only
   then drops is not the paper's gradual settling). It is the paper's ("yes")
   only when the lower end of mid_share's 95 % interval also exceeds the controls' bound (the largest
-  control mean, and their mean plus `k` spreads; the spread is the standard deviation across control
+  control mean, and their mean plus `k` spreads (`chapters.control_k`: 4.97 for 3 seeds, 2 with one control); the spread is the standard deviation across control
   seeds, or with one control its per-prompt standard error).
 - "knees_agree": the KL knee and §3.1's contribution knee agree when their relative depths differ by
   at most `tolerance` (0.125 = one layer of an 8-layer model; a 2-layer model's neighbours do not
@@ -33,7 +33,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import stats
-from . import NOT_PAPER, PAPER, SAME_AS_CONTROL, Findings, paper_verdict
+from . import NOT_PAPER, PAPER, SAME_AS_CONTROL, Findings, control_k, paper_verdict
 from . import contributions as contrib
 
 SHARE_THRESHOLD = 0.5
@@ -94,11 +94,12 @@ def _range(values) -> str:
     return lo if lo == hi else f"{lo}–{hi}"
 
 
-def findings(result, controls: list, contributions=None, contribution_controls=None, k: float = 2.0, tolerance: float = 0.125) -> Findings:
+def findings(result, controls: list, contributions=None, contribution_controls=None, k: float | None = None, tolerance: float = 0.125) -> Findings:
     """The §3.2 findings of the lens `result` against its random-init `controls`; with the §3.1
     `contributions` result (and its controls') on the same prompts, the knee agreement."""
     if not controls:
         raise ValueError("logit_lens.findings needs at least one control result (the random-init model).")
+    k = control_k(len(controls), k)
     L = len(result.kl)
     kl = kl_curve(result)
     kn, ckn = kl_knee(result), [kl_knee(c) for c in controls]
