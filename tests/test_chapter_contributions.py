@@ -52,6 +52,12 @@ def test_random_init_like_result_is_not_the_paper():
     assert "not evidence of anything learned" in f.text["shape_text"]
 
 
+def test_a_smaller_fall_than_the_controls_is_said_to_be_smaller():
+    trained = fake([30.0, 0.6, 0.6, 0.6, 0.5, 0.5, 0.5, 0.5])  # ratio 0.83, the controls' about 0.7
+    f = ch.findings(trained, CONTROLS)
+    assert f.verdicts["paper_shape"] == SAME_AS_CONTROL and "training made it smaller" in f.text["shape_text"]
+
+
 def test_noise_never_gives_the_paper_verdict():
     for i in range(50):  # every prompt's curve is independent noise: no common shape
         noise = fake(np.full(8, 0.5), noise=0.6, seed=i)

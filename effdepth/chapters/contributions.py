@@ -182,12 +182,18 @@ def findings(result, controls: list, k: float | None = None) -> Findings:
             f"ratio and below the controls' bound {bound:.2f} (their mean minus {k:.2f} spreads)."
         ),
         SAME_AS_CONTROL: (
-            f"The second half does contribute less, but {ctl} shows the same (ratio {_range(c_ratios)}, bound "
+            f"The second half does contribute less, but {ctl} show{'s' if n == 1 else ''} the same (ratio {_range(c_ratios)}, bound "
             f"{bound:.2f}): in a pre-norm model the residual grows with depth even at initialisation, so this "
             "is not evidence of anything learned."
         ),
         NOT_PAPER: "Unlike the paper's Llama, the second half does **not** contribute less here.",
     }[shape]
+    if shape == SAME_AS_CONTROL and ratio > max(c_ratios):
+        shape_text = (
+            f"The second half does contribute less, but less so than in {ctl} (ratio {_range(c_ratios)}): the fall comes "
+            "with the architecture (in a pre-norm model the residual grows with depth even at initialisation), and "
+            "training made it smaller, not larger."
+        )
     neg = [int(l) for l in np.flatnonzero(curve(result, "cos_layer") < 0)]
     c_neg = [int(l) for l in np.flatnonzero(curve(controls[0], "cos_layer") < 0)]
     turn, c_turn = first_positive_cos(result), first_positive_cos(controls[0])
