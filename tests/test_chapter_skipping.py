@@ -138,3 +138,9 @@ def test_fewer_than_three_controls_never_give_the_paper_verdict():
     f = ch.findings(cur, fut, _controls(n=2), [_fut_control(20 + i) for i in range(2)], n_perm=200)
     assert f.verdicts["current_paper_pattern"] == SAME_AS_CONTROL and f.verdicts["paper_pattern"] != PAPER
     assert "fewer than 3 control seeds" in f.text["summary"]
+
+
+def test_combining_the_two_aggregations():
+    assert ch._combine(PAPER, PAPER) == PAPER and ch._combine(PAPER, NOT_PAPER) == ch.MIXED
+    assert ch._combine(PAPER, SAME_AS_CONTROL) == SAME_AS_CONTROL
+    assert ch._combine(SAME_AS_CONTROL, NOT_PAPER) == NOT_PAPER  # shown by one aggregation only, and only as the control

@@ -150,12 +150,14 @@ def saturation(result) -> float:
 
 
 def _combine(a: str, b: str) -> str:
-    """The setting's verdict from the max and the mean aggregation's."""
+    """The setting's verdict from the max and the mean aggregation's: the same when they agree;
+    "mixed" for yes + no; "not distinguishable from the control" for yes + that; "no" when one
+    aggregation does not show the pattern and the other shows it only as the control does."""
     if a == b:
         return a
-    if NOT_PAPER in (a, b) and PAPER in (a, b):
-        return MIXED
-    return SAME_AS_CONTROL if PAPER in (a, b) or SAME_AS_CONTROL in (a, b) else NOT_PAPER
+    if PAPER in (a, b):
+        return MIXED if NOT_PAPER in (a, b) else SAME_AS_CONTROL
+    return NOT_PAPER
 
 
 def _fmt(x: float, nd: int = 2) -> str:
