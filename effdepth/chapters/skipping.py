@@ -14,7 +14,8 @@ states the same):
   and tests first − second half against a permutation null of the same matrix (one-sided, α = 0.05).
   The trained model *shows* the pattern when that test says "second half less". It *differs from the
   control* when its ratio second/first lies below `stats.control_bound(control ratios, "less")`:
-  below every control seed and below their mean by more than K_SPREAD spreads, the spread combining
+  below every control seed and below their mean by more than `chapters.control_k(n)` spreads (the
+  97.5 % prediction bound for one more seed: 4.97 for 3 seeds), the spread combining
   the sd across control seeds and the trained ratio's own standard error (a bootstrap over prompts);
   with fewer than MIN_CONTROLS (3) control seeds nothing differs (the seeds' spread is not estimated). `paper_pattern` per setting and aggregation (max = the paper's, mean) is
   `chapters.paper_verdict(shows, differs)`; the setting's verdict is "yes" only when both
@@ -35,9 +36,8 @@ from types import SimpleNamespace
 import numpy as np
 
 from .. import stats
-from . import NOT_PAPER, PAPER, SAME_AS_CONTROL, Findings, paper_verdict
+from . import NOT_PAPER, PAPER, SAME_AS_CONTROL, Findings, control_k, paper_verdict
 
-K_SPREAD = 2.0  # control bound: beyond every control seed and their mean by K_SPREAD sd
 MIN_CONTROLS = 3  # fewer control seeds do not estimate the seeds' spread: no finding is then the paper's
 ALPHA = 0.05
 OUTPUT_LESS = 0.8  # late layers' future/current output ratio must be below this share of the early layers'
@@ -203,8 +203,8 @@ def _setting_findings(name: str, res, controls: list, k: int | None, n_perm: int
         if len(controls) >= MIN_CONTROLS and np.isfinite(ctrl).any():
             se = _prompt_boot(res, lambda M: _ratio(*_scores_next_k(M, h["k"])[::-1]), agg, seed)
             spread = _spread(ctrl, se)
-            bound = stats.control_bound(ctrl, "less", k=K_SPREAD, spread=spread)
-            differs = stats.differs_from_control(h["ratio"], ctrl, "less", k=K_SPREAD, spread=spread)
+            bound = stats.control_bound(ctrl, "less", k=control_k(len(ctrl)), spread=spread)
+            differs = stats.differs_from_control(h["ratio"], ctrl, "less", k=control_k(len(ctrl)), spread=spread)
         else:
             bound, differs = float("nan"), False
         v = paper_verdict(shows, differs)
@@ -283,7 +283,7 @@ def _output_findings(cur, fut, cur_c: list, fut_c: list) -> Findings:
         r = output_ratio(cur, fut, agg)
         ctrl = [output_ratio(c, g, agg) for c, g in zip(cur_c, fut_c)]
         shows = np.isfinite(r) and r < OUTPUT_LESS
-        differs = len(ctrl) >= MIN_CONTROLS and np.isfinite(ctrl).any() and stats.differs_from_control(r, ctrl, "less", k=K_SPREAD, spread=_spread(ctrl, _output_ratio_se(cur, fut, agg)))
+        differs = len(ctrl) >= MIN_CONTROLS and np.isfinite(ctrl).any() and stats.differs_from_control(r, ctrl, "less", k=control_k(len(ctrl)), spread=_spread(ctrl, _output_ratio_se(cur, fut, agg)))
         per_agg[agg] = paper_verdict(bool(shows), bool(differs))
         c1, c2 = output_halves(cur, False, agg)
         f1, f2 = output_halves(fut, True, agg)
