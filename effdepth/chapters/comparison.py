@@ -20,7 +20,8 @@ Rules (book/methods/comparison-rules.md states the same):
   0 when both fit equally (e.g. all knees equal in both senses).
 - `stretching` (per knee kind): the trained models show the paper's picture when stretch > 0; it is
   the paper's ("yes") only when stretch also exceeds `stats.control_bound(control stretches,
-  "greater")` (beyond every control seed's stretch and their mean by 2 sd): an untrained stack of
+  "greater")` (beyond every control seed's stretch and their mean by `chapters.control_k` sd, the
+  97.5 % prediction bound for one more seed): an untrained stack of
   these depths can put its knees at a fixed relative depth too. "not distinguishable from the
   control" when stretch > 0 but not beyond; "no" when stretch ≤ 0; "not measured" with fewer than two
   models of at least `MIN_LAYERS` layers.
@@ -32,12 +33,11 @@ import numpy as np
 import pandas as pd
 
 from .. import stats
-from . import NOT_PAPER, Findings, paper_verdict
+from . import NOT_PAPER, Findings, control_k, paper_verdict
 from . import contributions as contrib_chapter
 from . import logit_lens as lens_chapter
 
 MIN_LAYERS = {"kl": 4, "contribution": 5}
-K_SPREAD = 2.0
 
 
 def stretch(knees_abs, layers) -> float:
@@ -74,9 +74,9 @@ def stretching(kind: str, results: list, controls: list[list], layers: list[int]
         xj = [_knees(kind, controls[i][j]) for i in use]
         cx.append(xj)
         cs.append(stretch([xi * L for xi, L in zip(xj, Ls)], Ls))
-    differs = bool(cs) and stats.differs_from_control(s, cs, "greater", k=K_SPREAD)
+    differs = bool(cs) and stats.differs_from_control(s, cs, "greater", k=control_k(len(cs)))
     verdict = paper_verdict(bool(s > 0), differs) if cs else ("not checked against a control" if s > 0 else NOT_PAPER)
-    return {**out, "knee_depths": x, "stretch": s, "control_knee_depths": cx, "control_stretch": cs, "control_bound": stats.control_bound(cs, "greater", k=K_SPREAD) if cs else float("nan"), "verdict": verdict}
+    return {**out, "knee_depths": x, "stretch": s, "control_knee_depths": cx, "control_stretch": cs, "control_bound": stats.control_bound(cs, "greater", k=control_k(len(cs))) if cs else float("nan"), "verdict": verdict}
 
 
 def per_model(name: str, L: int, contrib, contrib_controls, lens, lens_controls) -> dict:

@@ -24,7 +24,8 @@ Verdict rules (book/methods/linear_maps-rules.md states the same):
 - `diagonal`: "yes" when the reading is "equal relative depth" and the best matches move forward
   in at least `MONOTONE` (75 %) of consecutive steps in both readings; else "no".
 - `vs_control`: "differs" when `offset` is below `stats.control_bound(control offsets, "less")`
-  (below every control and below their mean by more than 2 sd across control seeds); "the control
+  (below every control and below their mean by `chapters.control_k` sd across control seeds, the 97.5 %
+  prediction bound for one more seed: 4.97 sd for 3 seeds); "the control
   shows the same" when the controls' mean offset is at most the trained one; "not distinguishable
   from the control" otherwise.
 - `paper_pattern` (the paper's Fig 8 finding): "yes" only when `diagonal` is "yes" and `vs_control` is
@@ -41,11 +42,10 @@ from __future__ import annotations
 import numpy as np
 
 from .. import stats
-from . import NOT_PAPER, PAPER, SAME_AS_CONTROL, Findings, paper_verdict
+from . import NOT_PAPER, PAPER, SAME_AS_CONTROL, Findings, control_k, paper_verdict
 
 MONOTONE = 0.75  # share of forward steps for a best-match path to count as a diagonal
 IDENTITY_TOL = 1e-3  # the identity map is affine: its error must vanish up to round-off
-K_SPREAD = 2.0  # control bound: mean ± K_SPREAD · sd across control seeds (and beyond every control)
 
 
 def _err(result) -> np.ndarray:
@@ -124,7 +124,7 @@ def vs_control(value: float, control_values, direction: str) -> str:
     c = np.asarray([v for v in control_values if np.isfinite(v)], dtype=float)
     if not len(c):
         return "no control"
-    if stats.differs_from_control(value, c, direction, k=K_SPREAD):
+    if stats.differs_from_control(value, c, direction, k=control_k(len(c))):
         return "differs"
     better = value < c.mean() if direction == "less" else value > c.mean()
     return "not distinguishable from the control" if better else "the control shows the same"
@@ -151,9 +151,9 @@ def findings(result, controls=(), identity=None) -> Findings:
         nums.update(
             control_offsets=c_off,
             control_offset_mean=float(np.mean(c_off)),
-            control_offset_bound=stats.control_bound(c_off, "less", k=K_SPREAD),
+            control_offset_bound=stats.control_bound(c_off, "less", k=control_k(len(c_off))),
             control_row_contrasts=c_con,
-            control_row_contrast_bound=stats.control_bound(c_con, "greater", k=K_SPREAD),
+            control_row_contrast_bound=stats.control_bound(c_con, "greater", k=control_k(len(c_con))),
             control_mean_error=float(np.mean([c["mean_error"] for c in cds])),
             control_diag_error=float(np.mean([c["diag_error"] for c in cds])),
             control_diagonals=[diagonal(c) for c in cds],
@@ -192,7 +192,7 @@ def findings(result, controls=(), identity=None) -> Findings:
             f"Mean distance from the diagonal, in relative depth (0 = every best match exactly on it): trained "
             f"**{d['offset']:.3f}**, random-target controls {', '.join(f'{x:.3f}' for x in c_off)} "
             f"({len(cds)} seed{'s' if len(cds) > 1 else ''}); to differ from the controls the trained value must lie "
-            f"below {nums['control_offset_bound']:.3f} (below every control and below their mean by {K_SPREAD:g} sd"
+            f"below {nums['control_offset_bound']:.3f} (below every control and below their mean by {control_k(len(cds)):.2f} sd across seeds, a 97.5 % prediction bound for one more seed"
             + (", which one seed cannot give: the bound is that control's value" if len(cds) == 1 else "")
             + f"): **{verdicts['vs_control']}**. Within a source row the error varies by {d['row_contrast']:.3f} for the "
             f"trained target and {', '.join(f'{x:.3f}' for x in c_con)} for the controls: "

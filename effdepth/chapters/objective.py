@@ -14,7 +14,8 @@ the same):
   that differ only in the objective have the same untrained model (same seed, same architecture), so
   their control difference is 0 by construction; for MoEUT vs Transformer the control difference is
   measured per seed. The trained mean difference must exceed `stats.control_bound(control
-  differences, "greater")` (beyond every control difference and their mean by 2 sd). For an
+  differences, "greater")` (beyond every control difference and their mean by `chapters.control_k`
+  sd, the 97.5 % prediction bound for one more seed). For an
   accuracy, the expected-better models must also beat guessing: their mean accuracy above the
   larger of the most-frequent-answer baseline and the untrained models' accuracy, by more than one
   problem.
@@ -42,12 +43,11 @@ import numpy as np
 import pandas as pd
 
 from .. import stats
-from . import PAPER, SAME_AS_CONTROL, Findings
+from . import PAPER, SAME_AS_CONTROL, Findings, control_k
 
 MIN_SEEDS = 5  # the fewest seeds for which all agreeing gives a sign-test p below 0.05 (1/32)
 ALPHA = 0.05
 LEARNED_MARGIN = 0.15
-K_SPREAD = 2.0
 CHANCE = stats.CHANCE
 OPPOSITE = "opposite"
 SEED_NOISE = "not distinguishable from seed-to-seed variation"
@@ -106,7 +106,7 @@ def statement(what: str, diffs, control_diffs=None, tol: float = 0.0, floor: dic
     c = np.zeros(max(len(d), 1)) if control_diffs is None else np.asarray(control_diffs, dtype=float)
     c = c[np.isfinite(c)]
     mean = float(d.mean()) if len(d) else float("nan")
-    beyond = bool(len(c)) and stats.differs_from_control(mean, c, "greater", k=K_SPREAD)
+    beyond = bool(len(c)) and stats.differs_from_control(mean, c, "greater", k=control_k(len(c)))
     if floor is not None:
         beyond = beyond and bool(np.isfinite(floor["value"]) and floor["value"] > floor["bound"] + tol)
     if dv["verdict"] == stats.CONSISTENT:
@@ -123,7 +123,7 @@ def statement(what: str, diffs, control_diffs=None, tol: float = 0.0, floor: dic
         "p": dv["p"],
         "direction": dv["verdict"],
         "mean": mean,
-        "control_bound": stats.control_bound(c, "greater", k=K_SPREAD) if len(c) else float("nan"),
+        "control_bound": stats.control_bound(c, "greater", k=control_k(len(c))) if len(c) else float("nan"),
         "control": "0 by construction" if control_diffs is None else ", ".join(f"{x:+.2f}" for x in c),
         "beyond_control": beyond,
         "verdict": verdict,
