@@ -1,12 +1,17 @@
-"""§3.3 depth score: do harder problems use deeper layers? (SPEC §4c)
+"""§3.3 depth score: do harder problems use deeper layers? (SPEC §4c, §9)
 
 For every example, the future-setting skip test (SPEC §2, `effdepth.skipping`) with split points
-chosen from the answer:
+chosen from the answer. A split point t is the index of an answer token: the positions [1, t − 1)
+are intervened on and the positions from t − 1 on are measured, so the first measured position is
+the one that *predicts* token t (SPEC §9). (The authors' code measures from t itself; for a
+one-token answer that position predicts the token after the answer and the answer-predicting
+position is intervened, so it measures nothing about answering.)
 
-- split='answer' (multi-hop QA, short answers): one split point at the answer start — the whole
-  question is intervened on, the answer is measured;
-- split='solution' (worked solutions: MATH, GSM8K): up to 4 split points inside the solution at
-  offsets 0, 4, 8, … from its start;
+- split='answer' (multi-hop QA, short answers): one split point at the first answer token a0 — the
+  question up to a0 − 1 is intervened on, the answer-predicting positions are measured;
+- split='solution' (worked solutions: MATH, GSM8K): offsets range(0, n_answer − 4, 4) from a0,
+  shuffled with the recorded seed, up to 4 kept (as the authors' code; an answer of 4 tokens or
+  fewer has none);
 - split='auto': 'solution' for examples whose `meta['dataset']` is 'math' or 'gsm8k', else 'answer'.
 
 E[s, l] = max over split points and measured positions of the relative change of layer l when
@@ -17,17 +22,20 @@ aggregated over examples with the max (the paper's figure) and the mean. Then
     D   = Σ_s s · w_s / Σ_s w_s                  (depth score, 0-indexed; w = e or w = o)
 
 Beyond the paper: a depth score per example, a bootstrap 95 % interval per level (for the paper's
-max-aggregated score and for the mean of the per-example scores), and a trend test across levels
-(Spearman's ρ between level and per-example score, with a level-stratified bootstrap interval), so
-that "flat" or "rising" is a statistical statement. Teacher-forced greedy accuracy per level is
-recorded beside it, and the score is recomputed on correctly answered examples only.
+max-aggregated score and for the mean of the per-example scores) and Spearman's ρ between level and
+per-example score (with a level-stratified bootstrap interval). Verdicts (flat, rising, …) are not
+made here: `effdepth.chapters.complexity` makes them, against the random-init control.
+Teacher-forced greedy accuracy per level is recorded beside it, and the score is recomputed on
+correctly answered examples only.
 
 The pure pieces (`layer_importance`, `depth_from_weights`, `depth_scores`, `bootstrap_levels`,
-`trend_test`) take arrays and need no model.
+`trend_test`, `example_splits`, `skip_positions`) take arrays and need no model.
 """
 
 from __future__ import annotations
 
+import warnings
+import zlib
 from collections import defaultdict
 
 import numpy as np
@@ -125,20 +133,6 @@ def trend_test(levels: np.ndarray, scores: np.ndarray, n_boot: int = 1000, seed:
     return out
 
 
-def trend_verdict(trend: dict, alpha: float = 0.05) -> str:
-    """'rising' / 'falling' when the bootstrap interval of ρ excludes 0 on that side **and** scipy's
-    p < alpha (the percentile bootstrap alone is optimistic with few examples per level); 'flat'
-    otherwise (no trend distinguishable from none); 'undetermined' without a finite ρ."""
-    lo, hi, p = trend.get("lo", np.nan), trend.get("hi", np.nan), trend.get("p", np.nan)
-    if not (np.isfinite(lo) and np.isfinite(hi) and np.isfinite(p)):
-        return "undetermined"
-    if lo > 0 and p < alpha:
-        return "rising"
-    if hi < 0 and p < alpha:
-        return "falling"
-    return "flat"
-
-
 # -- the measurement ---------------------------------------------------------------------------
 
 
@@ -154,7 +148,8 @@ class DepthScore(Result):
     scores of the correctly answered examples only `depth_layer_correct`, `depth_output_correct`
     (NaN where none) and `n_correct`.
     Per example (index i): `example_level`, `example_correct`, `example_E` [N, L, L], `example_o`
-    [N, L], `example_depth_layer`, `example_depth_output`, `example_splits` [N, 4] (-1 = none).
+    [N, L], `example_depth_layer`, `example_depth_output`, `example_splits` [N, n_splits] (answer-token
+    indices t, measured from t − 1; -1 = none).
     Trend across levels, [ρ, p, lo, hi]: `trend_layer`, `trend_output` (per-example scores) and
     `trend_layer_correct`, `trend_output_correct` (correct examples only).
     """
@@ -200,11 +195,11 @@ class DepthScore(Result):
         )
 
     def trend(self, which: str = "layer", correct_only: bool = False) -> dict:
-        """{'rho', 'p', 'lo', 'hi', 'verdict'} of the trend test for the 'layer' or 'output' score."""
+        """{'rho', 'p', 'lo', 'hi'}: Spearman's ρ between level and the per-example 'layer' or
+        'output' score, scipy's p and the bootstrap 95 % interval (numbers only: the chapter module
+        `effdepth.chapters.complexity` says what they mean)."""
         arr = self.arrays[f"trend_{which}" + ("_correct" if correct_only else "")]
-        out = dict(zip(("rho", "p", "lo", "hi"), (float(x) for x in arr)))
-        out["verdict"] = trend_verdict(out)
-        return out
+        return dict(zip(("rho", "p", "lo", "hi"), (float(x) for x in arr)))
 
 
 def split_mode_of(example, split: str) -> str:
@@ -215,12 +210,27 @@ def split_mode_of(example, split: str) -> str:
     return "solution" if str(example.meta.get("dataset", "")).lower() in SOLUTION_DATASETS else "answer"
 
 
-def example_splits(T: int, answer_start: int, mode: str, n_splits: int = 4, step: int = 4) -> list[int]:
-    """Split points of one example: [answer_start] ('answer'), or up to `n_splits` points at
-    answer_start + 0, step, 2·step, … that leave at least one measured position ('solution')."""
+def example_splits(T: int, answer_start: int, mode: str, n_splits: int = 4, step: int = 4, seed: int = 0, key: str = "") -> list[int]:
+    """Split points of one example (SPEC §4c, §9), as answer-token indices t, sorted.
+
+    'answer': [a0]. 'solution': a0 + offsets, the offsets range(0, n_answer − 4, step) shuffled by a
+    generator seeded with (seed, key) — key names the example, e.g. its text — and the first
+    `n_splits` kept (the authors' code). A split point needs something to intervene on before the
+    position that predicts it (t − 1 > 1), so t < 3 is dropped; so is t ≥ T.
+    """
     if mode == "answer":
-        return [answer_start] if answer_start < T else []
-    return [t for t in range(answer_start, T, step)][:n_splits]
+        points = [answer_start]
+    else:
+        offsets = list(range(0, T - answer_start - 4, step))
+        rng = np.random.default_rng([int(seed), zlib.crc32(key.encode())])
+        points = [answer_start + int(x) for x in rng.permutation(offsets)[:n_splits]] if offsets else []
+    return sorted(t for t in points if 3 <= t < T)
+
+
+def skip_positions(T: int, t: int) -> tuple[range, range]:
+    """(intervened, measured) positions of split point t: [1, t − 1) and [t − 1, T). The first
+    measured position, t − 1, is the one whose prediction is token t."""
+    return range(1, t - 1), range(t - 1, T)
 
 
 def _group(examples_by_level) -> dict:
@@ -285,7 +295,8 @@ def depth_score(
 
     examples_by_level: {level: [Example]} or a list of `Example`s with `.level` set. split:
     'answer', 'solution' or 'auto' (see the module docstring); n_splits / split_step: the
-    'solution' split points. n_boot, seed: the bootstrap. method, batch_size: as `skip_effects`.
+    'solution' split points. seed: the shuffle of the 'solution' split points and the bootstrap;
+    n_boot: bootstrap replicates. method, batch_size: as `skip_effects`.
     chunk_size: examples per cache entry (a run that dies resumes per chunk).
     """
     from .erasure import encode_example
@@ -298,9 +309,12 @@ def depth_score(
         for j, ex in enumerate(exs):
             mode = split_mode_of(ex, split)
             ids, a0 = encode_example(model, ex.prompt, ex.answer, index=f"Example {j} of level {lv!r}")
-            items.append((lv, ex.prompt, ex.answer, mode, example_splits(len(ids), a0, mode, n_splits, split_step)))
-    if not any(it[4] for it in items):
-        raise ValueError("No example has a position to measure after its split point.")
+            items.append((lv, ex.prompt, ex.answer, mode, example_splits(len(ids), a0, mode, n_splits, split_step, seed=seed, key=ex.prompt + ex.answer)))
+    none = [it for it in items if not it[4]]
+    if len(none) == len(items):
+        raise ValueError("No example has a split point: 'answer' needs a prompt of at least 3 tokens, 'solution' an answer of more than 4 tokens.")
+    if none:
+        warnings.warn(f"{len(none)} of {len(items)} example(s) have no split point (prompt under 3 tokens, or a worked solution of 4 tokens or fewer) and are left out.", stacklevel=2)
     L = model.n_layers
 
     def per_item(chunk):
@@ -320,7 +334,7 @@ def depth_score(
             splits = it[4]
             if not splits:
                 continue
-            r = prompt_effects(model, ids, "future", splits, method, batch_size=batch_size)
+            r = prompt_effects(model, ids, "future", [skip_positions(len(ids), t)[1].start for t in splits], method, batch_size=batch_size)
             out["valid"][i] = 1
             out["E"][i], out["o"][i], out["mean_E"][i], out["mean_o"][i] = r["max_layer"], r["max_output"], r["mean_layer"], r["mean_output"]
         return out
@@ -336,7 +350,9 @@ def depth_score(
         per_example = [{k: v[i] for k, v in flat.items()} for i in range(len(flat["valid"]))]
         return summarize([it for c in chunks for it in c], per_example, L, n_splits, n_boot, seed)
 
-    params = {"split": split, "n_splits": n_splits, "split_step": split_step, "n_boot": n_boot, "seed": seed, "method": method}
+    # 'measure_from' names the position convention (SPEC §9) so results of the old one (measured
+    # from t) are never read back from the cache as this one.
+    params = {"split": split, "n_splits": n_splits, "split_step": split_step, "n_boot": n_boot, "seed": seed, "method": method, "measure_from": "t-1"}
     return measure(
         DepthScore,
         model,
@@ -468,3 +484,34 @@ def difficulty_datasets(model_spec: str, n_per_level: int = 20, seed: int = 0, s
             notes.append(f"{name} is not available here ({err}) The generated set '{stand_in}' is used in its place.")
             sets[stand_in] = generated[stand_in]()
     return sets, notes
+
+
+def fig6_examples(model_spec: str, sets: dict, n_reference: int = 10, seed: int = 0) -> tuple[dict, list[str], str]:
+    """The two Fig 6 examples, the reference prompts of the erasing vectors, and a phrase naming them.
+
+    For the project's own models: a 5-operation arithmetic question and a two-hop question from their
+    own distribution, and `n_reference` prompts of that distribution; for pretrained models: the
+    paper's two prompts, and `n_reference` examples drawn (seeded) from the chapter's difficulty sets.
+    Returns ({name: (prompt, answer)}, reference prompts, description).
+    """
+    from .data import is_offline_model, load_prompts
+
+    if is_offline_model(model_spec):
+        from .data.arithmetic import graded_examples
+        from .data.multihop import multihop_examples
+
+        arith = graded_examples(levels=(5,), n_per_level=1, split="test", seed=seed)[0]
+        twohop = multihop_examples(hops=(2,), n_per_hops=1, seed=seed)[0]
+        reference = load_prompts("auto", n_reference, seed, model_spec=model_spec)
+        return (
+            {"Arithmetic": (arith.prompt, arith.answer), "Two-hop question": (twohop.prompt, twohop.answer)},
+            reference,
+            f"{len(reference)} prompts of the model's own distribution (seed {seed})",
+        )
+    pool = [ex.text for s in sets.values() for exs in s["examples"].values() for ex in exs]
+    reference = [pool[i] for i in np.random.default_rng(seed).permutation(len(pool))[:n_reference]]
+    return (
+        {"Arithmetic": ("5 + 7 + 5 + 3 + 1 + 7 = ", "28"), "Two-hop question": ("The spouse of the performer of Imagine is", " Yoko Ono")},
+        reference,
+        f"{len(reference)} examples drawn (seed {seed}) from the chapter's difficulty sets",
+    )

@@ -917,21 +917,9 @@ def linear_maps(
 
 
 # ----------------------------------------------------------------------------------------------
-# Controls and data
+# Data and model pairs (the random-init control is effdepth.controls.control_of; the chapter's
+# reasoning is effdepth.chapters.linear_maps)
 # ----------------------------------------------------------------------------------------------
-
-
-def random_init(model, seed: int = 0):
-    """An untrained model of `model`'s architecture (same config, random init from `seed`), same tokenizer."""
-    from transformers import AutoModelForCausalLM
-
-    from .models import wrap_module
-
-    torch.manual_seed(seed)
-    hf = AutoModelForCausalLM.from_config(model.hf.config, dtype=model.dtype, trust_remote_code=False).to(model.device)
-    name = os.path.basename(model.spec.rstrip("/")) if os.path.isdir(os.path.expanduser(model.spec)) else model.spec
-    wrapped = wrap_module(hf, model.tokenizer, spec=f"random-init({name}, seed {seed})")
-    return wrapped
 
 
 def resolve_dataset(model_spec: str, dataset: str = "auto") -> str:
@@ -993,58 +981,3 @@ def resolve_pair(model: str, src_model: str | None = None, tgt_model: str | None
         "`src_model` and `tgt_model` set, e.g. `effdepth run --model Qwen/Qwen2.5-14B --chapters linear_maps "
         "--set src_model=Qwen/Qwen2.5-1.5B --set tgt_model=Qwen/Qwen2.5-14B`. Nothing is shown for this run."
     )
-
-
-def summarize(result: LinearMaps, random: LinearMaps | None = None, identity: LinearMaps | None = None) -> dict:
-    """The numbers the chapter's prose is written from (layers 1 … L on both axes, as in Fig 8)."""
-    err = np.asarray(result.relative_error)
-    L1, L2 = err.shape[0] - 1, err.shape[1] - 1
-    bm = result.best_match()
-    m = bm.index.to_numpy()
-    best = bm["best_tgt_layer"].to_numpy()
-    stretch = m * L2 / L1
-    out = {
-        "L1": L1,
-        "L2": L2,
-        "mean_error": float(err[1:, 1:].mean()),
-        "diag_error": float(result.diagonal_error()[1:].mean()),
-        "best_error": float(bm["relative_error"].mean()),
-        "best": dict(zip(m.tolist(), best.tolist())),
-        "depth_offset": float(np.abs(bm["best_tgt_depth"] - bm["src_depth"]).mean()),
-        "dist_stretch": float(np.abs(best - stretch).mean()),  # |n* − m·L2/L1|: the deep model stretches
-        "dist_same": float(np.abs(best - m).mean()),  # |n* − m|: the same layers first, new ones after
-        "monotone": float(np.mean(np.diff(best) >= 0)) if len(best) > 1 else 1.0,
-        "last_best": int(best[-1]),
-        "last_best_depth": float(best[-1] / L2),
-        "lam_rel_median": float(np.median(result.arrays["lam_rel"])) if "lam_rel" in result.arrays else float("nan"),
-        "tokens": result.tokens,
-    }
-    bs = result.best_source()
-    n_idx = bs.index.to_numpy()
-    src_best = bs["best_src_layer"].to_numpy()
-    out["best_src"] = dict(zip(n_idx.tolist(), src_best.tolist()))
-    out["col_dist_stretch"] = float(np.abs(src_best - n_idx * L1 / L2).mean())  # m* ≈ n·L1/L2 if stretched
-    out["col_dist_same"] = float(np.abs(src_best - np.minimum(n_idx, L1)).mean())  # m* = min(n, L1) if "same, then new"
-    out["col_monotone"] = float(np.mean(np.diff(src_best) >= 0)) if len(src_best) > 1 else 1.0
-    col_best = err[1:, 1:].min(0)  # for each deep layer n ≥ 1: its best error from any shallow layer
-    hard = np.argsort(-col_best)[:3] + 1
-    out["tgt_best_error"] = dict(zip(range(1, L2 + 1), col_best.round(4).tolist()))
-    out["hardest_tgts"] = [int(n) for n in hard]
-    out["hardest_tgt_errors"] = [float(col_best[n - 1]) for n in hard]
-    out["hardest_tgt_depths"] = [float(n / L2) for n in hard]
-    rows = np.arange(1, L1 + 1)
-    out["row_contrast"] = float(np.mean([err[r, 1:].max() - err[r, 1:].min() for r in rows]))
-    if random is not None:
-        rerr = np.asarray(random.relative_error)
-        rbm = random.best_match()
-        out["random_mean_error"] = float(rerr[1:, 1:].mean())
-        out["random_diag_error"] = float(random.diagonal_error()[1:].mean())
-        out["random_depth_offset"] = float(np.abs(rbm["best_tgt_depth"] - rbm["src_depth"]).mean())
-        out["random_row_contrast"] = float(np.mean([rerr[r, 1:].max() - rerr[r, 1:].min() for r in range(1, rerr.shape[0])]))
-    if identity is not None:
-        ierr = np.asarray(identity.relative_error)
-        k = min(ierr.shape)
-        out["identity_diag_max"] = float(np.max(np.diag(ierr)[:k]))
-        off = ierr[~np.eye(*ierr.shape, dtype=bool)]
-        out["identity_offdiag_mean"] = float(off.mean()) if off.size else float("nan")
-    return out

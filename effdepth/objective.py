@@ -745,45 +745,87 @@ def erasure_depth(result, rel: float = 0.5) -> float:
     return float((w * last).sum() / (L * w.sum()))
 
 
-def depth_use(grid: Grid, n_examples: int = 16, n_erasure: int = 4, device: str = "cpu", progress: bool = True) -> pd.DataFrame:
-    """Depth use of every grid model: the depth score (SPEC §4c, skip test with the split point at
-    the answer start, max-aggregated over ``n_examples`` interpolation problems taken evenly from the
-    multi-step modules) from the layer and the logit effect, both as a fraction of the depth
-    (D / (L − 1)), and the erasure depth (:func:`erasure_depth`) averaged over up to ``n_erasure``
-    problems the model answers correctly (each erased with its own counterfactual).
-    One row per (arch, objective, seed)."""
-    from tqdm.auto import tqdm
+def depth_examples(spec: GridSpec, n_examples: int) -> list[Example]:
+    """The depth score's problems: ``n_examples`` interpolation problems taken evenly from the multi-step modules."""
+    sets = eval_sets(spec)
+    return spread([e for e in sets["interpolate"] if e.meta["module"] in MULTI_STEP] or sets["interpolate"], n_examples)
 
+
+def measure_depth(model, exs: list[Example], sets: dict, usable: dict, n_erasure: int) -> dict:
+    """One model's depth use: depth score (layer, logit effect) over ``exs`` as a fraction of the
+    depth (D / (L − 1)), and the erasure depth averaged over the first ``n_erasure`` problems with
+    ``usable[split][i]`` true (interpolation first), each erased with a counterfactual of its module."""
     from .depth import depth_score
 
+    L = model.n_layers
+    ds = depth_score(model, {"interpolate": exs}, split="answer", n_boot=200)
+    depths = []
+    for split in ("interpolate", "extrapolate"):
+        for i in np.flatnonzero(usable[split]):
+            if len(depths) >= n_erasure:
+                break
+            ex = sets[split][i]
+            cf = next((o for o in sets[split] if o.meta["module"] == ex.meta["module"] and o.answer != ex.answer), None)
+            if cf is not None:
+                depths.append(erasure_depth(erasure(model, ex, cf)))
+    return {
+        "depth_layer": float(ds.depth_layer[0]) / max(L - 1, 1),
+        "depth_output": float(ds.depth_output[0]) / max(L - 1, 1),
+        "erasure_depth": float(np.nanmean(depths)) if depths else float("nan"),
+        "n_erasure": len(depths),
+    }
+
+
+def depth_use(grid: Grid, n_examples: int = 16, n_erasure: int = 4, device: str = "cpu", progress: bool = True) -> pd.DataFrame:
+    """Depth use of every grid model (`measure_depth`): the depth score (SPEC §4c, skip test with the
+    split point at the answer start, max-aggregated over ``n_examples`` interpolation problems taken
+    evenly from the multi-step modules) and the erasure depth (:func:`erasure_depth`) averaged over up
+    to ``n_erasure`` problems the model answers correctly. One row per (arch, objective, seed)."""
+    from tqdm.auto import tqdm
+
     sets = eval_sets(grid.spec)
-    exs = spread([e for e in sets["interpolate"] if e.meta["module"] in MULTI_STEP] or sets["interpolate"], n_examples)
+    exs = depth_examples(grid.spec, n_examples)
     rows = []
     for key in tqdm(sorted(grid.folders), desc="depth use", disable=not progress):
-        model = grid.load(*key, device=device)
-        L = model.n_layers
-        ds = depth_score(model, {"interpolate": exs}, split="answer", n_boot=200)
-        depths = []
-        for split in ("interpolate", "extrapolate"):
-            ok = grid.report(*key)["correct"][split]
-            for i in np.flatnonzero(ok):
-                if len(depths) >= n_erasure:
-                    break
-                ex = sets[split][i]
-                cf = next((o for o in sets[split] if o.meta["module"] == ex.meta["module"] and o.answer != ex.answer), None)
-                if cf is not None:
-                    depths.append(erasure_depth(erasure(model, ex, cf)))
-        rows.append(
-            {
-                "arch": key[0],
-                "objective": key[1],
-                "seed": key[2],
-                "depth_layer": float(ds.depth_layer[0]) / max(L - 1, 1),
-                "depth_output": float(ds.depth_output[0]) / max(L - 1, 1),
-                "erasure_depth": float(np.nanmean(depths)) if depths else float("nan"),
-                "n_erasure": len(depths),
-            }
-        )
+        ok = grid.report(*key)["correct"]
+        rows.append({"arch": key[0], "objective": key[1], "seed": key[2], **measure_depth(grid.load(*key, device=device), exs, sets, ok, n_erasure)})
+    return pd.DataFrame(rows)
+
+
+def control_models(grid: Grid, device: str = "cpu") -> dict:
+    """{(arch, seed): the random-init control} (`effdepth.controls.control_of` with the grid seed):
+    both objectives of a seed start from this same untrained model, so there is one per (arch, seed)."""
+    from .controls import control_of
+
+    out = {}
+    for arch, obj, seed in sorted(grid.folders):
+        if (arch, seed) not in out:
+            out[(arch, seed)] = control_of(grid.load(arch, obj, seed, device=device), seed=seed)
+    return out
+
+
+def control_depth_use(grid: Grid, n_examples: int = 16, n_erasure: int = 4, device: str = "cpu", progress: bool = True) -> pd.DataFrame:
+    """Depth use of the random-init controls, one row per (arch, seed): the depth score on the same
+    problems as `depth_use`; the erasure depth on the first ``n_erasure`` problems that have a
+    counterfactual (an untrained model answers none correctly, so correctness cannot select them)."""
+    from tqdm.auto import tqdm
+
+    sets = eval_sets(grid.spec)
+    exs = depth_examples(grid.spec, n_examples)
+    every = {s: np.ones(len(sets[s]), bool) for s in SPLITS}
+    rows = []
+    for (arch, seed), model in tqdm(control_models(grid, device).items(), desc="control depth use", disable=not progress):
+        rows.append({"arch": arch, "seed": seed, **measure_depth(model, exs, sets, every, n_erasure)})
+    return pd.DataFrame(rows)
+
+
+def control_accuracy(grid: Grid, device: str = "cpu") -> pd.DataFrame:
+    """Exact-match accuracy of the random-init controls, one row per (arch, seed, split, module)."""
+    sets = eval_sets(grid.spec)
+    rows = []
+    for (arch, seed), model in control_models(grid, device).items():
+        for split, accs in accuracy(model.hf, sets)["accuracy"].items():
+            rows += [{"arch": arch, "seed": seed, "split": split, "module": m, "accuracy": a} for m, a in accs.items()]
     return pd.DataFrame(rows)
 
 
@@ -799,12 +841,6 @@ def spread(examples: list[Example], n: int) -> list[Example]:
     return out[:n]
 
 
-def mean_spread(frame: pd.DataFrame, value: str, by=("arch", "objective")) -> pd.DataFrame:
-    """Mean, sample sd, min and max of ``value`` over seeds, per ``by`` group."""
-    g = frame.groupby(list(by), sort=False)[value]
-    return g.agg(mean="mean", sd=lambda x: float(np.std(x, ddof=1)) if len(x) > 1 else float("nan"), lo="min", hi="max", n="count").reset_index()
-
-
 def load_folder(folder: Path, label: str, device: str = "cpu", dtype="float32"):
     """A grid/fine-tuning folder as an effdepth `Model` labelled ``label``."""
     from . import moeut  # noqa: F401
@@ -816,7 +852,7 @@ def load_folder(folder: Path, label: str, device: str = "cpu", dtype="float32"):
 
 
 # ------------------------------------------------------------------------------------------------
-# Presets, baselines and verdicts
+# Presets and baselines (the chapter's verdicts: effdepth.chapters.objective)
 # ------------------------------------------------------------------------------------------------
 
 PRESETS = {
@@ -872,40 +908,3 @@ def baseline_accuracy(spec: GridSpec) -> dict:
         out[split]["all"] = float(np.mean([e.answer.strip() == top for e in exs]))
     out["answer"] = top
     return out
-
-
-def paired_differences(frame: pd.DataFrame, value: str, factor: str, hi: str, lo: str, where: dict) -> np.ndarray:
-    """Per-seed differences value[factor=hi] − value[factor=lo] among the rows matching ``where``
-    (seeds pair the runs: same initialisation and data order)."""
-    f = frame
-    for k, v in where.items():
-        f = f[f[k] == v]
-    a = f[f[factor] == hi].set_index("seed")[value]
-    b = f[f[factor] == lo].set_index("seed")[value]
-    seeds = sorted(set(a.index) & set(b.index))
-    return np.array([a[s] - b[s] for s in seeds], dtype=float)
-
-
-def direction(diffs, tol: float = 0.0) -> str:
-    """Verdict on an expected positive difference, from its per-seed values:
-    'reproduced' (every seed > tol), 'opposite' (every seed < −tol), 'no difference' (every |d| ≤ tol),
-    'mixed, mean positive' / 'mixed, mean negative' otherwise."""
-    d = np.asarray(diffs, dtype=float)
-    d = d[np.isfinite(d)]
-    if not len(d):
-        return "not measured"
-    if (d > tol).all():
-        return "reproduced"
-    if (d < -tol).all():
-        return "opposite"
-    if (np.abs(d) <= tol).all():
-        return "no difference"
-    return "mixed, mean positive" if d.mean() > 0 else "mixed, mean negative" if d.mean() < 0 else "mixed, mean zero"
-
-
-def matrix_distance(a, b) -> float:
-    """Mean absolute difference of two skip-effect matrices [L, L] over the entries l > s (where the
-    future effect lives), each clipped to [0, 1] like the heatmaps."""
-    a, b = np.clip(np.asarray(a, float), 0, 1), np.clip(np.asarray(b, float), 0, 1)
-    upper = np.triu(np.ones_like(a, dtype=bool), k=1)
-    return float(np.abs(a - b)[upper].mean())

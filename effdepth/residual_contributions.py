@@ -39,10 +39,12 @@ MEAN_COLUMNS = (
     "norm_mlp",
 )
 MAX_COLUMNS = ("rel_layer", "rel_attn", "rel_mlp")
+PROMPT_COLUMNS = ("rel_layer", "rel_attn", "cos_layer")  # also kept per prompt ([P, L], prompts in batch order)
 
 
 class Contributions(Result):
-    """Per-layer means (`mean_<metric>` [L]) and maxima (`max_<metric>` [L]) over tokens."""
+    """Per-layer means (`mean_<metric>` [L]) and maxima (`max_<metric>` [L]) over tokens, and the
+    token means per prompt of the relative contributions (`prompt_<metric>` [P, L], for intervals)."""
 
     measurement = "contributions"
 
@@ -175,6 +177,10 @@ def contributions(model, prompts: list[str], batch_size: int = 8, method: str = 
         metrics = token_metrics(grams(model, ids.to(model.device), mask.to(model.device)), parallel)
         keep = mask.bool()  # [B, T]
         out = {"count": np.array(int(keep.sum()))}
+        per_prompt = keep.sum(-1).clamp(min=1).double()  # [B] tokens per prompt
+        for name in PROMPT_COLUMNS:  # token means per prompt [B, L]: the spread across prompts
+            v = metrics[name].double() * keep
+            out[f"prompt_{name}"] = (v.sum(-1) / per_prompt).T.numpy()
         for name, v in metrics.items():  # v: [L, B, T]
             sel = v[:, keep]  # [L, N]
             out[f"sum_{name}"] = sel.double().sum(-1).numpy()
@@ -189,6 +195,8 @@ def contributions(model, prompts: list[str], batch_size: int = 8, method: str = 
             out[f"mean_{name}"] = sum(p[f"sum_{name}"] for p in parts) / n
         for name in MAX_COLUMNS:
             out[f"max_{name}"] = np.max([p[f"max_{name}"] for p in parts], axis=0)
+        for name in PROMPT_COLUMNS:
+            out[f"prompt_{name}"] = np.concatenate([p[f"prompt_{name}"] for p in parts], axis=0)
         return out
 
     items = list(_batches(model, prompts, batch_size))
@@ -196,7 +204,7 @@ def contributions(model, prompts: list[str], batch_size: int = 8, method: str = 
         Contributions,
         model,
         items,
-        params={"batch_size": batch_size, "method": method},
+        params={"batch_size": batch_size, "method": method, "per_prompt": PROMPT_COLUMNS},
         per_item=per_batch,
         aggregate=aggregate,
         store=store,

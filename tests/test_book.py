@@ -25,8 +25,12 @@ def executed(tmp_path_factory):
 def test_contributions_notebook_runs_and_states_its_model(executed):
     model, _, out = executed
     nb = nbformat.read(out, as_version=4)
-    text = "\n".join(str(o.get("data", {}).get("text/markdown", "")) + str(o.get("data", {}).get("text/plain", "")) + str(o.get("text", "")) for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    shown = ("text/markdown", "text/plain", "application/papermill.record/text/markdown")  # glued sentences too
+    text = "\n".join("".join(str(o.get("data", {}).get(m, "")) for m in shown) + str(o.get("text", "")) for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert str(model) in text  # the run says which model made it
+    assert "random init" in text or "random-init control" in text  # and that a control was measured
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    assert " if " not in code and 'f"' not in code and "Markdown(" not in code  # sentences come from effdepth.chapters
     assert "torch" in text and "transformers" in text and "nnsight" in text  # versions stamped
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(images) >= 5  # Figs 2a (mean, max), 2b, 15, 16
@@ -46,6 +50,9 @@ def test_book_builds_with_the_chapter_and_its_figures(executed, tmp_path):
     page = root / "_build" / "html" / "book" / "chapters" / "contributions.html"
     html = page.read_text()
     assert "How much does each layer write into the residual" in html
+    assert "second-to-first-half ratio" in html and "random-init control" in html  # glued findings render
+    methods = (root / "_build" / "html" / "book" / "methods.html").read_text()
+    assert "Verdict rules" in methods and "paper_shape" in methods  # the rules files are included
     srcs = re.findall(r'<img[^>]+src="([^"]+\.png)"', html)
     assert len(srcs) >= 5
     for src in srcs:

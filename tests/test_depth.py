@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from effdepth import depth_score, skip_effects
+from effdepth import depth_score
 from effdepth.data.examples import Example
 from effdepth.depth import (
     bootstrap_levels,
@@ -14,11 +14,12 @@ from effdepth.depth import (
     greedy_correct,
     greedy_correct_batch,
     layer_importance,
+    skip_positions,
     split_mode_of,
     trend_test,
-    trend_verdict,
 )
 from effdepth.erasure import encode_example
+from effdepth.skipping import prompt_effects
 
 
 def test_score_of_a_hand_made_matrix():
@@ -52,21 +53,37 @@ def test_bootstrap_and_trend_statistics():
     np.testing.assert_allclose(boot["mean_output"], [[d_out, d_out]] * 2)
     lv = np.repeat([1, 2, 3, 4], 25)
     rising = trend_test(lv, lv + rng.normal(0, 0.5, lv.size), n_boot=200)
-    assert rising["rho"] > 0.5 and rising["p"] < 1e-3 and rising["lo"] > 0 and trend_verdict(rising) == "rising"
+    assert rising["rho"] > 0.5 and rising["p"] < 1e-3 and rising["lo"] > 0
     flat = trend_test(lv, rng.normal(0, 1, lv.size), n_boot=200)
-    assert flat["lo"] < flat["rho"] < flat["hi"] and trend_verdict(flat) == "flat"
+    assert flat["lo"] < flat["rho"] < flat["hi"] and flat["lo"] < 0 < flat["hi"]
     falling = trend_test(lv, -lv + rng.normal(0, 0.5, lv.size), n_boot=200)
-    assert trend_verdict(falling) == "falling"
+    assert falling["hi"] < 0 and falling["p"] < 1e-3
 
 
 def test_split_points_of_answers_and_solutions():
     assert example_splits(20, 12, "answer") == [12]
-    assert example_splits(30, 10, "solution") == [10, 14, 18, 22]
-    assert example_splits(16, 10, "solution") == [10, 14]
+    assert example_splits(20, 2, "answer") == []  # nothing before a0 - 1 = 1 to intervene on
+    # worked solutions (SPEC §9, the authors' code): offsets range(0, n_answer - 4, 4), shuffled
+    # with the seed, up to 4 kept -- not the first four offsets
+    T, a0 = 60, 10  # n_answer = 50: offsets 0, 4, …, 44 (12 of them)
+    draws = {tuple(example_splits(T, a0, "solution", seed=seed, key="ex")) for seed in range(6)}
+    assert all(len(d) == 4 and set(d) <= {a0 + x for x in range(0, 46, 4)} for d in draws)
+    assert len(draws) > 1 and draws != {(10, 14, 18, 22)}  # shuffled: seeds give different picks
+    assert example_splits(T, a0, "solution", seed=3, key="ex") == example_splits(T, a0, "solution", seed=3, key="ex")
+    assert example_splits(20, 10, "solution", seed=1, key="k") == [10, 14]  # n_answer 10: offsets 0 and 4 only
+    assert example_splits(14, 10, "solution") == []  # an answer of 4 tokens has no offset below n - 4
     assert split_mode_of(Example("p", "a", 1, {"dataset": "math"}), "auto") == "solution"
     assert split_mode_of(Example("p", "a", 2, {"dataset": "mquake"}), "auto") == "answer"
     with pytest.raises(ValueError, match="split must be"):
         split_mode_of(Example("p", "a"), "middle")
+
+
+def test_depth_positions_measure_the_answer_predicting_position():
+    """SPEC §9: split point a0 = the first answer token; intervene [1, a0 - 1), measure from a0 - 1
+    (the position whose prediction is the answer). The authors' literal rule measured from a0."""
+    inter, meas = skip_positions(12, 9)
+    assert list(inter) == list(range(1, 8)) and list(meas) == [8, 9, 10, 11]
+    assert 8 in meas and 8 not in inter  # the answer-predicting position is measured, not intervened
 
 
 def test_greedy_correct_is_teacher_forced_exact_match(tiny_models):
@@ -99,14 +116,16 @@ def test_measurement_matches_the_skip_test_and_aggregates(tiny_models):
     res = depth_score(model, by_level, split="answer", n_boot=100)
     assert list(res.levels) == [1, 2] and list(res.n_examples) == [2, 2]
     assert res.example_E.shape == (4, L, L) and res.max_E.shape == (2, L, L)
-    # the split point is the answer start: the same numbers as the future skip test with that split
+    # the split point is the answer start a0; the numbers are the future skip test that intervenes
+    # on [1, a0 - 1) and measures from a0 - 1 (SPEC §9), not the authors' literal boundary a0
     ex = by_level[1][0]
     ids, a0 = encode_example(model, ex.prompt, ex.answer)
     assert list(res.example_splits[0][:1]) == [a0] and (res.example_splits[0][1:] == -1).all()
-    skip = skip_effects(model, [ex.text], mode="future", n_splits=1, split_step=a0)
-    assert list(skip.split_points[0]) == [a0]
-    np.testing.assert_allclose(res.example_E[0], skip.example_layer_effect[0], rtol=1e-6, atol=1e-7)
-    np.testing.assert_allclose(res.example_o[0], skip.example_output_effect[0], rtol=1e-6, atol=1e-7)
+    ours = prompt_effects(model, ids, "future", [a0 - 1], "fast")
+    literal = prompt_effects(model, ids, "future", [a0], "fast")
+    np.testing.assert_allclose(res.example_E[0], ours["max_layer"], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(res.example_o[0], ours["max_output"], rtol=1e-6, atol=1e-7)
+    assert not np.allclose(res.example_o[0], literal["max_output"], rtol=1e-3, atol=1e-6)
     # aggregation: max and mean over a level's examples, then the pure scores
     np.testing.assert_allclose(res.max_E[0], res.example_E[:2].max(0))
     np.testing.assert_allclose(res.mean_o[1], res.example_o[2:].mean(0))
@@ -117,7 +136,7 @@ def test_measurement_matches_the_skip_test_and_aggregates(tiny_models):
     assert ((res.accuracy >= 0) & (res.accuracy <= 1)).all() and res.example_correct.dtype == bool
     frame = res.to_frame()
     assert list(frame.index) == [1, 2] and {"accuracy", "depth_layer", "depth_output_lo"} <= set(frame.columns)
-    assert res.trend("layer")["verdict"] in ("rising", "falling", "flat", "undetermined")
+    assert set(res.trend("layer")) == {"rho", "p", "lo", "hi"}  # numbers only; verdicts live in chapters.complexity
 
 
 # The generated levels themselves (hops, number of operations) are checked against independent
@@ -127,7 +146,11 @@ def test_measurement_matches_the_skip_test_and_aggregates(tiny_models):
 
 @pytest.mark.slow
 def test_complexity_notebook_runs_on_a_tiny_model(tmp_path):
-    """The §3.3 chapter executes under papermill on a tiny random model, with all its figures."""
+    """The §3.3 chapter executes under papermill on a tiny random model, with all its figures, the
+    controls beside the model, and every sentence glued from the chapter module."""
+    import re
+
+    import jupytext
     import nbformat
 
     from effdepth import book
@@ -137,17 +160,24 @@ def test_complexity_notebook_runs_on_a_tiny_model(tmp_path):
     out = book.execute(
         book.NOTEBOOKS / "complexity.md",
         tmp_path / "complexity.ipynb",
-        {"model": str(model), "n_per_level": 2, "ig_steps": 4, "n_reference": 3, "n_boot": 50},
+        {"model": str(model), "n_per_level": 3, "ig_steps": 4, "n_reference": 3, "n_boot": 50, "n_controls": 2},
     )
     nb = nbformat.read(out, as_version=4)
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not any(o.get("output_type") == "error" for o in outputs)
-    text = "\n".join(str(o.get("data", {}).get("text/markdown", "")) + str(o.get("data", {}).get("text/plain", "")) for o in outputs)
+    text = "\n".join(str(v) for o in outputs for v in o.get("data", {}).values())
     assert str(model) in text and "nnsight" in text  # names its model, stamps versions
     assert "Graded arithmetic" in text and "Multi-hop questions" in text  # a tiny model reads the generated sets
-    assert "Spearman" in text or "ρ" in text
+    assert "layers per level" in text and "random-init control" in text
+    assert "As in the paper" not in text  # an untrained model never gets the paper's verdict
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(images) == 4  # Figs 6, 7, 38 and the interval plot
+    glued = {o["metadata"]["scrapbook"]["name"] for o in outputs if "scrapbook" in o.get("metadata", {})}
+    md = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    cited = set(re.findall(r"\{glue:(?:md|text)\}`([a-z0-9_]+)", md)) | set(re.findall(r"```\{glue:md\} ([a-z0-9_]+)", md))
+    assert {"summary", "per_dataset", "examples", "run"} <= cited <= glued
+    code = "\n".join(c.source for c in jupytext.read(book.NOTEBOOKS / "complexity.md").cells if c.cell_type == "code")
+    assert "Markdown(" not in code and not re.findall(r'"[^"\n]{60,}"', code)  # no sentences built in code cells
 
 
 def test_real_sets_from_local_files_use_solution_split_points(tmp_path, monkeypatch, tiny_models):
@@ -174,8 +204,10 @@ def test_real_sets_from_local_files_use_solution_split_points(tmp_path, monkeypa
     model = tiny_models["llama"]
     res = depth_score(model, math, n_boot=20)
     for ex_splits, (lv, exs) in zip(res.example_splits, [(lv, e) for lv, es in math.items() for e in es]):
-        _, a0 = encode_example(model, exs.prompt, exs.answer)
-        assert list(ex_splits) == [a0, a0 + 4, a0 + 8, a0 + 12]  # 'auto' → solution split points
+        ids, a0 = encode_example(model, exs.prompt, exs.answer)
+        # 'auto' → solution split points: 4 of a0 + range(0, n_answer - 4, 4), shuffled with the seed
+        assert list(ex_splits) == example_splits(len(ids), a0, "solution", seed=0, key=exs.prompt + exs.answer)
+        assert len(ex_splits) == 4 and set(ex_splits) <= set(range(a0, len(ids) - 4, 4))
     mq = sets["MQuAKE (CF3k)"]["examples"]
     res = depth_score(model, {2: mq[2]}, n_boot=20)
     _, a0 = encode_example(model, mq[2][0].prompt, mq[2][0].answer)

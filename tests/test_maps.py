@@ -1,6 +1,7 @@
 """§3.4 shallow-to-deep linear maps: the closed form against numpy, streaming, controls, SGD, refusals."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -275,10 +276,35 @@ def test_notebook_executes_on_a_tiny_pair(tmp_path):
     outputs = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
     images = [o for o in outputs if "image/png" in o.get("data", {})]
-    assert len(images) >= 5  # Fig 8, relative depth, controls, weighting, SGD comparison
+    assert len(images) >= 5  # Fig 8 with its control, relative depth, controls, weighting, SGD comparison
+    glued = {o["metadata"]["scrapbook"]["name"]: "".join(next(iter(o["data"].values()))) for o in outputs if "scrapbook" in o.get("metadata", {})}
+    md = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    cited = set(re.findall(r"\{glue:(?:md|text)\}[` ]([A-Za-z0-9_]+)", md))
+    assert {"lm_run_text", "lm_matrix_text", "lm_control_text", "lm_verdict_text"} <= cited <= set(glued)  # every slot the page cites is filled
+    assert glued["lm_identity_text"].startswith("Identity control: the largest diagonal error is")
+    assert "random-target controls" in glued["lm_control_text"] and "(3 seeds)" in glued["lm_control_text"]
+    assert glued["lm_paper_pattern"].strip("'") in ("yes", "no", "not distinguishable from the control")
+    assert "Mean relative error: least squares" in glued["lm_weighting_text"]
+    assert "**a → b**" in glued["lm_run_text"]  # prose (and figure titles) name the models, folders by their name
     text = " ".join("".join(o.get("data", {}).get("text/markdown", "")) for o in outputs)
-    assert "Identity control: the largest diagonal error is" in text
     assert "Projection for the paper's setting" in text
-    assert "Mean relative error: least squares" in text
-    assert "**a → b**" in text  # prose (and figure titles) name the models, folders by their name
     assert "tqdm" not in json.dumps(outputs) and "it/s" not in json.dumps(outputs)
+    # no sentence is built in a code cell: the verdicts come from effdepth.chapters.linear_maps
+    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    assert "glue_all(" in code
+    assert code.count("Markdown(") == code.count("Markdown(project_paper_setting()")  # no sentence built in a cell
+
+
+@pytest.mark.slow
+def test_notebook_without_a_pair_still_fills_its_slots(tmp_path):
+    from effdepth.book import NOTEBOOKS, execute
+    from effdepth.testing import save_tiny
+
+    a = save_tiny(tmp_path / "a", "llama", n_layers=2)
+    out = execute(NOTEBOOKS / "linear_maps.md", tmp_path / "lm.ipynb", {"model": str(a)})
+    outputs = [o for c in json.loads(out.read_text())["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    glued = {o["metadata"]["scrapbook"]["name"]: "".join(next(iter(o["data"].values()))) for o in outputs if "scrapbook" in o.get("metadata", {})}
+    md = "\n".join("".join(c["source"]) for c in json.loads(out.read_text())["cells"] if c["cell_type"] == "markdown")
+    assert set(re.findall(r"\{glue:(?:md|text)\}[` ]([A-Za-z0-9_]+)", md)) <= set(glued)
+    assert "is not a pair" in glued["lm_verdict_text"] and "is not a pair" in glued["lm_run_text"]

@@ -1,6 +1,7 @@
 """§3.5 grid (effdepth.objective): data, losses, training, evaluation, depth use and the chapter."""
 
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -259,6 +260,18 @@ def test_notebook_executes(tmp_path):
     assert "MoEUT" in text and "answer-only" in text
     images = sum("image/png" in json.dumps(c.get("outputs", [])) for c in nb["cells"])
     assert images >= 4
+    outputs = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
+    glued = {o["metadata"]["scrapbook"]["name"]: "".join(next(iter(o["data"].values()))) for o in outputs if "scrapbook" in o.get("metadata", {})}
+    md = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    cited = set(re.findall(r"\{glue:(?:md|text)\}[` ]([A-Za-z0-9_]+)", md))
+    assert {"ob_setup_text", "ob_accuracy_text", "ob_erasure_text", "ob_depth_text", "ob_finetune_text", "ob_summary_text"} <= cited <= set(glued)
+    # two seeds can never pass a sign test and a 2-step fine-tuning changes nothing: nothing is "as in
+    # the paper", and the page says why
+    assert glued["ob_any_paper"].strip("'") == "no" and "**0** hold as in the paper" in glued["ob_summary_text"]
+    assert "fewer than 5 seeds" in glued["ob_summary_text"]
+    assert "random init" in glued["ob_depth_text"] and "random init" in glued["ob_erasure_text"]
+    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    assert "Markdown(f" not in code and "glue_all(" in code
 
 
 def test_parallel_training_processes_match_serial_cells():

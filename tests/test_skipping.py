@@ -5,6 +5,8 @@ that sets the block's output to its input at the intervened positions (or zeroes
 MLP write), and compares every block's write with the clean run's.
 """
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -230,13 +232,24 @@ def test_notebook_executes_on_a_tiny_model(tmp_path, monkeypatch):
     from effdepth.testing import save_tiny
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the kernel: one thread is fastest for a tiny model
-    folder = save_tiny(tmp_path / "m", "llama", n_layers=3)
-    out = book.execute(book.NOTEBOOKS / "skipping.md", tmp_path / "skipping.ipynb", {"model": str(folder), "n_examples": 3, "n_examples_future": 2, "position_examples": 1})
+    folder = save_tiny(tmp_path / "m", "llama", n_layers=4)
+    params = {"model": str(folder), "n_examples": 3, "n_examples_future": 2, "position_examples": 1, "n_controls": 3, "n_perm": 200}
+    out = book.execute(book.NOTEBOOKS / "skipping.md", tmp_path / "skipping.ipynb", params)
     nb = nbformat.read(out, as_version=4)
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not any(o.get("output_type") == "error" for o in outputs)
-    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 10  # 3a, 3b, 17a/b, parts ×2, 13, positions, 5a/b
-    text = "\n".join(str(o.get("data", {}).get("text/markdown", "")) + str(o.get("data", {}).get("text/plain", "")) for o in outputs)
+    # 3a, 3b (each with its control row), halves ×2, 17a/b, parts ×2, 13 + control, positions + control, 5a/b
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 14
+    text = "\n".join(str(v) for o in outputs for v in o.get("data", {}).values())
     assert str(folder) in text and "nnsight" in text  # the model that made it, and the versions
-    assert "diagonal is 1 by construction (mean 1.000)" in text and "diagonal is 0 (mean 0.000)" in text
+    assert "on 3 random-init control(s)" in text  # the run names its controls
+    # every sentence comes from the chapter module through myst-nb glue; the Markdown cites it
+    glued = {o["metadata"]["scrapbook"]["name"] for o in outputs if "scrapbook" in o.get("metadata", {})}
+    assert {"summary", "current_verdict", "future_verdict", "output_verdict", "current_diag", "run"} <= glued
+    cited = set(re.findall(r"\{glue:(?:md|text)\}`([a-z0-9_]+)", "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")))
+    assert cited and cited <= glued  # no citation of a name that was not glued
+    import jupytext
+
+    code = "\n".join(c.source for c in jupytext.read(book.NOTEBOOKS / "skipping.md").cells if c.cell_type == "code")
+    assert "Markdown(" not in code and not re.findall(r'"[^"\n]{60,}"', code)  # no sentences built in code cells
     assert not any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)  # static in the book

@@ -1,4 +1,5 @@
-"""Across-model figures: one curve per model against *relative* depth (layer / number of layers)."""
+"""Across-model figures: one curve per model against *relative* depth (layer / number of layers),
+each model's random-init controls drawn faint in the same colour."""
 
 from __future__ import annotations
 
@@ -13,17 +14,21 @@ def relative_depth(n_layers: int) -> np.ndarray:
     return (np.arange(n_layers) + 0.5) / n_layers
 
 
-def by_relative_depth(curves: dict[str, tuple[np.ndarray, np.ndarray]], ylabel: str, title: str, ylim=None):
-    """Line per model: curves maps a model label to (relative depths, values)."""
+def by_relative_depth(curves: dict[str, tuple[np.ndarray, np.ndarray]], ylabel: str, title: str, ylim=None, controls: dict | None = None):
+    """Line per model: curves maps a model label to (relative depths, values); controls maps the same
+    label to a list of (relative depths, values), one per control seed, drawn dashed and faint."""
     fig, ax = plt.subplots(figsize=(7, 3.2))
     for i, (label, (x, y)) in enumerate(curves.items()):
-        ax.plot(x, y, "o-", color=PALETTE[i % len(PALETTE)], markersize=3.5, label=label)
+        color = PALETTE[i % len(PALETTE)]
+        for j, (cx, cy) in enumerate((controls or {}).get(label, [])):
+            ax.plot(cx, cy, "--", color=color, alpha=0.35, lw=1, label=f"{label}, random init" if j == 0 else None)
+        ax.plot(x, y, "o-", color=color, markersize=3.5, label=label)
     ax.set_xlim(0, 1)
     if ylim is not None:
         ax.set_ylim(*ylim)
     ax.set_xlabel("Relative depth (layer / number of layers)")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     return fig

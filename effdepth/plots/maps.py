@@ -100,7 +100,8 @@ def relative_depth(result, others: dict | None = None):
     the best source (squares, dotted); both lie on the diagonal if the deep model stretches the
     shallow one's computation.
 
-    others: {label: LinearMaps} drawn as extra best-match curves (e.g. the random control).
+    others: {label: LinearMaps} drawn as faint grey best-match curves behind the trained pair's
+    (the random-target controls).
     """
     err = np.asarray(result.relative_error)[1:, 1:]
     L1, L2 = err.shape
@@ -120,8 +121,12 @@ def relative_depth(result, others: dict | None = None):
     curves = {"trained": result, **(others or {})}
     for i, (name, r) in enumerate(curves.items()):
         bm = r.best_match()
-        color = PALETTE[i % len(PALETTE)]
-        ax1.plot(bm["src_depth"], bm["best_tgt_depth"], marker="o", color=color, label=f"{name}: best target per source")
+        color = PALETTE[0] if i == 0 else "0.55"  # controls: faint grey, drawn behind
+        faint = {} if i == 0 else {"alpha": 0.55, "lw": 1.0, "ms": 3.5, "zorder": 1}
+        ax1.plot(bm["src_depth"], bm["best_tgt_depth"], marker="o", color=color, label=f"{name}: best target per source", **faint)
+        if i > 0:
+            bs = r.best_source()
+            ax1.plot(bs["best_src_depth"], bs["tgt_depth"], marker="s", ls=":", mfc="none", color=color, label=f"{name}: best source per target" if i == 1 else None, **faint)
         if i == 0:
             bs = r.best_source()
             ax1.plot(bs["best_src_depth"], bs["tgt_depth"], marker="s", ls=":", mfc="none", color=color, label=f"{name}: best source per target")

@@ -19,15 +19,23 @@ def cell_label(arch: str, objective: str, seed: int | None = None) -> str:
     return s if seed is None else f"{s} (seed {seed})"
 
 
-def accuracy_bars(frame, splits=("interpolate", "extrapolate"), module: str = "all", title: str = "", baseline: dict | None = None):
+def accuracy_bars(frame, splits=("interpolate", "extrapolate"), module: str = "all", title: str = "", baseline: dict | None = None, control=None):
     """Exact-match accuracy per architecture (groups) and objective (colours): bars = mean over seeds,
     error bars = min–max, dots = the seeds. ``frame``: `Grid.accuracy_frame()`. ``baseline``:
-    `objective.baseline_accuracy(spec)`, drawn as a dashed line (always the most frequent answer)."""
+    `objective.baseline_accuracy(spec)`, drawn as a dashed line (always the most frequent answer).
+    ``control``: `objective.control_accuracy(grid)`, the untrained models' mean, a faint grey bar
+    behind each architecture's pair."""
     f = frame[frame.module == module]
     fig, axes = plt.subplots(1, len(splits), figsize=(4.2 * len(splits), 3.4), squeeze=False, sharey=True)
     archs = [a for a in ("transformer", "moeut") if a in set(f.arch)]
     for ax, split in zip(axes[0], splits):
         g = f[f.split == split]
+        if control is not None and len(control):
+            cg = control[(control.split == split) & (control.module == module)]
+            for i, arch in enumerate(archs):
+                v = cg[cg.arch == arch].accuracy.to_numpy()
+                if len(v):
+                    ax.bar(i, v.mean(), width=0.86, color="0.85", zorder=1, label="untrained (random init)" if i == 0 else None)
         for j, obj in enumerate(("all", "answer")):
             for i, arch in enumerate(archs):
                 v = g[(g.arch == arch) & (g.objective == obj)].accuracy.to_numpy()
@@ -127,9 +135,11 @@ def erasure_grid(results: dict, title: str = "", ncols: int = 2, vmax: str | flo
     return fig
 
 
-def depth_use_bars(frame, columns=("depth_layer", "depth_output", "erasure_depth")):
+def depth_use_bars(frame, columns=("depth_layer", "depth_output", "erasure_depth"), control=None):
     """Depth use per model: bars = mean over seeds, error bars = min–max, dots = seeds.
-    ``frame``: `objective.depth_use(...)` (one row per arch, objective, seed)."""
+    ``frame``: `objective.depth_use(...)` (one row per arch, objective, seed). ``control``:
+    `objective.control_depth_use(...)` (one row per arch, seed), a faint grey bar behind each
+    architecture's pair with its seeds as grey dots."""
     names = {
         "depth_layer": "Depth score (layer effect)",
         "depth_output": "Depth score (logit effect)",
@@ -138,6 +148,12 @@ def depth_use_bars(frame, columns=("depth_layer", "depth_output", "erasure_depth
     fig, axes = plt.subplots(1, len(columns), figsize=(3.6 * len(columns), 3.3), squeeze=False)
     archs = [a for a in ("transformer", "moeut") if a in set(frame.arch)]
     for ax, col in zip(axes[0], columns):
+        if control is not None and col in control:
+            for i, arch in enumerate(archs):
+                v = control[control.arch == arch][col].dropna().to_numpy()
+                if len(v):
+                    ax.bar(i, v.mean(), width=0.86, color="0.85", zorder=1, label="untrained (random init)" if i == 0 else None)
+                    ax.scatter(np.full(len(v), i + 0.4), v, s=8, color="0.5", zorder=4)
         for j, obj in enumerate(("all", "answer")):
             for i, arch in enumerate(archs):
                 v = frame[(frame.arch == arch) & (frame.objective == obj)][col].dropna().to_numpy()
@@ -184,3 +200,75 @@ def loss_curves(histories: dict, title: str = ""):
         ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def accuracy_table(summary, base: dict, n_seeds: int, control=None):
+    """Exact match, % (mean ± sd over seeds, min–max) per split (rows) and model (columns), with the
+    most-frequent-answer baseline and the untrained controls' mean. ``summary``: `Grid.summary(...)`."""
+    import pandas as pd
+
+    def cell(split, module, arch, obj):
+        r = summary[(summary.split == split) & (summary.module == module) & (summary.arch == arch) & (summary.objective == obj)]
+        if not len(r):
+            return "–"
+        r = r.iloc[0]
+        sd = "" if np.isnan(r["sd"]) else f" ± {100 * r['sd']:.0f}"
+        return f"{100 * r['mean']:.0f}{sd} ({100 * r['lo']:.0f}–{100 * r['hi']:.0f})"
+
+    rows = {}
+    for split in ("interpolate", "extrapolate"):
+        for module in ("all", "mul_div_multiple_longer") if split == "extrapolate" else ("all",):
+            name = f"{split}, {'all modules' if module == 'all' else module}"
+            rows[name] = {cell_label(a, o): cell(split, module, a, o) for a in ("transformer", "moeut") for o in ("all", "answer")}
+            rows[name]["most frequent answer"] = f"{100 * base[split].get(module, float('nan')):.0f}"
+            if control is not None and len(control):
+                c = control[(control.split == split) & (control.module == module)]
+                rows[name]["untrained (random init)"] = f"{100 * c.accuracy.mean():.0f}" if len(c) else "–"
+    table = pd.DataFrame(rows).T
+    table.index.name = f"exact match, % (mean ± sd over {n_seeds} seeds, min–max)"
+    return table
+
+
+def depth_table(use, control, n_seeds: int):
+    """Depth measures (rows) per model and for the untrained controls (columns): mean ± sd over seeds."""
+    import pandas as pd
+
+    def fmt(m, s):
+        return "–" if not np.isfinite(m) else f"{m:.2f}" if not np.isfinite(s) else f"{m:.2f} ± {s:.2f}"
+
+    rows = []
+    for col, name in (("depth_layer", "depth score (layer effect)"), ("depth_output", "depth score (logit effect)"), ("erasure_depth", "erasure depth")):
+        g = use.groupby(["arch", "objective"], sort=False)[col]
+        row = {cell_label(a, o): fmt(m, s) for (a, o), m, s in zip(g.mean().index, g.mean(), g.std(ddof=1))}
+        if control is not None and col in control:
+            cg = control.groupby("arch", sort=False)[col]
+            row |= {f"{ARCH_LABEL[a]}, random init": fmt(m, s) for a, m, s in zip(cg.mean().index, cg.mean(), cg.std(ddof=1))}
+        rows.append(row | {"": name})
+    return pd.DataFrame(rows).set_index("").rename_axis(f"fraction of depth, mean ± sd over {n_seeds} seeds")
+
+
+def distance_table(E: dict, distance):
+    """Pairwise distances of future-effect matrices {name: matrix} (``distance(a, b)``)."""
+    import pandas as pd
+
+    names = list(E)
+    dist = pd.DataFrame({a: {b: distance(E[a], E[b]) for b in names} for a in names})
+    dist.index.name = "mean |difference| of the future-effect matrices (l > s)"
+    return dist.round(3)
+
+
+def finetune_table(ft_use: dict, ft_reports: dict, grid, seed: int):
+    """Depth scores and accuracies of the fine-tuning analogue's models (rows)."""
+    import pandas as pd
+
+    pct = lambda x: f"{100 * x:.0f} %"  # noqa: E731
+    rows = {k: {"depth score (layer)": f"{v[0]:.2f}", "depth score (logit)": f"{v[1]:.2f}"} for k, v in ft_use.items()}
+    for k, rep in ft_reports.items():
+        rows[k]["extrapolation accuracy"] = pct(rep["accuracy"]["extrapolate"]["all"])
+        rows[k]["interpolation accuracy"] = pct(rep["accuracy"]["interpolate"]["all"])
+    for k, (a, o) in (("from scratch, all-token loss", ("transformer", "all")), ("from scratch, answer-only loss", ("transformer", "answer"))):
+        if k in rows and (a, o, seed) in grid.folders:
+            rep = grid.report(a, o, seed)
+            rows[k]["extrapolation accuracy"] = pct(rep["accuracy"]["extrapolate"]["all"])
+            rows[k]["interpolation accuracy"] = pct(rep["accuracy"]["interpolate"]["all"])
+    return pd.DataFrame(rows).T.fillna("–")

@@ -1,5 +1,7 @@
 """§3.2 figures: skip heatmaps (Figs 3, 5, 23–29), output-change bars (Fig 17), per-example matrices
-(Fig 13) and the per-position view of one example (static, and interactive with ipywidgets)."""
+(Fig 13), the per-position view of one example (static, and interactive with ipywidgets), and the
+halves profile the chapter's verdict rests on. Every figure can draw the random-init control beside
+the trained model (drawing only: the verdicts are in `effdepth.chapters.skipping`)."""
 
 from __future__ import annotations
 
@@ -39,27 +41,34 @@ def skip_heatmap(result, mean: bool = False, ax=None, title: str | None = None):
     return ax
 
 
-def max_and_mean(result):
-    """Two heatmaps of one result: the paper's max aggregation and the mean (Fig 3 and its mean twin)."""
+def max_and_mean(result, control=None):
+    """Two heatmaps of one result: the paper's max aggregation and the mean (Fig 3 and its mean twin);
+    with `control`, a second row of the same for the random-init control."""
     L = result.layer_effect.shape[0]
     size = min(5.0, 2.6 + 0.07 * L)
-    fig, (a, b) = plt.subplots(1, 2, figsize=(2 * (size + 1.1), size + 0.5))
-    skip_heatmap(result, ax=a, title="Max over positions, splits, prompts (paper)")
-    skip_heatmap(result, mean=True, ax=b, title="Mean over positions, splits, prompts")
+    rows = [(result, "")] + ([(control, " — random-init control")] if control is not None else [])
+    fig, axes = plt.subplots(len(rows), 2, figsize=(2 * (size + 1.1), len(rows) * (size + 0.3) + 0.3), squeeze=False)
+    for (a, b), (res, tag) in zip(axes, rows):
+        skip_heatmap(res, ax=a, title=f"Max over positions, splits, prompts (paper){tag}")
+        skip_heatmap(res, mean=True, ax=b, title=f"Mean over positions, splits, prompts{tag}")
     fig.suptitle(f"{_setting(result).capitalize()} — {model_label(result)}")
     fig.tight_layout()
     return fig
 
 
-def output_bars(result, ax=None, title: str | None = None):
-    """Fig 17: o[s] = ‖y − ȳ‖₂ per skipped layer (max over positions, splits and prompts)."""
+def output_bars(result, ax=None, title: str | None = None, controls=()):
+    """Fig 17: o[s] = ‖y − ȳ‖₂ per skipped layer (max over positions, splits and prompts); the
+    random-init controls' max as faint grey lines."""
     o = result.output_effect
     own = ax is None
     if own:
         fig, ax = plt.subplots(figsize=(8, 2.8))
     ax.bar(np.arange(len(o)), o, width=0.8, color=PALETTE[0], zorder=2, label="max")
     ax.bar(np.arange(len(o)), result.mean_output_effect, width=0.8, color=PALETTE[1], zorder=3, label="mean")
-    if np.nanmax(o) > 0.5 * np.sqrt(2):  # show the ceiling when the bars come near it
+    for i, c in enumerate(controls):
+        ax.plot(np.arange(len(o)), c.output_effect, "o-", color="#8a8a8a", alpha=0.55, linewidth=1, markersize=3, zorder=4, label="random-init control (max)" if i == 0 else None)
+    top = max([np.nanmax(o)] + [np.nanmax(c.output_effect) for c in controls])
+    if top > 0.5 * np.sqrt(2):  # show the ceiling when the bars come near it
         ax.axhline(np.sqrt(2), color="#6f6f6f", linestyle=":", linewidth=1, label="√2: largest possible")
     ax.set_xlabel("Layer skipped")
     ax.set_ylabel("Output change norm")
@@ -70,6 +79,30 @@ def output_bars(result, ax=None, title: str | None = None):
         fig.tight_layout()
         return fig
     return ax
+
+
+def halves_profile(results: dict, controls: dict, k: int, mean: bool = False):
+    """What the halves verdict compares: for each scored skipped layer s (s < L − k), the largest
+    effect on the next k layers; trained model in colour, each random-init control faint grey; the
+    dotted line splits first from second half. results / controls: {setting name: result / [results]}."""
+    fig, axes = plt.subplots(1, len(results), figsize=(4.6 * len(results), 3.0), squeeze=False)
+    for ax, (name, res) in zip(axes[0], results.items()):
+        M = res.mean_layer_effect if mean else res.layer_effect
+        L = M.shape[0]
+        s = np.arange(L - k)
+        score = lambda E: [np.max(E[i, i + 1 : i + 1 + k]) for i in s]  # noqa: E731
+        for j, c in enumerate(controls.get(name, [])):
+            ax.plot(s, score(c.mean_layer_effect if mean else c.layer_effect), "o-", color="#8a8a8a", alpha=0.55, markersize=3, linewidth=1, label="random-init control" if j == 0 else None)
+        ax.plot(s, score(M), "o-", color=PALETTE[0], markersize=4, linewidth=1.6, label=model_label(res))
+        ax.axvline(L / 2 - 0.5, color="#6f6f6f", linestyle=":", linewidth=1)
+        ax.set_xlabel("Layer skipped")
+        ax.set_ylabel(f"Max effect on the next {k} layer(s)")
+        ax.set_ylim(bottom=0)
+        integer_ticks(ax, s)
+        ax.set_title(f"{name} ({'mean' if mean else 'max'} aggregation)", fontsize=10)
+    axes[0, -1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    return fig
 
 
 def side_by_side(results: dict, mean: bool = False, ncols: int | None = None):
@@ -174,77 +207,3 @@ def interactive(result, tokenizer=None):
     sk.observe(draw, "value")
     display(widgets.VBox([widgets.HBox([ex, sk]), out]))
     draw()
-
-
-def compare(first: float, second: float) -> str:
-    """'much less' (second < first / 2), 'less' or 'not less': how the second half compares."""
-    if not np.isfinite(second) or not np.isfinite(first):
-        return "n/a"
-    return "much less" if second < 0.5 * first else ("less" if second < first else "not less")
-
-
-def describe(result) -> dict:
-    """Numbers the prose quotes. For each skipped layer s, `later[s]` is the largest effect on a
-    strictly later layer (max over l > s; `later_mean` likewise from the mean matrix); halves are
-    split at L // 2, the last layer belongs to neither (it has no later layer). In the future
-    setting the last layer's output effect is 0 by construction (nothing after it carries its change
-    to later tokens), so output halves leave it out there."""
-    E, M = result.layer_effect, result.mean_layer_effect
-    L = E.shape[0]
-    later = np.array([E[s, s + 1 :].max() if s < L - 1 else np.nan for s in range(L)])
-    later_mean = np.array([M[s, s + 1 :].max() if s < L - 1 else np.nan for s in range(L)])
-    half = L // 2
-    future = result.meta.get("params", {}).get("mode") == "future"
-    o = result.output_effect[: L - 1] if future else result.output_effect
-    om = result.mean_output_effect[: L - 1] if future else result.mean_output_effect
-    top = np.nanmax(later) if L > 1 else np.nan
-    first_weak = next((s for s in range(L - 1) if all(later[t] < 0.5 * top for t in range(s, L - 1))), None)
-    upper = E[np.triu_indices(L, 1)]
-    f = lambda v, a, b: float(np.nanmean(v[a:b])) if b > a else float("nan")  # noqa: E731
-    out = {
-        "n_layers": L,
-        "later_effect": later,
-        "later_mean_effect": later_mean,
-        "first_half_later": f(later, 0, half),
-        "second_half_later": f(later, half, L - 1),
-        "first_half_later_mean": f(later_mean, 0, half),
-        "second_half_later_mean": f(later_mean, half, L - 1),
-        "first_half_output": f(o, 0, half),
-        "second_half_output": f(o, half, len(o)),
-        "first_half_output_mean": f(om, 0, half),
-        "second_half_output_mean": f(om, half, len(om)),
-        "strongest_output_layer": int(np.argmax(o)),
-        "first_weak": first_weak,  # from here on every skipped layer changes later layers < half the max
-        "saturated": float(np.mean(upper >= 1)) if upper.size else float("nan"),  # share of r[s, l>s] ≥ 1
-        "diag": float(np.mean(np.diag(E))),
-    }
-    out["verdict_max"] = compare(out["first_half_later"], out["second_half_later"])
-    out["verdict_mean"] = compare(out["first_half_later_mean"], out["second_half_later_mean"])
-    return out
-
-
-_PHRASE = {"much less": "much less", "less": "somewhat less", "not less": "no less", "n/a": "(too few layers to tell)"}
-
-
-def verdict(facts: dict, what: str) -> str:
-    """One sentence comparing second- with first-half layers under both aggregations, against the paper."""
-    vm, vn = facts["verdict_max"], facts["verdict_mean"]
-    if vm == vn == "much less":
-        return f"As in the paper, second-half layers matter much less for {what}, with either aggregation."
-    if vm in ("not less", "n/a") and vn in ("not less", "n/a"):
-        return f"Unlike the paper's Llama, second-half layers matter as much as or more than first-half ones for {what} here."
-    return (
-        f"By the paper's max aggregation second-half layers matter {_PHRASE[vm]} for {what} than first-half ones; "
-        f"by the mean, {_PHRASE[vn]}. The paper finds much less in Llama 3.1 70B."
-    )
-
-
-def saturation_note(facts: dict) -> str:
-    """A sentence when most above-diagonal maxima reach 1 (the max matrix then cannot rank layers)."""
-    if not facts["saturated"] > 0.5:
-        return ""
-    return (
-        f" {facts['saturated']:.0%} of the entries right of the diagonal reach the top of the colour scale "
-        "(relative change ≥ 1): for some token, every later layer's write changes completely whichever layer is "
-        "skipped, so the max matrix cannot rank layers here and the mean matrix is the informative one."
-    )

@@ -1,0 +1,319 @@
+"""§3.4 reasoning: from shallow-to-deep linear-map results (trained pair and controls) to findings.
+
+Input: a `LinearMaps` result of the trained pair (shallow model → deep model), the random-target
+controls (the same shallow model → an untrained model of the deep architecture, one per control
+seed), and optionally the identity control (the deep model → itself). Output: a `Findings` object.
+
+Numbers (layers 1 … L on both axes, residual index 0, the embeddings, left out as in Fig 8):
+
+- rows: for each source layer m its best target n*(m) = argmin_n err[m, n];
+  `dist_stretch` = mean |n* − m·L2/L1| (layers), `dist_same` = mean |n* − m|, `monotone` = share of
+  consecutive source layers whose best target does not move back.
+- columns: for each target layer n its best source m*(n); `col_dist_stretch` = mean |m* − n·L1/L2|,
+  `col_dist_same` = mean |m* − min(n, L1)|, `col_monotone`.
+- `offset`: the mean distance, in relative depth, between a layer and its best match, averaged over
+  both readings: ½·(mean_m |n*/L2 − m/L1| + mean_n |m*/L1 − n/L2|). 0 = exactly on the diagonal.
+- `row_contrast`: mean over source rows of (max − min) error: how much the choice of target matters.
+
+Verdict rules (book/methods/linear_maps-rules.md states the same):
+
+- `reading`: "equal relative depth" when both readings are closer to m·L2/L1 than to the same
+  index (dist_stretch < dist_same and col_dist_stretch < col_dist_same); "same layer index" when
+  both are closer to the same index; "mixed" otherwise; "undetermined" when L1 = L2 (the two
+  hypotheses predict the same layers).
+- `diagonal`: "yes" when the reading is "equal relative depth" and the best matches move forward
+  in at least `MONOTONE` (75 %) of consecutive steps in both readings; else "no".
+- `vs_control`: "differs" when `offset` is below `stats.control_bound(control offsets, "less")`
+  (below every control and below their mean by `chapters.control_k` sd across control seeds, the 97.5 %
+  prediction bound for one more seed: 4.97 sd for 3 seeds); "the control
+  shows the same" when the controls' mean offset is at most the trained one; "not distinguishable
+  from the control" otherwise.
+- `paper_pattern` (the paper's Fig 8 finding): "yes" only when `diagonal` is "yes" and `vs_control` is
+  "differs"; "not distinguishable from the control" when the diagonal is there but the controls
+  have it too (or nearly); "no" otherwise. Without controls it is at most "not checked against a
+  control".
+- `learned_structure`: "yes" when `row_contrast` exceeds `stats.control_bound(control row
+  contrasts, "greater")`, else "no".
+- `identity`: "passed" when the identity control's largest diagonal error is below `IDENTITY_TOL`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import stats
+from . import NOT_PAPER, PAPER, SAME_AS_CONTROL, Findings, control_k, paper_verdict
+
+MONOTONE = 0.75  # share of forward steps for a best-match path to count as a diagonal
+IDENTITY_TOL = 1e-3  # the identity map is affine: its error must vanish up to round-off
+
+
+def _err(result) -> np.ndarray:
+    err = np.asarray(result.relative_error if hasattr(result, "arrays") else result, dtype=float)
+    if err.ndim != 2 or min(err.shape) < 2:
+        raise ValueError(f"a linear-maps error matrix must be [L1+1, L2+1] with L1, L2 ≥ 1 (got shape {err.shape}).")
+    return err
+
+
+def _forward(path: np.ndarray) -> float:
+    return float(np.mean(np.diff(path) >= 0)) if len(path) > 1 else 1.0
+
+
+def describe(result) -> dict:
+    """The numbers of one result (see the module docstring); `result` is a LinearMaps or its error matrix."""
+    err = _err(result)
+    L1, L2 = err.shape[0] - 1, err.shape[1] - 1
+    inner = err[1:, 1:]
+    m = np.arange(1, L1 + 1)
+    n = np.arange(1, L2 + 1)
+    best = inner.argmin(1) + 1  # best target per source layer
+    src_best = inner.argmin(0) + 1  # best source per target layer
+    diag = np.array([err[k, int(round(k * L2 / L1))] for k in m])
+    col_best = inner.min(0)
+    hard = np.argsort(-col_best)[:3] + 1
+    row_offset = float(np.abs(best / L2 - m / L1).mean())
+    col_offset = float(np.abs(src_best / L1 - n / L2).mean())
+    return {
+        "L1": L1,
+        "L2": L2,
+        "mean_error": float(inner.mean()),
+        "diag_error": float(diag.mean()),
+        "best_error": float(inner.min(1).mean()),
+        "best": dict(zip(m.tolist(), best.tolist())),
+        "best_src": dict(zip(n.tolist(), src_best.tolist())),
+        "dist_stretch": float(np.abs(best - m * L2 / L1).mean()),
+        "dist_same": float(np.abs(best - m).mean()),
+        "col_dist_stretch": float(np.abs(src_best - n * L1 / L2).mean()),
+        "col_dist_same": float(np.abs(src_best - np.minimum(n, L1)).mean()),
+        "monotone": _forward(best),
+        "col_monotone": _forward(src_best),
+        "row_offset": row_offset,
+        "col_offset": col_offset,
+        "offset": 0.5 * (row_offset + col_offset),
+        "row_contrast": float((inner.max(1) - inner.min(1)).mean()),
+        "last_best": int(best[-1]),
+        "last_best_depth": float(best[-1] / L2),
+        "hardest_tgts": [int(k) for k in hard],
+        "hardest_tgt_errors": [float(col_best[k - 1]) for k in hard],
+        "hardest_tgt_depths": [float(k / L2) for k in hard],
+        "easiest_tgt_error": float(col_best.min()),
+    }
+
+
+def reading(d: dict) -> str:
+    """Which hypothesis the best matches follow (rule `reading` of the module docstring)."""
+    if d["L1"] == d["L2"]:
+        return "undetermined"
+    rows = d["dist_stretch"] < d["dist_same"]
+    cols = d["col_dist_stretch"] < d["col_dist_same"]
+    rows_same = d["dist_same"] < d["dist_stretch"]
+    cols_same = d["col_dist_same"] < d["col_dist_stretch"]
+    if rows and cols:
+        return "equal relative depth"
+    if rows_same and cols_same:
+        return "same layer index"
+    return "mixed"
+
+
+def diagonal(d: dict) -> str:
+    return "yes" if reading(d) == "equal relative depth" and min(d["monotone"], d["col_monotone"]) >= MONOTONE else "no"
+
+
+def vs_control(value: float, control_values, direction: str) -> str:
+    """"differs" / "the control shows the same" / "not distinguishable from the control" (shared rule)."""
+    c = np.asarray([v for v in control_values if np.isfinite(v)], dtype=float)
+    if not len(c):
+        return "no control"
+    if stats.differs_from_control(value, c, direction, k=control_k(len(c))):
+        return "differs"
+    better = value < c.mean() if direction == "less" else value > c.mean()
+    return "not distinguishable from the control" if better else "the control shows the same"
+
+
+def _fmt_pairs(pairs: dict, arrow: str) -> str:
+    return ", ".join(f"{a}{arrow}{b}" for a, b in pairs.items())
+
+
+def findings(result, controls=(), identity=None) -> Findings:
+    """Findings of §3.4 for `result` (the trained pair) against its random-target `controls`.
+
+    controls: LinearMaps of the same source mapped to untrained models of the target architecture
+    (one per control seed); identity: the target mapped to itself (a pipeline check), optional.
+    """
+    d = describe(result)
+    cds = [describe(c) for c in controls]
+    nums = dict(d)
+    verdicts = {"reading": reading(d), "diagonal": diagonal(d)}
+    text = {}
+    c_off = [c["offset"] for c in cds]
+    c_con = [c["row_contrast"] for c in cds]
+    if cds:
+        nums.update(
+            control_offsets=c_off,
+            control_offset_mean=float(np.mean(c_off)),
+            control_offset_bound=stats.control_bound(c_off, "less", k=control_k(len(c_off))),
+            control_row_contrasts=c_con,
+            control_row_contrast_bound=stats.control_bound(c_con, "greater", k=control_k(len(c_con))),
+            control_mean_error=float(np.mean([c["mean_error"] for c in cds])),
+            control_diag_error=float(np.mean([c["diag_error"] for c in cds])),
+            control_diagonals=[diagonal(c) for c in cds],
+            n_controls=len(cds),
+        )
+        verdicts["vs_control"] = vs_control(d["offset"], c_off, "less")
+        verdicts["learned_structure"] = "yes" if vs_control(d["row_contrast"], c_con, "greater") == "differs" else "no"
+    else:
+        verdicts["vs_control"] = "no control"
+        verdicts["learned_structure"] = "not checked against a control"
+    if cds:
+        verdicts["paper_pattern"] = paper_verdict(verdicts["diagonal"] == "yes", verdicts["vs_control"] == "differs")
+    else:
+        verdicts["paper_pattern"] = "not checked against a control" if verdicts["diagonal"] == "yes" else NOT_PAPER
+
+    text["matrix_text"] = (
+        f"The mean relative error over all {d['L1']}×{d['L2']} pairs is **{d['mean_error']:.3f}**; along the "
+        f"equal-relative-depth line it is **{d['diag_error']:.3f}**, and each source layer's best target reaches "
+        f"**{d['best_error']:.3f}** on average. Best target per source layer: {_fmt_pairs(d['best'], '→')} "
+        f"(source→target), on average {d['dist_stretch']:.2f} layers from m·L₂/L₁ and {d['dist_same']:.2f} from "
+        f"n = m; it moves forward in {100 * d['monotone']:.0f} % of steps. Best source per target layer (a reading not "
+        f"biased towards deep layers that are easy to predict from anything): {_fmt_pairs(d['best_src'], '←')} "
+        f"(target←source), on average {d['col_dist_stretch']:.2f} layers from n·L₁/L₂ and {d['col_dist_same']:.2f} "
+        f"from min(n, L₁). The deep layers worst predicted by any shallow layer are "
+        + ", ".join(f"{k} (best error {e:.3f}, relative depth {r:.2f})" for k, e, r in zip(d["hardest_tgts"], d["hardest_tgt_errors"], d["hardest_tgt_depths"]))
+        + f"; the best-predicted deep layer reaches {d['easiest_tgt_error']:.3f}."
+    )
+    text["reading_text"] = {
+        "equal relative depth": "Both readings follow **equal relative depth** rather than the same layer index.",
+        "same layer index": "Both readings follow **the same layer index** rather than equal relative depth.",
+        "mixed": "The two readings disagree: one is closer to equal relative depth, the other to the same index (**mixed**).",
+        "undetermined": "Both models have the same depth, so equal relative depth and the same index predict the same layers: **undetermined**.",
+    }[verdicts["reading"]]
+    if cds:
+        text["control_text"] = (
+            f"Mean distance from the diagonal, in relative depth (0 = every best match exactly on it): trained "
+            f"**{d['offset']:.3f}**, random-target controls {', '.join(f'{x:.3f}' for x in c_off)} "
+            f"({len(cds)} seed{'s' if len(cds) > 1 else ''}); to differ from the controls the trained value must lie "
+            f"below {nums['control_offset_bound']:.3f} (below every control and below their mean by {control_k(len(cds)):.2f} sd across seeds, a 97.5 % prediction bound for one more seed"
+            + (", which one seed cannot give: the bound is that control's value" if len(cds) == 1 else "")
+            + f"): **{verdicts['vs_control']}**. Within a source row the error varies by {d['row_contrast']:.3f} for the "
+            f"trained target and {', '.join(f'{x:.3f}' for x in c_con)} for the controls: "
+            + (
+                "training makes the choice of target layer matter more than the controls' spread allows by chance."
+                if verdicts["learned_structure"] == "yes"
+                else "the controls show as much row structure, so it cannot be attributed to training."
+            )
+        )
+    else:
+        text["control_text"] = "No random-target control was run (`controls = False`), so nothing here is attributed to training."
+    if identity is not None:
+        ierr = _err(identity)
+        k = min(ierr.shape)
+        diag_max = float(np.max(np.diag(ierr)[:k]))
+        off = ierr[~np.eye(*ierr.shape, dtype=bool)]
+        nums["identity_diag_max"] = diag_max
+        nums["identity_offdiag_mean"] = float(off.mean()) if off.size else float("nan")
+        verdicts["identity"] = "passed" if diag_max < IDENTITY_TOL else "failed"
+        text["identity_text"] = (
+            f"Identity control: the largest diagonal error is **{diag_max:.1e}** "
+            + ("(≈ 0, as it must be: the pipeline is exact)" if verdicts["identity"] == "passed" else f"(above {IDENTITY_TOL:g}: **the pipeline is wrong**)")
+            + f"; off the diagonal the deep model's own layers predict each other with error {nums['identity_offdiag_mean']:.3f} on average."
+        )
+    else:
+        text["identity_text"] = "The identity control was not run."
+    text["verdict_text"] = _verdict_sentence(d, nums, verdicts)
+    return Findings(numbers=nums, verdicts=verdicts, text=text)
+
+
+def _verdict_sentence(d: dict, nums: dict, v: dict) -> str:
+    numbers = (
+        f"best targets {d['dist_stretch']:.2f} vs {d['dist_same']:.2f} layers from equal relative depth vs the same index; "
+        f"best sources {d['col_dist_stretch']:.2f} vs {d['col_dist_same']:.2f}; distance from the diagonal "
+        f"{d['offset']:.3f}" + (f" against {nums['control_offset_mean']:.3f} for the untrained targets" if "control_offset_mean" in nums else "")
+    )
+    p = v["paper_pattern"]
+    if p == PAPER:
+        return f"As in the paper: both readings track equal relative depth, and the trained pair is closer to the diagonal than every untrained control by more than their spread ({numbers})."
+    if p == SAME_AS_CONTROL:
+        return f"Both readings track equal relative depth, but the untrained targets come (nearly) as close to the diagonal, so this run cannot attribute the diagonal to training: not distinguishable from the control ({numbers})."
+    if p == "not checked against a control":
+        return f"Both readings track equal relative depth, but no control was run, so this is not evidence of a learned correspondence ({numbers})."
+    reason = {
+        "equal relative depth": f"the best matches move back in {100 * (1 - min(d['monotone'], d['col_monotone'])):.0f} % of steps, so there is no clean diagonal",
+        "same layer index": "both readings are closer to same-index matching",
+        "mixed": "one reading favours equal relative depth, the other the same index",
+        "undetermined": "the two models have the same depth, so the question does not arise",
+    }[v["reading"]]
+    return f"This run does not show the paper's diagonal: {reason} ({numbers})."
+
+
+def absent(why: str) -> Findings:
+    """Findings of a run with no model pair: every text says why, so the page's glued slots are filled."""
+    keys = ("run", "matrix", "reading", "control", "identity", "verdict", "weighting", "sgd")
+    return Findings(numbers={}, verdicts={"paper_pattern": "not measured"}, text={f"{k}_text": f"Not measured: {why}" for k in keys})
+
+
+def weighting(result, alt, names: dict) -> Findings:
+    """Least squares against 1/‖y‖²-weighted fits: mean errors, the largest difference, same best targets?"""
+    a, b = _err(result), _err(alt)
+    diff = a - b  # > 0: the alternative is better
+    col = diff[1:, 1:].mean(0)
+    n_big = int(np.argmax(np.abs(col))) + 1
+    best_a, best_b = describe(a)["best"], describe(b)["best"]
+    same = best_a == best_b
+    this, other = names["this"], names["other"]
+    text = (
+        f"Mean relative error: {this} **{float(a.mean()):.3f}**, {other} **{float(b.mean()):.3f}**. The largest "
+        f"difference is at deep layer {n_big} ({col[n_big - 1]:+.3f} on average over source layers, positive when the "
+        f"{other} fit is better). The best-matching target of every source layer is "
+        + ("the same under both fits." if same else f"not the same: {_fmt_pairs(best_b, '→')} with the {other} fit.")
+    )
+    return Findings(
+        numbers={"weighting_this_error": float(a.mean()), "weighting_other_error": float(b.mean()), "weighting_largest_diff_layer": n_big},
+        verdicts={"same_best_targets": "yes" if same else "no"},
+        text={"weighting_text": text},
+    )
+
+
+def run(result, src, tgt, window: int, dataset: str, seed: int) -> Findings:
+    """What this run measured: the pair, the windows, the token counts and the fit times."""
+    from ..plots.maps import pair_label
+
+    tok = result.tokens
+    text = (
+        f"This run: **{pair_label(result)}**; source {src.n_layers} layers (d={src.d_model}), target {tgt.n_layers} "
+        f"layers (d={tgt.d_model}); {int(np.sum(result.n_windows))} windows of up to {window} tokens cut from "
+        f"`{dataset}` texts (seed {seed}): {tok['train']:,} training, {tok['val']:,} validation and {tok['test']:,} "
+        f"test tokens. Fit (train + validation passes and the solves) took {float(result.fit_seconds):.1f} s, the "
+        f"test pass {float(result.eval_seconds):.1f} s."
+    )
+    return Findings(numbers={"tokens": tok}, text={"run_text": text})
+
+
+def sgd(result, sgd_result, label: str) -> Findings:
+    """The closed form against the paper's SGD recipe: errors, times, and when SGD came within 0.01.
+
+    `sgd_result` None: the comparison was switched off, and the text says so."""
+    if sgd_result is None:
+        return Findings(verdicts={"sgd_reached_closed_form": "not run"}, text={"sgd_text": "The SGD comparison was switched off for this run (`compare_sgd = False`)."})
+    cf_err, sgd_err = float(np.mean(result.relative_error)), float(np.mean(sgd_result.relative_error))
+    cf_t, sgd_t = float(result.fit_seconds), float(sgd_result.fit_seconds)
+    steps = np.asarray(sgd_result.arrays.get("sgd_eval_steps", []))
+    curve = np.asarray(sgd_result.arrays.get("sgd_eval_error", np.zeros((0,)))).reshape(len(steps), -1).mean(1) if len(steps) else np.zeros(0)
+    times = np.asarray(sgd_result.arrays.get("sgd_eval_seconds", np.zeros(len(steps))))
+    reach = [float(t) for t, e in zip(times, curve) if e <= cf_err + 0.01]
+    better = int((np.asarray(sgd_result.relative_error) < np.asarray(result.relative_error) - 1e-9).sum())
+    n = int(np.asarray(result.relative_error).size)
+    text = (
+        f"Mean held-out relative error over all {n} pairs (embeddings included): closed form ({label}) **{cf_err:.3f}** "
+        f"in {cf_t:.1f} s; SGD **{sgd_err:.3f}** after {int(steps[-1]) if len(steps) else '?'} steps in {sgd_t:.1f} s "
+        f"({better} of {n} pairs better with SGD). "
+        + (
+            f"SGD first came within 0.01 of the closed form's error after {reach[0]:.1f} s, {reach[0] / max(cf_t, 1e-9):.0f}× the closed form's time."
+            if reach
+            else f"SGD did not come within 0.01 of the closed form's error in this budget: the closed form is at least {sgd_t / max(cf_t, 1e-9):.0f}× faster to the same error."
+        )
+    )
+    return Findings(
+        numbers={"closed_form_error": cf_err, "sgd_error": sgd_err, "closed_form_seconds": cf_t, "sgd_seconds": sgd_t, "sgd_better_pairs": better},
+        verdicts={"sgd_reached_closed_form": "yes" if reach else "no"},
+        text={"sgd_text": text},
+    )

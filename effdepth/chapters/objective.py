@@ -1,0 +1,363 @@
+"""§3.5 reasoning: from the grid's accuracies and depth use (trained models and their random-init
+controls) to directional verdicts, one per statement of the paper.
+
+Every statement is a paired comparison across seeds (a seed fixes the initialisation and the data
+order, so the two models of a pair differ only in the factor compared): per seed the difference
+d_s = value(expected higher) − value(expected lower). Rules (book/methods/objective-rules.md states
+the same):
+
+- **Direction over seeds**: `stats.direction_verdict` on the d_s, a one-sided exact sign test at
+  α = 0.05 (differences of accuracy of at most one problem count as ties and are dropped). 3 of 3
+  seeds agreeing is p = 1/8: "not distinguishable from chance"; at least `MIN_SEEDS` (5) seeds, all
+  agreeing, are needed for a direction to count.
+- **Control**: the same comparison between the random-init controls of the two models. Two models
+  that differ only in the objective have the same untrained model (same seed, same architecture), so
+  their control difference is 0 by construction; for MoEUT vs Transformer the control difference is
+  measured per seed. The trained mean difference must exceed `stats.control_bound(control
+  differences, "greater")` (beyond every control difference and their mean by `chapters.control_k`
+  sd, the 97.5 % prediction bound for one more seed). For an
+  accuracy, the expected-better models must also beat guessing: their mean accuracy above the
+  larger of the most-frequent-answer baseline and the untrained models' accuracy, by more than one
+  problem.
+- **Verdict** of a statement: "yes" (as in the paper) when the direction is "consistent" and the
+  control is passed; "not distinguishable from the control" when consistent but not beyond the
+  control; "opposite" when the sign test finds the other direction; else "not distinguishable from
+  chance".
+- **Fine-tuning** (one seed): the fine-tuned model's future-effect matrix is closer to the
+  pre-trained model's than to the from-scratch model's (same objective) when the difference of the
+  two distances exceeds the distance between two from-scratch seeds of that objective (the
+  seed-to-seed variation); "opposite" for the mirror image; else "not distinguishable from
+  seed-to-seed variation" (also when no second seed exists to measure it). Two preconditions, else
+  "not distinguishable from the control": the pre-trained model's matrix differs from its untrained
+  control's by more than the seed-to-seed variation (it has a pattern of its own to keep), and the
+  fine-tuning changed what the model does (its interpolation accuracy rose above the pre-trained
+  model's by more than one problem); "depth use unchanged" says nothing about a fine-tuning that
+  changed nothing.
+- **Learned**: the grid's models "learned the task" when the best cell's mean accuracy exceeds the
+  baseline by `LEARNED_MARGIN` (15 points) on some split.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .. import stats
+from . import PAPER, SAME_AS_CONTROL, Findings, control_k
+
+MIN_SEEDS = 5  # the fewest seeds for which all agreeing gives a sign-test p below 0.05 (1/32)
+ALPHA = 0.05
+LEARNED_MARGIN = 0.15
+CHANCE = stats.CHANCE
+OPPOSITE = "opposite"
+SEED_NOISE = "not distinguishable from seed-to-seed variation"
+
+ARCH_LABEL = {"transformer": "Transformer", "moeut": "MoEUT"}
+OBJECTIVE_LABEL = {"all": "all-token loss", "answer": "answer-only loss"}
+DEPTH_MEASURES = {"erasure_depth": "erasure depth", "depth_layer": "depth score (layer effect)", "depth_output": "depth score (logit effect)"}
+
+
+def _num(x: float) -> str:
+    return f"{x:.2f}" if np.isfinite(x) else "– (no problem answered correctly)"
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.0f} %"
+
+
+def paired_differences(frame: pd.DataFrame, value: str, factor: str, hi: str, lo: str, where: dict) -> np.ndarray:
+    """Per-seed differences value[factor=hi] − value[factor=lo] among the rows matching ``where``
+    (seeds pair the runs: same initialisation and data order), in seed order."""
+    f = frame
+    for k, v in where.items():
+        f = f[f[k] == v]
+    a = f[f[factor] == hi].set_index("seed")[value]
+    b = f[f[factor] == lo].set_index("seed")[value]
+    seeds = sorted(set(a.index) & set(b.index))
+    return np.array([a[s] - b[s] for s in seeds], dtype=float)
+
+
+def matrix_distance(a, b) -> float:
+    """Mean absolute difference of two skip-effect matrices [L, L] over the entries l > s (where the
+    future effect lives), each clipped to [0, 1] like the heatmaps."""
+    a, b = np.clip(np.asarray(a, float), 0, 1), np.clip(np.asarray(b, float), 0, 1)
+    upper = np.triu(np.ones_like(a, dtype=bool), k=1)
+    return float(np.abs(a - b)[upper].mean())
+
+
+def mean_spread(frame: pd.DataFrame, value: str, by=("arch", "objective")) -> pd.DataFrame:
+    """Mean, sample sd, min and max of ``value`` over seeds, per ``by`` group."""
+    g = frame.groupby(list(by), sort=False)[value]
+    return g.agg(mean="mean", sd=lambda x: float(np.std(x, ddof=1)) if len(x) > 1 else float("nan"), lo="min", hi="max", n="count").reset_index()
+
+
+def statement(what: str, diffs, control_diffs=None, tol: float = 0.0, floor: dict | None = None) -> dict:
+    """The verdict on one directional statement (rules in the module docstring).
+
+    diffs: per-seed trained differences (expected positive); control_diffs: the same differences
+    between the models' random-init controls (None: 0 by construction); tol: |d| ≤ tol counts as a
+    tie; floor: {"value": mean of the expected-better models, "bound": what they must exceed} for
+    accuracies (beating guessing).
+    """
+    d = np.asarray(diffs, dtype=float)
+    d = d[np.isfinite(d)]
+    ties = np.where(np.abs(d) <= tol, 0.0, d)
+    dv = stats.direction_verdict(ties, expected=1, alpha=ALPHA)
+    c = np.zeros(max(len(d), 1)) if control_diffs is None else np.asarray(control_diffs, dtype=float)
+    c = c[np.isfinite(c)]
+    mean = float(d.mean()) if len(d) else float("nan")
+    beyond = bool(len(c)) and stats.differs_from_control(mean, c, "greater", k=control_k(len(c)))
+    if floor is not None:
+        beyond = beyond and bool(np.isfinite(floor["value"]) and floor["value"] > floor["bound"] + tol)
+    if dv["verdict"] == stats.CONSISTENT:
+        verdict = PAPER if beyond else SAME_AS_CONTROL
+    elif dv["verdict"] == stats.OPPOSITE:
+        verdict = OPPOSITE
+    else:
+        verdict = CHANCE
+    return {
+        "statement": what,
+        "diffs": d.tolist(),
+        "n_expected": dv["n_expected"],
+        "n": dv["n"],
+        "p": dv["p"],
+        "direction": dv["verdict"],
+        "mean": mean,
+        "control_bound": stats.control_bound(c, "greater", k=control_k(len(c))) if len(c) else float("nan"),
+        "control": "0 by construction" if control_diffs is None else ", ".join(f"{x:+.2f}" for x in c),
+        "beyond_control": beyond,
+        "verdict": verdict,
+    }
+
+
+def _signs(s: dict, scale: float = 100.0) -> str:
+    return ", ".join(f"{scale * x:+.1f}" for x in s["diffs"])
+
+
+def accuracy_findings(acc: pd.DataFrame, base: dict, n_problems: dict, modules=("all",), control_acc: pd.DataFrame | None = None) -> Findings:
+    """Statements on extrapolation accuracy: answer-only > all-token loss per architecture and module,
+    and a larger gain for MoEUT; plus whether the models learned more than the answer distribution.
+
+    acc: `Grid.accuracy_frame()`; base: `objective.baseline_accuracy`; n_problems: {module: number of
+    extrapolation problems} (one problem = the tie tolerance); control_acc: accuracy frame of the
+    random-init controls (arch, seed, split, module, accuracy), optional.
+    """
+    ex = acc[acc.split == "extrapolate"]
+    rows, lines = [], []
+    for module in modules:
+        f = ex[ex.module == module]
+        tol = 1.0 / max(int(n_problems.get(module, 1)), 1) + 1e-9
+        for arch in ("transformer", "moeut"):
+            d = paired_differences(f, "accuracy", "objective", "answer", "all", {"arch": arch})
+            better = float(f[(f.arch == arch) & (f.objective == "answer")].accuracy.mean())
+            guess = float(base["extrapolate"].get(module, np.nan))
+            if control_acc is not None and len(control_acc):
+                ca = control_acc[(control_acc.split == "extrapolate") & (control_acc.module == module) & (control_acc.arch == arch)].accuracy
+                guess = max(guess, float(ca.max())) if len(ca) else guess
+            name = "all modules" if module == "all" else module
+            s = statement(f"answer-only > all-token loss on extrapolation ({name}), {ARCH_LABEL[arch]}", d, None, tol, {"value": better, "bound": guess})
+            rows.append(s)
+            worse = float(f[(f.arch == arch) & (f.objective == "all")].accuracy.mean())
+            lines.append(
+                f"- {ARCH_LABEL[arch]}, {'all extrapolation modules' if module == 'all' else module}: {pct(worse)} with the "
+                f"all-token loss, {pct(better)} with the answer-only loss (per-seed differences {_signs(s, 100)} points; "
+                f"{s['n_expected']} of {s['n']} untied seeds in the paper's direction, sign test p = {s['p']:.3f}): **{s['verdict']}**."
+            )
+    f = ex[ex.module == "all"]
+    gain = {a: paired_differences(f, "accuracy", "objective", "answer", "all", {"arch": a}) for a in ("transformer", "moeut")}
+    k = min(len(gain["moeut"]), len(gain["transformer"]))
+    rows.append(statement("the answer-only gain is larger for MoEUT than for the Transformer", gain["moeut"][:k] - gain["transformer"][:k], None, 1.0 / max(int(n_problems.get("all", 1)), 1) + 1e-9))
+    allm = acc[acc.module == "all"]
+    above = allm.groupby(["split", "arch", "objective"]).accuracy.mean()
+    best_base = max(base["extrapolate"]["all"], base["interpolate"]["all"])
+    learned = bool(above.max() >= best_base + LEARNED_MARGIN)
+    per_split = " / ".join(f"{s}: {pct(above[s].max())}" for s in ("interpolate", "extrapolate") if s in above.index.get_level_values(0))
+    text = "\n".join(lines) + (
+        f"\n\nAlways answering the most frequent training answer (`{base['answer']}`) scores {pct(base['interpolate']['all'])} on "
+        f"interpolation and {pct(base['extrapolate']['all'])} on extrapolation; the best model of the grid reaches {pct(above.max())} ({per_split}). "
+        + (
+            "The models clearly do better than guessing."
+            if learned
+            else "The models are not far above that baseline: at this scale they have mostly learned the format and the distribution "
+            "of answers, not the arithmetic, so differences between cells are small and the directions below should be read with that in mind."
+        )
+    )
+    return Findings(
+        numbers={"best_accuracy": float(above.max()), "baseline_accuracy": float(best_base), "accuracy_statements": rows},
+        verdicts={"learned": "yes" if learned else "no"},
+        text={"accuracy_text": text},
+    )
+
+
+def depth_findings(use: pd.DataFrame, control_use: pd.DataFrame | None = None) -> Findings:
+    """Statements on depth use: answer-only loss uses more depth (per architecture) and MoEUT uses more
+    depth than the Transformer (per objective), for each depth measure.
+
+    use: `objective.depth_use(grid)`; control_use: the same measures of the random-init controls, one
+    row per (arch, seed) (`objective.control_depth_use`), optional (without it the MoEUT-vs-Transformer
+    statements cannot pass the control rule).
+    """
+    rows, lines = [], []
+    for col, name in DEPTH_MEASURES.items():
+        for arch in ("transformer", "moeut"):
+            d = paired_differences(use, col, "objective", "answer", "all", {"arch": arch})
+            rows.append(statement(f"answer-only loss uses more depth ({name}), {ARCH_LABEL[arch]}", d, None))
+        c = paired_differences(control_use.assign(objective="all"), col, "arch", "moeut", "transformer", {}) if control_use is not None and col in control_use else np.array([])
+        for obj in ("all", "answer"):
+            d = paired_differences(use, col, "arch", "moeut", "transformer", {"objective": obj})
+            rows.append(statement(f"MoEUT uses more depth than the Transformer ({name}), {OBJECTIVE_LABEL[obj]}", d, c))
+        means = use.groupby(["arch", "objective"])[col].mean()
+        ctrl = ""
+        if control_use is not None and col in control_use:
+            cm = control_use.groupby("arch")[col].mean()
+            ctrl = "; untrained (random init): " + ", ".join(f"{ARCH_LABEL[a]} {_num(cm[a])}" for a in ("transformer", "moeut") if a in cm.index)
+        lines.append(
+            f"- {name}: "
+            + "; ".join(f"{ARCH_LABEL[a]}, {OBJECTIVE_LABEL[o]} {_num(means[(a, o)])}" for a in ("transformer", "moeut") for o in ("all", "answer") if (a, o) in means.index)
+            + ctrl
+            + "."
+        )
+    return Findings(numbers={"depth_statements": rows}, text={"depth_text": "Means over seeds:\n\n" + "\n".join(lines)})
+
+
+def finetune_statement(objective: str, d_pre: float, d_scratch: float, seed_distance: float = float("nan"), d_pre_control: float = float("nan"), learned: bool = True) -> dict:
+    """Does fine-tuning with `objective` leave depth use close to the pre-trained model's? (module docstring).
+
+    d_pre / d_scratch: distances of the fine-tuned model's matrix from the pre-trained and from the
+    from-scratch model's; seed_distance: between two from-scratch seeds; d_pre_control: between the
+    pre-trained model and its untrained control (NaN: not measured); learned: the fine-tuning raised
+    the accuracy by more than one problem."""
+    diff = d_scratch - d_pre  # > 0: closer to the pre-trained model
+    known = np.isfinite(seed_distance)
+    own = np.isfinite(d_pre_control) and known and d_pre_control > seed_distance
+    if known and diff > seed_distance:
+        verdict = PAPER if own and learned else SAME_AS_CONTROL
+    elif known and diff < -seed_distance:
+        verdict = OPPOSITE
+    else:
+        verdict = SEED_NOISE
+    why = []
+    if not own:
+        why.append("the pre-trained model's matrix is not further from an untrained model's than two seeds are from each other")
+    if not learned:
+        why.append("fine-tuning did not raise the accuracy by more than one problem")
+    return {
+        "statement": f"fine-tuning ({OBJECTIVE_LABEL[objective]}) leaves depth use close to the pre-trained model's",
+        "diffs": [diff],
+        "n_expected": int(diff > 0),
+        "n": 1,
+        "p": float("nan"),
+        "direction": "closer to the pre-trained model" if diff > 0 else "closer to the from-scratch model",
+        "mean": diff,
+        "control_bound": seed_distance,
+        "control": (f"seed-to-seed distance {seed_distance:.3f}" if known else "no second seed") + (f"; pre-trained vs untrained {d_pre_control:.3f}" if np.isfinite(d_pre_control) else ""),
+        "beyond_control": verdict == PAPER,
+        "verdict": verdict,
+        "why_not": "; ".join(why),
+        "d_pre": d_pre,
+        "d_scratch": d_scratch,
+        "seed_distance": seed_distance,
+    }
+
+
+def finetune_findings(E: dict, seed_distances: dict | None = None, learned: dict | None = None) -> Findings:
+    """Fine-tuning statements from the future-effect matrices E[name] (names as in the chapter:
+    'pre-trained on multi-hop only', 'fine-tuned, <objective label>', 'from scratch, <objective
+    label>', 'untrained (random init)'); seed_distances: {objective: distance between two
+    from-scratch seeds}; learned: {objective: did fine-tuning raise the accuracy by more than one
+    problem} (default: yes)."""
+    seed_distances, learned = seed_distances or {}, learned or {}
+    pre, ctrl = "pre-trained on multi-hop only", "untrained (random init)"
+    d_ctrl = matrix_distance(E[ctrl], E[pre]) if ctrl in E and pre in E else float("nan")
+    rows, parts = [], []
+    for obj in ("all", "answer"):
+        fk, sk = f"fine-tuned, {OBJECTIVE_LABEL[obj]}", f"from scratch, {OBJECTIVE_LABEL[obj]}"
+        if fk not in E or sk not in E or pre not in E:
+            continue
+        s = finetune_statement(obj, matrix_distance(E[fk], E[pre]), matrix_distance(E[fk], E[sk]), seed_distances.get(obj, float("nan")), d_ctrl, learned.get(obj, True))
+        rows.append(s)
+        seeds = f"two from-scratch seeds differ by {s['seed_distance']:.3f}" if np.isfinite(s["seed_distance"]) else "no second seed measures the seed-to-seed variation"
+        parts.append(
+            f"With the {OBJECTIVE_LABEL[obj]}, the fine-tuned model's future-effect matrix differs from the pre-trained model's by "
+            f"{s['d_pre']:.3f} on average and from the model trained from scratch with the same objective by {s['d_scratch']:.3f} "
+            f"({seeds}): **{s['verdict']}**" + (f" ({s['why_not']})." if s["verdict"] == SAME_AS_CONTROL else ".")
+        )
+    if np.isfinite(d_ctrl):
+        parts.append(f"The untrained Transformer's matrix differs from the pre-trained model's by {d_ctrl:.3f}.")
+    return Findings(numbers={"finetune_statements": rows}, text={"finetune_text": " ".join(parts) or "No fine-tuning comparison was run."})
+
+
+def findings(acc, base, n_problems, use, control_use=None, control_acc=None, finetune: Findings | None = None, modules=("all",)) -> Findings:
+    """All of §3.5: accuracy, depth and (optionally) fine-tuning statements, and the summary sentence."""
+    out = accuracy_findings(acc, base, n_problems, modules, control_acc).merge(depth_findings(use, control_use))
+    out = out.merge(finetune if finetune is not None else Findings(numbers={"finetune_statements": []}, text={"finetune_text": "Fine-tuning was switched off for this run (`finetune = False`)."}))
+    rows = out.numbers["accuracy_statements"] + out.numbers["depth_statements"] + out.numbers["finetune_statements"]
+    out.numbers["statements"] = rows
+    n_seeds = int(acc.seed.nunique())
+    counts = pd.Series([r["verdict"] for r in rows]).value_counts()
+    n_paper, n_opp = int(counts.get(PAPER, 0)), int(counts.get(OPPOSITE, 0))
+    out.numbers.update(n_statements=len(rows), n_paper=n_paper, n_opposite=n_opp, n_seeds=n_seeds, min_p=float(0.5**n_seeds))
+    out.verdicts["any_paper"] = "yes" if n_paper else "no"
+    out.text["summary_text"] = (
+        f"Of {len(rows)} directional statements, **{n_paper}** hold as in the paper (a sign test over seeds in the paper's "
+        f"direction at p < {ALPHA:g} and a difference beyond the random-init control), **{n_opp}** are reversed, and "
+        f"{len(rows) - n_paper - n_opp} are not distinguishable from chance, from the control or from seed-to-seed variation. "
+        f"With {n_seeds} seed{'s' if n_seeds != 1 else ''} the smallest possible sign-test p is {0.5 ** n_seeds:.3f}"
+        + (
+            f": no direction can count with fewer than {MIN_SEEDS} seeds all agreeing (set `seeds`)."
+            if n_seeds < MIN_SEEDS
+            else "."
+        )
+        + " The sizes are not comparable with the paper's 244M-parameter, 100k-step models."
+    )
+    return out
+
+
+def table(f: Findings) -> pd.DataFrame:
+    """The statements of `findings` as a table (one row per statement)."""
+    rows = [
+        {
+            "paper's direction": r["statement"],
+            "these runs": r["verdict"],
+            "seeds in the paper's direction": f"{r['n_expected']} of {r['n']}",
+            "sign test p": "–" if not np.isfinite(r["p"]) else f"{r['p']:.3f}",
+            "per seed (accuracy: points; depth: fraction of depth)": ", ".join(f"{x:+.3f}" for x in r["diffs"]),
+            "control": r["control"],
+        }
+        for r in f.numbers["statements"]
+    ]
+    return pd.DataFrame(rows).set_index("paper's direction")
+
+
+def setup_text(spec, mcfg, times: pd.DataFrame, seeds, train_device: str, build_seconds: float) -> str:
+    """What this run trained: sizes, steps, data and training times."""
+    L = spec.n_layers
+    med = lambda a: times[times.arch == a].train_seconds.median()  # noqa: E731
+    return (
+        f"This run: **{len(seeds)} seeds** ({', '.join(map(str, seeds))}) × 2 architectures × 2 objectives. "
+        f"Transformer: {L} layers, d = {spec.d_model}, {spec.n_heads} heads, SwiGLU width {spec.d_ff} "
+        f"({times[times.arch == 'transformer'].params.iloc[0]:,} parameters). "
+        f"MoEUT: a group of {mcfg.group_size} distinct layers applied {mcfg.n_repeats} time{'s' if mcfg.n_repeats > 1 else ''} in a row "
+        f"({L} layer applications), d = {spec.d_model}, {mcfg.num_attention_heads} SwitchHead heads with {mcfg.att_n_experts} "
+        f"value/output experts ({mcfg.att_k} active), σ-MoE with {mcfg.ff_n_experts} experts of width {mcfg.ff_expert_size} "
+        f"({mcfg.ff_k} active) ({times[times.arch == 'moeut'].params.iloc[0]:,} parameters). "
+        f"Training: {spec.steps} steps of {spec.batch_size} windows × {spec.window} tokens, AdamW lr {spec.lr}, modules "
+        f"{', '.join(spec.modules)}, "
+        + (f"entropy {spec.entropy} (add/sub {spec.add_sub_entropy}; the generator uses (3, 10) and (4, 16))" if spec.entropy else "the released generator's settings")
+        + f". Training time per model (this machine, {train_device}): median {times.train_seconds.median():.0f} s "
+        f"(Transformer {med('transformer'):.0f} s, MoEUT {med('moeut'):.0f} s"
+        + (f"; CPU time {times.train_cpu_seconds.median():.0f} s" if times.train_cpu_seconds.notna().any() else "")
+        + f"); this cell took {build_seconds:.0f} s (models already trained are read from the cache). Evaluation: "
+        f"{spec.n_eval} held-out problems per module and split. Each model's random-init control is the same "
+        f"architecture untrained, built from the model's own seed."
+    )
+
+
+def erasure_text(depths: dict, answered: dict) -> str:
+    """The erasure example: who answers it, and each model's erasure depth ({label: depth}, {label: correct?})."""
+    trained = [k for k in answered if "random init" not in k]
+    ok_all = all(answered[k] for k in trained)
+    return (
+        f"The problem is {'answered correctly by all four trained models' if ok_all else '**not** answered correctly by every trained model (no problem was)'}. "
+        + " ".join(f"{k}: erasure depth {v:.2f}." for k, v in depths.items())
+    )

@@ -1,0 +1,156 @@
+"""§3.5 verdict rules (effdepth.chapters.objective) on synthetic grids: every rule on both sides."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from effdepth.chapters import PAPER, SAME_AS_CONTROL, objective as F
+
+HEADLINE = "mul_div_multiple_longer"
+BASE = {"interpolate": {"all": 0.02}, "extrapolate": {"all": 0.02, HEADLINE: 0.0}, "answer": "1"}
+N_PROBLEMS = {"all": 300, HEADLINE: 50}
+
+
+def acc_frame(cell, seeds):
+    """cell(arch, objective, seed, split) -> accuracy, the same for every module."""
+    rows = []
+    for a in ("transformer", "moeut"):
+        for o in ("all", "answer"):
+            for s in seeds:
+                for split in ("interpolate", "extrapolate"):
+                    for m in ("all", HEADLINE) if split == "extrapolate" else ("all",):
+                        rows.append({"arch": a, "objective": o, "seed": s, "split": split, "module": m, "accuracy": cell(a, o, s, split)})
+    return pd.DataFrame(rows)
+
+
+def paper_acc(a, o, s, split):
+    """The paper's §3.5 pattern: answer-only loss helps, MoEUT more (36 → 63 % vs 41 → 48 %)."""
+    return {("moeut", "all"): 0.36, ("moeut", "answer"): 0.63, ("transformer", "all"): 0.41, ("transformer", "answer"): 0.48}[(a, o)] + 0.01 * s
+
+
+def use_frame(value, seeds):
+    rows = [{"arch": a, "objective": o, "seed": s, **{c: value(a, o, s) for c in F.DEPTH_MEASURES}} for a in ("transformer", "moeut") for o in ("all", "answer") for s in seeds]
+    return pd.DataFrame(rows)
+
+
+def control_frame(value, seeds):
+    return pd.DataFrame([{"arch": a, "seed": s, **{c: value(a, s) for c in F.DEPTH_MEASURES}} for a in ("transformer", "moeut") for s in seeds])
+
+
+def paper_use(a, o, s):
+    return 0.3 + 0.2 * (o == "answer") + 0.2 * (a == "moeut") + 0.01 * s
+
+
+def verdicts(f, prefix):
+    return [r["verdict"] for r in f.numbers["statements"] if r["statement"].startswith(prefix)]
+
+
+SEEDS6 = range(6)
+
+
+def test_the_papers_pattern_over_six_seeds_is_the_papers_verdict():
+    f = F.findings(acc_frame(paper_acc, SEEDS6), BASE, N_PROBLEMS, use_frame(paper_use, SEEDS6), control_frame(lambda a, s: 0.4, SEEDS6), modules=("all", HEADLINE))
+    assert set(verdicts(f, "answer-only > all-token")) == {PAPER}
+    assert verdicts(f, "the answer-only gain is larger for MoEUT") == [PAPER]
+    assert set(verdicts(f, "answer-only loss uses more depth")) == {PAPER}
+    assert set(verdicts(f, "MoEUT uses more depth")) == {PAPER}
+    assert f.verdicts["any_paper"] == "yes" and f.verdicts["learned"] == "yes"
+    assert "p = 0.016" in f.text["accuracy_text"]  # 6 of 6 seeds: 1/64
+
+
+def test_three_of_three_seeds_is_not_distinguishable_from_chance():
+    seeds = range(3)
+    f = F.findings(acc_frame(paper_acc, seeds), BASE, N_PROBLEMS, use_frame(paper_use, seeds), control_frame(lambda a, s: 0.4, seeds))
+    assert {r["verdict"] for r in f.numbers["statements"]} == {F.CHANCE}
+    assert all(r["p"] == pytest.approx(1 / 8) for r in f.numbers["statements"])
+    assert f.verdicts["any_paper"] == "no"
+    assert "fewer than 5 seeds" in f.text["summary_text"] and "0.125" in f.text["summary_text"]
+
+
+def test_models_at_guessing_level_cannot_show_the_accuracy_direction():
+    # every seed has answer-only ahead, but no model beats the most frequent answer (control-like)
+    at_guess = lambda a, o, s, split: 0.02 + 0.03 * (o == "answer")  # noqa: E731
+    base = {"interpolate": {"all": 0.05}, "extrapolate": {"all": 0.05, HEADLINE: 0.05}, "answer": "1"}
+    f = F.accuracy_findings(acc_frame(at_guess, SEEDS6), base, N_PROBLEMS, ("all", HEADLINE))
+    assert {r["verdict"] for r in f.numbers["accuracy_statements"][:4]} == {SAME_AS_CONTROL}
+    assert f.verdicts["learned"] == "no" and "not far above that baseline" in f.text["accuracy_text"]
+
+
+def test_untrained_models_scoring_as_well_block_the_accuracy_verdict():
+    control = acc_frame(lambda a, o, s, split: 0.7, SEEDS6).drop(columns="objective").drop_duplicates()
+    f = F.accuracy_findings(acc_frame(paper_acc, SEEDS6), BASE, N_PROBLEMS, ("all",), control)
+    assert {r["verdict"] for r in f.numbers["accuracy_statements"][:2]} == {SAME_AS_CONTROL}
+
+
+def test_differences_within_one_problem_are_ties():
+    tiny = lambda a, o, s, split: 0.5 + 0.5 / 300 * (o == "answer")  # noqa: E731  half a problem
+    f = F.accuracy_findings(acc_frame(tiny, SEEDS6), BASE, N_PROBLEMS, ("all",))
+    s = f.numbers["accuracy_statements"][0]
+    assert s["n"] == 0 and s["verdict"] == F.CHANCE
+
+
+def test_a_reversed_direction_is_opposite_never_the_paper():
+    reversed_use = lambda a, o, s: 0.5 - 0.2 * (o == "answer") - 0.1 * (a == "moeut")  # noqa: E731
+    f = F.depth_findings(use_frame(reversed_use, SEEDS6), control_frame(lambda a, s: 0.4, SEEDS6))
+    assert {r["verdict"] for r in f.numbers["depth_statements"]} == {F.OPPOSITE}
+
+
+def test_an_architecture_gap_the_untrained_models_already_have_is_not_the_paper():
+    ctrl = control_frame(lambda a, s: 0.3 + 0.25 * (a == "moeut") + 0.01 * s, SEEDS6)  # untrained MoEUT already deeper
+    f = F.depth_findings(use_frame(paper_use, SEEDS6), ctrl)
+    arch = [r for r in f.numbers["depth_statements"] if r["statement"].startswith("MoEUT")]
+    assert {r["verdict"] for r in arch} == {SAME_AS_CONTROL}
+    # the objective statements have a zero control difference by construction and still pass
+    assert {r["verdict"] for r in f.numbers["depth_statements"] if r["statement"].startswith("answer-only")} == {PAPER}
+    assert "untrained (random init)" in f.text["depth_text"]
+
+
+def test_without_a_measured_control_the_architecture_statement_cannot_pass():
+    f = F.depth_findings(use_frame(paper_use, SEEDS6), None)
+    assert {r["verdict"] for r in f.numbers["depth_statements"] if r["statement"].startswith("MoEUT")} == {SAME_AS_CONTROL}
+
+
+def test_noise_is_not_the_paper_beyond_the_tests_level():
+    passes = total = 0
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        noise_acc = lambda a, o, s, split: float(rng.uniform(0.3, 0.7))  # noqa: E731
+        noise_use = lambda a, o, s: float(rng.uniform(0.2, 0.8))  # noqa: E731
+        f = F.findings(acc_frame(noise_acc, SEEDS6), BASE, N_PROBLEMS, use_frame(noise_use, SEEDS6), control_frame(lambda a, s: float(rng.uniform(0.2, 0.8)), SEEDS6))
+        passes += sum(r["verdict"] == PAPER for r in f.numbers["statements"])
+        total += len(f.numbers["statements"])
+    # each statement passes noise with probability ≤ 1/64 (6 of 6 seeds); a systematic bias would show
+    assert passes / total < 0.05
+
+
+def test_noise_over_many_grids_passes_at_most_at_the_test_level():
+    rng = np.random.default_rng(0)
+    passes = sum(F.statement("x", rng.normal(size=6))["verdict"] == PAPER for _ in range(500))
+    assert passes / 500 <= 0.03  # one-sided sign test: P(6 of 6) = 1/64
+
+
+def test_fine_tuning_needs_more_than_seed_to_seed_variation():
+    pre, ft, scratch = np.zeros((4, 4)), np.full((4, 4), 0.05), np.full((4, 4), 0.5)
+    E = {"pre-trained on multi-hop only": pre, "fine-tuned, all-token loss": ft, "from scratch, all-token loss": scratch, "untrained (random init)": np.full((4, 4), 0.4)}
+    verdict = lambda E, *a: F.finetune_findings(E, *a).numbers["finetune_statements"][0]["verdict"]  # noqa: E731
+    assert verdict(E, {"all": 0.1}) == PAPER
+    assert verdict(E, {"all": 0.6}) == F.SEED_NOISE
+    assert verdict(E, {}) == F.SEED_NOISE  # one seed: no reference
+    E["fine-tuned, all-token loss"] = np.full((4, 4), 0.45)
+    assert verdict(E, {"all": 0.1}) == F.OPPOSITE
+
+
+def test_fine_tuning_that_changed_nothing_or_an_untrained_pretraining_is_not_the_paper():
+    E = {"pre-trained on multi-hop only": np.zeros((4, 4)), "fine-tuned, all-token loss": np.full((4, 4), 0.05), "from scratch, all-token loss": np.full((4, 4), 0.5), "untrained (random init)": np.full((4, 4), 0.4)}
+    f = F.finetune_findings(E, {"all": 0.1}, {"all": False})
+    assert f.numbers["finetune_statements"][0]["verdict"] == SAME_AS_CONTROL and "did not raise the accuracy" in f.text["finetune_text"]
+    E["untrained (random init)"] = np.full((4, 4), 0.02)  # the "pre-trained" model is as good as untrained
+    f = F.finetune_findings(E, {"all": 0.1})
+    assert f.numbers["finetune_statements"][0]["verdict"] == SAME_AS_CONTROL and "untrained" in f.text["finetune_text"]
+
+
+def test_table_has_one_row_per_statement():
+    f = F.findings(acc_frame(paper_acc, SEEDS6), BASE, N_PROBLEMS, use_frame(paper_use, SEEDS6), control_frame(lambda a, s: 0.4, SEEDS6))
+    t = F.table(f)
+    assert len(t) == f.numbers["n_statements"] == len(f.numbers["statements"])
+    assert set(t["these runs"]) == {PAPER}
