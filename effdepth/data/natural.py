@@ -41,6 +41,18 @@ def _rng(*parts) -> random.Random:
     return random.Random(int(hashlib.sha256(repr(parts).encode()).hexdigest()[:15], 16))
 
 
+def _generate(dataset: str, key: str, make, levels, n_per_level: int, seed: int, wrap=lambda prompt: prompt) -> list[Example]:
+    """`n_per_level` examples per level from `make(rng, level) -> (prompt, answer, info)`; each level has
+    its own seeded stream (named by `key`), so adding a level leaves the others' examples unchanged."""
+    out = []
+    for lv in levels:
+        rng = _rng(key, lv, seed)
+        for i in range(n_per_level):
+            prompt, answer, info = make(rng, lv)
+            out.append(Example(wrap(prompt), answer, lv, {"dataset": dataset, "seed": seed, "index": i, **info}))
+    return out
+
+
 # -- word problems -----------------------------------------------------------------------------
 
 _MULT = {2: "doubles", 3: "triples"}
@@ -86,13 +98,7 @@ def word_problem(rng: random.Random, steps: int) -> tuple[str, str, dict]:
 
 def word_problems(levels=WORD_LEVELS, n_per_level: int = 20, seed: int = 0) -> list[Example]:
     """GSM8K-format word problems, `n_per_level` per number of steps; the answer is the worked solution."""
-    out = []
-    for lv in levels:
-        rng = _rng("word", lv, seed)
-        for i in range(n_per_level):
-            q, a, info = word_problem(rng, lv)
-            out.append(Example(GSM8K_TEMPLATE.format(question=q), a, lv, {"dataset": "word_problems", "seed": seed, "index": i, **info}))
-    return out
+    return _generate("word_problems", "word", word_problem, levels, n_per_level, seed, wrap=lambda q: GSM8K_TEMPLATE.format(question=q))
 
 
 _STEP = re.compile(r"(\d+) ([-+*/]) (\d+) = (\d+)")
@@ -129,13 +135,7 @@ def kinship_question(rng: random.Random, hops: int, generations: int = 4) -> tup
 
 
 def kinship_questions(hops=HOPS, n_per_level: int = 20, seed: int = 0) -> list[Example]:
-    out = []
-    for h in hops:
-        rng = _rng("kinship", h, seed)
-        for i in range(n_per_level):
-            p, a, info = kinship_question(rng, h)
-            out.append(Example(p, a, h, {"dataset": "kinship", "seed": seed, "index": i, **info}))
-    return out
+    return _generate("kinship", "kinship", kinship_question, hops, n_per_level, seed)
 
 
 _FACT = re.compile(r"The mother of (\w+) is (\w+)\.")
@@ -177,13 +177,7 @@ def arithmetic_problem(rng: random.Random, n_ops: int) -> tuple[str, str, dict]:
 
 
 def arithmetic_problems(levels=ARITH_LEVELS, n_per_level: int = 20, seed: int = 0) -> list[Example]:
-    out = []
-    for lv in levels:
-        rng = _rng("arith", lv, seed)
-        for i in range(n_per_level):
-            p, a, info = arithmetic_problem(rng, lv)
-            out.append(Example(p, a, lv, {"dataset": "arithmetic", "seed": seed, "index": i, **info}))
-    return out
+    return _generate("arithmetic", "arith", arithmetic_problem, levels, n_per_level, seed)
 
 
 # -- all sets ----------------------------------------------------------------------------------
