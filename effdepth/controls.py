@@ -42,7 +42,7 @@ def control_of(lm: Model, seed: int = 0) -> Model:
         state = torch.random.get_rng_state()
         try:
             torch.manual_seed(int(seed))
-            hf = AutoModelForCausalLM.from_config(lm.hf.config, dtype=lm.dtype)
+            hf = AutoModelForCausalLM.from_config(lm.hf.config, dtype=lm.dtype, trust_remote_code=False)
         finally:
             torch.random.set_rng_state(state)
         hf = hf.to(lm.device)

@@ -141,8 +141,12 @@ def test_matches_brute_force_and_is_invariant_to_blocks_and_batches(pair):
     # target blocks and batch sizes change how the work is cut, not the answer
     blocked = linear_maps(a, b, TEXTS, window=WINDOW, target_block=2, batch_size=3, store=off, progress=False)
     whole = linear_maps(a, b, TEXTS, window=WINDOW, store=off, progress=False)
-    np.testing.assert_allclose(blocked.relative_error, whole.relative_error, rtol=1e-7, atol=1e-10)
-    np.testing.assert_array_equal(blocked.lam_rel, whole.lam_rel)
+    np.testing.assert_allclose(blocked.relative_error, whole.relative_error, rtol=1e-7, atol=2e-8)  # [0, 0] exact fit, as above
+    # the validated ridge strength is the same wherever the fit is not exact; at the exact-fit entry
+    # every lambda reaches round-off level and which one wins is round-off too
+    fit = whole.relative_error > 1e-6
+    assert fit.sum() == fit.size - 1 and blocked.relative_error[0, 0] < 1e-7
+    np.testing.assert_array_equal(blocked.lam_rel[fit], whole.lam_rel[fit])
     assert (whole.relative_error <= res.relative_error + 0.02).all()  # validated ridge is never much worse
 
 
