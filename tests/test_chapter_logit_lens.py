@@ -120,3 +120,15 @@ def test_knee_of_a_measured_30_layer_lens_is_at_two_thirds_not_at_1():
     kl = np.asarray(SMOLLM2_KL)
     old = int(np.argmax([kl[:j].mean() - kl[j:].mean() for j in range(1, 30)])) + 1  # the previous rule
     assert old == 1
+
+
+def test_mid_share_of_the_measured_30_layer_lens_ignores_the_bare_embedding():
+    """SmolLM2's KL is 12 at the embedding, 9 at residual 1 and ≈ 7 from 2 to 18: the first half has
+    hardly moved the prediction (share 0.70), which a share against residual 0 called settled (0.54 here,
+    0.49 measured)."""
+    lens = fake(SMOLLM2_KL, noise=0.0)
+    share = float(np.nanmean(ch.mid_shares(lens)))
+    assert 0.65 < share < 0.75, share
+    kl = np.asarray(SMOLLM2_KL)
+    assert kl[15] / kl[:16].max() < share - 0.1  # the old reference (residuals 0 … L/2)
+    assert float(np.nanmean(ch.late_fall_shares(lens))) > 0.25

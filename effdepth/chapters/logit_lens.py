@@ -9,11 +9,11 @@ Rules (book/methods/logit_lens-rules.md states them for the reader):
   to read (its KL is typically far above the rest; on SmolLM2-135M keeping it moves the knee from
   residual 18 to 17 of 30).
 - `mid_share` (per prompt, then its mean and t-interval): KL at the input of layer L/2 divided by the
-  largest KL among residuals 0 … L/2. Near 1: the first half has not moved the decoded prediction
+  largest KL among residuals 1 … L/2 (residual 0 left out, as for the knee). Near 1: the first half has not moved the decoded prediction
   towards the output; near 0: the prediction is settled by mid-depth.
 - "settles_late": the trained model shows the paper's pattern when mid_share ≥ 0.5 AND the second
   half does the falling: `late_fall` (per prompt, then its mean and t-interval) = (KL at the input of
-  layer L/2 − KL at the input of the last layer) / the largest KL among residuals 0 … L/2 has a mean
+  layer L/2 − KL at the input of the last layer) / the largest KL among residuals 1 … L/2 has a mean
   of at least 0.25 and an interval above 0 (a KL that stays flat until the final residual and only
   then drops is not the paper's gradual settling). It is the paper's ("yes")
   only when the lower end of mid_share's 95 % interval also exceeds the controls' bound (the largest
@@ -60,22 +60,27 @@ def overlap_knee(result) -> dict:
     return stats.change_point(-ov, x=depths(result), exclude_first=True)
 
 
-def mid_shares(result) -> np.ndarray:
-    """Per prompt: KL at the input of layer L/2 over the largest KL among residuals 0 … L/2."""
+def _first_half(result):
+    """Per-prompt KL rows [P, L+1], L, L // 2, and each prompt's largest KL among residuals 1 … L/2
+    (residual 0, the bare embedding, left out as for the knee: on SmolLM2-135M its KL is 13 against
+    ≈ 7 for residuals 2 … 18, so it would halve every share)."""
     ex = np.asarray(result.example_kl, float)  # [P, L+1]
     L = ex.shape[1] - 1
     mid = L // 2
-    top = ex[:, : mid + 1].max(axis=1)
+    top = ex[:, min(1, mid) : mid + 1].max(axis=1)
+    return ex, L, mid, top
+
+
+def mid_shares(result) -> np.ndarray:
+    """Per prompt: KL at the input of layer L/2 over the largest KL among residuals 1 … L/2."""
+    ex, L, mid, top = _first_half(result)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(top > 0, ex[:, mid] / top, np.nan)
 
 
 def late_fall_shares(result) -> np.ndarray:
-    """Per prompt: (KL at the input of layer L/2 − KL at the input of the last layer) / max KL over residuals 0 … L/2."""
-    ex = np.asarray(result.example_kl, float)  # [P, L+1]
-    L = ex.shape[1] - 1
-    mid = L // 2
-    top = ex[:, : mid + 1].max(axis=1)
+    """Per prompt: (KL at the input of layer L/2 − KL at the input of the last layer) / max KL over residuals 1 … L/2."""
+    ex, L, mid, top = _first_half(result)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(top > 0, (ex[:, mid] - ex[:, L - 1]) / top, np.nan)
 
