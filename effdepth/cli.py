@@ -47,7 +47,15 @@ def cmd_run(args) -> int:
 
     model = canonical_spec(args.model)  # a relative folder must mean the same inside every notebook
     chapters = [c.strip() for c in args.chapters.split(",") if c.strip()] if args.chapters else None
-    kw = dict(chapters=chapters, device=args.device, dtype=args.dtype, remote=args.remote, extra=_parse_sets(args.set))
+    extra = _parse_sets(args.set)
+    if args.dataset:
+        from .data import DATASETS
+
+        if args.dataset not in DATASETS:
+            print(f"effdepth: unknown --dataset '{args.dataset}'; choose one of: {', '.join(DATASETS)}.", file=sys.stderr)
+            return 2
+        extra["dataset"] = args.dataset
+    kw = dict(chapters=chapters, device=args.device, dtype=args.dtype, remote=args.remote, extra=extra)
     try:
         book.plan(model, **kw)  # names, parameter types, device, credentials: before anything loads
         if not args.remote:
@@ -140,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     model_args(p)
     p.add_argument("--chapters", help="comma-separated chapter names (default: all)")
     p.add_argument("--set", action="append", metavar="NAME=VALUE", help="override a notebook parameter (repeatable)")
+    p.add_argument("--dataset", help="prompts of the chapters that take a data set: auto (default: the zoo's own for zoo models, GSM8K else, "
+                   "falling back to generated word problems offline), zoo, gsm8k, word_problems, kinship, arithmetic")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("book", help="render the executed chapters of a model into HTML")

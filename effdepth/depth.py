@@ -449,41 +449,52 @@ def difficulty_datasets(model_spec: str, n_per_level: int = 20, seed: int = 0, s
 
     source 'real': the paper's MATH intermediate_algebra levels 1–5 (worked solutions) and
     MQuAKE-Remastered CF3k 2/3/4 hops (`effdepth.data.real`, seed 42 as the paper); 'generated':
-    graded arithmetic (level = number of operations) and in-context multi-hop questions (1–4 hops);
-    'auto': generated for the project's own models (their training distribution), real otherwise,
-    falling back to generated (with a note) where a real set is not available offline.
+    the zoo's own graded arithmetic (level = number of operations) and in-context multi-hop questions
+    (1–4 hops); 'natural': the project's generated English sets for pretrained models
+    (`effdepth.data.natural`: arithmetic questions with 1–5 operations, kinship questions with 1–4
+    hops); 'auto': 'generated' for the project's own models (their training distribution), 'real'
+    otherwise, where a real set not available here is replaced (with a note) by the English set of
+    the same kind.
     Returns ({name: {'examples': {level: [Example]}, 'xlabel', 'level_fmt'}}, notes).
     """
     from .data import is_offline_model
     from .data.real import DatasetNotAvailable
 
-    if source not in ("auto", "real", "generated"):
-        raise ValueError(f"source must be 'auto', 'real' or 'generated', not '{source}'")
+    if source not in DIFFICULTY_SOURCES:
+        raise ValueError(f"source must be one of {', '.join(repr(s) for s in DIFFICULTY_SOURCES)}, not '{source}'")
     if source == "auto":
         source = "generated" if is_offline_model(model_spec) else "real"
     from .data.arithmetic import graded_examples
     from .data.multihop import multihop_examples
+    from .data.natural import arithmetic_problems, kinship_questions
 
     by = lambda exs: {lv: [e for e in exs if e.level == lv] for lv in sorted({e.level for e in exs})}  # noqa: E731
     generated = {
         "Graded arithmetic": lambda: {"examples": by(graded_examples(levels=(1, 2, 3, 4, 5), n_per_level=n_per_level, split="test", seed=seed)), "xlabel": "Number of operations", "level_fmt": "{}"},
         "Multi-hop questions": lambda: {"examples": by(multihop_examples(hops=(1, 2, 3, 4), n_per_hops=n_per_level, seed=seed)), "xlabel": "Hops", "level_fmt": "{}"},
     }
-    sets, notes = {}, []
-    if source == "generated":
-        return {name: make() for name, make in generated.items()}, notes
+    natural = {
+        "Arithmetic (English)": lambda: {"examples": by(arithmetic_problems(n_per_level=n_per_level, seed=seed)), "xlabel": "Number of operations", "level_fmt": "{}"},
+        "Kinship questions": lambda: {"examples": by(kinship_questions(n_per_level=n_per_level, seed=seed)), "xlabel": "Hops", "level_fmt": "{}"},
+    }
+    if source in ("generated", "natural"):
+        return {name: make() for name, make in (generated if source == "generated" else natural).items()}, []
     from .data.real import math_problems, mquake
 
+    sets, notes = {}, []
     for name, load, levels, xlabel, fmt, stand_in in (
-        ("MATH (intermediate algebra)", math_problems, (1, 2, 3, 4, 5), "Difficulty level", "Level {}", "Graded arithmetic"),
-        ("MQuAKE (CF3k)", mquake, (2, 3, 4), "Hops", "{} hops", "Multi-hop questions"),
+        ("MATH (intermediate algebra)", math_problems, (1, 2, 3, 4, 5), "Difficulty level", "Level {}", "Arithmetic (English)"),
+        ("MQuAKE (CF3k)", mquake, (2, 3, 4), "Hops", "{} hops", "Kinship questions"),
     ):
         try:
             sets[name] = {"examples": {lv: load(lv, n=n_per_level, seed=42) for lv in levels}, "xlabel": xlabel, "level_fmt": fmt}
         except DatasetNotAvailable as err:
-            notes.append(f"{name} is not available here ({err}) The generated set '{stand_in}' is used in its place.")
-            sets[stand_in] = generated[stand_in]()
+            notes.append(f"{name} is not available here ({str(err).rstrip('.')}). The project's generated set '{stand_in}' is used in its place.")
+            sets[stand_in] = natural[stand_in]()
     return sets, notes
+
+
+DIFFICULTY_SOURCES = ("auto", "real", "generated", "natural")
 
 
 def fig6_examples(model_spec: str, sets: dict, n_reference: int = 10, seed: int = 0) -> tuple[dict, list[str], str]:

@@ -78,7 +78,7 @@ def run_text(lm, prompts, dataset: str, seed: int, control_seeds=(), extra: str 
     example = prompts[0][:120] if prompts else ""
     return (
         f"This run: **{lm.spec}** ({lm.adapter.family} family, {lm.n_layers} layers, d={lm.d_model}), "
-        f"{len(prompts)} prompts from the `{dataset}` distribution, seed {seed}{controls}. {extra}"
+        f"{len(prompts)} prompts from the `{dataset}` distribution, seed {seed}{controls}. {extra + ' ' if extra else ''}"
         f"Example prompt: `{example!r}`"
     )
 

@@ -379,15 +379,16 @@ def local_findings(local, skip, control_local=None) -> Findings:
     return f
 
 
-def run_findings(lm, dataset: str, cur_prompts: list, fut_prompts: list, n_tokens, seed: int, n_controls: int) -> Findings:
-    """The sentence naming what this run measured (model, prompts, controls)."""
+def run_findings(lm, dataset: str, cur_prompts: list, fut_prompts: list, n_tokens, seed: int, n_controls: int, note: str = "") -> Findings:
+    """The sentence naming what this run measured (model, prompts, controls); `note`: where the data
+    came from when that needs saying (`effdepth.data.data_note`)."""
     n_tok = np.asarray(n_tokens)
     f = Findings(numbers={"n_layers": lm.n_layers, "n_prompts_current": len(cur_prompts), "n_prompts_future": len(fut_prompts)})
     f.text["run"] = (
         f"This run: **{lm.spec}** ({lm.adapter.family} family, {lm.n_layers} layers, d={lm.d_model}), {len(cur_prompts)} prompts for "
         f"the current setting and {len(fut_prompts)} for the future one (from the `{dataset}` distribution, seed {seed}; "
         f"{n_tok.min()}–{n_tok.max()} tokens), each measured on the model and on {n_controls} random-init control(s) of the "
-        f"same architecture. Example prompt: `{cur_prompts[0][:120]!r}`"
+        f"same architecture. {note + ' ' if note else ''}Example prompt: `{cur_prompts[0][:120]!r}`"
     )
     return f
 

@@ -39,10 +39,29 @@ def zoo_examples(n: int, seed: int = 0) -> list[Example]:
     return mixed[:n]
 
 
+# What 'auto' falls back to when a real data set is not available here: the generated English set
+# of the same kind (data/natural.py), named in every example's meta['note'] (see `data_note`).
+FALLBACK = {"gsm8k": ("word_problems", "GSM8K", "the project's generated GSM8K-format word problems")}
+
+
 def load_examples(dataset: str = "auto", n: int = 20, seed: int = 0, model_spec: str = "") -> list[Example]:
-    """`n` examples of `dataset`; 'auto' is the zoo's distribution for zoo models, GSM8K otherwise."""
+    """`n` examples of `dataset`.
+
+    'auto' is the zoo's distribution for the project's own models, and GSM8K for any other model;
+    when GSM8K is not available here (offline, not in the datasets cache, no local file) 'auto' falls
+    back to the generated GSM8K-format word problems and says so in each example's meta['note']. An
+    explicitly named data set never falls back: it raises DatasetNotAvailable.
+    """
     if dataset == "auto":
-        dataset = "zoo" if is_offline_model(model_spec) else "gsm8k"
+        if is_offline_model(model_spec):
+            return zoo_examples(n, seed)
+        try:
+            return load_examples("gsm8k", n, seed, model_spec)
+        except DatasetNotAvailable as err:
+            name, label, what = FALLBACK["gsm8k"]
+            note = f"The prompts are {what} (`{name}`) in place of {label}: {err}"
+            exs = load_examples(name, n, seed, model_spec)
+            return [Example(e.prompt, e.answer, e.level, {**e.meta, "note": note}) for e in exs]
     if dataset == "zoo":
         return zoo_examples(n, seed)
     if dataset == "gsm8k":
@@ -58,6 +77,16 @@ def load_examples(dataset: str = "auto", n: int = 20, seed: int = 0, model_spec:
             by.setdefault(ex.level, []).append(ex)
         return [ex for group in zip(*by.values()) for ex in group][:n]
     raise ValueError(f"Unknown dataset '{dataset}'. Choose one of: {', '.join(DATASETS)}.")
+
+
+def data_note(examples: list[Example]) -> str:
+    """The sentence a chapter shows about where its examples came from: the substitution note of an
+    'auto' fallback, and the path and SHA-256 of a local data file; '' when there is nothing to say."""
+    meta = examples[0].meta if examples else {}
+    parts = [meta["note"]] if meta.get("note") else []
+    if meta.get("file"):
+        parts.append(f"Data file: `{os.path.basename(meta['file'])}` (SHA-256 {meta['sha256'][:16]}…, recorded with the results).")
+    return " ".join(parts)
 
 
 def load_prompts(dataset: str = "auto", n: int = 20, seed: int = 0, model_spec: str = "") -> list[str]:

@@ -67,6 +67,26 @@ SCHEMAS = {
 }
 
 
+def _from_datasets_cache(repo: str, config: str, split: str) -> list | None:
+    """The rows of a Hub data set that `datasets` downloaded earlier (its cache, read in offline mode),
+    or None when it is not there."""
+    import datasets
+
+    before = datasets.config.HF_HUB_OFFLINE
+    datasets.config.HF_HUB_OFFLINE = True  # read the cache only; never wait on the network
+    try:
+        return datasets.load_dataset(repo, config, split=split).to_list()
+    except Exception:  # not cached (or a damaged cache entry): the caller says what to do
+        return None
+    finally:
+        datasets.config.HF_HUB_OFFLINE = before
+
+
+def _provenance(rows: Rows) -> dict:
+    """{'file', 'sha256'} of rows read from a local file (recorded in every example's meta), else {}."""
+    return {"file": rows.file, "sha256": rows.sha256} if rows.file else {}
+
+
 def _records(name: str, hub: tuple, env: str, path: str | os.PathLike | None) -> Rows:
     """Rows of a dataset from `path`, `$env`, or the Hub (in that order), checked against its schema."""
     path = path or os.environ.get(env)
@@ -77,14 +97,17 @@ def _records(name: str, hub: tuple, env: str, path: str | os.PathLike | None) ->
         return check_rows(read_rows(name, path), SCHEMAS[name])
     from ..models import _hub_reachable
 
+    repo, config, split = hub
     if not _hub_reachable():
-        raise DatasetNotAvailable(
-            f"{name} is not available offline: the Hugging Face Hub cannot be reached. Download "
-            f"`{hub[0]}` on a connected machine and point to the file with path=... or ${env}."
-        )
+        table = _from_datasets_cache(repo, config, split)
+        if table is None:
+            raise DatasetNotAvailable(
+                f"{name} is not available offline: the Hugging Face Hub cannot be reached and `{repo}` is not in "
+                f"the datasets cache. Download it on a connected machine and point to the file with path=... or ${env}."
+            )
+        return check_rows(Rows(f"{name} ({repo} {config}, {split}, from the datasets cache)", table, [f"row {i + 1}" for i in range(len(table))]), SCHEMAS[name])
     import datasets
 
-    repo, config, split = hub
     try:
         table = datasets.load_dataset(repo, config, split=split).to_list()
     except Exception as err:  # network errors, missing configs, …
@@ -105,7 +128,7 @@ def gsm8k(n: int | None = 20, seed: int = 0, path=None) -> list[Example]:
         row = rows[i]
         solution, final = row["answer"].split("####")
         answer = f"{solution.strip()}\nThe final answer is {final.strip()}"
-        out.append(Example(GSM8K_TEMPLATE.format(question=row["question"]), answer, None, {"dataset": "gsm8k", "index": i, "seed": seed}))
+        out.append(Example(GSM8K_TEMPLATE.format(question=row["question"]), answer, None, {"dataset": "gsm8k", "index": i, "seed": seed, **_provenance(rows)}))
     return out
 
 
@@ -134,7 +157,7 @@ def math_problems(level: int, n: int | None = 20, seed: int = 42, subject: str =
     out = []
     for j in sample(len(keep), n, seed, f"{rows.source} has {len(keep)} rows of {wanted} ({subject})"):
         row = rows[keep[j]]
-        out.append(Example(f"Problem: {row['problem']}\nAnswer:", f" {row['solution']}", level, {"dataset": "math", "index": keep[j], "seed": seed}))
+        out.append(Example(f"Problem: {row['problem']}\nAnswer:", f" {row['solution']}", level, {"dataset": "math", "index": keep[j], "seed": seed, **_provenance(rows)}))
     return out
 
 
@@ -151,7 +174,7 @@ def mquake(hops: int, n: int | None = 20, seed: int = 42, path=None) -> list[Exa
     out = []
     for j in sample(len(keep), n, seed, f"{rows.source} has {len(keep)} rows of {hops} hops"):
         row = rows[keep[j]]
-        out.append(Example(f"Question: {row['questions'][0]}\nAnswer:", f" {row['answer']}", hops, {"dataset": "mquake", "index": keep[j], "seed": seed}))
+        out.append(Example(f"Question: {row['questions'][0]}\nAnswer:", f" {row['answer']}", hops, {"dataset": "mquake", "index": keep[j], "seed": seed, **_provenance(rows)}))
     return out
 
 

@@ -11,6 +11,7 @@ exist — is one `DataError` whose message names the file, the row (1-based line
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +78,8 @@ class Rows:
     source: str  # "gsm8k file /x/test.jsonl", "GSM8K (openai/gsm8k main, test)"
     rows: list
     where: list[str]
+    file: str | None = None  # the local file the rows were read from (None: the Hub)
+    sha256: str | None = None  # of that file's bytes, recorded with the results
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -142,6 +145,7 @@ def read_rows(name: str, path: str | Path) -> Rows:
                 raise DataError(f"{source}, line {n}: not valid JSON ({err.msg}, column {err.colno}); expected one JSON object per line.") from None
             where.append(f"line {n}")
         out = Rows(source, rows, where)
+    out.file, out.sha256 = str(path), hashlib.sha256(Path(path).read_bytes()).hexdigest()
     if not out.rows:
         raise DataError(f"{source}: holds no rows; expected one JSON object per line (.jsonl) or a JSON array of objects (.json).")
     return out
