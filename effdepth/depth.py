@@ -46,7 +46,7 @@ from .models import choose_method
 from .results import Result, measure
 
 SPLIT_MODES = ("auto", "answer", "solution")
-SOLUTION_DATASETS = ("math", "gsm8k")
+SOLUTION_DATASETS = ("math", "gsm8k", "word_problems")  # worked solutions: split points inside them
 
 
 # -- pure scores -------------------------------------------------------------------------------
@@ -451,8 +451,8 @@ def difficulty_datasets(model_spec: str, n_per_level: int = 20, seed: int = 0, s
     MQuAKE-Remastered CF3k 2/3/4 hops (`effdepth.data.real`, seed 42 as the paper); 'generated':
     the zoo's own graded arithmetic (level = number of operations) and in-context multi-hop questions
     (1–4 hops); 'natural': the project's generated English sets for pretrained models
-    (`effdepth.data.natural`: arithmetic questions with 1–5 operations, kinship questions with 1–4
-    hops); 'auto': 'generated' for the project's own models (their training distribution), 'real'
+    (`effdepth.data.natural`: GSM8K-format word problems with worked solutions, 1–4 steps, in place
+    of MATH; kinship questions with 1–4 hops in place of MQuAKE); 'auto': 'generated' for the project's own models (their training distribution), 'real'
     otherwise, where a real set not available here is replaced (with a note) by the English set of
     the same kind.
     Returns ({name: {'examples': {level: [Example]}, 'xlabel', 'level_fmt'}}, notes).
@@ -466,7 +466,7 @@ def difficulty_datasets(model_spec: str, n_per_level: int = 20, seed: int = 0, s
         source = "generated" if is_offline_model(model_spec) else "real"
     from .data.arithmetic import graded_examples
     from .data.multihop import multihop_examples
-    from .data.natural import arithmetic_problems, kinship_questions
+    from .data.natural import kinship_questions, word_problems
 
     by = lambda exs: {lv: [e for e in exs if e.level == lv] for lv in sorted({e.level for e in exs})}  # noqa: E731
     generated = {
@@ -474,7 +474,7 @@ def difficulty_datasets(model_spec: str, n_per_level: int = 20, seed: int = 0, s
         "Multi-hop questions": lambda: {"examples": by(multihop_examples(hops=(1, 2, 3, 4), n_per_hops=n_per_level, seed=seed)), "xlabel": "Hops", "level_fmt": "{}"},
     }
     natural = {
-        "Arithmetic (English)": lambda: {"examples": by(arithmetic_problems(n_per_level=n_per_level, seed=seed)), "xlabel": "Number of operations", "level_fmt": "{}"},
+        "Word problems (GSM8K format)": lambda: {"examples": by(word_problems(n_per_level=n_per_level, seed=seed)), "xlabel": "Steps of the worked solution", "level_fmt": "{}"},
         "Kinship questions": lambda: {"examples": by(kinship_questions(n_per_level=n_per_level, seed=seed)), "xlabel": "Hops", "level_fmt": "{}"},
     }
     if source in ("generated", "natural"):
@@ -483,7 +483,7 @@ def difficulty_datasets(model_spec: str, n_per_level: int = 20, seed: int = 0, s
 
     sets, notes = {}, []
     for name, load, levels, xlabel, fmt, stand_in in (
-        ("MATH (intermediate algebra)", math_problems, (1, 2, 3, 4, 5), "Difficulty level", "Level {}", "Arithmetic (English)"),
+        ("MATH (intermediate algebra)", math_problems, (1, 2, 3, 4, 5), "Difficulty level", "Level {}", "Word problems (GSM8K format)"),
         ("MQuAKE (CF3k)", mquake, (2, 3, 4), "Hops", "{} hops", "Kinship questions"),
     ):
         try:

