@@ -551,14 +551,24 @@ def _run_summary(runs: list[tuple[str, Path]], pages: dict[str, list[str]], chap
         shown = pages.get(chapter.name, [])
         states = []
         for m, src in runs:
-            state = read_status(src).get("chapters", {}).get(chapter.name, "executed" if (src / f"{chapter.name}.ipynb").exists() else "not run")
+            status = read_status(src)
+            state = status.get("chapters", {}).get(chapter.name, "executed" if (src / f"{chapter.name}.ipynb").exists() else "not run")
             if state.startswith("failed") and (src / f"{chapter.name}.ipynb").exists():
                 state += " (the page shows the last successful run)"
+            seconds = (status.get("runs", {}).get(chapter.name) or {}).get("seconds")
+            if state == "ok" and seconds:
+                state += f" in {_duration(seconds)}"
             states.append(state if len(runs) == 1 else f"{short_name(m)}: {state}")
         main = short_name(shown[0]) if shown else "—"
         also = ", ".join(short_name(m) for m in shown[1:]) or "—"
         lines.append(f"| {chapter.title} | {main} | {also} | {'; '.join(states).replace('|', '/')} |")
     (chapter_dir / "run_summary.md").write_text("\n".join(lines) + "\n")
+
+
+def _duration(seconds: float) -> str:
+    """'45 s', '3 min 20 s': how long a chapter ran (as status.json recorded it)."""
+    seconds = round(float(seconds))
+    return f"{seconds} s" if seconds < 60 else f"{seconds // 60} min {seconds % 60:02d} s"
 
 
 def _placeholder(target: Path, chapter: Chapter, model: str, failed: str | None = None) -> None:

@@ -70,3 +70,32 @@ def test_each_chapter_gets_only_the_parameters_it_declares(tmp_path):
     with pytest.raises(ValueError, match="n_exampels"):  # a typo in --set fails before anything runs
         book.run("zoo:default", extra={"n_exampels": 4}, out=tmp_path)
     assert not any(tmp_path.iterdir())
+
+
+def test_one_book_of_two_models_gives_each_chapter_a_main_page_and_sub_pages(executed, tmp_path):
+    """`effdepth book --models a,b`: the first model with a run of a chapter makes its page, the
+    other's run is a sub-page in the TOC, and every page names its model; nothing is re-run."""
+    model, runs, _ = executed
+    root = tmp_path / "site"
+    root.mkdir()
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy(book.ROOT / name, root / name)
+    shutil.copytree(book.ROOT / "book", root / "book", ignore=shutil.ignore_patterns("chapters"))
+    other = tmp_path / "runs-b"
+    other.mkdir()
+    shutil.copy(runs / "contributions.ipynb", other / "contributions.ipynb")
+    book.build(["zoo:llama-2l", str(model)], root=root, runs_dirs=[other, runs])
+    html = root / "_build" / "html" / "book" / "chapters"
+    main = (html / "contributions.html").read_text()
+    sub_name = f"contributions--{book.slug(str(model))}"
+    sub = (html / f"{sub_name}.html").read_text()
+    assert "zoo:llama-2l" in main and "not a pretrained LLM" in main  # the main page names its model
+    assert sub_name in main  # and links the sub-page
+    assert model.name in sub and "— on" in sub  # the sub-page names its model in the title
+    toc = (root / "book" / "chapters" / "_toc.yml").read_text()
+    assert f"book/chapters/{sub_name}" in toc and "book/chapters/contributions" in toc
+    summary = (root / "book" / "chapters" / "run_summary.md").read_text()
+    assert "| §3.1 Residual contributions | zoo:llama-2l |" in summary
+    assert str(model) not in summary and model.name in summary  # the local folder by its name, not its machine path
+    with pytest.raises(FileNotFoundError, match="no-such"):
+        book.build(["zoo:llama-2l", "no-such/model"], root=root, runs_dirs=[other, tmp_path / "absent"])
