@@ -366,6 +366,7 @@ def build(model: str, runs_dir: Path | None = None, root: Path = ROOT) -> Path:
         else:
             _placeholder(target, chapter, model, record.get("state") if latest_failed else None)
     _run_summary(src, model, chapter_dir)
+    _scorecard(chapter_dir)
     cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(root), "--path-output", str(root), "-W", "-n", "--keep-going"]
     proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -408,6 +409,8 @@ def _prepare_for_rendering(executed: Path, target: Path, failure: tuple[Path, di
     import nbformat
 
     nb = nbformat.read(executed, as_version=4)
+    _show_all_parameters(nb)
+    _scrub_paths(nb)
     injected = any("injected-parameters" in c.get("metadata", {}).get("tags", []) for c in nb.cells)
     for cell in nb.cells:
         tags = cell.setdefault("metadata", {}).setdefault("tags", [])
@@ -463,3 +466,136 @@ def _placeholder(target: Path, chapter: Chapter, model: str, failed: str | None 
     nb = nbformat.v4.new_notebook()
     nb.cells.append(nbformat.v4.new_markdown_cell(f"# {chapter.title}\n\nNo results for `{model}`: {why}. Run `effdepth run --model {model} --chapters {chapter.name}`."))
     nbformat.write(nb, target)
+
+
+def glued_values(nb) -> dict[str, str]:
+    """{name: value} of every `myst_nb.glue`d text in an executed notebook (a verdict key or number
+    as its plain text, quotes stripped; a sentence as its Markdown)."""
+    out = {}
+    for cell in nb.cells:
+        for o in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            name = o.get("metadata", {}).get("scrapbook", {}).get("name")
+            data = o.get("data", {})
+            for mime in ("text/markdown", "text/plain"):
+                value = data.get(f"application/papermill.record/{mime}", data.get(mime) if name else None)
+                if name and value is not None:
+                    value = "".join(value) if isinstance(value, list) else str(value)
+                    out[name] = value.strip("'\"") if mime == "text/plain" else value
+                    break
+    return out
+
+
+# The paper's claims as the scorecard lists them: (chapter, glued verdict key, claim, the figure
+# label of the chapter's notebook that shows it). A verdict key is "yes" (the trained model shows
+# the paper's pattern and differs from its random-init control in the paper's direction), "no", or
+# "not distinguishable from the control"; other keys (mixed, too few prompts, not measured) are shown as they are.
+CLAIMS: tuple[tuple[str, str, str, str], ...] = (
+    ("contributions", "paper_shape", "Second-half layers write much less into the residual than first-half layers (§3.1, Fig 2a).", "fig-contributions-rel"),
+    ("contributions", "cos_turn", "The writes turn from erasing to strengthening the residual where the contribution drops (§3.1, Fig 2b).", "fig-contributions-cos"),
+    ("skipping", "current_paper_pattern", "Skipping a second-half layer barely changes what later layers compute for the current token (§3.2, Fig 3a).", "fig-skipping-current"),
+    ("skipping", "future_paper_pattern", "… nor what they compute for future tokens (§3.2, Fig 3b).", "fig-skipping-future"),
+    ("skipping", "output_paper_pattern", "… nor the output distribution (§3.2, Fig 17).", "fig-skipping-output-current"),
+    ("logit_lens", "settles_late", "The logit lens: the prediction is settled only in the second half of the layers (§3.2, Fig 4).", "fig-lens-curves"),
+    ("logit_lens", "knees_agree", "… at the depth where the residual contributions drop (§3.2).", "fig-lens-curves"),
+    ("complexity", "paper_pattern", "Harder problems (more operations, more hops) do not use deeper layers (§3.3, Figs 6, 7).", "fig-complexity-depth"),
+    ("linear_maps", "lm_paper_pattern", "A deeper model stretches the same computation: shallow-to-deep linear maps line up at equal relative depth (§3.4, Fig 8).", "fig-maps-panels"),
+    ("objective", "ob_any_paper", "Training objective and architecture change how much depth is used (§3.5, Fig 9).", "fig-objective-erasure"),
+    ("comparison", "cmp_kl_stretching", "Across depths: deeper models stretch the logit-lens curve to the same relative depth (beyond the paper).", "fig-comparison-lens"),
+)
+_VERDICT_WORDS = {"yes": "**as in the paper**", "no": "not seen", "not distinguishable from the control": "seen, but the random-init control shows it too"}
+
+
+def _scorecard(chapter_dir: Path) -> None:
+    """book/chapters/scorecard.md: each claim of the paper | what this build's notebooks concluded
+    (their glued verdict keys, against the random-init control) | a link to the section and figure.
+    Written from the executed notebooks in `chapter_dir`, so it can only say what this build ran."""
+    import nbformat
+
+    notebooks = {}
+    for c in CHAPTERS:
+        path = chapter_dir / f"{c.name}.ipynb"
+        notebooks[c.name] = nbformat.read(path, as_version=4) if path.exists() else None
+    lines = ["| the paper's claim | this build | where |", "| --- | --- | --- |"]
+    for chapter, key, claim, label in CLAIMS:
+        nb = notebooks.get(chapter)
+        glued = glued_values(nb) if nb is not None else {}
+        title = next((c.title for c in CHAPTERS if c.name == chapter), chapter)
+        where = f"{{doc}}`{title.split(' ')[0] if title.startswith('§') else title} </book/chapters/{chapter}>`"
+        if key not in glued:
+            shown = "not run in this build"
+        else:
+            shown = _VERDICT_WORDS.get(glued[key], glued[key])
+            if chapter == "objective" and "ob_n_statements" in glued:
+                shown += f" ({glued.get('ob_n_paper', '?')} of {glued['ob_n_statements']} directional statements hold)"
+            if nb is not None and any(f":name: {label}" in cell.source for cell in nb.cells if cell.cell_type == "markdown"):
+                where += f", {{numref}}`{label}`"
+        lines.append(f"| {claim} | {shown.replace('|', '/')} | {where} |")
+    (chapter_dir / "scorecard.md").write_text("\n".join(lines) + "\n")
+
+
+def _show_all_parameters(nb) -> None:
+    """Make the page show every parameter it ran with, once: papermill's `injected-parameters` cell
+    (which holds only the values passed in) is rewritten to list the notebook's defaults too, each
+    passed-in value marked `# set for this run`; the defaults cell is then hidden by the caller.
+    A notebook without injected parameters keeps its defaults cell, which then is the whole story."""
+    defaults = next((c for c in nb.cells if c.cell_type == "code" and "parameters" in c.metadata.get("tags", [])), None)
+    injected = next((c for c in nb.cells if c.cell_type == "code" and "injected-parameters" in c.metadata.get("tags", [])), None)
+    if defaults is None or injected is None:
+        return
+    try:
+        passed = {n.targets[0].id: ast.get_source_segment(injected.source, n.value) for n in ast.parse(injected.source).body if isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Name)}
+    except SyntaxError:
+        return
+    lines = ["# Parameters of this run: the notebook's defaults, and the values set for this run"]
+    for line in defaults.source.splitlines():
+        name = line.split("=")[0].strip() if "=" in line and not line.startswith((" ", "#")) else None
+        if name in passed:
+            value = passed.pop(name)
+            lines.append(f"{name} = {_display_value(value)}  # set for this run")
+        elif line.strip():
+            lines.append(line)
+    lines += [f"{k} = {_display_value(v)}  # set for this run" for k, v in passed.items()]
+    injected.source = "\n".join(lines)
+
+
+def _display_value(source: str) -> str:
+    """A parameter's source text as the page prints it: a local folder is shown by its name alone
+    (no machine path on a page)."""
+    try:
+        value = ast.literal_eval(source)
+    except (ValueError, SyntaxError):
+        return source
+    if isinstance(value, str) and value.startswith(("/", "~")) and len(Path(value).parts) > 1:
+        return repr(Path(value).name) + "  # a local folder"
+    return source
+
+
+# An absolute path on the machine that ran the book (a local model folder, the cache, a temporary
+# folder): a page shows none of them. Only paths under these roots are matched, so URLs, ratios
+# ("a/b") and math are left alone.
+MACHINE_PATH = re.compile(r"(?<![\w:/.~-])(?:~|/(?:tmp|root|home|Users|work|var|private|mnt|opt|srv|data|scratch|usr))(?:/[\w.+@-]+)+/?")
+
+
+def _scrub_path(match: re.Match) -> str:
+    """A machine path as a page shows it: `…/` and its last component."""
+    last = match.group(0).rstrip("/").rsplit("/", 1)[-1]
+    return f"…/{last}"
+
+
+def scrub_paths(text: str) -> str:
+    """`text` with every machine path (MACHINE_PATH) replaced by `…/<last component>`."""
+    return MACHINE_PATH.sub(_scrub_path, text)
+
+
+def _scrub_paths(nb) -> None:
+    """Remove machine paths from a notebook's sources and text outputs (not from images)."""
+    for cell in nb.cells:
+        cell.source = scrub_paths(cell.source)
+        for o in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            if "text" in o:
+                o["text"] = scrub_paths("".join(o["text"]) if isinstance(o["text"], list) else o["text"])
+            for mime, value in list(o.get("data", {}).items()):
+                if mime.endswith(("text/plain", "text/markdown", "text/html", "text/latex")):
+                    o["data"][mime] = scrub_paths("".join(value) if isinstance(value, list) else value)
+            if "traceback" in o:
+                o["traceback"] = [scrub_paths(t) for t in o["traceback"]]

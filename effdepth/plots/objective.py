@@ -6,7 +6,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from . import PALETTE
+from . import PALETTE, panel_grid
 from .skipping import skip_heatmap
 
 ARCH_LABEL = {"transformer": "Transformer", "moeut": "MoEUT"}
@@ -145,9 +145,9 @@ def depth_use_bars(frame, columns=("depth_layer", "depth_output", "erasure_depth
         "depth_output": "Depth score (logit effect)",
         "erasure_depth": "Erasure depth",
     }
-    fig, axes = plt.subplots(1, len(columns), figsize=(3.6 * len(columns), 3.3), squeeze=False)
+    fig, axes = panel_grid(len(columns), 4.2, 3.3)
     archs = [a for a in ("transformer", "moeut") if a in set(frame.arch)]
-    for ax, col in zip(axes[0], columns):
+    for ax, col in zip(axes, columns):
         if control is not None and col in control:
             for i, arch in enumerate(archs):
                 v = control[control.arch == arch][col].dropna().to_numpy()
@@ -167,7 +167,7 @@ def depth_use_bars(frame, columns=("depth_layer", "depth_output", "erasure_depth
         ax.set_ylabel("Fraction of depth")
         ax.set_title(names.get(col, col))
         ax.set_ylim(0, 1)
-    axes[0][0].legend(loc="upper left", fontsize=8)
+    axes[0].legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -178,8 +178,8 @@ def future_effects(results: dict, title: str = ""):
     n = len(results)
     L = next(iter(results.values())).layer_effect.shape[0]
     size = min(4.2, 2.4 + 0.1 * L)
-    fig, axes = plt.subplots(1, n, figsize=(n * (size + 1.0), size + 0.6), squeeze=False)
-    for ax, (name, res) in zip(axes[0], results.items()):
+    fig, axes = panel_grid(n, size + 1.0, size + 0.9)
+    for ax, (name, res) in zip(axes, results.items()):
         skip_heatmap(res, ax=ax, title=name)
     if title:
         fig.suptitle(title)

@@ -122,7 +122,7 @@ def side_by_side(results: dict, mean: bool = False, ncols: int | None = None):
     return fig
 
 
-def example_grid(result, n: int = 6, ncols: int = 3):
+def example_grid(result, n: int = 6, ncols: int = 2):
     """Fig 13: per-example matrices (max over positions and split points) of the first n examples."""
     ex = result.example_layer_effect
     keep = [i for i in range(ex.shape[0]) if not np.isnan(ex[i]).all()][:n]
