@@ -418,3 +418,19 @@ def findings(cur, fut, controls_cur: list, controls_fut: list, k: int | None = N
         + (f" With fewer than {MIN_CONTROLS} control seeds the controls' spread is not estimated, so no finding counts as the paper's." if len(controls_cur) < MIN_CONTROLS else "")
     )
     return f
+
+
+def split_findings(future, n_splits: int, split_step: int) -> Findings:
+    """How many split points each prompt of the future setting really got (`split_points` [P, n_splits],
+    -1 = none): a prompt of T tokens has a split point only at multiples of `split_step` below T - 4,
+    so short prompts get fewer than `n_splits`."""
+    import numpy as np
+
+    per_prompt = (np.asarray(future.split_points) >= 0).sum(axis=1)
+    counts = {int(k): int(v) for k, v in zip(*np.unique(per_prompt, return_counts=True))}
+    spread = ", ".join(f"{v} prompt{'s' if v != 1 else ''} with {k}" for k, v in sorted(counts.items(), reverse=True))
+    text = (
+        f"up to {n_splits} per prompt were asked for (multiples of {split_step}, at least 4 tokens before the end); "
+        f"these prompts got {spread} ({int(per_prompt.sum())} split points in all)"
+    )
+    return Findings(numbers={"splits_total": int(per_prompt.sum()), "splits_max": int(per_prompt.max(initial=0))}, text={"split_text": text})
