@@ -442,8 +442,10 @@ def _prepare_for_rendering(executed: Path, target: Path, failure: tuple[Path, di
 
 def _run_summary(src: Path, model: str, chapter_dir: Path) -> None:
     """book/chapters/run_summary.md: which model made this build's figures, and each chapter's state."""
+    from .plots import short_name
+
     status = read_status(src).get("chapters", {})
-    lines = [f"This build's figures were made by **`{model}`**.", ""]
+    lines = [f"This build's figures were made by **`{short_name(model)}`**.", ""]
     if str(model).startswith("zoo:"):
         lines[0] += " It is a small model of the project's own zoo, trained offline on generated data — not a pretrained LLM."
     lines += ["| chapter | state |", "| --- | --- |"]
@@ -551,11 +553,17 @@ def _show_all_parameters(nb) -> None:
         name = line.split("=")[0].strip() if "=" in line and not line.startswith((" ", "#")) else None
         if name in passed:
             value = passed.pop(name)
-            lines.append(f"{name} = {_display_value(value)}  # set for this run")
+            lines.append(_marked(name, value))
         elif line.strip():
             lines.append(line)
-    lines += [f"{k} = {_display_value(v)}  # set for this run" for k, v in passed.items()]
+    lines += [_marked(k, v) for k, v in passed.items()]
     injected.source = "\n".join(lines)
+
+
+def _marked(name: str, source: str) -> str:
+    """One passed-in parameter as the page lists it, marked as set for this run."""
+    shown = _display_value(source)
+    return f"{name} = {shown} set for this run" if shown.endswith(";") else f"{name} = {shown}  # set for this run"
 
 
 def _display_value(source: str) -> str:
@@ -566,7 +574,7 @@ def _display_value(source: str) -> str:
     except (ValueError, SyntaxError):
         return source
     if isinstance(value, str) and value.startswith(("/", "~")) and len(Path(value).parts) > 1:
-        return repr(Path(value).name) + "  # a local folder"
+        return repr(Path(value).name) + "  # a local folder;"
     return source
 
 

@@ -43,6 +43,7 @@ import pandas as pd
 
 from .. import stats
 from . import NOT_PAPER, PAPER, SAME_AS_CONTROL, Findings
+from ..plots import short_name
 
 MARGIN = 0.05  # "flat": |slope| shown below 5 % of the depth (L − 1 layers) per level
 K_SPREAD = 2.0
@@ -327,7 +328,7 @@ def run_findings(lm, sets: dict, notes: list, reference_source: str, n_controls:
     f = Findings()
     f.numbers.update({"n_layers": lm.n_layers, "n_controls": n_controls})
     f.text["run"] = (
-        f"This run: **{lm.spec}** ({lm.adapter.family} family, {lm.n_layers} layers, d={lm.d_model}), beside "
+        f"This run: **{short_name(lm.spec)}** ({lm.adapter.family} family, {lm.n_layers} layers, d={lm.d_model}), beside "
         f"{n_controls} random-init control(s) of the same architecture on the same examples. Difficulty sets: "
         + "; ".join(f"{name} ({', '.join(f'{lv}: {len(exs)}' for lv, exs in s['examples'].items())} examples per level)" for name, s in sets.items())
         + f". Erasing vectors: mean residuals of {reference_source}. "

@@ -37,6 +37,7 @@ import numpy as np
 
 from .. import stats
 from . import NOT_PAPER, PAPER, SAME_AS_CONTROL, Findings, control_k, paper_verdict
+from ..plots import short_name
 
 MIN_CONTROLS = 3  # fewer control seeds do not estimate the seeds' spread: no finding is then the paper's
 ALPHA = 0.05
@@ -384,7 +385,7 @@ def run_findings(lm, dataset: str, cur_prompts: list, fut_prompts: list, n_token
     n_tok = np.asarray(n_tokens)
     f = Findings(numbers={"n_layers": lm.n_layers, "n_prompts_current": len(cur_prompts), "n_prompts_future": len(fut_prompts)})
     f.text["run"] = (
-        f"This run: **{lm.spec}** ({lm.adapter.family} family, {lm.n_layers} layers, d={lm.d_model}), {len(cur_prompts)} prompts for "
+        f"This run: **{short_name(lm.spec)}** ({lm.adapter.family} family, {lm.n_layers} layers, d={lm.d_model}), {len(cur_prompts)} prompts for "
         f"the current setting and {len(fut_prompts)} for the future one (from the `{dataset}` distribution, seed {seed}; "
         f"{n_tok.min()}–{n_tok.max()} tokens), each measured on the model and on {n_controls} random-init control(s) of the "
         f"same architecture. Example prompt: `{cur_prompts[0][:120]!r}`"
