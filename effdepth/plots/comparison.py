@@ -31,7 +31,7 @@ def by_relative_depth(curves: dict[str, tuple[np.ndarray, np.ndarray]], ylabel: 
     ax.set_xlabel("Relative depth (layer / number of layers)")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=9, ncol=2)
     fig.tight_layout()
     return fig
 
@@ -53,5 +53,5 @@ def _cut_outliers(ax, ys, xs, colors, factor: float = 4.0) -> None:
     for x, y, color in zip(xs, ys[: len(xs)], colors):
         for xi, yi in zip(np.asarray(x), np.asarray(y, dtype=float)):
             if yi > limit:
-                ax.annotate(f"{yi:.3g} ↑", (xi, cut), xytext=(0, -2), textcoords="offset points", ha="left", va="top", fontsize=8, color=color, fontweight="bold")
+                ax.annotate(f"{yi:.3g} ↑", (xi, cut), xytext=(0, -2), textcoords="offset points", ha="left", va="top", fontsize=9.5, color=color, fontweight="bold")
     ax.set_ylabel(ax.get_ylabel() + " (axis cut)")

@@ -26,12 +26,12 @@ def _writes_figure(result, stem: str, ylabel: str, title: str, controls=()):
     """Attention and MLP bars of the columns `<stem>_attn` and `<stem>_mlp`, the whole layer
     (`<stem>_layer`) as black dots; each control's `<stem>_layer` as a faint dashed line."""
     f = result.to_frame()
-    fig, ax = plt.subplots(figsize=(7, 3.2))
+    fig, ax = plt.subplots(figsize=(7, 3.6))
     unstacked_bars(ax, _layers(f), {"Attention": f[f"{stem}_attn"], "MLP": f[f"{stem}_mlp"]}, ylabel=ylabel)
     ax.plot(_layers(f), f[f"{stem}_layer"], "o", color="black", markersize=4, zorder=20, label="Attention + MLP (layer)")
     _controls(ax, controls, f"{stem}_layer", "layer, random-init control")
-    ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncol=4, fontsize=8, borderaxespad=0.2)
-    ax.set_title(f"{title} — {model_label(result)}", pad=22)
+    ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncol=2, fontsize=9.5, borderaxespad=0.2)
+    ax.set_title(f"{title} — {model_label(result)}", pad=40)
     fig.tight_layout()
     return fig
 
@@ -82,12 +82,12 @@ def norms(result, controls=()):
     """Fig 15: mean absolute norms ‖h_l‖, ‖a_l‖, ‖m_l‖ per layer (log scale: the residual grows with depth);
     the controls' residual norms as faint dashed lines."""
     f = result.to_frame()
-    fig, ax = plt.subplots(figsize=(7, 3.2))
+    fig, ax = plt.subplots(figsize=(7, 3.6))
     unstacked_bars(ax, _layers(f), {"Residual ‖h‖": f["norm_h"], "Attention ‖a‖": f["norm_attn"], "MLP ‖m‖": f["norm_mlp"]}, ylabel="Mean norm")
     _controls(ax, controls, "norm_h", "‖h‖, random-init control")
-    ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncol=4, fontsize=8, borderaxespad=0.2)
+    ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncol=2, fontsize=9.5, borderaxespad=0.2)
     ax.set_yscale("log")
-    ax.set_title(f"Norms of the residual and the writes — {model_label(result)}", pad=22)
+    ax.set_title(f"Norms of the residual and the writes — {model_label(result)}", pad=40)
     fig.tight_layout()
     return fig
 
@@ -104,7 +104,7 @@ def io_cosine(result, controls=()):
     integer_ticks(ax, _layers(f))
     ax.set_ylabel(r"$\cos(h_l, h_{l+1})$")
     if controls:
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=9.5, loc="lower right")
     ax.set_title(f"Similarity of a layer's input and output residual — {model_label(result)}")
     fig.tight_layout()
     return fig

@@ -54,7 +54,7 @@ def accuracy_bars(frame, splits=("interpolate", "extrapolate"), module: str = "a
         ax.set_title(f"{split} ({'all modules' if module == 'all' else module})")
         ax.set_ylabel("Exact match")
         ax.set_ylim(0, max(0.05, top * 1.15))
-    axes[0][0].legend(loc="upper left", fontsize=8)
+    axes[0][0].legend(loc="upper left", fontsize=9.5)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -105,7 +105,7 @@ def erasure_panel(ax, result, title: str = "", vmax: float | None = None):
     ax.set_ylabel("Layer")
     ax.grid(False)
     cb = ax.figure.colorbar(im, ax=ax, pad=0.01, extend="max" if np.nanmax(eff) > vmax else "neither")
-    cb.set_label("Probability difference norm", fontsize=8)
+    cb.set_label("Probability difference norm", fontsize=9.5)
     if title:
         ax.set_title(title, fontsize=9)
     return im
@@ -167,7 +167,7 @@ def depth_use_bars(frame, columns=("depth_layer", "depth_output", "erasure_depth
         ax.set_ylabel("Fraction of depth")
         ax.set_title(names.get(col, col))
         ax.set_ylim(0, 1)
-    axes[0].legend(loc="upper left", fontsize=8)
+    axes[0].legend(loc="upper left", fontsize=9.5)
     fig.tight_layout()
     return fig
 
@@ -195,7 +195,7 @@ def loss_curves(histories: dict, title: str = ""):
     ax.set_xlabel("Step")
     ax.set_ylabel("Training loss (nats)")
     ax.set_yscale("log")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=9.5)
     if title:
         ax.set_title(title)
     fig.tight_layout()

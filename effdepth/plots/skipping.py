@@ -100,7 +100,7 @@ def halves_profile(results: dict, controls: dict, k: int, mean: bool = False):
         ax.set_ylim(bottom=0)
         integer_ticks(ax, s)
         ax.set_title(f"{name} ({'mean' if mean else 'max'} aggregation)", fontsize=10)
-    axes[0, -1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    axes[0, -1].legend(fontsize=9.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     return fig
 
@@ -179,7 +179,7 @@ def position_effect(result, example: int, skipped: int, tokenizer=None, max_toke
     if tokenizer is not None and "token_ids" in result.arrays:
         ids = result.token_ids[example, :show]
         labels = [tokenizer.decode([int(t)]).replace(" ", "␣").replace("\n", "↵") or "·" for t in ids]
-        bx.set_xticks(range(show), labels, rotation=90, fontsize=7)
+        bx.set_xticks(range(show), labels, rotation=90, fontsize=9)
     bx.set_xlabel("Token position" if labels is None else "Token")
     ax.set_title(f"Example {example}, layer {skipped} skipped ({_setting(result)})\n{model_label(result)}")
     return fig

@@ -95,7 +95,7 @@ def plot_loss_curves(names=None, ax=None):
     ax.set_xlabel("Training step (dotted: walk curriculum, answer letters only; solid: mixture)")
     ax.set_ylabel("Training loss (nats / counted token)")
     ax.set_ylim(0, None)
-    ax.legend(frameon=False, fontsize=8)
+    ax.legend(frameon=False, fontsize=9.5)
     ax.set_title("Zoo training loss", fontsize=10)
     return ax.figure
 
@@ -146,12 +146,12 @@ def plot_accuracies(names=None):
             ax.axhline(100 * chance, color="grey", ls="--", lw=1, label="chance")
         else:
             ax.scatter(x, [100 * majority[lv] for lv in levels], marker="_", s=600, color="grey", zorder=3, label="most common answer")
-            ax.legend(frameon=False, fontsize=8, loc="upper right")
+            ax.legend(frameon=False, fontsize=9.5, loc="upper right")
         ax.set_xticks(x, levels)
         ax.set_xlabel(xlabel)
         ax.set_title(title, fontsize=10)
     axes[0].set_ylabel("Exact match (%)")
-    axes[1].legend(frameon=False, fontsize=8)
+    axes[1].legend(frameon=False, fontsize=9.5)
     fig.tight_layout()
     return fig
 
