@@ -62,7 +62,8 @@ def accuracy_bars(frame, splits=("interpolate", "extrapolate"), module: str = "a
 
 
 def module_table(frame, split: str):
-    """Mean ± sd over seeds per module (rows) and model (columns), as a formatted DataFrame."""
+    """Exact match in percent, mean ± sd over seeds, per module (rows) and model (columns), as a
+    formatted DataFrame (percent like the accuracy table above it)."""
     import pandas as pd
 
     f = frame[frame.split == split]
@@ -72,7 +73,7 @@ def module_table(frame, split: str):
     for arch in ("transformer", "moeut"):
         for obj in ("all", "answer"):
             col = cell_label(arch, obj)
-            out[col] = {m: f"{mean[(m, arch, obj)]:.2f} ± {sd[(m, arch, obj)]:.2f}" for m in dict.fromkeys(f.module) if (m, arch, obj) in mean.index}
+            out[col] = {m: f"{100 * mean[(m, arch, obj)]:.0f} ± {100 * sd[(m, arch, obj)]:.0f} %" for m in dict.fromkeys(f.module) if (m, arch, obj) in mean.index}
     return pd.DataFrame(out)
 
 
