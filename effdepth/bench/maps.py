@@ -132,14 +132,14 @@ def project_paper_setting(
         f"{window} tokens ({tokens / 1e6:.2f} M scored tokens; {n_train / 1e6:.2f} M for training, i.e. "
         f"{n_train / p['d1']:.0f} tokens per source dimension), the closed form needs "
         f"{out['forward_pflop']:.0f} PFLOP of bf16 forwards and {out['accumulation_pflop']:.0f} PFLOP of float64 "
-        f"accumulation (every pair's $x y^\\top$ costs as much per token as the 14B forward itself), plus "
+        f"accumulation (every pair's outer product x yᵀ costs as much per token as the 14B forward itself), plus "
         f"{out['solve_pflop']:.2f} PFLOP of solves. The cross terms of all "
         f"{(p['L1'] + 1) * (p['L2'] + 1)} pairs would take {out['all_pairs_memory_gb']:.0f} GB, so the target layers are "
         f"streamed in {out['blocks']} blocks of ≤ {out['targets_per_block']} ({out['peak_memory_gb']:.0f} GB peak each). "
         f"Assuming {bf16_tflops:.0f} TFLOP/s for bf16 forwards and {fp64_tflops:.0f} TFLOP/s for float64 GEMMs "
         f"(H100 SXM float64 tensor-core peak 67), that is about **{total / 60:.0f} minutes** "
         f"({t_fwd / 60:.1f} min forwards, {t_acc / 60:.1f} min accumulation), against the paper's ≈{p['sgd_gpu_days']:.0f} "
-        f"GPU-days of SGD: ≈{speedup:,.0f}× less. TF32 accumulation would be faster but its 10-bit mantissa is "
+        f"GPU-days of SGD: about {float(f'{speedup:.2g}'):,.0f} times less. TF32 accumulation would be faster but its 10-bit mantissa is "
         f"not accurate enough for Gram matrices; the test pass alone could use it.{cpu}"
     )
     return out

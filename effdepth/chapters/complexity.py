@@ -43,6 +43,7 @@ import pandas as pd
 
 from .. import stats
 from . import NOT_PAPER, PAPER, SAME_AS_CONTROL, Findings
+from ..plots import short_name
 
 MARGIN = 0.05  # "flat": |slope| shown below 5 % of the depth (L − 1 layers) per level
 K_SPREAD = 2.0
@@ -307,9 +308,12 @@ def examples_findings(panels: dict, prompts: dict, ig_steps: int, control_panels
             c = describe_example(*control_panels[name])
             ctl = f" (random-init control: {'up to residual index ' + str(c['last_layer_question']) if c['last_layer_question'] is not None else 'no question token matters'}; {c['ig_second_half']:.0%} of its attribution in layers ≥ {L // 2})"
         f.numbers.update({f"ex{i}_last_layer_question": d["last_layer_question"] if d["last_layer_question"] is not None else float("nan"), f"ex{i}_ig_second_half": d["ig_second_half"]})
+        unsure = d["p_input"] < 0.5 * d["n_answer_tokens"]  # less than half the probability on the answer, per answer token
         lines.append(
             f"- **{name}** (`{prompt!r}` → `{answer!r}`; summed teacher-forced probability of its {d['n_answer_tokens']} answer tokens "
-            f"{d['p_input']:.2f} of {d['n_answer_tokens']}): {where}; the layer whose output carries the most attribution is layer "
+            f"{d['p_input']:.2f} of {d['n_answer_tokens']}"
+            + ("; **the model puts less than half its probability on this answer, so the heatmaps show how a mostly wrong prediction is made**" if unsure else "")
+            + f"): {where}; the layer whose output carries the most attribution is layer "
             f"{d['ig_top_layer']}, and {d['ig_second_half']:.0%} of the total |attribution| (position 0 left out) lies in layers ≥ {L // 2}"
             f"{ctl}. IG completeness with {ig_steps} steps: per layer the attributions sum to P(x) − P(x'), up to a gap of at most "
             f"{d['ig_gap_max']:.3f} ({d['ig_gap_rel']:.1%} of the largest P(x) − P(x') over layers; the gap shrinks as the number of "
@@ -324,7 +328,7 @@ def run_findings(lm, sets: dict, notes: list, reference_source: str, n_controls:
     f = Findings()
     f.numbers.update({"n_layers": lm.n_layers, "n_controls": n_controls})
     f.text["run"] = (
-        f"This run: **{lm.spec}** ({lm.adapter.family} family, {lm.n_layers} layers, d={lm.d_model}), beside "
+        f"This run: **{short_name(lm.spec)}** ({lm.adapter.family} family, {lm.n_layers} layers, d={lm.d_model}), beside "
         f"{n_controls} random-init control(s) of the same architecture on the same examples. Difficulty sets: "
         + "; ".join(f"{name} ({', '.join(f'{lv}: {len(exs)}' for lv, exs in s['examples'].items())} examples per level)" for name, s in sets.items())
         + f". Erasing vectors: mean residuals of {reference_source}. "

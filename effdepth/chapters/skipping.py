@@ -37,6 +37,7 @@ import numpy as np
 
 from .. import stats
 from . import NOT_PAPER, PAPER, SAME_AS_CONTROL, Findings, control_k, paper_verdict
+from ..plots import short_name
 
 MIN_CONTROLS = 3  # fewer control seeds do not estimate the seeds' spread: no finding is then the paper's
 ALPHA = 0.05
@@ -385,7 +386,7 @@ def run_findings(lm, dataset: str, cur_prompts: list, fut_prompts: list, n_token
     n_tok = np.asarray(n_tokens)
     f = Findings(numbers={"n_layers": lm.n_layers, "n_prompts_current": len(cur_prompts), "n_prompts_future": len(fut_prompts)})
     f.text["run"] = (
-        f"This run: **{lm.spec}** ({lm.adapter.family} family, {lm.n_layers} layers, d={lm.d_model}), {len(cur_prompts)} prompts for "
+        f"This run: **{short_name(lm.spec)}** ({lm.adapter.family} family, {lm.n_layers} layers, d={lm.d_model}), {len(cur_prompts)} prompts for "
         f"the current setting and {len(fut_prompts)} for the future one (from the `{dataset}` distribution, seed {seed}; "
         f"{n_tok.min()}–{n_tok.max()} tokens), each measured on the model and on {n_controls} random-init control(s) of the "
         f"same architecture. {note + ' ' if note else ''}Example prompt: `{cur_prompts[0][:120]!r}`"
@@ -419,3 +420,19 @@ def findings(cur, fut, controls_cur: list, controls_fut: list, k: int | None = N
         + (f" With fewer than {MIN_CONTROLS} control seeds the controls' spread is not estimated, so no finding counts as the paper's." if len(controls_cur) < MIN_CONTROLS else "")
     )
     return f
+
+
+def split_findings(future, n_splits: int, split_step: int) -> Findings:
+    """How many split points each prompt of the future setting really got (`split_points` [P, n_splits],
+    -1 = none): a prompt of T tokens has a split point only at multiples of `split_step` below T - 4,
+    so short prompts get fewer than `n_splits`."""
+    import numpy as np
+
+    per_prompt = (np.asarray(future.split_points) >= 0).sum(axis=1)
+    counts = {int(k): int(v) for k, v in zip(*np.unique(per_prompt, return_counts=True))}
+    spread = ", ".join(f"{v} prompt{'s' if v != 1 else ''} with {k}" for k, v in sorted(counts.items(), reverse=True))
+    text = (
+        f"up to {n_splits} per prompt were asked for (multiples of {split_step}, at least 4 tokens before the end); "
+        f"these prompts got {spread} ({int(per_prompt.sum())} split points in all)"
+    )
+    return Findings(numbers={"splits_total": int(per_prompt.sum()), "splits_max": int(per_prompt.max(initial=0))}, text={"split_text": text})

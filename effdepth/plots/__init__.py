@@ -26,7 +26,13 @@ plt.rcParams.update(
         "axes.grid": True,
         "grid.alpha": 0.25,
         "axes.prop_cycle": matplotlib.cycler(color=PALETTE),
-        "font.size": 10,
+        # sized for reading at the text width (about 690 px) and on a phone (360 px, where a 7-inch
+        # figure is shown at half size: 11 pt ticks are then about 8 px high)
+        "font.size": 11,
+        "axes.labelsize": 11,
+        "xtick.labelsize": 10.5,
+        "ytick.labelsize": 10.5,
+        "legend.fontsize": 9.5,
         "axes.titlesize": 10.5,
         "legend.frameon": False,
     }
@@ -42,10 +48,21 @@ def model_label(model_or_result) -> str:
         ident = model_or_result.identity()
     else:
         ident = {"model": str(model_or_result)}
-    name = ident.get("model", "?")
+    name = short_name(ident.get("model", "?"))
     if str(name).startswith("zoo:"):
         name = f"{name} (effdepth zoo, {ident.get('n_layers', '?')} layers)"
     return str(name)
+
+
+def short_name(spec) -> str:
+    """A model spec as a page prints it: a local folder by its own name ('tiny-llama (local folder)'),
+    never its machine path; anything else (a Hub id, `zoo:<name>`) unchanged."""
+    spec = str(spec)
+    if spec.startswith(("/", "~", "./", "../")) or "\\" in spec:
+        from pathlib import Path
+
+        return f"{Path(spec).name} (local folder)"
+    return spec
 
 
 def unstacked_bars(ax, x, series: dict[str, np.ndarray], ylabel: str, xlabel: str = "Layer"):
@@ -105,3 +122,35 @@ def layer_heatmap(
     cb = ax.figure.colorbar(im, ax=ax)
     cb.set_label(cbar_label)
     return im
+
+
+def show(name: str, fig=None, made_by=None, absent: str = "") -> None:
+    """Hand a figure to the page's ```{glue:figure} name``` directive (which numbers and captions it).
+
+    Glues `fig` under `name` (not displayed where the cell runs; closed afterwards) and, under
+    `name + "_model"`, the model that made it as Markdown for the caption: `model_label(made_by)`, or
+    `made_by` itself when it is a string (a figure of several models). `fig=None` (a figure this run
+    cannot draw) glues the sentence `absent` in the figure's place, so the caption and its number stay.
+    """
+    from IPython.display import Markdown
+    from myst_nb import glue
+
+    if fig is None:
+        glue(name, Markdown(f"*Not drawn in this run: {absent or 'nothing to draw'}.*"), display=False)
+    else:
+        glue(name, fig, display=False)
+        plt.close(fig)
+    who = made_by if isinstance(made_by, str) else (model_label(made_by) if made_by is not None else "")
+    glue(name + "_model", Markdown(f"`{who}`" if who else "this run's model"), display=False)
+
+
+def panel_grid(n: int, width: float, height: float, ncols: int = 2):
+    """`n` panels of `width` × `height` inches, at most `ncols` to a row (a figure stays legible at
+    the text width and on a phone); returns (figure, the n axes in reading order), spare cells hidden."""
+    ncols = max(1, min(ncols, n))
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * width, nrows * height), squeeze=False)
+    flat = list(axes.ravel())
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]

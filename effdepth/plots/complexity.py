@@ -28,7 +28,7 @@ def _token_axis(ax, tokens, answer_start=None, max_labels: int = 70):
     labels = _token_labels(tokens)
     step = max(1, int(np.ceil(len(labels) / max_labels)))
     ticks = list(range(0, len(labels), step))
-    ax.set_xticks(ticks, [labels[i] for i in ticks], rotation=90, fontsize=7 if len(labels) > 30 else 8)
+    ax.set_xticks(ticks, [labels[i] for i in ticks], rotation=90, fontsize=9 if len(labels) > 30 else 8)
     if answer_start is not None:
         ax.axvline(int(answer_start) - 0.5, color="white", linewidth=1.2, linestyle="--")
         ax.axvline(int(answer_start) - 0.5, color="black", linewidth=0.6, linestyle="--")
@@ -126,7 +126,7 @@ def depth_bars(results: dict, xlabels: dict | None = None, level_fmt: dict | Non
         ax.set_title(name)
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.suptitle(f"Depth score per difficulty level (max over examples) — {model_label(results[names[0]])}", fontsize=11, y=0.99)
-    fig.legend(handles, labels, loc="upper center", ncol=min(4, len(labels)), fontsize=8.5, bbox_to_anchor=(0.5, 0.92))
+    fig.legend(handles, labels, loc="upper center", ncol=min(4, len(labels)), fontsize=9.5.5, bbox_to_anchor=(0.5, 0.92))
     fig.tight_layout(rect=(0, 0, 1, 0.82))
     return fig
 
@@ -154,7 +154,7 @@ def layer_importance(results: dict, level_fmt: dict | None = None, controls: dic
             ax.set_title(f"{name}: {what.lower()}")
             ax.set_ylim(bottom=0)
             if j == 1:
-                ax.legend(fontsize=8, title="level", title_fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+                ax.legend(fontsize=9.5, title="level", title_fontsize=9.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.suptitle(f"Per-layer importance per difficulty level — {model_label(results[names[0]])}", fontsize=11)
     fig.tight_layout()
     return fig
@@ -211,7 +211,7 @@ def depth_intervals(results: dict, xlabels: dict | None = None, level_fmt: dict 
             ax.set_ylabel("Depth score")
             ax.set_ylim(-0.2, L - 0.8)
             if i == 0 and j == 1:
-                ax.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+                ax.legend(fontsize=9.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.suptitle(f"Depth score per example, intervals and slope — {model_label(results[names[0]])}", fontsize=11)
     fig.tight_layout()
     return fig

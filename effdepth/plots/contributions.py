@@ -26,12 +26,12 @@ def _writes_figure(result, stem: str, ylabel: str, title: str, controls=()):
     """Attention and MLP bars of the columns `<stem>_attn` and `<stem>_mlp`, the whole layer
     (`<stem>_layer`) as black dots; each control's `<stem>_layer` as a faint dashed line."""
     f = result.to_frame()
-    fig, ax = plt.subplots(figsize=(7, 3.2))
+    fig, ax = plt.subplots(figsize=(7, 3.6))
     unstacked_bars(ax, _layers(f), {"Attention": f[f"{stem}_attn"], "MLP": f[f"{stem}_mlp"]}, ylabel=ylabel)
     ax.plot(_layers(f), f[f"{stem}_layer"], "o", color="black", markersize=4, zorder=20, label="Attention + MLP (layer)")
     _controls(ax, controls, f"{stem}_layer", "layer, random-init control")
-    ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncol=4, fontsize=8, borderaxespad=0.2)
-    ax.set_title(f"{title} — {model_label(result)}", pad=22)
+    ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncol=2, fontsize=9.5, borderaxespad=0.2)
+    ax.set_title(f"{title} — {model_label(result)}", pad=40)
     fig.tight_layout()
     return fig
 
@@ -42,12 +42,35 @@ def relative_contribution(result, use_max: bool = False, controls=()):
     stem = "max_rel" if use_max else "rel"
     ylabel = ("Max" if use_max else "Mean") + " relative contribution"
     fig = _writes_figure(result, stem, ylabel, "Relative contribution to the residual", controls)
-    layer = result.to_frame()[f"{stem}_layer"].to_numpy()
-    if len(layer) > 2 and layer.max() > 10 * np.median(layer[1:]):  # one layer (usually 0, writing onto the bare embedding) dwarfs the rest
-        ax = fig.axes[0]
-        ax.set_yscale("log")
-        ax.set_ylabel(ylabel + " (log scale)")
+    f = result.to_frame()
+    clip_tall_bars(fig.axes[0], _layers(f), f[[f"{stem}_attn", f"{stem}_mlp", f"{stem}_layer"]].to_numpy().max(axis=1))
     return fig
+
+
+def clip_tall_bars(ax, x, tops, factor: float = 4.0) -> float | None:
+    """Keep a linear axis readable when one or two layers (usually layer 0, writing onto the bare
+    embedding) are more than `factor` times the median of the others: the axis is cut at 1.25 × the
+    largest of the rest (controls included) and each cut bar gets its value written at the top and a
+    zig-zag mark. Returns the cut height, or None when nothing was cut."""
+    tops = np.asarray(tops, dtype=float)
+    if len(tops) < 3 or not np.isfinite(tops).all():
+        return None
+    order = np.argsort(tops)
+    rest = tops[order[:-2]] if len(tops) > 4 else tops[order[:-1]]
+    median = float(np.median(rest))
+    tall = tops > factor * max(median, 1e-12)
+    if not tall.any() or tall.all():
+        return None
+    lines = [ln.get_ydata() for ln in ax.get_lines() if len(np.atleast_1d(ln.get_ydata())) == len(tops)]
+    others = np.concatenate([tops[~tall]] + [np.asarray(y, dtype=float)[~tall] for y in lines])
+    cut = 1.25 * float(np.nanmax(others))
+    ax.set_ylim(min(0.0, ax.get_ylim()[0]), cut)
+    for xi, top in zip(np.asarray(x)[tall], tops[tall]):
+        ax.text(xi, cut * 0.97, f"{top:.3g}", ha="center", va="top", fontsize=9, fontweight="bold", color="white", zorder=30,
+                bbox=dict(boxstyle="round,pad=0.15", fc="#333333", ec="none", alpha=0.85))
+        ax.plot([xi - 0.45, xi - 0.15, xi + 0.15, xi + 0.45], [cut * 0.80, cut * 0.84, cut * 0.78, cut * 0.82], color="white", lw=2.5, zorder=29, clip_on=False)
+    ax.set_ylabel(ax.get_ylabel() + " (axis cut)")
+    return cut
 
 
 def cosine_similarity(result, controls=()):
@@ -59,12 +82,12 @@ def norms(result, controls=()):
     """Fig 15: mean absolute norms ‖h_l‖, ‖a_l‖, ‖m_l‖ per layer (log scale: the residual grows with depth);
     the controls' residual norms as faint dashed lines."""
     f = result.to_frame()
-    fig, ax = plt.subplots(figsize=(7, 3.2))
+    fig, ax = plt.subplots(figsize=(7, 3.6))
     unstacked_bars(ax, _layers(f), {"Residual ‖h‖": f["norm_h"], "Attention ‖a‖": f["norm_attn"], "MLP ‖m‖": f["norm_mlp"]}, ylabel="Mean norm")
     _controls(ax, controls, "norm_h", "‖h‖, random-init control")
-    ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncol=4, fontsize=8, borderaxespad=0.2)
+    ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncol=2, fontsize=9.5, borderaxespad=0.2)
     ax.set_yscale("log")
-    ax.set_title(f"Norms of the residual and the writes — {model_label(result)}", pad=22)
+    ax.set_title(f"Norms of the residual and the writes — {model_label(result)}", pad=40)
     fig.tight_layout()
     return fig
 
@@ -79,9 +102,9 @@ def io_cosine(result, controls=()):
     ax.set_ylim(min(0.0, min(lows) - 0.05), 1.02)
     ax.set_xlabel("Layer")
     integer_ticks(ax, _layers(f))
-    ax.set_ylabel("cos(h_l, h_{l+1})")
+    ax.set_ylabel(r"$\cos(h_l, h_{l+1})$")
     if controls:
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=9.5, loc="lower right")
     ax.set_title(f"Similarity of a layer's input and output residual — {model_label(result)}")
     fig.tight_layout()
     return fig

@@ -41,7 +41,7 @@ def lens_curves(result, controls=(), knee: int | None = None, knee_label: str = 
             ax.axvline(knee, color="#b8383b", linestyle="--", linewidth=1, label=f"{knee_label} (layer {knee})")
         if kl_knee is not None:
             ax.axvline(kl_knee, color=PALETTE[4], linestyle=":", linewidth=1.2, label=f"KL knee (residual {kl_knee})")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=9)
     b.set_ylim(-0.03, 1.03)
     a.set_ylim(bottom=0)
     fig.suptitle(f"Logit lens — {model_label(result)}")

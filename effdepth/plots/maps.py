@@ -64,7 +64,7 @@ def heatmap(result, ax=None, vmax: float | None = None, title: str | None = None
         best = np.argmin(err, axis=1)
         ax.scatter(best, np.arange(L1), marker="o", s=22, facecolor="none", edgecolor="red", lw=1.3, label="best target", zorder=5)
     if diagonal or mark_best:
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=9.5)
     ax.set_title(title or f"Linear maps: {pair_label(result)}")
     return ax
 
@@ -131,14 +131,14 @@ def relative_depth(result, others: dict | None = None):
             bs = r.best_source()
             ax1.plot(bs["best_src_depth"], bs["tgt_depth"], marker="s", ls=":", mfc="none", color=color, label=f"{name}: best source per target")
             for m, row in bm.iterrows():
-                ax1.annotate(str(int(row["best_tgt_layer"])), (row["src_depth"], row["best_tgt_depth"]), textcoords="offset points", xytext=(4, -10), fontsize=7)
+                ax1.annotate(str(int(row["best_tgt_layer"])), (row["src_depth"], row["best_tgt_depth"]), textcoords="offset points", xytext=(4, -10), fontsize=9)
     ax1.plot([0, 1], [0, 1], ls="--", color="black", lw=0.8, label="equal relative depth")
     ax1.set_xlim(0, 1.05)
     ax1.set_ylim(0, 1.05)
     ax1.set_xlabel("Source relative depth m / L1")
     ax1.set_ylabel("Target relative depth n / L2")
     ax1.set_title("Best matches (numbers: best target layer n*)")
-    ax1.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
+    ax1.legend(fontsize=9.5, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
     fig.tight_layout()
     return fig
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from . import PALETTE
+from . import PALETTE, panel_grid
 from .skipping import skip_heatmap
 
 ARCH_LABEL = {"transformer": "Transformer", "moeut": "MoEUT"}
@@ -54,7 +54,7 @@ def accuracy_bars(frame, splits=("interpolate", "extrapolate"), module: str = "a
         ax.set_title(f"{split} ({'all modules' if module == 'all' else module})")
         ax.set_ylabel("Exact match")
         ax.set_ylim(0, max(0.05, top * 1.15))
-    axes[0][0].legend(loc="upper left", fontsize=8)
+    axes[0][0].legend(loc="upper left", fontsize=9.5)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -62,7 +62,8 @@ def accuracy_bars(frame, splits=("interpolate", "extrapolate"), module: str = "a
 
 
 def module_table(frame, split: str):
-    """Mean ± sd over seeds per module (rows) and model (columns), as a formatted DataFrame."""
+    """Exact match in percent, mean ± sd over seeds, per module (rows) and model (columns), as a
+    formatted DataFrame (percent like the accuracy table above it)."""
     import pandas as pd
 
     f = frame[frame.split == split]
@@ -72,7 +73,7 @@ def module_table(frame, split: str):
     for arch in ("transformer", "moeut"):
         for obj in ("all", "answer"):
             col = cell_label(arch, obj)
-            out[col] = {m: f"{mean[(m, arch, obj)]:.2f} ± {sd[(m, arch, obj)]:.2f}" for m in dict.fromkeys(f.module) if (m, arch, obj) in mean.index}
+            out[col] = {m: f"{100 * mean[(m, arch, obj)]:.0f} ± {100 * sd[(m, arch, obj)]:.0f} %" for m in dict.fromkeys(f.module) if (m, arch, obj) in mean.index}
     return pd.DataFrame(out)
 
 
@@ -105,7 +106,7 @@ def erasure_panel(ax, result, title: str = "", vmax: float | None = None):
     ax.set_ylabel("Layer")
     ax.grid(False)
     cb = ax.figure.colorbar(im, ax=ax, pad=0.01, extend="max" if np.nanmax(eff) > vmax else "neither")
-    cb.set_label("Probability difference norm", fontsize=8)
+    cb.set_label("Probability difference norm", fontsize=9.5)
     if title:
         ax.set_title(title, fontsize=9)
     return im
@@ -145,9 +146,9 @@ def depth_use_bars(frame, columns=("depth_layer", "depth_output", "erasure_depth
         "depth_output": "Depth score (logit effect)",
         "erasure_depth": "Erasure depth",
     }
-    fig, axes = plt.subplots(1, len(columns), figsize=(3.6 * len(columns), 3.3), squeeze=False)
+    fig, axes = panel_grid(len(columns), 4.2, 3.3)
     archs = [a for a in ("transformer", "moeut") if a in set(frame.arch)]
-    for ax, col in zip(axes[0], columns):
+    for ax, col in zip(axes, columns):
         if control is not None and col in control:
             for i, arch in enumerate(archs):
                 v = control[control.arch == arch][col].dropna().to_numpy()
@@ -167,7 +168,7 @@ def depth_use_bars(frame, columns=("depth_layer", "depth_output", "erasure_depth
         ax.set_ylabel("Fraction of depth")
         ax.set_title(names.get(col, col))
         ax.set_ylim(0, 1)
-    axes[0][0].legend(loc="upper left", fontsize=8)
+    axes[0].legend(loc="upper left", fontsize=9.5)
     fig.tight_layout()
     return fig
 
@@ -178,8 +179,8 @@ def future_effects(results: dict, title: str = ""):
     n = len(results)
     L = next(iter(results.values())).layer_effect.shape[0]
     size = min(4.2, 2.4 + 0.1 * L)
-    fig, axes = plt.subplots(1, n, figsize=(n * (size + 1.0), size + 0.6), squeeze=False)
-    for ax, (name, res) in zip(axes[0], results.items()):
+    fig, axes = panel_grid(n, size + 1.0, size + 0.9)
+    for ax, (name, res) in zip(axes, results.items()):
         skip_heatmap(res, ax=ax, title=name)
     if title:
         fig.suptitle(title)
@@ -195,7 +196,7 @@ def loss_curves(histories: dict, title: str = ""):
     ax.set_xlabel("Step")
     ax.set_ylabel("Training loss (nats)")
     ax.set_yscale("log")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=9.5)
     if title:
         ax.set_title(title)
     fig.tight_layout()

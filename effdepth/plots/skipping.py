@@ -100,7 +100,7 @@ def halves_profile(results: dict, controls: dict, k: int, mean: bool = False):
         ax.set_ylim(bottom=0)
         integer_ticks(ax, s)
         ax.set_title(f"{name} ({'mean' if mean else 'max'} aggregation)", fontsize=10)
-    axes[0, -1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    axes[0, -1].legend(fontsize=9.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     return fig
 
@@ -122,7 +122,7 @@ def side_by_side(results: dict, mean: bool = False, ncols: int | None = None):
     return fig
 
 
-def example_grid(result, n: int = 6, ncols: int = 3):
+def example_grid(result, n: int = 6, ncols: int = 2):
     """Fig 13: per-example matrices (max over positions and split points) of the first n examples."""
     ex = result.example_layer_effect
     keep = [i for i in range(ex.shape[0]) if not np.isnan(ex[i]).all()][:n]
@@ -179,7 +179,7 @@ def position_effect(result, example: int, skipped: int, tokenizer=None, max_toke
     if tokenizer is not None and "token_ids" in result.arrays:
         ids = result.token_ids[example, :show]
         labels = [tokenizer.decode([int(t)]).replace(" ", "␣").replace("\n", "↵") or "·" for t in ids]
-        bx.set_xticks(range(show), labels, rotation=90, fontsize=7)
+        bx.set_xticks(range(show), labels, rotation=90, fontsize=9)
     bx.set_xlabel("Token position" if labels is None else "Token")
     ax.set_title(f"Example {example}, layer {skipped} skipped ({_setting(result)})\n{model_label(result)}")
     return fig

@@ -25,7 +25,7 @@ def spec_frame(names=None):
                 "d_ff": s.d_ff,
                 "vocab": VOCAB_SIZE,
                 "context": s.data.window,
-                "steps": s.steps,
+                "steps (planned)": s.steps,
                 "batch (windows)": s.data.batch_size,
                 "peak lr": s.lr,
                 "loss on": s.loss_on,
@@ -54,6 +54,7 @@ def report_frame(names=None, percent: bool = True):
                 if lv != "all":
                     row[fmt.format(lv)] = round(100 * acc, 1) if percent else acc
         row["DM interp."] = round(100 * r["dm_accuracy"]["all"], 1) if percent else r["dm_accuracy"]["all"]
+        row["steps trained"] = r["steps"]
         row["curriculum steps"] = r["curriculum_steps"]
         row["extra rounds"] = len((r.get("extra_rounds") or {}).get("rounds", []))
         row["1-hop skill"] = "yes" if skill(r)["ok"] else "MISSING"
@@ -94,7 +95,7 @@ def plot_loss_curves(names=None, ax=None):
     ax.set_xlabel("Training step (dotted: walk curriculum, answer letters only; solid: mixture)")
     ax.set_ylabel("Training loss (nats / counted token)")
     ax.set_ylim(0, None)
-    ax.legend(frameon=False, fontsize=8)
+    ax.legend(frameon=False, fontsize=9.5)
     ax.set_title("Zoo training loss", fontsize=10)
     return ax.figure
 
@@ -145,12 +146,12 @@ def plot_accuracies(names=None):
             ax.axhline(100 * chance, color="grey", ls="--", lw=1, label="chance")
         else:
             ax.scatter(x, [100 * majority[lv] for lv in levels], marker="_", s=600, color="grey", zorder=3, label="most common answer")
-            ax.legend(frameon=False, fontsize=8, loc="upper right")
+            ax.legend(frameon=False, fontsize=9.5, loc="upper right")
         ax.set_xticks(x, levels)
         ax.set_xlabel(xlabel)
         ax.set_title(title, fontsize=10)
     axes[0].set_ylabel("Exact match (%)")
-    axes[1].legend(frameon=False, fontsize=8)
+    axes[1].legend(frameon=False, fontsize=9.5)
     fig.tight_layout()
     return fig
 
@@ -208,10 +209,15 @@ def reading(names=None) -> str:
            "Accuracy does not fall steadily with the number of operations for every model, so read level as "
            "problem length more than as difficulty for these models.")
     )
-    better = multi[deep] > multi[shallow] + 0.05 or np.mean(list(sums[deep].values())) > np.mean(list(sums[shallow].values())) + 0.05
+    wins, losses = depth_comparison(reps[deep], reps[shallow])
+    better = bool(wins) and not losses
     out.append(
-        f"The deepest model ({deep}) is {'better than' if better else 'not clearly better than'} the shallowest "
-        f"({shallow}) at what the zoo was trained on. "
+        f"The deepest model ({deep}) is {'better than' if better else ('worse than' if losses and not wins else ('better and worse than' if wins else 'not clearly better than'))} the shallowest "
+        f"({shallow}) at what the zoo was trained on"
+        + (f" (better at {', '.join(wins)}" if wins else "")
+        + ((", " if wins else " (") + f"worse at {', '.join(losses)}" if losses else "")
+        + (")" if wins or losses else "")
+        + ". "
         + ("Extra depth bought accuracy here, so the question the paper asks (does it buy new computation, "
            "or the same computation spread thinner?) applies to these models as well."
            if better else
@@ -219,3 +225,25 @@ def reading(names=None) -> str:
            "more layers is exactly what the following chapters measure.")
     )
     return "\n".join(f"- {line}" for line in out)
+
+
+def depth_comparison(deep: dict, shallow: dict, margin: float = 0.05) -> tuple[list[str], list[str]]:
+    """(what the deep model's report is better at, what it is worse at) than the shallow one's, by
+    more than `margin` (a fraction): every multi-hop count and every sum level, one by one."""
+    wins, losses = [], []
+    for key, fmt in _LEVEL_NAMES.items():
+        for lv, acc in deep[key].items():
+            if lv == "all" or lv not in shallow[key]:
+                continue
+            diff = acc - shallow[key][lv]
+            name = fmt.format(lv)
+            (wins if diff > margin else losses if diff < -margin else []).append(f"{name} ({100 * acc:.0f} % vs {100 * shallow[key][lv]:.0f} %)")
+    return wins, losses
+
+
+def training_time_text(names=None) -> str:
+    """How long this machine took to train each zoo model and how many steps each got, from the reports."""
+    names = list(names or MODELS)
+    reps = {n: report(n) for n in names}
+    each = ", ".join(f"{n} {r['train_seconds'] / 60:.0f} min ({r['steps']} steps)" for n, r in reps.items())
+    return f"On the machine that built this book, training took {each}; in parallel the whole zoo takes about as long as its slowest model."

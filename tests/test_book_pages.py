@@ -1,0 +1,105 @@
+"""The build-time page fixes, on synthetic notebooks: machine paths removed, every parameter listed
+once, the claims scorecard written from glued verdicts; and the figure helpers (axis cut, panel grid)
+and the zoo page's computed comparisons."""
+
+import nbformat
+import numpy as np
+import pytest
+
+from effdepth import book
+
+
+@pytest.mark.parametrize(
+    "text, shown",
+    [
+        ("model /tmp/x/tiny-llama here", "model …/tiny-llama here"),
+        ("zoo cache: /root/.cache/effdepth/zoo;", "zoo cache: …/zoo;"),
+        ("see /work/main/runs/a.ipynb.", "see …/a.ipynb."),
+        ("https://github.com/root/x and www.x.org/tmp/y", "https://github.com/root/x and www.x.org/tmp/y"),  # URLs untouched
+        ("1/32, ‖a‖/‖h‖, answer/walk, /8", "1/32, ‖a‖/‖h‖, answer/walk, /8"),  # ratios and math untouched
+    ],
+)
+def test_scrub_paths_removes_machine_paths_only(text, shown):
+    assert book.scrub_paths(text) == shown
+
+
+def _notebook(defaults: str, injected: str | None, glued: dict | None = None):
+    nb = nbformat.v4.new_notebook()
+    nb.cells.append(nbformat.v4.new_markdown_cell("# A chapter\n\nSee :name: fig-x"))
+    nb.cells.append(nbformat.v4.new_code_cell(defaults, metadata={"tags": ["parameters"]}))
+    if injected is not None:
+        nb.cells.append(nbformat.v4.new_code_cell(injected, metadata={"tags": ["injected-parameters"]}))
+    outputs = [
+        nbformat.v4.new_output("display_data", data={"application/papermill.record/text/plain": repr(v)}, metadata={"scrapbook": {"name": k, "mime_prefix": "application/papermill.record/"}})
+        for k, v in (glued or {}).items()
+    ]
+    nb.cells.append(nbformat.v4.new_code_cell("glue", outputs=outputs))
+    return nb
+
+
+def test_all_parameters_are_listed_once_with_the_set_ones_marked():
+    nb = _notebook('model = "zoo:default"\nn_examples = 20  # prompts\nseed = 0\n', 'model = "/tmp/abc/tiny"\nn_examples = 4\nextra = 1\n')
+    book._show_all_parameters(nb)
+    shown = nb.cells[2].source
+    assert "model = 'tiny'" in shown and "/tmp" not in shown  # a local folder by its name
+    assert "n_examples = 4  # set for this run" in shown and "n_examples = 20" not in shown
+    assert "seed = 0" in shown  # a default that was not set is listed too
+    assert "extra = 1  # set for this run" in shown  # injected but not declared: still listed
+    # without injected parameters the defaults cell stays as it is (it is the whole story)
+    nb = _notebook("seed = 0\n", None)
+    book._show_all_parameters(nb)
+    assert nb.cells[1].source == "seed = 0\n"
+
+
+def test_scorecard_states_each_verdict_and_says_what_did_not_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(book, "CLAIMS", (
+        ("contributions", "paper_shape", "Claim A.", "fig-x"),
+        ("skipping", "paper_pattern", "Claim B.", "fig-y"),
+        ("logit_lens", "settles_late", "Claim C.", "fig-z"),
+    ))
+    nbformat.write(_notebook("seed = 0", None, {"paper_shape": "yes"}), tmp_path / "contributions.ipynb")
+    nbformat.write(_notebook("seed = 0", None, {"paper_pattern": "not distinguishable from the control"}), tmp_path / "skipping.ipynb")
+    book._scorecard(tmp_path)
+    rows = (tmp_path / "scorecard.md").read_text().splitlines()[2:]
+    assert "Claim A." in rows[0] and "as in the paper" in rows[0] and "{numref}`fig-x`" in rows[0]
+    assert "random-init control shows it too" in rows[1] and "{numref}" not in rows[1]  # its notebook has no such figure
+    assert "not run in this build" in rows[2] and "{numref}" not in rows[2]
+
+
+def test_clip_tall_bars_cuts_the_axis_only_for_an_outlier():
+    import matplotlib.pyplot as plt
+
+    from effdepth.plots.contributions import clip_tall_bars
+
+    fig, ax = plt.subplots()
+    tops = np.array([37.8, 0.5, 0.4, 0.6, 0.3])
+    ax.bar(range(5), tops)
+    cut = clip_tall_bars(ax, range(5), tops)
+    assert cut == pytest.approx(1.25 * 0.6) and ax.get_ylim()[1] == pytest.approx(cut)
+    assert any(t.get_text() == "37.8" for t in ax.texts)  # the cut bar's value is written on it
+    assert ax.get_yscale() == "linear"
+    fig2, ax2 = plt.subplots()
+    assert clip_tall_bars(ax2, range(5), np.array([1.0, 0.8, 0.9, 0.7, 0.6])) is None  # nothing dwarfs the rest
+    plt.close(fig)
+    plt.close(fig2)
+
+
+def test_panel_grid_puts_at_most_two_panels_in_a_row():
+    import matplotlib.pyplot as plt
+
+    from effdepth.plots import panel_grid
+
+    fig, axes = panel_grid(3, 4, 3)
+    assert len(axes) == 3 and len(fig.axes) == 4 and not fig.axes[3].get_visible()
+    assert {round(ax.get_position().x0, 2) for ax in axes} == {round(axes[0].get_position().x0, 2), round(axes[1].get_position().x0, 2)}
+    plt.close(fig)
+
+
+def test_zoo_depth_comparison_names_what_the_deep_model_is_worse_at():
+    from effdepth.zoo.book import depth_comparison
+
+    deep = {"arithmetic_accuracy": {"1": 0.9, "all": 0.9}, "multihop_accuracy": {"1": 0.6, "2": 0.3, "all": 0.45}}
+    shallow = {"arithmetic_accuracy": {"1": 0.9, "all": 0.9}, "multihop_accuracy": {"1": 1.0, "2": 0.2, "all": 0.6}}
+    wins, losses = depth_comparison(deep, shallow)
+    assert wins == ["2 hop (30 % vs 20 %)"] and losses == ["1 hop (60 % vs 100 %)"]
+    assert depth_comparison(shallow, shallow) == ([], [])
