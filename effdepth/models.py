@@ -79,6 +79,11 @@ class Model:
         return next(self.hf.parameters()).device
 
     @property
+    def input_device(self) -> torch.device:
+        """Where a trace's inputs go: CPU for a remote model (its local copy lives on `meta`), else `device`."""
+        return torch.device("cpu") if self.remote else self.device
+
+    @property
     def dtype(self) -> torch.dtype:
         return next(self.hf.parameters()).dtype
 
@@ -91,8 +96,14 @@ class Model:
         return self.adapter.layer_modules(self.hf if root is None else root)
 
     def trace(self, *inputs, **kwargs):
-        """An nnsight trace, remote on NDIF (or `remote='local'`) when the model was loaded so."""
-        if self.remote:
+        """An nnsight trace, remote on NDIF when the model was loaded so; `remote='local'` is
+        nnsight's in-process dry run of that path, `remote='strict'` effdepth's stricter one with
+        NDIF's import whitelist (`effdepth.ndif.StrictSandboxBackend`)."""
+        if self.remote == "strict":
+            from .ndif import StrictSandboxBackend
+
+            kwargs.setdefault("backend", StrictSandboxBackend(self.nn))
+        elif self.remote:
             kwargs.setdefault("remote", self.remote)
         return self.nn.trace(*inputs, **kwargs)
 

@@ -1,0 +1,181 @@
+"""The remote (NDIF) path under a strict sandbox: every measurement's trace bodies unpickle and run
+with effdepth unimportable and only NDIF's whitelisted modules allowed, and give the fast path's numbers."""
+
+import numpy as np
+import pytest
+import torch
+
+from effdepth.models import wrap_module
+from effdepth.ndif import SandboxRefusal
+from effdepth.testing import char_tokenizer, tiny_model
+
+from .conftest import PROMPTS
+
+PROMPT, ANSWER = "Q: 5+7-5 A:", " 7"
+REFERENCE = ["The cat sat on the mat.", "Q: 12 + 7 = ? A: 19", "a b c d e f"]
+
+
+def _pair(family="llama", **kw):
+    """The same random-weight module wrapped twice: strict-sandbox remote and plain local."""
+    tok = char_tokenizer()
+    hf = tiny_model(family, vocab_size=len(tok), **kw)
+    return wrap_module(hf, char_tokenizer(), spec=f"tiny:{family}", remote="strict"), wrap_module(hf, char_tokenizer(), spec=f"tiny:{family}")
+
+
+@pytest.fixture(scope="module")
+def pair():
+    return _pair()
+
+
+def _ids(model, text="hello there"):
+    ids = model.encode(text)[None]
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+
+# -- the sandbox itself: both sides of every rule -------------------------------------------------
+
+
+def test_a_body_of_envoys_and_tensors_runs_and_returns_only_saved_names(pair):
+    remote, plain = pair
+    layers = list(remote.adapter.layer_modules(remote.nn))
+    with torch.no_grad(), remote.trace(_ids(remote)):
+        unsaved = layers[0].input.float()
+        x = layers[1].input.float().save()
+    with torch.no_grad():
+        out = plain.hf(**_ids(plain), output_hidden_states=True)
+    torch.testing.assert_close(x, out.hidden_states[1].float())
+    assert "unsaved" not in locals()  # the server returns saved names only
+
+
+def test_a_list_filled_inside_the_body_does_not_come_back(pair):
+    """The body runs on unpickled copies: appending to a caller's list is lost (as on NDIF)."""
+    remote, _ = pair
+    layers = list(remote.adapter.layer_modules(remote.nn))
+    kept = []
+    with torch.no_grad(), remote.trace(_ids(remote)):
+        kept.append(layers[0].input.save())
+    assert kept == []
+
+
+def test_naming_an_effdepth_object_inside_the_body_is_refused(pair):
+    remote, _ = pair
+    with pytest.raises(SandboxRefusal, match="effdepth.models"):
+        with torch.no_grad(), remote.trace(_ids(remote)):
+            y = remote.adapter.layer_modules(remote.nn)[0].input.save()  # noqa: F841
+
+
+def test_calling_an_effdepth_function_inside_the_body_is_refused(pair):
+    from effdepth.engine import softcap
+
+    remote, _ = pair
+    nn = remote.nn
+    with pytest.raises(SandboxRefusal, match="effdepth.engine"):
+        with torch.no_grad(), remote.trace(_ids(remote)):
+            y = nn.output.logits.save()
+            c = softcap(y)  # noqa: F841
+
+
+def test_importing_outside_the_whitelist_inside_the_body_is_refused(pair):
+    remote, _ = pair
+    nn = remote.nn
+    with pytest.raises(SandboxRefusal, match="'os'"):
+        with torch.no_grad(), remote.trace(_ids(remote)):
+            import os  # noqa: F401
+
+            y = nn.output.logits.save()  # noqa: F841
+    with torch.no_grad(), remote.trace(_ids(remote)):
+        import math
+
+        y = (nn.output.logits * math.pi).save()
+    assert y.shape[-1] == remote.vocab_size
+
+
+def test_effdepth_is_unimportable_while_the_body_runs(pair):
+    """Even a module object smuggled into the body cannot reach effdepth on the simulated server."""
+    remote, _ = pair
+    nn = remote.nn
+    with pytest.raises(SandboxRefusal):
+        with torch.no_grad(), remote.trace(_ids(remote)):
+            y = nn.output.logits.save()
+            __import__("effdepth.stats")
+
+
+# -- every measurement: strict remote == local fast path -----------------------------------------
+
+
+def test_contributions(pair):
+    from effdepth import contributions
+
+    remote, plain = pair
+    res = contributions(remote, PROMPTS[:3], batch_size=2)
+    assert res.meta["params"]["method"] == "trace"
+    np.testing.assert_allclose(res.to_frame().to_numpy(), contributions(plain, PROMPTS[:3], batch_size=2).to_frame().to_numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("part", ["layer", "attention", "mlp"])
+def test_skip_effects(pair, part):
+    from effdepth import skip_effects
+
+    remote, plain = pair
+    r, p = skip_effects(remote, PROMPTS[1:3], part=part), skip_effects(plain, PROMPTS[1:3], part=part)
+    assert r.meta["params"]["method"] == "trace"
+    np.testing.assert_allclose(r.layer_effect, p.layer_effect, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(r.output_effect, p.output_effect, rtol=1e-4, atol=1e-6)
+
+
+def test_local_effects(pair):
+    from effdepth import local_effects
+
+    remote, plain = pair
+    r, p = local_effects(remote, PROMPTS[1:3]), local_effects(plain, PROMPTS[1:3])
+    np.testing.assert_allclose(r.layer_effect, p.layer_effect, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(r.output_effect, p.output_effect, rtol=1e-4, atol=1e-6)
+
+
+def test_logit_lens(pair):
+    from effdepth import logit_lens
+
+    remote, plain = pair
+    r, p = logit_lens(remote, PROMPTS[:2]), logit_lens(plain, PROMPTS[:2])
+    for col in ("kl", "topk_overlap"):
+        np.testing.assert_allclose(r.to_frame()[col], p.to_frame()[col], rtol=1e-4, atol=1e-5)
+
+
+def test_residual_erasure_with_reference_means_from_a_trace(pair):
+    from effdepth import residual_erasure
+    from effdepth.erasure import mean_residuals
+
+    remote, plain = pair
+    torch.testing.assert_close(mean_residuals(remote, REFERENCE), mean_residuals(plain, REFERENCE), rtol=1e-5, atol=1e-6)
+    r = residual_erasure(remote, PROMPT, ANSWER, reference_prompts=REFERENCE, batch_size=9)
+    p = residual_erasure(plain, PROMPT, ANSWER, reference_prompts=REFERENCE)
+    assert r.meta["params"]["method"] == "trace"
+    np.testing.assert_allclose(r.effect, p.effect, rtol=1e-4, atol=1e-5, equal_nan=True)
+
+
+def test_depth_score(pair):
+    from effdepth import depth_score
+    from effdepth.data import Example
+
+    remote, plain = pair
+    by_level = {1: [Example("Q: 5+7-5 A:", " seven", 1)], 2: [Example("Q: 5+7-5+1 A:", " eight", 2)]}
+    r, p = depth_score(remote, by_level, split="answer", n_boot=50), depth_score(plain, by_level, split="answer", n_boot=50)
+    np.testing.assert_allclose(r.example_E, p.example_E, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(r.example_o, p.example_o, rtol=1e-4, atol=1e-6)
+    assert (r.example_correct == p.example_correct).all() if hasattr(r, "example_correct") else True
+
+
+def test_linear_maps():
+    from effdepth import linear_maps
+    from effdepth.store import Store
+
+    tok = char_tokenizer()
+    a = tiny_model("llama", n_layers=2, d_model=32, vocab_size=len(tok), seed=1)
+    b = tiny_model("llama", n_layers=3, d_model=24, vocab_size=len(tok), seed=2)
+    texts = ["".join(np.random.default_rng(i).choice(list("abcdefgh ijklmnop.Q:=+0123"), size=10 + (7 * i) % 50)) for i in range(60)]
+    kw = dict(window=32, lambdas=(0.0, 1e-3), progress=False)
+    ra = wrap_module(a, char_tokenizer(), spec="tiny:a", remote="strict")
+    rb = wrap_module(b, char_tokenizer(), spec="tiny:b", remote="strict")
+    r = linear_maps(ra, rb, texts, **kw)
+    p = linear_maps(wrap_module(a, char_tokenizer(), spec="tiny:a"), wrap_module(b, char_tokenizer(), spec="tiny:b"), texts, **kw)
+    np.testing.assert_allclose(r.relative_error, p.relative_error, rtol=1e-4, atol=1e-5)
