@@ -823,7 +823,7 @@ def linear_maps(
         recipe = replace(recipe, seed=seed)
     lambdas = tuple(float(x) for x in lambdas)
     if device is None:
-        device = src_model.device if not src_model.remote else torch.device("cpu")
+        device = src_model.input_device
     store = store or default_store()
 
     L1, L2 = src_model.n_layers, tgt_model.n_layers

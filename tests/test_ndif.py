@@ -179,3 +179,33 @@ def test_linear_maps():
     r = linear_maps(ra, rb, texts, **kw)
     p = linear_maps(wrap_module(a, char_tokenizer(), spec="tiny:a"), wrap_module(b, char_tokenizer(), spec="tiny:b"), texts, **kw)
     np.testing.assert_allclose(r.relative_error, p.relative_error, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("part", ["layer", "attention", "mlp"])
+def test_integrated_gradients_with_a_backward_pass_inside_the_trace(pair, part):
+    from effdepth import integrated_gradients
+
+    remote, plain = pair
+    r = integrated_gradients(remote, PROMPT, ANSWER, part=part, steps=8, batch_size=3)
+    p = integrated_gradients(plain, PROMPT, ANSWER, part=part, steps=8, batch_size=3)
+    assert r.meta["params"]["method"] == "trace" and "method" not in p.meta["params"]
+    np.testing.assert_allclose(r.attribution, p.attribution, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(r.p_baseline, p.p_baseline, rtol=1e-5, atol=1e-7)
+    assert abs(float(r.p_input) - float(p.p_input)) < 1e-6
+    assert np.abs(r.attribution).max() > 0  # the gradients really flowed
+
+
+def test_a_model_folder_loads_for_the_simulated_remote_path_and_not_for_ndif(tmp_path):
+    """The tokenizer is passed explicitly (nnsight cannot guess one for a folder); NDIF itself
+    serves Hub models only, which the error says before any trace."""
+    from effdepth import contributions, load_model
+    from effdepth.models import ModelNotAvailable
+    from effdepth.testing import save_tiny
+
+    save_tiny(tmp_path / "m", "qwen2")
+    strict, plain = load_model(str(tmp_path / "m"), remote="strict"), load_model(str(tmp_path / "m"))
+    assert strict.input_device.type == "cpu" and strict.tokenizer is not None
+    r, p = contributions(strict, PROMPTS[:2]), contributions(plain, PROMPTS[:2])
+    np.testing.assert_allclose(r.to_frame().to_numpy(), p.to_frame().to_numpy(), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ModelNotAvailable, match="Hub models only"):
+        load_model(str(tmp_path / "m"), remote=True)
