@@ -25,6 +25,7 @@ import importlib.abc
 import io
 import pickle
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 # Roots NDIF lets a trace import while it runs (whitelist.yaml `modules`), and, while unpickling
@@ -119,6 +120,21 @@ class _Hidden:
         return False
 
 
+_TALLIES: list[dict] = []
+
+
+@contextmanager
+def tally():
+    """Counts what strict-sandbox traces send back while open: {'traces', 'result_bytes' (the
+    torch.save'd reply), 'tensor_bytes' (its tensors' payload)}."""
+    counts = {"traces": 0, "result_bytes": 0, "tensor_bytes": 0}
+    _TALLIES.append(counts)
+    try:
+        yield counts
+    finally:
+        _TALLIES.remove(counts)
+
+
 class StrictSandboxBackend:
     """An nnsight backend that runs a trace the way NDIF would, in this process (see module doc)."""
 
@@ -148,8 +164,184 @@ class StrictSandboxBackend:
         buffer = io.BytesIO()
         torch.save(result, buffer)
         self.result_bytes = buffer.tell()
+        for counts in _TALLIES:
+            counts["traces"] += 1
+            counts["result_bytes"] += self.result_bytes
+            counts["tensor_bytes"] += sum(v.numel() * v.element_size() for v in result.values() if isinstance(v, torch.Tensor))
         result = torch.load(io.BytesIO(buffer.getvalue()), map_location="cpu", weights_only=False)
         for value in result.values():
             mark(value)
         push(tracer.info.frame, result)
         return result
+
+
+# -- what a remote run downloads ------------------------------------------------------------------
+#
+# Each function below is the number of bytes the trace bodies of one measurement call `.save()`,
+# i.e. what NDIF sends back (tensor payload; the pickle framing adds well under 1 kB per trace).
+# T is the tokens per prompt (prompts of different lengths: the formulas hold per prompt).
+
+F32, I64 = 4, 8
+
+
+def contributions_bytes(L: int, n: int, T: int) -> int:
+    """Gram matrices [L, B, T, 3, 3] float32 of (h_l, a_l, m_l) per token."""
+    return L * n * T * 9 * F32
+
+
+def skip_bytes(L: int, n: int, T: int, J: int = 1) -> int:
+    """skip_effects / local_effects: per variant (L·J per prompt, J = 1 'current', n_splits 'future')
+    the layer effects [L, T] and the output change [T], float32."""
+    return n * L * J * (L + 1) * T * F32
+
+
+def lens_bytes(L: int, n: int) -> int:
+    """KL and top-k overlap per residual index: 2 (L+1) float32 per prompt."""
+    return n * 2 * (L + 1) * F32
+
+
+def mean_residual_bytes(L: int, d: int, n: int) -> int:
+    """Σ_t h_b per reference prompt: [L+1, d] float32."""
+    return n * (L + 1) * d * F32
+
+
+def erasure_bytes(L: int, d: int, T: int, P: int, n_reference: int = 0, front: bool = False) -> int:
+    """Residual erasure of one example of T tokens, P answer-predicting positions: per erased
+    (b, t) the change [P] float32 at the scored positions, plus the reference means."""
+    positions = (T - 2) + (1 if front else 0)  # erasing past the last scored position is skipped
+    return (L + 1) * positions * P * F32 + mean_residual_bytes(L, d, n_reference)
+
+
+def ig_bytes(L: int, T: int, steps: int, batch_size: int) -> int:
+    """Integrated gradients of one example: per layer and batch of path points Σ ∂P/∂x·(x−x') [T]
+    float64 and P per row float32, plus P(x)."""
+    batches = -(-steps // batch_size)
+    return L * (batches * T * I64 + steps * F32) + F32
+
+
+def depth_bytes(L: int, n: int, T: int, n_splits: int = 4) -> int:
+    """depth_score: the teacher-forced greedy check (argmax [T] int64) and the future skip test
+    with up to n_splits split points per example."""
+    return n * T * I64 + skip_bytes(L, n, T, n_splits)
+
+
+def residuals_bytes(L: int, d: int, n_windows: int, window: int) -> int:
+    """linear_maps' residual capture of one model: h_0 … h_L [L+1, B, window, d] float32 per batch
+    (an upper bound: a batch is padded only to its longest window)."""
+    return (L + 1) * n_windows * window * d * F32
+
+
+def gram_statistics_bytes(L1: int, d1: int, L2: int, d2: int) -> int:
+    """What streaming the ridge statistics instead would download at the end of one server-side
+    session: XᵀX per source [L1+1, d1, d1] and XᵀY per pair [L1+1, L2+1, d1, d2], float32. Larger
+    than the residuals unless the run has more than about (L2+1)·d2 tokens, so linear maps download
+    residuals."""
+    return ((L1 + 1) * d1 * d1 + (L1 + 1) * (L2 + 1) * d1 * d2) * F32
+
+
+@dataclass
+class Dims:
+    """The shape facts the estimates need: L layers, width d, vocabulary V, parameter count."""
+
+    n_layers: int
+    d_model: int
+    vocab_size: int
+    n_params: int = 0
+
+    @classmethod
+    def of(cls, config) -> "Dims":
+        text = getattr(config, "text_config", None) or config
+        get = lambda *names: next(int(getattr(text, n)) for n in names if getattr(text, n, None) is not None)  # noqa: E731
+        return cls(get("num_hidden_layers", "n_layer"), get("hidden_size", "n_embd"), get("vocab_size"), _n_params(config))
+
+
+def _n_params(config) -> int:
+    """Parameters of the architecture, counted on the meta device (no weights are built)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    try:
+        with torch.device("meta"):
+            m = AutoModelForCausalLM.from_config(config, trust_remote_code=False)
+        return sum(p.numel() for p in m.parameters())
+    except Exception:  # an architecture transformers cannot build: the control line says so
+        return 0
+
+
+@dataclass
+class Row:
+    chapter: str
+    remote: bool  # the model's measurements run on NDIF
+    download_mb: float
+    note: str = ""
+
+
+def _mb(b: float) -> float:
+    return b / 1e6
+
+
+def _controls_note(dims: Dims, n: int) -> str:
+    if n <= 0:
+        return ""
+    gb = dims.n_params * F32 / 1e9
+    return f"{n} random-init control(s) run here, not on NDIF: {gb:.1f} GB of float32 weights each" if dims.n_params else f"{n} random-init control(s) run here"
+
+
+def preflight(model: str, dims: Dims, chapters: dict, tokens: int = 200, answer_tokens: int = 8, pair: tuple | None = None) -> list[Row]:
+    """One row per chapter: whether it runs on NDIF and the megabytes its traces download.
+
+    chapters: {name: parameters} (each chapter's defaults with the run's --set values). tokens:
+    the assumed tokens per prompt (T); answer_tokens: answer-predicting positions of a teacher-forced
+    example (P). pair: (Dims of src, Dims of tgt) for linear maps when src_model / tgt_model are set.
+    """
+    L, d = dims.n_layers, dims.d_model
+    T, P = tokens, answer_tokens
+    rows = []
+    for name, p in chapters.items():
+        if name in ("zoo", "objective"):
+            rows.append(Row(name, False, 0.0, "zoo models only: skipped for this model"))
+            continue
+        n_ctl = int(p.get("n_controls", 0) or 0)
+        if name == "contributions":
+            b = contributions_bytes(L, p["n_examples"], T)
+        elif name == "skipping":
+            cur, fut = p["n_examples"], p["n_examples_future"]
+            b = 4 * skip_bytes(L, cur, T) + 4 * skip_bytes(L, fut, T, p["n_splits"]) + skip_bytes(L, p["position_examples"], T)
+        elif name == "logit_lens":
+            b = lens_bytes(L, p["n_examples"]) + contributions_bytes(L, p["n_examples"], T)
+        elif name == "complexity":
+            n_ex = 8 * p["n_per_level"]  # MATH levels 1-5 and MQuAKE 2-4 hops
+            b = 2 * (ig_bytes(L, T, p["ig_steps"], 32) + erasure_bytes(L, d, T, P, p["n_reference"])) + depth_bytes(L, n_ex, T)
+        elif name == "linear_maps":
+            if pair is None:
+                rows.append(Row(name, True, 0.0, "needs src_model and tgt_model (--set); nothing measured without a pair"))
+                continue
+            s, t = pair
+            n_w, w = p["n_windows"], p["window"]
+            b = residuals_bytes(s.n_layers, s.d_model, n_w, w) + residuals_bytes(t.n_layers, t.d_model, n_w, w)
+            if p.get("compare_sgd"):
+                b += residuals_bytes(s.n_layers, s.d_model, p["sgd_steps"] * p["sgd_batch_windows"], w) * 2
+            n_ctl = n_ctl if p.get("controls") else 0
+            stats = gram_statistics_bytes(s.n_layers, s.d_model, t.n_layers, t.d_model)
+            note = f"residuals (at least; × the target blocks memory_gb needs); streamed ridge statistics would be {_mb(stats):,.0f} MB"
+            rows.append(Row(name, True, _mb(b), "; ".join(x for x in (note, _controls_note(t, n_ctl)) if x)))
+            continue
+        elif name == "comparison":
+            b = lens_bytes(L, p["n_examples"]) + contributions_bytes(L, p["n_examples"], T)
+        else:
+            rows.append(Row(name, False, 0.0, "no estimate for this chapter"))
+            continue
+        rows.append(Row(name, True, _mb(b), _controls_note(dims, n_ctl)))
+    return rows
+
+
+def format_preflight(model: str, dims: Dims, rows: list[Row], tokens: int = 200) -> str:
+    """The table `effdepth run --remote` prints before anything runs."""
+    head = (f"[effdepth] --remote preflight for {model}: {dims.n_layers} layers, d={dims.d_model}, vocab {dims.vocab_size}"
+            f"{f', {dims.n_params / 1e9:.1f} B parameters' if dims.n_params else ''}; downloads assume {tokens} tokens per prompt")
+    lines = [head, f"  {'chapter':<14} {'on NDIF':<8} {'download':>12}  note"]
+    for r in rows:
+        lines.append(f"  {r.chapter:<14} {'yes' if r.remote else 'no':<8} {r.download_mb:>9,.1f} MB  {r.note}")
+    total = sum(r.download_mb for r in rows)
+    lines.append(f"  {'total':<14} {'':<8} {total:>9,.1f} MB")
+    return "\n".join(lines)

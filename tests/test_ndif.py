@@ -209,3 +209,74 @@ def test_a_model_folder_loads_for_the_simulated_remote_path_and_not_for_ndif(tmp
     np.testing.assert_allclose(r.to_frame().to_numpy(), p.to_frame().to_numpy(), rtol=1e-5, atol=1e-6)
     with pytest.raises(ModelNotAvailable, match="Hub models only"):
         load_model(str(tmp_path / "m"), remote=True)
+
+
+# -- download estimates: the formulas equal what the strict-sandbox traces actually send back -----
+
+SAME_LEN = ["abcdefghijklmno", "ponmlkjihgfedcb", "Q: 12 + 7 = ? A"]  # equal token counts
+
+
+def _downloaded(fn):
+    from effdepth.ndif import tally
+
+    with tally() as counts:
+        fn()
+    assert counts["traces"] > 0
+    return counts["tensor_bytes"]
+
+
+def test_download_formulas_equal_the_traced_payload(pair):
+    from effdepth import contributions, integrated_gradients, logit_lens, residual_erasure, skip_effects
+    from effdepth import ndif
+    from effdepth.erasure import encode_example
+
+    remote, _ = pair
+    L, d = remote.n_layers, remote.d_model
+    T = len(remote.encode(SAME_LEN[0]))
+    assert {len(remote.encode(p)) for p in SAME_LEN} == {T}
+    assert _downloaded(lambda: contributions(remote, SAME_LEN, batch_size=2)) == ndif.contributions_bytes(L, 3, T)
+    assert _downloaded(lambda: skip_effects(remote, SAME_LEN)) == ndif.skip_bytes(L, 3, T)
+    assert _downloaded(lambda: skip_effects(remote, SAME_LEN, mode="future", n_splits=2, split_step=2)) == ndif.skip_bytes(L, 3, T, 2)
+    assert _downloaded(lambda: logit_lens(remote, SAME_LEN)) == ndif.lens_bytes(L, 3)
+    ids, a0 = encode_example(remote, PROMPT, ANSWER)
+    P = len(ids) - a0
+    got = _downloaded(lambda: residual_erasure(remote, PROMPT, ANSWER, reference_prompts=REFERENCE, batch_size=9))
+    assert got == ndif.erasure_bytes(L, d, len(ids), P, n_reference=len(REFERENCE))
+    got = _downloaded(lambda: integrated_gradients(remote, PROMPT, ANSWER, steps=8, batch_size=3))
+    assert got == ndif.ig_bytes(L, len(ids), 8, 3)
+
+
+def test_linear_maps_download_is_the_residuals_and_beats_streamed_statistics():
+    from effdepth import linear_maps
+    from effdepth import ndif
+
+    tok = char_tokenizer()
+    m = wrap_module(tiny_model("llama", n_layers=2, d_model=16, vocab_size=len(tok), seed=1), char_tokenizer(), spec="tiny:a", remote="strict")
+    texts = ["".join(np.random.default_rng(i).choice(list("abcdefgh ijklmnop"), size=40)) for i in range(30)]
+    res = linear_maps(m, m, texts, window=16, lambdas=(0.0, 1e-3), progress=False)
+    n_windows = int(res.n_windows.sum())
+    got = _downloaded(lambda: linear_maps(m, m, texts, window=16, lambdas=(0.0, 1e-3), seed=1, progress=False))
+    full = ndif.residuals_bytes(2, 16, n_windows, 16)  # every window full length: an upper bound
+    assert 0.97 * full <= got <= full  # a batch is padded only to its longest window
+    # a 70B model at the paper's setting: residuals ~2.7 GB per 8 x 128 batch; the statistics far more
+    assert round(ndif.residuals_bytes(80, 8192, 8, 128) / 1e9, 1) == 2.7
+    assert ndif.gram_statistics_bytes(80, 8192, 80, 8192) > 10 * ndif.residuals_bytes(80, 8192, 400, 128)
+
+
+def test_preflight_table_for_a_70b_config():
+    from transformers import LlamaConfig
+
+    from effdepth import book, ndif
+
+    cfg = LlamaConfig(num_hidden_layers=80, hidden_size=8192, intermediate_size=28672, num_attention_heads=64, num_key_value_heads=8, vocab_size=128256)
+    dims = ndif.Dims.of(cfg)
+    assert (dims.n_layers, dims.d_model, dims.vocab_size) == (80, 8192, 128256) and 69e9 < dims.n_params < 72e9
+    chapters = {c.name: book.chapter_defaults(c.name) for c in book.available_chapters()}
+    rows = {r.chapter: r for r in ndif.preflight("meta-llama/Llama-3.1-70B", dims, chapters, tokens=200)}
+    assert not rows["zoo"].remote and not rows["objective"].remote and rows["zoo"].download_mb == 0
+    n = chapters["contributions"]["n_examples"]
+    assert rows["contributions"].download_mb == pytest.approx(80 * n * 200 * 36 / 1e6)
+    assert "282" in rows["contributions"].note or "281" in rows["contributions"].note  # float32 controls, run locally
+    assert rows["linear_maps"].download_mb == 0 and "src_model" in rows["linear_maps"].note
+    text = ndif.format_preflight("meta-llama/Llama-3.1-70B", dims, list(rows.values()))
+    assert "80 layers" in text and "contributions" in text and "MB" in text.splitlines()[-1]
