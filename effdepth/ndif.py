@@ -345,3 +345,29 @@ def format_preflight(model: str, dims: Dims, rows: list[Row], tokens: int = 200)
     total = sum(r.download_mb for r in rows)
     lines.append(f"  {'total':<14} {'':<8} {total:>9,.1f} MB")
     return "\n".join(lines)
+
+
+def load_config(spec: str):
+    """A Hub model's config (what NDIF serves), read without any weights."""
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(spec, trust_remote_code=False)
+
+
+def remote_preflight(model: str, chapters: list[str], extra: dict | None = None, tokens: int = 200) -> str:
+    """The preflight table for `effdepth run --model <model> --remote` over `chapters` (each
+    chapter's defaults overridden by the run's --set values), from the configs alone."""
+    from .book import chapter_defaults
+
+    extra = extra or {}
+    params = {}
+    for name in chapters:
+        defaults = chapter_defaults(name)
+        params[name] = {**defaults, **{k: v for k, v in extra.items() if k in defaults}}
+    try:
+        dims = Dims.of(load_config(model))
+        maps = params.get("linear_maps", {})
+        pair = (Dims.of(load_config(maps["src_model"])), Dims.of(load_config(maps["tgt_model"]))) if maps.get("src_model") and maps.get("tgt_model") else None
+    except (OSError, ValueError) as err:
+        return f"[effdepth] --remote preflight: no estimate, the config cannot be read ({' '.join(str(err).split())[:200]})"
+    return format_preflight(model, dims, preflight(model, dims, params, tokens=tokens, pair=pair), tokens=tokens)

@@ -280,3 +280,31 @@ def test_preflight_table_for_a_70b_config():
     assert rows["linear_maps"].download_mb == 0 and "src_model" in rows["linear_maps"].note
     text = ndif.format_preflight("meta-llama/Llama-3.1-70B", dims, list(rows.values()))
     assert "80 layers" in text and "contributions" in text and "MB" in text.splitlines()[-1]
+
+
+def test_run_remote_prints_the_preflight_before_any_chapter(monkeypatch, capsys):
+    from transformers import LlamaConfig
+
+    from effdepth import book, ndif
+    from effdepth.cli import main
+
+    cfg = LlamaConfig(num_hidden_layers=80, hidden_size=8192, intermediate_size=28672, num_attention_heads=64, num_key_value_heads=8, vocab_size=128256)
+    monkeypatch.setenv("NDIF_API_KEY", "test-key")
+    monkeypatch.setattr(ndif, "load_config", lambda spec: cfg)
+    seen = []
+
+    def fake_run(model, **kw):
+        seen.append(capsys.readouterr().out)  # what was printed before the first chapter
+        return {"contributions": "ok", "skipping": "ok"}
+
+    monkeypatch.setattr(book, "run", fake_run)
+    assert main(["run", "--model", "someorg/some-70b", "--remote", "--chapters", "contributions,skipping", "--set", "n_examples=10"]) == 0
+    (printed,) = seen
+    lines = printed.splitlines()
+    assert "--remote preflight for someorg/some-70b: 80 layers, d=8192" in lines[0]
+    contrib = next(line for line in lines if line.strip().startswith("contributions"))
+    assert f"{80 * 10 * 200 * 36 / 1e6:,.1f} MB" in contrib  # --set n_examples=10 is used
+    assert any(line.strip().startswith("skipping") for line in lines) and not any(line.strip().startswith("logit_lens") for line in lines)
+    # a config that cannot be read: one line saying so, and the run goes on
+    monkeypatch.setattr(ndif, "load_config", lambda spec: (_ for _ in ()).throw(OSError("no network")))
+    assert "no estimate, the config cannot be read (no network)" in ndif.remote_preflight("x/y", ["contributions"])
