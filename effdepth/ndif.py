@@ -43,6 +43,11 @@ class SandboxRefusal(ImportError):
 
 
 def _allowed(name: str, roots) -> bool:
+    """Whitelisted root, not a blocked torch submodule; nnsight only by its submodules (the server's
+    list names nnsight's serialisation and envoy modules, not the package: `nnsight.save` in a body
+    would be refused there)."""
+    if name == "nnsight":
+        return False
     return name.split(".")[0] in roots and not name.startswith(("torch.multiprocessing", "torch.distributed", "torch.hub"))
 
 

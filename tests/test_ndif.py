@@ -90,6 +90,18 @@ def test_importing_outside_the_whitelist_inside_the_body_is_refused(pair):
     assert y.shape[-1] == remote.vocab_size
 
 
+def test_the_nnsight_package_itself_is_not_on_the_servers_list(pair):
+    """NDIF allows nnsight's envoy and serialisation modules, not `nnsight.save([])` in a body."""
+    import nnsight
+
+    remote, _ = pair
+    nn = remote.nn
+    with pytest.raises(SandboxRefusal, match="'nnsight'"):
+        with torch.no_grad(), remote.trace(_ids(remote)):
+            kept = nnsight.save([])
+            kept.append(nn.output.logits)
+
+
 def test_effdepth_is_unimportable_while_the_body_runs(pair):
     """Even a module object smuggled into the body cannot reach effdepth on the simulated server."""
     remote, _ = pair
@@ -308,3 +320,16 @@ def test_run_remote_prints_the_preflight_before_any_chapter(monkeypatch, capsys)
     # a config that cannot be read: one line saying so, and the run goes on
     monkeypatch.setattr(ndif, "load_config", lambda spec: (_ for _ in ()).throw(OSError("no network")))
     assert "no estimate, the config cannot be read (no network)" in ndif.remote_preflight("x/y", ["contributions"])
+
+
+def test_the_random_init_control_of_a_remote_model_is_built_here(pair, monkeypatch):
+    from effdepth import controls
+
+    remote, plain = pair
+    c = controls.control_of(remote, seed=5)
+    assert not c.remote and c.device.type == "cpu" and c.dtype == torch.float32
+    assert c.hf.config.to_dict() == plain.hf.config.to_dict()
+    assert not torch.equal(c.hf.lm_head.weight, plain.hf.lm_head.weight)  # random, not the trained weights
+    monkeypatch.setattr(controls.os, "sysconf", lambda name: 1)  # one free byte
+    with pytest.raises(ValueError, match="runs here, not on NDIF .* needs 0.0 GB of float32 weights"):
+        controls.control_of(remote, seed=6)
