@@ -238,9 +238,11 @@ def residuals_bytes(L: int, d: int, n_windows: int, window: int) -> int:
 
 def gram_statistics_bytes(L1: int, d1: int, L2: int, d2: int) -> int:
     """What streaming the ridge statistics instead would download at the end of one server-side
-    session: XᵀX per source [L1+1, d1, d1] and XᵀY per pair [L1+1, L2+1, d1, d2], float32. Larger
-    than the residuals unless the run has more than about (L2+1)·d2 tokens, so linear maps download
-    residuals."""
+    session (not implemented: every trace is its own job): XᵀX per source [L1+1, d1, d1] and XᵀY
+    per pair [L1+1, L2+1, d1, d2], float32. Smaller than the residuals of N tokens,
+    N·((L1+1)·d1 + (L2+1)·d2)·4 bytes, only when N > (L1+1)(L2+1)·d1·d2 / ((L1+1)·d1 + (L2+1)·d2)
+    (about (L+1)·d/2 for a model mapped onto itself: 332k tokens for a 70B model, against the
+    paper's 51k), so linear maps download residuals."""
     return ((L1 + 1) * d1 * d1 + (L1 + 1) * (L2 + 1) * d1 * d2) * F32
 
 
@@ -325,10 +327,11 @@ def preflight(model: str, dims: Dims, chapters: dict, tokens: int = 200, answer_
             n_w, w = p["n_windows"], p["window"]
             b = residuals_bytes(s.n_layers, s.d_model, n_w, w) + residuals_bytes(t.n_layers, t.d_model, n_w, w)
             if p.get("compare_sgd"):
-                b += residuals_bytes(s.n_layers, s.d_model, p["sgd_steps"] * p["sgd_batch_windows"], w) * 2
+                sgd_windows = p["sgd_steps"] * p["sgd_batch_windows"]  # one batch of windows per step
+                b += residuals_bytes(s.n_layers, s.d_model, sgd_windows, w) + residuals_bytes(t.n_layers, t.d_model, sgd_windows, w)
             n_ctl = n_ctl if p.get("controls") else 0
             stats = gram_statistics_bytes(s.n_layers, s.d_model, t.n_layers, t.d_model)
-            note = f"residuals (at least; × the target blocks memory_gb needs); streamed ridge statistics would be {_mb(stats):,.0f} MB"
+            note = f"residuals (at least: × the target blocks memory_gb needs); streamed ridge statistics (not implemented) would be {_mb(stats):,.0f} MB"
             rows.append(Row(name, True, _mb(b), "; ".join(x for x in (note, _controls_note(t, n_ctl)) if x)))
             continue
         elif name == "comparison":
