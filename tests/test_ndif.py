@@ -333,3 +333,16 @@ def test_the_random_init_control_of_a_remote_model_is_built_here(pair, monkeypat
     monkeypatch.setattr(controls.os, "sysconf", lambda name: 1)  # one free byte
     with pytest.raises(ValueError, match="runs here, not on NDIF .* needs 0.0 GB of float32 weights"):
         controls.control_of(remote, seed=6)
+
+
+def test_preflight_of_a_linear_maps_pair_counts_both_models_and_the_sgd_passes():
+    from effdepth import ndif
+
+    src, tgt = ndif.Dims(28, 1536, 151936), ndif.Dims(80, 8192, 128256)
+    p = {"n_windows": 400, "window": 128, "compare_sgd": False, "sgd_steps": 10, "sgd_batch_windows": 8, "controls": False, "n_controls": 3}
+    (row,) = ndif.preflight("tgt", tgt, {"linear_maps": p}, pair=(src, tgt))
+    closed = ndif.residuals_bytes(28, 1536, 400, 128) + ndif.residuals_bytes(80, 8192, 400, 128)
+    assert row.remote and row.download_mb == pytest.approx(closed / 1e6) and "control" not in row.note
+    (row,) = ndif.preflight("tgt", tgt, {"linear_maps": {**p, "compare_sgd": True, "controls": True}}, pair=(src, tgt))
+    sgd = ndif.residuals_bytes(28, 1536, 80, 128) + ndif.residuals_bytes(80, 8192, 80, 128)
+    assert row.download_mb == pytest.approx((closed + sgd) / 1e6) and "3 random-init control(s)" in row.note
