@@ -24,6 +24,7 @@ import torch
 
 from .engine import clean_run, decode
 from .erasure import encode_example, token_strings
+from .models import choose_method
 from .results import Result, measure
 
 PARTS = ("layer", "attention", "mlp")
@@ -120,6 +121,53 @@ def _ig_layer(model, run, l: int, part: str, steps: int, batch_size: int, scored
     return (total * diff).sum(-1) / steps, p_base
 
 
+def _ig_trace(model, ids, part: str, steps: int, batch_size: int, scored, targets):
+    """(attribution [L, T], P(x), P(x') [L]) from nnsight traces (also on NDIF): per layer and batch
+    of path points, one trace whose rows all run the prompt; the activation x (row 0, detached) is
+    replaced by the path points, and a backward pass inside the trace returns only
+    Σ_k Σ_d ∂P/∂x · (x − x') [T] and P of each row. Envoys are resolved before the traces."""
+    a = model.adapter
+    blocks = list(a.layer_modules(model.nn))
+    sites = blocks if part == "layer" else [a.module(b, a.attn if part == "attention" else a.mlp) for b in blocks]
+    tuple_out = part == "attention" and a.attn_is_tuple
+    nn, dev = model.nn, model.input_device
+    T = int(ids.shape[0])
+    p_input, attr, p_base = None, [], []
+    for site in sites:
+        total = torch.zeros(T, dtype=torch.float64)
+        for k0 in range(0, steps, batch_size):
+            r = torch.arange(k0, min(steps, k0 + batch_size), dtype=torch.float32) / steps
+            batch = ids.reshape(1, -1).repeat(len(r), 1).to(dev)
+            rr = r.to(dev)[:, None, None]
+            with model.trace(batch):
+                out = site.output
+                is_tuple = isinstance(out, tuple)
+                x = (out[0] if is_tuple else out)[:1].detach().float()  # [1, T, d]: every row is the clean run
+                x_base = x.mean(1, keepdim=True)
+                diff = x - x_base
+                path = (x_base + rr * diff).to(out[0].dtype if is_tuple else out.dtype).requires_grad_(True)
+                site.output = (path,) + tuple(out[1:]) if is_tuple else path
+                probs = torch.softmax(nn.output.logits[:, scored].float(), -1)
+                p = probs.gather(-1, targets.expand(probs.shape[0], -1)[..., None])[..., 0].sum(-1)  # [R]
+                p_rows = p.detach().cpu().save()
+                with p.sum().backward():
+                    g = (path.grad.float().sum(0) * diff[0]).sum(-1).double().cpu().save()  # [T]
+            total += g
+            if k0 == 0:
+                p_base.append(float(p_rows[0]))
+        attr.append(total / steps)
+    return torch.stack(attr).numpy(), _clean_probability_trace(model, ids, scored, targets), np.array(p_base)
+
+
+def _clean_probability_trace(model, ids, scored, targets) -> float:
+    """P(x) of the clean run, from one trace."""
+    nn = model.nn
+    with torch.no_grad(), model.trace(ids.reshape(1, -1).to(model.input_device)):
+        probs = torch.softmax(nn.output.logits[:, scored].float(), -1)
+        p = probs.gather(-1, targets[..., None])[..., 0].sum(-1).cpu().save()
+    return float(p[0])
+
+
 def integrated_gradients(
     model,
     prompt: str,
@@ -127,25 +175,30 @@ def integrated_gradients(
     part: str = "layer",
     steps: int = 256,
     batch_size: int = 32,
+    method: str = "auto",
     store=None,
 ) -> Attribution:
     """Integrated gradients of the answer's probability with respect to each layer's output (SPEC §4b).
 
     part: 'layer' (the output residual h_{l+1}), 'attention' (a_l) or 'mlp' (m_l). steps: S, the
-    number of points on the path (run in batches of `batch_size`). Returns `.attribution` [L, T]
-    and the completeness check (`p_input`, `p_baseline`, `completeness_gap`).
+    number of points on the path (run in batches of `batch_size`). method: 'fast' (engine, local
+    models), 'trace' (nnsight traces with a backward pass inside, also NDIF: L·⌈S/batch_size⌉
+    traces, each returning [T] numbers) or 'auto'. Returns `.attribution` [L, T] and the
+    completeness check (`p_input`, `p_baseline`, `completeness_gap`).
     """
     if part not in PARTS:
         raise ValueError(f"part must be one of {PARTS}, not '{part}'")
     if steps < 1:
         raise ValueError("steps must be at least 1")
-    if model.remote:
-        raise NotImplementedError("integrated_gradients needs gradients through a local model; remote (NDIF) runs are not supported.")
+    method = choose_method(model, method)
     ids, answer_start = encode_example(model, prompt, answer)
     T = len(ids)
     scored = torch.arange(answer_start - 1, T - 1)
 
     def per_item(_):
+        if method == "trace":
+            attribution, p_input, p_base = _ig_trace(model, ids, part, steps, batch_size, scored, ids[scored + 1][None])
+            return _arrays(attribution, p_input, p_base)
         run = clean_run(model, ids)
         dev = run.h[0].device
         sc, targets = scored.to(dev), ids[scored + 1].to(dev)[None]
@@ -156,8 +209,9 @@ def integrated_gradients(
             a, pb = _ig_layer(model, run, l, part, steps, batch_size, sc, targets)
             attr.append(a.cpu())
             p_base.append(pb)
-        attribution = torch.stack(attr).double().numpy()
-        p_base = np.array(p_base)
+        return _arrays(torch.stack(attr).double().numpy(), p_input, np.array(p_base))
+
+    def _arrays(attribution, p_input, p_base):
         return {
             "attribution": attribution,
             "p_input": np.array(p_input),
@@ -172,7 +226,7 @@ def integrated_gradients(
         Attribution,
         model,
         [(prompt, answer)],
-        params={"part": part, "steps": steps},
+        params={"part": part, "steps": steps, **({"method": method} if method == "trace" else {})},  # fast results keep their cache keys
         per_item=per_item,
         aggregate=lambda parts: parts[0],
         store=store,

@@ -57,8 +57,12 @@ def cmd_run(args) -> int:
         extra["dataset"] = args.dataset
     kw = dict(chapters=chapters, device=args.device, dtype=args.dtype, remote=args.remote, extra=extra)
     try:
-        book.plan(model, **kw)  # names, parameter types, device, credentials: before anything loads
-        if not args.remote:
+        todo = book.plan(model, **kw)  # names, parameter types, device, credentials: before anything loads
+        if args.remote:
+            from .ndif import remote_preflight
+
+            print(remote_preflight(model, [c.name for c in todo], kw["extra"]), flush=True)
+        else:
             _check_model(model, args.device, args.dtype, False)
         status = book.run(model, **kw)
     except ValueError as err:

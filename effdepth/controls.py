@@ -29,23 +29,31 @@ def _name(lm: Model) -> str:
 
 
 def control_of(lm: Model, seed: int = 0) -> Model:
-    """The random-init control of `lm` for `seed` (same config, tokenizer, dtype, device)."""
+    """The random-init control of `lm` for `seed` (same config, tokenizer, dtype, device).
+
+    For a remote model (NDIF holds only its trained weights) the control is built and run here, on
+    the CPU in float32, after checking that its weights fit in this machine's free memory."""
+    dtype, device = lm.dtype, lm.device
     if lm.remote:
-        raise ValueError(
-            f"A random-init control of '{lm.spec}' needs a local model (its weights are built here); "
-            "load the model locally, or run the chapter without controls."
-        )
-    key = (lm.spec, lm.revision, int(seed), str(lm.dtype), str(lm.device))
+        dtype, device = torch.float32, torch.device("cpu")
+        need = sum(p.numel() for p in lm.hf.parameters()) * 4
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        if need > free:
+            raise ValueError(
+                f"The random-init control of '{lm.spec}' runs here, not on NDIF (NDIF serves trained weights "
+                f"only), and needs {need / 1e9:.1f} GB of float32 weights; this machine has {free / 1e9:.1f} GB free."
+            )
+    key = (lm.spec, lm.revision, int(seed), str(dtype), str(device))
     if key not in _CACHE:
         from transformers import AutoModelForCausalLM
 
         state = torch.random.get_rng_state()
         try:
             torch.manual_seed(int(seed))
-            hf = AutoModelForCausalLM.from_config(lm.hf.config, dtype=lm.dtype, trust_remote_code=False)
+            hf = AutoModelForCausalLM.from_config(lm.hf.config, dtype=dtype, trust_remote_code=False)
         finally:
             torch.random.set_rng_state(state)
-        hf = hf.to(lm.device)
+        hf = hf.to(device)
         _CACHE[key] = wrap_module(hf, lm.tokenizer, spec=f"{_name(lm)} · random init (seed {int(seed)})")
     return _CACHE[key]
 

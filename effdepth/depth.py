@@ -265,8 +265,9 @@ def greedy_correct_batch(model, ids_list: list[torch.Tensor], answer_starts: lis
     for i, x in enumerate(ids_list):
         batch[i, : len(x)], mask[i, : len(x)] = x, 1
     if model.remote:
+        nn = model.nn  # the envoy, resolved before the trace (NDIF-safe body)
         with model.trace({"input_ids": batch, "attention_mask": mask}):
-            logits = model.nn.output.logits.argmax(-1).save()
+            logits = nn.output.logits.argmax(-1).save()
         pred_all = logits.cpu()
     else:
         dev = model.device

@@ -74,18 +74,34 @@ def token_strings(model, ids) -> np.ndarray:
 
 
 @torch.no_grad()
-def mean_residuals(model, prompts: list[str]) -> torch.Tensor:
-    """h̃_b for b = 0 … L: the mean of h_b over all positions of all `prompts`, float32 [L+1, d]."""
+def mean_residuals(model, prompts: list[str], method: str = "auto") -> torch.Tensor:
+    """h̃_b for b = 0 … L: the mean of h_b over all positions of all `prompts`, float32 [L+1, d].
+    method: 'fast' (engine, local models), 'trace' (one nnsight trace per prompt, also NDIF: only
+    the [L+1, d] sums come back) or 'auto'."""
+    method = choose_method(model, method)
     prompts = list(prompts)
     if not prompts:
         raise ValueError("mean_residuals() needs at least one prompt.")
     total, count = None, 0
     for ids in [model.encode(p, index=i) for i, p in enumerate(prompts)]:  # every prompt checked before the first run
-        run = clean_run(model, ids)
-        s = torch.stack([h.float().sum(0) for h in run.h]).cpu()  # [L+1, d]
+        s = _residual_sums_trace(model, ids) if method == "trace" else torch.stack([h.float().sum(0) for h in clean_run(model, ids).h]).cpu()
         total = s if total is None else total + s
-        count += run.T
+        count += len(ids)
     return total / count
+
+
+def _residual_sums_trace(model, ids: torch.Tensor) -> torch.Tensor:
+    """Σ_t h_b[t] for b = 0 … L [L+1, d] from one trace (h_L: the final norm's input); the run
+    stops at the final norm."""
+    a = model.adapter
+    blocks = list(a.layer_modules(model.nn))
+    norm = a.module(model.nn, a.final_norm)
+    with torch.no_grad(), model.trace(ids.reshape(1, -1).to(model.input_device)) as tracer:
+        sums = [blk.input[0].float().sum(0) for blk in blocks]
+        sums.append(norm.input[0].float().sum(0))
+        sums = torch.stack(sums).cpu().save()
+        tracer.stop()
+    return sums
 
 
 def _scored(T: int, answer_start: int) -> torch.Tensor:
@@ -144,7 +160,9 @@ def _erase_trace(model, ids, answer_start, vectors, front, per_position, batch_s
     scored = _scored(T, answer_start)
     first = 0 if front else 1
     positions = list(range(first, int(scored[-1]) + 1))
-    dev = "cpu" if model.remote else model.device
+    dev = model.input_device
+    blocks = list(adapter.layer_modules(model.nn))  # envoys resolved before the traces (NDIF-safe bodies)
+    norm, nn = adapter.module(model.nn, adapter.final_norm), model.nn
     variants = [(b, t) for b in range(L + 1) for t in positions]
     effect = torch.full((L + 1, T), float("nan"))
     effect[:, first:] = 0.0
@@ -166,16 +184,14 @@ def _erase_trace(model, ids, answer_start, vectors, front, per_position, batch_s
         vec = vectors.to(dev)
         batch = ids.reshape(1, -1).repeat(R, 1).to(dev)
         with torch.no_grad(), model.trace(batch):
-            blocks = adapter.layer_modules(model.nn)
-            for b, block in enumerate(blocks):
+            for b in range(L):
                 if b in masks:
-                    inp = block.input
-                    block.input = torch.where(masks[b], vec[b].to(inp.dtype), inp)
+                    inp = blocks[b].input
+                    blocks[b].input = torch.where(masks[b], vec[b].to(inp.dtype), inp)
             if L in masks:
-                norm = adapter.module(model.nn, adapter.final_norm)
                 inp = norm.input
                 norm.input = torch.where(masks[L], vec[L].to(inp.dtype), inp)
-            p = torch.softmax(model.nn.output.logits[:, scored].float(), -1)
+            p = torch.softmax(nn.output.logits[:, scored].float(), -1)
             diff = (p[1:] - p[:1]).norm(dim=-1).cpu().save()
         for r, (b, t) in enumerate(chunk):
             effect[b, t] = diff[r].max()
@@ -218,7 +234,7 @@ def residual_erasure(
             except DatasetNotAvailable as err:
                 raise DatasetNotAvailable(f"{err} Or pass reference_prompts=[...] (or vectors=) to residual_erasure.") from err
         reference_prompts = list(reference_prompts)
-        vectors = mean_residuals(model, reference_prompts)
+        vectors = mean_residuals(model, reference_prompts, method)
         source = {"reference_prompts": digest(reference_prompts), "n_reference": len(reference_prompts)}
     else:
         vectors = torch.as_tensor(np.asarray(vectors, dtype=np.float32))

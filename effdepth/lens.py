@@ -128,20 +128,18 @@ def _lens_local(model, ids: torch.Tensor, k: int, max_elems: int) -> tuple[np.nd
 
 
 def _lens_trace(model, ids: torch.Tensor, k: int, max_elems: int) -> tuple[np.ndarray, np.ndarray]:
-    """The same reductions inside one nnsight trace (remote-safe: plain tensor ops, [T] numbers out)."""
-    import nnsight
-
+    """The same reductions inside one nnsight trace (remote-safe: envoys resolved before the trace,
+    plain tensor ops inside it, [L+1] numbers out)."""
     a = model.adapter
     cap = softcap(model)
     T, V = int(ids.shape[-1]), model.vocab_size
     step = max(1, min(T, max_elems // V))
-    dev = "cpu" if model.remote else model.device
-    with torch.no_grad(), model.trace(ids.reshape(1, -1).to(dev)):
-        blocks = a.layer_modules(model.nn)
-        norm, unembed = a.module(model.nn, a.final_norm), a.module(model.nn, a.unembed)
+    blocks = list(a.layer_modules(model.nn))
+    norm, unembed = a.module(model.nn, a.final_norm), a.module(model.nn, a.unembed)
+    with torch.no_grad(), model.trace(ids.reshape(1, -1).to(model.input_device)):
         hs = [blk.input[0] for blk in blocks]
         hs.append(norm.input[0])
-        kls, ovs = nnsight.save([]), nnsight.save([])
+        kls, ovs = [], []
         for h in hs:
             kl_sum, ov_sum = 0.0, 0.0
             for t0 in range(0, T, step):
@@ -153,9 +151,10 @@ def _lens_trace(model, ids: torch.Tensor, k: int, max_elems: int) -> tuple[np.nd
                 kl_sum = kl_sum + (lp.exp() * (lp - lf)).sum(-1).sum()
                 tb, tf = lp.topk(k, -1).indices, lf.topk(k, -1).indices
                 ov_sum = ov_sum + (tb[:, :, None] == tf[:, None, :]).any(-1).sum().float() / k
-            kls.append((kl_sum / T).cpu())
-            ovs.append((ov_sum / T).cpu())
-    return np.array([float(x) for x in kls]), np.array([float(x) for x in ovs])
+            kls.append(kl_sum / T)
+            ovs.append(ov_sum / T)
+        kls, ovs = torch.stack(kls).cpu().save(), torch.stack(ovs).cpu().save()
+    return kls.double().numpy(), ovs.double().numpy()
 
 
 def logit_lens(model, prompts: list[str], k: int = 5, method: str = "auto", max_elems: int = 1 << 23, store=None) -> LogitLens:

@@ -232,17 +232,18 @@ def capture_residuals(model, ids: torch.Tensor, mask: torch.Tensor, indices=None
     indices = list(range(L + 1)) if indices is None else sorted(set(int(i) for i in indices))
     if indices[0] < 0 or indices[-1] > L:
         raise IndexError(f"residual indices must lie in 0 … {L}")
-    layers = model.adapter.layer_modules(model.nn)
-    saved = []
+    layers = list(model.adapter.layer_modules(model.nn))
     with torch.no_grad(), model.trace({"input_ids": ids, "attention_mask": mask}) as tracer:
+        saved = []
         for i in indices:
             if i < L:
-                saved.append(layers[i].input.float().save())
+                saved.append(layers[i].input.float())
             else:
                 out = layers[L - 1].output
-                saved.append((out[0] if isinstance(out, tuple) else out).float().save())
+                saved.append((out[0] if isinstance(out, tuple) else out).float())
+        saved = torch.stack(saved).save()  # bound to a name: only saved names come back from NDIF
         tracer.stop()
-    return torch.stack([s for s in saved])
+    return saved
 
 
 def _quiet(progress: bool) -> bool:
@@ -258,7 +259,7 @@ class _Pair:
         self.same = src is tgt
 
     def _run(self, model, ids, mask, indices):
-        dev = model.device if not model.remote else torch.device("cpu")
+        dev = model.input_device
         return capture_residuals(model, ids.to(dev), mask.to(dev), indices)
 
     def batch(self, idx, tgt_indices):
@@ -822,7 +823,7 @@ def linear_maps(
         recipe = replace(recipe, seed=seed)
     lambdas = tuple(float(x) for x in lambdas)
     if device is None:
-        device = src_model.device if not src_model.remote else torch.device("cpu")
+        device = src_model.input_device
     store = store or default_store()
 
     L1, L2 = src_model.n_layers, tgt_model.n_layers

@@ -79,6 +79,11 @@ class Model:
         return next(self.hf.parameters()).device
 
     @property
+    def input_device(self) -> torch.device:
+        """Where a trace's inputs go: CPU for a remote model (its local copy lives on `meta`), else `device`."""
+        return torch.device("cpu") if self.remote else self.device
+
+    @property
     def dtype(self) -> torch.dtype:
         return next(self.hf.parameters()).dtype
 
@@ -91,8 +96,14 @@ class Model:
         return self.adapter.layer_modules(self.hf if root is None else root)
 
     def trace(self, *inputs, **kwargs):
-        """An nnsight trace, remote on NDIF (or `remote='local'`) when the model was loaded so."""
-        if self.remote:
+        """An nnsight trace, remote on NDIF when the model was loaded so; `remote='local'` is
+        nnsight's in-process dry run of that path, `remote='strict'` effdepth's stricter one with
+        NDIF's import whitelist (`effdepth.ndif.StrictSandboxBackend`)."""
+        if self.remote == "strict":
+            from .ndif import StrictSandboxBackend
+
+            kwargs.setdefault("backend", StrictSandboxBackend(self.nn))
+        elif self.remote:
             kwargs.setdefault("remote", self.remote)
         return self.nn.trace(*inputs, **kwargs)
 
@@ -361,8 +372,9 @@ def load_model(spec: str, device: str = "cpu", dtype="auto", remote: bool | str 
 
     device: 'cpu', 'cuda', 'cuda:1', … (ignored when remote). dtype: 'float32', 'bfloat16', …, or
     'auto' (float32 on CPU, bfloat16 on GPU); measurements always do their arithmetic in float32.
-    remote: True runs every trace on NDIF (API key from the NDIF_API_KEY environment variable);
-    'local' runs NDIF's serialisation path in this process (for tests).
+    remote: True runs every trace on NDIF (API key from the NDIF_API_KEY environment variable; Hub
+    models only); 'local' runs nnsight's serialisation path in this process, 'strict' that path
+    under NDIF's import whitelist (`effdepth.ndif`), both on the local weights (for tests and checks).
     """
     from nnsight import TransformersModel
     from transformers import AutoConfig, AutoTokenizer
@@ -371,7 +383,7 @@ def load_model(spec: str, device: str = "cpu", dtype="auto", remote: bool | str 
     from . import moeut  # noqa: F401  (registers MoEUT with transformers' Auto classes)
 
     hf_logging.disable_progress_bar()
-    if not remote:
+    if remote is not True:
         check_device(device)
     kind, where = resolve_source(spec)
     revision = ""
@@ -415,16 +427,22 @@ def load_model(spec: str, device: str = "cpu", dtype="auto", remote: bool | str 
 
     adapter = adapter_for(config)  # refuse unsupported architectures before loading any weights
 
+    if remote is True and kind == "local":
+        raise ModelNotAvailable(
+            f"'{spec}' is a local model: NDIF serves Hugging Face Hub models only. Run it without remote "
+            f"(remote='strict' simulates NDIF's sandbox on the local weights)."
+        )
     kwargs = dict(task="text-generation", trust_remote_code=False)
-    if remote:
+    try:  # passed explicitly: nnsight cannot guess a tokenizer for a folder or a meta model
+        tokenizer = AutoTokenizer.from_pretrained(where, trust_remote_code=False)
+    except Exception as err:  # tokenizers raises plain Exception for a damaged tokenizer.json
+        raise ModelNotAvailable(f"cannot load the tokenizer of '{spec}' from {where}: {' '.join(str(err).split())}") from None
+    if remote is True:
         # NDIF holds the weights; locally only the meta model is built.
-        nn = TransformersModel(where, **kwargs)
+        nn = TransformersModel(where, tokenizer=tokenizer, **kwargs)
     else:
+        # remote='local' / 'strict' simulate the server on the real weights, so they are loaded.
         torch_dtype = resolve_dtype(dtype, device)
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(where, trust_remote_code=False)
-        except Exception as err:  # tokenizers raises plain Exception for a damaged tokenizer.json
-            raise ModelNotAvailable(f"cannot load the tokenizer of '{spec}' from {where}: {' '.join(str(err).split())}") from None
         load = dict(dtype=torch_dtype)
         if str(device) != "cpu":
             load["device_map"] = device

@@ -140,16 +140,20 @@ def gram_local(model, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 def gram_trace(model, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """The same Gram matrices from one nnsight trace (remote-safe: plain tensor ops inside it)."""
     adapter = model.adapter
-    grams = []
+    # Envoys resolved here: the trace body (what NDIF unpickles) holds only envoys, tensors and builtins.
+    sites = [(layer, adapter.module(layer, adapter.attn), adapter.module(layer, adapter.mlp)) for layer in adapter.layer_modules(model.nn)]
+    attn_is_tuple = adapter.attn_is_tuple
     with torch.no_grad(), model.trace({"input_ids": ids, "attention_mask": mask}):
-        for layer in adapter.layer_modules(model.nn):
+        grams = []
+        for layer, attn, mlp in sites:
             h = layer.input.float()
-            a = adapter.module(layer, adapter.attn).output
-            a = (a[0] if adapter.attn_is_tuple else a).float()
-            m = adapter.module(layer, adapter.mlp).output.float()
+            a = attn.output
+            a = (a[0] if attn_is_tuple else a).float()
+            m = mlp.output.float()
             x = torch.stack([h, a, m], dim=-2)  # [B, T, 3, d]
-            grams.append((x @ x.transpose(-1, -2)).save())
-    return torch.stack([g.cpu() for g in grams])
+            grams.append(x @ x.transpose(-1, -2))
+        grams = torch.stack(grams).save()  # [L, B, T, 3, 3]: the only download
+    return grams.cpu()
 
 
 def contributions(model, prompts: list[str], batch_size: int = 8, method: str = "auto", store=None) -> Contributions:
@@ -174,7 +178,7 @@ def contributions(model, prompts: list[str], batch_size: int = 8, method: str = 
         mask = torch.zeros((B, T), dtype=torch.long)
         for i, e in enumerate(encoded):
             ids[i, : len(e)], mask[i, : len(e)] = e, 1
-        metrics = token_metrics(grams(model, ids.to(model.device), mask.to(model.device)), parallel)
+        metrics = token_metrics(grams(model, ids.to(model.input_device), mask.to(model.input_device)), parallel)
         keep = mask.bool()  # [B, T]
         out = {"count": np.array(int(keep.sum()))}
         per_prompt = keep.sum(-1).clamp(min=1).double()  # [B] tokens per prompt

@@ -250,15 +250,19 @@ def _fast_local(model, ids, inter, meas, positions, batch_size) -> dict:
 
 
 def _trace_variants(model, ids, inter, meas, part, positions, batch_size, local: bool) -> dict:
-    """One nnsight trace per batch of variants; row 0 of every batch is the clean run."""
-    import nnsight
-
+    """One nnsight trace per batch of variants; row 0 of every batch is the clean run. Envoys are
+    resolved before each trace; its body holds only envoys, tensors and builtins (NDIF-safe)."""
     adapter = model.adapter
     L, J, T = model.n_layers, inter.shape[0], inter.shape[1]
-    dev = "cpu" if model.remote else model.device
+    dev = model.input_device
     col = _Collector(L, meas, positions)
     V = L * J
     step = batch_size or 8
+    blocks = list(adapter.layer_modules(model.nn))
+    subs = [adapter.module(b, adapter.attn if part == "attention" else adapter.mlp) for b in blocks] if part in ("attention", "mlp") else [None] * L
+    tuple_out = part == "attention" and adapter.attn_is_tuple
+    norm, nn = adapter.module(model.nn, adapter.final_norm), model.nn
+    eps = EPS
     outputs = []
     for v0 in range(0, V, step):
         index = torch.arange(v0, min(V, v0 + step))
@@ -274,19 +278,18 @@ def _trace_variants(model, ids, inter, meas, part, positions, batch_size, local:
         sub = {s: m.float() for s, m in masks.items()}  # local: rows that remove row 0's clean Δ_s
         batch = ids.reshape(1, -1).repeat(R, 1).to(dev)
         with torch.no_grad(), model.trace(batch):
-            rs = nnsight.save([])
+            rs = []
             deltas = []
-            blocks = adapter.layer_modules(model.nn)
-            for l, block in enumerate(blocks):
+            for l in range(L):
+                block, sl = blocks[l], subs[l]
                 inp = block.input
                 if local and l > 0:
                     removal = sum(sub[s] * deltas[s] for s in range(l) if s in sub)
                     inp = (inp[:1] - removal).to(inp.dtype).expand(R, -1, -1)
                     block.input = inp
-                if part in ("attention", "mlp") and l in masks and not local:
-                    sl = adapter.module(block, adapter.attn if part == "attention" else adapter.mlp)
+                if sl is not None and l in masks and not local:
                     keep = (~masks[l]).float()
-                    if part == "attention" and adapter.attn_is_tuple:
+                    if tuple_out:
                         o = sl.output
                         sl.output = (o[0] * keep.to(o[0].dtype),) + tuple(o[1:])
                     else:
@@ -299,13 +302,13 @@ def _trace_variants(model, ids, inter, meas, part, positions, batch_size, local:
                 d = (out - inp).float()
                 if local:
                     deltas.append((out - inp)[:1])
-                rs.append(((d[1:] - d[:1]).norm(dim=-1) / d[:1].norm(dim=-1).clamp_min(EPS)).cpu())
+                rs.append((d[1:] - d[:1]).norm(dim=-1) / d[:1].norm(dim=-1).clamp_min(eps))
             if local:
-                norm = adapter.module(model.nn, adapter.final_norm)
                 removal = sum(sub[s] * deltas[s] for s in range(L) if s in sub)
                 h_last = norm.input
                 norm.input = (h_last[:1] - removal).to(h_last.dtype).expand(R, -1, -1)
-            p = torch.softmax(model.nn.output.logits.float(), -1)
+            p = torch.softmax(nn.output.logits.float(), -1)
+            rs = torch.stack(rs).cpu().save()  # [L, R-1, T]
             o = (p[1:] - p[:1]).norm(dim=-1).cpu().save()
         for l in range(L):
             r = rs[l].clone()
