@@ -41,6 +41,7 @@ class Chapter:
 
 CHAPTERS: tuple[Chapter, ...] = (
     Chapter("zoo", "The zoo", zoo_only=True),
+    Chapter("benchmarks", "Fig 1 / App. B: depth and benchmark score"),
     Chapter("contributions", "§3.1 Residual contributions"),
     Chapter("skipping", "§3.2 Layer skipping and local effects"),
     Chapter("logit_lens", "§3.2 The logit lens"),
@@ -366,6 +367,9 @@ def build(model: str, runs_dir: Path | None = None, root: Path = ROOT) -> Path:
         else:
             _placeholder(target, chapter, model, record.get("state") if latest_failed else None)
     _run_summary(src, model, chapter_dir)
+    from .exercises.course import prepare_for_book
+
+    prepare_for_book(root)  # the course part (executed by `make class`), the same for every model
     cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(root), "--path-output", str(root), "-W", "-n", "--keep-going"]
     proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
     if proc.returncode != 0:
