@@ -40,6 +40,13 @@ def _digest(notebook: Path) -> str:
     return h.hexdigest()
 
 
+def _cpu() -> float:
+    """CPU seconds used so far by this process and its waited-for children (the notebook kernels)."""
+    import resource
+
+    return sum(getattr(resource.getrusage(who), f) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN) for f in ("ru_utime", "ru_stime"))
+
+
 def run_course(out: Path | None = None, names=None, force: bool = False, notebooks: Path | None = None, progress: bool = True) -> dict[str, float]:
     """Execute the exercise notebooks into `out` (default runs/course/); returns {name: seconds}
     (0.0 for an up-to-date copy that was reused). A failing notebook raises papermill's error after
@@ -55,15 +62,15 @@ def run_course(out: Path | None = None, names=None, force: bool = False, noteboo
         if not force and target.exists() and stamp.exists() and stamp.read_text() == digest:
             times[name] = 0.0
             continue
-        t0 = time.time()
+        t0, cpu0 = time.time(), _cpu()
         if progress:
             print(f"[effdepth course] {name} …", flush=True)
         stamp.unlink(missing_ok=True)
         execute(nb, target, {}, timeout=600, kernel_log=out / f"{name}.kernel.log")
         stamp.write_text(digest)
         times[name] = time.time() - t0
-        if progress:
-            print(f"[effdepth course] {name}: ok ({times[name]:.0f} s)", flush=True)
+        if progress:  # CPU seconds: this process and its finished kernel (what an idle machine would spend)
+            print(f"[effdepth course] {name}: ok ({times[name]:.0f} s wall, {_cpu() - cpu0:.0f} s CPU)", flush=True)
     return times
 
 
