@@ -8,6 +8,8 @@ compares the predictions X' W + b on held-out tokens X' with those of the refere
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import torch
 
@@ -34,20 +36,28 @@ HINTS = {
 }
 
 
-def residual_pair(m: int, n: int, split: float = 0.75):
-    """(X_train, Y_train, X_test, Y_test): residual m of a 3-layer d=48 tiny model and residual n of
-    a 6-layer d=64 one on the same tokens (position 0 dropped), float64."""
+@lru_cache(maxsize=1)
+def residual_streams():
+    """(H_src [4, N, 48], H_tgt [7, N, 64]): every residual h_0 … h_L of a 3-layer d=48 tiny model
+    and of a 6-layer d=64 one on the same tokens of PROMPTS (position 0 dropped), float64."""
     from . import tiny
 
     src, tgt = tiny(n_layers=3, d_model=48, seed=1), tiny(n_layers=6, d_model=64, seed=2)
-    xs, ys = [], []
+    hs, ht = [], []
     for p in PROMPTS:
         ids = src.encode(p)
-        xs.append(capture(src, ids)[0][m][1:])
-        ys.append(capture(tgt, ids)[0][n][1:])
-    X, Y = torch.cat(xs).double(), torch.cat(ys).double()
-    cut = int(split * len(X))
-    return X[:cut], Y[:cut], X[cut:], Y[cut:]
+        hs.append(capture(src, ids)[0][:, 1:])
+        ht.append(capture(tgt, ids)[0][:, 1:])
+    return torch.cat(hs, 1).double(), torch.cat(ht, 1).double()
+
+
+def residual_pair(m: int, n: int, split: float = 0.75):
+    """(X_train, Y_train, X_test, Y_test): residual m of the shallow model, residual n of the deep
+    one (`residual_streams`), the first `split` of the tokens for training."""
+    H_src, H_tgt = residual_streams()
+    cut = int(split * H_src.shape[1])
+    X, Y = H_src[m], H_tgt[n]
+    return X[:cut].clone(), Y[:cut].clone(), X[cut:].clone(), Y[cut:].clone()
 
 
 def _lstsq(X, Y):
