@@ -2,6 +2,7 @@
 #   make book   install, train the zoo if not cached, execute every chapter on the zoo's default model
 #               and §3.1-§3.3 on SmolLM2-135M (pretrained, from PyPI), build one HTML book of both
 #   make test   install, then the test suite
+#   make class  install, then make every exercise notebook of the course runnable (book/course/teachers.md)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -14,7 +15,7 @@ SMOLLM_SIZES ?= --set model.n_per_level=10 --set contributions.n_examples=10 \
 	--set skipping.n_examples=4 --set skipping.n_examples_future=2 --set skipping.n_splits=2 --set skipping.position_examples=1 \
 	--set logit_lens.n_examples=8 --set complexity.n_per_level=3 --set complexity.ig_steps=16 --set complexity.n_reference=5
 
-.PHONY: install book book-zoo book-smollm run html test bench zoo clean
+.PHONY: install book book-zoo book-smollm run html test bench zoo clean class course
 
 $(BIN)/.installed: requirements.txt requirements-nodeps.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,12 +35,11 @@ run: zoo
 html: install
 	$(BIN)/effdepth book --model $(MODEL)
 
-# Render even when a chapter failed (its page shows the error), but exit non-zero then.
 # Two lanes at once on the two cores: the zoo (train, then every chapter) and SmolLM2 (convert, then its
-# chapters, one torch thread: it needs no zoo); then one book of both. Renders even when a chapter
-# failed (its page shows the error), but exits non-zero then.
+# chapters, one torch thread: it needs no zoo), then the course's exercise notebooks; then one book of
+# all. Renders even when a chapter failed (its page shows the error), but exits non-zero then.
 book: install
-	$(MAKE) --no-print-directory -k -j2 book-zoo book-smollm; status=$$?; \
+	$(MAKE) --no-print-directory -k -j2 book-zoo book-smollm course; status=$$?; \
 	$(BIN)/effdepth book --models $(SMOLLM),$(MODEL) && exit $$status
 
 book-zoo: zoo
@@ -47,6 +47,16 @@ book-zoo: zoo
 
 book-smollm: install
 	OMP_NUM_THREADS=1 $(BIN)/effdepth run --model $(SMOLLM) --chapters $(SMOLLM_CHAPTERS) $(SMOLLM_SIZES)
+
+# The exercise notebooks, executed once into runs/course/ (for the book; reused while unchanged).
+course: install
+	$(BIN)/python -m effdepth.exercises.course
+
+# A class: the course's notebooks as .ipynb for JupyterLab (a student's existing copy is never
+# overwritten), each executed once here to prove it runs on this machine.
+class: course
+	@for f in notebooks/course/*.md; do test -e "$${f%.md}.ipynb" || $(BIN)/jupytext --quiet --to ipynb "$$f"; done
+	@echo "Ready: .venv/bin/jupyter lab notebooks/course/   (teacher page: book/course/teachers.md)"
 
 test: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider
