@@ -439,6 +439,17 @@ def _render_chapter(src: Path, chapter: Chapter, target: Path, model: str, other
     latest_failed = str(record.get("state", "failed" if failed.exists() else "")).startswith("failed")
     shown = executed if executed.exists() else failed
     _prepare_for_rendering(shown, target, failure=(failed, record) if latest_failed else None, model_note=_model_note(model, others, main), title_suffix="" if main else f" — on {short_name(model)}")
+    if not main:  # a sub-page repeats the main page's figure labels: make them its own
+        import nbformat
+
+        nb = nbformat.read(target, as_version=4)
+        for cell in nb.cells:
+            if cell.cell_type == "markdown":
+                cell.source = _FIG_LABEL.sub(lambda m: f"{m.group(0)}--{slug(model)}", cell.source)
+        nbformat.write(nb, target)
+
+
+_FIG_LABEL = re.compile(r"\bfig-[A-Za-z0-9-]+(?<!-)")
 
 
 # What the book says about a model when it names one (see `describe_model`).
@@ -581,7 +592,9 @@ def _placeholder(target: Path, chapter: Chapter, model: str, failed: str | None 
     if failed:
         why = f"its latest run {failed.replace('`', chr(39))}"
     nb = nbformat.v4.new_notebook()
-    nb.cells.append(nbformat.v4.new_markdown_cell(f"# {chapter.title}\n\nNo results for `{model}`: {why}. Run `effdepth run --model {model} --chapters {chapter.name}`."))
+    name = short_name(model)
+    spec = model if name == str(model) else "<its folder>"  # a local folder by its name: no machine path on a page
+    nb.cells.append(nbformat.v4.new_markdown_cell(f"# {chapter.title}\n\nNo results for `{name}`: {why}. Run `effdepth run --model {spec} --chapters {chapter.name}`."))
     nbformat.write(nb, target)
 
 

@@ -289,7 +289,7 @@ def test_notebook_executes_on_a_tiny_pair(tmp_path):
     assert "random-target controls" in glued["lm_control_text"] and "(3 seeds)" in glued["lm_control_text"]
     assert glued["lm_paper_pattern"].strip("'") in ("yes", "no", "not distinguishable from the control")
     assert "Mean relative error: least squares" in glued["lm_weighting_text"]
-    assert "**a → b**" in glued["lm_run_text"]  # prose (and figure titles) name the models, folders by their name
+    assert "**a (local folder) → b (local folder)**" in glued["lm_run_text"]  # prose (and figure titles) name the models, folders by their name
     text = " ".join("".join(o.get("data", {}).get("text/markdown", "")) for o in outputs)
     assert "Projection for the paper's setting" in text
     assert "tqdm" not in json.dumps(outputs) and "it/s" not in json.dumps(outputs)

@@ -126,7 +126,7 @@ def depth_bars(results: dict, xlabels: dict | None = None, level_fmt: dict | Non
         ax.set_title(name)
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.suptitle(f"Depth score per difficulty level (max over examples) — {model_label(results[names[0]])}", fontsize=11, y=0.99)
-    fig.legend(handles, labels, loc="upper center", ncol=min(4, len(labels)), fontsize=9.5.5, bbox_to_anchor=(0.5, 0.92))
+    fig.legend(handles, labels, loc="upper center", ncol=min(4, len(labels)), fontsize=9.5, bbox_to_anchor=(0.5, 0.92))
     fig.tight_layout(rect=(0, 0, 1, 0.82))
     return fig
 
