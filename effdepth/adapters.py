@@ -133,8 +133,7 @@ _POST_LN = {"bert", "roberta", "distilbert", "albert", "electra", "xlm-roberta",
 REFUSED: dict[str, str] = {
     **{t: _POST_LN_REASON for t in _POST_LN | {
         "bert-generation", "big_bird", "camembert", "data2vec-text", "ernie", "megatron-bert", "rembert",
-        "roc_bert", "roformer", "xlm-roberta-xl", "xmod", "openai-gpt", "biogpt", "opt", "xlm",
-        "modernbert-decoder", "roberta-prelayernorm", "gpt_neox_japanese", "beam"}},
+        "roc_bert", "roformer", "xlm-roberta-xl", "xmod", "openai-gpt", "xlm"}},
     **{t: "encoder-decoder: the decoder's residual also reads the encoder (cross-attention), a third write per block"
        for t in ("bart", "bigbird_pegasus", "blenderbot", "blenderbot-small", "marian", "mbart", "mvp", "pegasus",
                  "plbart", "prophetnet", "whisper", "trocr")},
@@ -146,8 +145,6 @@ REFUSED: dict[str, str] = {
     "zamba2": "a shared attention block is re-applied between Mamba blocks: writes are not per-block attention + MLP",
     "reformer": "reversible residual: two residual streams, not one additive stream",
     "xlnet": "two-stream attention with a relative-position memory, not a causal decoder stack",
-    "cpmant": "the unembedding reads the segment embedding, not only the last residual",
-    "ctrl": "the final layer norm's input is not the last block's output alone",
 }
 """model_type -> why effdepth refuses it (one line). Families not named here and not in `ADAPTERS`
 are derived from the module tree (`derive_adapter`) and accepted only if the identity holds."""
@@ -225,6 +222,11 @@ def derive_adapter_from_config(config, seed: int = 0) -> Adapter:
         )
     if getattr(config, "is_encoder_decoder", False):
         raise UnsupportedArchitecture(f"'{model_type}' is refused: encoder-decoder, the decoder also reads the encoder.")
+    if getattr(config, "sub_configs", None):
+        raise UnsupportedArchitecture(
+            f"'{model_type}' is refused: a composite model ({', '.join(config.sub_configs)}), not one decoder stack; "
+            f"not derived automatically (declare an `effdepth_adapter` in its config.json if its residual is additive)."
+        )
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:

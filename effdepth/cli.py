@@ -191,7 +191,7 @@ def _measurement_checks(method: str):
         return f"{len(r.arrays)} arrays"
 
     def maps(m):
-        r = ed.linear_maps(m, m, [prompt * 8], window=16, n_windows=6, progress=False)
+        r = ed.linear_maps(m, m, [prompt * 8], window=16, n_windows=10, progress=False)
         return f"{len(r.arrays)} arrays"
 
     checks = [("contributions", contributions), ("skip_effects", skips), ("local_effects", local), ("logit_lens", lens),
@@ -201,6 +201,27 @@ def _measurement_checks(method: str):
     return checks
 
 
+def _trace_identity(model, ids) -> float:
+    """Worst |h_l + a_l + m_l - h_(l+1)| / max(1, max |h_(l+1)|) over blocks, read in one nnsight trace
+    (remote on NDIF for a remote model). Envoys are resolved before the trace; the body is plain tensor ops."""
+    import torch
+
+    a = model.adapter
+    blocks = list(a.layer_modules(model.nn))
+    parts = [(b, a.module(b, a.attn), a.module(b, a.mlp)) for b in blocks]
+    as_tuple = a.attn_is_tuple
+    saved = []
+    with torch.no_grad(), model.trace(ids):
+        for block, attn, mlp in parts:
+            out = attn.output
+            saved.append([block.input.save(), (out[0] if as_tuple else out).save(), mlp.output.save(), block.output.save()])
+    worst = 0.0
+    for h, at, m, out in saved:
+        out = out[0] if isinstance(out, tuple) else out
+        worst = max(worst, float((h.float() + at.float() + m.float() - out.float()).abs().max()) / max(1.0, float(out.float().abs().max())))
+    return worst
+
+
 def check_model(spec: str, device: str = "cpu", dtype: str = "auto", remote=False, model=None) -> list[tuple[str, bool, str]]:
     """Every check of `effdepth check`: (what, passed, one line). Loading, the identity
     h_(l+1) = h_l + a_l + m_l on one prompt and logit parity, one prompt through every measurement
@@ -208,7 +229,7 @@ def check_model(spec: str, device: str = "cpu", dtype: str = "auto", remote=Fals
     `model`: an already loaded `Model` (tests)."""
     import time
 
-    from .adapters import UnsupportedArchitecture, confirm
+    from .adapters import IDENTITY_RTOL, UnsupportedArchitecture, confirm
     from .models import ModelNotAvailable, load_model
 
     rows = []
@@ -226,6 +247,13 @@ def check_model(spec: str, device: str = "cpu", dtype: str = "auto", remote=Fals
             rows.append(("identity", True, f"h_(l+1) = h_l + a_l + m_l at every layer to {got['identity']:.1g} of |h|; logits decoded to {got['logits']:.1g}"))
         except UnsupportedArchitecture as err:
             rows.append(("identity", False, str(err)))
+    else:
+        try:
+            err = _trace_identity(model, model.encode(CHECK_PROMPT)[None])
+            ok = err <= IDENTITY_RTOL
+            rows.append(("identity", ok, f"h_(l+1) = h_l + a_l + m_l through the trace to {err:.1g} of |h|" + ("" if ok else ": the adapter's reads are not the writes")))
+        except Exception as err:
+            rows.append(("identity", False, f"{type(err).__name__}: {' '.join(str(err).split())[:160]}"))
     identity_ok = all(ok for what, ok, _ in rows if what == "identity")
     methods = ["trace"] if model.remote else ["fast"]
     for method in methods:
