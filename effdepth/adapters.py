@@ -186,7 +186,8 @@ def adapter_for(config) -> Adapter:
         raise UnsupportedArchitecture(f"'{model_type}' is refused: {REFUSED[model_type]}.")
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
-    if model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and hasattr(config, "to_json_string"):
+    known = {model_type, getattr(config, "model_type", None)} & set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
+    if known and hasattr(config, "to_json_string"):
         key = (type(config), config.to_json_string(use_diff=False))
         if key not in _DERIVED:
             try:

@@ -145,9 +145,11 @@ def _measurement_checks(method: str):
     prompt, (q, answer) = CHECK_PROMPT, ("Q: 12 + 7 = ? A:", " 19")
 
     def finite(name, x):
+        """x as floats; NaN marks cells a measurement leaves undefined (position 0, unscored positions),
+        so a failure is an infinity or nothing defined at all."""
         x = np.asarray(x, dtype=float)
-        if not np.isfinite(x).all():
-            raise ValueError(f"{name} has non-finite values")
+        if np.isinf(x).any() or np.isnan(x).all():
+            raise ValueError(f"{name} is infinite somewhere or undefined everywhere")
         return x
 
     def contributions(m):
