@@ -355,6 +355,8 @@ def derive_adapter(model, ids, family: str | None = None) -> Adapter:
         pairs = []
         for i, ma in enumerate(cands):
             for mm in cands[i + 1 :]:
+                if run.outputs[mm][1]:  # the measurements read m_l as the MLP module's whole output
+                    continue
                 if _close(run.outputs[ma][0] + run.outputs[mm][0], delta, scale):
                     pa, pm = names[ma][len(prefix) :], names[mm][len(prefix) :]
                     pairs.append((pa.count(".") + pm.count("."), pa, run.outputs[ma][1], pm))
@@ -428,7 +430,7 @@ def confirm(adapter: Adapter, model, ids) -> dict:
             block.register_forward_pre_hook(lambda m, a, k, l=l: keep(("h", l), a[0] if a else k["hidden_states"]), with_kwargs=True),
             block.register_forward_hook(lambda m, a, o, l=l: keep(("out", l), _first(o))),
             adapter.module(block, adapter.attn).register_forward_hook(lambda m, a, o, l=l: keep(("a", l), o[0] if adapter.attn_is_tuple else o)),
-            adapter.module(block, adapter.mlp).register_forward_hook(lambda m, a, o, l=l: keep(("m", l), _first(o))),
+            adapter.module(block, adapter.mlp).register_forward_hook(lambda m, a, o, l=l: keep(("m", l), o)),  # a tensor, not a tuple
         ]
     try:
         logits = model(input_ids=ids, use_cache=False).logits.float()
@@ -439,7 +441,7 @@ def confirm(adapter: Adapter, model, ids) -> dict:
     for l in range(len(blocks)):
         h, a, m, out = (seen.get((k, l)) for k in ("h", "a", "m", "out"))
         if any(not isinstance(x, torch.Tensor) or x.shape != out.shape for x in (h, a, m)):
-            raise UnsupportedArchitecture(f"'{adapter.family}': block {l}: the attention or MLP read is not a residual-shaped tensor.")
+            raise UnsupportedArchitecture(f"'{adapter.family}': block {l}: the attention or MLP read is not a residual-shaped tensor (the measurements read the MLP module's output as it is).")
         scale = max(1.0, float(out.abs().max()))
         err = float((h + a + m - out).abs().max()) / scale
         worst = max(worst, err)

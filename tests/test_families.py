@@ -14,12 +14,12 @@ from effdepth.testing import char_tokenizer, tiny_config, tiny_model
 # test_family_doc_matches_code in the slow table test); two blocks each, every kind of block once.
 FAMILIES = [
     "llama", "mistral", "qwen2", "qwen3", "olmo2", "gemma2", "gpt2", "gpt_neox",  # hand-written
-    "gemma", "gemma3_text", "cohere2", "glm", "glm4", "granite", "smollm3", "starcoder2", "olmo", "olmo3",
+    "gemma", "gemma3_text", "glm", "glm4", "granite", "smollm3", "starcoder2", "olmo", "olmo3",
     "phi", "phi3", "stablelm", "persimmon", "gptj", "codegen", "gpt_bigcode", "bloom", "exaone4", "helium",
     "apertus", "seed_oss", "ernie4_5", "internlm3", "nemotron",  # dense (sandwich: olmo3, glm4, exaone4)
     "mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "phimoe", "deepseek_v2", "granitemoe", "jetmoe",
-    "gpt_oss", "dots1", "hunyuan_v1_moe", "minimax_m2",  # mixture of experts
-    "qwen3_next", "olmo_hybrid", "lfm2",  # hybrid attention / linear attention / convolution
+    "dots1", "hunyuan_v1_moe", "minimax_m2",  # mixture of experts
+    "qwen3_next", "qwen3_5_text", "lfm2",  # hybrid attention / linear attention / convolution
 ]
 
 
