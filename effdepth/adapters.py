@@ -515,7 +515,8 @@ def family_table_markdown(rows: list[dict]) -> str:
     ref = [r for r in rows if r["status"] != "supported"]
     out = [f"{len(sup)} of the {len(rows)} causal-LM model types of transformers {transformers.__version__} are supported; "
            f"{len(ref)} are refused.", "", "| family | adapter | a_l read at | m_l read at | parallel residual |", "| --- | --- | --- | --- | --- |"]
-    out += [f"| {r['family']} | {r['how']} | `{r['attn']}` | `{r['mlp']}` | {r['parallel']} |" for r in sup]
+    cell = lambda path: "`" + path.replace("|", "\\|") + "`"  # noqa: E731  (a '|' of alternatives inside a table cell)
+    out += [f"| {r['family']} | {r['how']} | {cell(r['attn'])} | {cell(r['mlp'])} | {r['parallel']} |" for r in sup]
     out += ["", "| refused family | why |", "| --- | --- |"]
     out += [f"| {r['family']} | {r['how'].replace('|', '/')} |" for r in ref]
     return "\n".join(out)
