@@ -171,6 +171,12 @@ def adapter_for(config) -> Adapter:
     adapter derived from the module tree of a tiny random instance of the same config class and
     confirmed there by the identity and by logit parity (`derive_adapter`)."""
     model_type = _model_type(config)
+    own = getattr(config, "model_type", None)
+    if own != model_type and not getattr(config, "effdepth_adapter", None):  # a multimodal wrapper around a text model
+        raise UnsupportedArchitecture(
+            f"'{own}' is refused: a multimodal wrapper (its decoder blocks sit under the wrapper): "
+            f"load its text model (model_type '{model_type}') instead."
+        )
     for adapter in ADAPTERS:
         if model_type in adapter.model_types:
             if adapter.family == "gpt_neox" and not getattr(config, "use_parallel_residual", True):
