@@ -4,7 +4,8 @@
     effdepth book  --model <same> | --models a,b,c   render runs/<model>/ (several: side by side) into _build/html
     effdepth zoo   [train|report|check] [names]  train (if not cached) and report the zoo; check: seeds x threads
     effdepth bench [names]                 speed/memory benchmarks, measured side by side
-    effdepth check --model <spec>          load a model and say whether every measurement can read it
+    effdepth check --model <spec>          the identity, one prompt through every measurement, offline data sets
+    effdepth check --families              every transformers causal-LM family: supported or refused (why)
 """
 
 from __future__ import annotations
@@ -141,9 +142,173 @@ def cmd_bench(args) -> int:
     return 0
 
 
+CHECK_PROMPT = "Q: 12 + 7 = ? A: 19. The cat sat on the mat."
+CHECK_ANSWER = (" The cat sat on the mat.", " 19")
+
+
+def _measurement_checks(method: str):
+    """(name, run(model) -> one-line summary) for every public measurement, on one prompt. Each run
+    raises on a failure; the summary names the number that says the measurement read the model."""
+    import numpy as np
+
+    import effdepth as ed
+    from .data import Example
+
+    prompt, (q, answer) = CHECK_PROMPT, ("Q: 12 + 7 = ? A:", " 19")
+
+    def finite(name, x):
+        """x as floats; NaN marks cells a measurement leaves undefined (position 0, unscored positions),
+        so a failure is an infinity or nothing defined at all."""
+        x = np.asarray(x, dtype=float)
+        if np.isinf(x).any() or np.isnan(x).all():
+            raise ValueError(f"{name} is infinite somewhere or undefined everywhere")
+        return x
+
+    def contributions(m):
+        r = ed.contributions(m, [prompt], method=method)
+        rel = finite("relative contribution", r.to_frame().iloc[:, 0].to_numpy())
+        return f"{len(rel)} layers, first column max {rel.max():.3g}"
+
+    def skips(m):
+        out = []
+        for part in ("layer", "attention", "mlp"):
+            r = ed.skip_effects(m, [prompt], part=part, method=method)
+            e = finite(f"skip_effects({part})", next(iter(v for k, v in r.arrays.items() if v.ndim >= 2)))
+            out.append(f"{part} {np.nanmax(e):.3g}")
+        return "max effect " + ", ".join(out)
+
+    def local(m):
+        r = ed.local_effects(m, [prompt], method=method)
+        e = finite("local_effects", next(iter(v for k, v in r.arrays.items() if v.ndim >= 2)))
+        return f"max effect {np.nanmax(e):.3g}"
+
+    def lens(m):
+        r = ed.logit_lens(m, [prompt], method=method)
+        for k, v in r.arrays.items():
+            finite(f"logit_lens.{k}", v) if np.issubdtype(np.asarray(v).dtype, np.number) else None
+        return f"{len(r.arrays)} arrays"
+
+    def erasure(m):
+        r = ed.residual_erasure(m, q, answer, reference_prompts=[prompt], method=method)
+        e = finite("erasure effect", r.effect)
+        return f"effect [{e.shape[0]}, {e.shape[1]}], max {np.nanmax(e):.3g}"
+
+    def gradients(m):
+        r = ed.integrated_gradients(m, q, answer, steps=8, batch_size=8)
+        gap = float(np.asarray(r.completeness_gap).max()) if hasattr(r, "completeness_gap") else float("nan")
+        finite("attribution", r.attribution)
+        return f"completeness gap {gap:.3g} (8 steps)"
+
+    def depth(m):
+        exs = {1: [Example(q, answer, 1, {})], 2: [Example(prompt + " " + q, answer, 2, {})]}
+        r = ed.depth_score(m, exs, n_boot=10, method=method)
+        return f"{len(r.arrays)} arrays"
+
+    def maps(m):
+        r = ed.linear_maps(m, m, [prompt * 8], window=16, n_windows=10, progress=False)
+        return f"{len(r.arrays)} arrays"
+
+    checks = [("contributions", contributions), ("skip_effects", skips), ("local_effects", local), ("logit_lens", lens),
+              ("residual_erasure", erasure), ("depth_score", depth), ("linear_maps", maps)]
+    if method == "fast":
+        checks.insert(5, ("integrated_gradients", gradients))
+    return checks
+
+
+def _trace_identity(model, ids) -> float:
+    """Worst |h_l + a_l + m_l - h_(l+1)| / max(1, max |h_(l+1)|) over blocks, read in one nnsight trace
+    (remote on NDIF for a remote model). Envoys are resolved before the trace; the body is plain tensor ops."""
+    import torch
+
+    a = model.adapter
+    blocks = list(a.layer_modules(model.nn))
+    parts = [(b, a.module(b, a.attn), a.module(b, a.mlp)) for b in blocks]
+    as_tuple = a.attn_is_tuple
+    saved = []
+    with torch.no_grad(), model.trace(ids):
+        for block, attn, mlp in parts:
+            out = attn.output
+            saved.append([block.input.save(), (out[0] if as_tuple else out).save(), mlp.output.save(), block.output.save()])
+    worst = 0.0
+    for h, at, m, out in saved:
+        out = out[0] if isinstance(out, tuple) else out
+        worst = max(worst, float((h.float() + at.float() + m.float() - out.float()).abs().max()) / max(1.0, float(out.float().abs().max())))
+    return worst
+
+
+def check_model(spec: str, device: str = "cpu", dtype: str = "auto", remote=False, model=None) -> list[tuple[str, bool, str]]:
+    """Every check of `effdepth check`: (what, passed, one line). Loading, the identity
+    h_(l+1) = h_l + a_l + m_l on one prompt and logit parity, one prompt through every measurement
+    (fast path; the trace path too when remote), and which data sets load here offline.
+    `model`: an already loaded `Model` (tests)."""
+    import time
+
+    from .adapters import IDENTITY_RTOL, UnsupportedArchitecture, confirm
+    from .models import ModelNotAvailable, load_model
+
+    rows = []
+    t0 = time.time()
+    if model is None:
+        try:
+            model = load_model(spec, device=device, dtype=dtype, remote=remote)
+        except (ModelNotAvailable, UnsupportedArchitecture, ValueError) as err:
+            return [("load", False, str(err))]
+    rows.append(("load", True, f"{model.adapter.family} family, {model.n_layers} layers, d={model.d_model} ({time.time() - t0:.1f} s)"))
+    if not model.remote:
+        try:
+            ids = model.encode(CHECK_PROMPT)[None].to(model.device)
+            got = confirm(model.adapter, model.hf, ids)
+            rows.append(("identity", True, f"h_(l+1) = h_l + a_l + m_l at every layer to {got['identity']:.1g} of |h|; logits decoded to {got['logits']:.1g}"))
+        except UnsupportedArchitecture as err:
+            rows.append(("identity", False, str(err)))
+    else:
+        try:
+            err = _trace_identity(model, model.encode(CHECK_PROMPT)[None])
+            ok = err <= IDENTITY_RTOL
+            rows.append(("identity", ok, f"h_(l+1) = h_l + a_l + m_l through the trace to {err:.1g} of |h|" + ("" if ok else ": the adapter's reads are not the writes")))
+        except Exception as err:
+            rows.append(("identity", False, f"{type(err).__name__}: {' '.join(str(err).split())[:160]}"))
+    identity_ok = all(ok for what, ok, _ in rows if what == "identity")
+    methods = ["trace"] if model.remote else ["fast"]
+    for method in methods:
+        for name, run in _measurement_checks(method):
+            if not identity_ok:
+                rows.append((f"{name} [{method}]", False, "not run: the adapter's reads are not the residual writes"))
+                continue
+            try:
+                rows.append((f"{name} [{method}]", True, run(model)))
+            except Exception as err:  # a check reports every failure, it does not stop at the first
+                rows.append((f"{name} [{method}]", False, f"{type(err).__name__}: {' '.join(str(err).split())[:160]}"))
+    from .data import DATASETS, load_examples
+
+    for name in DATASETS:
+        if name == "auto":
+            continue
+        try:
+            n = len(load_examples(name, n=2, seed=0, model_spec=model.spec))
+            rows.append((f"data {name}", True, f"available offline ({n} examples drawn)"))
+        except Exception as err:
+            rows.append((f"data {name}", None, f"not available: {' '.join(str(err).split())[:140]}"))
+    return rows
+
+
 def cmd_check(args) -> int:
-    _check_model(args.model, args.device, args.dtype, args.remote)
-    return 0
+    if args.families:
+        from .adapters import family_table, family_table_markdown
+
+        rows = family_table()
+        print(family_table_markdown(rows))
+        return 0 if all(r["status"] != "error" for r in rows) else 1
+    os.environ.setdefault("EFFDEPTH_NO_CACHE", "1")  # a check measures afresh and leaves the cache alone
+    rows = check_model(args.model, args.device, args.dtype, args.remote)
+    width = max(len(r[0]) for r in rows)
+    for what, ok, line in rows:
+        mark = {True: "ok  ", False: "FAIL", None: "--  "}[ok]
+        print(f"{mark} {what:<{width}}  {line}")
+    failed = [r[0] for r in rows if r[1] is False]
+    print(f"[effdepth] check {args.model}: " + (f"{len(failed)} failed ({', '.join(failed)})" if failed else f"all {sum(r[1] is True for r in rows)} checks passed"
+          + "; data sets marked -- are not available offline here"))
+    return 1 if failed else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -182,8 +347,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("names", nargs="*")
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("check", help="load a model and check that it is supported")
+    p = sub.add_parser("check", help="check a model: the identity, one prompt through every measurement, offline data")
     model_args(p)
+    p.add_argument("--families", action="store_true", help="print the family table (every causal-LM model type of transformers: supported or refused, with the reason)")
     p.set_defaults(func=cmd_check)
 
     args = parser.parse_args(argv)
