@@ -240,7 +240,7 @@ def derive_adapter_from_config(config, seed: int = 0) -> Adapter:
         tiny = shrink_config(config)
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            model = perturb(AutoModelForCausalLM.from_config(tiny, dtype=torch.float32)).eval()
+            model = perturb(AutoModelForCausalLM.from_config(tiny, dtype=torch.float32, trust_remote_code=False)).eval()
             ids = torch.randint(3, tiny.vocab_size, (1, 9))
     except UnsupportedArchitecture:
         raise

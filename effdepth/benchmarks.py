@@ -69,7 +69,7 @@ def live_table(max_models: int = 200, min_params_b: float = 0.1) -> pd.DataFrame
     rows = []
     for _, r in board.iterrows():
         try:
-            cfg = AutoConfig.from_pretrained(r[name])
+            cfg = AutoConfig.from_pretrained(r[name], trust_remote_code=False)
         except Exception:  # gated or removed repositories: skipped, counted in the note
             continue
         cfg = getattr(cfg, "text_config", None) or cfg

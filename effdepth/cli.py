@@ -299,8 +299,13 @@ def cmd_check(args) -> int:
         rows = family_table()
         print(family_table_markdown(rows))
         return 0 if all(r["status"] != "error" for r in rows) else 1
+    before = os.environ.get("EFFDEPTH_NO_CACHE")
     os.environ.setdefault("EFFDEPTH_NO_CACHE", "1")  # a check measures afresh and leaves the cache alone
-    rows = check_model(args.model, args.device, args.dtype, args.remote)
+    try:
+        rows = check_model(args.model, args.device, args.dtype, args.remote)
+    finally:  # `main` may run in a longer-lived process (tests, notebooks): put the setting back
+        if before is None:
+            os.environ.pop("EFFDEPTH_NO_CACHE", None)
     width = max(len(r[0]) for r in rows)
     for what, ok, line in rows:
         mark = {True: "ok  ", False: "FAIL", None: "--  "}[ok]
