@@ -22,6 +22,16 @@ def executed(tmp_path_factory):
     return model, runs, out
 
 
+def _site(tmp_path):
+    """A copy of the book's sources (config, TOC, prose pages) to build into, outside the repository."""
+    root = tmp_path / "site"
+    root.mkdir()
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy(book.ROOT / name, root / name)
+    shutil.copytree(book.ROOT / "book", root / "book", ignore=shutil.ignore_patterns("chapters"))
+    return root
+
+
 def test_contributions_notebook_runs_and_states_its_model(executed):
     model, _, out = executed
     nb = nbformat.read(out, as_version=4)
@@ -40,11 +50,7 @@ def test_contributions_notebook_runs_and_states_its_model(executed):
 
 def test_book_builds_with_the_chapter_and_its_figures(executed, tmp_path):
     model, runs, _ = executed
-    root = tmp_path / "site"
-    root.mkdir()
-    for name in ("_config.yml", "_toc.yml"):
-        shutil.copy(book.ROOT / name, root / name)
-    shutil.copytree(book.ROOT / "book", root / "book", ignore=shutil.ignore_patterns("chapters"))
+    root = _site(tmp_path)
     index = book.build(str(model), runs_dir=runs, root=root)
     assert index.exists()
     page = root / "_build" / "html" / "book" / "chapters" / "contributions.html"
@@ -76,11 +82,7 @@ def test_one_book_of_two_models_gives_each_chapter_a_main_page_and_sub_pages(exe
     """`effdepth book --models a,b`: the first model with a run of a chapter makes its page, the
     other's run is a sub-page in the TOC, and every page names its model; nothing is re-run."""
     model, runs, _ = executed
-    root = tmp_path / "site"
-    root.mkdir()
-    for name in ("_config.yml", "_toc.yml"):
-        shutil.copy(book.ROOT / name, root / name)
-    shutil.copytree(book.ROOT / "book", root / "book", ignore=shutil.ignore_patterns("chapters"))
+    root = _site(tmp_path)
     other = tmp_path / "runs-b"
     other.mkdir()
     shutil.copy(runs / "contributions.ipynb", other / "contributions.ipynb")
