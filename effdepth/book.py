@@ -425,18 +425,23 @@ def build(model, runs_dir: Path | None = None, root: Path = ROOT, runs_dirs: lis
 
 def _shown_notebook(src: Path, name: str) -> bool:
     """Does runs/<slug>/ hold a notebook of chapter `name` to show (a good one, or a failed latest run)?"""
+    _, latest_failed = _latest_run(src, name)
+    return (src / f"{name}.ipynb").exists() or (latest_failed and (src / f"{name}.failed.ipynb").exists())
+
+
+def _latest_run(src: Path, name: str) -> tuple[dict, bool]:
+    """(status.json record of chapter `name`, did its latest run fail?); without a record, a
+    <name>.failed.ipynb on disk counts as a failed latest run."""
     record = read_status(src).get("runs", {}).get(name) or {}
-    failed = src / f"{name}.failed.ipynb"
-    latest_failed = str(record.get("state", "failed" if failed.exists() else "")).startswith("failed")
-    return (src / f"{name}.ipynb").exists() or (latest_failed and failed.exists())
+    failed = (src / f"{name}.failed.ipynb").exists()
+    return record, str(record.get("state", "failed" if failed else "")).startswith("failed")
 
 
 def _render_chapter(src: Path, chapter: Chapter, target: Path, model: str, others: list[tuple[str, str]], main: bool) -> None:
     """One chapter page of `model` from runs/<slug>/ (see `build`), with the note naming its model and
     linking the same chapter's pages of the `others` [(model, page name)]."""
     executed, failed = src / f"{chapter.name}.ipynb", src / f"{chapter.name}.failed.ipynb"
-    record = read_status(src).get("runs", {}).get(chapter.name) or {}
-    latest_failed = str(record.get("state", "failed" if failed.exists() else "")).startswith("failed")
+    record, latest_failed = _latest_run(src, chapter.name)
     shown = executed if executed.exists() else failed
     _prepare_for_rendering(shown, target, failure=(failed, record) if latest_failed else None, model_note=_model_note(model, others, main), title_suffix="" if main else f" — on {short_name(model)}")
     if not main:  # a sub-page repeats the main page's figure labels: make them its own
