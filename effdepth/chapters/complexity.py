@@ -323,8 +323,9 @@ def examples_findings(panels: dict, prompts: dict, ig_steps: int, control_panels
     return f
 
 
-def run_findings(lm, sets: dict, notes: list, reference_source: str, n_controls: int) -> Findings:
-    """The sentence naming what this run measured (model, sets, erasing vectors, controls)."""
+def run_findings(lm, sets: dict, notes: list, reference_source: str, n_controls: int, n_splits: int = 4) -> Findings:
+    """The sentence naming what this run measured (model, sets, erasing vectors, controls); a worked
+    solution's number of split points is named when it differs from the paper's four."""
     f = Findings()
     f.numbers.update({"n_layers": lm.n_layers, "n_controls": n_controls})
     f.text["run"] = (
@@ -332,6 +333,7 @@ def run_findings(lm, sets: dict, notes: list, reference_source: str, n_controls:
         f"{n_controls} random-init control(s) of the same architecture on the same examples. Difficulty sets: "
         + "; ".join(f"{name} ({', '.join(f'{lv}: {len(exs)}' for lv, exs in s['examples'].items())} examples per level)" for name, s in sets.items())
         + f". Erasing vectors: mean residuals of {reference_source}. "
+        + (f"Worked solutions are split at {n_splits} point(s) each, not the paper's 4 (`n_splits`, sized for this machine). " if n_splits != 4 else "")
         + " ".join(notes)
     )
     return f

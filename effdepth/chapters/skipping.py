@@ -380,18 +380,28 @@ def local_findings(local, skip, control_local=None) -> Findings:
     return f
 
 
-def run_findings(lm, dataset: str, cur_prompts: list, fut_prompts: list, n_tokens, seed: int, n_controls: int, note: str = "") -> Findings:
+def run_findings(lm, dataset: str, cur_prompts: list, fut_prompts: list, n_tokens, seed: int, n_controls: int, note: str = "", n_detail: int | None = None) -> Findings:
     """The sentence naming what this run measured (model, prompts, controls); `note`: where the data
-    came from when that needs saying (`effdepth.data.data_note`)."""
+    came from when that needs saying (`effdepth.data.data_note`); `n_detail`: prompts of the
+    attention/MLP and local-effect breakdowns, named when fewer than the current setting's."""
     n_tok = np.asarray(n_tokens)
     f = Findings(numbers={"n_layers": lm.n_layers, "n_prompts_current": len(cur_prompts), "n_prompts_future": len(fut_prompts)})
     f.text["run"] = (
         f"This run: **{short_name(lm.spec)}** ({lm.adapter.family} family, {lm.n_layers} layers, d={lm.d_model}), {len(cur_prompts)} prompts for "
         f"the current setting and {len(fut_prompts)} for the future one (from the `{dataset}` distribution, seed {seed}; "
         f"{n_tok.min()}–{n_tok.max()} tokens), each measured on the model and on {n_controls} random-init control(s) of the "
-        f"same architecture. {note + ' ' if note else ''}Example prompt: `{cur_prompts[0][:120]!r}`"
+        f"same architecture. {note + ' ' if note else ''}{_detail_sentence(n_detail, len(cur_prompts), len(fut_prompts))}Example prompt: `{cur_prompts[0][:120]!r}`"
     )
     return f
+
+
+def _detail_sentence(n_detail: int | None, n_cur: int, n_fut: int) -> str:
+    if n_detail is None or n_detail >= max(n_cur, n_fut):
+        return ""
+    return (
+        f"The attention/MLP and local-effect breakdowns, which repeat the measurement once per part, use the first "
+        f"{n_detail} prompt(s) of each setting (`detail_examples`, sized for this machine). "
+    )
 
 
 def findings(cur, fut, controls_cur: list, controls_fut: list, k: int | None = None, n_perm: int = 2000, seed: int = 0) -> Findings:

@@ -67,6 +67,11 @@ class ZooSpec:
     threads: int = 1  # torch threads of the curriculum (and the evaluation)
     mixture_threads: int = 1  # torch threads of the mixture phase (part of the spec: results depend on it)
     checkpoint_every: int = 100
+    # The walk curriculum holds the peak lr (after warm-up) instead of decaying it: the lookup's phase
+    # change comes late (walk loss ≈ 1.0 for ~700 steps, then a drop), and a cosine decay toward the
+    # 1 200-step cap slowed it so much that seeds 0 and 2 ran into the cap; at the constant peak lr
+    # both stopped early (920 and 860 steps, at 1 and 2 torch threads alike).
+    curriculum_min_lr_ratio: float = 1.0
     # Where training left the stated skill missing (one-hop < ONE_HOP_REQUIRED on a check set of fresh
     # fact sets, not the reported evaluation set): up to skill_rounds warm restarts of the mixture,
     # skill_steps each (warm-up to the peak lr again, cosine decay), until the check passes.
@@ -236,7 +241,7 @@ def _train_into(spec: ZooSpec, final: Path, progress: bool) -> None:
     cur = {"loss_mask": torch.zeros(0, dtype=torch.bool)}
     if spec.data.curriculum_steps:
         cur = corpus.cached_batches(spec.data, spec.data.curriculum_steps, cache, "curriculum", False)
-        cfg1 = T.TrainConfig(steps=spec.data.curriculum_steps, stop_below=spec.data.curriculum_stop, **common)
+        cfg1 = T.TrainConfig(steps=spec.data.curriculum_steps, stop_below=spec.data.curriculum_stop, min_lr_ratio=spec.curriculum_min_lr_ratio, **common)
         r1 = T.train(model, T.StackedBatches(cur), cfg1, checkpoint_dir=partial / "curriculum", progress=f"zoo {spec.name} curriculum" if progress else False)
         if not r1.stopped_early and r1.history:
             warn(
