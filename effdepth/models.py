@@ -142,8 +142,24 @@ def canonical_spec(spec: str) -> str:
     """The spec every chapter receives: a local folder as its absolute real path (notebooks run with
     another working directory), zoo names and Hub ids unchanged."""
     spec = str(spec)
+    if spec.startswith(RANDOM):
+        return RANDOM + canonical_spec(spec[len(RANDOM):])
     if not spec.startswith("zoo:") and os.path.isdir(os.path.expanduser(spec)):
         return os.path.realpath(os.path.expanduser(spec))
+    return spec
+
+
+# `random:<spec>`: the random-init control of <spec> as a model of its own (seed RANDOM_SEED), so a
+# book can show it side by side with trained models; see `load_model`.
+RANDOM = "random:"
+RANDOM_SEED = 0
+
+
+def base_spec(spec: str) -> str:
+    """The model a spec's architecture, tokenizer and data come from: `random:<spec>` -> <spec>."""
+    spec = str(spec)
+    while spec.startswith(RANDOM):
+        spec = spec[len(RANDOM):]
     return spec
 
 
@@ -155,6 +171,8 @@ def slug(spec: str) -> str:
     folders with the same name never share a run folder and '.' or 'a/..' name one too.
     """
     spec = str(spec)
+    if spec.startswith(RANDOM):  # 'random:zoo:llama-2l' -> 'random-zoo-llama-2l'
+        return "random-" + slug(spec[len(RANDOM):])
     tag = ""
     if not spec.startswith("zoo:") and _is_path_spec(spec):
         real = os.path.realpath(os.path.expanduser(spec))
@@ -343,8 +361,9 @@ def resolve_dtype(dtype, device: str):
 
 
 def resolve_source(spec: str) -> tuple[str, str]:
-    """('zoo'|'gguf'|'pypi'|'local'|'hub', path-or-id) for a model spec."""
-    if spec.startswith(("zoo:", "gguf:", "pypi:")):
+    """('zoo'|'gguf'|'pypi'|'random'|'local'|'hub', path-or-id) for a model spec ('random': the spec
+    it is the random-init control of)."""
+    if spec.startswith(("zoo:", "gguf:", "pypi:", RANDOM)):
         return tuple(spec.split(":", 1))
     if os.path.isdir(os.path.expanduser(spec)):
         return "local", os.path.expanduser(spec)
@@ -375,7 +394,15 @@ def load_model(spec: str, device: str = "cpu", dtype="auto", remote: bool | str 
     remote: True runs every trace on NDIF (API key from the NDIF_API_KEY environment variable; Hub
     models only); 'local' runs nnsight's serialisation path in this process, 'strict' that path
     under NDIF's import whitelist (`effdepth.ndif`), both on the local weights (for tests and checks).
+
+    'random:<spec>' is <spec>'s random-init control (`effdepth.controls.control_of`, seed 0: the same
+    config, hence architecture, and the same tokenizer, weights from transformers' initialiser under
+    `torch.manual_seed(0)`) as a model of its own: its spec stays 'random:<spec>', its revision is
+    the fingerprint of its weights, so its results are cached apart from the trained model's. It
+    runs here (remote=True is refused: NDIF serves trained weights only).
     """
+    if str(spec).startswith(RANDOM):
+        return _load_random(str(spec), device, dtype, remote)
     from nnsight import TransformersModel
     from transformers import AutoConfig, AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -449,6 +476,22 @@ def load_model(spec: str, device: str = "cpu", dtype="auto", remote: bool | str 
         nn = TransformersModel(where, tokenizer=tokenizer, dispatch=True, **kwargs, **load)
         nn._module.eval()
     return Model(spec=spec, nn=nn, tokenizer=nn.tokenizer, adapter=adapter, remote=remote, revision=revision, quantisation=quantisation)
+
+
+def _load_random(spec: str, device, dtype, remote) -> Model:
+    """`load_model('random:<spec>')`: <spec> loaded, then its seed-0 random-init control renamed."""
+    import dataclasses
+
+    from .controls import control_of
+
+    inner = spec[len(RANDOM):]
+    if not inner:
+        raise ModelNotAvailable("'random:' needs the spec of the model whose architecture it takes, e.g. random:zoo:default.")
+    if remote is True:
+        raise ModelNotAvailable(f"'{spec}' is a random-init model built on this machine; NDIF serves trained weights only: run it without --remote.")
+    base = load_model(inner, device=device, dtype=dtype, remote=remote)
+    control = control_of(base, seed=RANDOM_SEED)
+    return dataclasses.replace(control, spec=RANDOM + base.spec)  # a copy: the cached control keeps its own name
 
 
 def wrap_module(module: torch.nn.Module, tokenizer, spec: str = "in-memory", remote: bool | str = False) -> Model:

@@ -78,14 +78,20 @@ def test_each_chapter_gets_only_the_parameters_it_declares(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
-def test_one_book_of_two_models_gives_each_chapter_a_main_page_and_sub_pages(executed, tmp_path):
+def test_one_book_of_two_models_gives_each_chapter_a_main_page_and_sub_pages(executed, tmp_path, monkeypatch):
     """`effdepth book --models a,b`: the first model with a run of a chapter makes its page, the
-    other's run is a sub-page in the TOC, and every page names its model; nothing is re-run."""
+    other's run is a sub-page in the TOC, and every page names its model; nothing is re-run. The
+    chapters' saved curves of both are overlaid on a side-by-side page; the Runs page lists both."""
+    from effdepth import curves
+
     model, runs, _ = executed
     root = _site(tmp_path)
     other = tmp_path / "runs-b"
     other.mkdir()
     shutil.copy(runs / "contributions.ipynb", other / "contributions.ipynb")
+    monkeypatch.setattr(book, "RUNS", tmp_path / "no-runs-here")
+    for spec, folder, L in (("zoo:llama-2l", other, 2), (str(model), runs, 3)):
+        curves.save("contributions", (spec, L), {"rel_attn": curves.curve(range(L), [0.5] * L, "Layer", "Relative contribution", "Attention", control=[0.4] * L)}, path=curves.path_of(folder, "contributions"))
     book.build(["zoo:llama-2l", str(model)], root=root, runs_dirs=[other, runs])
     html = root / "_build" / "html" / "book" / "chapters"
     main = (html / "contributions.html").read_text()
@@ -96,6 +102,12 @@ def test_one_book_of_two_models_gives_each_chapter_a_main_page_and_sub_pages(exe
     assert model.name in sub and "— on" in sub  # the sub-page names its model in the title
     toc = (root / "book" / "chapters" / "_toc.yml").read_text()
     assert f"book/chapters/{sub_name}" in toc and "book/chapters/contributions" in toc
+    sbs = (html / "contributions--side-by-side.html").read_text()
+    assert "side by side" in sbs and "zoo:llama-2l" in sbs and model.name in sbs and "relative depth" in sbs
+    assert "book/chapters/contributions--side-by-side" in toc and "contributions--side-by-side" in main  # in the TOC, linked from the page
+    assert (html / "runs.html").exists() and "book/chapters/runs" in toc
+    runs_page = (html / "runs.html").read_text()
+    assert "zoo:llama-2l" in runs_page and model.name in runs_page and str(tmp_path) not in runs_page
     summary = (root / "book" / "chapters" / "run_summary.md").read_text()
     assert "| §3.1 Residual contributions | zoo:llama-2l |" in summary
     assert str(model) not in summary and model.name in summary  # the local folder by its name, not its machine path

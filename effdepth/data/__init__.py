@@ -18,6 +18,8 @@ def is_offline_model(model_spec: str) -> bool:
     `effdepth.json` from `testing.save_tiny`).
     """
     spec = os.path.expanduser(str(model_spec))
+    while spec.startswith("random:"):  # a random-init model reads the data of the model it copies
+        spec = spec[len("random:"):]
     if spec.startswith(("zoo:", "tiny:")):
         return True
     return any(os.path.exists(os.path.join(spec, f)) for f in ("report.json", "effdepth.json"))

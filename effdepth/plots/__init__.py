@@ -51,6 +51,8 @@ def model_label(model_or_result) -> str:
     name = short_name(ident.get("model", "?"))
     if str(name).startswith("zoo:"):
         name = f"{name} (effdepth zoo, {ident.get('n_layers', '?')} layers)"
+    elif str(name).startswith("random:"):
+        name = f"{name} (random init, {ident.get('n_layers', '?')} layers)"
     return str(name)
 
 
@@ -58,6 +60,8 @@ def short_name(spec) -> str:
     """A model spec as a page prints it: a local folder by its own name ('tiny-llama (local folder)'),
     never its machine path; anything else (a Hub id, `zoo:<name>`) unchanged."""
     spec = str(spec)
+    if spec.startswith("random:"):  # the random-init control of a model, as a model of its own
+        return "random:" + short_name(spec[len("random:"):])
     if spec.startswith(("/", "~", "./", "../")) or "\\" in spec:
         from pathlib import Path
 

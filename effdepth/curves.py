@@ -1,0 +1,312 @@
+"""Each chapter's key curves, saved as a small JSON beside its executed notebook, and the overlays a
+book of several models draws from them without re-running anything.
+
+    runs/<model-slug>/<chapter>.curves.json
+    {"model": "<spec>", "n_layers": L, "chapter": "<chapter>",
+     "curves": {"<key>": {"x": [...], "y": [...], "xlabel": "...", "ylabel": "...",
+                         "title": "...",              # optional: the overlay's heading
+                         "depth": "layer" | "residual" | null,
+                         "control": [...]}}}           # optional: the random-init controls' mean, same x
+
+`depth` says what x counts: "layer" (block l = 0 … L-1, drawn at relative depth (l + 0.5) / L, the
+middle of its slot), "residual" (residual index b = 0 … L, drawn at b / L), or null (x is something
+else, e.g. a difficulty level or an already relative depth, drawn as it is). Relative depth is used
+only when the overlaid models' depths differ. y values that are not finite are stored as null.
+
+A notebook calls `save(chapter, lm, curves)` once with the curves one of the extractors below
+(`contributions`, `logit_lens`, `skipping`, `complexity`, `linear_maps`, `accuracy`) returned.
+`effdepth run` tells the kernel where to write (the environment variable `EFFDEPTH_CURVES`, a
+temporary name that becomes <chapter>.curves.json only when the chapter ended OK, like the notebook
+itself); a notebook run by hand writes nothing. The chapters that are not about one model (the zoo,
+the benchmarks table, the §3.5 grid, the comparison across depths) save no curves.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+ENV = "EFFDEPTH_CURVES"
+DEPTHS = ("layer", "residual", None)
+
+
+def curve(x, y, xlabel: str, ylabel: str, title: str = "", depth: str | None = "layer", control=None) -> dict:
+    """One curve of the schema above (numbers as plain floats, non-finite as None)."""
+    if depth not in DEPTHS:
+        raise ValueError(f"depth must be one of {DEPTHS}, not {depth!r}")
+    out = {"x": _floats(x), "y": _floats(y), "xlabel": str(xlabel), "ylabel": str(ylabel), "depth": depth}
+    if title:
+        out["title"] = str(title)
+    if control is not None:
+        out["control"] = _floats(control)
+        if len(out["control"]) != len(out["y"]):
+            raise ValueError(f"control has {len(out['control'])} values for {len(out['y'])} points")
+    if len(out["x"]) != len(out["y"]):
+        raise ValueError(f"x has {len(out['x'])} values and y {len(out['y'])}")
+    return out
+
+
+def _floats(values) -> list:
+    out = []
+    for v in np.asarray(values, dtype=float).ravel().tolist():
+        out.append(v if math.isfinite(v) else None)
+    return out
+
+
+def _numbers(levels) -> list[float]:
+    """Difficulty levels as numbers: their values when all are numeric, else their positions 0, 1, …"""
+    try:
+        return [float(v) for v in levels]
+    except (TypeError, ValueError):
+        return [float(i) for i in range(len(levels))]
+
+
+def _mean(arrays):
+    """The element-wise mean of the controls' arrays, or None without controls."""
+    arrays = [np.asarray(a, dtype=float) for a in arrays or []]
+    return np.mean(np.stack(arrays), axis=0) if arrays else None
+
+
+# -- the chapters' key curves -------------------------------------------------------------------
+
+
+def contributions(result, controls=()) -> dict:
+    """§3.1: mean relative contribution per layer of attention, MLP and the whole layer."""
+    frame = result.to_frame()
+    L = len(frame)
+    names = {"rel_attn": ("Attention ‖a‖/‖h‖", "Relative contribution of attention"), "rel_mlp": ("MLP ‖m‖/‖h+a‖", "Relative contribution of the MLP"), "rel_layer": ("Layer ‖a+m‖/‖h‖", "Relative contribution of the whole layer")}
+    return {
+        key: curve(range(L), frame[key].to_numpy(), "Layer", f"Mean {label}", title, control=_mean([c.to_frame()[key].to_numpy() for c in controls]))
+        for key, (label, title) in names.items()
+    }
+
+
+def logit_lens(lens, controls=()) -> dict:
+    """§3.2 logit lens: KL of each residual's lens distribution from the output, and top-k overlap."""
+    kl = lambda r: np.append(r.kl, r.final_kl)  # noqa: E731
+    top = lambda r: np.append(r.topk_overlap, r.final_topk_overlap)  # noqa: E731
+    L = len(lens.kl)
+    return {
+        "kl": curve(range(L + 1), kl(lens), "Residual b", "KL(p_b ‖ p_final) [nats]", "Logit-lens KL from the output, per residual", "residual", _mean([kl(c) for c in controls])),
+        "topk_overlap": curve(range(L + 1), top(lens), "Residual b", "Top-k overlap with the output", "Logit-lens top-k overlap with the output", "residual", _mean([top(c) for c in controls])),
+    }
+
+
+def _next_k(M, k: int) -> np.ndarray:
+    """Per scored skipped layer s < L - k: its largest effect on the next k layers (the halves score)."""
+    M = np.asarray(M, dtype=float)
+    return np.array([np.max(M[s, s + 1 : s + 1 + k]) for s in range(M.shape[0] - k)])
+
+
+def skipping(cur, fut, controls_cur=(), controls_fut=(), k: int | None = None) -> dict:
+    """§3.2 skipping: per skipped layer its halves score (max effect on the next k layers) and its
+    effect on the output distribution, at the current token and at future tokens."""
+    from .chapters.skipping import default_k
+
+    L = cur.layer_effect.shape[0]
+    k = k or default_k(L)
+    out = {}
+    for name, res, ctl in (("current", cur, controls_cur), ("future", fut, controls_fut)):
+        if L - k >= 1:
+            out[f"halves_{name}"] = curve(range(L - k), _next_k(res.layer_effect, k), "Layer skipped", f"Max effect on the next {k} layer(s)", f"Skipping a layer: its largest effect on the next {k} layer(s), {name} token{'s' if name == 'future' else ''}", control=_mean([_next_k(c.layer_effect, k) for c in ctl]))
+        out[f"output_{name}"] = curve(range(L), res.output_effect, "Layer skipped", "Max change of the output", f"Skipping a layer: its effect on the output distribution, {name} token{'s' if name == 'future' else ''}", control=_mean([c.output_effect for c in ctl]))
+    return out
+
+
+def complexity(results: dict, controls: dict | None = None, xlabels: dict | None = None) -> dict:
+    """§3.3: the depth score per difficulty level of each data set, divided by L - 1 (0: the first
+    layer, 1: the last) so that models of different depths share the axis."""
+    out = {}
+    for name, r in results.items():
+        L = r.max_E.shape[-1]
+        scale = max(L - 1, 1)
+        levels = _numbers(r.levels)
+        for part, label in (("depth_layer", "layer effect"), ("depth_output", "logit effect")):
+            ctl = _mean([getattr(c, part) for c in (controls or {}).get(name, [])])
+            key = f"{part}_{re.sub(r'[^A-Za-z0-9]+', '_', name).strip('_').lower()}"
+            out[key] = curve(levels, np.asarray(getattr(r, part), dtype=float) / scale, (xlabels or {}).get(name, "Level"), "Depth score / (L − 1)", f"Depth score ({label}) per level, {name}", None, None if ctl is None else ctl / scale)
+    return out
+
+
+def linear_maps(result, random=()) -> dict:
+    """§3.4: for each source layer (relative depth), the relative depth of the best-predicted target layer."""
+    best = result.best_match()
+    ctl = _mean([r.best_match()["best_tgt_depth"].to_numpy() for r in random])
+    return {"best_match": curve(best["src_depth"], best["best_tgt_depth"], "Source relative depth", "Best target relative depth", "Shallow-to-deep linear maps: the best target layer of each source layer", None, ctl)}
+
+
+def accuracy(table) -> dict:
+    """The model page: exact-match accuracy per level of each set (chance as the 'control')."""
+    out = {}
+    for name, rows in table.groupby("set", sort=False):
+        key = "accuracy_" + re.sub(r"[^A-Za-z0-9]+", "_", str(name)).strip("_").lower()
+        levels = _numbers(rows["level"])
+        out[key] = curve(levels, rows["accuracy"], "Level", "Exact-match accuracy", f"Accuracy per level, {name}", None, rows["chance"].to_numpy())
+    return out
+
+
+# -- writing and reading ------------------------------------------------------------------------
+
+
+def save(chapter: str, model, curves: dict, path: str | Path | None = None) -> dict:
+    """Write the chapter's curves for `model` (a loaded Model, or (spec, n_layers)) to `path`, or to
+    the file `effdepth run` named in $EFFDEPTH_CURVES; without either, write nothing. Returns the
+    JSON-ready dict."""
+    spec, n_layers = (model.spec, model.n_layers) if hasattr(model, "spec") else model
+    data = {"model": str(spec), "n_layers": int(n_layers), "chapter": str(chapter), "curves": dict(curves)}
+    check(data)
+    target = path or os.environ.get(ENV)
+    if target:
+        target = Path(target)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data, indent=1, allow_nan=False))
+        os.replace(tmp, target)
+    return data
+
+
+def check(data) -> None:
+    """Raise ValueError naming the first way `data` is not the schema above."""
+    if not isinstance(data, dict):
+        raise ValueError("curves: not a JSON object")
+    for key, kind in (("model", str), ("n_layers", int), ("curves", dict)):
+        if not isinstance(data.get(key), kind):
+            raise ValueError(f"curves: '{key}' missing or not {kind.__name__}")
+    for name, c in data["curves"].items():
+        if not isinstance(c, dict):
+            raise ValueError(f"curves: '{name}' is not an object")
+        for key in ("x", "y"):
+            if not isinstance(c.get(key), list):
+                raise ValueError(f"curves: '{name}' has no list '{key}'")
+        for key in ("xlabel", "ylabel"):
+            if not isinstance(c.get(key), str):
+                raise ValueError(f"curves: '{name}' has no '{key}'")
+        if len(c["x"]) != len(c["y"]) or ("control" in c and len(c["control"]) != len(c["y"])):
+            raise ValueError(f"curves: '{name}' has x, y (and control) of different lengths")
+        if c.get("depth") not in DEPTHS:
+            raise ValueError(f"curves: '{name}' has depth {c.get('depth')!r}, not one of {DEPTHS}")
+
+
+def load(path: str | Path) -> dict | None:
+    """A curves file as a dict, or None when it is absent, unreadable or not of the schema."""
+    try:
+        data = json.loads(Path(path).read_text())
+        check(data)
+        return data
+    except (OSError, ValueError):
+        return None
+
+
+def path_of(run_dir: str | Path, chapter: str) -> Path:
+    """Where `effdepth run` keeps a chapter's curves: runs/<slug>/<chapter>.curves.json."""
+    return Path(run_dir) / f"{chapter}.curves.json"
+
+
+# -- the overlays -------------------------------------------------------------------------------
+
+
+def positions(c: dict, n_layers: int, relative: bool) -> np.ndarray:
+    """The x at which a curve is drawn: relative depth for layer / residual indices when `relative`."""
+    x = np.array([np.nan if v is None else v for v in c["x"]], dtype=float)
+    if relative and c.get("depth") == "layer":
+        return (x + 0.5) / n_layers
+    if relative and c.get("depth") == "residual":
+        return x / n_layers
+    return x
+
+
+def overlay(key: str, runs: list[tuple[str, dict]]):
+    """One axis with `key`'s curve of every run [(model spec, curves data)]: one solid line per
+    model (labelled with `plots.short_name` and its depth), its random-init control dashed in the
+    same colour; x is relative depth when the depths differ. Returns (figure, relative?)."""
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    from .plots import PALETTE, short_name
+
+    present = [(m, d) for m, d in runs if key in d["curves"]]
+    first = present[0][1]["curves"][key]
+    depths = {d["n_layers"] for _, d in present}
+    relative = len(depths) > 1 and first.get("depth") in ("layer", "residual")
+    fig, ax = plt.subplots(figsize=(7.6, 3.4))
+    handles = []
+    for i, (m, d) in enumerate(present):
+        c = d["curves"][key]
+        color = PALETTE[i % len(PALETTE)]
+        x = positions(c, d["n_layers"], relative)
+        y = np.array([np.nan if v is None else v for v in c["y"]], dtype=float)
+        (line,) = ax.plot(x, y, "o-", color=color, markersize=3.5, linewidth=1.8, label=f"{short_name(m)} ({d['n_layers']} layers)")
+        handles.append(line)
+        if c.get("control") is not None:
+            yc = np.array([np.nan if v is None else v for v in c["control"]], dtype=float)
+            ax.plot(x, yc, "--", color=color, alpha=0.7, linewidth=1.3)
+    if any(d["curves"][key].get("control") is not None for _, d in present):
+        handles.append(Line2D([], [], color="#6f6f6f", linestyle="--", linewidth=1.3, label="dashed: its random-init control"))
+    xlabel = first["xlabel"]
+    if relative:
+        xlabel = "Relative depth (layer + ½) / L" if first.get("depth") == "layer" else "Relative depth b / L"
+        ax.set_xlim(0, 1)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(first["ylabel"])
+    ax.set_title(first.get("title", key))
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9.5)
+    fig.tight_layout()
+    return fig, relative
+
+
+def side_by_side_page(chapter: str, title: str, runs: list[tuple[str, Path]], chapter_dir: Path) -> str | None:
+    """book/chapters/<chapter>--side-by-side.md (MyST) with one PNG per key curve that at least two
+    of the `runs` [(model spec, run folder)] saved, overlaid on one axis; returns the page's name,
+    or None when fewer than two models have curves of this chapter (no page then)."""
+    import matplotlib.pyplot as plt
+
+    from .plots import short_name
+
+    loaded = [(m, load(path_of(d, chapter))) for m, d in runs]
+    have = [(m, data) for m, data in loaded if data is not None]
+    if len(have) < 2:
+        return None
+    page = f"{chapter}--side-by-side"
+    keys = []
+    for _, data in have:
+        keys += [k for k in data["curves"] if k not in keys]
+    keys = [k for k in keys if sum(k in data["curves"] for _, data in have) >= 2]
+    if not keys:
+        return None
+    for old in chapter_dir.glob(f"{page}-*.png"):
+        old.unlink()
+    lines = [f"# {title} — side by side", ""]
+    lines += [
+        f"The key curves of this chapter for the {len(have)} models of this book that saved them, each quantity on one axis: "
+        "one solid line per model and, dashed in the same colour, its random-init control (the mean over the chapter's "
+        "control seeds). They are read from each run's saved curves (`runs/<model>/" + chapter + ".curves.json`); nothing was re-run. "
+        "Where the models' depths differ, layers are placed at their relative depth, so a curve that stretches "
+        "with depth lines up.",
+        "",
+    ]
+    lines += [f"- {_describe(m)}" for m, _ in have]
+    missing = [m for m, data in loaded if data is None]
+    if missing:
+        lines += ["", "Not overlaid (their run of this chapter saved no curves, or has not run): " + ", ".join(f"`{short_name(m)}`" for m in missing) + f". Rerun `effdepth run --chapters {chapter}` on them to add them."]
+    for key in keys:
+        fig, relative = overlay(key, have)
+        png = f"{page}-{key}.png"
+        fig.savefig(chapter_dir / png, bbox_inches="tight")
+        plt.close(fig)
+        c = next(data["curves"][key] for _, data in have if key in data["curves"])
+        names = ", ".join(f"`{short_name(m)}`" for m, data in have if key in data["curves"])
+        where = "x: relative depth, since the models' depths differ." if relative else f"x: {c['xlabel']}."
+        label = re.sub(r"[^a-z0-9-]+", "-", f"fig-{chapter}-sbs-{key}".lower())
+        lines += ["", f"## {c.get('title', key)}", "", f"```{{figure}} {png}", f":name: {label}", ":width: 100%", "", f"**{c.get('title', key)}**, on {names}. {c['ylabel']}; {where}", "```"]
+    (chapter_dir / f"{page}.md").write_text("\n".join(lines) + "\n")
+    return page
+
+
+def _describe(spec: str) -> str:
+    from .book import describe_model
+
+    return describe_model(spec) + "."
