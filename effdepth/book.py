@@ -41,19 +41,20 @@ class Chapter:
     title: str
     zoo_only: bool = False  # needs the project's zoo (e.g. trains models), skipped for other models
     pretrained_only: bool = False  # about a pretrained model (its size, its accuracy), skipped for zoo models
+    made_by: str | None = None  # what made the page's figures when it is not the run's model
 
 
 CHAPTERS: tuple[Chapter, ...] = (
     Chapter("zoo", "The zoo", zoo_only=True),
     Chapter("model", "The pretrained model and its prompts", pretrained_only=True),
-    Chapter("benchmarks", "Fig 1 / App. B: depth and benchmark score"),
+    Chapter("benchmarks", "Fig 1 / App. B: depth and benchmark score", made_by="published numbers of open models (the frozen table, or the live leaderboard when it answers), not a model measured by this book"),
     Chapter("contributions", "§3.1 Residual contributions"),
     Chapter("skipping", "§3.2 Layer skipping and local effects"),
     Chapter("logit_lens", "§3.2 The logit lens"),
     Chapter("complexity", "§3.3 Depth and problem complexity"),
     Chapter("linear_maps", "§3.4 Shallow-to-deep linear maps", zoo_only=False),
-    Chapter("objective", "§3.5 Objective or architecture?", zoo_only=True),
-    Chapter("comparison", "Across depths: the zoo side by side"),
+    Chapter("objective", "§3.5 Objective or architecture?", zoo_only=True, made_by="the small models this chapter trains itself (its grid of objectives and architectures), not the zoo's default model"),
+    Chapter("comparison", "Across depths: the zoo side by side", made_by="the zoo's models of every depth (2, 4 and 8 layers), measured the same way"),
 )
 
 
@@ -467,7 +468,7 @@ def _render_chapter(src: Path, chapter: Chapter, target: Path, model: str, other
     executed, failed = src / f"{chapter.name}.ipynb", src / f"{chapter.name}.failed.ipynb"
     record, latest_failed = _latest_run(src, chapter.name)
     shown = executed if executed.exists() else failed
-    _prepare_for_rendering(shown, target, failure=(failed, record) if latest_failed else None, model_note=_model_note(model, others, main, overlay), title_suffix="" if main else f" — on {short_name(model)}")
+    _prepare_for_rendering(shown, target, failure=(failed, record) if latest_failed else None, model_note=_model_note(model, others, main, overlay, made_by=chapter.made_by), title_suffix="" if main else f" — on {short_name(model)}")
     if not main:  # a sub-page repeats the main page's figure labels: make them its own
         import nbformat
 
@@ -505,16 +506,17 @@ def describe_model(spec: str) -> str:
     return f"**`{short_name(spec)}`**"
 
 
-def _model_note(model: str, others: list[tuple[str, str]], main: bool, overlay: str | None = None) -> str:
-    """The note under a chapter's title: which model made every figure on the page, where the
-    same chapter on the other models of this book is, and their curves overlaid (`overlay`)."""
+def _model_note(model: str, others: list[tuple[str, str]], main: bool, overlay: str | None = None, made_by: str | None = None) -> str:
+    """The note under a chapter's title: which model made every figure on the page (`made_by` where
+    that is not the run's model), where the same chapter on the other models of this book is, and
+    their curves overlaid (`overlay`)."""
     links = ", ".join(f"[{short_name(o)}]({page}.ipynb)" for o, page in others)
     where = ""
     if others:
         where = f" The same measurements on {links} are on {'its sub-page' if len(others) == 1 else 'the sub-pages'} of this chapter." if main else f" This chapter's main page shows {links}."
     if overlay:
         where += f" The key curves of every model of this book on one axis: [side by side]({overlay}.md)."
-    return f"```{{note}}\nEvery figure and number on this page was made by {describe_model(model)}.{where}\n```"
+    return f"```{{note}}\nEvery figure and number on this page was made by {made_by or describe_model(model)}.{where}\n```"
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")

@@ -103,3 +103,13 @@ def test_zoo_depth_comparison_names_what_the_deep_model_is_worse_at():
     wins, losses = depth_comparison(deep, shallow)
     assert wins == ["2 hop (30 % vs 20 %)"] and losses == ["1 hop (60 % vs 100 %)"]
     assert depth_comparison(shallow, shallow) == ([], [])
+
+
+def test_pages_not_made_by_the_run_model_say_what_made_them():
+    from effdepth.book import CHAPTERS, _model_note
+
+    by = {c.name: c for c in CHAPTERS}
+    note = _model_note("zoo:default", [], True, made_by=by["benchmarks"].made_by)
+    assert "published numbers of open models" in note and "zoo" not in note.split("made by", 1)[1].split("(")[0]
+    assert "trains itself" in _model_note("zoo:default", [], True, made_by=by["objective"].made_by)
+    assert by["contributions"].made_by is None and "small model of this project's zoo" in _model_note("zoo:default", [], True)
