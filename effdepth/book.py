@@ -613,6 +613,9 @@ def _run_summary(runs: list[tuple[str, Path]], pages: dict[str, list[str]], chap
     (chapter_dir / "run_summary.md").write_text("\n".join(lines) + "\n")
 
 
+COURSE_FOLDER = "course"  # runs/course/: the executed exercise notebooks
+
+
 def runs_index(runs_dir: Path | None = None, extra: list[tuple[str, Path]] | None = None) -> list[dict]:
     """The runs that exist: one entry per runs/<slug>/ folder holding a status.json or an executed
     notebook (and per folder of `extra` [(model, folder)] outside it), each {'slug', 'dir', 'model',
@@ -622,6 +625,8 @@ def runs_index(runs_dir: Path | None = None, extra: list[tuple[str, Path]] | Non
     root = Path(runs_dir or RUNS)
     if root.is_dir():
         for d in sorted(root.iterdir()):
+            if d.name == COURSE_FOLDER:  # the course's exercise notebooks (effdepth.exercises.course), not a model's run
+                continue
             if d.is_dir() and ((d / "status.json").exists() or any(d.glob("*.ipynb"))):
                 folders[d.resolve()] = None
     for m, d in extra or []:

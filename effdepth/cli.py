@@ -120,7 +120,7 @@ def cmd_runs(args) -> int:
     for e in index:
         for name in e["failed"]:
             print(f"  {e['slug']}/{name}: {e['chapters'][name]}")
-    print(f"[effdepth] {len(index)} run(s) in {root}; side by side: effdepth book --models " + ",".join(e["model"] for e in index[:3]))
+    print(f"[effdepth] {len(index)} run(s) in {root}; side by side: effdepth book --models " + ",".join(e["model"] for e in index))
     return 0
 
 

@@ -128,6 +128,8 @@ def test_runs_index_lists_each_run_with_its_ok_and_failed_chapters(tmp_path, cap
     book._record(b, "random:zoo:llama-2l", "logit_lens", "ok", {}, 2.0)
     (b / "complexity.ipynb").write_text("{}")  # a notebook without a record still counts
     (root / "empty").mkdir()
+    (root / "course").mkdir()
+    (root / "course" / "1_contribution.ipynb").write_text("{}")  # the course's exercise notebooks are no model's run
     index = book.runs_index(root)
     assert [e["slug"] for e in index] == ["random-zoo-llama-2l", "zoo-llama-2l"]  # the empty folder is no run
     ra, rb = index[1], index[0]
@@ -139,6 +141,7 @@ def test_runs_index_lists_each_run_with_its_ok_and_failed_chapters(tmp_path, cap
     assert main(["runs", "--dir", str(root)]) == 0
     out = capsys.readouterr().out
     assert "random-zoo-llama-2l" in out and "zoo-llama-2l/skipping: failed: RuntimeError: out of memory" in out
+    assert "effdepth book --models random:zoo:llama-2l,zoo:llama-2l" in out  # every run, and no course
 
 
 def test_random_spec_is_the_same_architecture_with_other_weights(tmp_path):

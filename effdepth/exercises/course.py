@@ -18,10 +18,10 @@ import sys
 import time
 from pathlib import Path
 
-from ..book import NOTEBOOKS, RUNS, execute
+from ..book import COURSE_FOLDER, NOTEBOOKS, RUNS, execute
 
 COURSE_NOTEBOOKS = NOTEBOOKS / "course"
-COURSE_RUNS = RUNS / "course"
+COURSE_RUNS = RUNS / COURSE_FOLDER
 # (notebook stem, title, minutes a class needs for it: reading, writing, checking, the questions)
 COURSE = (
     ("1_contribution", "Exercise 1 · Relative contribution (§3.1)", 25),
