@@ -58,6 +58,16 @@ def _floats(values) -> list:
     return out
 
 
+def _array(values: list) -> np.ndarray:
+    """A stored list back as floats (None, a non-finite value, as NaN)."""
+    return np.array([np.nan if v is None else v for v in values], dtype=float)
+
+
+def _key(name) -> str:
+    """A data set's name as part of a curve key: 'Word problems (GSM8K format)' -> 'word_problems_gsm8k_format'."""
+    return re.sub(r"[^A-Za-z0-9]+", "_", str(name)).strip("_").lower()
+
+
 def _numbers(levels) -> list[float]:
     """Difficulty levels as numbers: their values when all are numeric, else their positions 0, 1, …"""
     try:
@@ -97,23 +107,18 @@ def logit_lens(lens, controls=()) -> dict:
     }
 
 
-def _next_k(M, k: int) -> np.ndarray:
-    """Per scored skipped layer s < L - k: its largest effect on the next k layers (the halves score)."""
-    M = np.asarray(M, dtype=float)
-    return np.array([np.max(M[s, s + 1 : s + 1 + k]) for s in range(M.shape[0] - k)])
-
-
 def skipping(cur, fut, controls_cur=(), controls_fut=(), k: int | None = None) -> dict:
     """§3.2 skipping: per skipped layer its halves score (max effect on the next k layers) and its
     effect on the output distribution, at the current token and at future tokens."""
     from .chapters.skipping import default_k
+    from .stats import next_k_scores
 
     L = cur.layer_effect.shape[0]
     k = k or default_k(L)
     out = {}
     for name, res, ctl in (("current", cur, controls_cur), ("future", fut, controls_fut)):
         if L - k >= 1:
-            out[f"halves_{name}"] = curve(range(L - k), _next_k(res.layer_effect, k), "Layer skipped", f"Max effect on the next {k} layer(s)", f"Skipping a layer: its largest effect on the next {k} layer(s), {name} token{'s' if name == 'future' else ''}", control=_mean([_next_k(c.layer_effect, k) for c in ctl]))
+            out[f"halves_{name}"] = curve(range(L - k), next_k_scores(res.layer_effect, k), "Layer skipped", f"Max effect on the next {k} layer(s)", f"Skipping a layer: its largest effect on the next {k} layer(s), {name} token{'s' if name == 'future' else ''}", control=_mean([next_k_scores(c.layer_effect, k) for c in ctl]))
         out[f"output_{name}"] = curve(range(L), res.output_effect, "Layer skipped", "Max change of the output", f"Skipping a layer: its effect on the output distribution, {name} token{'s' if name == 'future' else ''}", control=_mean([c.output_effect for c in ctl]))
     return out
 
@@ -128,7 +133,7 @@ def complexity(results: dict, controls: dict | None = None, xlabels: dict | None
         levels = _numbers(r.levels)
         for part, label in (("depth_layer", "layer effect"), ("depth_output", "logit effect")):
             ctl = _mean([getattr(c, part) for c in (controls or {}).get(name, [])])
-            key = f"{part}_{re.sub(r'[^A-Za-z0-9]+', '_', name).strip('_').lower()}"
+            key = f"{part}_{_key(name)}"
             out[key] = curve(levels, np.asarray(getattr(r, part), dtype=float) / scale, (xlabels or {}).get(name, "Level"), "Depth score / (L − 1)", f"Depth score ({label}) per level, {name}", None, None if ctl is None else ctl / scale)
     return out
 
@@ -144,7 +149,7 @@ def accuracy(table) -> dict:
     """The model page: exact-match accuracy per level of each set (chance as the 'control')."""
     out = {}
     for name, rows in table.groupby("set", sort=False):
-        key = "accuracy_" + re.sub(r"[^A-Za-z0-9]+", "_", str(name)).strip("_").lower()
+        key = f"accuracy_{_key(name)}"
         levels = _numbers(rows["level"])
         out[key] = curve(levels, rows["accuracy"], "Level", "Exact-match accuracy", f"Accuracy per level, {name}", None, rows["chance"].to_numpy())
     return out
@@ -211,7 +216,7 @@ def path_of(run_dir: str | Path, chapter: str) -> Path:
 
 def positions(c: dict, n_layers: int, relative: bool) -> np.ndarray:
     """The x at which a curve is drawn: relative depth for layer / residual indices when `relative`."""
-    x = np.array([np.nan if v is None else v for v in c["x"]], dtype=float)
+    x = _array(c["x"])
     if relative and c.get("depth") == "layer":
         return (x + 0.5) / n_layers
     if relative and c.get("depth") == "residual":
@@ -238,11 +243,11 @@ def overlay(key: str, runs: list[tuple[str, dict]]):
         c = d["curves"][key]
         color = PALETTE[i % len(PALETTE)]
         x = positions(c, d["n_layers"], relative)
-        y = np.array([np.nan if v is None else v for v in c["y"]], dtype=float)
+        y = _array(c["y"])
         (line,) = ax.plot(x, y, "o-", color=color, markersize=3.5, linewidth=1.8, label=f"{short_name(m)} ({d['n_layers']} layers)")
         handles.append(line)
         if c.get("control") is not None:
-            yc = np.array([np.nan if v is None else v for v in c["control"]], dtype=float)
+            yc = _array(c["control"])
             ax.plot(x, yc, "--", color=color, alpha=0.7, linewidth=1.3)
     if any(d["curves"][key].get("control") is not None for _, d in present):
         handles.append(Line2D([], [], color="#6f6f6f", linestyle="--", linewidth=1.3, label="dashed: its random-init control"))

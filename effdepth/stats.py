@@ -255,9 +255,11 @@ def knees_agree(x_a: float, x_b: float, tolerance: float = 0.125) -> bool:
     return bool(abs(float(x_a) - float(x_b)) <= tolerance)
 
 
-def _half_scores(M: np.ndarray, k: int, reduce) -> np.ndarray:
-    L = M.shape[0]
-    return np.array([reduce(M[s, s + 1 : s + 1 + k]) for s in range(L - k)])
+def next_k_scores(M, k: int, reduce=np.max) -> np.ndarray:
+    """The halves score of each scored skipped layer s < L - k: `reduce` (max by default) of its
+    effects on the next k layers, M[s, s+1 … s+k]."""
+    M = np.asarray(M, dtype=float)
+    return np.array([reduce(M[s, s + 1 : s + 1 + k]) for s in range(M.shape[0] - k)])
 
 
 def halves(matrix, k: int = 1, reduce: str = "max", n_perm: int = 2000, seed: int = 0, alpha: float = 0.05) -> dict:
@@ -284,7 +286,7 @@ def halves(matrix, k: int = 1, reduce: str = "max", n_perm: int = 2000, seed: in
     first = np.arange(S) < L / 2
     if first.all():
         raise ValueError(f"With L={L} and k={k} no second-half layer is scored; use a smaller k.")
-    scores = _half_scores(M, k, red)
+    scores = next_k_scores(M, k, red)
 
     def diff_of(sc):
         return float(sc[first].mean() - sc[~first].mean())

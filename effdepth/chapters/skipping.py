@@ -75,7 +75,7 @@ N_BOOT = 200
 
 def _scores_next_k(M: np.ndarray, k: int) -> tuple[float, float]:
     L = M.shape[0]
-    sc = np.array([np.max(M[s, s + 1 : s + 1 + k]) for s in range(L - k)])
+    sc = stats.next_k_scores(M, k)
     first = np.arange(L - k) < L / 2
     return float(sc[first].mean()), float(sc[~first].mean())
 
@@ -136,7 +136,7 @@ def per_example_share(result, k: int | None = None) -> dict:
     for M in ex:
         if np.isnan(M).all():
             continue
-        sc = np.array([np.nanmax(M[s, s + 1 : s + 1 + k]) for s in range(L - k)])
+        sc = stats.next_k_scores(M, k, np.nanmax)
         first = np.arange(L - k) < L / 2
         diffs.append(float(sc[first].mean() - sc[~first].mean()))
     t = stats.sign_test(diffs)
