@@ -297,6 +297,9 @@ def side_by_side_page(chapter: str, title: str, runs: list[tuple[str, Path]], ch
     missing = [m for m, data in loaded if data is None]
     if missing:
         lines += ["", "Not overlaid (their run of this chapter saved no curves, or has not run): " + ", ".join(f"`{short_name(m)}`" for m in missing) + f". Rerun `effdepth run --chapters {chapter}` on them to add them."]
+    unmatched = [m for m, data in have if not any(k in data["curves"] for k in keys)]
+    if unmatched:
+        lines += ["", "Saved curves, but none that another model of this book has (e.g. measured on other data sets), so not drawn here: " + ", ".join(f"`{short_name(m)}`" for m in unmatched) + "; their own pages show them."]
     for key in keys:
         fig, relative = overlay(key, have)
         png = f"{page}-{key}.png"

