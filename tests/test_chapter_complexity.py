@@ -87,3 +87,30 @@ def test_run_sentence_names_fewer_split_points_than_the_papers():
     sets = {"Word problems (GSM8K format)": {"examples": {1: [None] * 3, 2: [None] * 3}}}
     assert "split at 1 point(s) each, not the paper's 4" in ch.run_findings(lm, sets, [], "x", 2, n_splits=1).text["run"]
     assert "split at" not in ch.run_findings(lm, sets, [], "x", 2).text["run"]
+
+
+def test_depth_sets_selects_by_leading_words_and_refuses_a_name_it_does_not_know():
+    sets = {"Word problems (GSM8K format)": {}, "Kinship questions": {}}
+    measured, left = ch.depth_sets(sets, ["word problems"])
+    assert list(measured) == ["Word problems (GSM8K format)"] and list(left) == ["Kinship questions"]
+    assert ch.depth_sets(sets, None) == (sets, {})
+    try:
+        ch.depth_sets(sets, "MATH")
+    except ValueError as err:
+        assert "Kinship questions" in str(err)
+    else:
+        raise AssertionError("an unknown set name must be refused")
+
+
+def _accuracy_rows(name, accs, labels):
+    import pandas as pd
+
+    return pd.DataFrame({"set": name, "level": range(1, len(accs) + 1), "n": 10, "accuracy": accs, "chance": 0.25, "label": labels})
+
+
+def test_a_set_left_out_at_chance_loses_nothing_but_one_answered_above_chance_is_a_gap():
+    at_chance = ch.left_out_findings("m", _accuracy_rows("Kinship questions", [0.2, 0.3], ["at chance"] * 2)).text["left_out"]
+    assert "Kinship questions" in at_chance and "would say nothing" in at_chance and "gap" not in at_chance
+    answered = ch.left_out_findings("m", _accuracy_rows("Kinship questions", [0.9, 0.3], ["above chance", "at chance"])).text["left_out"]
+    assert "gap" in answered and "level 1" in answered and "would say nothing" not in answered
+    assert "every difficulty set" in ch.left_out_findings("m", None).text["left_out"]

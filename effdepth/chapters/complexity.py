@@ -337,3 +337,47 @@ def run_findings(lm, sets: dict, notes: list, reference_source: str, n_controls:
         + " ".join(notes)
     )
     return f
+
+
+def depth_sets(sets: dict, chosen=None) -> tuple[dict, dict]:
+    """(measured, left out): the difficulty sets the depth score is measured on (every set when
+    `chosen` is None; else those whose name starts with one of the `chosen` strings) and the rest."""
+    if chosen is None:
+        return dict(sets), {}
+    chosen = [chosen] if isinstance(chosen, str) else list(chosen)
+    measured = {n: s for n, s in sets.items() if any(n.lower().startswith(c.lower()) for c in chosen)}
+    if not measured:
+        raise ValueError(f"depth_sets={chosen!r} names none of this run's difficulty sets: {', '.join(repr(n) for n in sets)}.")
+    return measured, {n: s for n, s in sets.items() if n not in measured}
+
+
+def left_out_findings(model_name: str, table: pd.DataFrame) -> Findings:
+    """The sentence on difficulty sets whose depth score this run did not measure (`depth_sets`).
+
+    table: `effdepth.accuracy.accuracy_table` of the model on those sets (one row per set and level,
+    with its 'at chance' label). A set the model answers at chance at every level loses nothing: its
+    depth score could not be the paper's pattern (the rules need the model to answer better than its
+    control); a set it answers above chance somewhere is a real gap, and the sentence says so."""
+    f = Findings()
+    if table is None or len(table) == 0:
+        f.text["left_out"] = "The depth score is measured on every difficulty set of this run."
+        f.numbers["n_left_out"] = 0
+        return f
+    parts, gaps = [], []
+    for name, rows in table.groupby("set", sort=False):
+        levels = ", ".join(f"level {lv}: {100 * a:.0f} % of {n} (chance {100 * c:.0f} %)" for lv, a, n, c in zip(rows["level"], rows["accuracy"], rows["n"], rows["chance"]))
+        above = [str(lv) for lv, lab in zip(rows["level"], rows["label"]) if lab != "at chance"]
+        parts.append(f"{name} ({model_name}'s accuracy: {levels})")
+        if above:
+            gaps.append(f"{name} (above chance at level {', '.join(above)})")
+    head = "**Not measured on this model in this run** (`depth_sets`, sized for this machine): the depth score on " + "; ".join(parts) + ". "
+    if gaps:
+        tail = (f"That leaves a gap: the model answers {'; '.join(gaps)} better than guessing, so its depth score there could be "
+                "informative; run the chapter with `depth_sets=None` (every set) on a faster machine.")
+    else:
+        tail = ("No level is distinguishable from chance (one-sided binomial test), so a depth score there would say nothing about how answering "
+                "uses depth: a model that does not compute the answers is never the paper's pattern (see the rules). The zoo's "
+                "page measures the same kind of set on a model that answers it.")
+    f.text["left_out"] = head + tail
+    f.numbers["n_left_out"] = int(table["set"].nunique())
+    return f

@@ -114,9 +114,10 @@ def _zoo(*specs: ZooSpec) -> dict[str, ZooSpec]:
 MODELS: dict[str, ZooSpec] = _zoo(
     ZooSpec("llama-2l", n_layers=2),
     ZooSpec("llama-4l", n_layers=4),
-    # The deepest model's mixture phase takes both cores: with train_all on two cores the shallow
-    # models (≈ 370 s together) finish during its curriculum (≈ 430 s), leaving the second core idle.
-    ZooSpec("llama-8l", n_layers=8, mixture_threads=2),
+    # One torch thread throughout: one and two threads give bit-identical weights at these sizes (30
+    # mixture steps compared tensor by tensor), and two threads on a machine whose other core is busy
+    # (make book runs a second job beside the zoo) ran 1.8× slower than one.
+    ZooSpec("llama-8l", n_layers=8),
 )
 DEFAULT = "llama-8l"
 SHALLOW = "llama-4l"
@@ -394,7 +395,7 @@ def train_all(names=None, progress: bool = True, workers: int | None = None) -> 
     Models still to train are trained side by side in ``workers`` processes (default: one per CPU
     core, at most one per model), deepest first, each with the torch threads its spec names, so a
     2-core machine trains the deepest model on one core and the others one after another on the
-    second (the deepest model's mixture phase then takes both). Each process
+    second. Each process
     trains exactly what :func:`ensure` would (same seed, same batches), so results do not depend
     on ``workers``; the shared training batches are built once, before the processes start.
     """

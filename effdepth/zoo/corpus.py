@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import random
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
@@ -189,6 +190,23 @@ def cached_batches(spec: DataSpec, n_batches: int, cache: Path, part: str = "tra
     """
     cache.mkdir(parents=True, exist_ok=True)
     path = cache / f"{part}-{spec.key()}.pt"
+    with _locked(path.with_suffix(".lock")):  # zoo models trained at once in separate processes build it once
+        return _cached_batches(spec, n_batches, path, part, progress)
+
+
+@contextmanager
+def _locked(lock: Path):
+    import fcntl
+
+    with open(lock, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _cached_batches(spec: DataSpec, n_batches: int, path: Path, part: str, progress: bool) -> dict:
     if path.exists():
         try:
             stored = torch.load(path, weights_only=True)
