@@ -95,7 +95,7 @@ class GridSpec:
     warmup: int = 40
     weight_decay: float = 0.1
     grad_clip: float = 1.0
-    threads: int = 2
+    threads: int | None = None  # torch threads of the grid's training on a CPU; None: torch's own count (OMP_NUM_THREADS, else one per core)
     checkpoint_every: int = 100
     # data: entropy = None uses the released generator's settings (train (3, 10), add/sub (4, 16));
     # a (lo, hi) pair scales them down (see `problems`)
@@ -484,7 +484,7 @@ def train_run(
         "final_loss": res.history[-1]["loss"] if res.history else None,
         "history": res.history,
         "device": str(device),
-        "torch_threads": cfg.threads,
+        "torch_threads": cfg.threads or torch.get_num_threads(),
         "trained_at": time.strftime("%Y-%m-%d %H:%M:%S"),
         **extra,
     }
@@ -629,7 +629,7 @@ def _run_jobs(phases: list[list[tuple]], spec: GridSpec, device: str, progress: 
         return
     import multiprocessing as mp
 
-    wspec = replace(spec, threads=max(1, spec.threads // workers))
+    wspec = replace(spec, threads=max(1, (spec.threads or torch.get_num_threads()) // workers))
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as ex:
         for phase in phases:
             for fut in [ex.submit(_job, job, wspec, device, progress) for job in phase]:
