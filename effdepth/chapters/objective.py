@@ -290,7 +290,7 @@ def finetune_findings(E: dict, seed_distances: dict | None = None, learned: dict
 def findings(acc, base, n_problems, use, control_use=None, control_acc=None, finetune: Findings | None = None, modules=("all",)) -> Findings:
     """All of §3.5: accuracy, depth and (optionally) fine-tuning statements, and the summary sentence."""
     out = accuracy_findings(acc, base, n_problems, modules, control_acc).merge(depth_findings(use, control_use))
-    out = out.merge(finetune if finetune is not None else Findings(numbers={"finetune_statements": []}, text={"finetune_text": "Fine-tuning was switched off for this run (`finetune = False`)."}))
+    out = out.merge(finetune if finetune is not None else Findings(numbers={"finetune_statements": []}, text={"finetune_text": "Fine-tuning was switched off for this run (`finetune = False`; `make book` leaves it out to fit a 2-core CPU, and `effdepth run --set objective.finetune=True` runs it)."}))
     rows = out.numbers["accuracy_statements"] + out.numbers["depth_statements"] + out.numbers["finetune_statements"]
     out.numbers["statements"] = rows
     n_seeds = int(acc.seed.nunique())
