@@ -255,9 +255,11 @@ def greedy_correct(model, ids: torch.Tensor, answer_start: int) -> bool:
 
 
 @torch.no_grad()
-def greedy_correct_batch(model, ids_list: list[torch.Tensor], answer_starts: list[int]) -> list[bool]:
+def greedy_correct_batch(model, ids_list: list[torch.Tensor], answer_starts: list[int], scored: list | None = None) -> list[bool]:
     """`greedy_correct` of several examples in one right-padded forward (exact for causal models:
-    padding comes after every real token and is masked out)."""
+    padding comes after every real token and is masked out). scored: per example, the indices
+    (within the answer's tokens) that must match, or None for all of them: a worked solution is
+    answered when each step's result is, as on the model page (`accuracy.exact_match`)."""
     T = max(len(x) for x in ids_list)
     pad = model.tokenizer.pad_token_id or 0
     batch = torch.full((len(ids_list), T), pad, dtype=torch.long)
@@ -274,9 +276,20 @@ def greedy_correct_batch(model, ids_list: list[torch.Tensor], answer_starts: lis
         pred_all = model.hf(input_ids=batch.to(dev), attention_mask=mask.to(dev), use_cache=False).logits.argmax(-1).cpu()
     out = []
     for i, (x, a0) in enumerate(zip(ids_list, answer_starts)):
-        pred = pred_all[i, a0 - 1 : len(x) - 1]
-        out.append(bool((pred == x[a0:].cpu()).all()))
+        ok = pred_all[i, a0 - 1 : len(x) - 1] == x[a0:].cpu()
+        keep = scored[i] if scored is not None else None
+        out.append(bool(ok[list(keep)].all() if keep else ok.all()))
     return out
+
+
+def scored_answer_tokens(model, answer: str, spans) -> list[int] | None:
+    """Indices of the answer's own tokens (tokenised alone, as `encode_example` does) that overlap
+    the character spans `spans` (an example's `meta['scored']`); None when no spans are named."""
+    if not spans:
+        return None
+    enc = model.tokenizer(answer, add_special_tokens=False, return_offsets_mapping=True)
+    idx = [i for i, (s, e) in enumerate(enc["offset_mapping"]) if e > s and any(s < b and e > a for a, b in spans)]
+    return idx or None
 
 
 def depth_score(
@@ -310,7 +323,7 @@ def depth_score(
         for j, ex in enumerate(exs):
             mode = split_mode_of(ex, split)
             ids, a0 = encode_example(model, ex.prompt, ex.answer, index=f"Example {j} of level {lv!r}")
-            items.append((lv, ex.prompt, ex.answer, mode, example_splits(len(ids), a0, mode, n_splits, split_step, seed=seed, key=ex.prompt + ex.answer)))
+            items.append((lv, ex.prompt, ex.answer, mode, example_splits(len(ids), a0, mode, n_splits, split_step, seed=seed, key=ex.prompt + ex.answer), scored_answer_tokens(model, ex.answer, ex.meta.get("scored"))))
     none = [it for it in items if not it[4]]
     if len(none) == len(items):
         raise ValueError("No example has a split point: 'answer' needs a prompt of at least 3 tokens, 'solution' an answer of more than 4 tokens.")
@@ -323,7 +336,7 @@ def depth_score(
         encoded = [encode_example(model, it[1], it[2]) for it in chunk]
         n = len(chunk)
         out = {
-            "correct": np.array(greedy_correct_batch(model, [e[0] for e in encoded], [e[1] for e in encoded])),
+            "correct": np.array(greedy_correct_batch(model, [e[0] for e in encoded], [e[1] for e in encoded], [it[5] for it in chunk])),
             "n_tokens": np.array([len(e[0]) for e in encoded]),
             "valid": np.zeros(n, dtype=int),
             "E": np.full((n, L, L), np.nan),
@@ -353,7 +366,7 @@ def depth_score(
 
     # 'measure_from' names the position convention (SPEC §9) so results of the old one (measured
     # from t) are never read back from the cache as this one.
-    params = {"split": split, "n_splits": n_splits, "split_step": split_step, "n_boot": n_boot, "seed": seed, "method": method, "measure_from": "t-1"}
+    params = {"split": split, "n_splits": n_splits, "split_step": split_step, "n_boot": n_boot, "seed": seed, "method": method, "measure_from": "t-1", "correct": "scored spans"}
     return measure(
         DepthScore,
         model,

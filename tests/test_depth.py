@@ -103,6 +103,29 @@ def test_greedy_correct_is_teacher_forced_exact_match(tiny_models):
     # batched with right padding: the same verdicts, whatever the lengths
     short = full[:-1]
     assert greedy_correct_batch(model, [short, wrong, full], [len(ids)] * 3) == [True, False, True]
+    # scored tokens only (a worked solution's step results): the wrong last token is not scored
+    assert greedy_correct_batch(model, [wrong, wrong], [len(ids)] * 2, [[0, 1], [2]]) == [True, False]
+
+
+def test_depth_score_counts_an_example_answered_as_the_model_page_does(tiny_models):
+    """A worked solution is answered when each step's result is the greedy prediction (the spans in
+    meta['scored']), the rule of `accuracy.exact_match`, not when every token of the solution is."""
+    from effdepth.accuracy import exact_match
+
+    model = tiny_models["llama"]
+    prompt = "Q: 5+7-5 A:"
+    ids = model.encode(prompt)
+    greedy = []
+    with torch.no_grad():
+        for _ in range(6):
+            greedy.append(int(model.hf(input_ids=torch.cat([ids, torch.tensor(greedy, dtype=torch.long)])[None]).logits[0, -1].argmax()))
+    right = model.tokenizer.decode(greedy[:3])
+    filler = "".join(c for c in "qwertyuiopzxcv" if c not in right)[:8]
+    ex = Example(prompt, right + filler, level=1, meta={"scored": [(0, len(right))]})
+    strict = Example(prompt, right + filler, level=1)
+    assert exact_match(model, [ex, strict]) == [True, False]
+    r = depth_score(model, [ex, strict], split="solution", n_splits=1, n_boot=10)
+    assert list(np.asarray(r.example_correct, bool)) == [True, False]
 
 
 def test_measurement_matches_the_skip_test_and_aggregates(tiny_models):
