@@ -22,13 +22,18 @@ from .data.examples import Example
 from .engine import decode
 
 
+def tokens_in_spans(offsets, spans) -> list[int]:
+    """Indices of the tokens (by their character offsets) that overlap any of the character spans."""
+    return [i for i, (s, e) in enumerate(offsets) if e > s and any(s < b and e > a for a, b in spans)]
+
+
 def scored_tokens(model, ex: Example) -> tuple[torch.Tensor, list[int]]:
     """Token ids of prompt + answer (one string, the tokenizer's specials) and the indices of the
     tokens to score: those overlapping the answer (or its `meta['scored']` spans)."""
     text = ex.prompt + ex.answer
     enc = model.tokenizer(text, return_offsets_mapping=True)
     spans = [(len(ex.prompt) + a, len(ex.prompt) + b) for a, b in ex.meta.get("scored", [(0, len(ex.answer))])]
-    idx = [i for i, (s, e) in enumerate(enc["offset_mapping"]) if e > s and any(s < b and e > a for a, b in spans)]
+    idx = tokens_in_spans(enc["offset_mapping"], spans)
     if not idx or idx[0] == 0:
         raise ValueError(f"No scorable answer tokens in {text!r} (answer {ex.answer!r}).")
     return torch.tensor(enc["input_ids"]), idx

@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .accuracy import tokens_in_spans
 from .models import choose_method
 from .results import Result, measure
 
@@ -278,7 +279,7 @@ def greedy_correct_batch(model, ids_list: list[torch.Tensor], answer_starts: lis
     for i, (x, a0) in enumerate(zip(ids_list, answer_starts)):
         ok = pred_all[i, a0 - 1 : len(x) - 1] == x[a0:].cpu()
         keep = scored[i] if scored is not None else None
-        out.append(bool(ok[list(keep)].all() if keep else ok.all()))
+        out.append(bool((ok[keep] if keep else ok).all()))
     return out
 
 
@@ -288,8 +289,7 @@ def scored_answer_tokens(model, answer: str, spans) -> list[int] | None:
     if not spans:
         return None
     enc = model.tokenizer(answer, add_special_tokens=False, return_offsets_mapping=True)
-    idx = [i for i, (s, e) in enumerate(enc["offset_mapping"]) if e > s and any(s < b and e > a for a, b in spans)]
-    return idx or None
+    return tokens_in_spans(enc["offset_mapping"], spans) or None
 
 
 def depth_score(
