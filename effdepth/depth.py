@@ -15,7 +15,7 @@ position is intervened, so it measures nothing about answering.)
 - split='auto': 'solution' for examples whose `meta['dataset']` is 'math' or 'gsm8k', else 'answer'.
 
 E[s, l] = max over split points and measured positions of the relative change of layer l when
-layer s is skipped; o[s] the same for the output-distribution change. Per level, E and o are
+layer s is skipped, each clipped to [0, 1] as the paper's colour scale (`skipping.CLIP`); o[s] the same for the output-distribution change. Per level, E and o are
 aggregated over examples with the max (the paper's figure) and the mean. Then
 
     e_s = Σ_{l>s} E[s, l] / max(L-1-s, 1)        (layer importance)
@@ -45,6 +45,7 @@ import torch
 from .accuracy import tokens_in_spans
 from .models import choose_method
 from .results import Result, measure
+from .skipping import CLIP
 
 SPLIT_MODES = ("auto", "answer", "solution")
 SOLUTION_DATASETS = ("math", "gsm8k", "word_problems")  # worked solutions: split points inside them
@@ -366,7 +367,7 @@ def depth_score(
 
     # 'measure_from' names the position convention (SPEC §9) so results of the old one (measured
     # from t) are never read back from the cache as this one.
-    params = {"split": split, "n_splits": n_splits, "split_step": split_step, "n_boot": n_boot, "seed": seed, "method": method, "measure_from": "t-1", "correct": "scored spans"}
+    params = {"split": split, "n_splits": n_splits, "split_step": split_step, "n_boot": n_boot, "seed": seed, "method": method, "measure_from": "t-1", "correct": "scored spans", "clip": CLIP}
     return measure(
         DepthScore,
         model,

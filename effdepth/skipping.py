@@ -40,6 +40,7 @@ from .models import choose_method
 from .results import Result, measure
 
 EPS = 1e-6
+CLIP = 1.0  # relative changes are clipped to [0, CLIP] per position, as the paper's colour scale
 MODES = ("current", "future")
 PARTS = ("layer", "attention", "mlp")
 
@@ -50,6 +51,8 @@ class SkipEffects(Result):
     layer_effect [L, L]: rows = skipped layer s, columns = affected layer l, max-aggregated;
     mean_layer_effect [L, L]; output_effect [L] and mean_output_effect [L];
     example_layer_effect [P, L, L], example_output_effect [P, L] (max over positions and splits);
+    example_mean_layer_effect [P, L, L], example_mean_output_effect [P, L] (mean over positions and
+    splits). Every layer effect is a relative change clipped to [0, 1] per position (`CLIP`).
     split_points [P, n_splits] (-1 = none; current setting: 0); n_tokens [P].
     With positions=True also position_layer_effect [P, L, L, T_max] and position_output_effect
     [P, L, T_max] (NaN where not measured or past the prompt's end) and token_ids [P, T_max] (-1 pad).
@@ -134,9 +137,11 @@ class _Collector:
         self.out_pos = torch.full((V, self.T), float("nan")) if positions else None
 
     def layer(self, l: int, r: torch.Tensor, index: torch.Tensor) -> None:
-        """r [N, T] effects on layer l of the variants `index` [N]."""
+        """r [N, T] effects on layer l of the variants `index` [N], clipped to [0, 1] (the paper's colour
+        scale: a relative change above 1 only says that ‖Δ_l‖ was tiny at that position, and one such
+        position would otherwise drive every mean and halves score)."""
         m = self.meas[index]
-        r = r.float().cpu() * m
+        r = r.float().cpu().clamp(0.0, CLIP) * m
         self.max[index, l] = r.amax(-1)
         self.mean[index, l] = r.sum(-1) / self.count[index]
         if self.pos is not None:
@@ -402,6 +407,8 @@ def _run(cls, model, prompts, mode, part, n_splits, seed, split_step, method, ba
             "mean_output_effect": np.nanmean(mean_out, 0),
             "example_layer_effect": ex_layer,
             "example_output_effect": ex_out,
+            "example_mean_layer_effect": mean_layer,
+            "example_mean_output_effect": mean_out,
             "split_points": splits,
             "n_tokens": np.array([it[2] for it in items]),
         }
@@ -416,7 +423,7 @@ def _run(cls, model, prompts, mode, part, n_splits, seed, split_step, method, ba
             out.update(position_layer_effect=pos_layer, position_output_effect=pos_out, token_ids=tokens)
         return out
 
-    params = {"mode": mode, "n_splits": n_splits, "seed": seed, "split_step": split_step, "method": method, "positions": positions}
+    params = {"mode": mode, "n_splits": n_splits, "seed": seed, "split_step": split_step, "method": method, "positions": positions, "clip": CLIP}
     if not local:
         params["part"] = part
     return measure(

@@ -173,6 +173,17 @@ def prediction_k(n_controls: int, level: float = 0.975) -> float:
     return float(_st.t.ppf(level, n - 1) * np.sqrt(1 + 1 / n))
 
 
+def reachable(bound: float, direction, limits: tuple[float, float]) -> bool:
+    """Can any value of a statistic confined to `limits` (lo, hi) pass `bound` in `direction`? A
+    control bound outside the statistic's range (a distance that must fall below −0.13, a score in
+    [−1, 1] that must exceed 4.6) means the controls' spread is too wide for any result to count:
+    the rule is then not testable, never "no"."""
+    lo, hi = limits
+    if not np.isfinite(bound):
+        return False
+    return bool(bound < hi) if _sign(direction) > 0 else bool(bound > lo)
+
+
 def differs_from_control(value, control_values, direction, k: float = 2.0, spread: float | None = None) -> bool:
     """True only when `value` lies strictly beyond `control_bound(...)` in `direction`."""
     if value is None or not np.isfinite(value):

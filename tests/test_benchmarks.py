@@ -3,6 +3,8 @@ regression finds a depth effect where there is one (and not where there is none)
 
 import nbformat
 import numpy as np
+
+from effdepth.verdicts import AS_PAPER, INCONCLUSIVE, UNLIKE
 import pandas as pd
 import pytest
 
@@ -56,7 +58,9 @@ def test_regression_finds_the_depth_effect_that_is_there(effect, verdict):
     reg = benchmarks.regression(df)
     assert abs(reg.params["layers"] - effect) < 0.1
     f = chapter.findings(df, benchmarks.depth_fit(df), reg, "a synthetic table")
-    assert f.verdicts["depth"] == verdict and verdict in f.text["regression_text"]
+    assert f.verdicts["depth_words"] == verdict and verdict in f.text["regression_text"]
+    state = {"reproduced": AS_PAPER, "opposite to the paper": UNLIKE}.get(verdict, INCONCLUSIVE)
+    assert f.verdicts["depth_state"] == state and f.verdicts["depth"].startswith(state)
     table = benchmarks.coefficient_table(reg)
     assert list(table.index) == ["Intercept", "layers", "d_model", "d_ff_eff"]
     assert (table["95% low"] <= table["coef"]).all() and (table["coef"] <= table["95% high"]).all()

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from effdepth.chapters import NOT_PAPER, PAPER, SAME_AS_CONTROL
+from effdepth.chapters import NOT_PAPER, NOT_TESTABLE, PAPER
 from effdepth.chapters import complexity as ch
 
 L, LEVELS, N = 8, np.array([1, 2, 3, 4, 5]), 20
@@ -28,49 +28,74 @@ def _controls(slope=0.0, n=3):
     return [_result(slope=slope, acc=0.0, seed=100 + i, base=3.5) for i in range(n)]
 
 
+CHANCE = {"Arithmetic": {lv: 0.1 for lv in LEVELS}}
+
+
+def _f(result, controls=None, chance=CHANCE, name="Arithmetic"):
+    return ch.findings({name: result}, {name: controls if controls is not None else _controls()}, chance={name: chance[next(iter(chance))]})
+
+
 def test_flat_on_answered_questions_is_the_paper():
-    f = ch.findings({"Arithmetic": _result(seed=1)}, {"Arithmetic": _controls()})
-    assert f.verdicts["d0_layer_trend"] == "flat" and f.verdicts["d0_layer_paper_pattern"] == PAPER
-    assert f.verdicts["paper_pattern"] == PAPER and f.text["summary"].startswith("As in the paper")
-    assert abs(f.numbers["d0_layer_tost_hi"]) < f.numbers["d0_layer_margin"] == 0.05 * (L - 1)
+    f = _f(_result(seed=1))
+    assert f.verdicts["d0_layer_state"] == PAPER and f.verdicts["paper_pattern"] == PAPER
+    assert f.text["summary"].startswith("**As in the paper**")
+    assert f.numbers["d0_layer_margin"] == 0.1 * (L - 1) / (LEVELS.max() - LEVELS.min())  # 10 % of the depth across the levels
+    assert abs(f.numbers["d0_layer_slope_hi"]) < f.numbers["d0_layer_margin"]
 
 
-def test_random_init_like_result_is_not_the_paper():
-    """Flat, but the model answers no better than its control: flatness says nothing."""
-    f = ch.findings({"Arithmetic": _result(acc=0.0, seed=1)}, {"Arithmetic": _controls()})
-    assert f.verdicts["d0_layer_trend"] == "flat" and f.verdicts["d0_informative"] == "no"
-    assert f.verdicts["d0_layer_paper_pattern"] == SAME_AS_CONTROL and f.verdicts["paper_pattern"] == SAME_AS_CONTROL
+def test_a_model_at_chance_is_not_testable():
+    """Flat, but the model answers no level above chance: flatness says nothing (not 'as in the paper')."""
+    f = _f(_result(acc=0.05, seed=1))
+    assert f.verdicts["paper_pattern"].startswith(NOT_TESTABLE) and "above chance" in f.verdicts["paper_pattern"]
     assert "As in the paper" not in f.text["summary"] + f.text["per_dataset"]
-    # a trend in a model that answers nothing is not read as depth use either
-    g = ch.findings({"Arithmetic": _result(slope=0.6, acc=0.0, seed=1)}, {"Arithmetic": _controls()})
-    assert g.verdicts["d0_layer_trend"] == "rising" and g.verdicts["paper_pattern"] == SAME_AS_CONTROL
-    assert "says nothing about how answering uses depth" in g.text["per_dataset"] and "unlike the paper" not in g.text["per_dataset"]
 
 
-def test_noise_is_undetermined_not_flat():
-    """A trend test that fails to reject is not 'flat': wide noise gives 'undetermined'."""
-    f = ch.findings({"Arithmetic": _result(sd=3.0, seed=2)}, {"Arithmetic": _controls()})
-    assert f.verdicts["d0_layer_trend"] == "undetermined" and f.verdicts["d0_layer_paper_pattern"] == "undetermined"
-    assert f.verdicts["paper_pattern"] == "undetermined" and "not the same as flat" in f.text["summary"]
+def test_only_levels_above_chance_are_tested():
+    r = _result(seed=1)
+    r.example_correct[r.example_level >= 4] = False  # levels 4 and 5 at chance
+    assert ch.tested_levels(r, CHANCE["Arithmetic"]) == [1, 2, 3]
 
 
-def test_falling_trend_is_never_as_in_the_paper():
-    f = ch.findings({"Arithmetic": _result(slope=-0.5, seed=3)}, {"Arithmetic": _controls()})
-    assert f.verdicts["d0_layer_trend"] == "falling" and f.verdicts["d0_layer_paper_pattern"] == NOT_PAPER
-    assert f.verdicts["d0_layer_vs_control"] == "beyond the control"
-    assert f.verdicts["paper_pattern"] == NOT_PAPER and "as in the paper" not in (f.text["summary"] + f.text["per_dataset"]).lower()
-    # a small but significant fall inside the margin is still not shown flat-as-in-the-paper
-    small = ch.findings({"A": _result(slope=-0.2, sd=0.05, seed=4)}, {"A": _controls()})
-    assert small.numbers["d0_layer_tost_lo"] > -small.numbers["d0_layer_margin"]  # inside the margin ...
-    assert small.verdicts["d0_layer_trend"] == "falling" and small.verdicts["d0_layer_paper_pattern"] == NOT_PAPER  # ... but falling
+def test_noise_is_inconclusive_not_flat():
+    """A trend test that fails to reject is not 'flat': wide noise is inconclusive, with the n that would do."""
+    f = _f(_result(sd=3.0, seed=2))
+    assert f.verdicts["paper_pattern"].startswith("inconclusive at n = ") and "would need" in f.verdicts["paper_pattern"]
 
 
-def test_a_rise_the_control_shares_is_not_learned():
-    f = ch.findings({"Hops": _result(slope=0.6, seed=5)}, {"Hops": _controls(slope=0.6)})
-    assert f.verdicts["d0_layer_trend"] == "rising" and f.verdicts["d0_layer_vs_control"] == "as the control"
-    assert "not beyond the random-init controls' spread" in f.text["per_dataset"]
-    g = ch.findings({"Hops": _result(slope=0.6, seed=5)}, {"Hops": _controls()})
-    assert g.verdicts["d0_layer_vs_control"] == "beyond the control" and "unlike the paper" in g.text["per_dataset"]
+def test_a_relevant_rise_inside_the_old_margin_is_not_flat():
+    """A rise of 10 % of the depth across the levels is what the margin is: it is never shown flat."""
+    margin = 0.1 * (L - 1) / 4
+    for seed in range(20):
+        f = _f(_result(slope=margin, sd=0.3, seed=seed))
+        assert f.verdicts["paper_pattern"] != PAPER
+
+
+def test_a_rise_beyond_the_margin_is_unlike_the_paper():
+    f = _f(_result(slope=0.6, sd=0.3, seed=5))
+    assert f.verdicts["paper_pattern"] == NOT_PAPER and "rises" in f.text["per_dataset"]
+    g = _f(_result(slope=-0.6, sd=0.3, seed=5))
+    assert g.verdicts["paper_pattern"] == NOT_PAPER and "falls" in g.text["per_dataset"]
+
+
+def test_saturated_skip_effects_are_not_testable():
+    """E all at 1: every layer equally important, the depth score cannot move: a flat score says nothing."""
+    r = _result(seed=1)
+    r.example_E = np.broadcast_to(np.triu(np.ones((L, L)), 1), (r.example_level.size, L, L))
+    f = _f(r)
+    assert f.verdicts["paper_pattern"].startswith(NOT_TESTABLE) and "top of the scale" in f.verdicts["paper_pattern"]
+
+
+def test_the_verdict_is_monotone_in_n():
+    """More examples of a truly flat score never turn 'as in the paper' into something else (on average)."""
+    share = [np.mean([_f(_result(seed=s, sd=0.6) if n == N else _small(n, s)).verdicts["paper_pattern"] == PAPER for s in range(20)]) for n in (5, 10, N)]
+    assert share[0] <= share[1] + 0.1 and share[1] <= share[2] + 0.1 and share[2] > 0.5
+
+
+def _small(n, seed):
+    r = _result(seed=seed, sd=0.6)
+    keep = np.concatenate([np.flatnonzero(r.example_level == lv)[:n] for lv in LEVELS])
+    return SimpleNamespace(**{**vars(r), "example_level": r.example_level[keep], "example_depth_layer": r.example_depth_layer[keep],
+                              "example_depth_output": r.example_depth_output[keep], "example_correct": r.example_correct[keep]})
 
 
 def test_level_table_has_the_mean_interval_beside_the_paper_statistic():

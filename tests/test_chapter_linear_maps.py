@@ -1,6 +1,8 @@
 """§3.4 verdict rules (effdepth.chapters.linear_maps) on synthetic error matrices, both sides of each rule."""
 
 import numpy as np
+
+from effdepth.verdicts import INCONCLUSIVE, NOT_TESTABLE, UNLIKE as NOT_PAPER
 import pytest
 
 from effdepth.chapters import PAPER, SAME_AS_CONTROL, linear_maps as F
@@ -73,14 +75,14 @@ def test_pure_noise_is_never_the_paper(seed):
 def test_same_index_matching_is_not_the_paper():
     f = F.findings(same_index(), CONTROLS)
     assert f.verdicts["reading"] == "same layer index"
-    assert f.verdicts["paper_pattern"] == "no"
+    assert f.verdicts["paper_pattern"] == NOT_PAPER
     assert "same-index" in f.text["verdict_text"]
 
 
 def test_equal_depths_cannot_tell_the_hypotheses_apart():
     f = F.findings(stretched(4, 4), [untrained(s, 4, 4) for s in range(3)])
     assert f.verdicts["reading"] == "undetermined"
-    assert f.verdicts["paper_pattern"] == "no"
+    assert f.verdicts["paper_pattern"] == NOT_PAPER
 
 
 def test_a_diagonal_that_moves_back_is_not_clean():
@@ -89,12 +91,12 @@ def test_a_diagonal_that_moves_back_is_not_clean():
     err[2, 8] = 0.0
     f = F.findings(maps_of(err), CONTROLS)
     assert f.numbers["monotone"] < F.MONOTONE
-    assert f.verdicts["diagonal"] == "no" and f.verdicts["paper_pattern"] == "no"
+    assert f.verdicts["diagonal"] == "no" and f.verdicts["paper_pattern"] == NOT_PAPER
 
 
 def test_without_controls_nothing_is_attributed_to_training():
     f = F.findings(stretched(), [])
-    assert f.verdicts["paper_pattern"] == "not checked against a control"
+    assert f.verdicts["paper_pattern"] == INCONCLUSIVE
     assert "no control" in f.text["verdict_text"]
 
 

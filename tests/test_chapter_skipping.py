@@ -1,149 +1,143 @@
-"""§3.2 chapter rules on synthetic skip results: the paper's pattern, a random-init-like result, noise,
-and the opposite trend (second half more)."""
+"""§3.2 chapter rules on synthetic skip results: the paper's pattern (full and half size) gives the
+paper's verdict; a random-init-like result, noise, outliers, saturated matrices and the opposite
+trend do not."""
 
 from types import SimpleNamespace
 
 import numpy as np
-import pytest
 
-from effdepth.chapters import NOT_PAPER, PAPER, SAME_AS_CONTROL
+from effdepth.chapters import NOT_PAPER, NOT_TESTABLE, PAPER
 from effdepth.chapters import skipping as ch
+from effdepth.verdicts import CONTROL_TOO
 
 L = 12
+S = np.arange(L)
+PAPER_SHAPE = np.where(S < L / 2, 0.8, 0.1)  # second-half layers barely change later ones
+HALF_SHAPE = np.where(S < L / 2, 0.8, 0.45)  # the paper's gap at half its size
+CONTROL_SHAPE = 0.6 - 0.02 * S  # untrained pre-norm: a mild decline with depth
+RISING_SHAPE = 0.2 + 0.05 * S  # the opposite: later layers matter more
 
 
-def _result(next_effect, out_cur=None, seed=0, noise=0.02, P=8):
-    """A SkipEffects-like object whose skipped layer s changes later layers by next_effect[s]
-    (current-setting shape: zero below the diagonal, 1 on it)."""
+def _result(next_effect, out=None, seed=0, noise=0.05, P=8, future=False):
+    """A SkipEffects-like object: skipped layer s changes later layers by next_effect[s] (per prompt,
+    with noise), 1 on the diagonal in the current setting; per-prompt output changes `out` [L]."""
     rng = np.random.default_rng(seed)
     next_effect = np.asarray(next_effect, float)
     ex = np.zeros((P, L, L))
     for p in range(P):
         for s in range(L):
-            ex[p, s, s + 1 :] = np.clip(next_effect[s] + rng.normal(0, noise, L - 1 - s), 0, None)
-            ex[p, s, s] = 1.0
-    o = np.ones(L) * 0.5 if out_cur is None else np.asarray(out_cur, float)
+            ex[p, s, s + 1 :] = np.clip(next_effect[s] + rng.normal(0, noise, L - 1 - s), 0, 1)
+            ex[p, s, s] = 0.0 if future else 1.0
+    o = np.full(L, 0.3) if out is None else np.asarray(out, float)
+    o = o[None] * np.exp(rng.normal(0, 0.1, (P, L)))
+    if future:
+        o[:, -1] = 0.0
     return SimpleNamespace(
-        layer_effect=ex.max(0), mean_layer_effect=ex.mean(0), example_layer_effect=ex,
-        output_effect=o + rng.normal(0, 0.005, L), mean_output_effect=0.5 * o + rng.normal(0, 0.005, L),
+        layer_effect=ex.max(0), mean_layer_effect=(0.3 * ex).mean(0), example_layer_effect=ex, example_mean_layer_effect=0.3 * ex,
+        output_effect=o.max(0), mean_output_effect=o.mean(0), example_output_effect=o,
     )
 
 
-S = np.arange(L)
-PAPER_SHAPE = np.where(S < L / 2, 0.8, 0.1)  # second-half layers barely change later ones
-CONTROL_SHAPE = 0.6 - 0.02 * S  # untrained pre-norm: a mild decline with depth
-RISING_SHAPE = 0.2 + 0.05 * S  # the opposite: later layers matter more
+TINY = np.full(L, 0.001)  # an untrained model's output barely moves when a layer is skipped
+LATE_QUIET = np.where(S < L / 2, 0.3, 0.02)  # future tokens: late layers barely matter (Fig 17)
 
 
-def _controls(shape=CONTROL_SHAPE, n=3, start=10):
-    return [_result(shape, seed=start + i) for i in range(n)]
+def _controls(shape=CONTROL_SHAPE, n=2, start=10, future=False, out=TINY):
+    return [_result(shape, out=out, seed=start + i, P=3, future=future) for i in range(n)]
 
 
-def _fut(shape, seed):
-    """Future setting: late layers' output change small relative to current."""
-    o = np.where(S < L / 2, 0.4, 0.02)
-    r = _result(shape, out_cur=o, seed=seed)
-    np.fill_diagonal(r.layer_effect, 0)
-    np.fill_diagonal(r.mean_layer_effect, 0)
-    return r
-
-
-def _fut_control(seed):
-    return _result(CONTROL_SHAPE, out_cur=np.full(L, 0.3), seed=seed)
+def _findings(cur_shape, fut_shape, fut_out=LATE_QUIET, seed=1, **kw):
+    cur, fut = _result(cur_shape, seed=seed, **kw), _result(fut_shape, out=fut_out, seed=seed + 1, future=True, **kw)
+    return ch.findings(cur, fut, _controls(), _controls(start=20, future=True), n_perm=200)
 
 
 def test_paper_pattern_gets_the_paper_verdict():
-    cur, fut = _result(PAPER_SHAPE, seed=1), _fut(PAPER_SHAPE, 2)
-    f = ch.findings(cur, fut, _controls(), [_fut_control(20 + i) for i in range(3)], n_perm=500)
-    assert f.verdicts["current_paper_pattern"] == PAPER
-    assert f.verdicts["future_paper_pattern"] == PAPER
-    assert f.verdicts["output_paper_pattern"] == PAPER
-    assert f.verdicts["paper_pattern"] == PAPER and f.text["current_verdict"].startswith("As in the paper")
-    assert f.numbers["current_max_ratio"] < 0.3 < f.numbers["current_max_control_ratio_mean"]
+    f = _findings(PAPER_SHAPE, PAPER_SHAPE)
+    for key in ("current_paper_pattern", "future_paper_pattern", "output_paper_pattern", "paper_pattern"):
+        assert f.verdicts[key] == PAPER, key
+    assert f.text["current_verdict"].startswith("**As in the paper**")
+    assert f.numbers["current_paper_pattern_effect"] > 0.5 > f.numbers["current_paper_pattern_control"]
+
+
+def test_paper_pattern_at_half_size_gets_the_paper_verdict_at_the_books_n():
+    f = _findings(HALF_SHAPE, HALF_SHAPE)
+    assert f.verdicts["current_paper_pattern"] == PAPER and f.verdicts["future_paper_pattern"] == PAPER
 
 
 def test_random_init_like_result_is_not_the_paper():
-    """The trained model looks like its controls (a mild decline, as untrained pre-norm nets have):
-    the halves test may say 'second half less', but never 'as in the paper'."""
-    cur, fut = _result(CONTROL_SHAPE, seed=1), _fut_control(2)
-    f = ch.findings(cur, fut, _controls(), [_fut_control(20 + i) for i in range(3)], n_perm=500)
-    for key in ("current_paper_pattern", "future_paper_pattern", "output_paper_pattern", "paper_pattern"):
-        assert f.verdicts[key] != PAPER, key
-    assert f.verdicts["current_max_halves"] == "second half less"  # the decline is real ...
-    assert f.verdicts["current_max_paper_pattern"] == SAME_AS_CONTROL  # ... and the control has it too
-    assert "As in the paper" not in " ".join(f.text.values())
+    """The trained model looks like its controls (a mild decline, as untrained pre-norm nets have)."""
+    f = _findings(CONTROL_SHAPE, CONTROL_SHAPE, fut_out=np.full(L, 0.3))
+    for key in ("current_paper_pattern", "future_paper_pattern", "output_paper_pattern"):
+        assert f.verdicts[f"{key}_state"] != PAPER, key
 
 
-def test_noise_is_not_the_paper_and_halves_are_unbiased_on_noise():
+def test_a_control_shape_that_shows_the_gap_too_is_said_so():
+    controls = [_result(PAPER_SHAPE, seed=30 + i, P=3) for i in range(2)]
+    v, _ = ch.halves_verdict("current", _result(PAPER_SHAPE, seed=1), controls)
+    assert v.state == CONTROL_TOO
+
+
+def test_noise_never_gives_the_paper_verdict():
+    """Every entry of every prompt's matrix independent uniform noise: no common shape."""
     rng = np.random.default_rng(0)
-
-    def noise(seed):
-        r = np.random.default_rng(seed)
-        ex = r.uniform(0, 1, (4, L, L))
-        return SimpleNamespace(layer_effect=ex.max(0), mean_layer_effect=ex.mean(0), example_layer_effect=ex, output_effect=r.uniform(0, 1, L), mean_output_effect=r.uniform(0, 1, L))
-
-    f = ch.findings(noise(1), noise(2), [noise(3 + i) for i in range(3)], [noise(6 + i) for i in range(3)], n_perm=300)
-    assert f.verdicts["paper_pattern"] != PAPER
-    # the rate of "second half less" on i.i.d. noise matrices is near the test's α, where the old
-    # summary (max over all L-1-s later layers per skipped layer) said "less" most of the time
-    less, old_less = 0, 0
-    n = 200
-    for i in range(n):
-        M = rng.uniform(0, 1, (8, 8))
-        less += ch.halves_of(SimpleNamespace(layer_effect=M), "max", n_perm=200, seed=i)["verdict"] == "second half less"
-        later = np.array([M[s, s + 1 :].max() for s in range(7)])
-        old_less += later[4:7].mean() < later[:4].mean()
-    assert less / n < 0.12
-    assert old_less / n > 0.75  # the bias the equal-entries rule removes
+    for i in range(30):
+        cur = _result(np.zeros(L), seed=i)
+        cur.example_layer_effect = np.triu(rng.uniform(0, 1, (8, L, L)), 1) + np.eye(L)
+        assert ch.halves_verdict("current", cur, _controls())[0].state != PAPER
 
 
-def test_opposite_trend_is_never_the_paper():
-    cur, fut = _result(RISING_SHAPE, seed=1), _fut(RISING_SHAPE, 2)
-    f = ch.findings(cur, fut, _controls(), [_fut_control(20 + i) for i in range(3)], n_perm=500)
-    assert f.verdicts["current_max_halves"] == "second half more"
-    assert f.verdicts["current_paper_pattern"] == NOT_PAPER and f.verdicts["future_paper_pattern"] == NOT_PAPER
-    assert f.verdicts["paper_pattern"] != PAPER
+def test_opposite_trend_is_unlike_the_paper():
+    f = _findings(RISING_SHAPE, RISING_SHAPE, fut_out=np.where(S < L / 2, 0.02, 0.3))
+    for key in ("current_paper_pattern", "future_paper_pattern", "output_paper_pattern"):
+        assert f.verdicts[key] == NOT_PAPER, key
 
 
-def test_without_controls_nothing_is_the_paper():
-    cur, fut = _result(PAPER_SHAPE, seed=1), _fut(PAPER_SHAPE, 2)
-    f = ch.findings(cur, fut, [], [], n_perm=200)
-    assert f.verdicts["current_paper_pattern"] == SAME_AS_CONTROL  # shown, but not checked against a control
-    with pytest.raises(ValueError, match="same control seeds"):
-        ch.findings(cur, fut, _controls(n=2), _controls(n=1))
+def test_one_huge_entry_does_not_decide_the_halves():
+    """An entry of 253 (a tiny ‖Δ_l‖ at one position) is clipped to 1, as the colour scale is: a flat
+    matrix with one such entry in a first-half row stays not the paper's pattern."""
+    flat = _result(np.full(L, 0.3), seed=3)
+    flat.example_layer_effect[0, 1, 2] = 253.0
+    flat.example_layer_effect[1, 2, 3] = 76.0
+    assert ch.halves_verdict("current", flat, _controls())[0].state != PAPER
 
 
-def test_equal_entries_and_output_ratio_rules():
-    assert ch.default_k(8) == 2 and ch.default_k(30) == 7 and ch.default_k(3) == 1
-    cur = _result(PAPER_SHAPE, out_cur=np.full(L, 0.5), seed=1)
-    fut = _result(PAPER_SHAPE, out_cur=np.where(S < L / 2, 0.5, 0.05), seed=2)
-    assert ch.output_ratio(cur, fut) == pytest.approx(0.1, rel=0.1)  # late: 0.05/0.5 over early: 0.5/0.5
-    share = ch.per_example_share(_result(PAPER_SHAPE, seed=3))
-    assert share["share"] == 1.0 and share["p"] < 0.01
-    sat = _result(np.full(L, 2.0), seed=4)
-    assert ch.saturation(sat) == 1.0
-    f = ch.findings(sat, _fut(PAPER_SHAPE, 5), _controls(), [_fut_control(20 + i) for i in range(3)], n_perm=100)
-    assert "cannot rank layers" in f.text["current_saturation"] and "still ranks" in f.text["future_saturation"]
+def test_saturated_max_matrices_use_the_mean_matrices():
+    """Every scored entry of the max matrices at 1: the max cannot rank layers, so the verdict reads the
+    per-prompt mean matrices; when those are flat, no paper verdict."""
+    sat = _result(np.full(L, 1.0), seed=4, noise=0.0)
+    sat.example_mean_layer_effect = _result(np.full(L, 0.2), seed=5).example_layer_effect
+    assert ch.saturation(sat) > ch.SATURATED and ch.aggregation(sat) == "mean"
+    v, agg = ch.halves_verdict("current", sat, _controls())
+    assert agg == "mean" and v.state != PAPER
+    sat.example_mean_layer_effect = _result(PAPER_SHAPE, seed=5).example_layer_effect  # the mean shows it
+    assert ch.halves_verdict("current", sat, _controls())[0].state == PAPER
+
+
+def test_saturation_counts_only_the_scored_entries():
+    """Entries far right of the diagonal at 1 do not count: the halves score reads the next k layers."""
+    r = _result(np.full(L, 0.3), seed=6, noise=0.0)
+    k = ch.default_k(L)
+    for s in range(L):
+        r.example_layer_effect[:, s, s + k + 1 :] = 1.0
+    assert ch.saturation(r) == 0.0 and ch.aggregation(r) == "max"
+
+
+def test_degenerate_control_output_is_not_compared():
+    f = _findings(PAPER_SHAPE, PAPER_SHAPE)
+    card = f.text["output_paper_pattern_card"]
+    assert "near uniform" in card and "cannot fail" in f.text["output_verdict"]
+
+
+def test_output_claim_against_a_live_control_needs_a_gap():
+    cur, fut = _result(PAPER_SHAPE, seed=1), _result(PAPER_SHAPE, out=LATE_QUIET, seed=2, future=True)
+    live = _controls(out=np.full(L, 0.3)), _controls(start=20, future=True, out=LATE_QUIET)
+    assert ch.output_verdict(cur, fut, *live).state == CONTROL_TOO  # the control's late layers are as quiet
 
 
 def test_too_few_layers_to_compare_halves():
-    small = SimpleNamespace(layer_effect=np.eye(3), mean_layer_effect=np.eye(3), example_layer_effect=np.eye(3)[None], output_effect=np.ones(3), mean_output_effect=np.ones(3))
-    f = ch.findings(small, small, [small], [small])
-    assert f.verdicts["paper_pattern"] == ch.TOO_FEW and f.verdicts["current_paper_pattern"] == ch.TOO_FEW
-    assert f.numbers["current_diag"] == 1.0
-
-
-def test_fewer_than_three_controls_never_give_the_paper_verdict():
-    cur, fut = _result(PAPER_SHAPE, seed=1), _fut(PAPER_SHAPE, 2)
-    f = ch.findings(cur, fut, _controls(n=2), [_fut_control(20 + i) for i in range(2)], n_perm=200)
-    assert f.verdicts["current_paper_pattern"] == SAME_AS_CONTROL and f.verdicts["paper_pattern"] != PAPER
-    assert "fewer than 3 control seeds" in f.text["summary"]
-
-
-def test_combining_the_two_aggregations():
-    assert ch._combine(PAPER, PAPER) == PAPER and ch._combine(PAPER, NOT_PAPER) == ch.MIXED
-    assert ch._combine(PAPER, SAME_AS_CONTROL) == SAME_AS_CONTROL
-    assert ch._combine(SAME_AS_CONTROL, NOT_PAPER) == NOT_PAPER  # shown by one aggregation only, and only as the control
+    tiny = SimpleNamespace(layer_effect=np.eye(3), mean_layer_effect=np.eye(3))
+    v, _ = ch.halves_verdict("current", tiny, [])
+    assert v.state == NOT_TESTABLE and "3 layers" in v.reason
 
 
 def test_run_sentence_names_a_smaller_breakdown_sample_only_when_there_is_one():

@@ -6,19 +6,23 @@ draws, and calls `glue_all(findings)`, and its Markdown cites the glued numbers 
 of the results, unit-tested on synthetic results in tests/test_chapter_<name>.py, and stated in
 book/methods/<chapter>-rules.md.
 
-The one rule every chapter shares (`paper_verdict`): a pattern counts as the paper's only where the
-trained model shows it AND differs from its control in the paper's direction by more than the
-control's spread (`effdepth.stats.differs_from_control`).
+Every headline verdict is one of the five states of `effdepth.verdicts` (as in the paper; unlike the
+paper; the untrained architecture shows it too; inconclusive at n = …; not testable here), decided by
+`verdicts.decide` / `verdicts.decide_equivalence` from a stated `verdicts.Rule`, and recorded with
+`record` so the scorecard can show the model, n, the effect with its interval and the control's value.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
-# Verdict keys of `paper_verdict`.
-PAPER = "yes"
-NOT_PAPER = "no"
-SAME_AS_CONTROL = "not distinguishable from the control"
+from ..verdicts import AS_PAPER, CONTROL_TOO, INCONCLUSIVE, NOT_TESTABLE, UNLIKE, Rule, Verdict
+
+# The five verdict states (effdepth.verdicts), under the names the chapter modules use.
+PAPER = AS_PAPER
+NOT_PAPER = UNLIKE
+SAME_AS_CONTROL = CONTROL_TOO
 
 
 @dataclass
@@ -48,6 +52,18 @@ class Findings:
     def as_markdown(self) -> str:
         """All sentences, one paragraph each (for reports and debugging)."""
         return "\n\n".join(f"**{k}**: {v}" for k, v in self.text.items())
+
+
+def record(findings: "Findings", key: str, verdict: Verdict, rule: Rule, unit: str = "") -> None:
+    """Put a rule's verdict into `findings`: `verdicts[key]` = its words (e.g. "inconclusive at n = 3
+    (would need about n = 12)"), numbers `<key>_n`, `_effect`, `_lo`, `_hi`, `_control`, and
+    `text[<key>_card]`, the JSON the scorecard reads (rule, statistic, paper's finding, verdict)."""
+    findings.verdicts[key] = verdict.words()
+    findings.verdicts[f"{key}_state"] = verdict.state
+    for name in ("n", "effect", "lo", "hi", "control"):
+        findings.numbers[f"{key}_{name}"] = getattr(verdict, name)
+    card = {**verdict.as_dict(), "words": verdict.words(), "statistic": rule.statistic, "paper": rule.paper, "effect_that_matters": rule.effect, "unit": unit}
+    findings.text[f"{key}_card"] = json.dumps(card, allow_nan=True, default=float)
 
 
 def paper_verdict(trained_shows: bool, differs: bool) -> str:

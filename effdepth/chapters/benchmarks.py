@@ -1,15 +1,26 @@
 """Fig 1 / App. B: what the frozen (or live) table of open base models says about depth and score.
 
-Rules (stated in book/methods/benchmarks-rules.md): the depth slope of the simple fit and the depth
-coefficient of score ~ layers + d_model + d_ff_eff are "significant" at p < 0.05; the paper's
-finding (depth significant at p < 0.0001 over 132 models) is "reproduced" only when the multiple
-regression's depth coefficient is positive and p < 0.0001, "in the paper's direction" when it is
-positive and p < 0.05, and otherwise "not distinguishable from zero with this table".
+Rules (stated on the methods page): the paper's finding (depth significant at p < 0.0001 over 132
+models, in score ~ layers + d_model + d_ff) is "as in the paper" only when the multiple regression's
+depth coefficient is positive with p < 0.0001; "unlike the paper" when it is negative with p < 0.05;
+otherwise "inconclusive at n = <models>" (a positive coefficient with 0.0001 ≤ p < 0.05 is named
+as pointing the paper's way, not counted as the paper's finding).
 """
 
 from __future__ import annotations
 
-from . import Findings
+from .. import verdicts
+from . import AS_PAPER, INCONCLUSIVE, UNLIKE, Findings, record
+
+RULE = verdicts.Rule(
+    name="benchmarks.depth",
+    statistic="depth coefficient of score ~ layers + d_model + d_ff_eff (points per layer), OLS over the table's models",
+    direction=+1,
+    threshold=0.0,
+    margin=0.0,
+    effect="a positive depth coefficient at the paper's p < 0.0001",
+    paper="132 Open LLM Leaderboard base models (Fig 1, App. B): deeper models score better, depth significant at p < 0.0001",
+)
 
 PAPER_P = 1e-4
 ALPHA = 0.05
@@ -32,6 +43,9 @@ def findings(df, fit, reg, note: str) -> Findings:
     slope, p_slope = float(fit.params["layers"]), float(fit.pvalues["layers"])
     coef, p = float(reg.params["layers"]), float(reg.pvalues["layers"])
     verdict = depth_verdict(coef, p)
+    lo, hi = (float(x) for x in reg.conf_int(alpha=0.05).loc["layers"])
+    state = AS_PAPER if verdict == "reproduced" else UNLIKE if verdict == "opposite to the paper" else INCONCLUSIVE
+    v = verdicts.Verdict(RULE.name, state, n, effect=coef, lo=lo, hi=hi)
     numbers = {
         "n_models": n,
         "n_families": int(df["family"].nunique()),
@@ -53,4 +67,6 @@ def findings(df, fit, reg, note: str) -> Findings:
         f"are entangled (bigger models of a family are deeper and wider and were trained on similar data), so this "
         f"table cannot separate them the way a large sample might."
     )
-    return Findings(numbers=numbers, verdicts={"depth": verdict}, text={"source_text": f"The rows of this page come from {note}.", "simple_text": simple, "regression_text": multiple})
+    f = Findings(numbers=numbers, verdicts={"depth_words": verdict}, text={"source_text": f"The rows of this page come from {note}.", "simple_text": simple, "regression_text": multiple})
+    record(f, "depth", v, RULE, unit="points of score per layer")
+    return f

@@ -23,8 +23,9 @@ Rules (book/methods/comparison-rules.md states the same):
   "greater")` (beyond every control seed's stretch and their mean by `chapters.control_k` sd, the
   97.5 % prediction bound for one more seed): an untrained stack of
   these depths can put its knees at a fixed relative depth too. "not distinguishable from the
-  control" when stretch > 0 but not beyond; "no" when stretch ≤ 0; "not measured" with fewer than two
-  models of at least `MIN_LAYERS` layers.
+  control" when stretch > 0 but not beyond; "unlike" when stretch ≤ 0; "not testable here" with fewer
+  than two models of at least `MIN_LAYERS` layers, or when the controls' bound lies above 1, where no
+  stretch can reach (`stats.reachable`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from .. import stats
-from . import NOT_PAPER, Findings, control_k, paper_verdict
+from . import INCONCLUSIVE, NOT_PAPER, NOT_TESTABLE, PAPER, SAME_AS_CONTROL, Findings, control_k, paper_verdict
 from . import contributions as contrib_chapter
 from . import logit_lens as lens_chapter
 
@@ -63,7 +64,7 @@ def stretching(kind: str, results: list, controls: list[list], layers: list[int]
     use = [i for i, L in enumerate(layers) if L >= MIN_LAYERS[kind]]
     out = {"models": [layers[i] for i in use]}
     if len(use) < 2:
-        return {**out, "stretch": float("nan"), "control_stretch": [], "verdict": "not measured"}
+        return {**out, "stretch": float("nan"), "control_stretch": [], "verdict": NOT_TESTABLE, "reason": f"fewer than two models of at least {MIN_LAYERS[kind]} layers"}
     Ls = [layers[i] for i in use]
     x = [_knees(kind, results[i]) for i in use]
     s = stretch([xi * L for xi, L in zip(x, Ls)], Ls)
@@ -75,15 +76,21 @@ def stretching(kind: str, results: list, controls: list[list], layers: list[int]
         cx.append(xj)
         cs.append(stretch([xi * L for xi, L in zip(xj, Ls)], Ls))
     differs = bool(cs) and stats.differs_from_control(s, cs, "greater", k=control_k(len(cs)))
-    verdict = paper_verdict(bool(s > 0), differs) if cs else ("not checked against a control" if s > 0 else NOT_PAPER)
-    return {**out, "knee_depths": x, "stretch": s, "control_knee_depths": cx, "control_stretch": cs, "control_bound": stats.control_bound(cs, "greater", k=control_k(len(cs))) if cs else float("nan"), "verdict": verdict}
+    bound = stats.control_bound(cs, "greater", k=control_k(len(cs))) if cs else float("nan")
+    verdict = paper_verdict(bool(s > 0), differs) if cs else (INCONCLUSIVE if s > 0 else NOT_PAPER)
+    reason = ""
+    if cs and s > 0 and not differs and float(np.mean(cs)) <= 0 and not stats.reachable(bound, "greater", (-1.0, 1.0)):
+        verdict = NOT_TESTABLE
+        reason = f"the controls' stretches ({', '.join(f'{c:+.2f}' for c in cs)}) vary so much that their bound ({bound:.2f}) lies above the statistic's maximum 1: no result could pass it"
+    return {**out, "knee_depths": x, "stretch": s, "control_knee_depths": cx, "control_stretch": cs, "control_bound": bound, "verdict": verdict, "reason": reason}
 
 
 def per_model(name: str, L: int, contrib, contrib_controls, lens, lens_controls) -> dict:
     """One row of the table: the chapters' own verdicts for one model (too shallow ones say so)."""
     row = {"model": name, "layers": L}
     if L < 3:  # the §3.1 halves leave layer 0 out and need two layers per half
-        return {**row, "paper_shape": f"not measured ({L} layers)", "settles_late": f"not measured ({L} layers)", "knees_agree": f"not measured ({L} layers)"}
+        why = f"{NOT_TESTABLE} ({L} layers)"
+        return {**row, "paper_shape": why, "settles_late": why, "knees_agree": why}
     c = contrib_chapter.findings(contrib, contrib_controls)
     g = lens_chapter.findings(lens, lens_controls, contributions=contrib, contribution_controls=contrib_controls)
     return {
@@ -95,7 +102,7 @@ def per_model(name: str, L: int, contrib, contrib_controls, lens, lens_controls)
         "control_kl_knee_depth": g.numbers["control_kl_knee_depth"],
         "contribution_knee_depth": g.numbers["contribution_knee_depth"],
         "settles_late": g.verdicts["settles_late"],
-        "knees_agree": g.verdicts["knees_agree"],
+        "knees_agree": g.verdicts.get("knees_agree", NOT_TESTABLE),
     }
 
 
@@ -143,16 +150,17 @@ def run(names: list[str], layers: list[int], n_prompts: int, seed: int, n_contro
 
 
 def _stretch_sentence(what: str, kind: str, r: dict) -> str:
-    if r["verdict"] == "not measured":
-        return f"{what}: fewer than two models of at least {MIN_LAYERS[kind]} layers (the fewest for which this knee is not forced), so nothing is compared across depths."
+    if r["verdict"] == NOT_TESTABLE and not r.get("knee_depths"):
+        return f"{what}: not testable here: fewer than two models of at least {MIN_LAYERS[kind]} layers (the fewest for which this knee is not forced), so nothing is compared across depths."
     pos = ", ".join(f"{x:.2f} of {L} layers" for x, L in zip(r["knee_depths"], r["models"]))
     ctl = ", ".join(f"{s:+.2f}" for s in r["control_stretch"])
     head = f"{what} sits at relative depth {pos}; stretch {r['stretch']:+.2f} (+1: one relative depth, −1: one layer), untrained controls {ctl or 'none'}"
     tail = {
-        "yes": "the knee moves with the number of layers, as the paper's stretching picture predicts, and more than in the untrained models.",
-        "not distinguishable from the control": "closer to a fixed relative depth than to a fixed layer, but untrained models of these depths do the same (within their spread), so this is not evidence of a learned stretching.",
-        "no": "it stays closer to a fixed layer than to a fixed relative depth, which is not the paper's stretching picture.",
-        "not checked against a control": "closer to a fixed relative depth, but not checked against a control.",
+        PAPER: "**as in the paper**, the knee moves with the number of layers, and more than in the untrained models.",
+        SAME_AS_CONTROL: "closer to a fixed relative depth than to a fixed layer, but **the untrained architecture shows it too** (untrained models of these depths do the same within their spread).",
+        NOT_PAPER: "**unlike the paper**, it stays closer to a fixed layer than to a fixed relative depth.",
+        INCONCLUSIVE: "closer to a fixed relative depth, but not checked against a control: inconclusive.",
+        NOT_TESTABLE: f"**not testable here**: {r.get('reason', '')}.",
     }[r["verdict"]]
     return f"{head}: {tail}"
 

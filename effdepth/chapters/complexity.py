@@ -1,39 +1,30 @@
 """§3.3 reasoning: from depth-score results (trained model AND random-init controls) to findings.
 
 Input: {dataset name: `DepthScore`} of the trained model and {dataset name: [DepthScore, …]} of its
-random-init controls (one per control seed, the same examples). Output: a `Findings` object.
+random-init controls (one per control seed, the same examples), and each set's chance rate per level.
+Output: a `Findings` object.
 
 The paper's claim (Csordás et al. §3.3, Fig 7): the depth score is **flat** across difficulty (MATH
-levels 1–5, 2/3/4-hop MQuAKE): harder problems do not use deeper layers. The rules
-(book/methods/complexity-rules.md states the same):
+levels 1–5, 2/3/4-hop MQuAKE): harder problems do not use deeper layers. The rules (the methods
+page states them, with their simulated error rates):
 
-- `trend` per dataset and score (layer effect, logit effect): the OLS slope of the per-example
-  depth score (layers) on the level, in layers per level, with its 95 % interval, and a TOST
-  equivalence test against ±margin, margin = MARGIN (5 %) of the depth (L − 1 layers) per level
-  (`stats.slope_equivalence`): "rising" / "falling" when the 95 % interval excludes 0 (even inside
-  the margin: a falling trend is never called flat); "flat" when the 90 % interval lies inside
-  ±margin and the 95 % interval contains 0; else "undetermined" ("not distinguishable from flat
-  with this sample"). A failed trend test alone is never "flat".
-- `informative`: the model answers these questions better than its control: its accuracy
-  (teacher-forced greedy exact match, all levels) lies above `stats.control_bound(control
-  accuracies, "greater")`, above every control and their mean by K_SPREAD (2) spreads, the spread
-  combining the sd across control seeds and the accuracy's own binomial standard error. A depth score of a model that does not compute the answers says nothing
-  about how answering uses depth.
-- `paper_pattern`: "yes" (as in the paper) only when the trend is "flat" AND the model is
-  informative; "not distinguishable from the control" when flat but not informative; "no" when the
-  score rises or falls (a falling trend is never the paper's flat finding); "undetermined" otherwise.
-- `vs_control` (rising or falling trends): "beyond the control" when the slope lies beyond
-  `control_bound(control slopes)` in its own direction (beyond every control and their mean by 2
-  spreads, the spread combining the sd across seeds and the slope's own standard error), else "as
-  the control" (the trend then comes from the prompts — e.g. their length — not from anything learned).
-
-The chapter's verdict: "yes" when every score of every set is; "not distinguishable from the control"
-when the model answers no set better than its controls; else "no" when any score rises or falls,
-"not distinguishable from the control" when the flat ones are uninformative, else "undetermined".
+- **Testable levels**: a level counts only where the model answers above chance (one-sided exact
+  binomial test of its teacher-forced accuracy against the level's chance rate, p < 0.05; the chance
+  rate is guessing without working the problem out, `effdepth.data.natural.chance`). A set with fewer
+  than two such levels is "not testable here": a model that does not compute the answers says
+  nothing about how answering uses depth.
+- **Flat** (`FLAT`): on the testable levels, the OLS slope of the per-example depth score (layers)
+  on the level, tested for equivalence (TOST at α) within ±margin, margin = `DEPTH_SHIFT` (10 %) of
+  the depth (L − 1 layers) across the span of the testable levels: "harder problems use 10 % more
+  depth" is the effect that would matter. As in the paper when the (1 − 2α) interval lies inside
+  ±margin; unlike the paper when the one-sided bound nearest 0 lies beyond it (rising or falling by
+  more than the margin, Bonferroni-corrected over the chapter's scores); else inconclusive.
+  The skip effects E[s, l] are clipped to [0, 1] (the paper's colour scale).
+- The chapter: as in the paper when every tested score is; unlike when any is; not testable when
+  none is testable; else inconclusive.
 
 Numbers beside the paper's max-aggregated score per level (its percentile-bootstrap interval is
-known to under-cover): the mean of the per-example scores with its Student-t 95 % interval
-(`stats.mean_ci`).
+known to under-cover): the mean of the per-example scores with its Student-t 95 % interval.
 """
 
 from __future__ import annotations
@@ -41,14 +32,26 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .. import stats
-from . import NOT_PAPER, PAPER, SAME_AS_CONTROL, Findings
+from dataclasses import replace
+
+from .. import stats, verdicts
+from ..accuracy import at_chance
+from . import INCONCLUSIVE, NOT_PAPER, NOT_TESTABLE, PAPER, Findings, record
 from ..plots import short_name
 
-MARGIN = 0.05  # "flat": |slope| shown below 5 % of the depth (L − 1 layers) per level
-K_SPREAD = 2.0
-UNDETERMINED = "undetermined"
+IG_MAX_GAP = 0.05  # integrated gradients' attribution shares are read only below this completeness gap
+DEPTH_SHIFT = 0.1  # the effect that would matter: harder problems use 10 % more of the depth
+MARGIN = DEPTH_SHIFT  # (name kept for callers)
 SCORES = {"layer": "layer-effect", "output": "logit-effect"}
+FLAT = verdicts.Rule(
+    name="complexity.flat",
+    statistic="OLS slope of the per-example depth score (layers) on the level, levels the model answers above chance",
+    direction=+1,
+    threshold=0.0,
+    margin=float("nan"),  # set per set: DEPTH_SHIFT × (L − 1) / span of the tested levels
+    effect="harder problems using 10 % more of the depth across the tested levels",
+    paper="Llama 3.1 70B (Fig 7): the depth score is flat across MATH levels 1–5 and across 2-, 3- and 4-hop questions",
+)
 
 
 def n_layers(result) -> int:
@@ -64,20 +67,78 @@ def level_positions(result) -> np.ndarray:
     return np.searchsorted(levels, lv).astype(float)
 
 
-def slope(result, which: str = "layer", margin: float = MARGIN, alpha: float = 0.05, correct_only: bool = False) -> dict:
-    """`stats.slope_equivalence` of the per-example `which` score on the level; margin is a share
-    of the depth (L − 1 layers) per level. Adds 'margin_layers' (the margin in layers per level)."""
+def slope(result, which: str = "layer", margin: float = DEPTH_SHIFT, alpha: float = 0.05, correct_only: bool = False, levels=None) -> dict:
+    """`stats.slope_equivalence` of the per-example `which` score on the level (only `levels`, when
+    given); margin is `margin` × (L − 1) layers across the span of those levels. Adds 'margin_layers'
+    (the margin in layers per level) and 'se' (the slope's standard error)."""
     x = level_positions(result)
     y = _scores(result, which)
+    keep = np.ones(x.size, bool)
     if correct_only:
-        keep = np.asarray(result.example_correct, bool)
-        x, y = x[keep], y[keep]
-    m = margin * max(n_layers(result) - 1, 1)
+        keep &= np.asarray(result.example_correct, bool)
+    if levels is not None:
+        keep &= np.isin(np.asarray(result.example_level), list(levels))
+    x, y = x[keep], y[keep]
+    ok = np.isfinite(y)
+    span = float(np.ptp(x[ok])) if ok.sum() else 0.0
+    m = margin * max(n_layers(result) - 1, 1) / max(span, 1.0)
     out = stats.slope_equivalence(x, y, m, alpha=alpha)
-    if out["verdict"] == stats.FLAT and (out["lo"] > 0 or out["hi"] < 0):  # inside the margin, but a clear trend
-        out["verdict"] = stats.RISING if out["lo"] > 0 else stats.FALLING
     out["margin_layers"] = m
+    t2 = float(_st_t(1 - alpha, max(out["n"] - 2, 1)))
+    out["se"] = (out["tost_hi"] - out["slope"]) / t2 if np.isfinite(out["tost_hi"]) else float("nan")
     return out
+
+
+def _st_t(q: float, df: int) -> float:
+    from scipy import stats as st
+
+    return st.t.ppf(q, df)
+
+
+SATURATED = 0.5  # share of E[s, l > s] at ≥ 0.99 above which the depth score cannot move
+
+
+def saturation(result) -> float:
+    """Share of the per-example skip effects right of the diagonal at the top of the scale (≥ 0.99)."""
+    E = np.asarray(getattr(result, "example_E", np.zeros((0, 1, 1))), float)
+    if E.size == 0:
+        return float("nan")
+    L = E.shape[-1]
+    upper = E[:, np.triu_indices(L, 1)[0], np.triu_indices(L, 1)[1]]
+    upper = upper[np.isfinite(upper)]
+    return float(np.mean(upper >= 0.99)) if upper.size else float("nan")
+
+
+def tested_levels(result, chance: dict | None) -> list:
+    """The levels the model answers above chance (one-sided binomial, p < 0.05); every level when no
+    chance rates are given."""
+    lv = np.asarray(result.example_level)
+    correct = np.asarray(result.example_correct, bool)
+    out = []
+    for level in result.levels:
+        sel = lv == level
+        rate = (chance or {}).get(level, (chance or {}).get(str(level)))
+        if chance is None or (rate is not None and not at_chance(int(correct[sel].sum()), int(sel.sum()), float(rate))[0]):
+            out.append(level)
+    return out
+
+
+def flat_verdict(result, which: str, chance: dict | None, depth_shift: float = DEPTH_SHIFT, n_tests: int = 1) -> verdicts.Verdict:
+    """The FLAT rule on one score of one set."""
+    levels = tested_levels(result, chance)
+    if len(levels) < 2:
+        return verdicts.decide_equivalence(FLAT, [], not_testable=f"the model answers {len(levels)} level(s) above chance; a trend needs two")
+    sat = saturation(result)
+    if np.isfinite(sat) and sat > SATURATED:
+        return verdicts.decide_equivalence(FLAT, [], not_testable=(
+            f"{sat:.0%} of the skip effects E[s, l > s] are at the top of the scale: every layer looks equally important, "
+            "so the depth score is the same at every level whatever the model does"))
+    sl = slope(result, which, depth_shift, levels=levels)
+    rule = replace(FLAT, margin=sl["margin_layers"])
+    est = verdicts.Estimate(sl["slope"], sl["se"], float(max(sl["n"] - 2, 0)), int(sl["n"]))
+    v = verdicts.decide_equivalence(rule, estimate=est, unlike_alpha=FLAT.alpha / max(n_tests, 1))
+    v.details = {"margin": sl["margin_layers"], "levels": [str(x) for x in levels]}
+    return v
 
 
 def accuracy(result) -> float:
@@ -117,141 +178,105 @@ def level_table(result, controls: list | None = None, which: str = "layer") -> p
     return pd.DataFrame(rows).set_index("level")
 
 
-def _spread(control_values, own_se: float) -> float:
-    """The spread a trained value must clear: the controls' sd across seeds and the trained value's
-    own standard error, combined (√(sd² + se²)); a trained model is one draw too."""
-    c = np.asarray([x for x in control_values if np.isfinite(x)], float)
-    sd = float(c.std(ddof=1)) if c.size > 1 else 0.0
-    return float(np.sqrt(sd**2 + (own_se if np.isfinite(own_se) else 0.0) ** 2))
-
-
-def _verdict(trend: str, informative: bool) -> str:
-    if trend == stats.FLAT:
-        return PAPER if informative else SAME_AS_CONTROL
-    if trend in (stats.RISING, stats.FALLING):
-        return NOT_PAPER
-    return UNDETERMINED
-
-
 def _f(x, nd=2):
     if x is None or not np.isfinite(x):
         return "n/a"
     return f"{0.0 if abs(x) < 0.5 * 10**-nd else x:.{nd}f}"  # no "-0.00"
 
 
-_TREND = {
-    stats.FLAT: "flat (shown within ±{m} layers per level)",
-    stats.RISING: "rising",
-    stats.FALLING: "falling",
-    stats.UNDETERMINED: "not distinguishable from flat with this sample (the interval reaches beyond ±{m} layers per level)",
-}
+def chance_rates(sets: dict) -> dict:
+    """{set name: {level: chance rate}} of `difficulty_datasets`' sets (`effdepth.data.natural.chance`)."""
+    from ..data.natural import chance
+
+    return {name: {lv: chance(exs) for lv, exs in s["examples"].items() if exs} for name, s in sets.items()}
 
 
-def dataset_findings(name: str, result, controls: list, margin: float = MARGIN, alpha: float = 0.05) -> Findings:
-    """Findings of one dataset: per score, the slope, its verdicts and a sentence (keys `<score>_*`)."""
+def dataset_findings(name: str, result, controls: list, chance: dict | None = None, depth_shift: float = DEPTH_SHIFT, n_tests: int = 2) -> tuple[Findings, dict]:
+    """Findings of one set: per score, the FLAT verdict, the slope and a sentence; returns (findings,
+    {score: Verdict})."""
     f = Findings()
     L = n_layers(result)
     acc = accuracy(result)
     cacc = [accuracy(c) for c in controls]
-    n = len(np.asarray(result.example_correct))
-    informative = bool(controls) and stats.differs_from_control(acc, cacc, "greater", k=K_SPREAD, spread=_spread(cacc, np.sqrt(max(acc * (1 - acc), 1e-12) / max(n, 1))))
-    f.numbers.update({"accuracy": acc, "control_accuracy": float(np.mean(cacc)) if cacc else float("nan"), "n_layers": L})
-    f.verdicts["informative"] = "yes" if informative else "no"
+    levels = tested_levels(result, chance)
+    f.numbers.update({"accuracy": acc, "control_accuracy": float(np.mean(cacc)) if cacc else float("nan"), "n_layers": L, "n_tested_levels": len(levels)})
     a = np.asarray(result.accuracy, float)
-    harder = "falls" if a[-1] < a[0] - 0.05 else ("rises" if a[-1] > a[0] + 0.05 else "stays about the same")
-    f.verdicts["accuracy_trend"] = harder
+    rates = ", ".join(
+        f"{lv}: {100 * acc_:.0f} %" + (f" (chance {100 * float((chance or {}).get(lv, np.nan)):.1f} %)" if chance and lv in chance else "")
+        for lv, acc_ in zip(result.levels, a)
+    )
     parts = [
-        f"**{name}** ({L} layers): accuracy {a[0]:.0%} at the easiest level and {a[-1]:.0%} at the hardest ({harder}); "
-        f"{acc:.0%} over all levels against {f'{np.mean(cacc):.0%}' if cacc else 'n/a'} for the random-init control"
-        + ("" if informative else ", so the model does not answer these questions better than an untrained one")
+        f"**{name}** ({L} layers): accuracy per level {rates}; above chance at "
+        + (f"level{'s' if len(levels) > 1 else ''} {', '.join(str(x) for x in levels)}" if levels else "no level")
+        + (f"; the random-init control answers {np.mean(cacc):.0%}" if cacc else "")
         + "."
     ]
+    found = {}
     for which, label in SCORES.items():
-        sl = slope(result, which, margin, alpha)
-        cs = [slope(c, which, margin, alpha)["slope"] for c in controls]
-        trend = sl["verdict"]
-        v = _verdict(trend, informative)
-        vs = "n/a"
-        if trend in (stats.RISING, stats.FALLING):
-            direction = "greater" if trend == stats.RISING else "less"
-            se = (sl["hi"] - sl["lo"]) / (2 * 1.96)
-            beyond = bool(cs) and np.isfinite(cs).any() and stats.differs_from_control(sl["slope"], cs, direction, k=K_SPREAD, spread=_spread(cs, se))
-            vs = "beyond the control" if beyond else "as the control"
-        f.verdicts.update({f"{which}_trend": trend, f"{which}_paper_pattern": v, f"{which}_vs_control": vs})
-        f.numbers.update(
-            {
-                f"{which}_slope": sl["slope"], f"{which}_slope_lo": sl["lo"], f"{which}_slope_hi": sl["hi"],
-                f"{which}_tost_lo": sl["tost_lo"], f"{which}_tost_hi": sl["tost_hi"], f"{which}_margin": sl["margin_layers"],
-                f"{which}_control_slope": float(np.nanmean(cs)) if cs else float("nan"),
-            }
-        )
-        inside = np.isfinite(sl["tost_lo"]) and -sl["margin_layers"] < sl["tost_lo"] and sl["tost_hi"] < sl["margin_layers"]
+        v = flat_verdict(result, which, chance, depth_shift, n_tests)
+        found[which] = v
+        cs = [slope(c, which, depth_shift, levels=levels or None)["slope"] for c in controls]
+        f.verdicts[f"{which}_paper_pattern"] = v.words()
+        f.verdicts[f"{which}_state"] = v.state
+        f.numbers.update({
+            f"{which}_slope": v.effect, f"{which}_slope_lo": v.lo, f"{which}_slope_hi": v.hi,
+            f"{which}_margin": v.details.get("margin", float("nan")), f"{which}_control_slope": float(np.nanmean(cs)) if cs else float("nan"),
+        })
+        if v.state == NOT_TESTABLE:
+            parts.append(f"{label} score: not testable here ({v.reason})")
+            continue
+        m = v.details["margin"]
         sentence = (
-            f"{label} score: slope {_f(sl['slope'])} layers per level (95 % interval [{_f(sl['lo'])}, {_f(sl['hi'])}]; "
-            f"90 % [{_f(sl['tost_lo'])}, {_f(sl['tost_hi'])}]), "
-            + _TREND[trend].format(m=_f(sl["margin_layers"]))
-            + (f" (a small but clear trend: inside the ±{_f(sl['margin_layers'])} margin, yet the 95 % interval excludes 0)" if trend in (stats.RISING, stats.FALLING) and inside else "")
-            + f"; random-init control slope {_f(np.nanmean(cs)) if cs else 'n/a'}"
+            f"{label} score: slope {_f(v.effect)} layers per level ({100 - 200 * FLAT.alpha:.0f} % interval [{_f(v.lo)}, {_f(v.hi)}]) "
+            f"against a margin of ±{_f(m)} layers per level ({depth_shift:.0%} of the depth across the tested levels); "
+            f"random-init control slope {_f(np.nanmean(cs)) if cs else 'n/a'}"
         )
-        if v == PAPER:
-            sentence += " — as in the paper, flat across difficulty"
-        elif v == SAME_AS_CONTROL:
-            sentence += " — flat, but uninformative: the control answers as well"
-        elif trend in (stats.RISING, stats.FALLING) and not informative:
-            sentence += " — in a model that answers no better than its control, so it says nothing about how answering uses depth"
-        elif trend == stats.RISING:
-            sentence += " — unlike the paper, harder problems reach deeper here" if vs == "beyond the control" else " — it rises, but not beyond the random-init controls' spread, so the rise is not evidence of learned computation (the prompts may make it)"
-        elif trend == stats.FALLING:
-            sentence += " — not the paper's flat finding: harder problems use *shallower* layers here" if vs == "beyond the control" else " — it falls, but not beyond the random-init controls' spread, so the fall is not evidence of learned computation (the prompts may make it)"
+        sentence += {
+            PAPER: " — **as in the paper**, flat across difficulty",
+            NOT_PAPER: " — **unlike the paper**, the score " + ("rises" if v.effect > 0 else "falls") + " with difficulty by more than the margin",
+        }.get(v.state, f" — {v.words()}")
         parts.append(sentence)
-        tc = slope(result, which, margin, alpha, correct_only=True)
-        f.numbers[f"{which}_slope_correct"] = tc["slope"]
-        f.verdicts[f"{which}_trend_correct"] = tc["verdict"]
-    f.text["sentence"] = parts[0] + " " + ". ".join(p[0].upper() + p[1:] for p in parts[1:]) + f". On correctly answered examples only the layer-effect trend is {f.verdicts['layer_trend_correct']}."
-    return f
+    f.text["sentence"] = parts[0] + " " + ". ".join(p[0].upper() + p[1:] for p in parts[1:]) + "."
+    return f, found
 
 
-def findings(results: dict, controls: dict, margin: float = MARGIN, alpha: float = 0.05) -> Findings:
+def findings(results: dict, controls: dict, chance: dict | None = None, depth_shift: float = DEPTH_SHIFT) -> Findings:
     """The chapter's findings over all difficulty sets. results: {name: DepthScore}; controls: {name:
-    [DepthScore per control seed]} (every name of `results`). Numbers and verdicts are prefixed
-    `d<i>_` (i = position of the set in `results`); `text['per_dataset']` is a bullet list,
-    `text['summary']` the chapter's verdict."""
+    [DepthScore per control seed]} (every name of `results`); chance: {name: {level: rate}}
+    (`chance_rates`; None: every level counts). Numbers and verdicts are prefixed `d<i>_` (i =
+    position of the set in `results`); `text['per_dataset']` is a bullet list, `text['summary']` the
+    chapter's verdict, recorded as `paper_pattern`."""
     missing = [n for n in results if n not in controls]
     if missing:
         raise ValueError(f"controls has no entry for {missing}: pass [] for a set measured without controls.")
     f = Findings()
-    bullets, keys = [], []
+    bullets, found = [], []
+    n_tests = len(results) * len(SCORES)
     for i, (name, r) in enumerate(results.items()):
-        d = dataset_findings(name, r, list(controls[name]), margin, alpha)
+        d, v = dataset_findings(name, r, list(controls[name]), (chance or {}).get(name) if chance is not None else None, depth_shift, n_tests)
         f = f.merge(Findings(d.numbers, d.verdicts, {}), prefix=f"d{i}_")
         bullets.append("- " + d.text["sentence"])
-        keys += [(name, which, d.verdicts[f"{which}_paper_pattern"], d.verdicts[f"{which}_trend"]) for which in SCORES]
+        found += [(name, which, x) for which, x in v.items()]
     f.text["per_dataset"] = "\n".join(bullets)
-    n_yes = sum(k[2] == PAPER for k in keys)
-    f.numbers.update({"n_paper": n_yes, "n_scores": len(keys), "margin": margin})
-    rising = [f"{n} ({SCORES[w]})" for n, w, _, t in keys if t == stats.RISING]
-    falling = [f"{n} ({SCORES[w]})" for n, w, _, t in keys if t == stats.FALLING]
-    if n_yes == len(keys):
-        verdict, summary = PAPER, "As in the paper, every depth score is shown flat across difficulty (within the stated margin), on questions the model answers better than its random-init control."
-    elif not any(f.verdicts[f"d{i}_informative"] == "yes" for i in range(len(results))):
-        verdict = SAME_AS_CONTROL
-        summary = (
-            "The model answers no set better than its random-init control, so its depth scores, flat or not, say nothing about "
-            "whether harder problems use deeper layers."
-        )
-    elif rising or falling:
-        verdict = NOT_PAPER
-        summary = "Not the paper's flat finding: the depth score " + "; ".join(
-            x for x in ((f"rises for {', '.join(rising)}" if rising else ""), (f"falls for {', '.join(falling)}" if falling else "")) if x
-        ) + "."
-    elif any(k[2] == SAME_AS_CONTROL for k in keys):
-        verdict = SAME_AS_CONTROL
-        summary = "The depth scores are flat, but that is uninformative where the model answers no better than its random-init control, which is flat too."
-    else:
-        verdict = UNDETERMINED
-        summary = "No depth score is shown flat, rising or falling: with this sample the trends are not distinguishable from flat, which is not the same as flat."
-    f.verdicts["paper_pattern"] = verdict
-    f.text["summary"] = summary + f" ({n_yes} of {len(keys)} scores shown flat on questions the model answers; margin ±{margin:.0%} of the depth per level.)"
+    states = [x.state for _, _, x in found]
+    tested = [x for _, _, x in found if x.state != NOT_TESTABLE]
+    overall = verdicts.combine_all(states)
+    lead = next((x for x in tested if x.state == overall), tested[0] if tested else found[0][2])
+    v = verdicts.Verdict(FLAT.name, overall, int(sum(x.n for x in tested)) if tested else 0, lead.effect, lead.lo, lead.hi,
+                         reason=lead.reason if overall == NOT_TESTABLE else "",
+                         n_needed=max((x.n_needed for x in tested if x.n_needed), default=None) if overall == INCONCLUSIVE else None)
+    if overall == INCONCLUSIVE:
+        v.n = min(x.n for x in tested)
+    first = next((f"{n} ({SCORES[w]} score)" for n, w, x in found if x is lead), "")
+    record(f, "paper_pattern", v, FLAT, unit=f"slope in layers per level, {first}")
+    f.numbers.update({"n_paper": sum(s == PAPER for s in states), "n_scores": len(states), "depth_shift": depth_shift})
+    f.text["summary"] = {
+        PAPER: "**As in the paper**, every depth score is shown flat across difficulty (within 10 % of the depth), on levels the model answers above chance.",
+        NOT_PAPER: "**Unlike the paper**, a depth score rises or falls with difficulty by more than 10 % of the depth.",
+        NOT_TESTABLE: f"**Not testable here**: {lead.reason}.",
+    }.get(overall, f"Whether harder problems use deeper layers is **{v.words()}**: the intervals reach beyond the ±10 %-of-depth margin.") + (
+        f" ({verdicts.tally(states)}, over {len(states)} scores.)"
+    )
     return f
 
 
@@ -309,15 +334,21 @@ def examples_findings(panels: dict, prompts: dict, ig_steps: int, control_panels
             ctl = f" (random-init control: {'up to residual index ' + str(c['last_layer_question']) if c['last_layer_question'] is not None else 'no question token matters'}; {c['ig_second_half']:.0%} of its attribution in layers ≥ {L // 2})"
         f.numbers.update({f"ex{i}_last_layer_question": d["last_layer_question"] if d["last_layer_question"] is not None else float("nan"), f"ex{i}_ig_second_half": d["ig_second_half"]})
         unsure = d["p_input"] < 0.5 * d["n_answer_tokens"]  # less than half the probability on the answer, per answer token
+        complete = d["ig_gap_rel"] < IG_MAX_GAP
+        f.numbers[f"ex{i}_ig_gap_rel"] = d["ig_gap_rel"]
+        ig = (
+            f"the layer whose output carries the most attribution is layer {d['ig_top_layer']}, and {d['ig_second_half']:.0%} of the "
+            f"total |attribution| (position 0 left out) lies in layers ≥ {L // 2}{ctl}. IG completeness with {ig_steps} steps: per "
+            f"layer the attributions sum to P(x) − P(x') up to a gap of {d['ig_gap_rel']:.1%} of the largest P(x) − P(x')"
+            if complete
+            else f"no attribution shares are read from integrated gradients: with {ig_steps} steps its completeness gap is "
+            f"{d['ig_gap_rel']:.0%} of P(x) − P(x') (the shares are trusted below {IG_MAX_GAP:.0%}; more steps, `ig_steps`, shrink it)"
+        )
         lines.append(
             f"- **{name}** (`{prompt!r}` → `{answer!r}`; summed teacher-forced probability of its {d['n_answer_tokens']} answer tokens "
             f"{d['p_input']:.2f} of {d['n_answer_tokens']}"
             + ("; **the model puts less than half its probability on this answer, so the heatmaps show how a mostly wrong prediction is made**" if unsure else "")
-            + f"): {where}; the layer whose output carries the most attribution is layer "
-            f"{d['ig_top_layer']}, and {d['ig_second_half']:.0%} of the total |attribution| (position 0 left out) lies in layers ≥ {L // 2}"
-            f"{ctl}. IG completeness with {ig_steps} steps: per layer the attributions sum to P(x) − P(x'), up to a gap of at most "
-            f"{d['ig_gap_max']:.3f} ({d['ig_gap_rel']:.1%} of the largest P(x) − P(x') over layers; the gap shrinks as the number of "
-            f"steps grows, SPEC's default is 256)."
+            + f"): {where}; {ig}."
         )
     f.text["examples"] = "\n".join(lines)
     return f

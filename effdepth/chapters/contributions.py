@@ -1,34 +1,50 @@
 """§3.1 reasoning: do second-half layers write less into the residual than an untrained model's do?
 
-Rules (book/methods/contributions-rules.md states them for the reader):
+Rules (the methods page states them, with their simulated error rates):
 
-- Halves leave layer 0 out (it writes onto the bare token embedding, often many times its norm):
-  first half = layers 1 … L/2−1, second half = layers L/2 … L−1. `half_ratio` = the mean over prompts
-  of each prompt's ratio (second-half mean relative contribution / first-half mean), with its 95 %
-  Student-t interval over prompts.
-- "paper_shape": the trained model shows the paper's shape when half_ratio < 1; it is the paper's
-  (verdict "yes") only when the upper end of its interval also lies below the controls' bound
-  (`stats.control_bound`, direction "less": below every control's ratio and below the controls' mean
-  by more than `k` spreads (`chapters.control_k`: 4.97 for 3 seeds, 2 with one control); the spread is the standard deviation across control seeds, or with one
-  control its per-prompt standard error); "not distinguishable from the control" when it shows the
-  shape but does not pass the bound; "no" when half_ratio ≥ 1.
-- The knee of the contribution curve: `stats.change_point` (two-segment least squares, a line per segment,
-  layer 0 left out when it dominates), reported as a layer and as a relative depth layer/L.
-- "cos_turn": the trained model shows the paper's turn from erasing to strengthening when the mean
-  layer cosine of the first half (layer 0 left out) is negative and that of the second half
-  positive; it is the paper's ("yes") only when the per-prompt rise (second-half minus first-half
-  mean cosine) has an interval whose lower end exceeds the controls' bound (direction "greater").
+- **The paper's shape** (`SHAPE`): a steady first half and a drop around the middle, not any fall.
+  Per prompt, on the layer's relative contribution ‖a_l + m_l‖/‖h_l‖ (the bars of Fig 2a) in log
+  scale: a straight line is fitted to the first half's layers 1 … L/2−1 (layer 0 writes onto the bare
+  embedding), and `mid_drops` is how far the second half's layers L/2 … L−2 lie below its
+  continuation, on average (the last layer, which rises in the paper, is left out), capped by the
+  log of first- over second-half mean (a second half above the first is never a drop). A pre-norm
+  network at initialisation falls smoothly and slower and slower (below its own first-half trend's
+  continuation: negative); a steady-then-drop curve gives the log of the drop (Llama 70B: about
+  log 4); a flat or steadily falling one about 0. `verdicts.decide` with threshold and margin log 1.25.
+- **The turn of the cosines** (`COS_TURN`): per prompt, the second half's mean layer cosine minus the
+  first half's (layer 0 left out); threshold 0.1, margin 0.05.
+- Descriptive: `half_ratio` (second-half over first-half mean relative contribution, per prompt, its
+  mean and t-interval, against the control's), the knee of the curve (`stats.change_point`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .. import stats
-from . import NOT_PAPER, PAPER, SAME_AS_CONTROL, Findings, control_k, paper_verdict
-
+from .. import stats, verdicts
+from . import CONTROL_TOO, NOT_TESTABLE, PAPER, UNLIKE, Findings, record
 
 MIN_LAYERS = 3  # halves leave layer 0 out: a 2-layer model has no halves to compare
+MIN_SHAPE_LAYERS = 5  # a first-half trend needs two layers (1, 2) and a second half one (L/2 … L−2)
+
+SHAPE = verdicts.Rule(
+    name="contributions.shape",
+    statistic="per prompt: how far the second half's log relative contribution lies below the first half's own straight-line trend (and below the first half)",
+    direction=+1,
+    threshold=float(np.log(1.25)),
+    margin=float(np.log(1.25)),
+    effect="the second half writes at least 1.25× less than the first half's own trend predicts, and 1.25× less than the control's does",
+    paper="Llama 3.1 70B: about 0.15–0.2 per layer through the first half, below 0.05 after the middle (a drop of about log 4)",
+)
+COS_TURN = verdicts.Rule(
+    name="contributions.cos_turn",
+    statistic="per prompt: mean layer cosine of the second half minus that of the first half (layer 0 left out)",
+    direction=+1,
+    threshold=0.1,
+    margin=0.05,
+    effect="the second half's writes align with the residual by at least 0.1 more in cosine than the first half's, 0.05 more than in the control",
+    paper="Llama 3.1 70B: negative (erasing) cosines in the first half, positive (strengthening) after the middle",
+)
 
 
 def curve(result, column: str = "rel_layer") -> np.ndarray:
@@ -61,6 +77,49 @@ def prompt_ratios(result, column: str = "rel_layer") -> np.ndarray:
         return np.where(first > 0, second / first, np.nan)
 
 
+def mid_drops(result, column: str = "rel_layer") -> np.ndarray:
+    """Per prompt, the SHAPE rule's statistic: min(M, log(h1/h2)). M = the mean, over the second half's
+    layers L/2 … L−2 (the last layer, which rises in the paper, left out), of how far log ‖Δ_l‖/‖h_l‖
+    lies below the straight line fitted to the first half's layers 1 … L/2−1 (log scale): the drop
+    around the middle beyond the first half's own trend. h1, h2: the two halves' mean contributions (a
+    second half above the first is never a drop). NaN for L < 5."""
+    v = np.asarray(result.arrays[f"prompt_{column}"], dtype=float)  # [P, L]
+    L = v.shape[1]
+    if L < MIN_SHAPE_LAYERS:
+        return np.full(v.shape[0], np.nan)
+    h = L // 2
+    first, second = np.arange(1, h), np.arange(h, L - 1)
+    logv = np.log(np.clip(v, 1e-12, None))
+    xc = first - first.mean()
+    slope = (logv[:, first] - logv[:, first].mean(axis=1, keepdims=True)) @ xc / max((xc**2).sum(), 1e-12)
+    pred = logv[:, first].mean(axis=1, keepdims=True) + slope[:, None] * (second - first.mean())[None, :]
+    m = (pred - logv[:, second]).mean(axis=1)
+    halves_gap = np.log(v[:, first].mean(axis=1) / np.clip(v[:, second].mean(axis=1), 1e-12, None))
+    return np.minimum(m, halves_gap)
+
+
+def cos_rises(result) -> np.ndarray:
+    """Per prompt: mean layer cosine of the second half minus that of the first (the COS_TURN statistic)."""
+    v = np.asarray(result.arrays["prompt_cos_layer"], dtype=float)
+    L = v.shape[1]
+    if L < MIN_LAYERS:
+        return np.full(v.shape[0], np.nan)
+    h = max(2, L // 2)
+    return v[:, h:].mean(axis=1) - v[:, 1:h].mean(axis=1)
+
+
+def shape_verdict(result, controls: list) -> verdicts.Verdict:
+    L = len(curve(result))
+    why = f"a {L}-layer model has no first-half trend to continue (layers 1 … L/2−1)" if L < MIN_SHAPE_LAYERS else ""
+    return verdicts.decide(SHAPE, mid_drops(result), [mid_drops(c) for c in controls], not_testable=why)
+
+
+def cos_verdict(result, controls: list) -> verdicts.Verdict:
+    L = len(curve(result))
+    why = f"with layer 0 left out a {L}-layer model has no two halves" if L < MIN_LAYERS else ""
+    return verdicts.decide(COS_TURN, cos_rises(result), [cos_rises(c) for c in controls], not_testable=why)
+
+
 def half_ratio(result, column: str = "rel_layer") -> tuple[float, float, float, float]:
     """(mean, lo, hi, se) of the per-prompt half ratio: its mean over prompts, 95 % t-interval, standard error."""
     r = prompt_ratios(result, column)
@@ -85,30 +144,6 @@ def first_positive_cos(result) -> int | None:
     return next((l for l in range(L) if (cos[l : max(l + 1, L - 1)] >= 0).all()), None)
 
 
-def cos_contrast(result) -> tuple[float, float, float, float]:
-    """(mean, lo, hi, se) over prompts of: mean layer cosine of the second half − that of the first
-    half (layer 0 left out, halves as for `half_ratio`). Positive: the writes turn from erasing
-    towards strengthening with depth."""
-    key = "prompt_cos_layer"
-    if key not in result.arrays:
-        raise ValueError(f"This contributions result has no per-prompt values ('{key}'); recompute it with this version of effdepth.")
-    v = np.asarray(result.arrays[key], dtype=float)
-    L = v.shape[1]
-    if L < MIN_LAYERS:
-        return (float("nan"),) * 3 + (0.0,)
-    h = max(2, L // 2)
-    d = v[:, h:].mean(axis=1) - v[:, 1:h].mean(axis=1)
-    m, lo, hi = stats.mean_ci(d)
-    se = float(d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else 0.0
-    return m, lo, hi, se
-
-
-def _cos_turns(result) -> bool:
-    """The paper's turn: the first half's mean layer cosine is negative, the second half's positive."""
-    first, second = halves(result, "cos_layer")
-    return bool(first < 0 < second)
-
-
 def _layers(ls) -> str:
     ls = list(ls)
     return ", ".join(map(str, ls)) if ls else "none"
@@ -120,31 +155,19 @@ def _range(values) -> str:
     return lo if lo == hi else f"{lo}–{hi}"
 
 
-def findings(result, controls: list, k: float | None = None) -> Findings:
+def findings(result, controls: list) -> Findings:
     """The §3.1 findings of `result` (trained model) against `controls` (its random-init controls)."""
     if not controls:
         raise ValueError("contributions.findings needs at least one control result (the random-init model).")
-    k = control_k(len(controls), k)
     L = len(curve(result))
     first, second = halves(result)
     ratio, ratio_lo, ratio_hi, _ = half_ratio(result)
-    c_stats = [half_ratio(c) for c in controls]
-    c_ratios = [c[0] for c in c_stats]
-    spread = float(np.std(c_ratios, ddof=1)) if len(controls) > 1 else c_stats[0][3]
-    bound = stats.control_bound(c_ratios, "less", k=k, spread=spread) if np.isfinite(c_ratios).any() else float("nan")
+    c_ratios = [half_ratio(c)[0] for c in controls]
     a_ratio = half_ratio(result, "rel_attn")[0]
     ca = [half_ratio(c, "rel_attn")[0] for c in controls]
     kn, ckn = knee(result), [knee(c) for c in controls]
     rel0, c_rel0 = float(curve(result)[0]), [float(curve(c)[0]) for c in controls]
-
-    shape = paper_verdict(bool(ratio < 1), bool(np.isfinite(ratio_hi) and ratio_hi < bound))
-    cc, cc_lo, _, _ = cos_contrast(result)
-    c_cc = [cos_contrast(c) for c in controls]
-    cc_means = [c[0] for c in c_cc]
-    cc_spread = float(np.std(cc_means, ddof=1)) if len(controls) > 1 else c_cc[0][3]
-    cc_bound = stats.control_bound(cc_means, "greater", k=k, spread=cc_spread) if np.isfinite(cc_means).any() else float("nan")
-    cos_turn = paper_verdict(_cos_turns(result), bool(np.isfinite(cc_lo) and cc_lo > cc_bound))
-
+    shape, cos = shape_verdict(result, controls), cos_verdict(result, controls)
     n = len(controls)
     ctl = f"the random-init control{'s' if n > 1 else ''} ({n} seed{'s' if n > 1 else ''})"
     numbers = {
@@ -157,7 +180,6 @@ def findings(result, controls: list, k: float | None = None) -> Findings:
         "half_ratio_hi": ratio_hi,
         "control_half_ratio_min": float(np.min(c_ratios)),
         "control_half_ratio_max": float(np.max(c_ratios)),
-        "control_bound": bound,
         "attn_half_ratio": a_ratio,
         "control_attn_half_ratio": float(np.mean(ca)),
         "layer0_rel": rel0,
@@ -169,61 +191,49 @@ def findings(result, controls: list, k: float | None = None) -> Findings:
         "control_knee_depth": float(np.mean([c["x"] for c in ckn])),
         "cos_first_half": halves(result, "cos_layer")[0],
         "cos_second_half": halves(result, "cos_layer")[1],
-        "cos_contrast": cc,
-        "cos_contrast_lo": cc_lo,
-        "control_cos_contrast": float(np.mean(cc_means)),
-        "control_cos_bound": cc_bound,
         "min_cos_io": float(curve(result, "cos_io").min()),
         "control_min_cos_io": float(np.min([curve(c, "cos_io").min() for c in controls])),
     }
+    f = Findings(numbers=numbers)
+    record(f, "paper_shape", shape, SHAPE)
+    record(f, "cos_turn", cos, COS_TURN)
+    drop = (
+        f"The second half lies **{shape.effect:.2f}** (log scale) below the continuation of the first half's own trend (mean over "
+        f"{shape.n} prompts, {100 - 200 * SHAPE.alpha:.0f} % interval {shape.lo:.2f} to {shape.hi:.2f}), against "
+        f"{_num(shape.control)} in {ctl}; the paper's shape needs at least {SHAPE.threshold:.2f} (log 1.25; Llama 70B: about log 4)."
+        if shape.state != NOT_TESTABLE else ""
+    )
     shape_text = {
-        PAPER: (
-            "This is the paper's shape, and training made it: the whole interval lies below every control's "
-            f"ratio and below the controls' bound {bound:.2f} (their mean minus {k:.2f} spreads)."
+        PAPER: "**As in the paper**: a steady first half and a drop around the middle, beyond the control by more than log 1.25.",
+        CONTROL_TOO: "The curve has the paper's shape, but **the untrained architecture shows it too** (the control's drop is as large).",
+        UNLIKE: (
+            "**Unlike the paper**: no steady-then-drop shape here"
+            + (f"; the second half still writes {ratio:.2f} of the first half's share, against {_range(c_ratios)} in the control: "
+               "the fall that a pre-norm network has at initialisation, training made smaller, not larger." if ratio > max(c_ratios) else ".")
         ),
-        SAME_AS_CONTROL: (
-            f"The second half does contribute less, but {ctl} show{'s' if n == 1 else ''} the same (ratio {_range(c_ratios)}, bound "
-            f"{bound:.2f}): in a pre-norm model the residual grows with depth even at initialisation, so this "
-            "is not evidence of anything learned."
-        ),
-        NOT_PAPER: "Unlike the paper's Llama, the second half does **not** contribute less here.",
-    }[shape]
-    if shape == SAME_AS_CONTROL and ratio > max(c_ratios):
-        shape_text = (
-            f"The second half does contribute less, but less so than in {ctl} (ratio {_range(c_ratios)}): the fall comes "
-            "with the architecture (in a pre-norm model the residual grows with depth even at initialisation), and "
-            "training made it smaller, not larger."
-        )
+        NOT_TESTABLE: f"The paper's shape is **not testable here**: {shape.reason}.",
+    }.get(shape.state, f"The paper's shape is **{shape.words()}**.")
+    cos_text = {
+        PAPER: f"**As in the paper** the writes turn from erasing towards strengthening: the second half's mean cosine exceeds the first half's by {cos.effect:.2f}, beyond {ctl}.",
+        CONTROL_TOO: f"The writes turn towards strengthening (rise {cos.effect:.2f}), but **the untrained architecture shows it too** (control {_num(cos.control)}).",
+        UNLIKE: f"**Unlike the paper**, the writes do not turn from erasing to strengthening: the second half's mean cosine exceeds the first half's by only {cos.effect:.2f} (control {_num(cos.control)}).",
+        NOT_TESTABLE: f"The turn of the cosines is **not testable here**: {cos.reason}.",
+    }.get(cos.state, f"The turn of the cosines is **{cos.words()}** (rise {cos.effect:.2f}, control {_num(cos.control)}).")
     neg = [int(l) for l in np.flatnonzero(curve(result, "cos_layer") < 0)]
     c_neg = [int(l) for l in np.flatnonzero(curve(controls[0], "cos_layer") < 0)]
     turn, c_turn = first_positive_cos(result), first_positive_cos(controls[0])
-    cos_text = {
-        PAPER: (
-            f"As in the paper, the writes turn from erasing (first half, mean cosine {numbers['cos_first_half']:.2f}) to "
-            f"strengthening (second half, {numbers['cos_second_half']:.2f}), and training made it: the rise of "
-            f"{cc:.2f} (interval from {cc_lo:.2f}) is beyond the bound {cc_bound:.2f} of {ctl}."
-        ),
-        SAME_AS_CONTROL: (
-            f"The writes turn from erasing (first half, mean cosine {numbers['cos_first_half']:.2f}) to strengthening "
-            f"(second half, {numbers['cos_second_half']:.2f}), but the rise of {cc:.2f} is not beyond the bound "
-            f"{cc_bound:.2f} of {ctl} (their rise {_range(cc_means)})."
-        ),
-        NOT_PAPER: (
-            f"Unlike the paper, the first half's writes do not erase on average while the second half's strengthen "
-            f"(mean layer cosine {numbers['cos_first_half']:.2f} in the first half, {numbers['cos_second_half']:.2f} in the second)."
-        ),
-    }[cos_turn]
     changed = [int(l) for l in np.flatnonzero(curve(result, "cos_io") < 0.9)]
-    text = {
+    f.text.update({
         "shape_text": (
             f"Leaving layer 0 out, layers in the first half add on average **{first:.2f}** of the residual's "
             f"norm per layer, those in the second half **{second:.2f}**: a second-to-first-half ratio of "
             f"**{ratio:.2f}** (mean over prompts of each prompt's ratio; 95 % interval {ratio_lo:.2f}–{ratio_hi:.2f}), "
-            f"against {_range(c_ratios)} in {ctl}. {shape_text}"
+            f"against {_range(c_ratios)} in {ctl}. A ratio below 1 alone is not the paper's finding: an untrained pre-norm "
+            f"network falls too. {drop} {shape_text}"
         ),
         "detail_text": (
             f"Layer 0 writes {rel0:.2f} times the residual's norm (control {np.mean(c_rel0):.2f}); attention alone "
-            f"has a ratio of {numbers['attn_half_ratio']:.2f} (control {np.mean(ca):.2f}); the last layer contributes "
+            f"has a ratio of {a_ratio:.2f} (control {np.mean(ca):.2f}); the last layer contributes "
             f"{numbers['last_layer_rel']:.2f}."
         ),
         "knee_text": (
@@ -231,6 +241,7 @@ def findings(result, controls: list, k: float | None = None) -> Findings:
             f"{'left out: it dominates' if kn['excluded_first'] else 'kept'}) puts its knee at layer "
             f"**{kn['index']}** (relative depth {kn['x']:.2f}); the control's knee is at relative depth "
             f"{_range([c['x'] for c in ckn])}."
+            + ("" if shape.state == PAPER else " Without the paper's steady-then-drop shape this knee marks no transition, so no other chapter compares with it.")
         ),
         "cos_text": (
             f"The layer write is anti-aligned with the residual (erasing) at layers {_layers(neg)} (control: "
@@ -244,7 +255,11 @@ def findings(result, controls: list, k: float | None = None) -> Findings:
             "most layers change the stream only a little, which is why the relative measures above, not the raw "
             "similarity, are informative."
         ),
-    }
+    })
     if L < MIN_LAYERS:
-        text["shape_text"] = f"With layer 0 left out, a {L}-layer model has no two halves to compare, so there is no verdict on the paper's shape."
-    return Findings(numbers=numbers, verdicts={"paper_shape": shape, "cos_turn": cos_turn}, text=text)
+        f.text["shape_text"] = f"With layer 0 left out, a {L}-layer model has no two halves to compare, so there is no verdict on the paper's shape."
+    return f
+
+
+def _num(x: float) -> str:
+    return f"{x:.2f}" if np.isfinite(x) else "n/a"

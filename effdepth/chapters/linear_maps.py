@@ -42,7 +42,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import stats
-from . import NOT_PAPER, PAPER, SAME_AS_CONTROL, Findings, control_k, paper_verdict
+from . import INCONCLUSIVE, NOT_PAPER, NOT_TESTABLE, PAPER, SAME_AS_CONTROL, Findings, control_k, paper_verdict
 
 MONOTONE = 0.75  # share of forward steps for a best-match path to count as a diagonal
 IDENTITY_TOL = 1e-3  # the identity map is affine: its error must vanish up to round-off
@@ -166,8 +166,13 @@ def findings(result, controls=(), identity=None) -> Findings:
         verdicts["learned_structure"] = "not checked against a control"
     if cds:
         verdicts["paper_pattern"] = paper_verdict(verdicts["diagonal"] == "yes", verdicts["vs_control"] == "differs")
+        if verdicts["diagonal"] == "yes" and verdicts["vs_control"] != "differs" and not stats.reachable(nums["control_offset_bound"], "less", (0.0, np.inf)):
+            verdicts["paper_pattern"] = NOT_TESTABLE
+            verdicts["paper_pattern_reason"] = (
+                f"the controls' offsets vary so much that their bound ({nums['control_offset_bound']:.2f}) lies below 0, where no distance can go"
+            )
     else:
-        verdicts["paper_pattern"] = "not checked against a control" if verdicts["diagonal"] == "yes" else NOT_PAPER
+        verdicts["paper_pattern"] = INCONCLUSIVE if verdicts["diagonal"] == "yes" else NOT_PAPER
 
     text["matrix_text"] = (
         f"The mean relative error over all {d['L1']}×{d['L2']} pairs is **{d['mean_error']:.3f}**; along the "
@@ -234,8 +239,10 @@ def _verdict_sentence(d: dict, nums: dict, v: dict) -> str:
         return f"As in the paper: both readings track equal relative depth, and the trained pair is closer to the diagonal than every untrained control by more than their spread ({numbers})."
     if p == SAME_AS_CONTROL:
         return f"Both readings track equal relative depth, but the untrained targets come (nearly) as close to the diagonal, so this run cannot attribute the diagonal to training: not distinguishable from the control ({numbers})."
-    if p == "not checked against a control":
-        return f"Both readings track equal relative depth, but no control was run, so this is not evidence of a learned correspondence ({numbers})."
+    if p == INCONCLUSIVE:
+        return f"Both readings track equal relative depth, but no control was run, so this is inconclusive: not evidence of a learned correspondence ({numbers})."
+    if p == NOT_TESTABLE:
+        return f"Both readings track equal relative depth, but this is not testable here: {v.get('paper_pattern_reason', '')} ({numbers})."
     reason = {
         "equal relative depth": f"the best matches move back in {100 * (1 - min(d['monotone'], d['col_monotone'])):.0f} % of steps, so there is no clean diagonal",
         "same layer index": "both readings are closer to same-index matching",
@@ -248,7 +255,7 @@ def _verdict_sentence(d: dict, nums: dict, v: dict) -> str:
 def absent(why: str) -> Findings:
     """Findings of a run with no model pair: every text says why, so the page's glued slots are filled."""
     keys = ("run", "matrix", "reading", "control", "identity", "verdict", "weighting", "sgd")
-    return Findings(numbers={}, verdicts={"paper_pattern": "not measured"}, text={f"{k}_text": f"Not measured: {why}" for k in keys})
+    return Findings(numbers={}, verdicts={"paper_pattern": NOT_TESTABLE}, text={f"{k}_text": f"Not measured: {why}" for k in keys})
 
 
 def weighting(result, alt, names: dict) -> Findings:

@@ -42,9 +42,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .. import stats
-from . import PAPER, SAME_AS_CONTROL, Findings, control_k
+from .. import stats, verdicts
+from . import AS_PAPER, INCONCLUSIVE, NOT_TESTABLE, PAPER, SAME_AS_CONTROL, UNLIKE, Findings, control_k, record
 
+HOLM_SEEDS = 9  # the fewest seeds (all agreeing: p = 1/512) that pass Holm's first step over 17 statements
 MIN_SEEDS = 5  # the fewest seeds for which all agreeing gives a sign-test p below 0.05 (1/32)
 ALPHA = 0.05
 LEARNED_MARGIN = 0.15
@@ -52,6 +53,15 @@ CHANCE = stats.CHANCE
 OPPOSITE = "opposite"
 SEED_NOISE = "not distinguishable from seed-to-seed variation"
 
+CLAIM = verdicts.Rule(
+    name="objective.depth_use",
+    statistic="per-seed paired differences of depth use (depth score, erasure depth) between objectives and architectures, sign test over seeds, Holm-corrected over every statement",
+    direction=+1,
+    threshold=0.0,
+    margin=0.0,
+    effect="a direction shared by enough seeds to pass a Holm-corrected sign test (at least 5 seeds, all agreeing)",
+    paper="244M models, 100k steps (Fig 9): the answer-only loss and MoEUT use more of their depth (residual erasure)",
+)
 ARCH_LABEL = {"transformer": "Transformer", "moeut": "MoEUT"}
 OBJECTIVE_LABEL = {"all": "all-token loss", "answer": "answer-only loss"}
 DEPTH_MEASURES = {"erasure_depth": "erasure depth", "depth_layer": "depth score (layer effect)", "depth_output": "depth score (logit effect)"}
@@ -121,6 +131,7 @@ def statement(what: str, diffs, control_diffs=None, tol: float = 0.0, floor: dic
         "n_expected": dv["n_expected"],
         "n": dv["n"],
         "p": dv["p"],
+        "p_opposite": dv["p_opposite"],
         "direction": dv["verdict"],
         "mean": mean,
         "control_bound": stats.control_bound(c, "greater", k=control_k(len(c))) if len(c) else float("nan"),
@@ -292,25 +303,56 @@ def findings(acc, base, n_problems, use, control_use=None, control_acc=None, fin
     out = accuracy_findings(acc, base, n_problems, modules, control_acc).merge(depth_findings(use, control_use))
     out = out.merge(finetune if finetune is not None else Findings(numbers={"finetune_statements": []}, text={"finetune_text": "Fine-tuning was switched off for this run (`finetune = False`; `make book` leaves it out to fit a 2-core CPU, and `effdepth run --set objective.finetune=True` runs it)."}))
     rows = out.numbers["accuracy_statements"] + out.numbers["depth_statements"] + out.numbers["finetune_statements"]
+    holm_correct(rows)
     out.numbers["statements"] = rows
     n_seeds = int(acc.seed.nunique())
-    counts = pd.Series([r["verdict"] for r in rows]).value_counts()
+    counts = pd.Series([r["verdict"] for r in rows], dtype=object).value_counts()
     n_paper, n_opp = int(counts.get(PAPER, 0)), int(counts.get(OPPOSITE, 0))
     out.numbers.update(n_statements=len(rows), n_paper=n_paper, n_opposite=n_opp, n_seeds=n_seeds, min_p=float(0.5**n_seeds))
-    out.verdicts["any_paper"] = "yes" if n_paper else "no"
+    learned = out.verdicts.get("learned") == "yes"
+    depth_rows = out.numbers["depth_statements"]
+    v = verdicts.Verdict(CLAIM.name, INCONCLUSIVE, n_seeds, effect=float(sum(r["verdict"] == PAPER for r in depth_rows)))
+    if not learned:
+        v.state = NOT_TESTABLE
+        v.reason = (
+            f"the grid's best model answers {pct(out.numbers['best_accuracy'])} against {pct(out.numbers['baseline_accuracy'])} for always "
+            "giving the most frequent answer: at this size the models did not learn the arithmetic, so their depth use says nothing"
+        )
+    elif any(r["verdict"] == PAPER for r in depth_rows):
+        v.state = AS_PAPER
+    elif any(r["verdict"] == OPPOSITE for r in depth_rows):
+        v.state = UNLIKE
+    else:
+        v.n_needed = HOLM_SEEDS if n_seeds < HOLM_SEEDS else None
+    record(out, "any_paper", v, CLAIM, unit="depth statements holding after Holm's correction")
     out.text["summary_text"] = (
         f"Of {len(rows)} directional statements, **{n_paper}** hold as in the paper (a sign test over seeds in the paper's "
-        f"direction at p < {ALPHA:g} and a difference beyond the random-init control), **{n_opp}** are reversed, and "
-        f"{len(rows) - n_paper - n_opp} are not distinguishable from chance, from the control or from seed-to-seed variation. "
-        f"With {n_seeds} seed{'s' if n_seeds != 1 else ''} the smallest possible sign-test p is {0.5 ** n_seeds:.3f}"
-        + (
-            f": no direction can count with fewer than {MIN_SEEDS} seeds all agreeing (set `seeds`)."
-            if n_seeds < MIN_SEEDS
-            else "."
-        )
+        f"direction, Holm-corrected over all {len(rows)} statements at family-wise {ALPHA:g}, and a difference beyond the random-init "
+        f"control), **{n_opp}** are reversed (Holm-corrected too), and {len(rows) - n_paper - n_opp} are not distinguishable from "
+        f"chance, from the control or from seed-to-seed variation. With {n_seeds} seed{'s' if n_seeds != 1 else ''} the smallest "
+        f"possible sign-test p is {0.5 ** n_seeds:.3f}"
+        + (f": no direction can count with fewer than {MIN_SEEDS} seeds all agreeing (set `seeds`)." if n_seeds < MIN_SEEDS else ".")
+        + (f" **Not testable here**: {v.reason}." if v.state == NOT_TESTABLE else "")
         + " The sizes are not comparable with the paper's 244M-parameter, 100k-step models."
     )
     return out
+
+
+def holm_correct(rows: list[dict]) -> None:
+    """Holm's correction over every statement of the chapter (in place): a direction found by a sign
+    test counts only when Holm's step-down procedure over ALL the statements rejects it at family-wise
+    ALPHA; one that does not survive becomes "not distinguishable from chance". A statement's p is the
+    sign-test p of its verdict's direction (the smaller of the two for one without a direction).
+    With 17 statements the first step needs p ≤ 0.05/17 ≈ 0.003: nine seeds, all agreeing."""
+    tested = [r for r in rows if "p" in r]
+    if not tested:
+        return
+    p = [r.get("p_opposite", 1.0) if r["verdict"] == OPPOSITE else r["p"] if r["verdict"] in (PAPER, SAME_AS_CONTROL) else min(r["p"], r.get("p_opposite", 1.0)) for r in tested]
+    keep = verdicts.holm(p, ALPHA)
+    for r, ok in zip(tested, keep):
+        r["holm"] = bool(ok)
+        if not ok and r["verdict"] in (PAPER, SAME_AS_CONTROL, OPPOSITE):
+            r["verdict"] = CHANCE
 
 
 def table(f: Findings) -> pd.DataFrame:

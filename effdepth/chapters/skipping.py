@@ -4,29 +4,27 @@ Input: `SkipEffects` of the trained model in the current and the future setting,
 measurements of its random-init controls (one per control seed, same prompts). Optionally the
 attention-only / MLP-only parts and the local (direct) effects. Output: a `Findings` object.
 
-The paper's claims (Csordás et al. §3.2) and the rules that test them (book/methods/skipping-rules.md
-states the same):
+Every relative change is clipped to [0, 1] per position by the measurement (the paper's colour
+scale): one position where ‖Δ_l‖ is tiny would otherwise give entries of 250 that drive every
+average. The rules (the methods page states them, with their simulated error rates):
 
-- **"Second-half layers change later layers' computation less"** (current and future setting).
-  `stats.halves` scores every skipped layer s by the max of its effect on the SAME number of later
-  layers, the next k = max(1, L // 4) (the old summary took a max over all L−1−s later layers, so
-  early layers drew from more entries and "second half less" came out 83–90 % of the time on noise),
-  and tests first − second half against a permutation null of the same matrix (one-sided, α = 0.05).
-  The trained model *shows* the pattern when that test says "second half less". It *differs from the
-  control* when its ratio second/first lies below `stats.control_bound(control ratios, "less")`:
-  below every control seed and below their mean by more than `chapters.control_k(n)` spreads (the
-  97.5 % prediction bound for one more seed: 4.97 for 3 seeds), the spread combining
-  the sd across control seeds and the trained ratio's own standard error (a bootstrap over prompts);
-  with fewer than MIN_CONTROLS (3) control seeds nothing differs (the seeds' spread is not estimated). `paper_pattern` per setting and aggregation (max = the paper's, mean) is
-  `chapters.paper_verdict(shows, differs)`; the setting's verdict is "yes" only when both
-  aggregations say "yes".
-- **"Late layers refine the current prediction rather than feed future tokens"** (Fig 17).
-  `output_ratio` = (future / current output change of second-half layers) ÷ (the same of first-half
-  layers), the future setting's last layer left out (0 by construction). Shown when below
-  OUTPUT_LESS = 0.8; differs from the control when below `control_bound(control output ratios, "less")`.
-- Descriptive numbers with the control's beside them, no paper verdict: the per-example share of
-  prompts whose second half is less (with a sign test against 1/2), attention vs MLP, the strongest
-  direct dependency of the local effects, the share of saturated entries (relative change ≥ 1).
+- **"Second-half layers change later layers' computation less"** (current and future setting;
+  `HALVES[setting]`). Per prompt, every skipped layer s < L − k is scored by its largest effect on
+  the next k = max(1, L // 4) layers (the same number of entries for every s), and the statistic
+  is the first-half mean score minus the second-half mean (`halves_diffs`), on the per-prompt max
+  matrices the heatmap shows; when more than half of the scored entries of those matrices are
+  saturated (≥ 0.99: the max cannot rank layers), on the per-prompt mean matrices instead (said on
+  the page). `verdicts.decide`: threshold 0.1, margin 0.1 over the control.
+- **"Late layers refine the current prediction rather than feed future tokens"** (Fig 17, `OUTPUT`).
+  Per prompt (the future prompts are the first ones of the current setting):
+  log(f1/f2) − log(c1/c2), where c1, c2 (f1, f2) are the mean output change of first- and second-half
+  skipped layers in the current (future) setting: how much more the late layers' effect falls for
+  future tokens than for the current one. Threshold log 2, margin log 1.5. An untrained model's
+  output barely moves (output changes ≈ 0.001: its output is near uniform), so the control is
+  compared only where its output change reaches `OUTPUT_FLOOR`; else the verdict rests on the
+  threshold and the page says why.
+- Descriptive numbers with the control's beside them: the permutation test of the summed matrices
+  (`stats.halves`), the per-example share, attention vs MLP, local effects, saturation.
 """
 
 from __future__ import annotations
@@ -35,18 +33,43 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from .. import stats
-from . import NOT_PAPER, PAPER, SAME_AS_CONTROL, Findings, control_k, paper_verdict
+from .. import stats, verdicts
+from . import CONTROL_TOO, INCONCLUSIVE, NOT_PAPER, NOT_TESTABLE, PAPER, Findings, record
 from ..plots import short_name
 
-MIN_CONTROLS = 3  # fewer control seeds do not estimate the seeds' spread: no finding is then the paper's
 ALPHA = 0.05
-OUTPUT_LESS = 0.8  # late layers' future/current output ratio must be below this share of the early layers'
-SATURATED = 0.5  # share of entries right of the diagonal at ≥ 1 above which the max matrix cannot rank layers
-MIXED = "mixed"  # the two aggregations disagree
-TOO_FEW = "too few layers"  # under 4 layers no second-half layer has a later layer to score
+SATURATED = 0.5  # share of scored entries at ≥ SATURATION_LEVEL above which the max matrix cannot rank layers
+SATURATION_LEVEL = 0.99
+OUTPUT_FLOOR = 0.01  # a control whose mean output change is below this cannot fail any comparison
+MIN_LAYERS = 4  # under 4 layers no second-half layer has a later layer to score
 SETTINGS = ("current", "future")
 AGGS = ("max", "mean")
+
+_PAPER_HALVES = {
+    "current": "Llama 3.1 70B (Fig 3a): first-half layers change the next layers' computation strongly (relative change up to 1), second-half layers barely (below about 0.2)",
+    "future": "Llama 3.1 70B (Fig 3b): second-half layers barely change what later layers compute for future tokens; first-half layers do",
+}
+HALVES = {
+    name: verdicts.Rule(
+        name=f"skipping.{name}",
+        statistic=f"per prompt ({name} setting): mean over first-half skipped layers of their largest clipped effect on the next k layers, minus the same over second-half layers",
+        direction=+1,
+        threshold=0.1,
+        margin=0.1,
+        effect="second-half layers change the next layers by at least 0.1 less relative change than first-half layers do, and 0.1 less than in the control",
+        paper=_PAPER_HALVES[name],
+    )
+    for name in SETTINGS
+}
+OUTPUT = verdicts.Rule(
+    name="skipping.output",
+    statistic="per prompt: log(f1/f2) − log(c1/c2), the mean output change of first- (1) and second-half (2) skipped layers in the future (f) and current (c) setting",
+    direction=+1,
+    threshold=float(np.log(2)),
+    margin=float(np.log(1.5)),
+    effect="late layers' effect on future tokens falls at least twice as much (relative to early layers) as their effect on the current token",
+    paper="Llama 3.1 70B (Fig 17): second-half layers still change the current token's output distribution but barely the future tokens'",
+)
 
 
 def default_k(n_layers: int) -> int:
@@ -54,111 +77,85 @@ def default_k(n_layers: int) -> int:
     return int(min(max(1, n_layers // 4), max(n_layers - 2, 1)))
 
 
-def _matrix(result, agg: str) -> np.ndarray:
-    return np.asarray(result.layer_effect if agg == "max" else result.mean_layer_effect, dtype=float)
-
-
-def _ratio(second: float, first: float) -> float:
-    return float(second / first) if first > 0 else float("nan")
-
-
-def halves_of(result, agg: str = "max", k: int | None = None, n_perm: int = 2000, seed: int = 0) -> dict:
-    """`stats.halves` of one result's max or mean matrix, plus `ratio` = second / first."""
-    M = _matrix(result, agg)
-    h = stats.halves(M, k=k or default_k(M.shape[0]), reduce="max", n_perm=n_perm, seed=seed, alpha=ALPHA)
-    h["ratio"] = _ratio(h["second"], h["first"])
-    return h
-
-
-N_BOOT = 200
-
-
-def _scores_next_k(M: np.ndarray, k: int) -> tuple[float, float]:
-    L = M.shape[0]
-    sc = stats.next_k_scores(M, k)
-    first = np.arange(L - k) < L / 2
-    return float(sc[first].mean()), float(sc[~first].mean())
-
-
-def _prompt_boot(result, stat, agg: str, seed: int = 0, n_boot: int = N_BOOT) -> float:
-    """Standard error of stat(matrix) over prompts resampled with replacement, the matrix being the
-    max (agg 'max') or mean ('mean') of the per-prompt max matrices; NaN without per-prompt data.
-    (Per-prompt mean matrices are not kept, so the mean aggregation's spread is estimated from the
-    per-prompt max matrices.)"""
-    ex = getattr(result, "example_layer_effect", None)
-    if ex is None:
-        return float("nan")
-    ex = np.asarray(ex, float)
-    ex = ex[~np.isnan(ex).all(axis=(1, 2))]
-    if len(ex) < 2:
-        return float("nan")
-    rng = np.random.default_rng(seed)
-    red = np.max if agg == "max" else np.mean
-    vals = [stat(red(ex[rng.integers(0, len(ex), len(ex))], axis=0)) for _ in range(n_boot)]
-    vals = np.asarray(vals, float)
-    return float(np.nanstd(vals, ddof=1)) if np.isfinite(vals).sum() > 1 else float("nan")
-
-
-def _spread(control_values, own_se: float) -> float:
-    """√(sd across control seeds² + the trained value's own standard error²): a trained model is one
-    draw too, so the controls' seed spread alone would let a fourth draw 'differ' too often."""
-    c = np.asarray([x for x in control_values if np.isfinite(x)], float)
-    sd = float(c.std(ddof=1)) if c.size > 1 else 0.0
-    return float(np.sqrt(sd**2 + (own_se if np.isfinite(own_se) else 0.0) ** 2))
-
-
 def output_halves(result, future: bool, agg: str = "max") -> tuple[float, float]:
     """Mean output change o[s] of first-half (s < L/2) and second-half skipped layers; in the future
     setting the last layer (0 by construction) is left out."""
     o = np.asarray(result.output_effect if agg == "max" else result.mean_output_effect, dtype=float)
-    L = o.shape[0]
-    o = o[: L - 1] if future else o
-    s = np.arange(o.shape[0])
-    return float(np.mean(o[s < L / 2])), float(np.mean(o[s >= L / 2])) if (s >= L / 2).any() else float("nan")
+    return tuple(float(x) for x in _out_halves(o[None], future)[:, 0])
 
 
-def output_ratio(cur, fut, agg: str = "max") -> float:
-    """(future / current output change of second-half layers) ÷ (the same of first-half layers):
-    below 1 when late layers matter relatively less for future tokens than early layers do."""
-    c1, c2 = output_halves(cur, False, agg)
-    f1, f2 = output_halves(fut, True, agg)
-    early, late = _ratio(f1, c1), _ratio(f2, c2)
-    return _ratio(late, early)
+def _out_halves(o: np.ndarray, future: bool) -> np.ndarray:
+    """[2, P]: first- and second-half mean of per-prompt output changes o [P, L]."""
+    L = o.shape[1]
+    s = np.arange(L - 1 if future else L)
+    return np.stack([o[:, s[s < L / 2]].mean(axis=1), o[:, s[s >= L / 2]].mean(axis=1)])
 
 
-def per_example_share(result, k: int | None = None) -> dict:
-    """Share of prompts whose second-half layers change later layers less (per-example matrices,
-    equal entries per skipped layer as in `halves`), with a one-sided sign test against 1/2."""
+def scored_entries(M: np.ndarray, k: int) -> np.ndarray:
+    """The entries the halves score reads, M[..., s, s+1 … s+k] for s < L − k: [..., L − k, k]."""
+    L = M.shape[-1]
+    return np.stack([M[..., s, s + 1 : s + 1 + k] for s in range(L - k)], axis=-2)
+
+
+def saturation(result, k: int | None = None) -> float:
+    """Share of the scored entries of the per-prompt max matrices (the halves score's inputs) at the top
+    of the colour scale (≥ 0.99)."""
     ex = np.asarray(result.example_layer_effect, dtype=float)
-    L = ex.shape[1]
+    ex = ex[~np.isnan(ex).all(axis=(1, 2))]
+    k = k or default_k(ex.shape[-1])
+    e = scored_entries(np.clip(ex, 0, 1), k)
+    return float(np.mean(e >= SATURATION_LEVEL)) if e.size else float("nan")
+
+
+def aggregation(result, k: int | None = None) -> str:
+    """'max' (the paper's, what the heatmap shows) unless its scored entries are saturated, then 'mean'."""
+    sat = saturation(result, k)
+    return "mean" if np.isfinite(sat) and sat > SATURATED else "max"
+
+
+def halves_diffs(result, agg: str = "max", k: int | None = None) -> np.ndarray:
+    """Per prompt: first-half mean minus second-half mean of the halves scores (the HALVES statistic),
+    on the clipped per-prompt max (agg 'max') or mean ('mean') matrices."""
+    ex = np.asarray(result.example_layer_effect if agg == "max" else result.example_mean_layer_effect, dtype=float)
+    L = ex.shape[-1]
     k = k or default_k(L)
-    diffs = []
-    for M in ex:
-        if np.isnan(M).all():
-            continue
-        sc = stats.next_k_scores(M, k, np.nanmax)
-        first = np.arange(L - k) < L / 2
-        diffs.append(float(sc[first].mean() - sc[~first].mean()))
-    t = stats.sign_test(diffs)
-    return {"share": t["n_pos"] / t["n"] if t["n"] else float("nan"), "n": t["n"], "p": t["p"]}
+    sc = scored_entries(np.clip(ex, 0, 1), k).max(axis=-1)  # [P, L − k]
+    first = np.arange(L - k) < L / 2
+    with np.errstate(invalid="ignore"):
+        return sc[:, first].mean(axis=1) - sc[:, ~first].mean(axis=1)
 
 
-def saturation(result) -> float:
-    """Share of the max matrix's entries right of the diagonal that reach 1 (relative change ≥ 1)."""
-    E = np.asarray(result.layer_effect, dtype=float)
-    upper = E[np.triu_indices(E.shape[0], 1)]
-    return float(np.mean(upper >= 1)) if upper.size else float("nan")
+def output_diffs(cur, fut) -> np.ndarray:
+    """Per prompt of the future setting (the first prompts of the current one): log(f1/f2) − log(c1/c2)
+    (the OUTPUT statistic)."""
+    c = _out_halves(np.asarray(cur.example_output_effect, float), False)
+    f = _out_halves(np.asarray(fut.example_output_effect, float), True)
+    n = min(c.shape[1], f.shape[1])
+    c, f = np.clip(c[:, :n], 1e-9, None), np.clip(f[:, :n], 1e-9, None)
+    return np.log(f[0] / f[1]) - np.log(c[0] / c[1])
 
 
-def _combine(a: str, b: str) -> str:
-    """The setting's verdict from the max and the mean aggregation's: the same when they agree;
-    "mixed" for yes + no; "not distinguishable from the control" for yes + that; "no" when one
-    aggregation does not show the pattern and the other shows it only as the control does."""
-    if a == b:
-        return a
-    if PAPER in (a, b):
-        return MIXED if NOT_PAPER in (a, b) else SAME_AS_CONTROL
-    return NOT_PAPER
+def halves_verdict(name: str, res, controls: list, k: int | None = None) -> tuple[verdicts.Verdict, str]:
+    """The HALVES rule of one setting, and the aggregation it ran on."""
+    L = np.asarray(res.layer_effect).shape[0]
+    if L < MIN_LAYERS:
+        return verdicts.decide(HALVES[name], [], not_testable=f"with {L} layers no second-half layer has a later layer to score"), "max"
+    agg = aggregation(res, k)
+    return verdicts.decide(HALVES[name], halves_diffs(res, agg, k), [halves_diffs(c, agg, k) for c in controls]), agg
+
+
+def output_verdict(cur, fut, cur_c: list, fut_c: list) -> verdicts.Verdict:
+    L = np.asarray(cur.layer_effect).shape[0]
+    if L < MIN_LAYERS:
+        return verdicts.decide(OUTPUT, [], not_testable=f"with {L} layers there are no two halves of skipped layers")
+    floor = [float(np.nanmean(np.asarray(c.example_output_effect, float))) for c in cur_c]
+    degenerate = ""
+    if floor and max(floor) < OUTPUT_FLOOR:
+        degenerate = (
+            f"the random-init control's output barely moves (mean output change {max(floor):.4f}: its output is near uniform), "
+            "so a comparison with it cannot fail; the verdict rests on the threshold alone"
+        )
+    return verdicts.decide(OUTPUT, output_diffs(cur, fut), [output_diffs(c, g) for c, g in zip(cur_c, fut_c)], degenerate=degenerate)
 
 
 def _fmt(x: float, nd: int = 2) -> str:
@@ -175,144 +172,95 @@ def _range(values, pct: bool = False) -> str:
 
 _WHAT = {"current": "later layers' computation at the same token", "future": "later layers' computation at future tokens"}
 
-_SENTENCE = {
-    PAPER: "As in the paper, second-half layers change {what} less than first-half layers do, and by more than in the random-init control.",
-    SAME_AS_CONTROL: (
-        "Second-half layers change {what} less than first-half layers do, but not by more than the random-init controls' "
-        "spread, so this is not evidence of anything learned: untrained pre-norm networks of this shape show it too."
-    ),
-    NOT_PAPER: "Second-half layers do not change {what} measurably less than first-half layers here (unlike the paper's Llama 3.1 70B).",
-    MIXED: "The two aggregations disagree on whether second-half layers change {what} less than the random-init control would.",
-}
+
+def _verdict_sentence(v: verdicts.Verdict, what: str) -> str:
+    return {
+        PAPER: f"**As in the paper**, second-half layers change {what} less than first-half layers do, by more than in the random-init control.",
+        CONTROL_TOO: f"Second-half layers change {what} less than first-half layers do, but **the untrained architecture shows it too**: untrained pre-norm networks of this shape have the same gap.",
+        NOT_PAPER: f"**Unlike the paper**, second-half layers do not change {what} less than first-half layers do here (or less so than in the control).",
+        NOT_TESTABLE: f"Not testable here: {v.reason}.",
+    }.get(v.state, f"Whether second-half layers change {what} less is **{v.words()}**.")
 
 
 def _setting_findings(name: str, res, controls: list, k: int | None, n_perm: int, seed: int) -> Findings:
     f = Findings()
     L = np.asarray(res.layer_effect).shape[0]
     f.numbers[f"{name}_diag"] = float(np.mean(np.diag(np.asarray(res.layer_effect, float))))
-    if L < 4:
-        f.verdicts[f"{name}_paper_pattern"] = TOO_FEW
-        f.text[f"{name}_verdict"] = f"With {L} layers no second-half layer has a later layer to compare, so the halves are not compared."
+    v, agg = halves_verdict(name, res, controls, k)
+    record(f, f"{name}_paper_pattern", v, HALVES[name])
+    f.text[f"{name}_verdict"] = _verdict_sentence(v, _WHAT[name])
+    if L < MIN_LAYERS:
         for key in ("saturation", "examples", "max_numbers", "mean_numbers"):
             f.text[f"{name}_{key}"] = ""
         return f
-    per_agg = {}
-    for agg in AGGS:
-        h = halves_of(res, agg, k, n_perm, seed)
-        ctrl = [halves_of(c, agg, k, n_perm, seed)["ratio"] for c in controls]
-        shows = h["verdict"] == "second half less"
-        if len(controls) >= MIN_CONTROLS and np.isfinite(ctrl).any():
-            se = _prompt_boot(res, lambda M: _ratio(*_scores_next_k(M, h["k"])[::-1]), agg, seed)
-            spread = _spread(ctrl, se)
-            bound = stats.control_bound(ctrl, "less", k=control_k(len(ctrl)), spread=spread)
-            differs = stats.differs_from_control(h["ratio"], ctrl, "less", k=control_k(len(ctrl)), spread=spread)
-        else:
-            bound, differs = float("nan"), False
-        v = paper_verdict(shows, differs)
-        per_agg[agg] = v
-        f.numbers.update(
-            {
-                f"{name}_{agg}_first": h["first"],
-                f"{name}_{agg}_second": h["second"],
-                f"{name}_{agg}_ratio": h["ratio"],
-                f"{name}_{agg}_p_less": h["p_less"],
-                f"{name}_{agg}_control_ratio_mean": float(np.nanmean(ctrl)) if ctrl else float("nan"),
-                f"{name}_{agg}_control_bound": bound,
-            }
+    kk = k or default_k(L)
+    for a in AGGS:
+        d = verdicts.Estimate.of(halves_diffs(res, a, k))
+        cd = [np.nanmean(halves_diffs(c, a, k)) for c in controls]
+        h = stats.halves(np.clip(np.asarray(res.layer_effect if a == "max" else res.mean_layer_effect, float), 0, 1), k=kk, n_perm=n_perm, seed=seed, alpha=ALPHA)
+        f.numbers.update({f"{name}_{a}_first": h["first"], f"{name}_{a}_second": h["second"], f"{name}_{a}_diff": d.mean, f"{name}_{a}_p_less": h["p_less"]})
+        f.text[f"{name}_{a}_numbers"] = (
+            f"per prompt, first-half minus second-half score {_fmt(d.mean)} (mean over {d.n} prompts; random-init control "
+            f"{_range(cd)} over {len(cd)} seed(s)); on the matrix of all prompts, first half {_fmt(h['first'])}, second half "
+            f"{_fmt(h['second'])} (permutation p = {_fmt(h['p_less'], 3)} that the second half is less)"
+            + (" — the verdict rests on this aggregation" if a == agg else "")
         )
-        f.verdicts[f"{name}_{agg}_halves"] = h["verdict"]
-        f.verdicts[f"{name}_{agg}_paper_pattern"] = v
-        f.text[f"{name}_{agg}_numbers"] = (
-            f"skipped layers scored on the next {h['k']} layer(s): first half {_fmt(h['first'])}, second half "
-            f"{_fmt(h['second'])} (ratio {_fmt(h['ratio'])}; permutation p = {_fmt(h['p_less'], 3)} that the second half is "
-            f"less); random-init control ratio {_range(ctrl)} over {len(ctrl)} seed(s)"
-        )
-    verdict = _combine(per_agg["max"], per_agg["mean"])
-    f.numbers[f"{name}_k"] = int(h["k"])
-    f.numbers[f"{name}_saturated"] = saturation(res)
-    f.verdicts[f"{name}_paper_pattern"] = verdict
-    text = _SENTENCE[verdict].format(what=_WHAT[name])
-    if verdict == MIXED:
-        text += f" (max aggregation: {per_agg['max']}; mean: {per_agg['mean']})"
-    f.text[f"{name}_verdict"] = text
-    sat = f.numbers[f"{name}_saturated"]
+    f.numbers[f"{name}_k"] = int(kk)
+    sat = saturation(res, k)
+    f.numbers[f"{name}_saturated"] = sat
     f.text[f"{name}_saturation"] = (
-        f"{sat:.0%} of the entries right of the diagonal reach the top of the colour scale (relative change ≥ 1): the max "
-        "matrix cannot rank layers here and the mean matrix is the informative one."
-        if np.isfinite(sat) and sat > SATURATED
-        else f"{sat:.0%} of the entries right of the diagonal reach relative change 1, so the max matrix still ranks layers."
+        f"{sat:.0%} of the entries the halves score reads (each skipped layer's next {kk} layers, per prompt) reach the top of "
+        "the colour scale (≥ 0.99): the max matrix cannot rank layers here, so the verdict uses the per-prompt mean matrices."
+        if agg == "mean"
+        else f"{sat:.0%} of the entries the halves score reads reach the top of the colour scale, so the max matrix still ranks layers."
     )
     share = per_example_share(res, k)
     cshare = [per_example_share(c, k)["share"] for c in controls]
     f.numbers.update({f"{name}_example_share": share["share"], f"{name}_example_p": share["p"], f"{name}_example_n": share["n"]})
     f.text[f"{name}_examples"] = (
         f"In {share['share']:.0%} of the {share['n']} prompts the second-half layers change the next layers less than the "
-        f"first-half layers do (sign test against one half: p = {_fmt(share['p'], 3)}); in the random-init control "
-        f"{_range(cshare, pct=True)}."
+        f"first-half layers do; in the random-init control {_range(cshare, pct=True)}."
     )
     return f
 
 
-def _output_ratio_se(cur, fut, agg: str, seed: int = 0, n_boot: int = N_BOOT) -> float:
-    """Standard error of `output_ratio` with the prompts of both settings resampled (per-prompt max
-    output changes; NaN without them)."""
-    a, b = getattr(cur, "example_output_effect", None), getattr(fut, "example_output_effect", None)
-    if a is None or b is None:
-        return float("nan")
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    a, b = a[np.isfinite(a).all(1)], b[np.isfinite(b).all(1)]
-    if len(a) < 2 or len(b) < 2:
-        return float("nan")
-    rng = np.random.default_rng(seed)
-    red = np.max if agg == "max" else np.mean
-    vals = []
-    for _ in range(n_boot):
-        c = red(a[rng.integers(0, len(a), len(a))], axis=0)
-        g = red(b[rng.integers(0, len(b), len(b))], axis=0)
-        vals.append(output_ratio(SimpleNamespace(output_effect=c, mean_output_effect=c), SimpleNamespace(output_effect=g, mean_output_effect=g), "max"))
-    return float(np.nanstd(vals, ddof=1))
-
-
 def _output_findings(cur, fut, cur_c: list, fut_c: list) -> Findings:
     f = Findings()
-    if np.asarray(cur.layer_effect).shape[0] < 4:
-        f.verdicts["output_paper_pattern"] = TOO_FEW
-        f.text.update({"output_verdict": "", "output_max_numbers": "", "output_mean_numbers": ""})
+    v = output_verdict(cur, fut, cur_c, fut_c)
+    record(f, "output_paper_pattern", v, OUTPUT)
+    if v.state == NOT_TESTABLE and np.asarray(cur.layer_effect).shape[0] < MIN_LAYERS:
+        f.text.update({"output_verdict": f"Not testable here: {v.reason}.", "output_max_numbers": "", "output_mean_numbers": ""})
         return f
-    per_agg = {}
     for agg in AGGS:
-        r = output_ratio(cur, fut, agg)
-        ctrl = [output_ratio(c, g, agg) for c, g in zip(cur_c, fut_c)]
-        shows = np.isfinite(r) and r < OUTPUT_LESS
-        differs = len(ctrl) >= MIN_CONTROLS and np.isfinite(ctrl).any() and stats.differs_from_control(r, ctrl, "less", k=control_k(len(ctrl)), spread=_spread(ctrl, _output_ratio_se(cur, fut, agg)))
-        per_agg[agg] = paper_verdict(bool(shows), bool(differs))
         c1, c2 = output_halves(cur, False, agg)
         f1, f2 = output_halves(fut, True, agg)
-        f.numbers.update(
-            {
-                f"output_{agg}_current_first": c1,
-                f"output_{agg}_current_second": c2,
-                f"output_{agg}_future_first": f1,
-                f"output_{agg}_future_second": f2,
-                f"output_{agg}_ratio": r,
-                f"output_{agg}_control_ratio_mean": float(np.nanmean(ctrl)) if ctrl else float("nan"),
-            }
-        )
-        f.verdicts[f"output_{agg}_paper_pattern"] = per_agg[agg]
+        cc = [output_halves(c, False, agg) for c in cur_c]
+        f.numbers.update({f"output_{agg}_current_first": c1, f"output_{agg}_current_second": c2, f"output_{agg}_future_first": f1, f"output_{agg}_future_second": f2})
         f.text[f"output_{agg}_numbers"] = (
             f"first-half layers change the current token's output by {_fmt(c1, 3)} and future tokens' by {_fmt(f1, 3)}; "
-            f"second-half layers by {_fmt(c2, 3)} and {_fmt(f2, 3)}; late layers' future/current ratio is "
-            f"{_fmt(r)}× the early layers' (random-init control {_range(ctrl)})"
+            f"second-half layers by {_fmt(c2, 3)} and {_fmt(f2, 3)} (random-init control, current token: "
+            f"{_range([x[0] for x in cc])} and {_range([x[1] for x in cc])})"
         )
-    v = _combine(per_agg["max"], per_agg["mean"])
-    f.verdicts["output_paper_pattern"] = v
-    f.text["output_verdict"] = {
-        PAPER: "As in the paper, late layers matter relatively less for future tokens than early layers do, more so than in the random-init control: they refine the current prediction rather than compute features for later tokens.",
-        SAME_AS_CONTROL: "Late layers matter relatively less for future tokens than early layers do, but not by more than the random-init controls' spread, so this is not evidence of the paper's reading (late layers refine the current prediction).",
-        NOT_PAPER: "Late layers matter for future tokens relatively as much as early layers do here, unlike the paper's finding that late layers mostly refine the current prediction.",
-        MIXED: "The two aggregations disagree on whether late layers matter relatively less for future tokens than in the random-init control (the paper: they do).",
-    }[v]
+    base = (
+        f"Per prompt, the late layers' effect falls for future tokens by log(f1/f2) − log(c1/c2) = {_fmt(v.effect)} more than for "
+        f"the current token (mean over {v.n} prompts, interval {_fmt(v.lo)} to {_fmt(v.hi)}; the paper's pattern needs at least "
+        f"{_fmt(OUTPUT.threshold)} = log 2). "
+    )
+    f.text["output_verdict"] = base + {
+        PAPER: "**As in the paper**, late layers refine the current prediction rather than compute features for future tokens.",
+        CONTROL_TOO: "The late layers do matter less for future tokens, but **the untrained architecture shows it too**.",
+        NOT_PAPER: "**Unlike the paper**, late layers matter for future tokens relatively as much as for the current one here.",
+        NOT_TESTABLE: f"Not testable here: {v.reason}.",
+    }.get(v.state, f"The claim is **{v.words()}**.") + (f" ({v.reason}.)" if v.reason and v.state != NOT_TESTABLE else "")
     return f
+
+
+def per_example_share(result, k: int | None = None) -> dict:
+    """Share of prompts whose second-half layers change the next layers less (per-prompt clipped max
+    matrices, equal entries per skipped layer), with a one-sided sign test against 1/2."""
+    d = halves_diffs(result, "max", k)
+    t = stats.sign_test(d)
+    return {"share": t["n_pos"] / t["n"] if t["n"] else float("nan"), "n": t["n"], "p": t["p"]}
 
 
 def _upper_mean(M: np.ndarray) -> float:
@@ -389,7 +337,7 @@ def run_findings(lm, dataset: str, cur_prompts: list, fut_prompts: list, n_token
     f.text["run"] = (
         f"This run: **{short_name(lm.spec)}** ({lm.adapter.family} family, {lm.n_layers} layers, d={lm.d_model}), {len(cur_prompts)} prompts for "
         f"the current setting and {len(fut_prompts)} for the future one (from the `{dataset}` distribution, seed {seed}; "
-        f"{n_tok.min()}–{n_tok.max()} tokens), each measured on the model and on {n_controls} random-init control(s) of the "
+        f"{n_tok.min()}–{n_tok.max()} tokens), each measured on the model and (the first prompts of each setting) on {n_controls} random-init control(s) of the "
         f"same architecture. {note + ' ' if note else ''}{_detail_sentence(n_detail, len(cur_prompts), len(fut_prompts))}Example prompt: `{cur_prompts[0][:120]!r}`"
     )
     return f
@@ -414,20 +362,13 @@ def findings(cur, fut, controls_cur: list, controls_fut: list, k: int | None = N
     f = f.merge(_setting_findings("future", fut, list(controls_fut), k, n_perm, seed))
     f = f.merge(_output_findings(cur, fut, list(controls_cur), list(controls_fut)))
     f.numbers["n_controls"] = len(controls_cur)
-    keys = [f.verdicts[f"{s}_paper_pattern"] for s in SETTINGS] + [f.verdicts["output_paper_pattern"]]
-    if TOO_FEW in keys:
-        f.numbers["n_paper"] = 0
-        f.verdicts["paper_pattern"] = TOO_FEW
-        f.text["summary"] = "This model has too few layers to compare first- with second-half layers."
-        return f
-    n_yes = sum(v == PAPER for v in keys)
-    f.numbers["n_paper"] = n_yes
-    f.verdicts["paper_pattern"] = PAPER if n_yes == len(keys) else (NOT_PAPER if n_yes == 0 else MIXED)
+    states = [f.verdicts[f"{s}_paper_pattern_state"] for s in SETTINGS] + [f.verdicts["output_paper_pattern_state"]]
+    f.numbers["n_paper"] = sum(v == PAPER for v in states)
+    f.verdicts["paper_pattern"] = verdicts.combine(states)
     f.text["summary"] = (
-        f"{n_yes} of the paper's {len(keys)} §3.2 findings (less effect of second-half layers on the same token's and on "
-        f"future tokens' computation; late layers refining the current prediction) hold here beyond the random-init controls "
-        f"({len(controls_cur)} seed(s))."
-        + (f" With fewer than {MIN_CONTROLS} control seeds the controls' spread is not estimated, so no finding counts as the paper's." if len(controls_cur) < MIN_CONTROLS else "")
+        f"Of the paper's {len(states)} §3.2 findings (less effect of second-half layers on the same token's and on future "
+        f"tokens' computation; late layers refining the current prediction), against {len(controls_cur)} random-init "
+        f"control seed(s): {verdicts.tally(states)}."
     )
     return f
 

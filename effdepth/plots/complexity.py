@@ -160,15 +160,16 @@ def layer_importance(results: dict, level_fmt: dict | None = None, controls: dic
     return fig
 
 
-def depth_intervals(results: dict, xlabels: dict | None = None, level_fmt: dict | None = None, seed: int = 0, controls: dict | None = None, margin: float | None = None):
+def depth_intervals(results: dict, xlabels: dict | None = None, level_fmt: dict | None = None, seed: int = 0, controls: dict | None = None, depth_shift: float | None = None, chance: dict | None = None):
     """Per-example depth scores (dots), their mean with the t 95 % interval (black), the paper's
     max-aggregated score with its bootstrap interval (open marker; it under-covers), the fitted OLS
     slope (line), and the random-init controls' per-level mean (grey squares). The title gives the
-    slope in layers per level with its 95 % interval and the equivalence margin."""
+    slope in layers per level with its interval and the equivalence margin, fitted (as the verdict is)
+    on the levels the model answers above chance (`chance`: {set: {level: rate}}; None: every level)."""
     from .. import stats
     from ..chapters import complexity as ch
 
-    margin = ch.MARGIN if margin is None else margin
+    margin = ch.DEPTH_SHIFT if depth_shift is None else depth_shift
     names = list(results)
     fig, axes = plt.subplots(len(names), 2, figsize=(11, 3.5 * len(names)), squeeze=False)
     rng = np.random.default_rng(seed)
@@ -195,7 +196,8 @@ def depth_intervals(results: dict, xlabels: dict | None = None, level_fmt: dict 
             if ctrl:
                 cm = [np.nanmean([np.nanmean(np.asarray(getattr(c, f"example_depth_{which}"), float)[np.asarray(c.example_level) == v]) for c in ctrl]) for v in lv]
                 ax.plot(x - 0.3, cm, "s", color="#8a8a8a", markersize=5, alpha=0.8, label="random-init control (mean)", zorder=4)
-            sl = ch.slope(r, which, margin)
+            tested = ch.tested_levels(r, (chance or {}).get(name) if chance is not None else None)
+            sl = ch.slope(r, which, margin, alpha=ch.FLAT.alpha, levels=tested if len(tested) >= 2 else None)
             if np.isfinite(sl["slope"]):
                 mean_x, mean_y = np.nanmean(xs[np.isfinite(scores)]), np.nanmean(scores)
                 fit_x = np.array([xs.min(), xs.max()])
@@ -203,7 +205,8 @@ def depth_intervals(results: dict, xlabels: dict | None = None, level_fmt: dict 
                 ax.plot([0, len(lv) - 1], mean_y + sl["slope"] * (fit_x - mean_x), "-", color="black", alpha=0.4, linewidth=1)
             ax.set_title(
                 f"{name}: {(LAYER_EFFECT if which == 'layer' else LOGIT_EFFECT).lower()}\n"
-                f"slope {sl['slope']:.2f} [{sl['lo']:.2f}, {sl['hi']:.2f}] layers/level (flat: ±{sl['margin_layers']:.2f})",
+                (f"slope {sl['slope']:.2f} [{sl['tost_lo']:.2f}, {sl['tost_hi']:.2f}] layers/level (flat: ±{sl['margin_layers']:.2f})"
+                 if len(tested) >= 2 else "not testable: fewer than two levels above chance"),
                 fontsize=9,
             )
             ax.set_xticks(x, _level_names(lv, (level_fmt or {}).get(name, "{}")))

@@ -37,8 +37,8 @@ def lens_curves(result, controls=(), knee: int | None = None, knee_label: str = 
         integer_ticks(ax, x[:-1])
         ticks = list(ax.get_xticks())
         ax.set_xticks(ticks + [L], [str(int(t)) for t in ticks] + ["$h_L$"])
-        if knee is not None:
-            ax.axvline(knee, color="#b8383b", linestyle="--", linewidth=1, label=f"{knee_label} (layer {knee})")
+        if knee is not None and np.isfinite(knee):  # NaN: the chapter found no drop for the knee to mark
+            ax.axvline(knee, color="#b8383b", linestyle="--", linewidth=1, label=f"{knee_label} (layer {int(knee)})")
         if kl_knee is not None:
             ax.axvline(kl_knee, color=PALETTE[4], linestyle=":", linewidth=1.2, label=f"KL knee (residual {kl_knee})")
         ax.legend(fontsize=9)
