@@ -12,9 +12,9 @@ from effdepth import calibration as C
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("rule", [r for r in C.SIMULATORS])
-def test_every_rule_is_calibrated_at_the_books_n(rule):
-    rates = C.rates(rule, reps=60, seed=1)
+@pytest.mark.parametrize("rule, sizes", [(r, C.BOOK_SIZES[r]) for r in C.SIMULATORS] + [(r, s) for r, s in C.ZOO_SIZES.items()])
+def test_every_rule_is_calibrated_at_the_books_n(rule, sizes):
+    rates = C.rates(rule, sizes, reps=60, seed=1)
     for sc in C.FALSE_SCENARIOS:
         assert rates[sc] <= C.TARGET_FALSE + 0.05, (rule, sc, rates)  # 60 draws: allow sampling error
 
@@ -53,11 +53,11 @@ def test_the_book_sizes_are_the_makefiles():
 
 
 def test_the_methods_table_names_every_rule_and_the_whole_scorecards_rate():
-    df = C.table(reps=10)
-    md = C.markdown(df, 10)
+    df = C.table(reps=5)
+    md = C.markdown(df, 5)
     for rule in C.SIMULATORS:
         assert f"`{rule}`" in md
-    assert "whole scorecard" in md and md.count("\n|") == len(C.SIMULATORS) + 1
+    assert "whole scorecard" in md and md.count("\n|") == len(C.SIMULATORS) + len(C.ZOO_SIZES) + 1
     rules = C.rules_markdown()
     for name in C.rules():
         assert f"`{name}`" in rules
