@@ -114,8 +114,10 @@ def layer_heatmap(
     xticklabels=None,
     yticklabels=None,
 ):
-    """A heatmap with integer layer axes (row 0 at the bottom unless origin='upper')."""
-    im = ax.imshow(np.asarray(matrix, float), aspect="auto", origin=origin, vmin=vmin, vmax=vmax, cmap=cmap, interpolation="nearest")
+    """A heatmap with integer layer axes (row 0 at the bottom unless origin='upper'); NaN cells grey."""
+    colours = plt.get_cmap(cmap).copy()
+    colours.set_bad("#d9d9d9")  # a masked (NaN) cell is grey, never a colour of the scale
+    im = ax.imshow(np.ma.masked_invalid(np.asarray(matrix, float)), aspect="auto", origin=origin, vmin=vmin, vmax=vmax, cmap=colours, interpolation="nearest")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(False)
