@@ -191,3 +191,14 @@ def cut_first_points(ax, curves, colors=None, what: str = "layer 0") -> float | 
         ax.annotate(f"{y0:.3g} ↑", (x0, top), xytext=(2, -2 - 12 * i), textcoords="offset points", ha="left", va="top", fontsize=9.5, color=c, fontweight="bold", annotation_clip=False)
     ax.text(0.99, 0.99, f"axis cut: {what} off the scale, its value written", transform=ax.transAxes, ha="right", va="top", fontsize=8.5, color="#555555")
     return top
+
+
+def fit_title(ax, text: str, fontsize: float | None = None) -> None:
+    """A panel's title wrapped to the panel's width, so that titles of neighbouring panels in a grid
+    never run into each other (call it after the colorbar is added: it takes its share of the width)."""
+    import textwrap
+
+    size = float(fontsize or plt.rcParams["axes.titlesize"])
+    width = ax.get_position().width * ax.figure.get_figwidth()  # inches
+    chars = max(14, int(width * 72 / (0.56 * size)))
+    ax.set_title("\n".join(textwrap.fill(line, chars) for line in str(text).split("\n")), fontsize=size)

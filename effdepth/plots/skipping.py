@@ -8,7 +8,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from . import PALETTE, integer_ticks, layer_heatmap, model_label
+from . import PALETTE, fit_title, integer_ticks, layer_heatmap, model_label
 
 SETTING = {"current": "current token", "future": "future tokens"}
 
@@ -38,7 +38,7 @@ def skip_heatmap(result, mean: bool = False, ax=None, title: str | None = None):
     layer_heatmap(ax, shown, "Effect @ layer", "Layer skipped", "Relative change" + (" (mean)" if mean else ""), origin="upper")
     integer_ticks(ax, range(L), "x")
     integer_ticks(ax, range(L), "y")
-    ax.set_title(title or f"{'Mean' if mean else 'Max'} relative change, {_setting(result)}\n{model_label(result)}")
+    fit_title(ax, title or f"{'Mean' if mean else 'Max'} relative change, {_setting(result)}\n{model_label(result)}")
     if own:
         fig.tight_layout()
         return fig
