@@ -51,6 +51,7 @@ HEADERS = {
     "relative_error": "relative error",
     "d_model": "width",
     "d_ff": "MLP width",
+    "d_ff_eff": "effective MLP width",
     "params_b": "parameters (B)",
     "n_params": "parameters",
     "score_source": "source of the score",
@@ -185,11 +186,14 @@ def _renamed(index: pd.Index, values: bool = True) -> pd.Index:
     return pd.Index([header(v) for v in index], name=names[0])
 
 
-def show_table(frame, percent=(), places: dict | None = None, missing: str = "not defined for this row", caption: str | None = None, index: bool = True):
+def show_table(frame, percent=(), places: dict | None = None, missing: str = "not defined for this row", caption: str | None = None, index: bool = True, row_names: bool = False):
     """A DataFrame (or Series) for display in the book, formatted as the module docstring says, as a
-    pandas Styler. `missing`: why a cell can be empty, said in the caption when one is."""
+    pandas Styler. `missing`: why a cell can be empty, said in the caption when one is; `row_names`:
+    the row labels are names too (e.g. a regression's terms) and get words like the headers."""
     if isinstance(frame, pd.Series):
         frame = frame.to_frame()
+    if row_names:
+        frame = frame.rename(index=lambda v: header(v) if isinstance(v, str) else v)
     shown, any_missing = format_frame(frame, percent, places)
     notes = [caption] if caption else []
     if any_missing:
