@@ -18,7 +18,7 @@ def by_relative_depth(curves: dict[str, tuple[np.ndarray, np.ndarray]], ylabel: 
     """Line per model: curves maps a model label to (relative depths, values); controls maps the same
     label to a list of (relative depths, values), one per control seed, drawn dashed and faint. A first
     point far above the rest (`first`: what it is, e.g. layer 0) is cut off the axis, its value written."""
-    fig, ax = plt.subplots(figsize=(8.4, 3.2))
+    fig, ax = plt.subplots(figsize=(7.2, 4.0))
     for i, (label, (x, y)) in enumerate(curves.items()):
         color = PALETTE[i % len(PALETTE)]
         for j, (cx, cy) in enumerate((controls or {}).get(label, [])):
@@ -33,6 +33,6 @@ def by_relative_depth(curves: dict[str, tuple[np.ndarray, np.ndarray]], ylabel: 
     ax.set_xlabel("Relative depth (layer / number of layers)")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)  # below the axes: never over a curve
     fig.tight_layout()
     return fig
