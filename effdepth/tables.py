@@ -160,7 +160,9 @@ def format_frame(frame: pd.DataFrame, percent_columns=(), places: dict | None = 
         if col in percent_columns:
             cells = [_cell_text(v) or percent(v) for v in values]
         else:
-            col_places = (places or {}).get(col, decimals(values))
+            numbers = [float(v) for v in values if _is_number(v) and np.isfinite(float(v))]
+            whole = bool(numbers) and all(v == int(v) for v in numbers)  # counts stored as floats: no decimals
+            col_places = (places or {}).get(col, 0 if whole else decimals(values))
             cells = [_cell_text(v) or (number(v, col_places) if _is_number(v) or v is None else str(v)) for v in values]
         missing |= MISSING in cells
         out[col] = cells

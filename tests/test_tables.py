@@ -29,3 +29,5 @@ def test_a_frame_is_shown_with_words_for_headers_and_no_nan_or_exponent():
     assert list(shown["accuracy"]) == [f"30{T}%", f"5.0{T}%", f"100{T}%"]
     assert "— : not measured" in html.replace("—:", "— :")  # the caption says why a cell is empty
     assert not any("e+" in c or "e-" in c for c in shown.to_numpy().ravel())
+    counts, _ = tables.format_frame(pd.DataFrame({"n": [4.0, 20.0, np.nan]}))
+    assert list(counts["n"]) == ["4", "20", tables.MISSING]  # counts stored as floats read as counts
