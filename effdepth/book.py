@@ -573,6 +573,7 @@ def _prepare_for_rendering(executed: Path, target: Path, failure: tuple[Path, di
     nb = nbformat.read(executed, as_version=4)
     _show_all_parameters(nb)
     _scrub_paths(nb)
+    _drop_undrawn_figures(nb)
     injected = any("injected-parameters" in c.get("metadata", {}).get("tags", []) for c in nb.cells)
     for cell in nb.cells:
         tags = cell.setdefault("metadata", {}).setdefault("tags", [])
@@ -603,6 +604,40 @@ def _prepare_for_rendering(executed: Path, target: Path, failure: tuple[Path, di
     if banners or model_note:
         nb.cells.insert(title + 1, nbformat.v4.new_markdown_cell("\n\n".join(([model_note] if model_note else []) + banners)))
     nbformat.write(nb, target)
+
+
+_GLUE_FIGURE = re.compile(r"```\{glue:figure\}\s+(\S+)\n(.*?)\n```", re.S)
+
+
+def _drop_undrawn_figures(nb) -> None:
+    """A glued figure that this run did not draw (`plots.show(name, None, absent=…)` glues a sentence
+    instead of an image) loses its figure directive: no caption, no number, no empty figure on the
+    page; the sentence saying why stands in its place, and references to the figure's label name it
+    as not drawn."""
+    drawn, glued = set(), set()
+    for cell in nb.cells:
+        for o in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            name = o.get("metadata", {}).get("scrapbook", {}).get("name")
+            if name:
+                glued.add(name)
+                if any("image/" in k for k in o.get("data", {})):  # application/papermill.record/image/png
+                    drawn.add(name)
+    labels = []
+
+    def replace(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in glued or name in drawn:
+            return match.group(0)
+        labels.extend(re.findall(r"^:name:\s*(\S+)", match.group(2), re.M))
+        return f"{{glue:md}}`{name}`"
+
+    for cell in nb.cells:
+        if cell.cell_type == "markdown" and "{glue:figure}" in cell.source:
+            cell.source = _GLUE_FIGURE.sub(replace, cell.source)
+    for label in labels:
+        for cell in nb.cells:
+            if cell.cell_type == "markdown":
+                cell.source = cell.source.replace(f"{{numref}}`{label}`", "the figure (not drawn in this run)")
 
 
 def _run_summary(runs: list[tuple[str, Path]], pages: dict[str, list[str]], chapter_dir: Path) -> None:

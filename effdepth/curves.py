@@ -231,14 +231,14 @@ def overlay(key: str, runs: list[tuple[str, dict]]):
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
-    from .plots import PALETTE, short_name
+    from .plots import PALETTE, cut_first_points, short_name
 
     present = [(m, d) for m, d in runs if key in d["curves"]]
     first = present[0][1]["curves"][key]
     depths = {d["n_layers"] for _, d in present}
     relative = len(depths) > 1 and first.get("depth") in ("layer", "residual")
     fig, ax = plt.subplots(figsize=(7.6, 3.4))
-    handles = []
+    handles, lines, colors = [], [], []
     for i, (m, d) in enumerate(present):
         c = d["curves"][key]
         color = PALETTE[i % len(PALETTE)]
@@ -246,9 +246,15 @@ def overlay(key: str, runs: list[tuple[str, dict]]):
         y = _array(c["y"])
         (line,) = ax.plot(x, y, "o-", color=color, markersize=3.5, linewidth=1.8, label=f"{short_name(m)} ({d['n_layers']} layers)")
         handles.append(line)
+        lines.append((x, y))
+        colors.append(color)
         if c.get("control") is not None:
             yc = _array(c["control"])
             ax.plot(x, yc, "--", color=color, alpha=0.7, linewidth=1.3)
+            lines.append((x, yc))
+            colors.append(None)
+    if first.get("depth") in ("layer", "residual"):  # layer / residual 0 far above the rest: cut the axis, write its value
+        cut_first_points(ax, lines, colors, "layer 0" if first.get("depth") == "layer" else "residual 0")
     if any(d["curves"][key].get("control") is not None for _, d in present):
         handles.append(Line2D([], [], color="#6f6f6f", linestyle="--", linewidth=1.3, label="dashed: its random-init control"))
     xlabel = first["xlabel"]
@@ -290,7 +296,8 @@ def side_by_side_page(chapter: str, title: str, runs: list[tuple[str, Path]], ch
         "one solid line per model and, dashed in the same colour, its random-init control (the mean over the chapter's "
         "control seeds). They are read from each run's saved curves (`runs/<model>/" + chapter + ".curves.json`); nothing was re-run. "
         "Where the models' depths differ, layers are placed at their relative depth, so a curve that stretches "
-        "with depth lines up.",
+        "with depth lines up. Where layer 0 (or residual 0, the embeddings) lies far above the rest, the axis is cut "
+        "just above the other points and its value is written at the top.",
         "",
     ]
     lines += [f"- {_describe(m)}" for m, _ in have]

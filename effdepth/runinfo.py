@@ -36,7 +36,10 @@ def run_info(model=None, **extra) -> dict:
 
 
 def run_info_table(model=None, **extra):
-    """`run_info` as a two-column DataFrame, for display at the end of every chapter."""
+    """`run_info` as a two-column table (`tables.show_table`: names in words), for display at the end
+    of every chapter."""
     import pandas as pd
 
-    return pd.DataFrame({"value": {k: str(v) for k, v in run_info(model, **extra).items()}})
+    from .tables import header, show_table
+
+    return show_table(pd.DataFrame({"value": {header(k): str(v) for k, v in run_info(model, **extra).items()}}), missing="not recorded")

@@ -102,6 +102,29 @@ def test_clip_tall_bars_cuts_the_axis_only_for_an_outlier():
     plt.close(fig2)
 
 
+def test_layer_zero_far_above_the_rest_is_cut_off_overlays_with_its_value_written():
+    import matplotlib.pyplot as plt
+
+    from effdepth import curves
+    from effdepth.plots.comparison import by_relative_depth
+
+    rel = lambda L, y0: [y0] + list(np.linspace(0.9, 0.2, L - 1))  # noqa: E731  SmolLM2-like: 42 and 17 at layer 0
+    runs = [(f"m{L}", {"n_layers": L, "curves": {"rel_layer": curves.curve(range(L), rel(L, y0), "Layer", "rel", control=rel(L, 3.0))}}) for L, y0 in ((8, 42.0), (30, 17.0))]
+    fig, _ = curves.overlay("rel_layer", runs)
+    ax = fig.axes[0]
+    assert ax.get_ylim()[1] < 1.2  # the other points fill the axis
+    written = {t.get_text() for t in ax.texts}
+    assert {"42 ↑", "17 ↑"} <= written and any("axis cut" in t for t in written)
+    plt.close(fig)
+    fig = by_relative_depth({"a": ((np.arange(8) + 0.5) / 8, rel(8, 42.0))}, "rel", "t")
+    assert fig.axes[0].get_ylim()[1] < 1.2 and "42 ↑" in {t.get_text() for t in fig.axes[0].texts}
+    plt.close(fig)
+    even = [(m, {"n_layers": d["n_layers"], "curves": {"rel_layer": curves.curve(range(d["n_layers"]), rel(d["n_layers"], 1.0), "Layer", "rel")}}) for m, d in runs]
+    fig, _ = curves.overlay("rel_layer", even)  # layer 0 within the range: nothing cut, nothing written
+    assert fig.axes[0].get_ylim()[1] >= 1.0 and not fig.axes[0].texts
+    plt.close(fig)
+
+
 def test_panel_grid_puts_at_most_two_panels_in_a_row():
     import matplotlib.pyplot as plt
 
@@ -131,3 +154,16 @@ def test_pages_not_made_by_the_run_model_say_what_made_them():
     assert "published numbers of open models" in note and "zoo" not in note.split("made by", 1)[1].split("(")[0]
     assert "trains itself" in _model_note("zoo:default", [], True, made_by=by["objective"].made_by)
     assert by["contributions"].made_by is None and "small model of this project's zoo" in _model_note("zoo:default", [], True)
+
+
+def test_a_figure_this_run_did_not_draw_loses_its_caption_and_number():
+    nb = nbformat.v4.new_notebook()
+    record = lambda name, mime, value: nbformat.v4.new_output("display_data", data={f"application/papermill.record/{mime}": value}, metadata={"scrapbook": {"name": name, "mime_prefix": "application/papermill.record/"}})  # noqa: E731
+    nb.cells.append(nbformat.v4.new_code_cell("show", outputs=[record("fig_a", "image/png", "iVBOR"), record("fig_b", "text/markdown", "*Not drawn in this run: switched off.*")]))
+    figure = "```{{glue:figure}} {0}\n:name: fig-{0}\n:width: 100%\n\n**Caption of {0}**, for {{glue:md}}`{0}_model`. Look for it.\n```"
+    nb.cells.append(nbformat.v4.new_markdown_cell(figure.format("fig_a") + "\n\n" + figure.format("fig_b") + "\n\nAs {numref}`fig-fig_b` and {numref}`fig-fig_a` show."))
+    book._drop_undrawn_figures(nb)
+    text = nb.cells[1].source
+    assert "```{glue:figure} fig_a" in text and "Caption of fig_a" in text  # a drawn figure keeps its caption
+    assert "```{glue:figure} fig_b" not in text and "Caption of fig_b" not in text and "{glue:md}`fig_b`" in text
+    assert "{numref}`fig-fig_b`" not in text and "{numref}`fig-fig_a`" in text

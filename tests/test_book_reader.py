@@ -150,3 +150,28 @@ def test_split_points_sentence_counts_what_each_prompt_got():
     f = split_findings(fut, n_splits=4, split_step=8)
     assert f.numbers["splits_total"] == 7 and f.numbers["splits_max"] == 4
     assert "1 prompt with 4, 1 prompt with 2, 1 prompt with 1" in f.text["split_text"]
+
+
+def test_no_page_has_an_uncaptioned_or_empty_figure_a_bad_table_or_an_unresolved_glue(site):
+    """The reader's defects of issue 24, on every page of the book (tests/book_checks.py; each check is
+    tried on a deliberately broken page in tests/test_book_checks.py)."""
+    import jupytext
+
+    from . import book_checks
+
+    _, runs, _, pages, _ = site
+    problems = {}
+    for name, page in pages.items():
+        found = book_checks.figure_defects(page) + book_checks.table_defects(page)
+        if found:
+            problems[name] = found
+    for chapter in CHAPTERS:
+        executed = nbformat.read(runs / f"{chapter}.ipynb", as_version=4)
+        glued = {o.get("metadata", {}).get("scrapbook", {}).get("name") for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])}
+        markdown = "\n".join(c.source for c in jupytext.read(book.NOTEBOOKS / f"{chapter}.md").cells if c.cell_type == "markdown")
+        found = book_checks.glue_defects(markdown, glued)
+        if found:
+            problems[f"notebooks/{chapter}.md"] = found
+    assert problems == {}
+    tables = sum(page.count("<table") for page in pages.values())
+    assert tables >= 10  # the checks did read tables (every chapter's numbers and run-info tables)

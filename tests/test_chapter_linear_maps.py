@@ -139,3 +139,14 @@ def test_weighting_says_whether_the_best_targets_change():
 def test_bad_matrix_is_refused_with_its_shape():
     with pytest.raises(ValueError, match=r"shape \(3,\)"):
         F.describe(np.zeros(3))
+
+
+def test_a_best_match_path_that_never_moves_is_not_reported_as_moving_forward():
+    n = np.arange(L2 + 1) / L2
+    flat = maps_of(0.6 + 0.05 * n[None, :] + np.zeros((L1 + 1, 1)))  # every source layer's best target is deep layer 1
+    f = F.findings(flat, CONTROLS)
+    assert set(F.describe(flat)["best"].values()) == {1}
+    assert "never moves: every best match is layer 1" in f.text["matrix_text"]
+    assert "forward in 100 %" not in f.text["matrix_text"]
+    g = F.findings(stretched(), CONTROLS)
+    assert "moves forward in 100 % of steps, stays in 0 % and moves back in 0 %" in g.text["matrix_text"]

@@ -59,6 +59,19 @@ def _forward(path: np.ndarray) -> float:
     return float(np.mean(np.diff(path) >= 0)) if len(path) > 1 else 1.0
 
 
+def _steps(path) -> str:
+    """How a best-match path moves from one layer to the next, in words: the shares of steps that move
+    forward, stay and move back; a path that never moves is named as such (its 'forward' share, which
+    counts staying, would be 100 % and say nothing about a diagonal)."""
+    steps = np.diff(np.asarray(path))
+    if not len(steps):
+        return "one layer only, so no steps"
+    if not steps.any():
+        return f"it never moves: every best match is layer {int(path[0])}, so its steps say nothing about a diagonal"
+    share = lambda mask: f"{100 * float(np.mean(mask)):.0f} %"  # noqa: E731
+    return f"from one layer to the next it moves forward in {share(steps > 0)} of steps, stays in {share(steps == 0)} and moves back in {share(steps < 0)}"
+
+
 def describe(result) -> dict:
     """The numbers of one result (see the module docstring); `result` is a LinearMaps or its error matrix."""
     err = _err(result)
@@ -179,10 +192,10 @@ def findings(result, controls=(), identity=None) -> Findings:
         f"equal-relative-depth line it is **{d['diag_error']:.3f}**, and each source layer's best target reaches "
         f"**{d['best_error']:.3f}** on average. Best target per source layer: {_fmt_pairs(d['best'], '→')} "
         f"(source→target), on average {d['dist_stretch']:.2f} layers from m·L₂/L₁ and {d['dist_same']:.2f} from "
-        f"n = m; it moves forward in {100 * d['monotone']:.0f} % of steps. Best source per target layer (a reading not "
+        f"n = m; {_steps(list(d['best'].values()))}. Best source per target layer (a reading not "
         f"biased towards deep layers that are easy to predict from anything): {_fmt_pairs(d['best_src'], '←')} "
         f"(target←source), on average {d['col_dist_stretch']:.2f} layers from n·L₁/L₂ and {d['col_dist_same']:.2f} "
-        f"from min(n, L₁). The deep layers worst predicted by any shallow layer are "
+        f"from min(n, L₁); {_steps(list(d['best_src'].values()))}. The deep layers worst predicted by any shallow layer are "
         + ", ".join(f"{k} (best error {e:.3f}, relative depth {r:.2f})" for k, e, r in zip(d["hardest_tgts"], d["hardest_tgt_errors"], d["hardest_tgt_depths"]))
         + f"; the best-predicted deep layer reaches {d['easiest_tgt_error']:.3f}."
     )

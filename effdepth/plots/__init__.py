@@ -114,8 +114,10 @@ def layer_heatmap(
     xticklabels=None,
     yticklabels=None,
 ):
-    """A heatmap with integer layer axes (row 0 at the bottom unless origin='upper')."""
-    im = ax.imshow(np.asarray(matrix, float), aspect="auto", origin=origin, vmin=vmin, vmax=vmax, cmap=cmap, interpolation="nearest")
+    """A heatmap with integer layer axes (row 0 at the bottom unless origin='upper'); NaN cells grey."""
+    colours = plt.get_cmap(cmap).copy()
+    colours.set_bad("#d9d9d9")  # a masked (NaN) cell is grey, never a colour of the scale
+    im = ax.imshow(np.ma.masked_invalid(np.asarray(matrix, float)), aspect="auto", origin=origin, vmin=vmin, vmax=vmax, cmap=colours, interpolation="nearest")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(False)
@@ -134,7 +136,8 @@ def show(name: str, fig=None, made_by=None, absent: str = "") -> None:
     Glues `fig` under `name` (not displayed where the cell runs; closed afterwards) and, under
     `name + "_model"`, the model that made it as Markdown for the caption: `model_label(made_by)`, or
     `made_by` itself when it is a string (a figure of several models). `fig=None` (a figure this run
-    cannot draw) glues the sentence `absent` in the figure's place, so the caption and its number stay.
+    cannot draw) glues the sentence `absent` in the figure's place; when the book is rendered the figure
+    directive is replaced by that sentence (`book._drop_undrawn_figures`): no empty figure with a caption.
     """
     from IPython.display import Markdown
     from myst_nb import glue
@@ -158,3 +161,44 @@ def panel_grid(n: int, width: float, height: float, ncols: int = 2):
     for ax in flat[n:]:
         ax.set_visible(False)
     return fig, flat[:n]
+
+
+def cut_first_points(ax, curves, colors=None, what: str = "layer 0") -> float | None:
+    """Keep a depth curve's y axis readable when its first point (layer 0 writing onto the bare
+    embedding, residual 0 read by the lens) lies far above everything else, as it often does
+    (SmolLM2's layer 0: 42 and 17 times its input): the axis is cut just above the other points and
+    each cut point gets its value written at the top edge, and the axes say so.
+
+    `curves`: [(x, y)] of every line drawn (trained models and controls); `colors`: one per curve,
+    None for a curve whose cut point is not annotated (a control). A first point is cut when it lies
+    above the range of all other points by more than that range (the rule `stats.change_point` uses
+    to leave layer 0 out). Returns the new top of the axis, or None when nothing was cut."""
+    colors = list(colors) if colors is not None else [None] * len(curves)
+    curves = [(np.asarray(x, dtype=float), np.asarray(y, dtype=float)) for x, y in curves]
+    rest = np.concatenate([y[1:] for _, y in curves if len(y) > 1] or [np.array([])])
+    rest = rest[np.isfinite(rest)]
+    if len(rest) < 2:
+        return None
+    lo, hi = float(rest.min()), float(rest.max())
+    span = max(hi - lo, 1e-12)
+    firsts = [(x[0], y[0], c) for (x, y), c in zip(curves, colors) if len(y) and np.isfinite(y[0])]
+    tall = [(x0, y0, c) for x0, y0, c in firsts if y0 > hi + span]
+    if not tall:
+        return None
+    top = hi + 0.18 * span
+    ax.set_ylim(min(ax.get_ylim()[0], lo - 0.05 * span), top)
+    for i, (x0, y0, c) in enumerate([t for t in tall if t[2] is not None]):
+        ax.annotate(f"{y0:.3g} ↑", (x0, top), xytext=(2, -2 - 12 * i), textcoords="offset points", ha="left", va="top", fontsize=9.5, color=c, fontweight="bold", annotation_clip=False)
+    ax.text(0.99, 0.99, f"axis cut: {what} off the scale, its value written", transform=ax.transAxes, ha="right", va="top", fontsize=8.5, color="#555555")
+    return top
+
+
+def fit_title(ax, text: str, fontsize: float | None = None) -> None:
+    """A panel's title wrapped to the panel's width, so that titles of neighbouring panels in a grid
+    never run into each other (call it after the colorbar is added: it takes its share of the width)."""
+    import textwrap
+
+    size = float(fontsize or plt.rcParams["axes.titlesize"])
+    width = ax.get_position().width * ax.figure.get_figwidth()  # inches
+    chars = max(14, int(width * 72 / (0.56 * size)))
+    ax.set_title("\n".join(textwrap.fill(line, chars) for line in str(text).split("\n")), fontsize=size)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from . import PALETTE, integer_ticks, model_label
+from . import PALETTE, fit_title, integer_ticks, model_label
 
 LAYER_EFFECT, LOGIT_EFFECT = "Layer effect", "Logit effect"
 
@@ -48,7 +48,7 @@ def erasure_heatmap(ax, result, title: str | None = None):
     cb = ax.figure.colorbar(im, ax=ax, pad=0.01)
     cb.set_label("Probability difference norm")
     if title:
-        ax.set_title(title)
+        fit_title(ax, title)
     return im
 
 
@@ -67,7 +67,7 @@ def ig_heatmap(ax, result, title: str | None = None):
     cb = ax.figure.colorbar(im, ax=ax, pad=0.01)
     cb.set_label("Attribution (IG)")
     if title:
-        ax.set_title(title)
+        fit_title(ax, title)
     return im
 
 

@@ -87,15 +87,33 @@ def norms(result, controls=()):
     _controls(ax, controls, "norm_h", "‖h‖, random-init control")
     ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncol=2, fontsize=9.5, borderaxespad=0.2)
     ax.set_yscale("log")
+    log_floor(ax, [f["norm_h"], f["norm_attn"], f["norm_mlp"]] + [c.to_frame()["norm_h"] for c in controls or ()])
     ax.set_title(f"Norms of the residual and the writes — {model_label(result)}", pad=40)
     fig.tight_layout()
     return fig
 
 
+def log_floor(ax, series, relative: float = 1e-4) -> float:
+    """The bottom of a log axis at a value that means something: the smallest plotted value (halved),
+    but never below `relative` × the largest (a norm 10⁴ times smaller than the residual is float
+    round-off, not a write; a bar from 0 on a log axis would otherwise pull the axis down to 1e-13).
+    Values under the floor are said on the axes. Returns the floor."""
+    raw = np.concatenate([np.asarray(v, dtype=float).ravel() for v in series])
+    raw = raw[np.isfinite(raw)]
+    values = raw[raw > 0]
+    if not len(values):
+        return ax.get_ylim()[0]
+    floor = max(0.5 * float(values.min()), relative * float(values.max()))
+    ax.set_ylim(floor, ax.get_ylim()[1])
+    if (raw < floor).any():
+        ax.text(0.99, 0.02, f"values below {floor:.1g} not drawn", transform=ax.transAxes, ha="right", va="bottom", fontsize=8.5, color="#555555")
+    return floor
+
+
 def io_cosine(result, controls=()):
     """Fig 16: cos(h_l, h_{l+1}), the residual before and after a layer (close to 1 everywhere); controls dashed."""
     f = result.to_frame()
-    fig, ax = plt.subplots(figsize=(7, 2.8))
+    fig, ax = plt.subplots(figsize=(7, 3.1))
     ax.bar(_layers(f), f["cos_io"], width=0.8, color="#6f6f6f", label="trained")
     _controls(ax, controls, "cos_io")
     lows = [float(np.nanmin(f["cos_io"]))] + [float(np.nanmin(c.to_frame()["cos_io"])) for c in controls or ()]
@@ -103,8 +121,8 @@ def io_cosine(result, controls=()):
     ax.set_xlabel("Layer")
     integer_ticks(ax, _layers(f))
     ax.set_ylabel(r"$\cos(h_l, h_{l+1})$")
-    if controls:
-        ax.legend(fontsize=9.5, loc="lower right")
-    ax.set_title(f"Similarity of a layer's input and output residual — {model_label(result)}")
+    if controls:  # above the axes: the bars fill the plot up to about 1, a legend inside would cover them
+        ax.legend(fontsize=9.5, loc="lower left", bbox_to_anchor=(0, 1.0), ncol=2, borderaxespad=0.2)
+    ax.set_title(f"Similarity of a layer's input and output residual — {model_label(result)}", pad=24 if controls else 6)
     fig.tight_layout()
     return fig

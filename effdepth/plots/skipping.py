@@ -1,4 +1,4 @@
-"""§3.2 figures: skip heatmaps (Figs 3, 5, 23–29), output-change bars (Fig 17), per-example matrices
+"""§3.2 figures: skip heatmaps (Figs 3, 5; attention-only and MLP-only skipping), output-change bars (Fig 17), per-example matrices
 (Fig 13), the per-position view of one example (static, and interactive with ipywidgets), and the
 halves profile the chapter's verdict rests on. Every figure can draw the random-init control beside
 the trained model (drawing only: the verdicts are in `effdepth.chapters.skipping`)."""
@@ -8,7 +8,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from . import PALETTE, integer_ticks, layer_heatmap, model_label
+from . import PALETTE, fit_title, integer_ticks, layer_heatmap, model_label
 
 SETTING = {"current": "current token", "future": "future tokens"}
 
@@ -24,17 +24,21 @@ def _setting(result) -> str:
 
 
 def skip_heatmap(result, mean: bool = False, ax=None, title: str | None = None):
-    """Fig 3: r[s, l], y = layer skipped, x = effect @ layer, colour clipped to [0, 1]."""
+    """Fig 3: r[s, l], y = layer skipped, x = effect @ layer, colour clipped to [0, 1]; for local
+    (direct) effects (Fig 5) the diagonal is masked (grey): it carries no information (SPEC §9)."""
     matrix = result.mean_layer_effect if mean else result.layer_effect
     L = matrix.shape[0]
     own = ax is None
     if own:
         size = min(6.2, 3.2 + 0.08 * L)
         fig, ax = plt.subplots(figsize=(size + 1.0, size))
-    layer_heatmap(ax, np.clip(matrix, 0, 1), "Effect @ layer", "Layer skipped", "Relative change" + (" (mean)" if mean else ""), origin="upper")
+    shown = np.clip(np.asarray(matrix, dtype=float), 0, 1)
+    if result.measurement == "local_effects":  # SPEC §9: the diagonal is 1 by construction (0 in the authors' code), masked
+        np.fill_diagonal(shown, np.nan)
+    layer_heatmap(ax, shown, "Effect @ layer", "Layer skipped", "Relative change" + (" (mean)" if mean else ""), origin="upper")
     integer_ticks(ax, range(L), "x")
     integer_ticks(ax, range(L), "y")
-    ax.set_title(title or f"{'Mean' if mean else 'Max'} relative change, {_setting(result)}\n{model_label(result)}")
+    fit_title(ax, title or f"{'Mean' if mean else 'Max'} relative change, {_setting(result)}\n{model_label(result)}")
     if own:
         fig.tight_layout()
         return fig

@@ -1,0 +1,52 @@
+"""book/running.md states the sizes that make book really runs: its by-hand commands carry exactly the
+`--set` options of the Makefile's SMOLLM_SIZES and ZOO_SIZES, and SmolLM2's chapters of SMOLLM_CHAPTERS."""
+
+import re
+import shlex
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def makefile_variable(name: str, text: str | None = None) -> str:
+    """The value of `NAME ?= …` / `NAME := …` in the Makefile, continuation lines joined."""
+    text = (ROOT / "Makefile").read_text() if text is None else text
+    text = text.replace("\\\n", " ")
+    m = re.search(rf"^{name}\s*[?:]?=\s*(.*)$", text, re.M)
+    assert m, f"{name} not in the Makefile"
+    return m.group(1).strip()
+
+
+def set_options(command: str) -> set[str]:
+    """The `--set k=v` values of a shell command line."""
+    words = shlex.split(command)
+    return {words[i + 1] for i, w in enumerate(words[:-1]) if w == "--set"}
+
+
+def running_commands(text: str | None = None) -> dict[str, str]:
+    """{model spec: its `effdepth run` command} in running.md's first bash block (continuations joined)."""
+    text = (ROOT / "book" / "running.md").read_text() if text is None else text
+    block = re.search(r"```bash\n(.*?)```", text.split("The same by hand", 1)[1], re.S).group(1).replace("\\\n", " ")
+    out = {}
+    for line in block.splitlines():
+        words = shlex.split(line, comments=True)
+        if words[:2] == [".venv/bin/effdepth", "run"]:
+            out[words[words.index("--model") + 1]] = line
+    return out
+
+
+def test_running_page_states_the_sizes_the_makefile_runs():
+    commands = running_commands()
+    smollm, zoo = makefile_variable("SMOLLM"), makefile_variable("MODEL")
+    assert smollm in commands and zoo in commands, commands
+    assert set_options(commands[smollm]) == set_options(makefile_variable("SMOLLM_SIZES"))
+    assert set_options(commands[zoo]) == set_options(makefile_variable("ZOO_SIZES"))
+    chapters = shlex.split(commands[smollm])
+    listed = set(chapters[chapters.index("--chapters") + 1].split(","))
+    assert listed == set(re.split(r"[,+]", makefile_variable("SMOLLM_CHAPTERS")))
+
+
+def test_the_check_fails_on_a_page_with_other_sizes():
+    page = (ROOT / "book" / "running.md").read_text().replace("skipping.n_examples=3", "skipping.n_examples=6")
+    smollm = makefile_variable("SMOLLM")
+    assert set_options(running_commands(page)[smollm]) != set_options(makefile_variable("SMOLLM_SIZES"))
