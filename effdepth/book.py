@@ -780,7 +780,7 @@ def glued_values(nb) -> dict[str, str]:
 # verdict with `chapters.record`: the glued key holds one of the five states of `effdepth.verdicts`
 # in words, and `<key>_card` the JSON the table's columns come from (model, n, effect, interval, control).
 CLAIMS: tuple[tuple[str, str, str, str, str], ...] = (
-    ("benchmarks", "depth", "Deeper models score better, beyond width (Fig 1, App. B).", "fig-benchmarks-depth",
+    ("benchmarks", "depth", "Deeper models score better, beyond width (Fig 1, App. B).", "fig-benchmarks-depth-score",
      "132 leaderboard base models: depth significant at p < 0.0001 in score ~ layers + d_model + d_ff"),
     ("contributions", "paper_shape", "Second-half layers write much less into the residual: a steady first half, then a drop around the middle (§3.1, Fig 2a).", "fig-contributions-rel",
      "Llama 3.1 70B: about 0.15–0.2 per layer in the first half, below 0.05 after the middle"),
