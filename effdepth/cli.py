@@ -50,16 +50,12 @@ def cmd_run(args) -> int:
     model = canonical_spec(args.model)  # a relative folder must mean the same inside every notebook
     chapters = [c.strip() for c in args.chapters.split(",") if c.strip()] if args.chapters else None
     extra = _parse_sets(args.set)
-    if args.dataset:
-        from .data import DATASETS
-
-        if args.dataset not in DATASETS:
-            print(f"effdepth: unknown --dataset '{args.dataset}'; choose one of: {', '.join(DATASETS)}.", file=sys.stderr)
-            return 2
+    if args.dataset is not None:  # checked by book.plan like `--set dataset=…`
         extra["dataset"] = args.dataset
     kw = dict(chapters=chapters, device=args.device, dtype=args.dtype, remote=args.remote, extra=extra)
     try:
         todo = book.plan(model, **kw)  # names, parameter types, device, credentials: before anything loads
+        book.run_folder(model)  # writable, and not another model's: before the model loads
         if args.remote:
             from .ndif import remote_preflight
 
@@ -95,10 +91,10 @@ def _cache_dir() -> str:
 def cmd_book(args) -> int:
     from . import book
 
-    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else [args.model]
+    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models is not None else [args.model]
     models = [_named_default(m) for m in models]
     try:
-        index = book.build(models if len(models) > 1 else models[0])
+        index = book.build(models)  # an empty list or a model listed twice: one-line ValueError
     except (FileNotFoundError, RuntimeError, ValueError) as err:
         print(f"effdepth: {err}", file=sys.stderr)
         return 1
