@@ -31,15 +31,28 @@ def _parse_sets(items: list[str]) -> dict:
     return out
 
 
-def _check_model(spec: str, device: str, dtype: str, remote) -> None:
-    """Fail fast (before any notebook starts) on a model that cannot be loaded or measured."""
-    from .models import ModelNotAvailable, load_model
+def load_or_reason(spec: str, device: str, dtype: str, remote):
+    """(the loaded Model, None), or (None, one line saying why it cannot be loaded): the expected
+    refusals as they are, anything else (a degenerate config.json: zero layers, missing sizes …)
+    named with its type and the spec, never a traceback."""
     from .adapters import UnsupportedArchitecture
+    from .models import ModelNotAvailable, load_model
 
     try:
-        model = load_model(spec, device=device, dtype=dtype, remote=remote)
+        return load_model(spec, device=device, dtype=dtype, remote=remote), None
     except (ModelNotAvailable, UnsupportedArchitecture, ValueError) as err:
-        raise SystemExit(f"effdepth: {err}") from None
+        lines = str(err).strip().splitlines() or [type(err).__name__]
+        return None, lines[0] + (" (the rest of the message: a library's traceback, left out)" if len(lines) > 1 else "")
+    except Exception as err:  # noqa: BLE001 - a model we cannot read is a finding, not a crash
+        return None, (f"{spec} cannot be loaded ({type(err).__name__}: {' '.join(str(err).split()[:40])[:200]}); "
+                      "its config.json is probably degenerate (e.g. zero layers or heads, missing sizes): fix it, then run `effdepth check` again.")
+
+
+def _check_model(spec: str, device: str, dtype: str, remote) -> None:
+    """Fail fast (before any notebook starts) on a model that cannot be loaded or measured."""
+    model, why = load_or_reason(spec, device, dtype, remote)
+    if model is None:
+        raise SystemExit(f"effdepth: {why}")
     print(f"[effdepth] {model.spec}: {model.adapter.family} family, {model.n_layers} layers, d={model.d_model}", flush=True)
 
 
@@ -269,15 +282,13 @@ def check_model(spec: str, device: str = "cpu", dtype: str = "auto", remote=Fals
     import time
 
     from .adapters import IDENTITY_RTOL, UnsupportedArchitecture, confirm
-    from .models import ModelNotAvailable, load_model
 
     rows = []
     t0 = time.time()
     if model is None:
-        try:
-            model = load_model(spec, device=device, dtype=dtype, remote=remote)
-        except (ModelNotAvailable, UnsupportedArchitecture, ValueError) as err:
-            return [("load", False, str(err))]
+        model, why = load_or_reason(spec, device, dtype, remote)
+        if model is None:
+            return [("load", False, why)]
     rows.append(("load", True, f"{model.adapter.family} family, {model.n_layers} layers, d={model.d_model} ({time.time() - t0:.1f} s)"))
     if not model.remote:
         try:
@@ -286,6 +297,8 @@ def check_model(spec: str, device: str = "cpu", dtype: str = "auto", remote=Fals
             rows.append(("identity", True, f"h_(l+1) = h_l + a_l + m_l at every layer to {got['identity']:.1g} of |h|; logits decoded to {got['logits']:.1g}"))
         except UnsupportedArchitecture as err:
             rows.append(("identity", False, str(err)))
+        except Exception as err:  # noqa: BLE001 - reported as a failed check
+            rows.append(("identity", False, f"{type(err).__name__}: {' '.join(str(err).split())[:160]}"))
     else:
         try:
             err = _trace_identity(model, model.encode(CHECK_PROMPT)[None])
