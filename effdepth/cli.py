@@ -31,15 +31,28 @@ def _parse_sets(items: list[str]) -> dict:
     return out
 
 
-def _check_model(spec: str, device: str, dtype: str, remote) -> None:
-    """Fail fast (before any notebook starts) on a model that cannot be loaded or measured."""
-    from .models import ModelNotAvailable, load_model
+def load_or_reason(spec: str, device: str, dtype: str, remote):
+    """(the loaded Model, None), or (None, one line saying why it cannot be loaded): the expected
+    refusals as they are, anything else (a degenerate config.json: zero layers, missing sizes …)
+    named with its type and the spec, never a traceback."""
     from .adapters import UnsupportedArchitecture
+    from .models import ModelNotAvailable, load_model
 
     try:
-        model = load_model(spec, device=device, dtype=dtype, remote=remote)
+        return load_model(spec, device=device, dtype=dtype, remote=remote), None
     except (ModelNotAvailable, UnsupportedArchitecture, ValueError) as err:
-        raise SystemExit(f"effdepth: {err}") from None
+        lines = str(err).strip().splitlines() or [type(err).__name__]
+        return None, lines[0] + (" (the rest of the message: a library's traceback, left out)" if len(lines) > 1 else "")
+    except Exception as err:  # noqa: BLE001 - a model we cannot read is a finding, not a crash
+        return None, (f"{spec} cannot be loaded ({type(err).__name__}: {' '.join(str(err).split()[:40])[:200]}); "
+                      "its config.json is probably degenerate (e.g. zero layers or heads, missing sizes): fix it, then run `effdepth check` again.")
+
+
+def _check_model(spec: str, device: str, dtype: str, remote) -> None:
+    """Fail fast (before any notebook starts) on a model that cannot be loaded or measured."""
+    model, why = load_or_reason(spec, device, dtype, remote)
+    if model is None:
+        raise SystemExit(f"effdepth: {why}")
     print(f"[effdepth] {model.spec}: {model.adapter.family} family, {model.n_layers} layers, d={model.d_model}", flush=True)
 
 
@@ -50,16 +63,12 @@ def cmd_run(args) -> int:
     model = canonical_spec(args.model)  # a relative folder must mean the same inside every notebook
     chapters = [c.strip() for c in args.chapters.split(",") if c.strip()] if args.chapters else None
     extra = _parse_sets(args.set)
-    if args.dataset:
-        from .data import DATASETS
-
-        if args.dataset not in DATASETS:
-            print(f"effdepth: unknown --dataset '{args.dataset}'; choose one of: {', '.join(DATASETS)}.", file=sys.stderr)
-            return 2
+    if args.dataset is not None:  # checked by book.plan like `--set dataset=…`
         extra["dataset"] = args.dataset
     kw = dict(chapters=chapters, device=args.device, dtype=args.dtype, remote=args.remote, extra=extra)
     try:
         todo = book.plan(model, **kw)  # names, parameter types, device, credentials: before anything loads
+        book.run_folder(model)  # writable, and not another model's: before the model loads
         if args.remote:
             from .ndif import remote_preflight
 
@@ -95,10 +104,10 @@ def _cache_dir() -> str:
 def cmd_book(args) -> int:
     from . import book
 
-    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else [args.model]
+    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models is not None else [args.model]
     models = [_named_default(m) for m in models]
     try:
-        index = book.build(models if len(models) > 1 else models[0])
+        index = book.build(models)  # an empty list or a model listed twice: one-line ValueError
     except (FileNotFoundError, RuntimeError, ValueError) as err:
         print(f"effdepth: {err}", file=sys.stderr)
         return 1
@@ -273,15 +282,13 @@ def check_model(spec: str, device: str = "cpu", dtype: str = "auto", remote=Fals
     import time
 
     from .adapters import IDENTITY_RTOL, UnsupportedArchitecture, confirm
-    from .models import ModelNotAvailable, load_model
 
     rows = []
     t0 = time.time()
     if model is None:
-        try:
-            model = load_model(spec, device=device, dtype=dtype, remote=remote)
-        except (ModelNotAvailable, UnsupportedArchitecture, ValueError) as err:
-            return [("load", False, str(err))]
+        model, why = load_or_reason(spec, device, dtype, remote)
+        if model is None:
+            return [("load", False, why)]
     rows.append(("load", True, f"{model.adapter.family} family, {model.n_layers} layers, d={model.d_model} ({time.time() - t0:.1f} s)"))
     if not model.remote:
         try:
@@ -290,6 +297,8 @@ def check_model(spec: str, device: str = "cpu", dtype: str = "auto", remote=Fals
             rows.append(("identity", True, f"h_(l+1) = h_l + a_l + m_l at every layer to {got['identity']:.1g} of |h|; logits decoded to {got['logits']:.1g}"))
         except UnsupportedArchitecture as err:
             rows.append(("identity", False, str(err)))
+        except Exception as err:  # noqa: BLE001 - reported as a failed check
+            rows.append(("identity", False, f"{type(err).__name__}: {' '.join(str(err).split())[:160]}"))
     else:
         try:
             err = _trace_identity(model, model.encode(CHECK_PROMPT)[None])

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .rundata import CURVES, InvalidRunFile, md, mpl, read_json, validate
+
 ENV = "EFFDEPTH_CURVES"
 DEPTHS = ("layer", "residual", None)
 
@@ -164,8 +166,8 @@ def save(chapter: str, model, curves: dict, path: str | Path | None = None) -> d
     JSON-ready dict."""
     spec, n_layers = (model.spec, model.n_layers) if hasattr(model, "spec") else model
     data = {"model": str(spec), "n_layers": int(n_layers), "chapter": str(chapter), "curves": dict(curves)}
-    check(data)
     target = path or os.environ.get(ENV)
+    check(data, target or f"{chapter}.curves.json")
     if target:
         target = Path(target)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
@@ -174,36 +176,26 @@ def save(chapter: str, model, curves: dict, path: str | Path | None = None) -> d
     return data
 
 
-def check(data) -> None:
-    """Raise ValueError naming the first way `data` is not the schema above."""
-    if not isinstance(data, dict):
-        raise ValueError("curves: not a JSON object")
-    for key, kind in (("model", str), ("n_layers", int), ("curves", dict)):
-        if not isinstance(data.get(key), kind):
-            raise ValueError(f"curves: '{key}' missing or not {kind.__name__}")
-    for name, c in data["curves"].items():
-        if not isinstance(c, dict):
-            raise ValueError(f"curves: '{name}' is not an object")
-        for key in ("x", "y"):
-            if not isinstance(c.get(key), list):
-                raise ValueError(f"curves: '{name}' has no list '{key}'")
-        for key in ("xlabel", "ylabel"):
-            if not isinstance(c.get(key), str):
-                raise ValueError(f"curves: '{name}' has no '{key}'")
-        if len(c["x"]) != len(c["y"]) or ("control" in c and len(c["control"]) != len(c["y"])):
-            raise ValueError(f"curves: '{name}' has x, y (and control) of different lengths")
-        if c.get("depth") not in DEPTHS:
-            raise ValueError(f"curves: '{name}' has depth {c.get('depth')!r}, not one of {DEPTHS}")
+def check(data, path: str | Path = "curves") -> None:
+    """Raise ValueError (`rundata.InvalidRunFile`, naming `path`) unless `data` is of the schema above
+    (`rundata.CURVES`: numbers that fit a float or null, n_layers >= 1, curve keys usable in a file
+    name, x / y / control of one length)."""
+    validate(data, CURVES, path, "rerun the chapter with `effdepth run --model <model> --chapters <chapter>` to write it again")
+
+
+def read(path: str | Path) -> tuple[dict | None, str | None]:
+    """(curves, None) of a curves file; (None, None) when it is absent; (None, why) when it cannot be
+    used (unreadable, not JSON, not of the schema), `why` naming the file and the fix."""
+    try:
+        return read_json(path, CURVES, "rerun the chapter with `effdepth run --model <model> --chapters <chapter>` to write it again"), None
+    except InvalidRunFile as err:
+        return None, str(err)
 
 
 def load(path: str | Path) -> dict | None:
-    """A curves file as a dict, or None when it is absent, unreadable or not of the schema."""
-    try:
-        data = json.loads(Path(path).read_text())
-        check(data)
-        return data
-    except (OSError, ValueError):
-        return None
+    """A curves file as a dict, or None when it is absent, unreadable or not of the schema (`read`
+    says why)."""
+    return read(path)[0]
 
 
 def path_of(run_dir: str | Path, chapter: str) -> Path:
@@ -244,7 +236,7 @@ def overlay(key: str, runs: list[tuple[str, dict]]):
         color = PALETTE[i % len(PALETTE)]
         x = positions(c, d["n_layers"], relative)
         y = _array(c["y"])
-        (line,) = ax.plot(x, y, "o-", color=color, markersize=3.5, linewidth=1.8, label=f"{short_name(m)} ({d['n_layers']} layers)")
+        (line,) = ax.plot(x, y, "o-", color=color, markersize=3.5, linewidth=1.8, label=mpl(f"{short_name(m)} ({d['n_layers']} layers)" + (f" {d['_note']}" if d.get("_note") else "")))
         handles.append(line)
         lines.append((x, y))
         colors.append(color)
@@ -261,24 +253,61 @@ def overlay(key: str, runs: list[tuple[str, dict]]):
     if relative:
         xlabel = "Relative depth (layer + ½) / L" if first.get("depth") == "layer" else "Relative depth b / L"
         ax.set_xlim(0, 1)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(first["ylabel"])
-    ax.set_title(first.get("title", key))
+    ax.set_xlabel(mpl(xlabel))
+    ax.set_ylabel(mpl(first["ylabel"]))
+    ax.set_title(mpl(first.get("title", key)))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9.5)
     fig.tight_layout()
     return fig, relative
 
 
+def usable_runs(chapter: str, runs: list[tuple[str, Path]]) -> tuple[list[tuple[str, dict]], list[str]]:
+    """The runs' saved curves of `chapter` that may be drawn under their model's name, and one
+    sentence (Markdown, escaped) per run left out or drawn with a caveat:
+    - no file: the chapter saved no curves or has not run;
+    - a file that is not of the schema (`read`): left out, naming the file and the fix;
+    - a file saved by another model (copied from another run folder): left out;
+    - the chapter's latest run failed: the curves of the last successful run are drawn, said so."""
+    from .book import _latest_run
+    from .models import canonical_spec
+    from .plots import short_name
+
+    have, notes, missing = [], [], []
+    for m, d in runs:
+        where = f"runs/{Path(d).name}/{chapter}.curves.json"
+        data, problem = read(path_of(d, chapter))
+        if problem:
+            notes.append(f"{md(short_name(m))} left out: {md(problem.replace(str(path_of(d, chapter)), where))}")
+            continue
+        if data is None:
+            missing.append(m)
+            continue
+        if canonical_spec(data["model"]) != canonical_spec(m):
+            notes.append(f"{md(short_name(m))} left out: {md(where)} was saved by the model {md(short_name(data['model']))}, not by "
+                         f"{md(short_name(m))} (a file copied from another run folder?); delete it and rerun `effdepth run --model {md(m)} --chapters {chapter}`.")
+            continue
+        record, latest_failed = _latest_run(Path(d), chapter)
+        if latest_failed:
+            good = (record.get("last_ok") or {}).get("finished") or "an earlier run"
+            data = dict(data, _note="(last good run)")
+            notes.append(f"{md(short_name(m))}: its latest run of this chapter ({md(record.get('finished', 'at an unknown time'))}) failed; "
+                         f"its curves here are from its last successful run ({md(good)}), marked \"(last good run)\" in the legends.")
+        have.append((m, data))
+    if missing:
+        notes.append("Not overlaid (their run of this chapter saved no curves, or has not run): " + ", ".join(md(short_name(m)) for m in missing) + f". Rerun `effdepth run --chapters {chapter}` on them to add them.")
+    return have, notes
+
+
 def side_by_side_page(chapter: str, title: str, runs: list[tuple[str, Path]], chapter_dir: Path) -> str | None:
     """book/chapters/<chapter>--side-by-side.md (MyST) with one PNG per key curve that at least two
     of the `runs` [(model spec, run folder)] saved, overlaid on one axis; returns the page's name,
-    or None when fewer than two models have curves of this chapter (no page then)."""
+    or None when fewer than two models have usable curves of this chapter (no page then). Every
+    string read from a run folder goes onto the page through `rundata.md` (it is data, not markup)."""
     import matplotlib.pyplot as plt
 
     from .plots import short_name
 
-    loaded = [(m, load(path_of(d, chapter))) for m, d in runs]
-    have = [(m, data) for m, data in loaded if data is not None]
+    have, notes = usable_runs(chapter, runs)
     if len(have) < 2:
         return None
     page = f"{chapter}--side-by-side"
@@ -290,7 +319,7 @@ def side_by_side_page(chapter: str, title: str, runs: list[tuple[str, Path]], ch
         return None
     for old in chapter_dir.glob(f"{page}-*.png"):
         old.unlink()
-    lines = [f"# {title} — side by side", ""]
+    lines = [f"# {md(title)} — side by side", ""]
     lines += [
         f"The key curves of this chapter for the {len(have)} models of this book that saved them, each quantity on one axis: "
         "one solid line per model and, dashed in the same colour, its random-init control (the mean over the chapter's "
@@ -301,22 +330,20 @@ def side_by_side_page(chapter: str, title: str, runs: list[tuple[str, Path]], ch
         "",
     ]
     lines += [f"- {_describe(m)}" for m, _ in have]
-    missing = [m for m, data in loaded if data is None]
-    if missing:
-        lines += ["", "Not overlaid (their run of this chapter saved no curves, or has not run): " + ", ".join(f"`{short_name(m)}`" for m in missing) + f". Rerun `effdepth run --chapters {chapter}` on them to add them."]
+    lines += [x for note in notes for x in ("", note)]
     unmatched = [m for m, data in have if not any(k in data["curves"] for k in keys)]
     if unmatched:
-        lines += ["", "Saved curves, but none that another model of this book has (e.g. measured on other data sets), so not drawn here: " + ", ".join(f"`{short_name(m)}`" for m in unmatched) + "; their own pages show them."]
+        lines += ["", "Saved curves, but none that another model of this book has (e.g. measured on other data sets), so not drawn here: " + ", ".join(md(short_name(m)) for m in unmatched) + "; their own pages show them."]
     for key in keys:
         fig, relative = overlay(key, have)
         png = f"{page}-{key}.png"
         fig.savefig(chapter_dir / png, bbox_inches="tight")
         plt.close(fig)
         c = next(data["curves"][key] for _, data in have if key in data["curves"])
-        names = ", ".join(f"`{short_name(m)}`" for m, data in have if key in data["curves"])
-        where = "x: relative depth, since the models' depths differ." if relative else f"x: {c['xlabel']}."
+        names = ", ".join(md(short_name(m)) for m, data in have if key in data["curves"])
+        where = "x: relative depth, since the models' depths differ." if relative else f"x: {md(c['xlabel'])}."
         label = re.sub(r"[^a-z0-9-]+", "-", f"fig-{chapter}-sbs-{key}".lower())
-        lines += ["", f"## {c.get('title', key)}", "", f"```{{figure}} {png}", f":name: {label}", ":width: 100%", "", f"**{c.get('title', key)}**, on {names}. {c['ylabel']}; {where}", "```"]
+        lines += ["", f"## {md(c.get('title', key))}", "", f"```{{figure}} {png}", f":name: {label}", ":width: 100%", "", f"**{md(c.get('title', key))}**, on {names}. {md(c['ylabel'])}; {where}", "```"]
     (chapter_dir / f"{page}.md").write_text("\n".join(lines) + "\n")
     return page
 

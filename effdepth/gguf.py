@@ -80,8 +80,10 @@ def describe(path: Path) -> dict:
         return f.contents() if f is not None else default
 
     counts: dict[str, int] = {}
+    elements = 0
     for t in reader.tensors:
         counts[t.tensor_type.name] = counts.get(t.tensor_type.name, 0) + 1
+        elements += int(t.n_elements)
     file_type = field("general.file_type")
     try:
         quant = gguf.LlamaFileType(int(file_type)).name.replace("MOSTLY_", "") if file_type is not None else ""
@@ -90,7 +92,7 @@ def describe(path: Path) -> dict:
     if not quant:  # no (known) file type: the most common non-float tensor type
         quantised = {k: v for k, v in counts.items() if k not in ("F32", "F16", "BF16")}
         quant = max(quantised, key=quantised.get) if quantised else "F32"
-    return {"architecture": field("general.architecture", ""), "name": field("general.name", ""), "quantisation": quant, "tensor_types": counts}
+    return {"architecture": field("general.architecture", ""), "name": field("general.name", ""), "quantisation": quant, "tensor_types": counts, "float32_bytes": 4 * elements}
 
 
 def convert(path: str | os.PathLike, cache: Path | None = None) -> Path:
@@ -106,36 +108,87 @@ def convert(path: str | os.PathLike, cache: Path | None = None) -> Path:
         return folder
     info = describe(path)
     _check_architecture(path, info["architecture"])
+    _sweep_stale(folder.parent)
+    _check_space(path, folder.parent, info["float32_bytes"])
     print(f"effdepth: dequantising {path.name} ({info['quantisation']}, {path.stat().st_size / 1e6:.0f} MB) into {folder} (once) …", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        _dequantise(path, tmp)
-        meta = dict(info, source=str(path), sha256=digest, seconds=round(time.perf_counter() - t0, 1))
-        (tmp / MARKER).write_text(json.dumps(meta, indent=2))
-        shutil.rmtree(folder, ignore_errors=True)
-        tmp.rename(folder)
+        try:
+            _dequantise(path, tmp)
+            meta = dict(info, source=str(path), sha256=digest, seconds=round(time.perf_counter() - t0, 1))
+            (tmp / MARKER).write_text(json.dumps(meta, indent=2))
+            shutil.rmtree(folder, ignore_errors=True)
+            tmp.rename(folder)
+        except ModelNotAvailable:
+            raise
+        except Exception as err:  # a full disk, a read-only cache (OSError, safetensors' SafetensorError …)
+            raise ModelNotAvailable(f"{path.name}: the converted model could not be written to {folder.parent} ({type(err).__name__}: {' '.join(str(err).split())[:160]}); "
+                                    "free space there or point EFFDEPTH_CACHE to a writable disk with room, then rerun.") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"effdepth: converted in {time.perf_counter() - t0:.0f} s; later loads read the cached folder.", file=sys.stderr, flush=True)
     return folder
 
 
+# llama.cpp names a few architectures differently from transformers' model types (transformers'
+# own GGUF reader renames them the same way, in modeling_gguf_pytorch_utils.load_gguf_checkpoint).
+GGUF_MODEL_TYPES = {"qwen2moe": "qwen2_moe", "qwen3moe": "qwen3_moe", "gpt-oss": "gpt_oss", "minimax-m2": "minimax_m2"}
+
+
+def model_type_of(arch: str) -> str:
+    """The transformers model type of a GGUF `general.architecture`."""
+    return GGUF_MODEL_TYPES.get(arch, arch)
+
+
+def _sweep_stale(cache: Path) -> None:
+    """Remove the temporary folders of conversions whose process is gone (killed mid-way: kill -9,
+    a crash, a power cut), so a dead conversion does not keep hundreds of MB forever."""
+    for tmp in cache.glob("*.tmp*") if cache.is_dir() else []:
+        pid = tmp.name.rsplit(".tmp", 1)[-1]
+        if tmp.is_dir() and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _check_space(path: Path, cache: Path, need: int) -> None:
+    """Refuse, before a minute of dequantising, a conversion the cache's disk has no room for."""
+    where = cache
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    free = shutil.disk_usage(where).free
+    need = int(need * 1.05) + (64 << 20)  # the float32 weights, the tokenizer and some slack
+    if free < need:
+        raise ModelNotAvailable(f"{path.name}: converting it needs about {need / 1e6:,.0f} MB free in {cache} and only {free / 1e6:,.0f} MB are; "
+                                "free space there or point EFFDEPTH_CACHE to a disk with room, then rerun.")
+
+
 def _check_architecture(path: Path, arch: str) -> None:
-    """Refuse, before dequantising anything, an architecture transformers' GGUF reader or effdepth's
-    adapters do not know."""
+    """Refuse, before dequantising anything, an architecture transformers' GGUF reader cannot read,
+    or one whose family effdepth refuses (`adapters.family_status`: the same judgement as
+    `effdepth check --families` and book/families.md, hand-written or derived)."""
     from transformers.integrations.ggml import GGUF_CONFIG_MAPPING
 
-    from .adapters import ADAPTERS, UnsupportedArchitecture
+    from .adapters import UnsupportedArchitecture, family_status
 
     readable = sorted(k for k in GGUF_CONFIG_MAPPING if k not in ("general", "tokenizer"))
-    if arch not in GGUF_CONFIG_MAPPING or arch in ("general", "tokenizer"):
+    model_type = model_type_of(arch)
+    if model_type not in readable:
         raise ModelNotAvailable(f"{path.name}: transformers cannot read GGUF architecture '{arch}' (it reads: {', '.join(readable)}).")
-    known = {a.family for a in ADAPTERS} | {t for a in ADAPTERS for t in a.model_types}
-    if arch not in known:
-        families = ", ".join(sorted(a.family for a in ADAPTERS))
-        raise UnsupportedArchitecture(f"{path.name}: GGUF architecture '{arch}' has no effdepth adapter (families: {families}); add one in effdepth/adapters.py.")
+    status = family_status(model_type)
+    if status["status"] != "supported":
+        also = f" (transformers model type '{model_type}')" if model_type != arch else ""
+        raise UnsupportedArchitecture(f"{path.name}: GGUF architecture '{arch}'{also} has no effdepth adapter: {status['how']}; see book/families.md.")
 
 
 def _dequantise(path: Path, out: Path) -> None:

@@ -138,12 +138,23 @@ def _is_path_spec(spec: str) -> bool:
     return os.path.isdir(os.path.expanduser(spec)) or spec.startswith((".", "/", "~"))
 
 
+GGUF = "gguf:"
+
+
+def _real_path(path: str) -> str:
+    """A path as one name for one file or folder, whatever the working directory: absolute, `~`
+    expanded, links resolved."""
+    return os.path.realpath(os.path.expanduser(path))
+
+
 def canonical_spec(spec: str) -> str:
     """The spec every chapter receives: a local folder as its absolute real path (notebooks run with
     another working directory), zoo names and Hub ids unchanged."""
     spec = str(spec)
     if spec.startswith(RANDOM):
         return RANDOM + canonical_spec(spec[len(RANDOM):])
+    if spec.startswith(GGUF):  # a GGUF file, like a folder, by its absolute real path
+        return GGUF + _real_path(spec[len(GGUF):])
     if not spec.startswith("zoo:") and os.path.isdir(os.path.expanduser(spec)):
         return os.path.realpath(os.path.expanduser(spec))
     return spec
@@ -168,18 +179,22 @@ def slug(spec: str) -> str:
 
     'zoo:llama-8l' -> 'zoo-llama-8l', 'Qwen/Qwen2.5-1.5B' -> 'Qwen-Qwen2.5-1.5B'; a local folder gets
     its base name plus 8 hex digits of its absolute real path ('models/x' -> 'x-1a2b3c4d'), so two
-    folders with the same name never share a run folder and '.' or 'a/..' name one too.
+    folders with the same name never share a run folder and '.' or 'a/..' name one too; a
+    'gguf:<file>' likewise ('gguf-<file name>-<8 hex>'). Any other spec whose characters the safe
+    name drops or cuts (spaces, '+', accents) gets 8 hex digits of the spec.
     """
     spec = str(spec)
     if spec.startswith(RANDOM):  # 'random:zoo:llama-2l' -> 'random-zoo-llama-2l'
         return "random-" + slug(spec[len(RANDOM):])
     tag = ""
-    if not spec.startswith("zoo:") and _is_path_spec(spec):
-        real = os.path.realpath(os.path.expanduser(spec))
+    if spec.startswith(GGUF) or (not spec.startswith("zoo:") and _is_path_spec(spec)):
+        # a file or folder: its name, plus 8 hex digits of its real path (names that differ only in
+        # characters a slug drops, or one name in two directories, never share a run folder)
+        real = _real_path(spec.removeprefix(GGUF))
         tag = hashlib.sha256(real.encode()).hexdigest()[:8]
-        spec = os.path.basename(real)
+        spec = ("gguf-" if spec.startswith(GGUF) else "") + os.path.basename(real)
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", spec).strip("-.")[:80]
-    if not tag and (not name or len(spec) > 80):  # nothing safe left, or cut short: keep it unique
+    if not tag and (not name or len(spec) > 80 or re.sub(r"[:/]", "-", spec) != name):  # a character dropped or cut short: keep it unique
         tag = hashlib.sha256(spec.encode()).hexdigest()[:8]
     return "-".join(p for p in (name, tag) if p)
 

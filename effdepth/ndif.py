@@ -364,18 +364,20 @@ def load_config(spec: str):
 
 def remote_preflight(model: str, chapters: list[str], extra: dict | None = None, tokens: int = 200) -> str:
     """The preflight table for `effdepth run --model <model> --remote` over `chapters` (each
-    chapter's defaults overridden by the run's --set values), from the configs alone."""
-    from .book import chapter_defaults
+    chapter's defaults overridden by the run's --set values, chapter-scoped ones included, exactly
+    as `book.run` passes them), from the configs alone. Raises ValueError when a model's config
+    cannot be read from the Hub: every chapter would then fail the same way, after loading."""
+    from .book import chapter_defaults, chapter_values
 
-    extra = extra or {}
     params = {}
     for name in chapters:
         defaults = chapter_defaults(name)
-        params[name] = {**defaults, **{k: v for k, v in extra.items() if k in defaults}}
+        params[name] = {**defaults, **chapter_values(name, extra or {}, defaults)}
+    maps = params.get("linear_maps", {})
     try:
         dims = Dims.of(load_config(model))
-        maps = params.get("linear_maps", {})
         pair = (Dims.of(load_config(maps["src_model"])), Dims.of(load_config(maps["tgt_model"]))) if maps.get("src_model") and maps.get("tgt_model") else None
     except (OSError, ValueError) as err:
-        return f"[effdepth] --remote preflight: no estimate, the config cannot be read ({' '.join(str(err).split())[:200]})"
+        raise ValueError(f"--remote: the config of {model} cannot be read from the Hugging Face Hub ({' '.join(str(err).split())[:200]}), "
+                         "so NDIF cannot run it either: check the network and the model id, then rerun.") from None
     return format_preflight(model, dims, preflight(model, dims, params, tokens=tokens, pair=pair), tokens=tokens)

@@ -45,3 +45,21 @@ def test_check_fails_an_adapter_that_reads_a_norm_as_the_mlp(tmp_path, capsys):
 def test_check_fails_an_unloadable_model(tmp_path, capsys):
     assert main(["check", "--model", str(tmp_path / "nowhere")]) == 1
     assert "FAIL" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("edit", [{"num_hidden_layers": 0}, {"num_attention_heads": 0}, {"hidden_size": None}, {"vocab_size": 0}, {"model_type": None}, {"effdepth_adapter": {"family": "x"}}],
+                         ids=["no-layers", "no-heads", "no-width", "no-vocab", "no-type", "half-adapter"])
+def test_check_on_a_degenerate_config_reports_a_failure_not_a_traceback(tmp_path, capsys, edit):
+    """issue 25 (partial): degenerate configs raised raw KeyError / IndexError out of `effdepth check`."""
+    folder = save_tiny(tmp_path / "m", "llama", n_layers=2)
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg.update({k: v for k, v in edit.items() if v is not None})
+    for k in [k for k, v in edit.items() if v is None]:
+        cfg.pop(k, None)
+    (folder / "config.json").write_text(json.dumps(cfg))
+    code = main(["check", "--model", str(folder)])  # must not raise
+    out = capsys.readouterr().out
+    assert code in (0, 1) and "Traceback" not in out
+    if code == 1:
+        fail = next(line for line in out.splitlines() if line.startswith("FAIL"))
+        assert len(fail) > 10, out

@@ -97,4 +97,9 @@ def test_cli_dataset_option_is_checked_before_anything_runs(capsys):
 
     assert main(["run", "--model", "zoo:llama-2l", "--dataset", "imagenet"]) == 2
     err = capsys.readouterr().err
-    assert "unknown --dataset 'imagenet'" in err and "word_problems" in err
+    assert "unknown dataset 'imagenet'" in err and "word_problems" in err
+    # issue 25: the same check however the value is given (--set, chapter-scoped --set, a non-string)
+    for given in (["--set", "dataset=bogus"], ["--set", "skipping.dataset=bogus"], ["--set", "dataset=3"], ["--chapters", "benchmarks", "--set", "dataset=bogus"]):
+        assert main(["run", "--model", "zoo:llama-2l", *given]) == 2, given
+        err = capsys.readouterr().err
+        assert "unknown dataset" in err and "choose one of: auto" in err, (given, err)

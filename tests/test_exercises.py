@@ -62,6 +62,74 @@ def test_a_student_editing_the_inputs_in_place_does_not_change_the_next_case():
     assert judge("t", vandal, cases, {}, ("v",)).passed and arr.sum() == 0
 
 
+def test_a_value_instead_of_a_function_is_named_as_such():
+    """issue 25 (partial): a check given the function's result, not the function."""
+    for check in (ex.check_skip_row, ex.check_linear_map, ex.check_depth_score):
+        fb = check(np.zeros(3))
+        assert fb.mistake == "not_a_function" and "without parentheses" in fb.message and "ndarray" in fb.message, fb
+
+
+def test_a_function_that_never_returns_is_stopped_by_the_time_limit():
+    """issue 25 (partial): no hang; a student's `except Exception` cannot swallow the stop."""
+    import time
+
+    cases = [Case("x", (1.0,), {"v": np.asarray(1.0)})]
+
+    def endless(x):
+        while True:
+            try:
+                time.sleep(0.05)
+            except Exception:
+                pass
+
+    t0 = time.time()
+    fb = judge("t", endless, cases, {}, ("v",), limit=0.5)
+    assert fb.mistake == "time_limit" and "did not return within 0.5 s" in fb.message and time.time() - t0 < 5
+    assert judge("t", lambda x: 1.0, cases, {}, ("v",), limit=0.5).passed  # the alarm is off again
+
+
+def test_an_error_is_blamed_on_the_students_line_not_on_library_code():
+    cases = [Case("x", (1.0,), {"v": np.asarray(1.0)})]
+
+    def inverse(x):
+        return np.linalg.inv(np.ones((2, 3)))
+
+    fb = judge("t", inverse, cases, {}, ("v",))
+    assert fb.mistake == "error" and "np.linalg.inv(np.ones((2, 3)))" in fb.message, fb
+
+
+def test_what_an_attempt_did_to_the_model_never_reaches_another_check():
+    """issue 25 #5: a student function that scales the tiny model's weights, or registers a hook and
+    raises before removing it, must not make the model solution fail afterwards, nor damage the
+    references a later check builds (also when the notebook's own ex.tiny() was damaged first)."""
+    from effdepth.exercises import _check
+
+    def scales(model, prompt, layer):
+        for p in model.hf.parameters():
+            p.mul_(3.0)
+        return so.relative_contribution(model, prompt, layer)
+
+    def leaves_a_hook(model, prompt, *rest):
+        for block in model.layers():
+            block.register_forward_hook(lambda mod, args, out: (out[0] * 0 if isinstance(out, tuple) else out * 0))
+        raise RuntimeError("forgot to remove the hook")
+
+    assert not ex.check_relative_contribution(scales).passed
+    assert ex.check_relative_contribution(leaves_a_hook).mistake == "error"
+    assert ex.check_relative_contribution(so.relative_contribution).passed
+    assert ex.check_skip_row(leaves_a_hook).mistake == "error"
+    assert ex.check_skip_row(so.skip_row).passed
+    notebook_model = ex.tiny()
+    try:  # the notebook's model damaged before a check builds its references
+        with torch.no_grad():
+            for p in notebook_model.hf.parameters():
+                p.mul_(0.5)
+        _check._CASES.clear()
+        assert ex.check_lens_layer(so.lens_layer).passed and ex.check_relative_contribution(so.relative_contribution).passed
+    finally:
+        ex.tiny.cache_clear()
+
+
 # -- (a) relative contribution --------------------------------------------------------------------
 
 

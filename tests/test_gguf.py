@@ -123,3 +123,73 @@ def test_weights_note_says_what_dequantised_means():
     assert "not bit-equal" in eg.weights_note("Q4_1") and "minimum" in eg.weights_note("Q4_1")
     assert "minimum" not in eg.weights_note("Q8_0")
     assert "original weights" in eg.weights_note("F32")
+
+
+def test_relative_gguf_paths_are_made_absolute_and_names_never_share_a_run_folder(tmp_path, monkeypatch):
+    """issue 25 #7 and #8: `cd dir && effdepth run --model gguf:smol.gguf` reached the notebooks as a
+    relative path; names that differ only in spaces, '+' or accents (or one name in two directories)
+    shared one run folder."""
+    from effdepth.models import canonical_spec, slug
+
+    (tmp_path / "d1").mkdir()
+    (tmp_path / "d2").mkdir()
+    monkeypatch.chdir(tmp_path / "d1")
+    assert canonical_spec("gguf:smol.gguf") == f"gguf:{tmp_path / 'd1' / 'smol.gguf'}"
+    assert canonical_spec("random:gguf:smol.gguf") == f"random:gguf:{tmp_path / 'd1' / 'smol.gguf'}"
+    here = slug(canonical_spec("gguf:smol.gguf"))
+    monkeypatch.chdir(tmp_path / "d2")
+    assert slug(canonical_spec("gguf:smol.gguf")) != here
+    names = ["my model.gguf", "my+model.gguf", "my-model.gguf", "mý model.gguf", "my_model.gguf"]
+    slugs = {slug(canonical_spec(f"gguf:{n}")) for n in names}
+    assert len(slugs) == len(names) and all("/" not in s and s.startswith("gguf-") for s in slugs)
+    assert slug("org/a b") != slug("org/a+b")  # any spec whose characters the safe name drops
+
+
+def test_a_relative_gguf_path_runs_from_another_directory(tmp_path, monkeypatch):
+    from effdepth.cli import main
+    from effdepth import book
+
+    path = write_tiny_gguf(tmp_path / "smol.gguf", quant="F32")
+    monkeypatch.setenv("EFFDEPTH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    seen = {}
+    monkeypatch.setattr(book, "run", lambda model, **kw: seen.setdefault("model", model) and {})
+    monkeypatch.setattr(book, "RUNS", tmp_path / "runs")
+    assert main(["run", "--model", "gguf:smol.gguf", "--chapters", "contributions"]) == 0
+    assert seen["model"] == f"gguf:{path}"
+
+
+def test_gguf_architectures_of_supported_families_pass_the_precheck(tmp_path, monkeypatch):
+    """issue 25 #9: phi3, stablelm, starcoder2, nemotron (supported in book/families.md) were refused,
+    and llama.cpp's own names qwen2moe / qwen3moe reported as unreadable by transformers."""
+    monkeypatch.setattr(eg, "_dequantise", lambda path, out: (_ for _ in ()).throw(RuntimeError("reached the conversion")))
+    for arch in ("phi3", "stablelm", "starcoder2", "nemotron", "qwen2moe", "qwen3moe"):
+        with pytest.raises(ModelNotAvailable, match="reached the conversion"):
+            eg.convert(_header_only(tmp_path / f"{arch}.gguf", arch), cache=tmp_path / "cache")
+    assert eg.model_type_of("qwen2moe") == "qwen2_moe"
+
+
+def test_a_killed_conversion_leaves_nothing_and_a_full_cache_is_said_up_front(tmp_path, monkeypatch):
+    """issue 25 (partial): kill -9 during conversion left a ~400 MB temporary folder forever; a full
+    cache gave a raw SafetensorError after a minute."""
+    import shutil
+    import subprocess
+
+    path = write_tiny_gguf(tmp_path / "t.gguf", quant="F32")
+    cache = tmp_path / "cache"
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = cache / "gguf" / f"t-0123456789abcdef.tmp{dead.pid}"
+    live = cache / "gguf" / f"t-0123456789abcdef.tmp{os.getpid()}"
+    for d in (stale, live):
+        d.mkdir(parents=True)
+        (d / "model.safetensors").write_bytes(b"0" * 1000)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**12, 10**12, 1000))
+    with pytest.raises(ModelNotAvailable, match=r"t.gguf: converting it needs about [\d,]+ MB free in .* and only 0 MB are; free space there or point EFFDEPTH_CACHE"):
+        eg.convert(path, cache=cache)
+    assert not stale.exists() and live.exists()  # a conversion still running elsewhere is left alone
+    monkeypatch.undo()
+    monkeypatch.setattr(eg, "_dequantise", lambda p, out: (_ for _ in ()).throw(OSError(28, "No space left on device")))
+    with pytest.raises(ModelNotAvailable, match="could not be written to .*No space left on device.*EFFDEPTH_CACHE"):
+        eg.convert(path, cache=cache)
+    assert [p.name for p in (cache / "gguf").iterdir()] == [live.name]

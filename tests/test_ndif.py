@@ -317,9 +317,31 @@ def test_run_remote_prints_the_preflight_before_any_chapter(monkeypatch, capsys)
     contrib = next(line for line in lines if line.strip().startswith("contributions"))
     assert f"{80 * 10 * 200 * 36 / 1e6:,.1f} MB" in contrib  # --set n_examples=10 is used
     assert any(line.strip().startswith("skipping") for line in lines) and not any(line.strip().startswith("logit_lens") for line in lines)
-    # a config that cannot be read: one line saying so, and the run goes on
+    # a config that cannot be read (no network): the run stops before any chapter, in one line
     monkeypatch.setattr(ndif, "load_config", lambda spec: (_ for _ in ()).throw(OSError("no network")))
-    assert "no estimate, the config cannot be read (no network)" in ndif.remote_preflight("x/y", ["contributions"])
+    with pytest.raises(ValueError, match="config of x/y cannot be read from the Hugging Face Hub \\(no network\\)"):
+        ndif.remote_preflight("x/y", ["contributions"])
+    seen.clear()
+    assert main(["run", "--model", "someorg/some-70b", "--remote", "--chapters", "contributions"]) == 2 and not seen
+    assert "cannot be read from the Hugging Face Hub" in capsys.readouterr().err
+
+
+def test_the_preflight_counts_chapter_scoped_sets_as_the_run_does(monkeypatch):
+    """issue 25 #6: `--set linear_maps.n_windows=…` (the Makefile's form) must reach the estimate."""
+    from transformers import LlamaConfig
+
+    from effdepth import book, ndif
+
+    cfg = LlamaConfig(num_hidden_layers=80, hidden_size=8192, intermediate_size=28672, num_attention_heads=64, num_key_value_heads=8, vocab_size=128256)
+    monkeypatch.setattr(ndif, "load_config", lambda spec: cfg)
+    line = lambda text: next(x for x in text.splitlines() if x.strip().startswith("contributions"))  # noqa: E731
+    plain = line(ndif.remote_preflight("o/m", ["contributions"]))
+    scoped = line(ndif.remote_preflight("o/m", ["contributions"], {"contributions.n_examples": 10}))
+    shared = line(ndif.remote_preflight("o/m", ["contributions"], {"n_examples": 10}))
+    assert scoped == shared != plain and f"{80 * 10 * 200 * 36 / 1e6:,.1f} MB" in scoped
+    other = line(ndif.remote_preflight("o/m", ["contributions"], {"skipping.n_examples": 10}))
+    assert other == plain  # scoped to another chapter: not this one's
+    assert book.chapter_values("a", {"n": 1, "a.n": 2, "b.n": 3}, {"n"}) == {"n": 2}
 
 
 def test_the_random_init_control_of_a_remote_model_is_built_here(pair, monkeypatch):

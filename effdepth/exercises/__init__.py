@@ -17,19 +17,36 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from ._check import Feedback  # noqa: F401
+from ._check import Feedback, fresh  # noqa: F401
 
 
-@lru_cache(maxsize=4)
-def tiny(n_layers: int = 4, d_model: int = 64, seed: int = 0, family: str = "llama"):
-    """A tiny random-weight model of `family` with the character tokenizer, as an effdepth `Model`
-    (random weights: the numbers mean nothing about trained models, the computation is the same)."""
+def _build(n_layers: int, d_model: int, seed: int, family: str):
     from ..models import wrap_module
     from ..testing import char_tokenizer, tiny_model
 
     tok = char_tokenizer()
     module = tiny_model(family, seed=seed, n_layers=n_layers, d_model=d_model, vocab_size=len(tok))
     return wrap_module(module, tok, spec=f"tiny:{family}-L{n_layers}-d{d_model}-s{seed}")
+
+
+@lru_cache(maxsize=4)
+def tiny(n_layers: int = 4, d_model: int = 64, seed: int = 0, family: str = "llama"):
+    """A tiny random-weight model of `family` with the character tokenizer, as an effdepth `Model`
+    (random weights: the numbers mean nothing about trained models, the computation is the same).
+    The notebook's own copy: the checks never use it (see `reference_model`)."""
+    return _build(n_layers, d_model, seed, family)
+
+
+@lru_cache(maxsize=4)
+def _pristine(n_layers: int, d_model: int, seed: int, family: str):
+    return _build(n_layers, d_model, seed, family)
+
+
+def reference_model(model=None, n_layers: int = 4, d_model: int = 64, seed: int = 0, family: str = "llama"):
+    """The model a check builds its references from: the tiny model of these sizes, built for the
+    checks alone (no student code ever holds it: each attempt gets a `fresh` copy), or, when a
+    `model` is given, a fresh snapshot of it as it is now."""
+    return _pristine(n_layers, d_model, seed, family) if model is None else fresh(model)
 
 
 def block_parts(model, layer: int):

@@ -10,7 +10,10 @@ variant of that output agrees with it to the same tolerance.
 
 from __future__ import annotations
 
+import copy
 import html
+import signal
+import threading
 import traceback
 from dataclasses import dataclass, field
 from typing import Callable
@@ -102,21 +105,107 @@ def cached_cases(key: str, build: Callable[[], list[Case]]) -> list[Case]:
     return _CASES[key]
 
 
-def judge(exercise: str, fn: Callable, cases: list[Case], hints: dict[str, str], names: tuple[str, ...], rtol: float = 1e-3, atol: float = 1e-5, shape_hints: Callable | None = None) -> Feedback:
+LIMIT_S = 60.0  # the most one call of the student's function may take on a tiny model
+
+
+class TimeLimit(BaseException):
+    """The student's function ran past the check's time limit (a BaseException: a student's
+    `except Exception` cannot swallow it)."""
+
+
+def fresh(model):
+    """A copy of an effdepth `Model` that shares nothing with it: its own weights, and no hook or
+    other state a student's earlier attempt left on the original. Every check hands the student's
+    function such a copy and builds its references from a model the student never sees."""
+    from ..models import wrap_module
+
+    module = copy.deepcopy(model.hf)
+    for m in module.modules():  # hooks a failed attempt registered and never removed
+        for hooks in (m._forward_hooks, m._forward_pre_hooks, m._backward_hooks, m._backward_pre_hooks, m._state_dict_hooks, m._load_state_dict_pre_hooks):
+            hooks.clear()
+        for kw in ("_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_forward_pre_hooks_with_kwargs"):
+            getattr(m, kw, {}).clear()
+    module.requires_grad_(False)
+    return wrap_module(module, model.tokenizer, spec=model.spec)
+
+
+def _isolated(arg):
+    """One argument of a case as the student's function receives it: a fresh copy (a model, a tensor,
+    an array), so an in-place edit or a hook stays with that attempt."""
+    if hasattr(arg, "hf") and hasattr(arg, "adapter"):
+        return fresh(arg)
+    if hasattr(arg, "clone"):
+        return arg.clone()
+    return arg.copy() if isinstance(arg, np.ndarray) else arg
+
+
+def call_with_limit(fn: Callable, args: tuple, seconds: float | None):
+    """fn(*args), stopped with TimeLimit after `seconds` (SIGALRM in the main thread, where a notebook
+    runs its cells; elsewhere the call is left running in a daemon thread and TimeLimit raised)."""
+    if not seconds:
+        return fn(*args)
+    if threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer"):
+        def stop(signum, frame):
+            raise TimeLimit
+
+        previous = signal.signal(signal.SIGALRM, stop)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        try:
+            return fn(*args)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+    box = {}
+
+    def target():
+        try:
+            box["value"] = fn(*args)
+        except BaseException as err:  # handed to the caller
+            box["error"] = err
+
+    worker = threading.Thread(target=target, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise TimeLimit
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def _student_line(fn: Callable, err: BaseException) -> traceback.FrameSummary:
+    """The line of the student's own code that raised `err` (the deepest frame in the file that
+    defines `fn`), not a line inside torch or effdepth."""
+    frames = traceback.extract_tb(err.__traceback__)
+    own = getattr(getattr(fn, "__code__", None), "co_filename", None)
+    mine = [f for f in frames if f.filename == own]
+    return (mine or frames)[-1]
+
+
+def judge(exercise: str, fn: Callable, cases: list[Case], hints: dict[str, str], names: tuple[str, ...], rtol: float = 1e-3, atol: float = 1e-5, shape_hints: Callable | None = None, limit: float | None = LIMIT_S, student: Callable | None = None) -> Feedback:
     """Run `fn(*case.args)` on every case; the first case with a wrong output decides the feedback.
 
+    Each call gets fresh copies of the case's arguments (`_isolated`: a model with its own weights
+    and no hooks), so nothing an attempt did (scaled weights, a hook left behind) reaches another
+    attempt or a reference, and is stopped after `limit` seconds.
     shape_hints(name, got_shape, expected_shape) may return (mistake key, hint) for a shape mistake
-    it recognises (e.g. a transposed matrix)."""
+    it recognises (e.g. a transposed matrix). `student`: the student's own function when `fn` wraps it.
+    """
+    student = fn if student is None else student
+    if not callable(student):
+        return Feedback(exercise, False, f"the check needs your function itself, not a value (got a {type(student).__name__}): pass its name without parentheses, e.g. check(my_function), not check(my_function(...)).", "not_a_function", ["not_a_function"])
     for case in cases:
-        args = tuple(a.clone() if hasattr(a, "clone") else a.copy() if isinstance(a, np.ndarray) else a for a in case.args)  # a student's in-place edit stays theirs
+        args = tuple(_isolated(a) for a in case.args)
         try:
-            got = fn(*args)
+            got = call_with_limit(fn, args, limit)
+        except TimeLimit:
+            return Feedback(exercise, False, f"your function did not return within {limit:g} s on {case.label} (an endless loop, or a loop over far more than the prompt's tokens?); it was stopped. Fix it and run the check again.", "time_limit", ["time_limit"])
         except KnownMistake as known:
             return Feedback(exercise, False, f"on {case.label}: {known.hint}", known.key, [known.key])
         except NotImplementedError:
             return Feedback(exercise, False, "not implemented yet: replace the `raise NotImplementedError` with your code and run the check again.", "not_implemented", ["not_implemented"])
-        except Exception as err:  # the student's bug, shown as the line that raised it
-            where = traceback.extract_tb(err.__traceback__)[-1]
+        except Exception as err:  # the student's bug, shown as the line of their code that raised it
+            where = _student_line(student, err)
             return Feedback(exercise, False, f"your function raised {type(err).__name__}: {err} (line {where.lineno}: `{(where.line or '').strip()}`) on {case.label}.", "error", ["error"])
         try:
             out = as_outputs(got, names)

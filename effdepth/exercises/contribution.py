@@ -67,8 +67,8 @@ def reference(model, prompt: str, layer: int) -> dict[str, np.ndarray]:
 def check_relative_contribution(fn, model=None):
     """Check `fn(model, prompt, layer) -> {"rel_attn", "rel_mlp", "rel_layer", "cos_layer"}` (token
     means) against `effdepth.contributions` on a tiny model, two prompts and two layers."""
-    from . import tiny
+    from . import reference_model
 
-    model = model or tiny()
+    model = reference_model(model)
     cases = cached_cases(f"contribution:{model.spec}:{model.revision}", lambda: [Case(f"layer {l} of {p!r}", (model, p, l), reference(model, p, l), variants(model, p, l)) for p in PROMPTS for l in LAYERS])
     return judge("relative contribution (§3.1)", fn, cases, HINTS, NAMES)

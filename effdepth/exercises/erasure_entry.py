@@ -91,9 +91,9 @@ def reference_map(model, vectors):
 def check_erasure_entry(fn, model=None):
     """Check `fn(model, prompt, answer, vectors, b, t) -> float` against entries of
     `effdepth.residual_erasure(...).effect` on a tiny model."""
-    from . import tiny
+    from . import reference_model
 
-    model = model or tiny()
+    model = reference_model(model)
 
     def build():
         ids, start, vectors = setting(model)

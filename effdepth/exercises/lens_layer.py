@@ -68,8 +68,8 @@ def reference(model, prompt, b) -> dict[str, np.ndarray]:
 def check_lens_layer(fn, model=None):
     """Check `fn(model, prompt, b) -> {"kl", "overlap"}` (means over positions) against
     `effdepth.logit_lens` for two residual indices of a tiny model."""
-    from . import tiny
+    from . import reference_model
 
-    model = model or tiny()
+    model = reference_model(model)
     cases = cached_cases(f"lens_layer:{model.spec}:{model.revision}", lambda: [Case(f"residual {b} of {p!r}", (model, p, b), reference(model, p, b), variants(model, p, b)) for p in PROMPTS for b in RESIDUALS])
     return judge("logit lens of one layer (§3.2)", fn, cases, HINTS, NAMES)

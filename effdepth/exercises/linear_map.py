@@ -40,9 +40,9 @@ HINTS = {
 def residual_streams():
     """(H_src [4, N, 48], H_tgt [7, N, 64]): every residual h_0 … h_L of a 3-layer d=48 tiny model
     and of a 6-layer d=64 one on the same tokens of PROMPTS (position 0 dropped), float64."""
-    from . import tiny
+    from . import reference_model
 
-    src, tgt = tiny(n_layers=3, d_model=48, seed=1), tiny(n_layers=6, d_model=64, seed=2)
+    src, tgt = reference_model(n_layers=3, d_model=48, seed=1), reference_model(n_layers=6, d_model=64, seed=2)
     hs, ht = [], []
     for p in PROMPTS:
         ids = src.encode(p)
@@ -110,4 +110,4 @@ def check_linear_map(fn):
             raise KnownMistake("shape", f"b has shape {list(b.shape)}, expected [d_tgt] = [{Y.shape[1]}].")
         return predictions(W, b, X_test)
 
-    return judge("closed-form linear map (§3.4)", wrapped, cases, HINTS, ("prediction",), rtol=1e-3, atol=1e-4)
+    return judge("closed-form linear map (§3.4)", wrapped, cases, HINTS, ("prediction",), rtol=1e-3, atol=1e-4, student=fn)

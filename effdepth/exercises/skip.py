@@ -90,8 +90,8 @@ def reference(model, prompt, s, t) -> dict[str, np.ndarray]:
 def check_skip_row(fn, model=None):
     """Check `fn(model, prompt, s, t) -> [L]` (effect of skipping layer s at positions 1 … t-1 on
     every layer, max over positions t … T-1) against `effdepth.skipping.prompt_effects`."""
-    from . import tiny
+    from . import reference_model
 
-    model = model or tiny()
+    model = reference_model(model)
     cases = cached_cases(f"skip:{model.spec}:{model.revision}", lambda: [Case(f"skipping layer {s} before t = {t} in {p!r}", (model, p, s, t), reference(model, p, s, t), variants(model, p, s, t)) for p in PROMPTS for s, t in CASES])
     return judge("skip a layer (§3.2)", fn, cases, HINTS, ("effect",))
