@@ -891,7 +891,7 @@ _SECTIONS = (
 
 def _cell(text) -> str:
     """A table cell from a run's text: `rundata.md` (plain text, one line), and no column break."""
-    return md(text).replace("|", "/")
+    return md(text).replace("\\|", "/")
 
 
 def _num(x, nd: int = 2) -> str:
@@ -929,7 +929,7 @@ def _scorecard(chapter_dir: Path, pages: dict[str, list[str]] | None = None) -> 
             where = f"{{doc}}`{title.split(' ')[0] if title.startswith('§') else title} </book/chapters/{page}>`"
             who = _cell(short_name(m)) if m else "—"
             if key not in glued:
-                lines.append(f"| {_cell(claim)} | {_cell(paper)} | {who} | — | — | — | not run in this build | {where} |")
+                lines.append(f"| {claim} | {paper} | {who} | — | — | — | not run in this build | {where} |")
                 continue
             try:
                 card = json.loads(glued.get(f"{key}_card", "{}"))
@@ -942,16 +942,17 @@ def _scorecard(chapter_dir: Path, pages: dict[str, list[str]] | None = None) -> 
             if effect != "—" and _num(card.get("lo")) != "—":
                 effect += f" [{_num(card.get('lo'))}, {_num(card.get('hi'))}]"
             if card.get("unit"):
-                effect += f" ({card['unit']})"
+                effect += f" ({_cell(card['unit'])})"
             control = _num(card.get("control"))
             if card.get("reason") and card.get("state") != NOT_TESTABLE:
                 control += " (not compared: its statistic cannot fail)"
             state = card.get("state") or _state_of(words)
             n = card.get("n", "—")
-            shown = f"**{words}**" if state == AS_PAPER else words
-            lines.append(f"| {_cell(claim)} | {_cell(paper)} | {who} | {n} | {_cell(effect)} | {_cell(control)} | {_cell(shown)} | {where} |")
+            n = n if isinstance(n, int) else "—"
+            shown = f"**{_cell(words)}**" if state == AS_PAPER else _cell(words)
+            lines.append(f"| {claim} | {paper} | {who} | {n} | {effect} | {control} | {shown} | {where} |")
             if state in grouped:
-                grouped[state].append(f"- {_cell(claim)} ({who}{', n = ' + str(n) if n not in ('—', None) else ''}): {_cell(words)}.")
+                grouped[state].append(f"- {claim} ({who}{', n = ' + str(n) if n != '—' else ''}): {_cell(words)}.")
     lines += ["", "The effect is the rule's statistic (its definition and the thresholds are on the {doc}`methods page </book/methods>`), "
               f"with its {100 - 200 * ALPHA:.0f} % interval; the control is the random-init controls' mean of the same statistic."]
     for st, head in _SECTIONS:
