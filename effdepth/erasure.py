@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .engine import clean_run, decode
+from .engine import clean_run, decode, logits_budget
 from .models import choose_method
 from .results import Result, measure
 from .store import digest
@@ -109,7 +109,7 @@ def _scored(T: int, answer_start: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _erase_fast(model, ids, answer_start, vectors, front, per_position, batch_size, max_elems=1 << 23):
+def _erase_fast(model, ids, answer_start, vectors, front, per_position, batch_size, max_elems=None):
     run = clean_run(model, ids)
     L, T = run.n_layers, run.T
     scored = _scored(T, answer_start)
@@ -130,7 +130,7 @@ def _erase_fast(model, ids, answer_start, vectors, front, per_position, batch_si
     bytes_per = torch.finfo(dt).bits // 8
     # positions per chunk: keep the chunk's residuals ((L+1)·k rows of [T, d]) near 512 MiB
     k = max(1, min(len(positions), (512 << 20) // max(1, (L + 1) * T * d * bytes_per)))
-    rows_per_decode = max(1, max_elems // max(1, V * len(scored)))
+    rows_per_decode = max(1, (max_elems or logits_budget(model)) // max(1, V * len(scored)))
     for c0 in range(0, len(positions), k):
         ts = torch.tensor(positions[c0 : c0 + k])
         n = len(ts)
