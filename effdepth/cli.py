@@ -69,9 +69,15 @@ def cmd_run(args) -> int:
     try:
         todo = book.plan(model, **kw)  # names, parameter types, device, credentials: before anything loads
         if args.remote:
-            from .ndif import remote_preflight
+            from .ndif import NdifUnavailable, remote_preflight, service_check
 
             print(remote_preflight(model, [c.name for c in todo], kw["extra"]), flush=True)
+            try:  # the key, the model, the nnsight version: before any chapter waits on the server
+                for note in service_check(model, os.environ["NDIF_API_KEY"].strip()):
+                    print(f"[effdepth] note: {note}", flush=True)
+            except NdifUnavailable as err:
+                print(f"effdepth: {err}", file=sys.stderr)
+                return 2
         elif any(c.loads_model for c in todo):  # Fig 1 and §3.5 alone need no model (nor a trained zoo)
             _check_model(model, args.device, args.dtype, False)
         status = book.run(model, **kw)

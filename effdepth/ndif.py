@@ -140,11 +140,91 @@ def tally():
         _TALLIES.remove(counts)
 
 
-class StrictSandboxBackend:
-    """An nnsight backend that runs a trace the way NDIF would, in this process (see module doc)."""
+class WrongDevice(RuntimeError):
+    """A trace body combined tensors of different devices (the message names the op and devices)."""
 
-    def __init__(self, envoy):
+
+def _device_guard():
+    """A dispatch mode that refuses any op whose tensor arguments live on more than one device (a
+    0-dim CPU tensor, which torch moves itself, excepted): on NDIF the model is on GPUs, sharded
+    across several, and a mask or index built on the client's CPU must be moved to the activation's
+    device inside the body. Dispatch modes are per thread, and nnsight interleaves the body with
+    the model's forward in greenlets of one thread, so the mode sees both."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_leaves
+
+    class DeviceGuard(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            devices = {t.device for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor) and not (t.dim() == 0 and t.device.type == "cpu")}
+            if len(devices) > 1:
+                raise WrongDevice(
+                    f"{func} mixes tensors on {', '.join(sorted(map(str, devices)))} inside a trace: on NDIF the model "
+                    f"lives on the server's GPUs; move every tensor made before the trace to the activation's device "
+                    f"(x.to(activation.device)) inside the body."
+                )
+            return func(*args, **kwargs)
+
+    return DeviceGuard()
+
+
+def _inputs_to(device):
+    """A forward pre-hook moving the inputs to the model's device, as accelerate's dispatch hook does
+    on NDIF's server (the client sends CPU token ids)."""
+    import torch
+
+    def hook(module, args, kwargs):
+        move = lambda x: x.to(device) if isinstance(x, torch.Tensor) else x  # noqa: E731
+        return tuple(move(a) for a in args), {k: move(v) for k, v in kwargs.items()}
+
+    return hook
+
+
+def meta_client(module, tokenizer):
+    """The client's copy of a model served remotely: the same architecture on the meta device, as
+    nnsight builds it for `remote=True` (no weights here), so client code that reads weight values
+    fails in the simulation as it would against NDIF."""
+    import torch
+    from nnsight import TransformersModel
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        meta = AutoModelForCausalLM.from_config(module.config, dtype=next(module.parameters()).dtype, trust_remote_code=False)
+    # nnsight builds its pipeline from a module with weights; the envoy tree is then re-pointed at
+    # the meta copy (the server's model must be wrapped after this, so its hooks are the live ones)
+    client = TransformersModel(module, task="text-generation", tokenizer=tokenizer)
+    client._update(meta.eval())
+    client.args = tuple(meta if a is module else a for a in client.args)  # sent by persistent id, as the envoy's module
+    if getattr(client, "pipeline", None) is not None:
+        client.pipeline.model = meta
+    return client
+
+
+def served_dtype(config):
+    """The dtype NDIF runs a model in: the checkpoint's own (`dtype` / `torch_dtype` in its config;
+    bfloat16 for every model NDIF hosts today), bfloat16 when the config names none or float32."""
+    import torch
+
+    name = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+    if isinstance(name, str):
+        name = getattr(torch, name.replace("torch.", ""), None)
+    return name if isinstance(name, torch.dtype) and name in (torch.bfloat16, torch.float16) else torch.bfloat16
+
+
+class StrictSandboxBackend:
+    """An nnsight backend that runs a trace the way NDIF would, in this process (see module doc).
+
+    envoy: the client's model (for `Model`s loaded with remote='strict', a meta copy); server: the
+    nnsight model the block runs against (real weights; default: `envoy`). With `server_device`
+    the server's module is moved there first (e.g. 'meta': the forward computes shapes only, and the
+    saved values come back as zeros of their shapes), and every op of the trace is checked for
+    tensors of another device (`WrongDevice`)."""
+
+    def __init__(self, envoy, server=None, server_device=None):
         self.envoy = envoy
+        self.server = server if server is not None else envoy
+        self.server_device = server_device
         self.payload_bytes = 0
         self.result_bytes = 0
 
@@ -156,15 +236,29 @@ class StrictSandboxBackend:
 
         blob = RequestModel.serialize(tracer, compress=False)
         self.payload_bytes = len(blob)
-        persistent = self.envoy._remoteable_persistent_objects()
-        with _Hidden():
-            restored = RequestModel.deserialize(blob, persistent, compress=False, unpickler=_StrictUnpickler)
-            frame = restored.info.frame
-            # exec() takes the block's builtins from its namespace (nnsight's Scope of these locals)
-            frame.f_locals["__builtins__"] = _SAFE_BUILTINS
-            shipped = dict(frame.f_locals)
-            restored.execute(restored.info.code)
-            result = {k: v for k, v in frame.f_locals.items() if k not in shipped or v is not shipped[k]}
+        persistent = self.server._remoteable_persistent_objects()
+        module, handle = self.server._module, None
+        if self.server_device is not None:
+            module.to(self.server_device)
+            handle = module.register_forward_pre_hook(_inputs_to(torch.device(self.server_device)), with_kwargs=True)
+        try:
+            with _Hidden():
+                restored = RequestModel.deserialize(blob, persistent, compress=False, unpickler=_StrictUnpickler)
+                frame = restored.info.frame
+                # exec() takes the block's builtins from its namespace (nnsight's Scope of these locals)
+                frame.f_locals["__builtins__"] = _SAFE_BUILTINS
+                shipped = dict(frame.f_locals)
+                if self.server_device is not None:
+                    with _device_guard():
+                        restored.execute(restored.info.code)
+                else:
+                    restored.execute(restored.info.code)
+                result = {k: v for k, v in frame.f_locals.items() if k not in shipped or v is not shipped[k]}
+        finally:
+            if handle is not None:
+                handle.remove()
+        if self.server_device is not None:  # a meta server has shapes only: zeros of those shapes come back
+            result = {k: torch.zeros(v.shape, dtype=v.dtype) if isinstance(v, torch.Tensor) and v.is_meta else v for k, v in result.items()}
         # What the server sends back: the saved values, torch.save'd; load them as the client does.
         buffer = io.BytesIO()
         torch.save(result, buffer)
@@ -379,3 +473,60 @@ def remote_preflight(model: str, chapters: list[str], extra: dict | None = None,
     except (OSError, ValueError) as err:
         return f"[effdepth] --remote preflight: no estimate, the config cannot be read ({' '.join(str(err).split())[:200]})"
     return format_preflight(model, dims, preflight(model, dims, params, tokens=tokens, pair=pair), tokens=tokens)
+
+
+# -- before a remote run: the key, the model, the versions (nnsight's whoami / status / env) -----
+
+
+class NdifUnavailable(RuntimeError):
+    """NDIF cannot run this book now: unreachable, key refused, model not hosted, nnsight mismatch."""
+
+
+def service_check(model: str, key: str, timeout: float = 10.0) -> list[str]:
+    """Ask NDIF, before any chapter starts, (1) whether `key` is a known API key (nnsight's
+    `whoami`), (2) whether `model` is deployed and running (`status`), (3) whether this nnsight is
+    the server's (`compare`'s environment). Raises `NdifUnavailable` with one actionable line on
+    the first problem (an unreachable service fails in seconds, not after every chapter's first
+    trace has waited for it); returns notes (other critical packages that differ)."""
+    import nnsight
+    from nnsight import CONFIG
+    from nnsight import ndif as service
+
+    host = CONFIG.API.HOST
+
+    def get(path, headers=None):
+        try:
+            return service._get(path, timeout=(min(5.0, timeout), timeout), headers=headers)
+        except Exception as err:  # httpx: connection refused, DNS, timeout, HTTP status
+            raise NdifUnavailable(
+                f"NDIF ({host}) cannot be reached or refused the request for {path} "
+                f"({type(err).__name__}: {' '.join(str(err).split())[:160]}); check the network (NDIF_HOST to use another "
+                f"server) and https://status.ndif.us, or run the book locally without --remote."
+            ) from None
+
+    who = get("/whoami", headers={"ndif-api-key": key})
+    if not (isinstance(who, dict) and who.get("email")):
+        raise NdifUnavailable(f"NDIF ({host}) does not recognise the API key in NDIF_API_KEY (…{key[-4:]}); get a key at https://login.ndif.us and set NDIF_API_KEY.")
+    deployments = get("/status").get("deployments", {})
+    mine = [d for d in deployments.values() if d.get("repo_id") == model]
+    if not mine:
+        hosted = sorted({d.get("repo_id", "?") for d in deployments.values() if d.get("deployment_level") in ("HOT", "WARM")})
+        raise NdifUnavailable(f"NDIF does not host '{model}' now; hosted models: {', '.join(hosted) or 'none'}. See https://nnsight.net/status.")
+    if not any(d.get("application_state") == "RUNNING" for d in mine):
+        states = ", ".join(sorted({f"{d.get('deployment_level', '?')}/{d.get('application_state', '?')}" for d in mine}))
+        raise NdifUnavailable(f"NDIF hosts '{model}' but it is not running now ({states}); try again when nnsight.status() shows it RUNNING.")
+    remote = get("/env").get("packages", {})
+    ours = nnsight.__version__
+    if remote.get("nnsight") and remote["nnsight"] != ours:
+        raise NdifUnavailable(f"NDIF runs nnsight {remote['nnsight']}, this machine nnsight {ours}: requests from another version are refused or "
+                              f"run differently; install the server's (pip install 'nnsight=={remote['nnsight']}').")
+    notes = []
+    try:
+        from importlib.metadata import version
+
+        for pkg in ("torch", "transformers"):
+            if remote.get(pkg) and remote[pkg] != version(pkg):
+                notes.append(f"NDIF runs {pkg} {remote[pkg]}, this machine {version(pkg)} (module names and outputs may differ)")
+    except Exception:
+        pass
+    return notes

@@ -303,6 +303,7 @@ def test_run_remote_prints_the_preflight_before_any_chapter(monkeypatch, capsys)
     cfg = LlamaConfig(num_hidden_layers=80, hidden_size=8192, intermediate_size=28672, num_attention_heads=64, num_key_value_heads=8, vocab_size=128256)
     monkeypatch.setenv("NDIF_API_KEY", "test-key")
     monkeypatch.setattr(ndif, "load_config", lambda spec: cfg)
+    monkeypatch.setattr(ndif, "service_check", lambda model, key: [])
     seen = []
 
     def fake_run(model, **kw):
@@ -346,3 +347,40 @@ def test_preflight_of_a_linear_maps_pair_counts_both_models_and_the_sgd_passes()
     (row,) = ndif.preflight("tgt", tgt, {"linear_maps": {**p, "compare_sgd": True, "controls": True}}, pair=(src, tgt))
     sgd = ndif.residuals_bytes(28, 1536, 80, 128) + ndif.residuals_bytes(80, 8192, 80, 128)
     assert row.download_mb == pytest.approx((closed + sgd) / 1e6) and "3 random-init control(s)" in row.note
+
+
+# -- the API key lives in memory only (issue 27, item 7) ------------------------------------------
+
+
+def test_a_remote_run_never_writes_the_key_to_nnsights_config_file(monkeypatch, tmp_path, capsys):
+    """`effdepth run --remote` (the CLI's checks, the preflight, and the kernel's load path, here
+    simulated) sets the key on nnsight's in-memory config; the user's config file keeps its bytes and
+    mtime. The same check does catch nnsight's own persisting call."""
+    import os
+
+    from nnsight import CONFIG
+    from transformers import LlamaConfig
+
+    from effdepth import book, models, ndif
+    from effdepth.cli import main
+
+    user_file = tmp_path / "nnsight" / "config.yaml"
+    user_file.parent.mkdir()
+    user_file.write_text("API:\n  APIKEY: the-users-own-key\n")
+    os.utime(user_file, ns=(1_000_000_000, 1_000_000_000))
+    state = lambda: (user_file.read_bytes(), user_file.stat().st_mtime_ns)  # noqa: E731
+    before = state()
+    monkeypatch.setenv("NNSIGHT_CONFIG", str(user_file))
+    monkeypatch.setenv("NDIF_API_KEY", "key-for-this-run-only")
+    monkeypatch.setattr(CONFIG.API, "APIKEY", CONFIG.API.APIKEY)  # restored after the test
+    cfg = LlamaConfig(num_hidden_layers=4, hidden_size=64, intermediate_size=128, num_attention_heads=4, vocab_size=100)
+    monkeypatch.setattr(ndif, "load_config", lambda spec: cfg)
+    monkeypatch.setattr(ndif, "service_check", lambda *a, **k: [])
+    monkeypatch.setattr(book, "run", lambda model, **kw: {"contributions": "ok"})
+    assert main(["run", "--model", "someorg/some-model", "--remote", "--chapters", "contributions"]) == 0
+    assert models._configure_ndif() == "key-for-this-run-only"  # what load_model(remote=True) calls in each kernel
+    assert CONFIG.API.APIKEY == "key-for-this-run-only"  # nnsight's RemoteBackend reads it from here
+    assert state() == before
+    assert "key-for-this-run-only" not in capsys.readouterr().out
+    CONFIG.set_default_api_key("key-for-this-run-only")  # what models.py used to call: the check sees it
+    assert state() != before and "key-for-this-run-only" in user_file.read_text()
