@@ -151,8 +151,8 @@ def _lens_trace(model, ids: torch.Tensor, k: int, max_elems: int) -> tuple[np.nd
                 kl_sum = kl_sum + (lp.exp() * (lp - lf)).sum(-1).sum()
                 tb, tf = lp.topk(k, -1).indices, lf.topk(k, -1).indices
                 ov_sum = ov_sum + (tb[:, :, None] == tf[:, None, :]).any(-1).sum().float() / k
-            kls.append(kl_sum / T)
-            ovs.append(ov_sum / T)
+            kls.append((kl_sum / T).cpu())  # one device for the stack (a sharded model spans several)
+            ovs.append((ov_sum / T).cpu())
         kls, ovs = torch.stack(kls).cpu().save(), torch.stack(ovs).cpu().save()
     return kls.double().numpy(), ovs.double().numpy()
 

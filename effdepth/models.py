@@ -53,6 +53,7 @@ class Model:
     revision: str = ""
     quantisation: str = ""  # the GGUF type the weights were dequantised from ('' for ordinary checkpoints)
     server: object = None  # remote='strict': the simulated server's nnsight model (real weights); `.nn` is then a meta copy, as on NDIF
+    server_device: str | None = None  # remote='strict': run the server's model there (e.g. 'meta'), every op checked for mixed devices
 
     @property
     def hf(self) -> torch.nn.Module:
@@ -111,7 +112,7 @@ class Model:
         if self.remote == "strict":
             from .ndif import StrictSandboxBackend
 
-            kwargs.setdefault("backend", StrictSandboxBackend(self.nn, server=self.server))
+            kwargs.setdefault("backend", StrictSandboxBackend(self.nn, server=self.server, server_device=self.server_device))
         elif self.remote:
             kwargs.setdefault("remote", self.remote)
         return self.nn.trace(*inputs, **kwargs)

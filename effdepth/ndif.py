@@ -157,8 +157,10 @@ def _device_guard():
     class DeviceGuard(TorchDispatchMode):
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             kwargs = kwargs or {}
+            if func is torch.ops.aten._to_copy.default and args[0].is_meta and torch.device(kwargs.get("device") or "meta").type == "cpu":
+                return torch.zeros(args[0].shape, dtype=kwargs.get("dtype") or args[0].dtype)  # a meta server's copy to its CPU: shapes only
             devices = {t.device for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor) and not (t.dim() == 0 and t.device.type == "cpu")}
-            if len(devices) > 1:
+            if len(devices) > 1 and _called_from_body():
                 raise WrongDevice(
                     f"{func} mixes tensors on {', '.join(sorted(map(str, devices)))} inside a trace: on NDIF the model "
                     f"lives on the server's GPUs; move every tensor made before the trace to the activation's device "
@@ -169,6 +171,19 @@ def _device_guard():
     return DeviceGuard()
 
 
+_LIBRARIES = ("/torch/", "/transformers/", "/nnsight/", "/accelerate/")
+
+
+def _called_from_body() -> bool:
+    """Whether the op was called by the trace body (the first frame outside torch is not the model's
+    own code in transformers or nnsight's machinery): the model's internals are the server's business
+    (on a meta server the attention mask stays on the CPU, as transformers reads its values)."""
+    frame = sys._getframe(2)
+    while frame is not None and "/torch/" in frame.f_code.co_filename:
+        frame = frame.f_back
+    return frame is None or not any(lib in frame.f_code.co_filename for lib in _LIBRARIES[1:])
+
+
 def _inputs_to(device):
     """A forward pre-hook moving the inputs to the model's device, as accelerate's dispatch hook does
     on NDIF's server (the client sends CPU token ids)."""
@@ -176,7 +191,7 @@ def _inputs_to(device):
 
     def hook(module, args, kwargs):
         move = lambda x: x.to(device) if isinstance(x, torch.Tensor) else x  # noqa: E731
-        return tuple(move(a) for a in args), {k: move(v) for k, v in kwargs.items()}
+        return tuple(move(a) for a in args), {k: v if k == "attention_mask" else move(v) for k, v in kwargs.items()}
 
     return hook
 
@@ -240,6 +255,8 @@ class StrictSandboxBackend:
         module, handle = self.server._module, None
         if self.server_device is not None:
             module.to(self.server_device)
+            if torch.device(self.server_device).type == "meta":  # sdpa's mask shortcut reads mask values
+                module.set_attn_implementation("eager")
             handle = module.register_forward_pre_hook(_inputs_to(torch.device(self.server_device)), with_kwargs=True)
         try:
             with _Hidden():

@@ -384,3 +384,64 @@ def test_a_remote_run_never_writes_the_key_to_nnsights_config_file(monkeypatch, 
     assert "key-for-this-run-only" not in capsys.readouterr().out
     CONFIG.set_default_api_key("key-for-this-run-only")  # what models.py used to call: the check sees it
     assert state() != before and "key-for-this-run-only" in user_file.read_text()
+
+
+# -- every tensor inside a trace on the activation's device (issue 27, item 9) --------------------
+
+
+def _on_meta_server(family="llama"):
+    """A strict-sandbox model whose server copy lives on the meta device: every op of every trace is
+    checked for tensors of two devices (`ndif.WrongDevice`), as a GPU-hosted model would refuse a
+    CPU mask; the saved values come back as zeros of their shapes."""
+    import dataclasses
+
+    tok = char_tokenizer()
+    m = wrap_module(tiny_model(family, vocab_size=len(tok), seed=3), char_tokenizer(), spec=f"tiny:{family}-meta", remote="strict")
+    return dataclasses.replace(m, server_device="meta")
+
+
+def test_a_cpu_tensor_inside_a_trace_is_refused_on_a_model_of_another_device():
+    from effdepth.ndif import WrongDevice
+
+    m = _on_meta_server()
+    layers, nn, d = list(m.adapter.layer_modules(m.nn)), m.nn, m.d_model
+    mask = torch.ones(1, len(m.encode("hello there")), 1, dtype=torch.bool)
+    with pytest.raises(WrongDevice, match="meta"):
+        with torch.no_grad(), m.trace(_ids(m)):
+            h = layers[1].input
+            layers[1].input = torch.where(mask, h * 0, h)  # a mask built on the client's CPU
+            y = nn.output.logits.save()  # noqa: F841
+    with torch.no_grad(), m.trace(_ids(m)):  # the same body, the mask moved to the activation's device
+        h = layers[1].input
+        layers[1].input = torch.where(mask.to(h.device), h * 0, h)
+        y = nn.output.logits.save()
+    assert y.shape[-1] == m.vocab_size and y.device.type == "cpu"
+    with pytest.raises(WrongDevice):  # per-layer values of a sharded model stacked as they are
+        with torch.no_grad(), m.trace(_ids(m)):
+            z = torch.stack([layers[0].input[0, 0], torch.zeros(d)]).save()  # noqa: F841
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
+def test_every_measurement_keeps_its_tensors_on_the_models_device(family):
+    """Every trace body of every measurement, run against a server model on another device
+    (meta): none combines a client-side CPU tensor with an activation."""
+    from effdepth import contributions, depth_score, integrated_gradients, linear_maps, local_effects, logit_lens, residual_erasure, skip_effects
+    from effdepth.data import Example
+    from effdepth.depth import greedy_correct_batch
+    from effdepth.erasure import encode_example
+
+    m = _on_meta_server(family)
+    contributions(m, PROMPTS[:2], batch_size=2)
+    for part in ("layer", "attention", "mlp"):
+        skip_effects(m, PROMPTS[1:2], part=part)
+    skip_effects(m, PROMPTS[2:3], mode="future", n_splits=2, split_step=2)
+    local_effects(m, PROMPTS[1:2])
+    logit_lens(m, PROMPTS[:1])
+    residual_erasure(m, PROMPT, ANSWER, reference_prompts=REFERENCE[:1], batch_size=9)
+    for part in ("layer", "attention", "mlp"):
+        integrated_gradients(m, PROMPT, ANSWER, part=part, steps=4, batch_size=2)
+    depth_score(m, {1: [Example("Q: 5+7-5 A:", " seven", 1)]}, split="answer", n_boot=10)
+    ids, a0 = encode_example(m, PROMPT, ANSWER)
+    greedy_correct_batch(m, [ids], [a0])
+    texts = ["".join(np.random.default_rng(i).choice(list("abcdefgh ijklmnop"), size=40)) for i in range(6)]
+    linear_maps(m, m, texts, window=16, lambdas=(0.0, 1e-3), progress=False)
