@@ -71,14 +71,18 @@ def init_weights(config, seed: int, dtype, device) -> torch.nn.Module:
     return hf.eval()
 
 
-def _build(lm: Model, seed: int, dtype, device) -> Model:
-    """The random-init model, built directly on `device` in `dtype` (no CPU copy, no weight hashing)."""
+def _build(lm: Model, seed: int, dtype, device, config=None) -> Model:
+    """The random-init model, built directly on `device` in `dtype` (no CPU copy, no weight hashing);
+    `config`: a narrowed config (`narrow_config`) instead of the model's own."""
     from nnsight import TransformersModel
 
-    hf = init_weights(lm.hf.config, seed, dtype, device)
+    config = config if config is not None else lm.hf.config
+    hf = init_weights(config, seed, dtype, device)
     nn = TransformersModel(hf, task="text-generation", tokenizer=lm.tokenizer)
-    return Model(spec=f"{_name(lm)} · random init (seed {int(seed)})", nn=nn, tokenizer=nn.tokenizer, adapter=lm.adapter,
-                 revision=control_revision(lm.hf.config, seed, dtype, device))
+    full, width = _width(lm.hf.config), _width(config)
+    narrow = f", width {width} of {full}" if width != full else ""
+    return Model(spec=f"{_name(lm)} · random init (seed {int(seed)}{narrow})", nn=nn, tokenizer=nn.tokenizer, adapter=lm.adapter,
+                 revision=control_revision(config, seed, dtype, device))
 
 
 @torch.no_grad()
@@ -108,8 +112,13 @@ def release(device=None) -> int:
     return len(keys)
 
 
-def control_of(lm: Model, seed: int = 0) -> Model:
+def control_of(lm: Model, seed: int = 0, width: int | None = None) -> Model:
     """The random-init control of `lm` for `seed` (same config, tokenizer, dtype, device).
+
+    width: build the control at this hidden size (`narrow_config`: same depth, block kinds, head
+    size, vocabulary and ratios, fewer heads and a narrower MLP) instead of the model's own. For a
+    remote model the default is `remote_control_width` (the model's own width when its float32
+    weights fit `control_budget()`, else the widest power-of-two fraction that does).
 
     Built directly on the model's device in its dtype (`torch.manual_seed(seed)`, transformers'
     initialiser), identified by `control_revision` (config + seed + dtype + device type), and, on a
@@ -121,16 +130,21 @@ def control_of(lm: Model, seed: int = 0) -> Model:
     For a remote model (NDIF holds only its trained weights) the control is built and run here, on
     the CPU in float32, after checking that its weights fit in this machine's free memory."""
     dtype, device = lm.dtype, lm.device
+    config = lm.hf.config
+    if lm.remote and width is None:
+        width = remote_control_width(config)
+    if width is not None and int(width) != _width(config):
+        config = narrow_config(config, int(width))
     if lm.remote:
         dtype, device = torch.float32, torch.device("cpu")
-        need = sum(p.numel() for p in lm.hf.parameters()) * 4
+        need = _n_params(config) * 4
         free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
         if need > free:
             raise ValueError(
                 f"The random-init control of '{lm.spec}' runs here, not on NDIF (NDIF serves trained weights "
                 f"only), and needs {need / 1e9:.1f} GB of float32 weights; this machine has {free / 1e9:.1f} GB free."
             )
-    key = (lm.spec, lm.revision, int(seed), str(dtype), str(device))
+    key = (lm.spec, lm.revision, int(seed), str(dtype), str(device), _width(config))
     if key in _CACHE:
         _CACHE[key] = _CACHE.pop(key)  # most recently used last
     else:
@@ -140,7 +154,7 @@ def control_of(lm: Model, seed: int = 0) -> Model:
                 del _CACHE[k]  # released before the next one is built
             if on_device and torch.cuda.is_available():
                 torch.cuda.empty_cache()
-        control = _build(lm, seed, dtype, device)
+        control = _build(lm, seed, dtype, device, config)
         if control.revision == lm.revision or (not lm.remote and torch.device(device).type != "meta" and same_weights(lm, control)):
             raise SameAsModel(f"The random-init control of '{lm.spec}' with seed {int(seed)} has exactly the model's own weights "
                               f"(the model is that random init): it is not a control of it.")
@@ -198,3 +212,101 @@ def controls_of(lm: Model, seeds=(0,)) -> Controls:
     if not seeds:
         raise ValueError("controls_of needs at least one seed (e.g. seeds=(0, 1, 2)).")
     return Controls(lm, seeds)
+
+
+# -- the control of a remote model: same depth and blocks, a width that fits here -----------------
+#
+# NDIF serves trained weights only, so a remote model's control is built and run on this machine, in
+# float32 on the CPU. A 70B control would need 282 GB. The control keeps what the depth-use patterns
+# are about (the number of blocks, each block's kind and norms, the residual form, the vocabulary and
+# tokenizer, the initialiser) and narrows the width: hidden size, heads (head size kept) and MLP width
+# divided by the same power of two. Validated on SmolLM2-135M and tiny models (book/methods.md): the
+# chapters' control statistics of the narrow control agree with the full-width control's.
+
+CONTROL_GB_ENV = "EFFDEPTH_CONTROL_GB"
+CONTROL_GB = 2.0
+_HIDDEN = ("hidden_size",)
+_HEADS = ("num_attention_heads",)
+_KV_HEADS = ("num_key_value_heads", "multi_query_group_num")
+_MLP = ("intermediate_size", "n_inner", "moe_intermediate_size", "shared_expert_intermediate_size", "expert_intermediate_size",
+        "ffn_hidden_size", "expert_ffn_hidden_size", "intermediate_size_mlp", "ffn_dim")
+
+
+def control_budget() -> float:
+    """Bytes of float32 weights a remote model's control may take here: $EFFDEPTH_CONTROL_GB (default 2 GB)."""
+    raw = os.environ.get(CONTROL_GB_ENV, "")
+    try:
+        gb = float(raw) if raw else CONTROL_GB
+    except ValueError:
+        raise ValueError(f"{CONTROL_GB_ENV}={raw!r}: expected a number of gigabytes, e.g. 2 or 0.5.") from None
+    if gb <= 0:
+        raise ValueError(f"{CONTROL_GB_ENV}={raw!r}: expected a positive number of gigabytes.")
+    return gb * 1e9
+
+
+def _text(config):
+    return getattr(config, "text_config", None) or config
+
+
+def _width(config) -> int:
+    return int(_text(config).hidden_size)
+
+
+def _n_params(config) -> int:
+    from .ndif import _n_params as count
+
+    return count(config)
+
+
+def narrow_config(config, width: int):
+    """`config` at hidden size `width` = d / 2^k: every size tied to the width (heads, key-value
+    heads, MLP and expert widths) divided by 2^k (at least one head), the head size, depth, block
+    kinds, norms, vocabulary and initialiser range kept. Raises ValueError for a width that is not
+    the model's width divided by a power of two."""
+    import copy
+
+    d = _width(config)
+    k = 0
+    while (d >> k) > width and (d >> k) % 2 == 0:
+        k += 1
+    if (d >> k) != int(width) or width < 1:
+        raise ValueError(f"a control's width must be the model's ({d}) divided by a power of two, not {width}.")
+    out = copy.deepcopy(config)
+    text = _text(out)
+    heads = int(text.num_attention_heads)
+    head_dim = getattr(text, "head_dim", None) or d // heads
+    text.hidden_size = d >> k
+    new_heads = max(1, heads >> k)
+    text.num_attention_heads = new_heads
+    if getattr(text, "head_dim", None) is not None:
+        text.head_dim = head_dim
+    elif new_heads * head_dim != text.hidden_size:
+        text.num_attention_heads = max(1, text.hidden_size // head_dim)
+    for name in _KV_HEADS:
+        if getattr(text, name, None):
+            kv = int(getattr(text, name))
+            setattr(text, name, max(1, kv >> k) if new_heads % max(1, kv >> k) == 0 else 1)
+    for name in _MLP:
+        value = getattr(text, name, None)
+        if isinstance(value, int) and value > 0:
+            setattr(text, name, max(1, value >> k))
+        elif isinstance(value, list):
+            setattr(text, name, [max(1, int(v) >> k) for v in value])
+    return out
+
+
+def remote_control_width(config, budget: float | None = None) -> int:
+    """The width of a remote model's control: its own when its float32 weights fit `budget` bytes
+    (`control_budget()`), else the widest width d / 2^k whose control does (its parameters counted on
+    the meta device, no weights built). Raises ValueError when even one head does not fit."""
+    budget = control_budget() if budget is None else budget
+    d = _width(config)
+    width = d
+    while True:
+        cfg = config if width == d else narrow_config(config, width)
+        if _n_params(cfg) * 4 <= budget:
+            return width
+        if width % 2 or width // 2 < 1:
+            raise ValueError(f"no control width fits {budget / 1e9:.1f} GB of float32 weights (the embedding alone is too large); "
+                             f"raise {CONTROL_GB_ENV}.")
+        width //= 2

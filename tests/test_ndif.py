@@ -445,3 +445,37 @@ def test_every_measurement_keeps_its_tensors_on_the_models_device(family):
     greedy_correct_batch(m, [ids], [a0])
     texts = ["".join(np.random.default_rng(i).choice(list("abcdefgh ijklmnop"), size=40)) for i in range(6)]
     linear_maps(m, m, texts, window=16, lambdas=(0.0, 1e-3), progress=False)
+
+
+# -- the control of a remote model (issue 27, item 8) ---------------------------------------------
+
+
+def test_a_70b_models_control_keeps_depth_and_blocks_at_a_width_that_fits_here():
+    from transformers import LlamaConfig
+
+    from effdepth import controls
+
+    cfg = LlamaConfig(num_hidden_layers=80, hidden_size=8192, intermediate_size=28672, num_attention_heads=64, num_key_value_heads=8, vocab_size=128256)
+    w = controls.remote_control_width(cfg, budget=2e9)
+    n = controls.narrow_config(cfg, w)
+    assert w == 512 and (n.num_hidden_layers, n.vocab_size, n.head_dim) == (80, 128256, 128)
+    assert (n.num_attention_heads, n.num_key_value_heads, n.intermediate_size) == (4, 1, 1792)
+    assert controls._n_params(n) * 4 <= 2e9 < controls._n_params(controls.narrow_config(cfg, 1024)) * 4
+    assert cfg.hidden_size == 8192  # the model's own config is untouched
+    with pytest.raises(ValueError, match="power of two"):
+        controls.narrow_config(cfg, 3000)
+
+
+def test_a_remote_models_control_is_narrowed_only_when_it_does_not_fit(pair, monkeypatch):
+    from effdepth import controls, skip_effects
+
+    remote, plain = pair
+    full = controls.control_of(remote, seed=7)
+    assert full.d_model == plain.d_model and "width" not in full.spec
+    monkeypatch.setenv(controls.CONTROL_GB_ENV, str(controls._n_params(plain.hf.config) * 4 / 1e9 * 0.6))
+    narrow = controls.control_of(remote, seed=7)
+    assert narrow.d_model == plain.d_model // 2 and narrow.n_layers == plain.n_layers and narrow.vocab_size == plain.vocab_size
+    assert f"width {plain.d_model // 2} of {plain.d_model}" in narrow.spec and narrow.revision != full.revision
+    assert not narrow.remote and narrow.dtype == torch.float32
+    r = skip_effects(narrow, PROMPTS[1:2])  # measured here, with the model's tokenizer and prompts
+    assert r.layer_effect.shape == (plain.n_layers, plain.n_layers)
