@@ -143,11 +143,23 @@ REFUSED: dict[str, str] = {
     "nemotron_h": "each block holds one mixer (Mamba, attention or MLP), not an attention and an MLP write",
     "zamba": "a shared attention block is re-applied between Mamba blocks: writes are not per-block attention + MLP",
     "zamba2": "a shared attention block is re-applied between Mamba blocks: writes are not per-block attention + MLP",
+    "gpt_oss": "its MLP returns a tuple (output, router scores); the measurements read m_l as the MLP module's whole "
+               "output (reading element 0 is not implemented; the identity holds with it)",
+    "falcon": "with parallel attention (every released Falcon but Falcon-RW) the block adds attention into the MLP's "
+              "output tensor in place, so a hook's m_l becomes a_l + m_l",
+    "opt": "no MLP module: the block applies fc1, activation and fc2 inline to the residual flattened to [B*T, d], so no "
+           "module's output is m_l in the residual's shape",
     "reformer": "reversible residual: two residual streams, not one additive stream",
     "xlnet": "two-stream attention with a relative-position memory, not a causal decoder stack",
 }
 """model_type -> why effdepth refuses it (one line). Families not named here and not in `ADAPTERS`
 are derived from the module tree (`derive_adapter`) and accepted only if the identity holds."""
+
+REFUSED_UNLESS = {
+    "falcon": lambda c: not (getattr(c, "parallel_attn", True) or getattr(c, "new_decoder_architecture", False)),
+}
+"""model_type -> config test under which a `REFUSED` type is derived after all (Falcon-RW: sequential
+attention then MLP, no in-place add)."""
 
 
 def supported_families() -> list[str]:
@@ -188,7 +200,7 @@ def adapter_for(config) -> Adapter:
             return Adapter(**extra)
         except TypeError as err:
             raise UnsupportedArchitecture(f"config.effdepth_adapter is not a valid adapter ({err}); its keys are the fields of effdepth.adapters.Adapter.") from None
-    if model_type in REFUSED:
+    if model_type in REFUSED and not REFUSED_UNLESS.get(model_type, lambda c: False)(config):
         raise UnsupportedArchitecture(f"'{model_type}' is refused: {REFUSED[model_type]}.")
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
