@@ -357,6 +357,76 @@ def gram_statistics_bytes(L1: int, d1: int, L2: int, d2: int) -> int:
     return ((L1 + 1) * d1 * d1 + (L1 + 1) * (L2 + 1) * d1 * d2) * F32
 
 
+# -- how many requests a remote run sends: one per trace (each is its own NDIF job) ------------------
+#
+# Each function counts the traces one measurement call runs (`ndif.tally()['traces']` equals them on
+# the strict simulation: tests/test_ndif.py). Bundling a chapter's traces into one nnsight session
+# would make one request of many, but a session returns only at its end: the per-prompt results the
+# store caches for resume (and the Python between traces: split points, aggregation) would then run
+# on the server, where effdepth cannot be imported. So every trace stays its own request.
+
+TRACE_VARIANTS = 8  # skipping / local effects: variants per trace (skipping._trace_variants, batch_size=None)
+
+
+def _ceil(a: int, b: int) -> int:
+    return -(-int(a) // int(b))
+
+
+def contributions_requests(n: int, batch_size: int = 8) -> int:
+    return _ceil(n, batch_size)
+
+
+def skip_requests(L: int, n: int, J: int = 1, batch_size: int = TRACE_VARIANTS) -> int:
+    """L·J variants per prompt (J split points; 1 'current'), batch_size variants per trace."""
+    return n * _ceil(L * J, batch_size)
+
+
+def lens_requests(n: int) -> int:
+    return n
+
+
+def erasure_requests(L: int, positions: int, n_reference: int = 0, batch_size: int = 256) -> int:
+    """(L+1)·positions erased variants, batch_size per trace, plus one trace per reference prompt."""
+    return _ceil((L + 1) * positions, batch_size) + n_reference
+
+
+def ig_requests(L: int, steps: int, batch_size: int = 32) -> int:
+    """One trace per layer and batch of path points, plus P(x)."""
+    return L * _ceil(steps, batch_size) + 1
+
+
+def depth_requests(L: int, n: int, n_splits: int = 4) -> int:
+    """The future skip test per example (up to n_splits split points) and one greedy check per example."""
+    return skip_requests(L, n, n_splits) + n
+
+
+def chapter_requests(name: str, p: dict, L: int, tokens: int = 200, answer_tokens: int = 8) -> dict:
+    """{part: requests} of one chapter on a remote model of L layers with parameters `p` (the
+    notebook's calls, as written in notebooks/<name>.md; the controls run here and send none)."""
+    T, P = tokens, answer_tokens
+    if name == "contributions":
+        return {"contributions": contributions_requests(p["n_examples"], p.get("batch_size", 8))}
+    if name == "skipping":
+        J, cur, fut = p["n_splits"], p["n_examples"], p["n_examples_future"]
+        det_c, det_f = min(cur, max(1, p["detail_examples"])), min(fut, max(1, p["detail_examples"]))
+        return {"current": skip_requests(L, cur), "future": skip_requests(L, fut, J),
+                "attention/MLP parts": 2 * (skip_requests(L, det_c) + skip_requests(L, det_f, J)),
+                "local effects": skip_requests(L, det_c) + skip_requests(L, det_f, J),
+                "positions": skip_requests(L, min(cur, p["position_examples"]))}
+    if name == "logit_lens":
+        return {"lens": lens_requests(p["n_examples"]), "contributions": contributions_requests(p["n_examples"], p.get("batch_size", 8))}
+    if name == "complexity":
+        n_ex = 8 * p["n_per_level"]  # MATH levels 1-5 and MQuAKE 2-4 hops
+        return {"integrated gradients (2 examples)": 2 * ig_requests(L, p["ig_steps"]),
+                "erasure (2 examples)": 2 * erasure_requests(L, T - 2, p["n_reference"], p.get("batch_size", 256)),
+                "depth score": depth_requests(L, n_ex, p["n_splits"])}
+    if name == "comparison":
+        return {"contributions": contributions_requests(p["n_examples"]), "lens": lens_requests(p["n_examples"])}
+    if name == "model":
+        return {"accuracy": _ceil(p.get("n_per_level", 20) * 8, p.get("batch_size", 8))}
+    return {}
+
+
 @dataclass
 class Dims:
     """The shape facts the estimates need: L layers, width d, vocabulary V, parameter count."""
@@ -365,12 +435,23 @@ class Dims:
     d_model: int
     vocab_size: int
     n_params: int = 0
+    control_width: int = 0  # the width of its control when run remotely (`controls.remote_control_width`)
+    control_params: int = 0
 
     @classmethod
-    def of(cls, config) -> "Dims":
+    def of(cls, config, control: bool = True) -> "Dims":
         text = getattr(config, "text_config", None) or config
         get = lambda *names: next(int(getattr(text, n)) for n in names if getattr(text, n, None) is not None)  # noqa: E731
-        return cls(get("num_hidden_layers", "n_layer"), get("hidden_size", "n_embd"), get("vocab_size"), _n_params(config))
+        dims = cls(get("num_hidden_layers", "n_layer"), get("hidden_size", "n_embd"), get("vocab_size"), _n_params(config))
+        if control:
+            from .controls import narrow_config, remote_control_width
+
+            try:
+                dims.control_width = remote_control_width(config)
+                dims.control_params = _n_params(narrow_config(config, dims.control_width)) if dims.control_width != dims.d_model else dims.n_params
+            except ValueError:
+                pass
+        return dims
 
 
 def _n_params(config) -> int:
@@ -392,6 +473,7 @@ class Row:
     remote: bool  # the model's measurements run on NDIF
     download_mb: float
     note: str = ""
+    requests: int = 0  # traces sent to NDIF (one request each)
 
 
 def _mb(b: float) -> float:
@@ -401,6 +483,9 @@ def _mb(b: float) -> float:
 def _controls_note(dims: Dims, n: int) -> str:
     if n <= 0:
         return ""
+    if dims.control_width and dims.control_width != dims.d_model:
+        return (f"{n} random-init control(s) run here, not on NDIF: the same {dims.n_layers} blocks at width {dims.control_width} "
+                f"(of {dims.d_model}), {dims.control_params * F32 / 1e9:.1f} GB of float32 weights each")
     gb = dims.n_params * F32 / 1e9
     return f"{n} random-init control(s) run here, not on NDIF: {gb:.1f} GB of float32 weights each" if dims.n_params else f"{n} random-init control(s) run here"
 
@@ -447,10 +532,14 @@ def preflight(model: str, dims: Dims, chapters: dict, tokens: int = 200, answer_
             continue
         elif name == "comparison":
             b = lens_bytes(L, p["n_examples"]) + contributions_bytes(L, p["n_examples"], T)
+        elif name == "model":
+            n_req = sum(chapter_requests(name, p, L, T, P).values())
+            rows.append(Row(name, True, _mb(n_req * p.get("batch_size", 8) * T * I64), "greedy predictions (argmax) per batch", n_req))
+            continue
         else:
             rows.append(Row(name, False, 0.0, "no estimate for this chapter"))
             continue
-        rows.append(Row(name, True, _mb(b), _controls_note(dims, n_ctl)))
+        rows.append(Row(name, True, _mb(b), _controls_note(dims, n_ctl), sum(chapter_requests(name, p, L, T, P).values())))
     return rows
 
 
@@ -458,11 +547,11 @@ def format_preflight(model: str, dims: Dims, rows: list[Row], tokens: int = 200)
     """The table `effdepth run --remote` prints before anything runs."""
     head = (f"[effdepth] --remote preflight for {model}: {dims.n_layers} layers, d={dims.d_model}, vocab {dims.vocab_size}"
             f"{f', {dims.n_params / 1e9:.1f} B parameters' if dims.n_params else ''}; downloads assume {tokens} tokens per prompt")
-    lines = [head, f"  {'chapter':<14} {'on NDIF':<8} {'download':>12}  note"]
+    lines = [head, f"  {'chapter':<14} {'on NDIF':<8} {'requests':>9} {'download':>12}  note"]
     for r in rows:
-        lines.append(f"  {r.chapter:<14} {'yes' if r.remote else 'no':<8} {r.download_mb:>9,.1f} MB  {r.note}")
+        lines.append(f"  {r.chapter:<14} {'yes' if r.remote else 'no':<8} {r.requests:>9,} {r.download_mb:>9,.1f} MB  {r.note}")
     total = sum(r.download_mb for r in rows)
-    lines.append(f"  {'total':<14} {'':<8} {total:>9,.1f} MB")
+    lines.append(f"  {'total':<14} {'':<8} {sum(r.requests for r in rows):>9,} {total:>9,.1f} MB  (one request per trace: each is queued on NDIF)")
     return "\n".join(lines)
 
 
@@ -478,11 +567,13 @@ def remote_preflight(model: str, chapters: list[str], extra: dict | None = None,
     chapter's defaults overridden by the run's --set values), from the configs alone."""
     from .book import chapter_defaults
 
-    extra = extra or {}
+    from .book import split_scoped
+
+    shared, scoped = split_scoped(extra or {})
     params = {}
-    for name in chapters:
+    for name in chapters:  # as `book.run` passes them: shared values, then `chapter.name=value` ones
         defaults = chapter_defaults(name)
-        params[name] = {**defaults, **{k: v for k, v in extra.items() if k in defaults}}
+        params[name] = {**defaults, **{k: v for k, v in {**shared, **scoped.get(name, {})}.items() if k in defaults}}
     try:
         dims = Dims.of(load_config(model))
         maps = params.get("linear_maps", {})

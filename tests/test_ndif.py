@@ -288,7 +288,10 @@ def test_preflight_table_for_a_70b_config():
     assert not rows["zoo"].remote and not rows["objective"].remote and rows["zoo"].download_mb == 0
     n = chapters["contributions"]["n_examples"]
     assert rows["contributions"].download_mb == pytest.approx(80 * n * 200 * 36 / 1e6)
-    assert "282" in rows["contributions"].note or "281" in rows["contributions"].note  # float32 controls, run locally
+    assert "the same 80 blocks at width 512 (of 8192), 1.6 GB" in rows["contributions"].note  # narrow float32 controls, run locally
+    # one request per trace, counted from the parameters (issue 27: the note's 70B figure)
+    assert rows["skipping"].requests == 2430 and rows["complexity"].requests == 7028 and rows["contributions"].requests == 3
+    assert sum(r.requests for r in rows.values()) == 9527
     assert rows["linear_maps"].download_mb == 0 and "src_model" in rows["linear_maps"].note
     text = ndif.format_preflight("meta-llama/Llama-3.1-70B", dims, list(rows.values()))
     assert "80 layers" in text and "contributions" in text and "MB" in text.splitlines()[-1]
@@ -317,6 +320,9 @@ def test_run_remote_prints_the_preflight_before_any_chapter(monkeypatch, capsys)
     assert "--remote preflight for someorg/some-70b: 80 layers, d=8192" in lines[0]
     contrib = next(line for line in lines if line.strip().startswith("contributions"))
     assert f"{80 * 10 * 200 * 36 / 1e6:,.1f} MB" in contrib  # --set n_examples=10 is used
+    scoped = ndif.remote_preflight("x/y", ["contributions", "logit_lens"], {"n_examples": 10, "contributions.n_examples": 40})
+    row = lambda name: next(line for line in scoped.splitlines() if line.strip().startswith(name))  # noqa: E731
+    assert f"{80 * 40 * 200 * 36 / 1e6:,.1f} MB" in row("contributions") and f"{80 * 10 * 200 * 36 / 1e6:,.1f}" not in row("contributions")
     assert any(line.strip().startswith("skipping") for line in lines) and not any(line.strip().startswith("logit_lens") for line in lines)
     # a config that cannot be read: one line saying so, and the run goes on
     monkeypatch.setattr(ndif, "load_config", lambda spec: (_ for _ in ()).throw(OSError("no network")))
@@ -479,3 +485,74 @@ def test_a_remote_models_control_is_narrowed_only_when_it_does_not_fit(pair, mon
     assert not narrow.remote and narrow.dtype == torch.float32
     r = skip_effects(narrow, PROMPTS[1:2])  # measured here, with the model's tokenizer and prompts
     assert r.layer_effect.shape == (plain.n_layers, plain.n_layers)
+
+
+def test_request_counts_equal_the_traces_the_strict_simulation_sends(pair):
+    from effdepth import contributions, integrated_gradients, logit_lens, residual_erasure, skip_effects
+    from effdepth import ndif
+    from effdepth.erasure import encode_example
+
+    remote, _ = pair
+    L = remote.n_layers
+
+    def traces(fn):
+        with ndif.tally() as counts:
+            fn()
+        return counts["traces"]
+
+    assert traces(lambda: contributions(remote, SAME_LEN, batch_size=2)) == ndif.contributions_requests(3, 2)
+    assert traces(lambda: skip_effects(remote, SAME_LEN, seed=5)) == ndif.skip_requests(L, 3)
+    assert traces(lambda: skip_effects(remote, SAME_LEN[:1], mode="future", n_splits=2, split_step=2, seed=5)) == ndif.skip_requests(L, 1, 2)
+    assert traces(lambda: logit_lens(remote, SAME_LEN[:2])) == ndif.lens_requests(2)
+    ids, a0 = encode_example(remote, PROMPT, ANSWER)
+    got = traces(lambda: residual_erasure(remote, PROMPT, ANSWER, reference_prompts=REFERENCE, batch_size=9, seed=5))
+    assert got == ndif.erasure_requests(L, len(ids) - 2, len(REFERENCE), 9)
+    assert traces(lambda: integrated_gradients(remote, PROMPT, ANSWER, steps=8, batch_size=3)) == ndif.ig_requests(L, 8, 3)
+
+
+def test_service_check_fails_fast_and_clearly_without_a_server(monkeypatch):
+    """No network: nnsight's own request to a closed port fails in well under a second, with a line
+    that says what to do; a refused key, an unhosted model and another nnsight version are named."""
+    import time
+
+    import nnsight
+    from nnsight import CONFIG
+    from nnsight import ndif as service
+
+    from effdepth import ndif
+
+    monkeypatch.setattr(CONFIG.API, "HOST", "http://127.0.0.1:9")
+    t = time.time()
+    with pytest.raises(ndif.NdifUnavailable, match="cannot be reached .* without --remote"):
+        ndif.service_check("meta-llama/Llama-3.1-70B", "some-key")
+    assert time.time() - t < 5
+    replies = {"/whoami": {"email": None}, "/status": {"deployments": {}}, "/env": {"packages": {}}}
+    monkeypatch.setattr(service, "_get", lambda path, timeout=None, headers=None: replies[path])
+    with pytest.raises(ndif.NdifUnavailable, match="does not recognise the API key"):
+        ndif.service_check("meta-llama/Llama-3.1-70B", "some-key")
+    replies["/whoami"] = {"email": "me@example.org"}
+    replies["/status"] = {"deployments": {"a": {"repo_id": "openai-community/gpt2", "deployment_level": "HOT", "application_state": "RUNNING"}}}
+    with pytest.raises(ndif.NdifUnavailable, match="does not host 'meta-llama/Llama-3.1-70B' now; hosted models: openai-community/gpt2"):
+        ndif.service_check("meta-llama/Llama-3.1-70B", "some-key")
+    replies["/status"]["deployments"]["b"] = {"repo_id": "meta-llama/Llama-3.1-70B", "deployment_level": "HOT", "application_state": "RUNNING"}
+    replies["/env"] = {"packages": {"nnsight": "0.0.1"}}
+    with pytest.raises(ndif.NdifUnavailable, match=f"NDIF runs nnsight 0.0.1, this machine nnsight {nnsight.__version__}"):
+        ndif.service_check("meta-llama/Llama-3.1-70B", "some-key")
+    replies["/env"] = {"packages": {"nnsight": nnsight.__version__, "torch": "0.1"}}
+    assert any("torch 0.1" in n for n in ndif.service_check("meta-llama/Llama-3.1-70B", "some-key"))
+
+
+def test_the_model_page_measures_a_remote_model_without_its_weights(pair):
+    """exact_match through a trace on the strict simulation (the client's copy is on meta) gives
+    the local answers; a remote model records the dtype NDIF runs it in."""
+    from transformers import LlamaConfig
+
+    from effdepth.accuracy import exact_match
+    from effdepth.data import Example
+    from effdepth.ndif import served_dtype
+
+    remote, plain = pair
+    assert remote.hf.lm_head.weight.is_meta
+    exs = [Example("Q: 5+7-5 A:", " 7", 1), Example("ab", "c", 1), Example("Q: 1 A:", " 12", 2)]
+    assert exact_match(remote, exs, batch_size=2) == exact_match(plain, exs, batch_size=2)
+    assert served_dtype(LlamaConfig(dtype="bfloat16")) == torch.bfloat16 and served_dtype(LlamaConfig()) == torch.bfloat16
