@@ -5,6 +5,7 @@
     effdepth runs  [--dir runs/]           the runs that exist: model, chapters ok / failed / skipped, when
     effdepth zoo   [train|report|check] [names]  train (if not cached) and report the zoo; check: seeds x threads
     effdepth bench [names]                 speed/memory benchmarks, measured side by side
+    effdepth bench --device cuda           the prepared GPU check (make gpu-check): bf16 checks, bf16 vs fp32, chapter times
     effdepth check --model <spec>          the identity, one prompt through every measurement, offline data sets
     effdepth check --families              every transformers causal-LM family: supported or refused (why)
 """
@@ -91,7 +92,7 @@ def cmd_run(args) -> int:
               f"{previous}, and the per-example results cached in {_cache_dir()}. "
               f"Rerun the same command to resume.", file=sys.stderr)
         return 130
-    out = book.RUNS / book.slug(model)
+    out = book.run_folder(model, args.device, args.dtype, args.remote)
     print(f"[effdepth] executed notebooks in {out}")
     failed = {k: v for k, v in status.items() if v.startswith("failed")}
     for name, why in failed.items():
@@ -178,6 +179,18 @@ def cmd_zoo(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    if args.device:  # the prepared GPU check (make gpu-check); on a CPU at a small size
+        from . import gpucheck
+
+        try:
+            got = gpucheck.run(args.device, size=args.size, budget_s=args.budget)
+        except ValueError as err:
+            print(f"effdepth: {err}", file=sys.stderr)
+            return 2
+        if args.json:
+            with open(args.json, "w") as fh:
+                json.dump(got, fh, indent=1, default=str)
+        return 0 if got["ok"] else 1
     from .bench import run_benchmarks
 
     rows = run_benchmarks(args.names or None)
@@ -400,8 +413,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_zoo)
 
-    p = sub.add_parser("bench", help="run the benchmarks (ratios measured side by side)")
+    p = sub.add_parser("bench", help="run the benchmarks (ratios measured side by side); --device: the prepared GPU check")
     p.add_argument("names", nargs="*")
+    p.add_argument("--device", help="run the prepared GPU check on this device (cuda, cuda:1; cpu: a small-size dry run): check of every "
+                   "hand-written family in bf16 and fp32, bf16 vs fp32 of every measurement, each chapter's time and peak memory")
+    p.add_argument("--size", choices=["paper", "small"], help="GPU check size (default: paper on a GPU, small elsewhere)")
+    p.add_argument("--budget", type=float, help="GPU check: seconds per chapter before it projects the rest (default 55 on a GPU, 15 elsewhere)")
+    p.add_argument("--json", help="GPU check: also write the full result to this file")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("check", help="check a model: the identity, one prompt through every measurement, offline data")
