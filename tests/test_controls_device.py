@@ -50,7 +50,7 @@ def test_only_one_control_stays_resident_on_an_accelerator(monkeypatch):
 
     built = []
 
-    def fake_build(lm, seed, dtype, device):
+    def fake_build(lm, seed, dtype, device, config=None):
         built.append(seed)
         return SimpleNamespace(revision=f"init-{seed}", device=torch.device(device))
 
