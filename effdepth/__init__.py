@@ -19,6 +19,7 @@ _LAZY = {
     "integrated_gradients": "attribution",
     "depth_score": "depth",
     "linear_maps": "maps",
+    "noise_floor": "precision",  # the bf16 (or any dtype's) noise floor of every measurement unit
 }
 
 

@@ -143,11 +143,23 @@ REFUSED: dict[str, str] = {
     "nemotron_h": "each block holds one mixer (Mamba, attention or MLP), not an attention and an MLP write",
     "zamba": "a shared attention block is re-applied between Mamba blocks: writes are not per-block attention + MLP",
     "zamba2": "a shared attention block is re-applied between Mamba blocks: writes are not per-block attention + MLP",
+    "gpt_oss": "its MLP returns a tuple (output, router scores); the measurements read m_l as the MLP module's whole "
+               "output (reading element 0 is not implemented; the identity holds with it)",
+    "falcon": "with parallel attention (every released Falcon but Falcon-RW) the block adds attention into the MLP's "
+              "output tensor in place, so a hook's m_l becomes a_l + m_l",
+    "opt": "no MLP module: the block applies fc1, activation and fc2 inline to the residual flattened to [B*T, d], so no "
+           "module's output is m_l in the residual's shape",
     "reformer": "reversible residual: two residual streams, not one additive stream",
     "xlnet": "two-stream attention with a relative-position memory, not a causal decoder stack",
 }
 """model_type -> why effdepth refuses it (one line). Families not named here and not in `ADAPTERS`
 are derived from the module tree (`derive_adapter`) and accepted only if the identity holds."""
+
+REFUSED_UNLESS = {
+    "falcon": lambda c: not (getattr(c, "parallel_attn", True) or getattr(c, "new_decoder_architecture", False)),
+}
+"""model_type -> config test under which a `REFUSED` type is derived after all (Falcon-RW: sequential
+attention then MLP, no in-place add)."""
 
 
 def supported_families() -> list[str]:
@@ -188,7 +200,7 @@ def adapter_for(config) -> Adapter:
             return Adapter(**extra)
         except TypeError as err:
             raise UnsupportedArchitecture(f"config.effdepth_adapter is not a valid adapter ({err}); its keys are the fields of effdepth.adapters.Adapter.") from None
-    if model_type in REFUSED:
+    if model_type in REFUSED and not REFUSED_UNLESS.get(model_type, lambda c: False)(config):
         raise UnsupportedArchitecture(f"'{model_type}' is refused: {REFUSED[model_type]}.")
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
@@ -300,6 +312,27 @@ def _close(x, y, scale) -> bool:
 
 IDENTITY_RTOL = 1e-5
 """The identity h_(l+1) = h_l + a_l + m_l must hold to this fraction of max |h_(l+1)| (float32 round-off)."""
+
+IDENTITY_RTOLS = {torch.float32: IDENTITY_RTOL, torch.float64: IDENTITY_RTOL, torch.bfloat16: 2.0**-7, torch.float16: 2.0**-10}
+"""Per dtype: the fraction of max |h_(l+1)| (and of max |logit|) the identity and logit parity must hold to.
+float32: 1e-5 (round-off of a few adds); bfloat16: 2^-7, two roundings of the largest entry at bf16's 8-bit
+mantissa (the identity is checked in the block's own order of addition, so in practice it holds to 0);
+float16: 2^-10 likewise at its 11-bit mantissa."""
+
+
+def identity_rtol(dtype) -> float:
+    """The identity / logit-parity tolerance for a model of `dtype` (`IDENTITY_RTOLS`; float32's for others)."""
+    return IDENTITY_RTOLS.get(dtype, IDENTITY_RTOL)
+
+
+def identity_error(h: torch.Tensor, a: torch.Tensor, m: torch.Tensor, out: torch.Tensor) -> float:
+    """|h + a + m - out| / max(1, max |out|), in the tensors' own dtype and in the order of addition the
+    block uses: sequential blocks add (h + a) + m, parallel-residual blocks (GPT-NeoX) m + a + h, i.e.
+    h + (a + m); the smaller of the two (in float32 both agree to round-off). In bfloat16 the other order
+    is off by one rounding (0.0039 of |h| for a tiny GPT-NeoX), which says nothing about the read points."""
+    scale = max(1.0, float(out.float().abs().max()))
+    errs = [float(((h + a) + m - out).float().abs().max()), float((h + (a + m) - out).float().abs().max())]
+    return min(errs) / scale
 
 
 @torch.no_grad()
@@ -420,7 +453,8 @@ def _is_parallel(model, block, attn: str, mlp: str, as_tuple: bool, ids) -> bool
 @torch.no_grad()
 def confirm(adapter: Adapter, model, ids) -> dict:
     """Check `adapter` on a plain transformers model: at every block the read a_l and m_l satisfy
-    h_(l+1) = h_l + a_l + m_l to `IDENTITY_RTOL` of max |h_(l+1)|, neither is zero, and decoding the last
+    h_(l+1) = h_l + a_l + m_l to `identity_rtol(dtype)` of max |h_(l+1)| (`identity_error`: in the block's
+    own order of addition), neither is zero, and decoding the last
     residual (final norm, unembedding, soft-capping) gives the model's own logits. Returns
     {'identity': worst relative error over blocks, 'logits': worst relative logit difference};
     raises `UnsupportedArchitecture` naming the first block (or the decode) that fails."""
@@ -439,30 +473,31 @@ def confirm(adapter: Adapter, model, ids) -> dict:
             adapter.module(block, adapter.mlp).register_forward_hook(lambda m, a, o, l=l: keep(("m", l), o)),  # a tensor, not a tuple
         ]
     try:
-        logits = model(input_ids=ids, use_cache=False).logits.float()
+        logits = model(input_ids=ids, use_cache=False).logits
     finally:
         for h in handles:
             h.remove()
+    rtol = identity_rtol(logits.dtype)
     worst = 0.0
     for l in range(len(blocks)):
         h, a, m, out = (seen.get((k, l)) for k in ("h", "a", "m", "out"))
         if any(not isinstance(x, torch.Tensor) or x.shape != out.shape for x in (h, a, m)):
             raise UnsupportedArchitecture(f"'{adapter.family}': block {l}: the attention or MLP read is not a residual-shaped tensor (the measurements read the MLP module's output as it is).")
-        scale = max(1.0, float(out.abs().max()))
-        err = float((h + a + m - out).abs().max()) / scale
+        err = identity_error(h, a, m, out)
         worst = max(worst, err)
-        if err > IDENTITY_RTOL:
+        if err > rtol:
             raise UnsupportedArchitecture(f"'{adapter.family}': block {l}: h + a + m differs from the block's output by {err:.2g} of its scale (the read points are not the writes).")
         if float(a.abs().max()) == 0 or float(m.abs().max()) == 0:
             raise UnsupportedArchitecture(f"'{adapter.family}': block {l}: the attention or MLP read is identically zero.")
     h_last = seen[("out", len(blocks) - 1)]
-    z = adapter.module(model, adapter.unembed)(adapter.module(model, adapter.final_norm)(h_last)).float()
+    z = adapter.module(model, adapter.unembed)(adapter.module(model, adapter.final_norm)(h_last))
     cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
     cap = getattr(cfg, "final_logit_softcapping", None)
-    if cap:
+    if cap:  # in the model's dtype and order, as the model soft-caps (Gemma 2 in bf16 caps in bf16)
         z = torch.tanh(z / cap) * cap
-    logit_err = float((z - logits).abs().max()) / max(1.0, float(logits.abs().max()))
-    if z.shape != logits.shape or logit_err > IDENTITY_RTOL:
+    z, logits = z.float(), logits.float()
+    logit_err = float((z - logits).abs().max()) / max(1.0, float(logits.abs().max())) if z.shape == logits.shape else float("inf")
+    if logit_err > rtol:
         raise UnsupportedArchitecture(
             f"'{adapter.family}': decoding the last residual (final norm, unembedding) does not give the model's logits "
             f"(they are rescaled or changed after the unembedding), so the logit lens would not read the model's own output."

@@ -145,10 +145,11 @@ def _ig_trace(model, ids, part: str, steps: int, batch_size: int, scored, target
                 x = (out[0] if is_tuple else out)[:1].detach().float()  # [1, T, d]: every row is the clean run
                 x_base = x.mean(1, keepdim=True)
                 diff = x - x_base
-                path = (x_base + rr * diff).to(out[0].dtype if is_tuple else out.dtype).requires_grad_(True)
+                path = (x_base + rr.to(x.device) * diff).to(out[0].dtype if is_tuple else out.dtype).requires_grad_(True)
                 site.output = (path,) + tuple(out[1:]) if is_tuple else path
-                probs = torch.softmax(nn.output.logits[:, scored].float(), -1)
-                p = probs.gather(-1, targets.expand(probs.shape[0], -1)[..., None])[..., 0].sum(-1)  # [R]
+                logits = nn.output.logits
+                probs = torch.softmax(logits[:, scored.to(logits.device)].float(), -1)
+                p = probs.gather(-1, targets.to(logits.device).expand(probs.shape[0], -1)[..., None])[..., 0].sum(-1)  # [R]
                 p_rows = p.detach().cpu().save()
                 with p.sum().backward():
                     g = (path.grad.float().sum(0) * diff[0]).sum(-1).double().cpu().save()  # [T]
@@ -163,8 +164,9 @@ def _clean_probability_trace(model, ids, scored, targets) -> float:
     """P(x) of the clean run, from one trace."""
     nn = model.nn
     with torch.no_grad(), model.trace(ids.reshape(1, -1).to(model.input_device)):
-        probs = torch.softmax(nn.output.logits[:, scored].float(), -1)
-        p = probs.gather(-1, targets[..., None])[..., 0].sum(-1).cpu().save()
+        logits = nn.output.logits
+        probs = torch.softmax(logits[:, scored.to(logits.device)].float(), -1)
+        p = probs.gather(-1, targets.to(logits.device)[..., None])[..., 0].sum(-1).cpu().save()
     return float(p[0])
 
 

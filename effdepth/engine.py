@@ -33,11 +33,13 @@ Works for every adapter family: GPT-2's learned positions are already in h_0 (th
 GPT-NeoX's parallel residual lives inside its block, Gemma's per-layer masks and rotary tables are
 recorded per block. The batch of the clean run must be one sequence; captured tensors whose first
 dimension is that batch (masks, position ids, rotary tables) are expanded to the variants' batch.
-Activations stay in the model's dtype; effects are computed in float32 by the callers.
+Activations stay in the model's dtype; logits are decoded in float32 (`decode`) and effects are
+computed in float32.
 """
 
 from __future__ import annotations
 
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
@@ -75,11 +77,66 @@ def softcap(model) -> float | None:
     return float(cap) if cap else None
 
 
-def decode(model, h: torch.Tensor) -> torch.Tensor:
-    """Logits of residuals `h` [..., d], decoded exactly as the model decodes its last residual:
-    final norm, unembedding, then the final logit soft-capping where the model has one (Gemma)."""
+CPU_LOGITS_BUDGET = 1 << 23
+"""Float32 logits that may exist at once on a CPU (32 MB): a few positions of all layers of a
+49k-vocabulary 30-layer model per matmul in the lens."""
+GPU_LOGITS_FRACTION = 1 / 16
+"""On a GPU the budget is this fraction of the device's free memory, in float32 logits (the lens holds
+about three tensors of that size at once: the logits, their exponentials and a temporary)."""
+GPU_LOGITS_MAX = 1 << 30
+
+
+def logits_budget(model) -> int:
+    """About how many float32 logits a measurement may hold at once on `model`'s device: 32 MB worth on
+    a CPU (or a remote model), 1/16 of the free GPU memory on a GPU (at least the CPU budget, at most
+    2^30 logits). With a 128k vocabulary a GPU with 60 GB free decodes ~7 000 rows per matmul instead
+    of 65 (one position of all layers per chunk under the CPU budget)."""
+    device = torch.device("cpu") if getattr(model, "remote", False) else model.device
+    if device.type != "cuda":
+        return CPU_LOGITS_BUDGET
+    free, _ = torch.cuda.mem_get_info(device)
+    return int(min(GPU_LOGITS_MAX, max(CPU_LOGITS_BUDGET, free * GPU_LOGITS_FRACTION // 4)))
+
+
+_FP32: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # hf module -> (stamp, norm params, unembed params)
+
+
+def _fp32_params(module: torch.nn.Module) -> dict:
+    """A module's parameters and floating buffers as float32 (the tensors themselves when already float32)."""
+    out = {}
+    for name, t in list(module.named_parameters()) + list(module.named_buffers()):
+        out[name] = t.detach().float() if t.is_floating_point() else t
+    return out
+
+
+def _decoder_fp32(model):
+    """(final norm, unembedding, their float32 parameters), kept per model (one float32 copy of W_out for a
+    bf16 model, none for a float32 one) and rebuilt if a weight changed in place (`Tensor._version`)."""
     a = model.adapter
-    logits = a.module(model.hf, a.unembed)(a.module(model.hf, a.final_norm)(h))
+    norm, unembed = a.module(model.hf, a.final_norm), a.module(model.hf, a.unembed)
+    tensors = list(norm.parameters()) + list(unembed.parameters())
+    stamp = tuple((id(t), t._version, t.dtype, t.device) for t in tensors)
+    hit = _FP32.get(model.hf)
+    if hit is None or hit[0] != stamp:
+        hit = (stamp, _fp32_params(norm), _fp32_params(unembed))
+        _FP32[model.hf] = hit
+    return norm, unembed, hit[1], hit[2]
+
+
+def decode(model, h: torch.Tensor) -> torch.Tensor:
+    """Logits of residuals `h` [..., d] in float32, decoded as the model decodes its last residual:
+    final norm, unembedding, then the final logit soft-capping where the model has one (Gemma).
+
+    The final norm and the unembedding run in float32 whatever the model's dtype (CONTRIBUTING: float32
+    arithmetic on activations): the residual is cast to float32 and the two modules are called with
+    float32 copies of their parameters (`torch.func.functional_call`), so a bf16 model's probabilities
+    are not rounded to bf16's 8 bits. For a float32 model this is exactly the model's own decode.
+    Differentiable with respect to `h` (integrated gradients)."""
+    from torch.func import functional_call
+
+    norm, unembed, p_norm, p_unembed = _decoder_fp32(model)
+    x = h.float()
+    logits = functional_call(unembed, p_unembed, (functional_call(norm, p_norm, (x,)),)).float()
     cap = softcap(model)
     if cap is not None:
         logits = torch.tanh(logits / cap) * cap
@@ -207,10 +264,11 @@ class CleanRun:
         return decode(self.model, h)
 
     @torch.no_grad()
-    def output_change(self, h_final: torch.Tensor, max_elems: int = 1 << 23) -> torch.Tensor:
+    def output_change(self, h_final: torch.Tensor, max_elems: int | None = None) -> torch.Tensor:
         """‖y − ȳ‖₂ per variant row and position [N, T] (float32): y the clean output distribution,
         ȳ = softmax(decode(h_final)). Streamed over rows and positions so no more than about
-        `max_elems` logits exist at once, whatever the vocabulary."""
+        `max_elems` logits exist at once, whatever the vocabulary (default: `logits_budget`)."""
+        max_elems = max_elems or logits_budget(self.model)
         if h_final.ndim == 2:
             h_final = h_final[None]
         N, T, _ = h_final.shape

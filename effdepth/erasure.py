@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .engine import clean_run, decode
+from .engine import clean_run, decode, logits_budget
 from .models import choose_method
 from .results import Result, measure
 from .store import digest
@@ -97,9 +97,9 @@ def _residual_sums_trace(model, ids: torch.Tensor) -> torch.Tensor:
     blocks = list(a.layer_modules(model.nn))
     norm = a.module(model.nn, a.final_norm)
     with torch.no_grad(), model.trace(ids.reshape(1, -1).to(model.input_device)) as tracer:
-        sums = [blk.input[0].float().sum(0) for blk in blocks]
-        sums.append(norm.input[0].float().sum(0))
-        sums = torch.stack(sums).cpu().save()
+        sums = [blk.input[0].float().sum(0).cpu() for blk in blocks]  # one device for the stack (a sharded model spans several)
+        sums.append(norm.input[0].float().sum(0).cpu())
+        sums = torch.stack(sums).save()
         tracer.stop()
     return sums
 
@@ -109,7 +109,7 @@ def _scored(T: int, answer_start: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _erase_fast(model, ids, answer_start, vectors, front, per_position, batch_size, max_elems=1 << 23):
+def _erase_fast(model, ids, answer_start, vectors, front, per_position, batch_size, max_elems=None):
     run = clean_run(model, ids)
     L, T = run.n_layers, run.T
     scored = _scored(T, answer_start)
@@ -130,7 +130,7 @@ def _erase_fast(model, ids, answer_start, vectors, front, per_position, batch_si
     bytes_per = torch.finfo(dt).bits // 8
     # positions per chunk: keep the chunk's residuals ((L+1)·k rows of [T, d]) near 512 MiB
     k = max(1, min(len(positions), (512 << 20) // max(1, (L + 1) * T * d * bytes_per)))
-    rows_per_decode = max(1, max_elems // max(1, V * len(scored)))
+    rows_per_decode = max(1, (max_elems or logits_budget(model)) // max(1, V * len(scored)))
     for c0 in range(0, len(positions), k):
         ts = torch.tensor(positions[c0 : c0 + k])
         n = len(ts)
@@ -186,12 +186,13 @@ def _erase_trace(model, ids, answer_start, vectors, front, per_position, batch_s
         with torch.no_grad(), model.trace(batch):
             for b in range(L):
                 if b in masks:
-                    inp = blocks[b].input
-                    blocks[b].input = torch.where(masks[b], vec[b].to(inp.dtype), inp)
+                    inp = blocks[b].input  # mask and vector moved to this block's device
+                    blocks[b].input = torch.where(masks[b].to(inp.device), vec[b].to(inp.device, inp.dtype), inp)
             if L in masks:
                 inp = norm.input
-                norm.input = torch.where(masks[L], vec[L].to(inp.dtype), inp)
-            p = torch.softmax(nn.output.logits[:, scored].float(), -1)
+                norm.input = torch.where(masks[L].to(inp.device), vec[L].to(inp.device, inp.dtype), inp)
+            logits = nn.output.logits
+            p = torch.softmax(logits[:, scored.to(logits.device)].float(), -1)
             diff = (p[1:] - p[:1]).norm(dim=-1).cpu().save()
         for r, (b, t) in enumerate(chunk):
             effect[b, t] = diff[r].max()

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .engine import decode, softcap
+from .engine import decode, logits_budget, softcap
 from .models import choose_method
 from .results import Result, measure
 
@@ -151,19 +151,20 @@ def _lens_trace(model, ids: torch.Tensor, k: int, max_elems: int) -> tuple[np.nd
                 kl_sum = kl_sum + (lp.exp() * (lp - lf)).sum(-1).sum()
                 tb, tf = lp.topk(k, -1).indices, lf.topk(k, -1).indices
                 ov_sum = ov_sum + (tb[:, :, None] == tf[:, None, :]).any(-1).sum().float() / k
-            kls.append(kl_sum / T)
-            ovs.append(ov_sum / T)
+            kls.append((kl_sum / T).cpu())  # one device for the stack (a sharded model spans several)
+            ovs.append((ov_sum / T).cpu())
         kls, ovs = torch.stack(kls).cpu().save(), torch.stack(ovs).cpu().save()
     return kls.double().numpy(), ovs.double().numpy()
 
 
-def logit_lens(model, prompts: list[str], k: int = 5, method: str = "auto", max_elems: int = 1 << 23, store=None) -> LogitLens:
+def logit_lens(model, prompts: list[str], k: int = 5, method: str = "auto", max_elems: int | None = None, store=None) -> LogitLens:
     """KL(p_b ‖ p_final) and top-k overlap for the input of every layer and the final residual.
 
     method: 'fast' (plain hooks, local models), 'trace' (nnsight, also remote) or 'auto'.
-    max_elems: about how many logits (float32) exist at once (positions are decoded in chunks; the
-    default, 32 MB, lets the local path decode a few positions of all layers of a 49k-vocabulary
-    30-layer model in one matmul, which is twice as fast as one position at a time).
+    max_elems: about how many logits (float32) exist at once (positions are decoded in chunks). The
+    default is sized from the device (`engine.logits_budget`): 32 MB on a CPU, which lets the local
+    path decode a few positions of all layers of a 49k-vocabulary 30-layer model in one matmul (twice
+    as fast as one position at a time); 1/16 of the free memory on a GPU.
     """
     prompts = list(prompts)
     if not prompts:
@@ -172,6 +173,7 @@ def logit_lens(model, prompts: list[str], k: int = 5, method: str = "auto", max_
     if k < 1 or k > model.vocab_size:
         raise ValueError(f"k must be between 1 and the vocabulary size ({model.vocab_size}), not {k}.")
     fn = _lens_local if method == "fast" else _lens_trace
+    max_elems = max_elems or logits_budget(model)
     for i, p in enumerate(prompts):  # every prompt checked before the first forward pass
         model.encode(p, index=i)
 

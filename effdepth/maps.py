@@ -237,10 +237,10 @@ def capture_residuals(model, ids: torch.Tensor, mask: torch.Tensor, indices=None
         saved = []
         for i in indices:
             if i < L:
-                saved.append(layers[i].input.float())
+                saved.append(layers[i].input.float().cpu())  # one device for the stack (a sharded model spans several)
             else:
                 out = layers[L - 1].output
-                saved.append((out[0] if isinstance(out, tuple) else out).float())
+                saved.append((out[0] if isinstance(out, tuple) else out).float().cpu())
         saved = torch.stack(saved).save()  # bound to a name: only saved names come back from NDIF
         tracer.stop()
     return saved

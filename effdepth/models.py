@@ -52,6 +52,8 @@ class Model:
     remote: bool | str = False
     revision: str = ""
     quantisation: str = ""  # the GGUF type the weights were dequantised from ('' for ordinary checkpoints)
+    server: object = None  # remote='strict': the simulated server's nnsight model (real weights); `.nn` is then a meta copy, as on NDIF
+    server_device: str | None = None  # remote='strict': run the server's model there (e.g. 'meta'), every op checked for mixed devices
 
     @property
     def hf(self) -> torch.nn.Module:
@@ -85,6 +87,14 @@ class Model:
 
     @property
     def dtype(self) -> torch.dtype:
+        """The dtype the model runs in: for a model on NDIF the server's (`ndif.served_dtype`: the
+        checkpoint's own dtype, bf16 for the models NDIF hosts), not the local meta copy's float32."""
+        if self.remote is True:
+            from .ndif import served_dtype
+
+            return served_dtype(self.config)
+        if self.server is not None:
+            return next(self.server._module.parameters()).dtype
         return next(self.hf.parameters()).dtype
 
     @property
@@ -102,7 +112,7 @@ class Model:
         if self.remote == "strict":
             from .ndif import StrictSandboxBackend
 
-            kwargs.setdefault("backend", StrictSandboxBackend(self.nn))
+            kwargs.setdefault("backend", StrictSandboxBackend(self.nn, server=self.server, server_device=self.server_device))
         elif self.remote:
             kwargs.setdefault("remote", self.remote)
         return self.nn.trace(*inputs, **kwargs)
@@ -490,6 +500,13 @@ def load_model(spec: str, device: str = "cpu", dtype="auto", remote: bool | str 
             load["device_map"] = device
         nn = TransformersModel(where, tokenizer=tokenizer, dispatch=True, **kwargs, **load)
         nn._module.eval()
+        if remote == "strict":  # the client holds a meta copy, the simulated server the weights (as on NDIF)
+            from .ndif import meta_client
+
+            client = meta_client(nn._module, tokenizer)
+            server = TransformersModel(nn._module, task="text-generation", tokenizer=tokenizer)
+            return Model(spec=spec, nn=client, tokenizer=nn.tokenizer, adapter=adapter, remote=remote,
+                         revision=revision, quantisation=quantisation, server=server)
     return Model(spec=spec, nn=nn, tokenizer=nn.tokenizer, adapter=adapter, remote=remote, revision=revision, quantisation=quantisation)
 
 
@@ -514,24 +531,39 @@ def wrap_module(module: torch.nn.Module, tokenizer, spec: str = "in-memory", rem
     from nnsight import TransformersModel
 
     module.eval()
-    nn = TransformersModel(module, task="text-generation", tokenizer=tokenizer)
+    server = None
+    if remote == "strict":  # the client holds a meta copy, the simulated server `module` (as on NDIF)
+        from .ndif import meta_client
+
+        client = meta_client(module, tokenizer)
+        server = TransformersModel(module, task="text-generation", tokenizer=tokenizer)
+        nn = client
+    else:
+        nn = TransformersModel(module, task="text-generation", tokenizer=tokenizer)
     digest = hashlib.sha256()  # every byte of every parameter and buffer, with its name, dtype and shape
     for name, p in module.state_dict().items():
         t = p.detach().cpu().contiguous()
         digest.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
         digest.update(t.reshape(-1).view(torch.uint8).numpy() if t.numel() else b"")
-    return Model(spec=spec, nn=nn, tokenizer=nn.tokenizer, adapter=adapter_for(module.config), remote=remote, revision=digest.hexdigest()[:16])
+    return Model(spec=spec, nn=nn, tokenizer=nn.tokenizer, adapter=adapter_for(module.config), remote=remote, revision=digest.hexdigest()[:16], server=server)
 
 
-def _configure_ndif() -> None:
-    key = os.environ.get("NDIF_API_KEY")
+def _configure_ndif() -> str:
+    """The NDIF API key of this run, from NDIF_API_KEY, set on nnsight's in-memory config only.
+
+    Never `CONFIG.set_default_api_key`: that writes the key into the user's nnsight config file
+    ($XDG_CONFIG_HOME/nnsight/config.yaml, or $NNSIGHT_CONFIG), where it would outlive the run.
+    nnsight's `RemoteBackend` reads `CONFIG.API.APIKEY` when a trace is sent; a notebook kernel
+    inherits NDIF_API_KEY from `effdepth run` and sets it the same way."""
+    key = os.environ.get("NDIF_API_KEY", "").strip()
     if not key:
         raise ModelNotAvailable(
             "Remote execution on NDIF needs an API key: set NDIF_API_KEY (get one at nnsight.net)."
         )
     from nnsight import CONFIG
 
-    CONFIG.set_default_api_key(key)
+    CONFIG.API.APIKEY = key  # in memory, for this process only
+    return key
 
 
 def _zoo_names() -> list[str]:

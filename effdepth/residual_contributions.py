@@ -151,7 +151,7 @@ def gram_trace(model, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
             a = (a[0] if attn_is_tuple else a).float()
             m = mlp.output.float()
             x = torch.stack([h, a, m], dim=-2)  # [B, T, 3, d]
-            grams.append(x @ x.transpose(-1, -2))
+            grams.append((x @ x.transpose(-1, -2)).cpu())  # one device for the stack (a sharded model spans several)
         grams = torch.stack(grams).save()  # [L, B, T, 3, 3]: the only download
     return grams.cpu()
 

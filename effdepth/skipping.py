@@ -288,12 +288,12 @@ def _trace_variants(model, ids, inter, meas, part, positions, batch_size, local:
             for l in range(L):
                 block, sl = blocks[l], subs[l]
                 inp = block.input
-                if local and l > 0:
-                    removal = sum(sub[s] * deltas[s] for s in range(l) if s in sub)
+                if local and l > 0:  # every tensor moved to this block's device (a sharded model spans several)
+                    removal = sum(sub[s].to(inp.device) * deltas[s].to(inp.device) for s in range(l) if s in sub)
                     inp = (inp[:1] - removal).to(inp.dtype).expand(R, -1, -1)
                     block.input = inp
                 if sl is not None and l in masks and not local:
-                    keep = (~masks[l]).float()
+                    keep = (~masks[l]).float().to(inp.device)
                     if tuple_out:
                         o = sl.output
                         sl.output = (o[0] * keep.to(o[0].dtype),) + tuple(o[1:])
@@ -301,16 +301,16 @@ def _trace_variants(model, ids, inter, meas, part, positions, batch_size, local:
                         sl.output = sl.output * keep.to(sl.output.dtype)
                 out = block.output
                 if (part == "layer" or local) and l in masks:
-                    out = torch.where(masks[l], inp, out)
+                    out = torch.where(masks[l].to(out.device), inp, out)
                     if not local:
                         block.output = out
                 d = (out - inp).float()
                 if local:
                     deltas.append((out - inp)[:1])
-                rs.append((d[1:] - d[:1]).norm(dim=-1) / d[:1].norm(dim=-1).clamp_min(eps))
+                rs.append(((d[1:] - d[:1]).norm(dim=-1) / d[:1].norm(dim=-1).clamp_min(eps)).cpu())  # one device for the stack
             if local:
-                removal = sum(sub[s] * deltas[s] for s in range(L) if s in sub)
                 h_last = norm.input
+                removal = sum(sub[s].to(h_last.device) * deltas[s].to(h_last.device) for s in range(L) if s in sub)
                 norm.input = (h_last[:1] - removal).to(h_last.dtype).expand(R, -1, -1)
             p = torch.softmax(nn.output.logits.float(), -1)
             rs = torch.stack(rs).cpu().save()  # [L, R-1, T]

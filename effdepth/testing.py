@@ -132,6 +132,9 @@ def shrink_config(config, n_layers: int = 2, d_model: int = 64, vocab_size: int 
         key = alias.get(key, key)
         if key in fields and key not in props and (key in kw or hasattr(config, key)):
             kw[key] = value
+    if "word_embed_proj_dim" in fields and "word_embed_proj_dim" in kw:  # OPT: embeddings projected in and out
+        hidden = getattr(config, "hidden_size", None)  # only when the original differs from the width (a switch kept)
+        kw["word_embed_proj_dim"] = d_model if config.word_embed_proj_dim == hidden else d_model // 2
     n_orig = getattr(config, "num_hidden_layers", None)
     kinds = getattr(config, "layer_types", None)
     keep = list(range(n_layers))

@@ -38,18 +38,21 @@ def test_a_rule_that_says_yes_to_everything_would_fail_the_calibration():
     assert false > 0.5
 
 
-def test_the_book_sizes_are_the_makefiles():
-    make = (ROOT / "Makefile").read_text()
-    sizes = dict(re.findall(r"--set ([a-z_.]+)=(\d+)", make))
-    assert int(sizes["contributions.n_examples"]) == C.BOOK_SIZES["contributions.shape"].n
-    assert int(sizes["contributions.n_control_examples"]) == C.BOOK_SIZES["contributions.shape"].n_control
-    assert int(sizes["contributions.n_controls"]) == C.BOOK_SIZES["contributions.shape"].seeds
-    assert int(sizes["skipping.n_examples"]) == int(sizes["skipping.n_examples_future"]) == C.BOOK_SIZES["skipping.current"].n
-    assert int(sizes["skipping.n_control_examples"]) == C.BOOK_SIZES["skipping.current"].n_control
-    assert int(sizes["skipping.n_controls"]) == C.BOOK_SIZES["skipping.current"].seeds
-    assert int(sizes["logit_lens.n_examples"]) == C.BOOK_SIZES["logit_lens.settles_late"].n
-    assert int(sizes["complexity.n_per_level"]) == C.BOOK_SIZES["complexity.flat"].n
-    assert int(sizes["complexity.n_control_per_level"]) == C.BOOK_SIZES["complexity.flat"].n_control
+def test_the_book_sizes_are_the_cpu_profiles():
+    """The n the table simulates are the n `make book` (profile cpu) runs."""
+    from effdepth.profiles import CPU
+
+    sizes = CPU["pretrained"]
+    assert sizes["contributions.n_examples"] == C.BOOK_SIZES["contributions.shape"].n
+    assert sizes["contributions.n_control_examples"] == C.BOOK_SIZES["contributions.shape"].n_control
+    assert sizes["contributions.n_controls"] == C.BOOK_SIZES["contributions.shape"].seeds
+    assert sizes["skipping.n_examples"] == sizes["skipping.n_examples_future"] == C.BOOK_SIZES["skipping.current"].n
+    assert sizes["skipping.n_control_examples"] == C.BOOK_SIZES["skipping.current"].n_control
+    assert sizes["skipping.n_controls"] == C.BOOK_SIZES["skipping.current"].seeds
+    assert sizes["logit_lens.n_examples"] == C.BOOK_SIZES["logit_lens.settles_late"].n
+    assert sizes["complexity.n_per_level"] == C.BOOK_SIZES["complexity.flat"].n
+    assert sizes["complexity.n_control_per_level"] == C.BOOK_SIZES["complexity.flat"].n_control
+    assert "--profile $(PROFILE)" in (ROOT / "Makefile").read_text()
 
 
 def test_the_methods_table_names_every_rule_and_the_whole_scorecards_rate():

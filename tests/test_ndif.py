@@ -288,7 +288,10 @@ def test_preflight_table_for_a_70b_config():
     assert not rows["zoo"].remote and not rows["objective"].remote and rows["zoo"].download_mb == 0
     n = chapters["contributions"]["n_examples"]
     assert rows["contributions"].download_mb == pytest.approx(80 * n * 200 * 36 / 1e6)
-    assert "282" in rows["contributions"].note or "281" in rows["contributions"].note  # float32 controls, run locally
+    assert "the same 80 blocks at width 512 (of 8192), 1.6 GB" in rows["contributions"].note  # narrow float32 controls, run locally
+    # one request per trace, counted from the parameters (issue 27: the note's 70B figure)
+    assert rows["skipping"].requests == 2430 and rows["complexity"].requests == 7028 and rows["contributions"].requests == 3
+    assert sum(r.requests for r in rows.values()) == 9527
     assert rows["linear_maps"].download_mb == 0 and "src_model" in rows["linear_maps"].note
     text = ndif.format_preflight("meta-llama/Llama-3.1-70B", dims, list(rows.values()))
     assert "80 layers" in text and "contributions" in text and "MB" in text.splitlines()[-1]
@@ -303,6 +306,7 @@ def test_run_remote_prints_the_preflight_before_any_chapter(monkeypatch, capsys)
     cfg = LlamaConfig(num_hidden_layers=80, hidden_size=8192, intermediate_size=28672, num_attention_heads=64, num_key_value_heads=8, vocab_size=128256)
     monkeypatch.setenv("NDIF_API_KEY", "test-key")
     monkeypatch.setattr(ndif, "load_config", lambda spec: cfg)
+    monkeypatch.setattr(ndif, "service_check", lambda model, key: [])
     seen = []
 
     def fake_run(model, **kw):
@@ -316,6 +320,9 @@ def test_run_remote_prints_the_preflight_before_any_chapter(monkeypatch, capsys)
     assert "--remote preflight for someorg/some-70b: 80 layers, d=8192" in lines[0]
     contrib = next(line for line in lines if line.strip().startswith("contributions"))
     assert f"{80 * 10 * 200 * 36 / 1e6:,.1f} MB" in contrib  # --set n_examples=10 is used
+    scoped = ndif.remote_preflight("x/y", ["contributions", "logit_lens"], {"n_examples": 10, "contributions.n_examples": 40})
+    row = lambda name: next(line for line in scoped.splitlines() if line.strip().startswith(name))  # noqa: E731
+    assert f"{80 * 40 * 200 * 36 / 1e6:,.1f} MB" in row("contributions") and f"{80 * 10 * 200 * 36 / 1e6:,.1f}" not in row("contributions")
     assert any(line.strip().startswith("skipping") for line in lines) and not any(line.strip().startswith("logit_lens") for line in lines)
     # a config that cannot be read (no network): the run stops before any chapter, in one line
     monkeypatch.setattr(ndif, "load_config", lambda spec: (_ for _ in ()).throw(OSError("no network")))
@@ -368,3 +375,206 @@ def test_preflight_of_a_linear_maps_pair_counts_both_models_and_the_sgd_passes()
     (row,) = ndif.preflight("tgt", tgt, {"linear_maps": {**p, "compare_sgd": True, "controls": True}}, pair=(src, tgt))
     sgd = ndif.residuals_bytes(28, 1536, 80, 128) + ndif.residuals_bytes(80, 8192, 80, 128)
     assert row.download_mb == pytest.approx((closed + sgd) / 1e6) and "3 random-init control(s)" in row.note
+
+
+# -- the API key lives in memory only (issue 27, item 7) ------------------------------------------
+
+
+def test_a_remote_run_never_writes_the_key_to_nnsights_config_file(monkeypatch, tmp_path, capsys):
+    """`effdepth run --remote` (the CLI's checks, the preflight, and the kernel's load path, here
+    simulated) sets the key on nnsight's in-memory config; the user's config file keeps its bytes and
+    mtime. The same check does catch nnsight's own persisting call."""
+    import os
+
+    from nnsight import CONFIG
+    from transformers import LlamaConfig
+
+    from effdepth import book, models, ndif
+    from effdepth.cli import main
+
+    user_file = tmp_path / "nnsight" / "config.yaml"
+    user_file.parent.mkdir()
+    user_file.write_text("API:\n  APIKEY: the-users-own-key\n")
+    os.utime(user_file, ns=(1_000_000_000, 1_000_000_000))
+    state = lambda: (user_file.read_bytes(), user_file.stat().st_mtime_ns)  # noqa: E731
+    before = state()
+    monkeypatch.setenv("NNSIGHT_CONFIG", str(user_file))
+    monkeypatch.setenv("NDIF_API_KEY", "key-for-this-run-only")
+    monkeypatch.setattr(CONFIG.API, "APIKEY", CONFIG.API.APIKEY)  # restored after the test
+    cfg = LlamaConfig(num_hidden_layers=4, hidden_size=64, intermediate_size=128, num_attention_heads=4, vocab_size=100)
+    monkeypatch.setattr(ndif, "load_config", lambda spec: cfg)
+    monkeypatch.setattr(ndif, "service_check", lambda *a, **k: [])
+    monkeypatch.setattr(book, "run", lambda model, **kw: {"contributions": "ok"})
+    assert main(["run", "--model", "someorg/some-model", "--remote", "--chapters", "contributions"]) == 0
+    assert models._configure_ndif() == "key-for-this-run-only"  # what load_model(remote=True) calls in each kernel
+    assert CONFIG.API.APIKEY == "key-for-this-run-only"  # nnsight's RemoteBackend reads it from here
+    assert state() == before
+    assert "key-for-this-run-only" not in capsys.readouterr().out
+    CONFIG.set_default_api_key("key-for-this-run-only")  # what models.py used to call: the check sees it
+    assert state() != before and "key-for-this-run-only" in user_file.read_text()
+
+
+# -- every tensor inside a trace on the activation's device (issue 27, item 9) --------------------
+
+
+def _on_meta_server(family="llama"):
+    """A strict-sandbox model whose server copy lives on the meta device: every op of every trace is
+    checked for tensors of two devices (`ndif.WrongDevice`), as a GPU-hosted model would refuse a
+    CPU mask; the saved values come back as zeros of their shapes."""
+    import dataclasses
+
+    tok = char_tokenizer()
+    m = wrap_module(tiny_model(family, vocab_size=len(tok), seed=3), char_tokenizer(), spec=f"tiny:{family}-meta", remote="strict")
+    return dataclasses.replace(m, server_device="meta")
+
+
+def test_a_cpu_tensor_inside_a_trace_is_refused_on_a_model_of_another_device():
+    from effdepth.ndif import WrongDevice
+
+    m = _on_meta_server()
+    layers, nn, d = list(m.adapter.layer_modules(m.nn)), m.nn, m.d_model
+    mask = torch.ones(1, len(m.encode("hello there")), 1, dtype=torch.bool)
+    with pytest.raises(WrongDevice, match="meta"):
+        with torch.no_grad(), m.trace(_ids(m)):
+            h = layers[1].input
+            layers[1].input = torch.where(mask, h * 0, h)  # a mask built on the client's CPU
+            y = nn.output.logits.save()  # noqa: F841
+    with torch.no_grad(), m.trace(_ids(m)):  # the same body, the mask moved to the activation's device
+        h = layers[1].input
+        layers[1].input = torch.where(mask.to(h.device), h * 0, h)
+        y = nn.output.logits.save()
+    assert y.shape[-1] == m.vocab_size and y.device.type == "cpu"
+    with pytest.raises(WrongDevice):  # per-layer values of a sharded model stacked as they are
+        with torch.no_grad(), m.trace(_ids(m)):
+            z = torch.stack([layers[0].input[0, 0], torch.zeros(d)]).save()  # noqa: F841
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
+def test_every_measurement_keeps_its_tensors_on_the_models_device(family):
+    """Every trace body of every measurement, run against a server model on another device
+    (meta): none combines a client-side CPU tensor with an activation."""
+    from effdepth import contributions, depth_score, integrated_gradients, linear_maps, local_effects, logit_lens, residual_erasure, skip_effects
+    from effdepth.data import Example
+    from effdepth.depth import greedy_correct_batch
+    from effdepth.erasure import encode_example
+
+    m = _on_meta_server(family)
+    contributions(m, PROMPTS[:2], batch_size=2)
+    for part in ("layer", "attention", "mlp"):
+        skip_effects(m, PROMPTS[1:2], part=part)
+    skip_effects(m, PROMPTS[2:3], mode="future", n_splits=2, split_step=2)
+    local_effects(m, PROMPTS[1:2])
+    logit_lens(m, PROMPTS[:1])
+    residual_erasure(m, PROMPT, ANSWER, reference_prompts=REFERENCE[:1], batch_size=9)
+    for part in ("layer", "attention", "mlp"):
+        integrated_gradients(m, PROMPT, ANSWER, part=part, steps=4, batch_size=2)
+    depth_score(m, {1: [Example("Q: 5+7-5 A:", " seven", 1)]}, split="answer", n_boot=10)
+    ids, a0 = encode_example(m, PROMPT, ANSWER)
+    greedy_correct_batch(m, [ids], [a0])
+    texts = ["".join(np.random.default_rng(i).choice(list("abcdefgh ijklmnop"), size=40)) for i in range(6)]
+    linear_maps(m, m, texts, window=16, lambdas=(0.0, 1e-3), progress=False)
+
+
+# -- the control of a remote model (issue 27, item 8) ---------------------------------------------
+
+
+def test_a_70b_models_control_keeps_depth_and_blocks_at_a_width_that_fits_here():
+    from transformers import LlamaConfig
+
+    from effdepth import controls
+
+    cfg = LlamaConfig(num_hidden_layers=80, hidden_size=8192, intermediate_size=28672, num_attention_heads=64, num_key_value_heads=8, vocab_size=128256)
+    w = controls.remote_control_width(cfg, budget=2e9)
+    n = controls.narrow_config(cfg, w)
+    assert w == 512 and (n.num_hidden_layers, n.vocab_size, n.head_dim) == (80, 128256, 128)
+    assert (n.num_attention_heads, n.num_key_value_heads, n.intermediate_size) == (4, 1, 1792)
+    assert controls._n_params(n) * 4 <= 2e9 < controls._n_params(controls.narrow_config(cfg, 1024)) * 4
+    assert cfg.hidden_size == 8192  # the model's own config is untouched
+    with pytest.raises(ValueError, match="power of two"):
+        controls.narrow_config(cfg, 3000)
+
+
+def test_a_remote_models_control_is_narrowed_only_when_it_does_not_fit(pair, monkeypatch):
+    from effdepth import controls, skip_effects
+
+    remote, plain = pair
+    full = controls.control_of(remote, seed=7)
+    assert full.d_model == plain.d_model and "width" not in full.spec
+    monkeypatch.setenv(controls.CONTROL_GB_ENV, str(controls._n_params(plain.hf.config) * 4 / 1e9 * 0.6))
+    narrow = controls.control_of(remote, seed=7)
+    assert narrow.d_model == plain.d_model // 2 and narrow.n_layers == plain.n_layers and narrow.vocab_size == plain.vocab_size
+    assert f"width {plain.d_model // 2} of {plain.d_model}" in narrow.spec and narrow.revision != full.revision
+    assert not narrow.remote and narrow.dtype == torch.float32
+    r = skip_effects(narrow, PROMPTS[1:2])  # measured here, with the model's tokenizer and prompts
+    assert r.layer_effect.shape == (plain.n_layers, plain.n_layers)
+
+
+def test_request_counts_equal_the_traces_the_strict_simulation_sends(pair):
+    from effdepth import contributions, integrated_gradients, logit_lens, residual_erasure, skip_effects
+    from effdepth import ndif
+    from effdepth.erasure import encode_example
+
+    remote, _ = pair
+    L = remote.n_layers
+
+    def traces(fn):
+        with ndif.tally() as counts:
+            fn()
+        return counts["traces"]
+
+    assert traces(lambda: contributions(remote, SAME_LEN, batch_size=2)) == ndif.contributions_requests(3, 2)
+    assert traces(lambda: skip_effects(remote, SAME_LEN, seed=5)) == ndif.skip_requests(L, 3)
+    assert traces(lambda: skip_effects(remote, SAME_LEN[:1], mode="future", n_splits=2, split_step=2, seed=5)) == ndif.skip_requests(L, 1, 2)
+    assert traces(lambda: logit_lens(remote, SAME_LEN[:2])) == ndif.lens_requests(2)
+    ids, a0 = encode_example(remote, PROMPT, ANSWER)
+    got = traces(lambda: residual_erasure(remote, PROMPT, ANSWER, reference_prompts=REFERENCE, batch_size=9, seed=5))
+    assert got == ndif.erasure_requests(L, len(ids) - 2, len(REFERENCE), 9)
+    assert traces(lambda: integrated_gradients(remote, PROMPT, ANSWER, steps=8, batch_size=3)) == ndif.ig_requests(L, 8, 3)
+
+
+def test_service_check_fails_fast_and_clearly_without_a_server(monkeypatch):
+    """No network: nnsight's own request to a closed port fails in well under a second, with a line
+    that says what to do; a refused key, an unhosted model and another nnsight version are named."""
+    import time
+
+    import nnsight
+    from nnsight import CONFIG
+    from nnsight import ndif as service
+
+    from effdepth import ndif
+
+    monkeypatch.setattr(CONFIG.API, "HOST", "http://127.0.0.1:9")
+    t = time.time()
+    with pytest.raises(ndif.NdifUnavailable, match="cannot be reached .* without --remote"):
+        ndif.service_check("meta-llama/Llama-3.1-70B", "some-key")
+    assert time.time() - t < 5
+    replies = {"/whoami": {"email": None}, "/status": {"deployments": {}}, "/env": {"packages": {}}}
+    monkeypatch.setattr(service, "_get", lambda path, timeout=None, headers=None: replies[path])
+    with pytest.raises(ndif.NdifUnavailable, match="does not recognise the API key"):
+        ndif.service_check("meta-llama/Llama-3.1-70B", "some-key")
+    replies["/whoami"] = {"email": "me@example.org"}
+    replies["/status"] = {"deployments": {"a": {"repo_id": "openai-community/gpt2", "deployment_level": "HOT", "application_state": "RUNNING"}}}
+    with pytest.raises(ndif.NdifUnavailable, match="does not host 'meta-llama/Llama-3.1-70B' now; hosted models: openai-community/gpt2"):
+        ndif.service_check("meta-llama/Llama-3.1-70B", "some-key")
+    replies["/status"]["deployments"]["b"] = {"repo_id": "meta-llama/Llama-3.1-70B", "deployment_level": "HOT", "application_state": "RUNNING"}
+    replies["/env"] = {"packages": {"nnsight": "0.0.1"}}
+    with pytest.raises(ndif.NdifUnavailable, match=f"NDIF runs nnsight 0.0.1, this machine nnsight {nnsight.__version__}"):
+        ndif.service_check("meta-llama/Llama-3.1-70B", "some-key")
+    replies["/env"] = {"packages": {"nnsight": nnsight.__version__, "torch": "0.1"}}
+    assert any("torch 0.1" in n for n in ndif.service_check("meta-llama/Llama-3.1-70B", "some-key"))
+
+
+def test_the_model_page_measures_a_remote_model_without_its_weights(pair):
+    """exact_match through a trace on the strict simulation (the client's copy is on meta) gives
+    the local answers; a remote model records the dtype NDIF runs it in."""
+    from transformers import LlamaConfig
+
+    from effdepth.accuracy import exact_match
+    from effdepth.data import Example
+    from effdepth.ndif import served_dtype
+
+    remote, plain = pair
+    assert remote.hf.lm_head.weight.is_meta
+    exs = [Example("Q: 5+7-5 A:", " 7", 1), Example("ab", "c", 1), Example("Q: 1 A:", " 12", 2)]
+    assert exact_match(remote, exs, batch_size=2) == exact_match(plain, exs, batch_size=2)
+    assert served_dtype(LlamaConfig(dtype="bfloat16")) == torch.bfloat16 and served_dtype(LlamaConfig()) == torch.bfloat16

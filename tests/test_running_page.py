@@ -1,5 +1,6 @@
 """book/running.md states the sizes that make book really runs: its by-hand commands carry exactly the
-`--set` options of the Makefile's SMOLLM_SIZES and ZOO_SIZES, and SmolLM2's chapters of SMOLLM_CHAPTERS."""
+`--profile` and `--set` options of the Makefile's SMOLLM_SIZES and ZOO_SIZES (the Makefile's own
+variables substituted), and SmolLM2's chapters of SMOLLM_CHAPTERS."""
 
 import re
 import shlex
@@ -12,15 +13,15 @@ def makefile_variable(name: str, text: str | None = None) -> str:
     """The value of `NAME ?= …` / `NAME := …` in the Makefile, continuation lines joined."""
     text = (ROOT / "Makefile").read_text() if text is None else text
     text = text.replace("\\\n", " ")
-    m = re.search(rf"^{name}\s*[?:]?=\s*(.*)$", text, re.M)
+    m = re.search(rf"^{name}[ \t]*[?:]?=[ \t]*(.*)$", text, re.M)
     assert m, f"{name} not in the Makefile"
-    return m.group(1).strip()
+    return re.sub(r"\$\((\w+)\)", lambda v: makefile_variable(v.group(1), text) if re.search(rf"^{v.group(1)}\s*[?:]?=", text, re.M) else v.group(0), m.group(1).strip())
 
 
 def set_options(command: str) -> set[str]:
-    """The `--set k=v` values of a shell command line."""
+    """The `--set k=v` values and the `--profile` of a shell command line."""
     words = shlex.split(command)
-    return {words[i + 1] for i, w in enumerate(words[:-1]) if w == "--set"}
+    return {("" if w == "--set" else "profile ") + words[i + 1] for i, w in enumerate(words[:-1]) if w in ("--set", "--profile")}
 
 
 def running_commands(text: str | None = None) -> dict[str, str]:
@@ -47,6 +48,6 @@ def test_running_page_states_the_sizes_the_makefile_runs():
 
 
 def test_the_check_fails_on_a_page_with_other_sizes():
-    page = (ROOT / "book" / "running.md").read_text().replace("skipping.n_examples=3", "skipping.n_examples=6")
+    page = (ROOT / "book" / "running.md").read_text().replace("--profile cpu", "--profile paper")
     smollm = makefile_variable("SMOLLM")
     assert set_options(running_commands(page)[smollm]) != set_options(makefile_variable("SMOLLM_SIZES"))
