@@ -69,7 +69,9 @@ PAPER["zoo"] = dict(PAPER["pretrained"])
 _SMALL = {
     "n_examples": 2,
     "n_controls": 1,
+    "n_control_examples": 2,
     "n_per_level": 2,
+    "n_control_per_level": 2,
     "skipping.n_examples_future": 1,
     "skipping.n_splits": 1,
     "skipping.position_examples": 1,

@@ -35,7 +35,7 @@ def _site(tmp_path):
 def test_contributions_notebook_runs_and_states_its_model(executed):
     model, _, out = executed
     nb = nbformat.read(out, as_version=4)
-    shown = ("text/markdown", "text/plain", "application/papermill.record/text/markdown")  # glued sentences too
+    shown = ("text/markdown", "text/plain", "text/html", "application/papermill.record/text/markdown")  # glued sentences and tables too
     text = "\n".join("".join(str(o.get("data", {}).get(m, "")) for m in shown) + str(o.get("text", "")) for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert f"{model.name} (local folder)" in text  # the run says which model made it (by name: a page shows no machine path)
     assert "random init" in text or "random-init control" in text  # and that a control was measured

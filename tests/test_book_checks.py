@@ -47,7 +47,7 @@ FIXED = {
     "linear_maps": {"10,000"},  # the paper's SGD recipe
     "objective": {"36 %", "63 %", "41 %", "48 %"},  # the paper's §3.5 extrapolation accuracies
     "skipping": {"1.41"},  # √2, the largest possible change of a probability vector
-    "zoo": {"10 %", "25 %", "15 %", "1,200", "1.8"},  # the zoo's data mixture, curriculum cap and a measured timing note
+    "zoo": {"50 %", "10 %", "25 %", "15 %", "1,200", "1.8"},  # the zoo's data mixture, curriculum cap and a measured timing note
 }
 
 

@@ -267,7 +267,7 @@ def test_notebook_executes(tmp_path):
     assert {"ob_setup_text", "ob_accuracy_text", "ob_erasure_text", "ob_depth_text", "ob_finetune_text", "ob_summary_text"} <= cited <= set(glued)
     # two seeds can never pass a sign test and a 2-step fine-tuning changes nothing: nothing is "as in
     # the paper", and the page says why
-    assert glued["ob_any_paper"].strip("'") == "no" and "**0** hold as in the paper" in glued["ob_summary_text"]
+    assert glued["ob_any_paper"].strip("'\"").split(" (")[0] in ("not testable here", "inconclusive at n = 1") and "**0** hold as in the paper" in glued["ob_summary_text"]
     assert "fewer than 5 seeds" in glued["ob_summary_text"]
     assert "random init" in glued["ob_depth_text"] and "random init" in glued["ob_erasure_text"]
     code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")

@@ -92,7 +92,8 @@ def run_with_hooks(hf, family, ids, edit=None):
 
 
 def reference(model, family, prompts, mode="current", part="layer", n_splits=4, seed=0, step=8, local=False):
-    """Per-example max matrices [P, L, L] and outputs [P, L], from one hooked forward per variant."""
+    """Per-example max matrices [P, L, L] (relative changes clipped to [0, 1], as the measurement
+    defines them) and outputs [P, L], from one hooked forward per variant."""
     L = model.n_layers
     ex_layer, ex_out = [], []
     for p in prompts:
@@ -112,7 +113,7 @@ def reference(model, family, prompts, mode="current", part="layer", n_splits=4, 
                         d_bar = clean["d"][s].double() * keep[:, None]
                     d = clean["d"][l].double()
                     r = (d_bar - d).norm(dim=-1) / d.norm(dim=-1).clamp_min(1e-6)
-                    E[j, s, l] = r[meas[j]].max()
+                    E[j, s, l] = min(float(r[meas[j]].max()), 1.0)  # relative changes are clipped to [0, 1] (the colour scale)
                 O[j, s] = (run["p"] - clean["p"]).norm(dim=-1)[meas[j]].max()
         ex_layer.append(E.max(0))
         ex_out.append(O.max(0))

@@ -205,7 +205,7 @@ def depth_intervals(results: dict, xlabels: dict | None = None, level_fmt: dict 
                 ax.plot([0, len(lv) - 1], mean_y + sl["slope"] * (fit_x - mean_x), "-", color="black", alpha=0.4, linewidth=1)
             ax.set_title(
                 f"{name}: {(LAYER_EFFECT if which == 'layer' else LOGIT_EFFECT).lower()}\n"
-                (f"slope {sl['slope']:.2f} [{sl['tost_lo']:.2f}, {sl['tost_hi']:.2f}] layers/level (flat: ±{sl['margin_layers']:.2f})"
+                + (f"slope {sl['slope']:.2f} [{sl['tost_lo']:.2f}, {sl['tost_hi']:.2f}] layers/level (flat: ±{sl['margin_layers']:.2f})"
                  if len(tested) >= 2 else "not testable: fewer than two levels above chance"),
                 fontsize=9,
             )
