@@ -113,7 +113,7 @@ def test_notebook_executes_on_a_tiny_model(tmp_path, monkeypatch):
     assert not any(o.get("output_type") == "error" for o in outputs)
     assert sum(any(k.endswith("image/png") for k in o.get("data", {})) for o in outputs) >= 2
     # glued findings are stored under papermill's record mime types; the run text names the model
-    text = "\n".join(str(v) for o in outputs for k, v in o.get("data", {}).items() if k.endswith(("text/markdown", "text/plain")))
+    text = "\n".join(str(v) for o in outputs for k, v in o.get("data", {}).items() if k.endswith(("text/markdown", "text/plain", "text/html")))
     assert folder.name in text and "nnsight" in text  # by its folder name: no machine path
     assert "the final residual gives KL 0.0e+00 and overlap 1.00" in text
 
