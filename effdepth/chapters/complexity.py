@@ -257,16 +257,17 @@ def findings(results: dict, controls: dict, chance: dict | None = None, depth_sh
         f = f.merge(Findings(d.numbers, d.verdicts, {}), prefix=f"d{i}_")
         bullets.append("- " + d.text["sentence"])
         found += [(name, which, x) for which, x in v.items()]
+        for which, x in v.items():  # the card's control: the controls' mean slope on the same levels
+            x.control = d.numbers[f"{which}_control_slope"]
     f.text["per_dataset"] = "\n".join(bullets)
     states = [x.state for _, _, x in found]
     tested = [x for _, _, x in found if x.state != NOT_TESTABLE]
     overall = verdicts.combine_all(states)
     lead = next((x for x in tested if x.state == overall), tested[0] if tested else found[0][2])
-    v = verdicts.Verdict(FLAT.name, overall, int(sum(x.n for x in tested)) if tested else 0, lead.effect, lead.lo, lead.hi,
+    n_examples = sum(max((x.n for n, _, x in found if n == name and x.state != NOT_TESTABLE), default=0) for name in results)
+    v = verdicts.Verdict(FLAT.name, overall, int(n_examples), lead.effect, lead.lo, lead.hi, control=lead.control,
                          reason=lead.reason if overall == NOT_TESTABLE else "",
                          n_needed=max((x.n_needed for x in tested if x.n_needed), default=None) if overall == INCONCLUSIVE else None)
-    if overall == INCONCLUSIVE:
-        v.n = min(x.n for x in tested)
     first = next((f"{n} ({SCORES[w]} score)" for n, w, x in found if x is lead), "")
     record(f, "paper_pattern", v, FLAT, unit=f"slope in layers per level, {first}")
     f.numbers.update({"n_paper": sum(s == PAPER for s in states), "n_scores": len(states), "depth_shift": depth_shift})
