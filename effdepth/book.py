@@ -971,8 +971,9 @@ def _scorecard(chapter_dir: Path, pages: dict[str, list[str]] | None = None) -> 
             glued = glued_values(nb) if nb is not None else {}
             where = f"{{doc}}`{title.split(' ')[0] if title.startswith('§') else title} </book/chapters/{page}>`"
             who = _cell(short_name(m)) if m else "—"
+            said, found = (claim, paper) if i == 0 else ("″", "″")  # the same claim on the book's next model
             if key not in glued:
-                lines.append(f"| {claim} | {paper} | {who} | — | — | — | not run in this build | {where} |")
+                lines.append(f"| {said} | {found} | {who} | — | — | — | not run in this build | {where} |")
                 continue
             try:
                 card = json.loads(glued.get(f"{key}_card", "{}"))
@@ -993,7 +994,7 @@ def _scorecard(chapter_dir: Path, pages: dict[str, list[str]] | None = None) -> 
             n = card.get("n", "—")
             n = n if isinstance(n, int) else "—"
             shown = f"**{_cell(words)}**" if state == AS_PAPER else _cell(words)
-            lines.append(f"| {claim} | {paper} | {who} | {n} | {effect} | {control} | {shown} | {where} |")
+            lines.append(f"| {said} | {found} | {who} | {n} | {effect} | {control} | {shown} | {where} |")
             if state in grouped:
                 grouped[state].append(f"- {claim} ({who}{', n = ' + str(n) if n != '—' else ''}): {_cell(words)}.")
     lines += ["", "The effect is the rule's statistic (its definition and the thresholds are on the {doc}`methods page </book/methods>`), "
