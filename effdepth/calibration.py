@@ -375,7 +375,8 @@ def table(reps: int = 200, seed: int = 0, sizes: dict | None = None) -> pd.DataF
             s = table_sizes[rule]
             r = rates(rule, s, reps, seed)
             false = max(r[sc] for sc in FALSE_SCENARIOS)
-            rows.append({"rule": rule, "model": label, "layers": s.layers, "n": s.n, "seeds": s.seeds, **{sc: r[sc] for sc in SCENARIOS}, "false rate": false, "power": r[POWER_SCENARIO]})
+            who = f"§3.5 grid, {s.layers} layers" if rule.startswith("objective.") else label
+            rows.append({"rule": rule, "model": who, "layers": s.layers, "n": s.n, "seeds": s.seeds, **{sc: r[sc] for sc in SCENARIOS}, "false rate": false, "power": r[POWER_SCENARIO]})
     return pd.DataFrame(rows)
 
 
