@@ -970,7 +970,8 @@ def _scorecard(chapter_dir: Path, pages: dict[str, list[str]] | None = None) -> 
             nb = nbformat.read(path, as_version=4) if path.exists() else None
             glued = glued_values(nb) if nb is not None else {}
             where = f"{{doc}}`{title.split(' ')[0] if title.startswith('§') else title} </book/chapters/{page}>`"
-            who = _cell(short_name(m)) if m else "—"
+            loads = next((c.loads_model for c in CHAPTERS if c.name == chapter), True)
+            who = (_cell(short_name(m)) if loads else "its own (see the page)") if m else "—"  # Fig 1 and §3.5 run no model of the book
             said, found = (claim, paper) if i == 0 else ("″", "″")  # the same claim on the book's next model
             if key not in glued:
                 lines.append(f"| {said} | {found} | {who} | — | — | — | not run in this build | {where} |")
