@@ -71,7 +71,7 @@ def bootstrap_max_ci(values, level: float = 0.95, n_boot: int = 2000, seed: int 
 def slope_equivalence(x, y, margin: float, alpha: float = 0.05) -> dict:
     """OLS slope of y on x with an equivalence test (TOST) against ±`margin`.
 
-    Returns dict(slope, lo, hi, tost_lo, tost_hi, n, margin, verdict): (lo, hi) is the (1-α) interval,
+    Returns dict(slope, se, lo, hi, tost_lo, tost_hi, n, margin, verdict): (lo, hi) is the (1-α) interval,
     (tost_lo, tost_hi) the (1-2α) interval. verdict: "flat" when the (1-2α) interval lies inside
     ±margin (equivalence shown at level α); otherwise "rising"/"falling" when the (1-α) interval
     excludes 0; otherwise "undetermined" (not distinguishable from flat with this sample).
@@ -86,7 +86,7 @@ def slope_equivalence(x, y, margin: float, alpha: float = 0.05) -> dict:
     x, y = x[ok], y[ok]
     n = x.size
     nan = float("nan")
-    out = dict(slope=nan, lo=nan, hi=nan, tost_lo=nan, tost_hi=nan, n=int(n), margin=float(margin), verdict=UNDETERMINED)
+    out = dict(slope=nan, se=nan, lo=nan, hi=nan, tost_lo=nan, tost_hi=nan, n=int(n), margin=float(margin), verdict=UNDETERMINED)
     if n < 3 or np.ptp(x) == 0:
         return out
     xc = x - x.mean()
@@ -96,7 +96,7 @@ def slope_equivalence(x, y, margin: float, alpha: float = 0.05) -> dict:
     se = float(np.sqrt((resid**2).sum() / (n - 2) / sxx))
     t1 = float(_st.t.ppf(1 - alpha / 2, n - 2))
     t2 = float(_st.t.ppf(1 - alpha, n - 2))
-    out.update(slope=b, lo=b - t1 * se, hi=b + t1 * se, tost_lo=b - t2 * se, tost_hi=b + t2 * se)
+    out.update(slope=b, se=se, lo=b - t1 * se, hi=b + t1 * se, tost_lo=b - t2 * se, tost_hi=b + t2 * se)
     if -margin < out["tost_lo"] and out["tost_hi"] < margin:
         out["verdict"] = FLAT
     elif out["lo"] > 0:

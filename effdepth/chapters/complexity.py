@@ -70,7 +70,7 @@ def level_positions(result) -> np.ndarray:
 def slope(result, which: str = "layer", margin: float = DEPTH_SHIFT, alpha: float = 0.05, correct_only: bool = False, levels=None) -> dict:
     """`stats.slope_equivalence` of the per-example `which` score on the level (only `levels`, when
     given); margin is `margin` × (L − 1) layers across the span of those levels. Adds 'margin_layers'
-    (the margin in layers per level) and 'se' (the slope's standard error)."""
+    (the margin in layers per level)."""
     x = level_positions(result)
     y = _scores(result, which)
     keep = np.ones(x.size, bool)
@@ -84,15 +84,7 @@ def slope(result, which: str = "layer", margin: float = DEPTH_SHIFT, alpha: floa
     m = margin * max(n_layers(result) - 1, 1) / max(span, 1.0)
     out = stats.slope_equivalence(x, y, m, alpha=alpha)
     out["margin_layers"] = m
-    t2 = float(_st_t(1 - alpha, max(out["n"] - 2, 1)))
-    out["se"] = (out["tost_hi"] - out["slope"]) / t2 if np.isfinite(out["tost_hi"]) else float("nan")
     return out
-
-
-def _st_t(q: float, df: int) -> float:
-    from scipy import stats as st
-
-    return st.t.ppf(q, df)
 
 
 SATURATED = 0.5  # share of E[s, l > s] at ≥ 0.99 above which the depth score cannot move
@@ -216,11 +208,12 @@ def dataset_findings(name: str, result, controls: list, chance: dict | None = No
         v = flat_verdict(result, which, chance, depth_shift, n_tests)
         found[which] = v
         cs = [slope(c, which, depth_shift, levels=levels or None)["slope"] for c in controls]
+        v.control = float(np.nanmean(cs)) if cs else float("nan")  # the card's control: the controls' slope on the same levels
         f.verdicts[f"{which}_paper_pattern"] = v.words()
         f.verdicts[f"{which}_state"] = v.state
         f.numbers.update({
             f"{which}_slope": v.effect, f"{which}_slope_lo": v.lo, f"{which}_slope_hi": v.hi,
-            f"{which}_margin": v.details.get("margin", float("nan")), f"{which}_control_slope": float(np.nanmean(cs)) if cs else float("nan"),
+            f"{which}_margin": v.details.get("margin", float("nan")), f"{which}_control_slope": v.control,
         })
         if v.state == NOT_TESTABLE:
             parts.append(f"{label} score: not testable here ({v.reason})")
@@ -257,8 +250,6 @@ def findings(results: dict, controls: dict, chance: dict | None = None, depth_sh
         f = f.merge(Findings(d.numbers, d.verdicts, {}), prefix=f"d{i}_")
         bullets.append("- " + d.text["sentence"])
         found += [(name, which, x) for which, x in v.items()]
-        for which, x in v.items():  # the card's control: the controls' mean slope on the same levels
-            x.control = d.numbers[f"{which}_control_slope"]
     f.text["per_dataset"] = "\n".join(bullets)
     states = [x.state for _, _, x in found]
     tested = [x for _, _, x in found if x.state != NOT_TESTABLE]

@@ -29,12 +29,10 @@ average. The rules (the methods page states them, with their simulated error rat
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 
 from .. import stats, verdicts
-from . import CONTROL_TOO, INCONCLUSIVE, NOT_PAPER, NOT_TESTABLE, PAPER, Findings, record
+from . import CONTROL_TOO, NOT_PAPER, NOT_TESTABLE, PAPER, Findings, record
 from ..plots import short_name
 
 ALPHA = 0.05
