@@ -1,31 +1,26 @@
 """effdepth: measurements from "Do Language Models Use Their Depth Efficiently?" (Csordás, Manning, Potts).
 
-The public measurements are importable from here; each lives in a module named after its family
-(module names differ from function names so neither shadows the other).
+The public API: `load_model`, `ModelSpec`, the errors a script catches, and the measurements (each
+defined in `effdepth.measures.<its name>`).
 """
 
-__version__ = "0.1.0"
+from effdepth.version import __version__
 
-from .adapters import UnsupportedArchitecture  # noqa: E402,F401
-from .models import Model, ModelNotAvailable, load_model  # noqa: E402,F401
-from .prompts import PromptError  # noqa: E402,F401
-from .residual_contributions import contributions  # noqa: E402,F401
+from effdepth.access.load import load_model
+from effdepth.access.model import Model
+from effdepth.errors import ModelNotAvailable, PromptError, UnsupportedArchitecture
+from effdepth.measures.contributions import contributions
+from effdepth.measures.depth_score import depth_score
+from effdepth.measures.integrated_gradients import integrated_gradients
+from effdepth.measures.linear_maps import linear_maps
+from effdepth.measures.logit_lens import logit_lens
+from effdepth.measures.residual_erasure import residual_erasure
+from effdepth.measures.skip_effects import local_effects, skip_effects
+from effdepth.precision import noise_floor  # the bf16 (or any dtype's) noise floor of every measurement unit
+from effdepth.spec import ModelSpec
 
-_LAZY = {
-    "skip_effects": "skipping",
-    "local_effects": "skipping",
-    "logit_lens": "lens",
-    "residual_erasure": "erasure",
-    "integrated_gradients": "attribution",
-    "depth_score": "depth",
-    "linear_maps": "maps",
-    "noise_floor": "precision",  # the bf16 (or any dtype's) noise floor of every measurement unit
-}
-
-
-def __getattr__(name):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module 'effdepth' has no attribute '{name}'")
+__all__ = [
+    "ModelNotAvailable", "Model", "ModelSpec", "PromptError", "UnsupportedArchitecture", "contributions", "depth_score",
+    "integrated_gradients", "linear_maps", "load_model", "local_effects", "logit_lens", "noise_floor", "residual_erasure",
+    "skip_effects",
+]

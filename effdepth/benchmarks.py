@@ -15,15 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from .errors import LiveUnavailable
 
 FROZEN = Path(__file__).resolve().parent / "data" / "open_models.csv"
 COLUMNS = ("model", "family", "layers", "d_model", "d_ff", "gated_mlp", "params_b", "score", "architecture_source", "score_source")
 LEADERBOARD = "open-llm-leaderboard/contents"
 SOURCES = ("auto", "frozen", "live")
 
-
-class LiveUnavailable(RuntimeError):
-    """The live leaderboard data set (or a model's config) could not be read."""
 
 
 def frozen_table(path: str | Path = FROZEN) -> pd.DataFrame:
@@ -97,9 +95,9 @@ def load_table(source: str = "auto") -> tuple[pd.DataFrame, str]:
         return frozen_table(), frozen_note
     offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "") or os.environ.get("HF_DATASETS_OFFLINE", "0") not in ("0", "")
     if source == "auto":
-        from .models import _hub_reachable
+        from .access import hub
 
-        if offline or not _hub_reachable():
+        if offline or not hub.reachable():
             return frozen_table(), frozen_note + ": the live leaderboard was not reachable from this machine"
     try:
         table = live_table()

@@ -17,6 +17,7 @@ import ast
 import json
 import os
 import sys
+from effdepth.spec import ModelSpec
 
 
 def _parse_sets(items: list[str]) -> dict:
@@ -36,8 +37,9 @@ def load_or_reason(spec: str, device: str, dtype: str, remote):
     """(the loaded Model, None), or (None, one line saying why it cannot be loaded): the expected
     refusals as they are, anything else (a degenerate config.json: zero layers, missing sizes …)
     named with its type and the spec, never a traceback."""
-    from .adapters import UnsupportedArchitecture
-    from .models import ModelNotAvailable, load_model
+    from effdepth.access.adapters import UnsupportedArchitecture
+    from effdepth.errors import ModelNotAvailable
+    from effdepth.access.load import load_model
 
     try:
         return load_model(spec, device=device, dtype=dtype, remote=remote), None
@@ -58,10 +60,9 @@ def _check_model(spec: str, device: str, dtype: str, remote) -> None:
 
 
 def cmd_run(args) -> int:
-    from . import book
-    from .models import canonical_spec
+    from effdepth import errors, render, running
 
-    model = canonical_spec(args.model)  # a relative folder must mean the same inside every notebook
+    model = ModelSpec.parse(args.model).text  # a relative folder must mean the same inside every notebook
     chapters = [c.strip() for c in args.chapters.split(",") if c.strip()] if args.chapters else None
     extra = _parse_sets(args.set)
     if args.profile:
@@ -72,14 +73,16 @@ def cmd_run(args) -> int:
         except ValueError as err:
             print(f"effdepth: {err}", file=sys.stderr)
             return 2
-    if args.dataset is not None:  # checked by book.plan like `--set dataset=…`
+    if args.dataset is not None:  # checked by running.plan like `--set dataset=…`
         extra["dataset"] = args.dataset
     kw = dict(chapters=chapters, device=args.device, dtype=args.dtype, remote=args.remote, extra=extra)
     try:
-        todo = book.plan(model, **kw)  # names, parameter types, device, credentials: before anything loads
-        book.run_folder(model, None, args.device, args.dtype, args.remote)  # writable, and not another model's: before the model loads
+        todo = running.plan(model, **kw)  # names, parameter types, device, credentials: before anything loads
+        running.run_folder(model, None, args.device, args.dtype, args.remote)  # writable, and not another model's: before the model loads
         if args.remote:
-            from .ndif import NdifUnavailable, remote_preflight, service_check
+            from effdepth.errors import NdifUnavailable
+            from effdepth.ndif_plan import service_check
+            from effdepth.running import remote_preflight
 
             print(remote_preflight(model, [c.name for c in todo], kw["extra"]), flush=True)
             try:  # the key, the model, the nnsight version: before any chapter waits on the server
@@ -90,18 +93,18 @@ def cmd_run(args) -> int:
                 return 2
         elif any(c.loads_model for c in todo):  # Fig 1 and §3.5 alone need no model (nor a trained zoo)
             _check_model(model, args.device, args.dtype, False)
-        status = book.run(model, **kw)
+        status = running.run(model, **kw)
     except ValueError as err:
         print(f"effdepth: {err}", file=sys.stderr)
         return 2
-    except book.RunInterrupted as stop:
+    except errors.RunInterrupted as stop:
         done = ", ".join(stop.finished) or "none"
         previous = f"the previous notebook of {stop.chapter}" if (stop.out / f"{stop.chapter}.ipynb").exists() else f"no notebook of {stop.chapter} (it had none)"
         print(f"effdepth: interrupted during chapter {stop.chapter}. Kept: the chapters finished before it ({done}) in {stop.out}, "
               f"{previous}, and the per-example results cached in {_cache_dir()}. "
               f"Rerun the same command to resume.", file=sys.stderr)
         return 130
-    out = book.run_folder(model, args.device, args.dtype, args.remote)
+    out = running.run_folder(model, args.device, args.dtype, args.remote)
     print(f"[effdepth] executed notebooks in {out}")
     failed = {k: v for k, v in status.items() if v.startswith("failed")}
     for name, why in failed.items():
@@ -117,12 +120,12 @@ def _cache_dir() -> str:
 
 
 def cmd_book(args) -> int:
-    from . import book
+    from effdepth import errors, render, running
 
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models is not None else [args.model]
     models = [_named_default(m) for m in models]
     try:
-        index = book.build(models)  # an empty list or a model listed twice: one-line ValueError
+        index = render.build(models)  # an empty list or a model listed twice: one-line ValueError
     except (FileNotFoundError, RuntimeError, ValueError) as err:
         print(f"effdepth: {err}", file=sys.stderr)
         return 1
@@ -133,14 +136,14 @@ def cmd_book(args) -> int:
 def cmd_runs(args) -> int:
     from pathlib import Path
 
-    from . import book
+    from effdepth import errors, render, running
 
-    root = Path(args.dir) if args.dir else book.RUNS
-    index = book.runs_index(root)
+    root = Path(args.dir) if args.dir else running.RUNS
+    index = running.runs_index(root)
     if not index:
         print(f"[effdepth] no runs in {root} yet: `effdepth run --model <spec>` makes one.")
         return 0
-    print(book.runs_table(index))
+    print(running.runs_table(index))
     for e in index:
         for name in e["failed"]:
             print(f"  {e['slug']}/{name}: {e['chapters'][name]}")
@@ -156,7 +159,7 @@ def _default_zoo() -> str:
 
 def _named_default(spec: str) -> str:
     """'zoo:default' (also inside 'random:zoo:default') as the zoo model it names today."""
-    from .models import RANDOM
+    from effdepth.spec import RANDOM
 
     prefix = ""
     while spec.startswith(RANDOM):
@@ -294,7 +297,7 @@ def _trace_identity(model, ids) -> float:
         for block, attn, mlp in parts:
             out = attn.output
             saved.append([block.input.save(), (out[0] if as_tuple else out).save(), mlp.output.save(), block.output.save()])
-    from .adapters import identity_error
+    from effdepth.access.adapters import identity_error
 
     worst = 0.0
     for h, at, m, out in saved:
@@ -310,8 +313,10 @@ def check_model(spec: str, device: str = "cpu", dtype: str = "auto", remote=Fals
     `model`: an already loaded `Model` (tests)."""
     import time
 
-    from .adapters import UnsupportedArchitecture, confirm, identity_rtol
-    from .models import ModelNotAvailable, load_model, resolve_dtype
+    from effdepth.access.adapters import UnsupportedArchitecture, confirm, identity_rtol
+    from effdepth.errors import ModelNotAvailable
+    from effdepth.access.load import load_model
+    from effdepth.access.model import resolve_dtype
 
     rows = []
     t0 = time.time()
@@ -362,7 +367,7 @@ def check_model(spec: str, device: str = "cpu", dtype: str = "auto", remote=Fals
 
 def cmd_check(args) -> int:
     if args.families:
-        from .adapters import family_table, family_table_markdown
+        from effdepth.access.adapters import family_table, family_table_markdown
 
         rows = family_table()
         print(family_table_markdown(rows))

@@ -9,7 +9,7 @@
    (`torch.cuda.max_memory_allocated`, reset per chapter).
 
 A chapter's work is a list of items (one measurement call on one prompt for one model or control, in
-the order the notebook makes them, at the profile's sizes: `book.chapter_defaults` + `profiles`). Each
+the order the notebook makes them, at the profile's sizes: `running.chapter_defaults` + `profiles`). Each
 chapter runs items until its time budget is spent and reports the measured time and the projected
 time of all its items (measured / done × all), so the whole check fits its window whatever the card.
 On a machine without a GPU it runs at `small` size on a scaled-down shape and reports host time (and
@@ -61,9 +61,9 @@ def big_model(device: str, dtype=torch.bfloat16, shape: dict | None = None, seed
     from nnsight import TransformersModel
     from transformers import LlamaConfig
 
-    from .adapters import adapter_for
-    from .controls import control_revision, init_weights
-    from .models import Model
+    from effdepth.access.adapters import adapter_for
+    from effdepth.access.controls import control_revision, init_weights
+    from effdepth.access.model import Model
     from .testing import char_tokenizer
 
     config = LlamaConfig(**(shape or LLAMA_31_8B), bos_token_id=1, eos_token_id=2, pad_token_id=0)
@@ -100,7 +100,7 @@ def sizes(profile: str) -> dict[str, dict]:
 def chapter_items(model, size: dict[str, dict], n_tokens: int) -> dict[str, list]:
     """Per chapter, its measurement calls (closures), in the notebook's order, at `size`."""
     import effdepth as ed
-    from .controls import controls_of
+    from effdepth.access.controls import controls_of
 
     def models(n_controls):
         cs = controls_of(model, range(n_controls))
@@ -136,7 +136,7 @@ def chapter_items(model, size: dict[str, dict], n_tokens: int) -> dict[str, list
 
 def run_chapters(model, size: dict[str, dict], n_tokens: int, budget_s: float, log=print) -> list[dict]:
     """Each chapter's items until `budget_s` is spent: measured time, projected time for all items, peak memory."""
-    from . import controls
+    from effdepth.access import controls
 
     rows = []
     device = model.device
@@ -171,9 +171,9 @@ def run_chapters(model, size: dict[str, dict], n_tokens: int, budget_s: float, l
 
 def family_checks(device: str, log=print) -> list[dict]:
     """`check_model` of every hand-written family in bf16 and fp32 on `device`."""
-    from .adapters import ADAPTERS
+    from effdepth.access.adapters import ADAPTERS
     from .cli import check_model
-    from .models import wrap_module
+    from effdepth.access.model import wrap_module
     from .testing import char_tokenizer, tiny_model
 
     rows = []
@@ -194,8 +194,8 @@ def family_checks(device: str, log=print) -> list[dict]:
 def dtype_agreement(device: str, big=None, log=print) -> list[dict]:
     """bf16 vs float32 (same weights) of every measurement, with the bf16 noise floor, per hand-written
     family (tiny) and for `big` when given."""
-    from .adapters import ADAPTERS
-    from .models import wrap_module
+    from effdepth.access.adapters import ADAPTERS
+    from effdepth.access.model import wrap_module
     from .precision import compare_dtypes
     from .testing import char_tokenizer, tiny_model
 
@@ -219,7 +219,7 @@ def dtype_agreement(device: str, big=None, log=print) -> list[dict]:
 def run(device: str = "cuda", size: str | None = None, budget_s: float | None = None, log=None) -> dict:
     """The whole check; returns a JSON-able dict. size: 'paper' (default on a GPU: the 8B shape at the
     paper profile) or 'small' (default elsewhere: the scaled-down shape at the small profile)."""
-    from .models import check_device
+    from effdepth.access.model import check_device
 
     log = log or (lambda line: print(line, flush=True))
     check_device(device)

@@ -156,7 +156,7 @@ def transformer_params(spec: GridSpec) -> int:
 
 
 def moeut_config(spec: GridSpec):
-    from . import moeut
+    from effdepth.access import moeut
     from .zoo.tokenizer import BOS_ID, EOS_ID, PAD_ID, VOCAB_SIZE
 
     return moeut.matched_config(
@@ -186,7 +186,7 @@ def build_model(arch: str, spec: GridSpec, seed: int):
         from transformers import LlamaForCausalLM
 
         return LlamaForCausalLM(transformer_config(spec)).float()
-    from .moeut import MoEUTForCausalLM
+    from effdepth.access.moeut import MoEUTForCausalLM
 
     return MoEUTForCausalLM(moeut_config(spec)).float()
 
@@ -718,7 +718,7 @@ def choose_example(sets: dict, correct_by_split: dict[str, list[int]], prefer=MU
 def erasure(model, example: Example, counterfactual: Example, batch_size: int | None = 256):
     """Residual erasure (SPEC §4a) of ``example`` with the erasing vector of §3.5: the mean over the
     positions of one counterfactual arithmetic example, per residual index."""
-    from .erasure import mean_residuals, residual_erasure
+    from effdepth.measures.residual_erasure import mean_residuals, residual_erasure
 
     vectors = mean_residuals(model, [counterfactual.text])
     return residual_erasure(model, example.prompt, example.answer, vectors=vectors, batch_size=batch_size)
@@ -755,7 +755,7 @@ def measure_depth(model, exs: list[Example], sets: dict, usable: dict, n_erasure
     """One model's depth use: depth score (layer, logit effect) over ``exs`` as a fraction of the
     depth (D / (L − 1)), and the erasure depth averaged over the first ``n_erasure`` problems with
     ``usable[split][i]`` true (interpolation first), each erased with a counterfactual of its module."""
-    from .depth import depth_score
+    from effdepth.measures.depth_score import depth_score
 
     L = model.n_layers
     ds = depth_score(model, {"interpolate": exs}, split="answer", n_boot=200)
@@ -795,7 +795,7 @@ def depth_use(grid: Grid, n_examples: int = 16, n_erasure: int = 4, device: str 
 def control_models(grid: Grid, device: str = "cpu") -> dict:
     """{(arch, seed): the random-init control} (`effdepth.controls.control_of` with the grid seed):
     both objectives of a seed start from this same untrained model, so there is one per (arch, seed)."""
-    from .controls import control_of
+    from effdepth.access.controls import control_of
 
     out = {}
     for arch, obj, seed in sorted(grid.folders):
@@ -843,8 +843,8 @@ def spread(examples: list[Example], n: int) -> list[Example]:
 
 def load_folder(folder: Path, label: str, device: str = "cpu", dtype="float32"):
     """A grid/fine-tuning folder as an effdepth `Model` labelled ``label``."""
-    from . import moeut  # noqa: F401
-    from .models import load_model
+    from effdepth.access import moeut  # noqa: F401
+    from effdepth.access.load import load_model
 
     model = load_model(str(folder), device=device, dtype=dtype)
     model.spec = label

@@ -107,7 +107,7 @@ def upcast(model, dtype=torch.float32):
     bf16 value exactly, so bf16 vs this twin differ only by bf16 arithmetic, which the noise floor bounds)."""
     import copy
 
-    from .models import wrap_module
+    from effdepth.access.model import wrap_module
 
     hf = copy.deepcopy(model.hf).to(dtype)
     return wrap_module(hf, model.tokenizer, spec=f"{model.spec} ({str(dtype).replace('torch.', '')} copy)")

@@ -14,7 +14,7 @@ project's own models (`zoo:…`, and `random:zoo:…`), `pretrained` for everyth
 
 from __future__ import annotations
 
-from .models import base_spec
+from .spec import ModelSpec
 
 # `make book` on a 2-core CPU, sized where the verdicts need it: 20 prompts for contributions and the
 # lens, 8 per skipping setting, 10 per level for the depth score; the random-init controls vary little
@@ -97,7 +97,7 @@ PROFILES: dict[str, dict[str, dict]] = {"cpu": CPU, "paper": PAPER, "small": SMA
 
 def kind_of(model: str) -> str:
     """'zoo' for the project's own models (also their random-init twins), else 'pretrained'."""
-    return "zoo" if base_spec(str(model)).startswith("zoo:") else "pretrained"
+    return "zoo" if ModelSpec.parse(str(model)).base.text.startswith("zoo:") else "pretrained"
 
 
 def profile_values(name: str | None, model: str) -> dict:

@@ -10,12 +10,10 @@ first forward pass, so a bad prompt stops a run before any work, naming its inde
 """
 
 from __future__ import annotations
+from .errors import PromptError
 
 CONTEXT_FIELDS = ("n_positions", "max_position_embeddings", "n_ctx", "max_seq_len")
 
-
-class PromptError(ValueError):
-    """A prompt a measurement cannot run on: not text, empty, or longer than the model's context."""
 
 
 def context_limit(config) -> tuple[int, str] | tuple[None, None]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from .errors import InvalidRunFile
 
 # -- the schemas --------------------------------------------------------------------------------
 
@@ -25,6 +26,9 @@ _NUMBER = {"type": ["number", "null"], "minimum": -_FLOAT_MAX, "maximum": _FLOAT
 _NUMBERS = {"type": "array", "items": _NUMBER, "maxItems": 100_000}
 _TEXT = {"type": "string", "maxLength": 500}
 KEY = r"^[A-Za-z0-9_-]{1,120}$"  # a curve key becomes part of a file name: no '/', no '.', no space
+
+# The environment variable `effdepth run` sets for a chapter's kernel: where `curves.save` writes its curves
+CURVES_ENV = "EFFDEPTH_CURVES"
 
 CURVES = {
     "type": "object",
@@ -68,9 +72,6 @@ STATUS = {
     },
 }
 
-
-class InvalidRunFile(ValueError):
-    """A run folder's file that is not of its schema; the message names the file and the fix."""
 
 
 def validate(data, schema: dict, path: str | Path, fix: str = "") -> None:

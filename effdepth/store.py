@@ -25,6 +25,9 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from effdepth.version import __version__
+from .errors import DamagedEntry, CacheNotWritable
+
 log = logging.getLogger(__name__)
 
 
@@ -47,7 +50,7 @@ def digest(obj) -> str:
     return hashlib.sha256(_canonical(obj).encode()).hexdigest()[:20]
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -62,12 +65,6 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
-class DamagedEntry(RuntimeError):
-    """A cache entry whose bytes do not match its manifest, that cannot be parsed, or that is another key's."""
-
-
-class CacheNotWritable(RuntimeError):
-    """The result cache folder cannot be written (read-only, no permission, disk full)."""
 
 
 class Store:
@@ -79,7 +76,7 @@ class Store:
 
     # -- keys ----------------------------------------------------------------
     def key(self, measurement: str, model_identity: dict, params: dict, data) -> str:
-        from . import __version__
+
 
         ingredients = {
             "measurement": measurement,
@@ -106,8 +103,8 @@ class Store:
         data = buf.getvalue()
         record = {"key": key, "sha256": hashlib.sha256(data).hexdigest(), "meta": meta or {}}
         try:
-            _atomic_write(npz, data)
-            _atomic_write(manifest, json.dumps(record, indent=1, default=str).encode())
+            atomic_write(npz, data)
+            atomic_write(manifest, json.dumps(record, indent=1, default=str).encode())
         except OSError as err:
             raise CacheNotWritable(
                 f"cannot write the result cache at {self.root} ({err.strerror or err}): make it writable, "

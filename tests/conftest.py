@@ -55,7 +55,7 @@ def _isolated_cache(tmp_path, monkeypatch):
 @pytest.fixture(scope="session")
 def tiny_models():
     """Random-weight models of every family wrapped for measurement (built once per session)."""
-    from effdepth.models import wrap_module
+    from effdepth.access.model import wrap_module
     from effdepth.testing import char_tokenizer, tiny_model
 
     tok = char_tokenizer()

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from effdepth import UnsupportedArchitecture
-from effdepth.adapters import adapter_for, supported_families
+from effdepth.access.adapters import adapter_for, supported_families
 from effdepth.testing import tiny_config
 
 from .conftest import FAMILIES

@@ -15,7 +15,7 @@ from effdepth import PromptError
 from effdepth.data import DataError, DatasetNotAvailable
 from effdepth.data.c4 import c4_texts
 from effdepth.data.real import gsm8k, math_problems, mquake
-from effdepth.models import wrap_module
+from effdepth.access.model import wrap_module
 from effdepth.prompts import context_limit
 from effdepth.testing import char_tokenizer, tiny_model
 
@@ -194,7 +194,7 @@ def test_hub_rows_are_checked_by_the_same_schema(monkeypatch):
             return [_gsm8k_row(0), {"question": "q", "answer": "no marker"}]
 
     monkeypatch.delenv("EFFDEPTH_GSM8K", raising=False)
-    monkeypatch.setattr("effdepth.models._hub_reachable", lambda timeout=3.0: True)
+    monkeypatch.setattr("effdepth.access.hub.reachable", lambda timeout=3.0: True)
     monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: Split())
     with pytest.raises(DataError, match=r"^GSM8K \(openai/gsm8k main, test\), row 2: field 'answer': the answer has no"):
         gsm8k(n=1)
@@ -319,7 +319,7 @@ def test_a_prompt_at_the_context_runs(short_models):
 
 
 def test_prompt_plus_answer_past_the_context(short_models):
-    from effdepth.erasure import encode_example
+    from effdepth.measures.residual_erasure import encode_example
 
     model = short_models["llama"]
     ids, start = encode_example(model, "abcdefgh", " xyz")

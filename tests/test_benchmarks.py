@@ -8,7 +8,8 @@ from effdepth.verdicts import AS_PAPER, INCONCLUSIVE, UNLIKE
 import pandas as pd
 import pytest
 
-from effdepth import benchmarks, book
+from effdepth import benchmarks, running
+from effdepth.chapters import registry
 from effdepth.chapters import benchmarks as chapter
 
 
@@ -80,8 +81,8 @@ def test_regression_refuses_a_table_too_small_to_fit():
 @pytest.mark.slow
 def test_chapter_executes_and_shows_the_figure_the_table_and_the_regression(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert "benchmarks" in [c.name for c in book.CHAPTERS]
-    out = book.execute(book.NOTEBOOKS / "benchmarks.md", tmp_path / "benchmarks.ipynb", {"model": "zoo:default"})
+    assert "benchmarks" in [c.name for c in registry.CHAPTERS]
+    out = running.execute(running.NOTEBOOKS / "benchmarks.md", tmp_path / "benchmarks.ipynb", {"model": "zoo:default"})
     nb = nbformat.read(out, as_version=4)
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not any(o.get("output_type") == "error" for o in outputs)

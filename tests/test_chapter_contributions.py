@@ -8,7 +8,7 @@ import pytest
 
 from effdepth.chapters import NOT_PAPER, NOT_TESTABLE, PAPER, SAME_AS_CONTROL
 from effdepth.chapters import contributions as ch
-from effdepth.residual_contributions import MAX_COLUMNS, MEAN_COLUMNS, Contributions
+from effdepth.measures.contributions import MAX_COLUMNS, MEAN_COLUMNS, Contributions
 
 
 def fake(rel, cos=None, cos_io=None, n_prompts=20, noise=0.05, seed=0):

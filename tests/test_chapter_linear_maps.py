@@ -6,7 +6,7 @@ from effdepth.verdicts import INCONCLUSIVE, NOT_TESTABLE, UNLIKE as NOT_PAPER
 import pytest
 
 from effdepth.chapters import PAPER, SAME_AS_CONTROL, linear_maps as F
-from effdepth.maps import LinearMaps
+from effdepth.measures.linear_maps import LinearMaps
 
 L1, L2 = 4, 8
 

@@ -7,7 +7,7 @@ import pytest
 
 from effdepth.chapters import NOT_PAPER, NOT_TESTABLE, PAPER, SAME_AS_CONTROL
 from effdepth.chapters import logit_lens as ch
-from effdepth.lens import LogitLens
+from effdepth.measures.logit_lens import LogitLens
 from tests.test_chapter_contributions import CONTROLS as CONTRIB_CONTROLS
 from tests.test_chapter_contributions import fake as fake_contrib
 
@@ -112,11 +112,11 @@ def test_findings_need_a_control():
 
 @pytest.mark.slow
 def test_notebook_runs_with_controls_and_glues_its_findings(tmp_path):
-    from effdepth import book
+    from effdepth import running
     from effdepth.testing import save_tiny
 
     model = save_tiny(tmp_path / "tiny-llama", "llama", n_layers=4)
-    out = book.execute(book.NOTEBOOKS / "logit_lens.md", tmp_path / "runs" / "logit_lens.ipynb",
+    out = running.execute(running.NOTEBOOKS / "logit_lens.md", tmp_path / "runs" / "logit_lens.ipynb",
                        {"model": str(model), "n_examples": 3, "n_controls": 2})
     nb = nbformat.read(out, as_version=4)
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]

@@ -50,12 +50,12 @@ def test_model_notebook_runs_on_a_tiny_model(tmp_path):
     import nbformat
     import pytest
 
-    from effdepth import book
+    from effdepth import running
     from effdepth.testing import save_tiny
 
     pytest.importorskip("papermill")
     folder = save_tiny(tmp_path / "tiny", "llama", n_layers=2)
-    out = book.execute(book.NOTEBOOKS / "model.md", tmp_path / "model.ipynb", {"model": str(folder), "n_per_level": 2})
+    out = running.execute(running.NOTEBOOKS / "model.md", tmp_path / "model.ipynb", {"model": str(folder), "n_per_level": 2})
     nb = nbformat.read(out, as_version=4)
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not any(o.get("output_type") == "error" for o in outputs)

@@ -4,10 +4,12 @@ import json
 
 import nbformat
 import pytest
+from effdepth import running
 
-from effdepth import book
+from effdepth.chapters import registry
 from effdepth.cli import main
 from effdepth.testing import save_tiny
+from effdepth.spec import ModelSpec
 
 pytestmark = pytest.mark.slow
 
@@ -23,14 +25,14 @@ def test_run_survives_a_failing_chapter(tmp_path, monkeypatch, capsys):
     nbdir.mkdir()
     (nbdir / "bad.md").write_text(_nb("raise RuntimeError('chapter broke')"))
     (nbdir / "good.md").write_text(_nb("print('model is', model)"))
-    monkeypatch.setattr(book, "NOTEBOOKS", nbdir)
-    monkeypatch.setattr(book, "RUNS", tmp_path / "runs")
-    monkeypatch.setattr(book, "CHAPTERS", (book.Chapter("bad", "Bad"), book.Chapter("good", "Good"), book.Chapter("zooonly", "Z", zoo_only=True)))
+    monkeypatch.setattr(running, "NOTEBOOKS", nbdir)
+    monkeypatch.setattr(running, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(registry, "CHAPTERS", (registry.Chapter("bad", "Bad"), registry.Chapter("good", "Good"), registry.Chapter("zooonly", "Z", zoo_only=True)))
     (nbdir / "zooonly.md").write_text(_nb("pass"))
     model = save_tiny(tmp_path / "tiny")
     rc = main(["run", "--model", str(model)])
     assert rc == 1  # a failed chapter makes the command fail …
-    out = tmp_path / "runs" / book.slug(str(model))
+    out = tmp_path / "runs" / ModelSpec.parse(str(model)).slug
     status = json.loads((out / "status.json").read_text())["chapters"]
     assert status["bad"].startswith("failed") and "chapter broke" in status["bad"]
     assert status["good"] == "ok"  # … but the next chapter still ran

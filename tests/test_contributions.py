@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from effdepth import contributions
-from effdepth.residual_contributions import MAX_COLUMNS, MEAN_COLUMNS
-from effdepth.adapters import adapter_for
+from effdepth.measures.contributions import MAX_COLUMNS, MEAN_COLUMNS
+from effdepth.access.adapters import adapter_for
 
 from .conftest import PROMPTS
 from .hooks import capture
@@ -79,7 +79,7 @@ def test_invariants_and_zeroed_layer(tiny_models):
 def test_second_call_reads_the_cache(tiny_models, monkeypatch):
     model = tiny_models["llama"]
     first = contributions(model, PROMPTS[:2]).to_frame()
-    import effdepth.residual_contributions as mod
+    import effdepth.measures.contributions as mod
 
     monkeypatch.setattr(mod, "gram_local", lambda *a, **k: pytest.fail("recomputed instead of reading the cache"))
     second = contributions(model, PROMPTS[:2]).to_frame()
@@ -97,7 +97,7 @@ def test_unknown_method_is_an_error(tiny_models):
 
 
 def test_remote_local_runs_the_nnsight_path():
-    from effdepth.models import wrap_module
+    from effdepth.access.model import wrap_module
     from effdepth.testing import char_tokenizer, tiny_model
 
     tok = char_tokenizer()

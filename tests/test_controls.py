@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from effdepth import controls
+from effdepth.access import controls
 from effdepth.chapters import PAPER, SAME_AS_CONTROL, NOT_PAPER, Findings, glue_all, paper_verdict
 
 

@@ -7,8 +7,9 @@ import warnings
 import pytest
 import torch
 
-from effdepth import controls
-from effdepth.models import load_model, wrap_module
+from effdepth.access import controls
+from effdepth.access.load import load_model
+from effdepth.access.model import wrap_module
 from effdepth.testing import char_tokenizer, save_tiny, tiny_model
 
 

@@ -45,7 +45,7 @@ def test_the_book_gets_a_page_for_every_exercise_even_before_the_course_ran(tmp_
 
 
 def test_every_course_notebook_is_in_the_toc_and_the_teachers_page_names_each():
-    from effdepth.book import ROOT
+    from effdepth.running import ROOT
 
     toc = (ROOT / "_toc.yml").read_text()
     teachers = (ROOT / "book" / "course" / "teachers.md").read_text()

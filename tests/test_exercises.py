@@ -354,7 +354,7 @@ def test_depth_score_check_names_each_mistake(buggy, key):
 
 def test_depth_score_check_passes_the_solution_and_the_reference_is_the_package():
     assert ex.check_depth_score(so.depth_score).passed and ex.check_depth_score(_ds).passed
-    from effdepth.depth import depth_scores
+    from effdepth.measures.depth_score import depth_scores
 
     E, o = depthscore.example_effects()
     ref = so.depth_score(E, o)
@@ -365,7 +365,7 @@ def test_depth_score_check_passes_the_solution_and_the_reference_is_the_package(
 
 
 def _erase(model, prompt, answer, vectors, b, t, scored_from=-1, agg="max", what="probs", where=None, span=False, zero=False):
-    from effdepth.erasure import encode_example
+    from effdepth.measures.residual_erasure import encode_example
 
     ids, start = encode_example(model, prompt, answer)
     i = b if where is None else where

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from effdepth import UnsupportedArchitecture
-from effdepth.adapters import Adapter, REFUSED, adapter_for, confirm, derive_adapter
+from effdepth.access.adapters import Adapter, REFUSED, adapter_for, confirm, derive_adapter
 from effdepth.testing import char_tokenizer, tiny_config, tiny_model
 
 # One family per kind the issue names, and the derived families the table lists (kept in step by
@@ -35,7 +35,7 @@ def _tiny(family, tok):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_family_identity_and_parity(family, tok):
     from effdepth.engine import clean_run, decode
-    from effdepth.models import wrap_module
+    from effdepth.access.model import wrap_module
 
     hf = _tiny(family, tok)
     model = wrap_module(hf, char_tokenizer(), spec=f"tiny:{family}")
@@ -157,7 +157,7 @@ def test_family_doc_matches_code():
     least 30 families are supported, and every family of FAMILIES above is among them."""
     from pathlib import Path
 
-    from effdepth.adapters import family_table, family_table_markdown
+    from effdepth.access.adapters import family_table, family_table_markdown
 
     rows = family_table()
     doc = (Path(__file__).resolve().parents[1] / "book" / "families.md").read_text()

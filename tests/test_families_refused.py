@@ -4,7 +4,7 @@ shown here with plain hooks on a tiny instance; OPT's tiny instance keeps its pr
 import pytest
 import torch
 
-from effdepth.adapters import REFUSED, UnsupportedArchitecture, adapter_for, confirm
+from effdepth.access.adapters import REFUSED, UnsupportedArchitecture, adapter_for, confirm
 from effdepth.testing import perturb, shrink_config
 
 

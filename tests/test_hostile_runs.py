@@ -8,7 +8,9 @@ import os
 import numpy as np
 import pytest
 
-from effdepth import book, curves, rundata
+from effdepth import curves, render, rundata, running
+from effdepth import side_by_side
+from effdepth.chapters import registry
 from effdepth.cli import main
 
 SECRET = "SECRET-7f3a"
@@ -58,7 +60,7 @@ def test_markup_in_a_curves_file_is_text_on_the_side_by_side_page(tmp_path, fiel
     out.mkdir()
     for i, bad in enumerate(_hostile(tmp_path)):
         runs = [("zoo:a", _run(tmp_path / f"a{i}", "zoo:a", **{field: bad})), ("zoo:b", _run(tmp_path / f"b{i}", "zoo:b", **{field: bad}))]
-        page = curves.side_by_side_page("contributions", "T", runs, out)
+        page = side_by_side.page("contributions", "T", runs, out)
         text = (out / f"{page}.md").read_text()
         html = _render(text)
         _safe(html)
@@ -74,13 +76,13 @@ def test_markup_in_status_json_is_text_on_the_runs_page_and_the_placeholder(tmp_
         (d / "status.json").write_text(json.dumps({"model": bad, "chapters": {"contributions": "failed: " + bad}, "runs": {"contributions": {"state": "failed: " + bad, "finished": bad[:60]}}}))
     (tmp_path / "runs" / "<b>odd {folder}`x`").mkdir()
     (tmp_path / "runs" / "<b>odd {folder}`x`" / "status.json").write_text("{}")
-    table = book.runs_table(book.runs_index(tmp_path / "runs"), markdown=True, shown=set())
+    table = running.runs_table(running.runs_index(tmp_path / "runs"), markdown=True, shown=set())
     _safe(_render("# Runs\n\n" + table))
     assert "<b>" not in _render(table).split("<main")[1]
-    chapter = book.CHAPTERS[3]
+    chapter = registry.CHAPTERS[3]
     for i, bad in enumerate(_hostile(tmp_path)):
         target = tmp_path / f"p{i}.ipynb"
-        book._placeholder(target, chapter, "zoo:a", "failed: " + bad)
+        render._placeholder(target, chapter, "zoo:a", "failed: " + bad)
         import nbformat
 
         _safe(_render(nbformat.read(target, as_version=4).cells[0].source))
@@ -88,7 +90,7 @@ def test_markup_in_status_json_is_text_on_the_runs_page_and_the_placeholder(tmp_
 
 def test_markup_in_a_failed_records_line_and_a_traceback_stays_inside_the_banner(tmp_path):
     bad = _hostile(tmp_path)[1]
-    banner = book._error_banner("error", f"failed ({rundata.md(bad)})", bad, "Traceback\n```\n" + bad + "\n```")
+    banner = render._error_banner("error", f"failed ({rundata.md(bad)})", bad, "Traceback\n```\n" + bad + "\n```")
     html = _render(banner)
     assert SECRET not in html
 
@@ -98,7 +100,7 @@ def test_matplotlib_text_from_a_curves_file_never_crashes_the_figure(tmp_path):
     out = tmp_path / "chapters"
     out.mkdir()
     runs = [(m, _run(tmp_path / m[-1], m, title="$\\frac{", ylabel="a $x^$ b", xlabel="$$")) for m in ("zoo:a", "zoo:b")]
-    page = curves.side_by_side_page("contributions", "T", runs, out)
+    page = side_by_side.page("contributions", "T", runs, out)
     assert (out / f"{page}-rel_attn.png").stat().st_size > 1000
 
 
@@ -108,10 +110,10 @@ def test_curves_saved_by_another_model_are_left_out_with_a_note(tmp_path):
     out.mkdir()
     a, b, c = _run(tmp_path / "a", "zoo:a"), _run(tmp_path / "b", "zoo:b"), _run(tmp_path / "c", "zoo:c")
     (c / "contributions.curves.json").write_text((a / "contributions.curves.json").read_text())  # copied
-    page = curves.side_by_side_page("contributions", "T", [("zoo:a", a), ("zoo:b", b), ("zoo:c", c)], out)
+    page = side_by_side.page("contributions", "T", [("zoo:a", a), ("zoo:b", b), ("zoo:c", c)], out)
     text = (out / f"{page}.md").read_text()
     assert "zoo:c left out" in text and "was saved by the model zoo:a, not by zoo:c" in text
-    have, _ = curves.usable_runs("contributions", [("zoo:a", a), ("zoo:b", b), ("zoo:c", c)])
+    have, _ = side_by_side.usable_runs("contributions", [("zoo:a", a), ("zoo:b", b), ("zoo:c", c)])
     assert [m for m, _ in have] == ["zoo:a", "zoo:b"]
 
 
@@ -160,7 +162,7 @@ def test_a_bad_curves_file_names_the_file_and_leaves_only_that_model_out(tmp_pat
         f.write_text(json.dumps(data))
     loaded, why = curves.read(f)
     assert loaded is None and str(f) in why and "rerun the chapter" in why and "\n" not in why
-    page = curves.side_by_side_page("contributions", "T", good + [("zoo:bad", bad_dir)], out)
+    page = side_by_side.page("contributions", "T", good + [("zoo:bad", bad_dir)], out)
     text = (out / f"{page}.md").read_text()
     assert "zoo:bad left out" in text and "runs/bad/contributions.curves.json" in text and "zoo:a" in text and "zoo:b" in text
     assert not list(tmp_path.rglob("x.png")) and not list(out.parent.glob("*.png"))
@@ -172,7 +174,7 @@ def test_the_side_by_side_page_says_when_the_latest_run_failed(tmp_path):
     out.mkdir()
     a, b = _run(tmp_path / "a", "zoo:a"), _run(tmp_path / "b", "zoo:b")
     (b / "status.json").write_text(json.dumps({"model": "zoo:b", "chapters": {"contributions": "failed: boom"}, "runs": {"contributions": {"state": "failed: boom", "finished": "2026-01-02 10:00:00 UTC", "last_ok": {"finished": "2025-12-01 09:00:00 UTC", "parameters": {}}}}}))
-    page = curves.side_by_side_page("contributions", "T", [("zoo:a", a), ("zoo:b", b)], out)
+    page = side_by_side.page("contributions", "T", [("zoo:a", a), ("zoo:b", b)], out)
     text = (out / f"{page}.md").read_text()
     assert "its latest run of this chapter (2026-01-02 10:00:00 UTC) failed" in text and "last successful run (2025-12-01 09:00:00 UTC)" in text
 
@@ -197,14 +199,14 @@ def test_a_malformed_status_json_is_named_and_ignored_not_a_crash(tmp_path, caps
     d.mkdir(parents=True)
     (d / "status.json").write_text(json.dumps(STATUS_BAD[what]))
     (d / "contributions.ipynb").write_text("{}")
-    status, why = book.load_status(d)
+    status, why = running.load_status(d)
     assert status == {} and str(d / "status.json") in why and "delete it" in why
-    assert book.read_status(d) == {}
+    assert running.read_status(d) == {}
     assert main(["runs", "--dir", str(runs)]) == 0
     printed = capsys.readouterr().out
-    (entry,) = book.runs_index(runs)
+    (entry,) = running.runs_index(runs)
     assert entry["problem"] == why and entry["ok"] == ["contributions"]
-    assert "status.json is not a valid status.json file" in book.runs_table([entry], markdown=True)
+    assert "status.json is not a valid status.json file" in running.runs_table([entry], markdown=True)
     assert "bad" in printed
 
 
@@ -229,7 +231,7 @@ def test_an_earlier_builds_pages_are_unpublished(tmp_path):
     (sources / "contributions--side-by-side.md").write_text("x")
     (sources / "contributions.ipynb").write_text("x")
     (chapters / "contributions--Qwen-Qwen2.5-1.5B.ipynb").write_text("{}")
-    book._remove_stale_pages(tmp_path, chapters)
+    render._remove_stale_pages(tmp_path, chapters)
     assert sorted(p.name for p in html.iterdir()) == ["contributions--Qwen-Qwen2.5-1.5B.html", "contributions.html"]
     assert [p.name for p in sources.iterdir()] == ["contributions.ipynb"]
 
@@ -246,7 +248,7 @@ def test_a_run_folder_that_cannot_be_written_or_belongs_to_another_model_stops_t
     from effdepth import cli
 
     monkeypatch.setattr(cli, "_check_model", lambda *a: pytest.fail("loaded the model before checking the run folder"))
-    monkeypatch.setattr(book, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(running, "RUNS", tmp_path / "runs")
     (tmp_path / "runs").write_text("not a folder")  # as unwritable as a read-only runs/, also for root
     assert main(["run", "--model", "zoo:llama-2l", "--chapters", "contributions"]) == 2
     err = capsys.readouterr().err

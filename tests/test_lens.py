@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from effdepth import logit_lens
-from effdepth.models import wrap_module
+from effdepth.access.model import wrap_module
 from effdepth.testing import char_tokenizer, tiny_model
 
 from .conftest import PROMPTS
@@ -102,12 +102,12 @@ def test_frame_and_arguments(tiny_models):
 def test_notebook_executes_on_a_tiny_model(tmp_path, monkeypatch):
     import nbformat
 
-    from effdepth import book
+    from effdepth import running
     from effdepth.testing import save_tiny
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the kernel: one thread is fastest for a tiny model
     folder = save_tiny(tmp_path / "m", "llama", n_layers=3)
-    out = book.execute(book.NOTEBOOKS / "logit_lens.md", tmp_path / "logit_lens.ipynb", {"model": str(folder), "n_examples": 3})
+    out = running.execute(running.NOTEBOOKS / "logit_lens.md", tmp_path / "logit_lens.ipynb", {"model": str(folder), "n_examples": 3})
     nb = nbformat.read(out, as_version=4)
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not any(o.get("output_type") == "error" for o in outputs)
@@ -119,7 +119,7 @@ def test_notebook_executes_on_a_tiny_model(tmp_path, monkeypatch):
 
 
 def test_blockwise_topk_equals_topk():
-    from effdepth.lens import _topk
+    from effdepth.measures.logit_lens import _topk
 
     g = torch.Generator().manual_seed(0)
     z = torch.randn(50, 4096, generator=g)

@@ -10,18 +10,8 @@ import pytest
 import torch
 
 from effdepth import linear_maps
-from effdepth.maps import (
-    RidgeAccumulator,
-    SGDRecipe,
-    TokenizerMismatch,
-    choose_block,
-    fit_affine,
-    make_windows,
-    peak_memory_bytes,
-    resolve_pair,
-    split_windows,
-)
-from effdepth.models import wrap_module
+from effdepth.measures.linear_maps import RidgeAccumulator, SGDRecipe, TokenizerMismatch, choose_block, fit_affine, make_windows, peak_memory_bytes, resolve_pair, split_windows
+from effdepth.access.model import wrap_module
 from effdepth.store import Store
 from effdepth.testing import char_tokenizer, tiny_model
 
@@ -170,7 +160,7 @@ def test_identity_control_and_relative_depth(pair):
 def test_second_call_reads_the_cache(pair, monkeypatch):
     a, b = pair
     first = linear_maps(a, b, TEXTS[:60], window=WINDOW, progress=False)
-    import effdepth.maps as mod
+    import effdepth.measures.linear_maps as mod
 
     monkeypatch.setattr(mod, "capture_residuals", lambda *a, **k: pytest.fail("recomputed instead of reading the cache"))
     second = linear_maps(a, b, TEXTS[:60], window=WINDOW, progress=False)
@@ -188,7 +178,7 @@ def test_resumes_from_finished_target_blocks(pair, monkeypatch, tmp_path):
     for f in finals:  # as if the run died after its last block, before combining
         f.unlink()
         f.with_suffix(".json").unlink()
-    import effdepth.maps as mod
+    import effdepth.measures.linear_maps as mod
 
     monkeypatch.setattr(mod, "capture_residuals", lambda *a, **k: pytest.fail("a finished block was recomputed"))
     again = linear_maps(a, b, TEXTS[:60], window=WINDOW, target_block=2, store=store, progress=False)
@@ -268,7 +258,7 @@ def test_pairs_and_c4_offline(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_notebook_executes_on_a_tiny_pair(tmp_path):
-    from effdepth.book import NOTEBOOKS, execute
+    from effdepth.running import NOTEBOOKS, execute
     from effdepth.testing import save_tiny
 
     a = save_tiny(tmp_path / "a", "llama", n_layers=2)
@@ -303,7 +293,7 @@ def test_notebook_executes_on_a_tiny_pair(tmp_path):
 
 @pytest.mark.slow
 def test_notebook_without_a_pair_still_fills_its_slots(tmp_path):
-    from effdepth.book import NOTEBOOKS, execute
+    from effdepth.running import NOTEBOOKS, execute
     from effdepth.testing import save_tiny
 
     a = save_tiny(tmp_path / "a", "llama", n_layers=2)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from effdepth import moeut as M
+from effdepth.access import moeut as M
 
 TINY = dict(
     vocab_size=100,
@@ -189,7 +189,7 @@ def test_adapter_identity_and_traced_logits(loaded):
 def test_measurements_run_on_moeut(loaded):
     """The book's measurements on MoEUT: the fast engine and the nnsight trace form agree."""
     import effdepth
-    from effdepth.erasure import mean_residuals
+    from effdepth.measures.residual_erasure import mean_residuals
 
     prompts = ["Q: What is 3 - (2 + 8)? A: -7", "Q: Calculate 12 divided by 4. A: 3"]
     fast = effdepth.skip_effects(loaded, prompts, mode="future", n_splits=2, method="fast")

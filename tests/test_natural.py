@@ -16,7 +16,7 @@ from effdepth.data.natural import (
     word_problems,
 )
 from effdepth.data.real import GSM8K_TEMPLATE, final_answer
-from effdepth.models import wrap_module
+from effdepth.access.model import wrap_module
 from effdepth.testing import char_tokenizer, tiny_model
 
 

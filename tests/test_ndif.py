@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from effdepth.models import wrap_module
-from effdepth.ndif import SandboxRefusal
+from effdepth.access.model import wrap_module
+from effdepth.access.ndif import SandboxRefusal
 from effdepth.testing import char_tokenizer, tiny_model
 
 from .conftest import PROMPTS
@@ -59,7 +59,7 @@ def test_a_list_filled_inside_the_body_does_not_come_back(pair):
 
 def test_naming_an_effdepth_object_inside_the_body_is_refused(pair):
     remote, _ = pair
-    with pytest.raises(SandboxRefusal, match="effdepth.models"):
+    with pytest.raises(SandboxRefusal, match="effdepth.access.model"):
         with torch.no_grad(), remote.trace(_ids(remote)):
             y = remote.adapter.layer_modules(remote.nn)[0].input.save()  # noqa: F841
 
@@ -155,7 +155,7 @@ def test_logit_lens(pair):
 
 def test_residual_erasure_with_reference_means_from_a_trace(pair):
     from effdepth import residual_erasure
-    from effdepth.erasure import mean_residuals
+    from effdepth.measures.residual_erasure import mean_residuals
 
     remote, plain = pair
     torch.testing.assert_close(mean_residuals(remote, REFERENCE), mean_residuals(plain, REFERENCE), rtol=1e-5, atol=1e-6)
@@ -211,7 +211,7 @@ def test_a_model_folder_loads_for_the_simulated_remote_path_and_not_for_ndif(tmp
     """The tokenizer is passed explicitly (nnsight cannot guess one for a folder); NDIF itself
     serves Hub models only, which the error says before any trace."""
     from effdepth import contributions, load_model
-    from effdepth.models import ModelNotAvailable
+    from effdepth.errors import ModelNotAvailable
     from effdepth.testing import save_tiny
 
     save_tiny(tmp_path / "m", "qwen2")
@@ -229,7 +229,7 @@ SAME_LEN = ["abcdefghijklmno", "ponmlkjihgfedcb", "Q: 12 + 7 = ? A"]  # equal to
 
 
 def _downloaded(fn):
-    from effdepth.ndif import tally
+    from effdepth.access.ndif import tally
 
     with tally() as counts:
         fn()
@@ -239,28 +239,30 @@ def _downloaded(fn):
 
 def test_download_formulas_equal_the_traced_payload(pair):
     from effdepth import contributions, integrated_gradients, logit_lens, residual_erasure, skip_effects
-    from effdepth import ndif
-    from effdepth.erasure import encode_example
+    from effdepth import ndif_plan, running
+    from effdepth.access import ndif
+    from effdepth.measures.residual_erasure import encode_example
 
     remote, _ = pair
     L, d = remote.n_layers, remote.d_model
     T = len(remote.encode(SAME_LEN[0]))
     assert {len(remote.encode(p)) for p in SAME_LEN} == {T}
-    assert _downloaded(lambda: contributions(remote, SAME_LEN, batch_size=2)) == ndif.contributions_bytes(L, 3, T)
-    assert _downloaded(lambda: skip_effects(remote, SAME_LEN)) == ndif.skip_bytes(L, 3, T)
-    assert _downloaded(lambda: skip_effects(remote, SAME_LEN, mode="future", n_splits=2, split_step=2)) == ndif.skip_bytes(L, 3, T, 2)
-    assert _downloaded(lambda: logit_lens(remote, SAME_LEN)) == ndif.lens_bytes(L, 3)
+    assert _downloaded(lambda: contributions(remote, SAME_LEN, batch_size=2)) == ndif_plan.contributions_bytes(L, 3, T)
+    assert _downloaded(lambda: skip_effects(remote, SAME_LEN)) == ndif_plan.skip_bytes(L, 3, T)
+    assert _downloaded(lambda: skip_effects(remote, SAME_LEN, mode="future", n_splits=2, split_step=2)) == ndif_plan.skip_bytes(L, 3, T, 2)
+    assert _downloaded(lambda: logit_lens(remote, SAME_LEN)) == ndif_plan.lens_bytes(L, 3)
     ids, a0 = encode_example(remote, PROMPT, ANSWER)
     P = len(ids) - a0
     got = _downloaded(lambda: residual_erasure(remote, PROMPT, ANSWER, reference_prompts=REFERENCE, batch_size=9))
-    assert got == ndif.erasure_bytes(L, d, len(ids), P, n_reference=len(REFERENCE))
+    assert got == ndif_plan.erasure_bytes(L, d, len(ids), P, n_reference=len(REFERENCE))
     got = _downloaded(lambda: integrated_gradients(remote, PROMPT, ANSWER, steps=8, batch_size=3))
-    assert got == ndif.ig_bytes(L, len(ids), 8, 3)
+    assert got == ndif_plan.ig_bytes(L, len(ids), 8, 3)
 
 
 def test_linear_maps_download_is_the_residuals_and_beats_streamed_statistics():
     from effdepth import linear_maps
-    from effdepth import ndif
+    from effdepth import ndif_plan, running
+    from effdepth.access import ndif
 
     tok = char_tokenizer()
     m = wrap_module(tiny_model("llama", n_layers=2, d_model=16, vocab_size=len(tok), seed=1), char_tokenizer(), spec="tiny:a", remote="strict")
@@ -268,23 +270,25 @@ def test_linear_maps_download_is_the_residuals_and_beats_streamed_statistics():
     res = linear_maps(m, m, texts, window=16, lambdas=(0.0, 1e-3), progress=False)
     n_windows = int(res.n_windows.sum())
     got = _downloaded(lambda: linear_maps(m, m, texts, window=16, lambdas=(0.0, 1e-3), seed=1, progress=False))
-    full = ndif.residuals_bytes(2, 16, n_windows, 16)  # every window full length: an upper bound
+    full = ndif_plan.residuals_bytes(2, 16, n_windows, 16)  # every window full length: an upper bound
     assert 0.97 * full <= got <= full  # a batch is padded only to its longest window
     # a 70B model at the paper's setting: residuals ~2.7 GB per 8 x 128 batch; the statistics far more
-    assert round(ndif.residuals_bytes(80, 8192, 8, 128) / 1e9, 1) == 2.7
-    assert ndif.gram_statistics_bytes(80, 8192, 80, 8192) > 10 * ndif.residuals_bytes(80, 8192, 400, 128)
+    assert round(ndif_plan.residuals_bytes(80, 8192, 8, 128) / 1e9, 1) == 2.7
+    assert ndif_plan.gram_statistics_bytes(80, 8192, 80, 8192) > 10 * ndif_plan.residuals_bytes(80, 8192, 400, 128)
 
 
 def test_preflight_table_for_a_70b_config():
     from transformers import LlamaConfig
 
-    from effdepth import book, ndif
+    from effdepth import running
+    from effdepth import ndif_plan, running
+    from effdepth.access import ndif
 
     cfg = LlamaConfig(num_hidden_layers=80, hidden_size=8192, intermediate_size=28672, num_attention_heads=64, num_key_value_heads=8, vocab_size=128256)
-    dims = ndif.Dims.of(cfg)
+    dims = ndif_plan.Dims.of(cfg)
     assert (dims.n_layers, dims.d_model, dims.vocab_size) == (80, 8192, 128256) and 69e9 < dims.n_params < 72e9
-    chapters = {c.name: book.chapter_defaults(c.name) for c in book.available_chapters()}
-    rows = {r.chapter: r for r in ndif.preflight("meta-llama/Llama-3.1-70B", dims, chapters, tokens=200)}
+    chapters = {c.name: running.chapter_defaults(c.name) for c in running.available_chapters()}
+    rows = {r.chapter: r for r in ndif_plan.preflight("meta-llama/Llama-3.1-70B", dims, chapters, tokens=200)}
     assert not rows["zoo"].remote and not rows["objective"].remote and rows["zoo"].download_mb == 0
     n = chapters["contributions"]["n_examples"]
     assert rows["contributions"].download_mb == pytest.approx(80 * n * 200 * 36 / 1e6)
@@ -293,41 +297,43 @@ def test_preflight_table_for_a_70b_config():
     assert rows["skipping"].requests == 2430 and rows["complexity"].requests == 7028 and rows["contributions"].requests == 3
     assert sum(r.requests for r in rows.values()) == 9527
     assert rows["linear_maps"].download_mb == 0 and "src_model" in rows["linear_maps"].note
-    text = ndif.format_preflight("meta-llama/Llama-3.1-70B", dims, list(rows.values()))
+    text = ndif_plan.format_preflight("meta-llama/Llama-3.1-70B", dims, list(rows.values()))
     assert "80 layers" in text and "contributions" in text and "MB" in text.splitlines()[-1]
 
 
 def test_run_remote_prints_the_preflight_before_any_chapter(monkeypatch, capsys):
     from transformers import LlamaConfig
 
-    from effdepth import book, ndif
+    from effdepth import running
+    from effdepth import ndif_plan, running
+    from effdepth.access import ndif
     from effdepth.cli import main
 
     cfg = LlamaConfig(num_hidden_layers=80, hidden_size=8192, intermediate_size=28672, num_attention_heads=64, num_key_value_heads=8, vocab_size=128256)
     monkeypatch.setenv("NDIF_API_KEY", "test-key")
-    monkeypatch.setattr(ndif, "load_config", lambda spec: cfg)
-    monkeypatch.setattr(ndif, "service_check", lambda model, key: [])
+    monkeypatch.setattr(ndif_plan, "load_config", lambda spec: cfg)
+    monkeypatch.setattr(ndif_plan, "service_check", lambda model, key: [])
     seen = []
 
     def fake_run(model, **kw):
         seen.append(capsys.readouterr().out)  # what was printed before the first chapter
         return {"contributions": "ok", "skipping": "ok"}
 
-    monkeypatch.setattr(book, "run", fake_run)
+    monkeypatch.setattr(running, "run", fake_run)
     assert main(["run", "--model", "someorg/some-70b", "--remote", "--chapters", "contributions,skipping", "--set", "n_examples=10"]) == 0
     (printed,) = seen
     lines = printed.splitlines()
     assert "--remote preflight for someorg/some-70b: 80 layers, d=8192" in lines[0]
     contrib = next(line for line in lines if line.strip().startswith("contributions"))
     assert f"{80 * 10 * 200 * 36 / 1e6:,.1f} MB" in contrib  # --set n_examples=10 is used
-    scoped = ndif.remote_preflight("x/y", ["contributions", "logit_lens"], {"n_examples": 10, "contributions.n_examples": 40})
+    scoped = running.remote_preflight("x/y", ["contributions", "logit_lens"], {"n_examples": 10, "contributions.n_examples": 40})
     row = lambda name: next(line for line in scoped.splitlines() if line.strip().startswith(name))  # noqa: E731
     assert f"{80 * 40 * 200 * 36 / 1e6:,.1f} MB" in row("contributions") and f"{80 * 10 * 200 * 36 / 1e6:,.1f}" not in row("contributions")
     assert any(line.strip().startswith("skipping") for line in lines) and not any(line.strip().startswith("logit_lens") for line in lines)
     # a config that cannot be read (no network): the run stops before any chapter, in one line
-    monkeypatch.setattr(ndif, "load_config", lambda spec: (_ for _ in ()).throw(OSError("no network")))
+    monkeypatch.setattr(ndif_plan, "load_config", lambda spec: (_ for _ in ()).throw(OSError("no network")))
     with pytest.raises(ValueError, match="config of x/y cannot be read from the Hugging Face Hub \\(no network\\)"):
-        ndif.remote_preflight("x/y", ["contributions"])
+        running.remote_preflight("x/y", ["contributions"])
     seen.clear()
     assert main(["run", "--model", "someorg/some-70b", "--remote", "--chapters", "contributions"]) == 2 and not seen
     assert "cannot be read from the Hugging Face Hub" in capsys.readouterr().err
@@ -337,22 +343,24 @@ def test_the_preflight_counts_chapter_scoped_sets_as_the_run_does(monkeypatch):
     """issue 25 #6: `--set linear_maps.n_windows=…` (the Makefile's form) must reach the estimate."""
     from transformers import LlamaConfig
 
-    from effdepth import book, ndif
+    from effdepth import running
+    from effdepth import ndif_plan, running
+    from effdepth.access import ndif
 
     cfg = LlamaConfig(num_hidden_layers=80, hidden_size=8192, intermediate_size=28672, num_attention_heads=64, num_key_value_heads=8, vocab_size=128256)
-    monkeypatch.setattr(ndif, "load_config", lambda spec: cfg)
+    monkeypatch.setattr(ndif_plan, "load_config", lambda spec: cfg)
     line = lambda text: next(x for x in text.splitlines() if x.strip().startswith("contributions"))  # noqa: E731
-    plain = line(ndif.remote_preflight("o/m", ["contributions"]))
-    scoped = line(ndif.remote_preflight("o/m", ["contributions"], {"contributions.n_examples": 10}))
-    shared = line(ndif.remote_preflight("o/m", ["contributions"], {"n_examples": 10}))
+    plain = line(running.remote_preflight("o/m", ["contributions"]))
+    scoped = line(running.remote_preflight("o/m", ["contributions"], {"contributions.n_examples": 10}))
+    shared = line(running.remote_preflight("o/m", ["contributions"], {"n_examples": 10}))
     assert scoped == shared != plain and f"{80 * 10 * 200 * 36 / 1e6:,.1f} MB" in scoped
-    other = line(ndif.remote_preflight("o/m", ["contributions"], {"skipping.n_examples": 10}))
+    other = line(running.remote_preflight("o/m", ["contributions"], {"skipping.n_examples": 10}))
     assert other == plain  # scoped to another chapter: not this one's
-    assert book.chapter_values("a", {"n": 1, "a.n": 2, "b.n": 3}, {"n"}) == {"n": 2}
+    assert running.chapter_values("a", {"n": 1, "a.n": 2, "b.n": 3}, {"n"}) == {"n": 2}
 
 
 def test_the_random_init_control_of_a_remote_model_is_built_here(pair, monkeypatch):
-    from effdepth import controls
+    from effdepth.access import controls
 
     remote, plain = pair
     c = controls.control_of(remote, seed=5)
@@ -365,15 +373,16 @@ def test_the_random_init_control_of_a_remote_model_is_built_here(pair, monkeypat
 
 
 def test_preflight_of_a_linear_maps_pair_counts_both_models_and_the_sgd_passes():
-    from effdepth import ndif
+    from effdepth import ndif_plan, running
+    from effdepth.access import ndif
 
-    src, tgt = ndif.Dims(28, 1536, 151936), ndif.Dims(80, 8192, 128256)
+    src, tgt = ndif_plan.Dims(28, 1536, 151936), ndif_plan.Dims(80, 8192, 128256)
     p = {"n_windows": 400, "window": 128, "compare_sgd": False, "sgd_steps": 10, "sgd_batch_windows": 8, "controls": False, "n_controls": 3}
-    (row,) = ndif.preflight("tgt", tgt, {"linear_maps": p}, pair=(src, tgt))
-    closed = ndif.residuals_bytes(28, 1536, 400, 128) + ndif.residuals_bytes(80, 8192, 400, 128)
+    (row,) = ndif_plan.preflight("tgt", tgt, {"linear_maps": p}, pair=(src, tgt))
+    closed = ndif_plan.residuals_bytes(28, 1536, 400, 128) + ndif_plan.residuals_bytes(80, 8192, 400, 128)
     assert row.remote and row.download_mb == pytest.approx(closed / 1e6) and "control" not in row.note
-    (row,) = ndif.preflight("tgt", tgt, {"linear_maps": {**p, "compare_sgd": True, "controls": True}}, pair=(src, tgt))
-    sgd = ndif.residuals_bytes(28, 1536, 80, 128) + ndif.residuals_bytes(80, 8192, 80, 128)
+    (row,) = ndif_plan.preflight("tgt", tgt, {"linear_maps": {**p, "compare_sgd": True, "controls": True}}, pair=(src, tgt))
+    sgd = ndif_plan.residuals_bytes(28, 1536, 80, 128) + ndif_plan.residuals_bytes(80, 8192, 80, 128)
     assert row.download_mb == pytest.approx((closed + sgd) / 1e6) and "3 random-init control(s)" in row.note
 
 
@@ -389,7 +398,9 @@ def test_a_remote_run_never_writes_the_key_to_nnsights_config_file(monkeypatch, 
     from nnsight import CONFIG
     from transformers import LlamaConfig
 
-    from effdepth import book, models, ndif
+    from effdepth import running
+    from effdepth import ndif_plan, running
+    from effdepth.access import ndif
     from effdepth.cli import main
 
     user_file = tmp_path / "nnsight" / "config.yaml"
@@ -402,11 +413,11 @@ def test_a_remote_run_never_writes_the_key_to_nnsights_config_file(monkeypatch, 
     monkeypatch.setenv("NDIF_API_KEY", "key-for-this-run-only")
     monkeypatch.setattr(CONFIG.API, "APIKEY", CONFIG.API.APIKEY)  # restored after the test
     cfg = LlamaConfig(num_hidden_layers=4, hidden_size=64, intermediate_size=128, num_attention_heads=4, vocab_size=100)
-    monkeypatch.setattr(ndif, "load_config", lambda spec: cfg)
-    monkeypatch.setattr(ndif, "service_check", lambda *a, **k: [])
-    monkeypatch.setattr(book, "run", lambda model, **kw: {"contributions": "ok"})
+    monkeypatch.setattr(ndif_plan, "load_config", lambda spec: cfg)
+    monkeypatch.setattr(ndif_plan, "service_check", lambda *a, **k: [])
+    monkeypatch.setattr(running, "run", lambda model, **kw: {"contributions": "ok"})
     assert main(["run", "--model", "someorg/some-model", "--remote", "--chapters", "contributions"]) == 0
-    assert models._configure_ndif() == "key-for-this-run-only"  # what load_model(remote=True) calls in each kernel
+    assert ndif.configure_key() == "key-for-this-run-only"  # what load_model(remote=True) calls in each kernel
     assert CONFIG.API.APIKEY == "key-for-this-run-only"  # nnsight's RemoteBackend reads it from here
     assert state() == before
     assert "key-for-this-run-only" not in capsys.readouterr().out
@@ -429,7 +440,7 @@ def _on_meta_server(family="llama"):
 
 
 def test_a_cpu_tensor_inside_a_trace_is_refused_on_a_model_of_another_device():
-    from effdepth.ndif import WrongDevice
+    from effdepth.access.ndif import WrongDevice
 
     m = _on_meta_server()
     layers, nn, d = list(m.adapter.layer_modules(m.nn)), m.nn, m.d_model
@@ -455,8 +466,8 @@ def test_every_measurement_keeps_its_tensors_on_the_models_device(family):
     (meta): none combines a client-side CPU tensor with an activation."""
     from effdepth import contributions, depth_score, integrated_gradients, linear_maps, local_effects, logit_lens, residual_erasure, skip_effects
     from effdepth.data import Example
-    from effdepth.depth import greedy_correct_batch
-    from effdepth.erasure import encode_example
+    from effdepth.measures.depth_score import greedy_correct_batch
+    from effdepth.measures.residual_erasure import encode_example
 
     m = _on_meta_server(family)
     contributions(m, PROMPTS[:2], batch_size=2)
@@ -481,26 +492,27 @@ def test_every_measurement_keeps_its_tensors_on_the_models_device(family):
 def test_a_70b_models_control_keeps_depth_and_blocks_at_a_width_that_fits_here():
     from transformers import LlamaConfig
 
-    from effdepth import controls
+    from effdepth.access import controls
 
     cfg = LlamaConfig(num_hidden_layers=80, hidden_size=8192, intermediate_size=28672, num_attention_heads=64, num_key_value_heads=8, vocab_size=128256)
     w = controls.remote_control_width(cfg, budget=2e9)
     n = controls.narrow_config(cfg, w)
     assert w == 512 and (n.num_hidden_layers, n.vocab_size, n.head_dim) == (80, 128256, 128)
     assert (n.num_attention_heads, n.num_key_value_heads, n.intermediate_size) == (4, 1, 1792)
-    assert controls._n_params(n) * 4 <= 2e9 < controls._n_params(controls.narrow_config(cfg, 1024)) * 4
+    assert controls.n_params(n) * 4 <= 2e9 < controls.n_params(controls.narrow_config(cfg, 1024)) * 4
     assert cfg.hidden_size == 8192  # the model's own config is untouched
     with pytest.raises(ValueError, match="power of two"):
         controls.narrow_config(cfg, 3000)
 
 
 def test_a_remote_models_control_is_narrowed_only_when_it_does_not_fit(pair, monkeypatch):
-    from effdepth import controls, skip_effects
+    from effdepth.access import controls
+    from effdepth import skip_effects
 
     remote, plain = pair
     full = controls.control_of(remote, seed=7)
     assert full.d_model == plain.d_model and "width" not in full.spec
-    monkeypatch.setenv(controls.CONTROL_GB_ENV, str(controls._n_params(plain.hf.config) * 4 / 1e9 * 0.6))
+    monkeypatch.setenv(controls.CONTROL_GB_ENV, str(controls.n_params(plain.hf.config) * 4 / 1e9 * 0.6))
     narrow = controls.control_of(remote, seed=7)
     assert narrow.d_model == plain.d_model // 2 and narrow.n_layers == plain.n_layers and narrow.vocab_size == plain.vocab_size
     assert f"width {plain.d_model // 2} of {plain.d_model}" in narrow.spec and narrow.revision != full.revision
@@ -511,8 +523,9 @@ def test_a_remote_models_control_is_narrowed_only_when_it_does_not_fit(pair, mon
 
 def test_request_counts_equal_the_traces_the_strict_simulation_sends(pair):
     from effdepth import contributions, integrated_gradients, logit_lens, residual_erasure, skip_effects
-    from effdepth import ndif
-    from effdepth.erasure import encode_example
+    from effdepth import ndif_plan, running
+    from effdepth.access import ndif
+    from effdepth.measures.residual_erasure import encode_example
 
     remote, _ = pair
     L = remote.n_layers
@@ -522,14 +535,14 @@ def test_request_counts_equal_the_traces_the_strict_simulation_sends(pair):
             fn()
         return counts["traces"]
 
-    assert traces(lambda: contributions(remote, SAME_LEN, batch_size=2)) == ndif.contributions_requests(3, 2)
-    assert traces(lambda: skip_effects(remote, SAME_LEN, seed=5)) == ndif.skip_requests(L, 3)
-    assert traces(lambda: skip_effects(remote, SAME_LEN[:1], mode="future", n_splits=2, split_step=2, seed=5)) == ndif.skip_requests(L, 1, 2)
-    assert traces(lambda: logit_lens(remote, SAME_LEN[:2])) == ndif.lens_requests(2)
+    assert traces(lambda: contributions(remote, SAME_LEN, batch_size=2)) == ndif_plan.contributions_requests(3, 2)
+    assert traces(lambda: skip_effects(remote, SAME_LEN, seed=5)) == ndif_plan.skip_requests(L, 3)
+    assert traces(lambda: skip_effects(remote, SAME_LEN[:1], mode="future", n_splits=2, split_step=2, seed=5)) == ndif_plan.skip_requests(L, 1, 2)
+    assert traces(lambda: logit_lens(remote, SAME_LEN[:2])) == ndif_plan.lens_requests(2)
     ids, a0 = encode_example(remote, PROMPT, ANSWER)
     got = traces(lambda: residual_erasure(remote, PROMPT, ANSWER, reference_prompts=REFERENCE, batch_size=9, seed=5))
-    assert got == ndif.erasure_requests(L, len(ids) - 2, len(REFERENCE), 9)
-    assert traces(lambda: integrated_gradients(remote, PROMPT, ANSWER, steps=8, batch_size=3)) == ndif.ig_requests(L, 8, 3)
+    assert got == ndif_plan.erasure_requests(L, len(ids) - 2, len(REFERENCE), 9)
+    assert traces(lambda: integrated_gradients(remote, PROMPT, ANSWER, steps=8, batch_size=3)) == ndif_plan.ig_requests(L, 8, 3)
 
 
 def test_service_check_fails_fast_and_clearly_without_a_server(monkeypatch):
@@ -541,27 +554,28 @@ def test_service_check_fails_fast_and_clearly_without_a_server(monkeypatch):
     from nnsight import CONFIG
     from nnsight import ndif as service
 
-    from effdepth import ndif
+    from effdepth import ndif_plan, running
+    from effdepth.access import ndif
 
     monkeypatch.setattr(CONFIG.API, "HOST", "http://127.0.0.1:9")
     t = time.time()
-    with pytest.raises(ndif.NdifUnavailable, match="cannot be reached .* without --remote"):
-        ndif.service_check("meta-llama/Llama-3.1-70B", "some-key")
+    with pytest.raises(ndif_plan.NdifUnavailable, match="cannot be reached .* without --remote"):
+        ndif_plan.service_check("meta-llama/Llama-3.1-70B", "some-key")
     assert time.time() - t < 5
     replies = {"/whoami": {"email": None}, "/status": {"deployments": {}}, "/env": {"packages": {}}}
     monkeypatch.setattr(service, "_get", lambda path, timeout=None, headers=None: replies[path])
-    with pytest.raises(ndif.NdifUnavailable, match="does not recognise the API key"):
-        ndif.service_check("meta-llama/Llama-3.1-70B", "some-key")
+    with pytest.raises(ndif_plan.NdifUnavailable, match="does not recognise the API key"):
+        ndif_plan.service_check("meta-llama/Llama-3.1-70B", "some-key")
     replies["/whoami"] = {"email": "me@example.org"}
     replies["/status"] = {"deployments": {"a": {"repo_id": "openai-community/gpt2", "deployment_level": "HOT", "application_state": "RUNNING"}}}
-    with pytest.raises(ndif.NdifUnavailable, match="does not host 'meta-llama/Llama-3.1-70B' now; hosted models: openai-community/gpt2"):
-        ndif.service_check("meta-llama/Llama-3.1-70B", "some-key")
+    with pytest.raises(ndif_plan.NdifUnavailable, match="does not host 'meta-llama/Llama-3.1-70B' now; hosted models: openai-community/gpt2"):
+        ndif_plan.service_check("meta-llama/Llama-3.1-70B", "some-key")
     replies["/status"]["deployments"]["b"] = {"repo_id": "meta-llama/Llama-3.1-70B", "deployment_level": "HOT", "application_state": "RUNNING"}
     replies["/env"] = {"packages": {"nnsight": "0.0.1"}}
-    with pytest.raises(ndif.NdifUnavailable, match=f"NDIF runs nnsight 0.0.1, this machine nnsight {nnsight.__version__}"):
-        ndif.service_check("meta-llama/Llama-3.1-70B", "some-key")
+    with pytest.raises(ndif_plan.NdifUnavailable, match=f"NDIF runs nnsight 0.0.1, this machine nnsight {nnsight.__version__}"):
+        ndif_plan.service_check("meta-llama/Llama-3.1-70B", "some-key")
     replies["/env"] = {"packages": {"nnsight": nnsight.__version__, "torch": "0.1"}}
-    assert any("torch 0.1" in n for n in ndif.service_check("meta-llama/Llama-3.1-70B", "some-key"))
+    assert any("torch 0.1" in n for n in ndif_plan.service_check("meta-llama/Llama-3.1-70B", "some-key"))
 
 
 def test_the_model_page_measures_a_remote_model_without_its_weights(pair):
@@ -571,7 +585,7 @@ def test_the_model_page_measures_a_remote_model_without_its_weights(pair):
 
     from effdepth.accuracy import exact_match
     from effdepth.data import Example
-    from effdepth.ndif import served_dtype
+    from effdepth.access.ndif import served_dtype
 
     remote, plain = pair
     assert remote.hf.lm_head.weight.is_meta

@@ -247,7 +247,7 @@ def test_interrupted_training_resumes(pool):
 
 @pytest.mark.slow
 def test_notebook_executes(tmp_path):
-    from effdepth.book import NOTEBOOKS, execute
+    from effdepth.running import NOTEBOOKS, execute
 
     out = execute(
         NOTEBOOKS / "objective.md",

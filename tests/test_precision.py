@@ -5,10 +5,10 @@ noise floor (the effect of a null intervention: every residual moved by one ulp)
 import pytest
 import torch
 
-from effdepth.adapters import IDENTITY_RTOL, UnsupportedArchitecture, confirm, identity_error, identity_rtol
+from effdepth.access.adapters import IDENTITY_RTOL, UnsupportedArchitecture, confirm, identity_error, identity_rtol
 from effdepth.cli import check_model
 from effdepth.engine import CPU_LOGITS_BUDGET, clean_run, decode, logits_budget
-from effdepth.models import wrap_module
+from effdepth.access.model import wrap_module
 from effdepth.precision import COMPARED, KEYS, compare_dtypes, noise_floor, one_ulp, upcast
 from effdepth.testing import char_tokenizer, tiny_model
 

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-import effdepth.models as M
+import effdepth.access.folders as M
 from effdepth import ModelNotAvailable, contributions, load_model
 from effdepth.cli import main
-from effdepth.models import BadModelFolder, wrap_module
+from effdepth.errors import BadModelFolder
+from effdepth.access.model import wrap_module
 from effdepth.store import Store, cache_root
 from effdepth.testing import char_tokenizer, save_tiny, tiny_model
 
@@ -184,21 +185,21 @@ def test_late_layer_change_changes_revision_and_result(tmp_path):
 def test_big_file_hash_is_remembered_and_invalidated(folder, monkeypatch):
     weights = folder / "model.safetensors"
     monkeypatch.setattr(M, "_RACY_NS", -10**12)  # remember even a file written just now
-    real = M._file_sha256(weights, remember_above=0)
+    real = M.file_sha256(weights, remember_above=0)
     sidecars = list((cache_root() / "file-hashes").glob("*.json"))
     assert len(sidecars) == 1
     record = json.loads(sidecars[0].read_text())
     assert record["sha256"] == real
     sidecars[0].write_text(json.dumps({**record, "sha256": "0" * 64}))
-    assert M._file_sha256(weights, remember_above=0) == "0" * 64  # the second call reads the sidecar, no rehash
+    assert M.file_sha256(weights, remember_above=0) == "0" * 64  # the second call reads the sidecar, no rehash
     st = weights.stat()
     os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns + 1))  # any rewrite moves mtime/ctime
-    assert M._file_sha256(weights, remember_above=0) == real
+    assert M.file_sha256(weights, remember_above=0) == real
 
 
 def test_fresh_file_hash_is_not_remembered(folder):
     """A file written within the timestamp granularity could change again unseen: hash it every time."""
-    M._file_sha256(folder / "model.safetensors", remember_above=0)
+    M.file_sha256(folder / "model.safetensors", remember_above=0)
     assert not list((cache_root() / "file-hashes").glob("*.json"))
 
 
@@ -215,7 +216,7 @@ def test_in_memory_models_differing_in_a_late_weight_get_different_revisions():
 def test_no_cache_hashes_every_time_and_writes_nothing(folder, monkeypatch):
     monkeypatch.setattr(M, "_RACY_NS", -10**12)
     monkeypatch.setenv("EFFDEPTH_NO_CACHE", "1")
-    assert M._file_sha256(folder / "model.safetensors", remember_above=0) == M._stream_sha256(folder / "model.safetensors")
+    assert M.file_sha256(folder / "model.safetensors", remember_above=0) == M.stream_sha256(folder / "model.safetensors")
     assert not (cache_root() / "file-hashes").exists()
 
 

@@ -14,10 +14,12 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from effdepth import book
+from effdepth import render, running
+from effdepth.chapters import registry
 from effdepth.cli import main
-from effdepth.models import Model, canonical_spec, slug
+from effdepth.access.model import Model
 from effdepth.testing import save_tiny
+from effdepth.spec import ModelSpec
 
 HEADER = "---\njupytext:\n  text_representation:\n    extension: .md\n    format_name: myst\nkernelspec:\n  display_name: Python 3\n  language: python\n  name: python3\n---\n"
 
@@ -27,7 +29,7 @@ def _nb(params: str, body: str, body_tags: str = "") -> str:
     return HEADER + "# T\n\n```{code-cell} ipython3\n:tags: [parameters]\n" + params + "\n```\n\n```{code-cell} ipython3\n" + tags + body + "\n```\n"
 
 
-CATALOGUE = (book.Chapter("good", "Good"), book.Chapter("flaky", "Flaky"), book.Chapter("sleepy", "Sleepy"))
+CATALOGUE = (registry.Chapter("good", "Good"), registry.Chapter("flaky", "Flaky"), registry.Chapter("sleepy", "Sleepy"))
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +51,9 @@ def tiny(tmp_path_factory):
 @pytest.fixture
 def in_book(notebooks, tmp_path, monkeypatch):
     """book.* pointed at the throwaway notebooks and a fresh runs/ folder (for CLI calls)."""
-    monkeypatch.setattr(book, "NOTEBOOKS", notebooks)
-    monkeypatch.setattr(book, "RUNS", tmp_path / "runs")
-    monkeypatch.setattr(book, "CHAPTERS", CATALOGUE)
+    monkeypatch.setattr(running, "NOTEBOOKS", notebooks)
+    monkeypatch.setattr(running, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(registry, "CHAPTERS", CATALOGUE)
     return tmp_path / "runs"
 
 
@@ -59,13 +61,13 @@ def in_book(notebooks, tmp_path, monkeypatch):
 
 def test_relative_model_folder_is_resolved_once_for_every_chapter(tiny, in_book, monkeypatch, capsys):
     monkeypatch.chdir(tiny.parent.parent)  # `--model models/x`, relative; notebooks run in another cwd
-    assert canonical_spec("models/x") == str(tiny.resolve())
+    assert ModelSpec.parse("models/x").text == str(tiny.resolve())
     rc = main(["run", "--model", "models/x", "--chapters", "good"])
     assert rc == 0, capsys.readouterr().err
-    out = in_book / slug("models/x")
+    out = in_book / ModelSpec.parse("models/x").slug
     status = json.loads((out / "status.json").read_text())
     assert status["chapters"] == {"good": "ok"} and status["model"] == str(tiny.resolve())
-    assert slug("models/x") == slug(str(tiny.resolve()))  # relative or absolute: the same run folder
+    assert ModelSpec.parse("models/x").slug == ModelSpec.parse(str(tiny.resolve())).slug  # relative or absolute: the same run folder
 
 
 HOSTILE = [".", "..", "./", "../..", "/", "a/..", "~", "", "zoo:../../etc", "../../../../etc/passwd", "..\\..", "x/../../..", "\x00", "-", "...", "a" * 300, "Qwen/../../x", "ü/ß"]
@@ -73,7 +75,7 @@ HOSTILE = [".", "..", "./", "../..", "/", "a/..", "~", "", "zoo:../../etc", "../
 
 @pytest.mark.parametrize("spec", HOSTILE)
 def test_a_slug_is_one_safe_component_inside_runs(spec, tmp_path):
-    s = slug(spec)
+    s = ModelSpec.parse(spec).slug
     runs = tmp_path / "runs"
     assert s and s not in (".", "..") and "/" not in s and "\\" not in s and "\x00" not in s and len(s) <= 100
     assert (runs / s).resolve().parent == runs.resolve()
@@ -83,9 +85,9 @@ def test_a_slug_is_one_safe_component_inside_runs(spec, tmp_path):
 def test_same_named_folders_get_different_run_folders_and_names_stay_readable(tmp_path):
     a, b = tmp_path / "one" / "model", tmp_path / "two" / "model"
     a.mkdir(parents=True), b.mkdir(parents=True)
-    assert slug(str(a)) != slug(str(b)) and slug(str(a)).startswith("model-") and slug(str(b)).startswith("model-")
-    assert slug("zoo:llama-8l") == "zoo-llama-8l" and slug("Qwen/Qwen2.5-1.5B") == "Qwen-Qwen2.5-1.5B"
-    assert slug(str(tmp_path / "one" / ".")) != slug(str(tmp_path / "two" / "."))
+    assert ModelSpec.parse(str(a)).slug != ModelSpec.parse(str(b)).slug and ModelSpec.parse(str(a)).slug.startswith("model-") and ModelSpec.parse(str(b)).slug.startswith("model-")
+    assert ModelSpec.parse("zoo:llama-8l").slug == "zoo-llama-8l" and ModelSpec.parse("Qwen/Qwen2.5-1.5B").slug == "Qwen-Qwen2.5-1.5B"
+    assert ModelSpec.parse(str(tmp_path / "one" / ".")).slug != ModelSpec.parse(str(tmp_path / "two" / ".")).slug
 
 
 # ---- item 6: fail before work --------------------------------------------------------------------
@@ -136,22 +138,22 @@ def test_parameter_rule_accepts_what_fits_and_refuses_the_rest():
     ok = [("n_examples", 5, 20), ("batch_size", 1, 8), ("steps", None, None), ("steps", 300, None), ("dataset", "gsm8k", "auto"),
           ("controls", False, True), ("seeds", [3, 4], [0, 1]), ("models", ["a", "b"], None), ("seed", -1, 0), ("lr", 1, 0.5)]
     for name, value, default in ok:
-        book.check_parameter(name, value, default)
+        running.check_parameter(name, value, default)
     bad = [("n_examples", "abc", 20), ("n_examples", 0, 20), ("n_examples", -3, 20), ("n_examples", 2.5, 20), ("n_examples", True, 20),
            ("steps", 0, None), ("workers", -1, None), ("ig_steps", 0, 64), ("controls", 1, True), ("seeds", 3, [0]), ("lr", "x", 0.5)]
     for name, value, default in bad:
         with pytest.raises(ValueError, match=name):
-            book.check_parameter(name, value, default)
+            running.check_parameter(name, value, default)
 
 
 def test_declared_parameters_come_with_their_default_literals(notebooks):
-    assert book.chapter_defaults("good", notebooks) == {"model": "x", "n_examples": 20}
+    assert running.chapter_defaults("good", notebooks) == {"model": "x", "n_examples": 20}
     import jupytext
 
     nb = jupytext.reads(_nb("a = 1\nb = [1, 2]  # a list\nc = os.cpu_count()\n# d = 4", "pass"), fmt="md:myst")
-    declared = book._declared_parameters(nb)
-    assert declared["a"] == 1 and declared["b"] == [1, 2] and declared["c"] is book._NO_LITERAL and "d" not in declared
-    book.check_parameter("c", "anything", declared["c"])  # not a literal: its type is not checked
+    declared = running._declared_parameters(nb)
+    assert declared["a"] == 1 and declared["b"] == [1, 2] and declared["c"] is running._NO_LITERAL and "d" not in declared
+    running.check_parameter("c", "anything", declared["c"])  # not a literal: its type is not checked
 
 
 # ---- item 4: broken runs are never shown as good -------------------------------------------------
@@ -161,9 +163,9 @@ def reruns(tiny, notebooks, tmp_path_factory):
     """good+flaky ok; then flaky alone with fail=True; returns (out, flaky.ipynb bytes before, second outcome, first status)."""
     out = tmp_path_factory.mktemp("runs") / "x"
     kw = dict(notebooks=notebooks, catalogue=CATALOGUE, out=out)
-    assert book.run(str(tiny), chapters=["good", "flaky"], **kw) == {"good": "ok", "flaky": "ok"}
-    before, first = (out / "flaky.ipynb").read_bytes(), book.read_status(out)
-    second = book.run(str(tiny), chapters=["flaky"], extra={"fail": True}, **kw)
+    assert running.run(str(tiny), chapters=["good", "flaky"], **kw) == {"good": "ok", "flaky": "ok"}
+    before, first = (out / "flaky.ipynb").read_bytes(), running.read_status(out)
+    second = running.run(str(tiny), chapters=["flaky"], extra={"fail": True}, **kw)
     snapshot = out.parent / "after-the-failure"  # for the page tests (a later test reruns flaky)
     shutil.copytree(out, snapshot)
     return out, before, second, first, snapshot
@@ -174,7 +176,7 @@ def test_a_failed_rerun_keeps_the_last_good_notebook_and_merges_status(reruns):
     assert second == {"flaky": "failed: RuntimeError: flaky broke on purpose"}
     assert (out / "flaky.ipynb").read_bytes() == before  # the good notebook is untouched
     failed = nbformat.read(out / "flaky.failed.ipynb", as_version=4)
-    assert book.notebook_error(failed)[1] == "RuntimeError: flaky broke on purpose"
+    assert render.notebook_error(failed)[1] == "RuntimeError: flaky broke on purpose"
     status = json.loads((out / "status.json").read_text())
     assert status["chapters"] == {"good": "ok", "flaky": "failed: RuntimeError: flaky broke on purpose"}  # good kept
     assert status["runs"]["flaky"]["parameters"]["fail"] is True and status["runs"]["good"]["parameters"] == {"model": status["model"]}
@@ -186,16 +188,16 @@ def test_a_failed_rerun_keeps_the_last_good_notebook_and_merges_status(reruns):
 def test_the_page_of_a_failed_chapter_shows_its_error(reruns, tmp_path):
     out = reruns[4]
     target = tmp_path / "page.ipynb"
-    book._prepare_for_rendering(out / "flaky.failed.ipynb", target)  # no good notebook: the failed one, with its error
+    render._prepare_for_rendering(out / "flaky.failed.ipynb", target)  # no good notebook: the failed one, with its error
     nb = nbformat.read(target, as_version=4)
     banner = next(c.source for c in nb.cells if c.cell_type == "markdown" and "{error}" in c.source)
     assert "RuntimeError: flaky broke on purpose" in banner and "raise RuntimeError" in banner
-    failing = nb.cells[book.notebook_error(nb)[0]]
+    failing = nb.cells[render.notebook_error(nb)[0]]
     assert "remove-input" not in failing.metadata.get("tags", [])  # the failing cell is shown
     assert not any("papermill-error-cell-tag" in c.metadata.get("tags", []) for c in nb.cells)
     # with an older good notebook: that one, under a warning naming the latest failure
     record = json.loads((out / "status.json").read_text())["runs"]["flaky"]
-    book._prepare_for_rendering(out / "flaky.ipynb", target, failure=(out / "flaky.failed.ipynb", record))
+    render._prepare_for_rendering(out / "flaky.ipynb", target, failure=(out / "flaky.failed.ipynb", record))
     nb = nbformat.read(target, as_version=4)
     warning = next(c.source for c in nb.cells if c.cell_type == "markdown" and "{warning}" in c.source)
     assert "latest run of this chapter" in warning and "flaky broke on purpose" in warning and record["last_ok"]["finished"] in warning
@@ -204,9 +206,9 @@ def test_the_page_of_a_failed_chapter_shows_its_error(reruns, tmp_path):
 
 def test_a_dead_kernel_is_a_failure_with_a_page_that_says_so(tiny, notebooks, tmp_path):
     out = tmp_path / "runs"
-    assert book.run(str(tiny), notebooks=notebooks, catalogue=(book.Chapter("dies", "Dies"),), out=out) == {"dies": "failed: Kernel died"}
+    assert running.run(str(tiny), notebooks=notebooks, catalogue=(registry.Chapter("dies", "Dies"),), out=out) == {"dies": "failed: Kernel died"}
     assert not (out / "dies.ipynb").exists() and (out / "dies.failed.ipynb").exists()
-    book._prepare_for_rendering(out / "dies.failed.ipynb", tmp_path / "page.ipynb", failure=(out / "dies.failed.ipynb", book.read_status(out)["runs"]["dies"]))
+    render._prepare_for_rendering(out / "dies.failed.ipynb", tmp_path / "page.ipynb", failure=(out / "dies.failed.ipynb", running.read_status(out)["runs"]["dies"]))
     banner = nbformat.read(tmp_path / "page.ipynb", as_version=4).cells[1].source
     assert "{error}" in banner and "Kernel died" in banner and "dies.kernel.log" in banner
 
@@ -220,16 +222,16 @@ def test_the_built_book_shows_failures_visibly(reruns, tmp_path):
     shutil.copy(snapshot / "flaky.failed.ipynb", runs / "contributions.failed.ipynb")
     shutil.copy(snapshot / "flaky.ipynb", runs / "skipping.ipynb")
     shutil.copy(snapshot / "flaky.failed.ipynb", runs / "skipping.failed.ipynb")
-    status = book.read_status(snapshot)
+    status = running.read_status(snapshot)
     record = status["runs"]["flaky"]
     (runs / "status.json").write_text(json.dumps({"model": status["model"], "chapters": {"contributions": record["state"], "skipping": record["state"]},
                                                   "runs": {"contributions": {k: v for k, v in record.items() if k != "last_ok"}, "skipping": record}}))
     root = tmp_path / "site"
     root.mkdir()
     for name in ("_config.yml", "_toc.yml"):
-        shutil.copy(book.ROOT / name, root / name)
-    shutil.copytree(book.ROOT / "book", root / "book", ignore=shutil.ignore_patterns("chapters"))
-    book.build(status["model"], runs_dir=runs, root=root)
+        shutil.copy(running.ROOT / name, root / name)
+    shutil.copytree(running.ROOT / "book", root / "book", ignore=shutil.ignore_patterns("chapters"))
+    render.build(status["model"], runs_dir=runs, root=root)
     pages = root / "_build" / "html" / "book" / "chapters"
     failed = pages.joinpath("contributions.html").read_text()
     assert "This chapter failed in this run" in failed and "flaky broke on purpose" in failed and "raise RuntimeError" in failed
@@ -241,7 +243,7 @@ def test_the_built_book_shows_failures_visibly(reruns, tmp_path):
 
 def test_a_good_rerun_replaces_the_failed_one(reruns, tiny, notebooks):
     out = reruns[0]
-    assert book.run(str(tiny), chapters=["flaky"], notebooks=notebooks, catalogue=CATALOGUE, out=out) == {"flaky": "ok"}
+    assert running.run(str(tiny), chapters=["flaky"], notebooks=notebooks, catalogue=CATALOGUE, out=out) == {"flaky": "ok"}
     assert not (out / "flaky.failed.ipynb").exists()
     status = json.loads((out / "status.json").read_text())
     assert status["chapters"] == {"good": "ok", "flaky": "ok"} and "last_ok" not in status["runs"]["flaky"]
@@ -252,20 +254,21 @@ def test_a_good_rerun_replaces_the_failed_one(reruns, tiny, notebooks):
 SCRIPT = """
 import sys
 from pathlib import Path
-from effdepth import book
+from effdepth import render, running
+from effdepth.chapters import registry
 from effdepth.cli import main
-book.NOTEBOOKS, book.RUNS = Path(sys.argv[1]), Path(sys.argv[2])
-book.CHAPTERS = (book.Chapter("good", "Good"), book.Chapter("sleepy", "Sleepy"))
+running.NOTEBOOKS, running.RUNS = Path(sys.argv[1]), Path(sys.argv[2])
+registry.CHAPTERS = (registry.Chapter("good", "Good"), registry.Chapter("sleepy", "Sleepy"))
 sys.exit(main(["run", "--model", sys.argv[3], "--set", "marker=" + sys.argv[4]]))
 """
 
 
 def test_ctrl_c_ends_with_one_line_exit_130_and_keeps_the_good_notebook(tiny, notebooks, tmp_path):
     runs, marker = tmp_path / "runs", tmp_path / "kernel.pid"
-    out = runs / slug(str(tiny))
+    out = runs / ModelSpec.parse(str(tiny)).slug
     out.mkdir(parents=True)
     (out / "sleepy.ipynb").write_text("the previous good notebook")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(book.__file__).parents[1]), os.environ.get("PYTHONPATH", "")]))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(running.__file__).parents[1]), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(notebooks), str(runs), str(tiny), str(marker)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         for _ in range(600):  # the sleepy chapter has started (its kernel wrote its pid)
@@ -299,16 +302,17 @@ def test_ctrl_c_ends_with_one_line_exit_130_and_keeps_the_good_notebook(tiny, no
 
 def test_set_scoped_to_one_chapter_wins_there_and_is_checked(tmp_path):
     """`--set skipping.n_examples=6` sizes one chapter; a typo in the chapter or parameter fails first."""
-    from effdepth import book
+    from effdepth import render, running
+    from effdepth.chapters import registry
 
-    shared, scoped = book.split_scoped({"n_examples": 10, "skipping.n_examples": 6, "logit_lens.k": 3})
+    shared, scoped = running.split_scoped({"n_examples": 10, "skipping.n_examples": 6, "logit_lens.k": 3})
     assert shared == {"n_examples": 10} and scoped == {"skipping": {"n_examples": 6}, "logit_lens": {"k": 3}}
-    book.plan("zoo:llama-2l", extra={"n_examples": 10, "skipping.n_examples": 6})
+    running.plan("zoo:llama-2l", extra={"n_examples": 10, "skipping.n_examples": 6})
     with pytest.raises(ValueError, match="no chapter 'skiping'"):
-        book.plan("zoo:llama-2l", extra={"skiping.n_examples": 6})
+        running.plan("zoo:llama-2l", extra={"skiping.n_examples": 6})
     with pytest.raises(ValueError, match="Chapter contributions has no parameter.*n_splits"):
-        book.plan("zoo:llama-2l", extra={"contributions.n_splits": 2})
+        running.plan("zoo:llama-2l", extra={"contributions.n_splits": 2})
     with pytest.raises(ValueError, match="positive int"):
-        book.plan("zoo:llama-2l", extra={"skipping.n_examples": 0})
+        running.plan("zoo:llama-2l", extra={"skipping.n_examples": 0})
     with pytest.raises(ValueError, match="--model"):
-        book.plan("zoo:llama-2l", extra={"skipping.model": "x"})
+        running.plan("zoo:llama-2l", extra={"skipping.model": "x"})

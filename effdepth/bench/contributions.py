@@ -15,8 +15,8 @@ from . import interleaved, paired_ratio
 
 
 def capture_vs_forward(n_layers: int = 12, d_model: int = 256, batch: int = 8, T: int = 128, repeats: int = 25) -> dict:
-    from ..models import wrap_module
-    from ..residual_contributions import gram_local, gram_trace, token_metrics
+    from effdepth.access.model import wrap_module
+    from effdepth.measures.contributions import gram_local, gram_trace, token_metrics
     from ..testing import char_tokenizer, tiny_model
 
     tok = char_tokenizer()

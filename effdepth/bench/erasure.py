@@ -24,7 +24,7 @@ PROMPT, ANSWER = "F: q>d a>b b>e d>c Q: a 2 hops? A:", " e"
 
 
 def _model(n_layers=N_LAYERS, d_model=D_MODEL, seed=0):
-    from ..models import wrap_module
+    from effdepth.access.model import wrap_module
     from ..testing import char_tokenizer, tiny_model
 
     tok = char_tokenizer()
@@ -53,7 +53,7 @@ def one_trace_per_variant(model, ids: torch.Tensor, answer_start: int, vectors: 
 
 
 def erasure_vs_one_trace_per_variant(repeats: int = 3) -> dict:
-    from ..erasure import _erase_fast, encode_example, mean_residuals
+    from effdepth.measures.residual_erasure import _erase_fast, encode_example, mean_residuals
 
     model = _model()
     ids, a0 = encode_example(model, PROMPT, ANSWER)

@@ -19,8 +19,8 @@ SMOLLM2 = dict(n_layers=30, d_model=576, vocab_size=49152, intermediate_size=153
 
 
 def lens_vs_forward(shape: dict | None = None, n_prompts: int = 3, T: int = 64, repeats: int = 5) -> dict:
-    from ..lens import logit_lens
-    from ..models import wrap_module
+    from effdepth.measures.logit_lens import logit_lens
+    from effdepth.access.model import wrap_module
     from ..store import Store
     from ..testing import char_tokenizer, tiny_model
 

@@ -73,7 +73,7 @@ def project_paper_setting(
     (≈ 32 GB), each block re-running the source model and the target up to the block's last layer.
     `measured` (from `zoo_closed_vs_sgd`) adds this machine's measured rates to the text.
     """
-    from ..maps import choose_block, peak_memory_bytes, _target_blocks
+    from effdepth.measures.linear_maps import choose_block, peak_memory_bytes, _target_blocks
 
     p = PAPER
     tokens = n_windows * (window - 1)
@@ -168,8 +168,8 @@ def zoo_closed_vs_sgd(
     their common checkpoints are reported to show they coincide.
     """
     from .. import zoo
-    from ..maps import SGDRecipe, linear_maps, texts_for_windows
-    from ..models import load_model
+    from effdepth.measures.linear_maps import SGDRecipe, linear_maps, texts_for_windows
+    from effdepth.access.load import load_model
     from ..store import Store
 
     if threads:

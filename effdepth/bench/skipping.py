@@ -28,7 +28,7 @@ N_LAYERS, D_MODEL, T = 12, 256, 128
 
 
 def _model(n_layers=N_LAYERS, d_model=D_MODEL, vocab_size=None, seed=0):
-    from ..models import wrap_module
+    from effdepth.access.model import wrap_module
     from ..testing import char_tokenizer, tiny_model
 
     tok = char_tokenizer()
@@ -45,7 +45,7 @@ def paper_way(model, ids, inter, meas, hooks: bool = False) -> dict:
     """One clean forward, then one full forward per (skipped layer × split point): block s's output
     is set to its input at the intervened positions; every block's write Δ̄_l is read and compared
     with the clean Δ_l. Through nnsight traces (the paper's tooling) or plain hooks (hooks=True)."""
-    from ..skipping import EPS
+    from effdepth.measures.skip_effects import EPS
 
     L, J = model.n_layers, inter.shape[0]
     blocks_hf = model.adapter.layer_modules(model.hf)
@@ -103,7 +103,7 @@ def paper_way(model, ids, inter, meas, hooks: bool = False) -> dict:
 
 def skip_matrix(mode: str = "current", repeats: int = 5) -> dict:
     """Fast path vs the paper's way (nnsight) vs plain hooks, one prompt, interleaved medians."""
-    from ..skipping import position_masks, prompt_effects, split_points
+    from effdepth.measures.skip_effects import position_masks, prompt_effects, split_points
 
     model = _model()
     ids = _ids(model)
@@ -172,7 +172,7 @@ def _reset_peak() -> bool:
 
 
 def _lens_memory_one(L: int, vocab: int) -> dict:
-    from ..lens import logit_lens
+    from effdepth.measures.logit_lens import logit_lens
     from ..store import Store
 
     model = _model(n_layers=L, vocab_size=vocab)

@@ -18,6 +18,7 @@ import json
 from dataclasses import dataclass, field
 
 from ..verdicts import AS_PAPER, CONTROL_TOO, INCONCLUSIVE, NOT_TESTABLE, UNLIKE, Rule, Verdict
+from effdepth.spec import ModelSpec
 
 # The five verdict states (effdepth.verdicts), under the names the chapter modules use.
 PAPER = AS_PAPER
@@ -89,13 +90,12 @@ def control_k(n_controls: int, k: float | None = None) -> float:
 
 def run_text(lm, prompts, dataset: str, seed: int, control_seeds=(), extra: str = "") -> str:
     """The "This run:" sentence every chapter opens with: model, shape, prompts, data, seed, controls."""
-    from ..plots import short_name
 
     seeds = ", ".join(str(s) for s in control_seeds)
     controls = f"; controls: the same architecture with random initialisation (seeds {seeds}), same prompts" if seeds else ""
     example = prompts[0][:120] if prompts else ""
     return (
-        f"This run: **{short_name(lm.spec)}** ({lm.adapter.family} family, {lm.n_layers} layers, d={lm.d_model}), "
+        f"This run: **{ModelSpec.parse(lm.spec).short_name}** ({lm.adapter.family} family, {lm.n_layers} layers, d={lm.d_model}), "
         f"{len(prompts)} prompts from the `{dataset}` distribution, seed {seed}{controls}. {extra + ' ' if extra else ''}"
         f"Example prompt: `{example!r}`"
     )

@@ -37,7 +37,7 @@ from dataclasses import replace
 from .. import stats, verdicts
 from ..accuracy import at_chance
 from . import INCONCLUSIVE, NOT_PAPER, NOT_TESTABLE, PAPER, Findings, record
-from ..plots import short_name
+from effdepth.spec import ModelSpec
 
 IG_MAX_GAP = 0.05  # integrated gradients' attribution shares are read only below this completeness gap
 DEPTH_SHIFT = 0.1  # the effect that would matter: harder problems use 10 % more of the depth
@@ -352,7 +352,7 @@ def run_findings(lm, sets: dict, notes: list, reference_source: str, n_controls:
     f = Findings()
     f.numbers.update({"n_layers": lm.n_layers, "n_controls": n_controls})
     f.text["run"] = (
-        f"This run: **{short_name(lm.spec)}** ({lm.adapter.family} family, {lm.n_layers} layers, d={lm.d_model}), beside "
+        f"This run: **{ModelSpec.parse(lm.spec).short_name}** ({lm.adapter.family} family, {lm.n_layers} layers, d={lm.d_model}), beside "
         f"{n_controls} random-init control(s) of the same architecture on the same examples. Difficulty sets: "
         + "; ".join(f"{name} ({', '.join(f'{lv}: {len(exs)}' for lv, exs in s['examples'].items())} examples per level)" for name, s in sets.items())
         + f". Erasing vectors: mean residuals of {reference_source}. "

@@ -33,7 +33,7 @@ import numpy as np
 
 from .. import stats, verdicts
 from . import CONTROL_TOO, NOT_PAPER, NOT_TESTABLE, PAPER, Findings, record
-from ..plots import short_name
+from effdepth.spec import ModelSpec
 
 ALPHA = 0.05
 SATURATED = 0.5  # share of scored entries at ≥ SATURATION_LEVEL above which the max matrix cannot rank layers
@@ -333,7 +333,7 @@ def run_findings(lm, dataset: str, cur_prompts: list, fut_prompts: list, n_token
     n_tok = np.asarray(n_tokens)
     f = Findings(numbers={"n_layers": lm.n_layers, "n_prompts_current": len(cur_prompts), "n_prompts_future": len(fut_prompts)})
     f.text["run"] = (
-        f"This run: **{short_name(lm.spec)}** ({lm.adapter.family} family, {lm.n_layers} layers, d={lm.d_model}), {len(cur_prompts)} prompts for "
+        f"This run: **{ModelSpec.parse(lm.spec).short_name}** ({lm.adapter.family} family, {lm.n_layers} layers, d={lm.d_model}), {len(cur_prompts)} prompts for "
         f"the current setting and {len(fut_prompts)} for the future one (from the `{dataset}` distribution, seed {seed}; "
         f"{n_tok.min()}–{n_tok.max()} tokens), each measured on the model and (the first prompts of each setting) on {n_controls} random-init control(s) of the "
         f"same architecture. {note + ' ' if note else ''}{_detail_sentence(n_detail, len(cur_prompts), len(fut_prompts))}Example prompt: `{cur_prompts[0][:120]!r}`"

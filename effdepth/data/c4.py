@@ -52,9 +52,9 @@ def c4_texts(n: int = 256, seed: int = 0, path: str | os.PathLike | None = None,
         docs = read_local(path)
         up_to = len(docs) if isinstance(n, int) and n > len(docs) else n  # "up to n"; sample() refuses n < 1
         return [docs[i] for i in sample(len(docs), up_to, seed, f"C4 file {path}")]
-    from ..models import _hub_reachable
+    from ..access import hub as hf_hub
 
-    if not _hub_reachable():
+    if not hf_hub.reachable():
         raise DatasetNotAvailable(
             f"C4 is not available offline: the Hugging Face Hub cannot be reached. Download a shard of "
             f"`{HUB[0]}` ({HUB[1]}, {HUB[2]}, e.g. en/c4-validation.00000-of-00008.json.gz) on a "

@@ -95,10 +95,10 @@ def _records(name: str, hub: tuple, env: str, path: str | os.PathLike | None) ->
         if not path.exists():
             raise DatasetNotAvailable(f"{name}: no file at {path} (from {'path=' if not os.environ.get(env) else '$' + env}).")
         return check_rows(read_rows(name, path), SCHEMAS[name])
-    from ..models import _hub_reachable
+    from ..access import hub as hf_hub
 
     repo, config, split = hub
-    if not _hub_reachable():
+    if not hf_hub.reachable():
         table = _from_datasets_cache(repo, config, split)
         if table is None:
             raise DatasetNotAvailable(

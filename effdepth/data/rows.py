@@ -16,14 +16,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+from ..errors import DataError, DatasetNotAvailable
 
 
-class DataError(ValueError):
-    """A data file or split whose content is not what its loader expects (message: file, row, expectation)."""
-
-
-class DatasetNotAvailable(RuntimeError):
-    """A real dataset that is neither reachable on the Hub nor given as a local file."""
 
 
 @dataclass(frozen=True)

@@ -15,58 +15,10 @@ erasure (§3.3), the closed-form linear map (§3.4).
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 from ._check import Feedback, fresh  # noqa: F401
 
 
-def _build(n_layers: int, d_model: int, seed: int, family: str):
-    from ..models import wrap_module
-    from ..testing import char_tokenizer, tiny_model
-
-    tok = char_tokenizer()
-    module = tiny_model(family, seed=seed, n_layers=n_layers, d_model=d_model, vocab_size=len(tok))
-    return wrap_module(module, tok, spec=f"tiny:{family}-L{n_layers}-d{d_model}-s{seed}")
-
-
-@lru_cache(maxsize=4)
-def tiny(n_layers: int = 4, d_model: int = 64, seed: int = 0, family: str = "llama"):
-    """A tiny random-weight model of `family` with the character tokenizer, as an effdepth `Model`
-    (random weights: the numbers mean nothing about trained models, the computation is the same).
-    The notebook's own copy: the checks never use it (see `reference_model`)."""
-    return _build(n_layers, d_model, seed, family)
-
-
-@lru_cache(maxsize=4)
-def _pristine(n_layers: int, d_model: int, seed: int, family: str):
-    return _build(n_layers, d_model, seed, family)
-
-
-def reference_model(model=None, n_layers: int = 4, d_model: int = 64, seed: int = 0, family: str = "llama"):
-    """The model a check builds its references from: the tiny model of these sizes, built for the
-    checks alone (no student code ever holds it: each attempt gets a `fresh` copy), or, when a
-    `model` is given, a fresh snapshot of it as it is now."""
-    return _pristine(n_layers, d_model, seed, family) if model is None else fresh(model)
-
-
-def block_parts(model, layer: int):
-    """(block, attention module, MLP module) of decoder block `layer` (0-indexed) of an effdepth
-    Model. The attention module returns a tuple whose first element is a_l; the MLP returns m_l."""
-    a = model.adapter
-    block = a.layer_modules(model.hf)[layer]
-    return block, a.module(block, a.attn), a.module(block, a.mlp)
-
-
-def final_norm(model):
-    """The model's final norm (applied to h_L before the unembedding)."""
-    return model.adapter.module(model.hf, model.adapter.final_norm)
-
-
-def unembedding(model):
-    """The unembedding (the LM head: residual after the final norm -> logits)."""
-    return model.adapter.module(model.hf, model.adapter.unembed)
-
-
+from ._models import block_parts, final_norm, reference_model, tiny, unembedding  # noqa: F401
 from .contribution import check_relative_contribution  # noqa: E402,F401
 from .depthscore import check_depth_score  # noqa: E402,F401
 from .erasure_entry import check_erasure_entry  # noqa: E402,F401

@@ -117,7 +117,7 @@ def fresh(model):
     """A copy of an effdepth `Model` that shares nothing with it: its own weights, and no hook or
     other state a student's earlier attempt left on the original. Every check hands the student's
     function such a copy and builds its references from a model the student never sees."""
-    from ..models import wrap_module
+    from effdepth.access.model import wrap_module
 
     module = copy.deepcopy(model.hf)
     for m in module.modules():  # hooks a failed attempt registered and never removed

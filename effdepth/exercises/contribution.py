@@ -12,6 +12,7 @@ import torch
 
 from ._capture import capture
 from ._check import Case, cached_cases, judge
+from ._models import reference_model
 
 NAMES = ("rel_attn", "rel_mlp", "rel_layer", "cos_layer")
 PROMPTS = ("The cat sat on the mat and looked at the door.", "Q: 12 + 7 = ? A: 19. Q: 3 * 4 = ? A: 12.")
@@ -57,7 +58,7 @@ def variants(model, prompt: str, layer: int) -> dict[str, dict[str, np.ndarray]]
 
 def reference(model, prompt: str, layer: int) -> dict[str, np.ndarray]:
     """The four numbers from `effdepth.contributions` (one prompt, uncached)."""
-    from ..residual_contributions import contributions
+    from effdepth.measures.contributions import contributions
     from ..store import Store
 
     res = contributions(model, [prompt], method="fast", store=Store(enabled=False))
@@ -67,8 +68,6 @@ def reference(model, prompt: str, layer: int) -> dict[str, np.ndarray]:
 def check_relative_contribution(fn, model=None):
     """Check `fn(model, prompt, layer) -> {"rel_attn", "rel_mlp", "rel_layer", "cos_layer"}` (token
     means) against `effdepth.contributions` on a tiny model, two prompts and two layers."""
-    from . import reference_model
-
     model = reference_model(model)
     cases = cached_cases(f"contribution:{model.spec}:{model.revision}", lambda: [Case(f"layer {l} of {p!r}", (model, p, l), reference(model, p, l), variants(model, p, l)) for p in PROMPTS for l in LAYERS])
     return judge("relative contribution (§3.1)", fn, cases, HINTS, NAMES)

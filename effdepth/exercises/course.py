@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..book import COURSE_FOLDER, NOTEBOOKS, RUNS, execute
+from effdepth.running import COURSE_FOLDER, NOTEBOOKS, RUNS, execute
 
 COURSE_NOTEBOOKS = NOTEBOOKS / "course"
 COURSE_RUNS = RUNS / COURSE_FOLDER

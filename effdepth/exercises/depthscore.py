@@ -57,7 +57,7 @@ HINTS["divided_by_L_minus_s"] = HINTS["divided_by_L"]
 
 
 def reference(E, o) -> dict[str, np.ndarray]:
-    from ..depth import depth_scores
+    from effdepth.measures.depth_score import depth_scores
 
     dl, do = depth_scores(E.max(0), o.max(0))
     return {"layer": np.asarray(dl, dtype=np.float64), "logit": np.asarray(do, dtype=np.float64)}

@@ -15,6 +15,7 @@ import torch
 
 from ._capture import capture
 from ._check import Case, cached_cases, judge
+from ._models import reference_model
 
 PROMPT, ANSWER = "Q: What is 3 plus 4? A:", " 7, seven"
 REFERENCE_PROMPTS = ("The sun is a star.", "Birds can fly over the sea.", "Q: 2 + 2? A: 4")
@@ -74,7 +75,7 @@ def variants(model, ids, answer_start, vectors, b, t):
 
 def setting(model):
     """(ids, answer_start, vectors [L+1, d]) of the exercise's example on `model`."""
-    from ..erasure import encode_example, mean_residuals
+    from effdepth.measures.residual_erasure import encode_example, mean_residuals
 
     ids, start = encode_example(model, PROMPT, ANSWER)
     return ids, start, mean_residuals(model, list(REFERENCE_PROMPTS))
@@ -82,7 +83,7 @@ def setting(model):
 
 def reference_map(model, vectors):
     """The whole [L+1, T] erasure map from `effdepth.residual_erasure` (uncached)."""
-    from ..erasure import residual_erasure
+    from effdepth.measures.residual_erasure import residual_erasure
     from ..store import Store
 
     return residual_erasure(model, PROMPT, ANSWER, vectors=vectors, method="fast", store=Store(enabled=False)).effect
@@ -91,8 +92,6 @@ def reference_map(model, vectors):
 def check_erasure_entry(fn, model=None):
     """Check `fn(model, prompt, answer, vectors, b, t) -> float` against entries of
     `effdepth.residual_erasure(...).effect` on a tiny model."""
-    from . import reference_model
-
     model = reference_model(model)
 
     def build():

@@ -14,6 +14,7 @@ import torch
 
 from ._capture import capture
 from ._check import Case, cached_cases, judge
+from ._models import reference_model, unembedding
 
 NAMES = ("kl", "overlap")
 K = 5
@@ -43,8 +44,6 @@ def _stats(logits_b: torch.Tensor, logits_f: torch.Tensor, first: int = 0, rever
 @torch.no_grad()
 def variants(model, prompt, b) -> dict[str, dict[str, np.ndarray]]:
     from ..engine import decode
-    from . import unembedding
-
     h, _, _, logits = capture(model, model.encode(prompt))
     zb, zf = decode(model, h[b]), logits
     return {
@@ -58,7 +57,7 @@ def variants(model, prompt, b) -> dict[str, dict[str, np.ndarray]]:
 
 
 def reference(model, prompt, b) -> dict[str, np.ndarray]:
-    from ..lens import logit_lens
+    from effdepth.measures.logit_lens import logit_lens
     from ..store import Store
 
     res = logit_lens(model, [prompt], k=K, method="fast", store=Store(enabled=False))
@@ -68,8 +67,6 @@ def reference(model, prompt, b) -> dict[str, np.ndarray]:
 def check_lens_layer(fn, model=None):
     """Check `fn(model, prompt, b) -> {"kl", "overlap"}` (means over positions) against
     `effdepth.logit_lens` for two residual indices of a tiny model."""
-    from . import reference_model
-
     model = reference_model(model)
     cases = cached_cases(f"lens_layer:{model.spec}:{model.revision}", lambda: [Case(f"residual {b} of {p!r}", (model, p, b), reference(model, p, b), variants(model, p, b)) for p in PROMPTS for b in RESIDUALS])
     return judge("logit lens of one layer (§3.2)", fn, cases, HINTS, NAMES)

@@ -15,6 +15,7 @@ import torch
 
 from ._capture import capture
 from ._check import Case, KnownMistake, cached_cases, judge
+from ._models import reference_model
 
 PROMPTS = (
     "The cat sat on the mat. The dog sat on the log.",
@@ -40,8 +41,6 @@ HINTS = {
 def residual_streams():
     """(H_src [4, N, 48], H_tgt [7, N, 64]): every residual h_0 … h_L of a 3-layer d=48 tiny model
     and of a 6-layer d=64 one on the same tokens of PROMPTS (position 0 dropped), float64."""
-    from . import reference_model
-
     src, tgt = reference_model(n_layers=3, d_model=48, seed=1), reference_model(n_layers=6, d_model=64, seed=2)
     hs, ht = [], []
     for p in PROMPTS:
@@ -78,7 +77,7 @@ def variants(X, Y, X_test):
 
 
 def reference(X, Y, X_test):
-    from ..maps import fit_affine
+    from effdepth.measures.linear_maps import fit_affine
 
     W, b, _ = fit_affine(X, Y)
     return {"prediction": predictions(W, b, X_test)}

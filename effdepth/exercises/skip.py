@@ -14,6 +14,7 @@ import torch
 
 from ._capture import capture
 from ._check import Case, cached_cases, judge
+from ._models import reference_model
 
 PROMPTS = ("Alice gave the book to Bob because Bob asked Alice for it.",)
 CASES = ((1, 24), (2, 32))  # (skipped layer s, split point t)
@@ -82,7 +83,7 @@ def variants(model, prompt, s, t) -> dict[str, dict[str, np.ndarray]]:
 
 def reference(model, prompt, s, t) -> dict[str, np.ndarray]:
     """Row s of the max-aggregated layer-effect matrix of `prompt_effects` (future setting, split t)."""
-    from ..skipping import prompt_effects
+    from effdepth.measures.skip_effects import prompt_effects
 
     return {"effect": np.asarray(prompt_effects(model, model.encode(prompt), "future", [t], "fast")["max_layer"][s], dtype=np.float64)}
 
@@ -90,8 +91,6 @@ def reference(model, prompt, s, t) -> dict[str, np.ndarray]:
 def check_skip_row(fn, model=None):
     """Check `fn(model, prompt, s, t) -> [L]` (effect of skipping layer s at positions 1 … t-1 on
     every layer, max over positions t … T-1) against `effdepth.skipping.prompt_effects`."""
-    from . import reference_model
-
     model = reference_model(model)
     cases = cached_cases(f"skip:{model.spec}:{model.revision}", lambda: [Case(f"skipping layer {s} before t = {t} in {p!r}", (model, p, s, t), reference(model, p, s, t), variants(model, p, s, t)) for p in PROMPTS for s, t in CASES])
     return judge("skip a layer (§3.2)", fn, cases, HINTS, ("effect",))

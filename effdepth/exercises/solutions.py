@@ -121,7 +121,7 @@ def depth_score(E, o):
 # (e) §3.3 -------------------------------------------------------------------------------------
 @torch.no_grad()
 def erasure_entry(model, prompt, answer, vectors, b, t):
-    from effdepth.erasure import encode_example
+    from effdepth.measures.residual_erasure import encode_example
     from effdepth.exercises import final_norm
 
     ids, start = encode_example(model, prompt, answer)

@@ -14,6 +14,7 @@ if matplotlib.get_backend().lower() not in ("module://matplotlib_inline.backend_
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from effdepth.spec import ModelSpec
 
 PALETTE = ["#1f5fa8", "#e0762b", "#3a9a4a", "#b8383b", "#7b59a8", "#8c6d3f", "#d17fb5", "#6f6f6f"]
 
@@ -48,25 +49,9 @@ def model_label(model_or_result) -> str:
         ident = model_or_result.identity()
     else:
         ident = {"model": str(model_or_result)}
-    name = short_name(ident.get("model", "?"))
-    if str(name).startswith("zoo:"):
-        name = f"{name} (effdepth zoo, {ident.get('n_layers', '?')} layers)"
-    elif str(name).startswith("random:"):
-        name = f"{name} (random init, {ident.get('n_layers', '?')} layers)"
-    return str(name)
+    return ModelSpec.parse(ident.get("model", "?")).label(ident.get("n_layers", "?"))
 
 
-def short_name(spec) -> str:
-    """A model spec as a page prints it: a local folder by its own name ('tiny-llama (local folder)'),
-    never its machine path; anything else (a Hub id, `zoo:<name>`) unchanged."""
-    spec = str(spec)
-    if spec.startswith("random:"):  # the random-init control of a model, as a model of its own
-        return "random:" + short_name(spec[len("random:"):])
-    if spec.startswith(("/", "~", "./", "../")) or "\\" in spec:
-        from pathlib import Path
-
-        return f"{Path(spec).name} (local folder)"
-    return spec
 
 
 def unstacked_bars(ax, x, series: dict[str, np.ndarray], ylabel: str, xlabel: str = "Layer"):
@@ -137,7 +122,7 @@ def show(name: str, fig=None, made_by=None, absent: str = "") -> None:
     `name + "_model"`, the model that made it as Markdown for the caption: `model_label(made_by)`, or
     `made_by` itself when it is a string (a figure of several models). `fig=None` (a figure this run
     cannot draw) glues the sentence `absent` in the figure's place; when the book is rendered the figure
-    directive is replaced by that sentence (`book._drop_undrawn_figures`): no empty figure with a caption.
+    directive is replaced by that sentence (`render._drop_undrawn_figures`): no empty figure with a caption.
     """
     from IPython.display import Markdown
     from myst_nb import glue

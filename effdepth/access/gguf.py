@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from .models import ModelNotAvailable
+from effdepth.errors import ModelNotAvailable
 
 MARKER = "effdepth-gguf.json"
 
@@ -97,7 +97,7 @@ def describe(path: Path) -> dict:
 
 def convert(path: str | os.PathLike, cache: Path | None = None) -> Path:
     """The cached float32 safetensors folder of the GGUF file `path`, converting it on first use."""
-    from .store import cache_root
+    from effdepth.store import cache_root
 
     path = Path(path).expanduser()
     if not path.is_file():
@@ -179,7 +179,7 @@ def _check_architecture(path: Path, arch: str) -> None:
     `effdepth check --families` and book/families.md, hand-written or derived)."""
     from transformers.integrations.ggml import GGUF_CONFIG_MAPPING
 
-    from .adapters import UnsupportedArchitecture, family_status
+    from effdepth.access.adapters import UnsupportedArchitecture, family_status
 
     readable = sorted(k for k in GGUF_CONFIG_MAPPING if k not in ("general", "tokenizer"))
     model_type = model_type_of(arch)

@@ -35,9 +35,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .engine import clean_run
-from .models import choose_method
-from .results import Result, measure
+from effdepth.engine import clean_run
+from effdepth.access.model import choose_method
+from effdepth.results import Result, measure
 
 EPS = 1e-6
 CLIP = 1.0  # relative changes are clipped to [0, CLIP] per position, as the paper's colour scale

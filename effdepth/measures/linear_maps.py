@@ -57,9 +57,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .prompts import context_limit
-from .results import Result
-from .store import Store, default_store
+from effdepth.prompts import context_limit
+from effdepth.results import Result
+from effdepth.store import Store, default_store
+from effdepth.errors import TokenizerMismatch
 
 EPS = 1e-6
 # Ridge strengths, relative to the mean eigenvalue of the centred source Gram (0 = pseudo-inverse).
@@ -71,9 +72,6 @@ PROBES = (
 )
 WEIGHTINGS = ("none", "relative")
 
-
-class TokenizerMismatch(ValueError):
-    """Source and target models do not share a tokenizer: their residuals are not aligned by token."""
 
 
 @dataclass(frozen=True)
@@ -908,7 +906,7 @@ def linear_maps(
             "blocks": [[b[0], b[-1]] for b in blocks],
             "window_split": {k: v.tolist() for k, v in idx.items()},
         }
-        from .runinfo import versions
+        from effdepth.runinfo import versions
 
         meta["versions"] = versions()
         return arrays, meta
@@ -927,18 +925,18 @@ def resolve_dataset(model_spec: str, dataset: str = "auto") -> str:
     """'auto' → 'zoo' (the zoo's own text distribution) for zoo / test models, 'c4' (the paper's) otherwise."""
     if dataset != "auto":
         return dataset
-    from .data import is_offline_model
+    from effdepth.data import is_offline_model
 
     return "zoo" if is_offline_model(model_spec) else "c4"
 
 
 def default_texts(model_spec: str, n: int, seed: int = 0, dataset: str = "auto") -> list[str]:
     """Texts to cut windows from: the zoo's own distribution for zoo / test models, C4 otherwise."""
-    from .data import load_prompts
+    from effdepth.data import load_prompts
 
     dataset = resolve_dataset(model_spec, dataset)
     if dataset == "c4":
-        from .data.c4 import c4_texts
+        from effdepth.data.c4 import c4_texts
 
         return c4_texts(n=n, seed=seed)
     return load_prompts(dataset, n=n, seed=seed, model_spec=model_spec)
@@ -973,7 +971,7 @@ def resolve_pair(model: str, src_model: str | None = None, tgt_model: str | None
             "this chapter maps a shallow model's residuals onto a deep model's: give both."
         )
     if str(model).startswith("zoo:"):
-        from . import zoo
+        from effdepth import zoo
 
         return f"zoo:{zoo.SHALLOW}", f"zoo:{zoo.DEEP}", ""
     return None, None, (

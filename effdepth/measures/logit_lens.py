@@ -22,9 +22,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .engine import decode, logits_budget, softcap
-from .models import choose_method
-from .results import Result, measure
+from effdepth.engine import decode, logits_budget, softcap
+from effdepth.access.model import choose_method
+from effdepth.results import Result, measure
 
 
 class LogitLens(Result):

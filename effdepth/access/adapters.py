@@ -13,10 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+from effdepth.errors import UnsupportedArchitecture
 
-
-class UnsupportedArchitecture(ValueError):
-    """The model has no adapter, or has no additive residual stream the measurements can read."""
 
 
 @dataclass(frozen=True)
@@ -231,7 +229,7 @@ def derive_adapter_from_config(config, seed: int = 0) -> Adapter:
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
-    from .testing import perturb, shrink_config
+    from effdepth.testing import perturb, shrink_config
 
     model_type = _model_type(config)
     if getattr(config, "sub_configs", None) and getattr(config, "text_config", None) is not None:

@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .models import choose_method
-from .results import Result, measure
+from effdepth.access.model import choose_method
+from effdepth.results import Result, measure
 
 EPS = 1e-6
 MEAN_COLUMNS = (

@@ -24,7 +24,8 @@ from collections.abc import Sequence
 
 import torch
 
-from .models import Model
+from effdepth.access.model import Model
+from effdepth.errors import SameAsModel
 
 _CACHE: dict[tuple, Model] = {}
 RESIDENT_ON_ACCELERATOR = 1
@@ -32,9 +33,6 @@ RESIDENT_ON_ACCELERATOR = 1
 the least recently used (an 8B control is 16 GB in bf16; three of them and the model did not fit an
 80 GB card). On the CPU every control built stays cached for the process (cheap at the book's sizes)."""
 
-
-class SameAsModel(ValueError):
-    """The requested control has exactly the model's own weights (the model is itself that random init)."""
 
 
 def _name(lm: Model) -> str:
@@ -137,7 +135,7 @@ def control_of(lm: Model, seed: int = 0, width: int | None = None) -> Model:
         config = narrow_config(config, int(width))
     if lm.remote:
         dtype, device = torch.float32, torch.device("cpu")
-        need = _n_params(config) * 4
+        need = n_params(config) * 4
         free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
         if need > free:
             raise ValueError(
@@ -252,10 +250,16 @@ def _width(config) -> int:
     return int(_text(config).hidden_size)
 
 
-def _n_params(config) -> int:
-    from .ndif import _n_params as count
+def n_params(config) -> int:
+    """Parameters of the architecture, counted on the meta device (no weights are built)."""
+    from transformers import AutoModelForCausalLM
 
-    return count(config)
+    try:
+        with torch.device("meta"):
+            m = AutoModelForCausalLM.from_config(config, trust_remote_code=False)
+        return sum(p.numel() for p in m.parameters())
+    except Exception:  # an architecture transformers cannot build: the control line says so
+        return 0
 
 
 def narrow_config(config, width: int):
@@ -304,7 +308,7 @@ def remote_control_width(config, budget: float | None = None) -> int:
     width = d
     while True:
         cfg = config if width == d else narrow_config(config, width)
-        if _n_params(cfg) * 4 <= budget:
+        if n_params(cfg) * 4 <= budget:
             return width
         if width % 2 or width // 2 < 1:
             raise ValueError(f"no control width fits {budget / 1e9:.1f} GB of float32 weights (the embedding alone is too large); "

@@ -22,10 +22,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .engine import clean_run, decode
-from .erasure import encode_example, token_strings
-from .models import choose_method
-from .results import Result, measure
+from effdepth.engine import clean_run, decode
+from effdepth.measures.residual_erasure import encode_example, token_strings
+from effdepth.access.model import choose_method
+from effdepth.results import Result, measure
 
 PARTS = ("layer", "attention", "mlp")
 
