@@ -20,6 +20,8 @@ import torch
 
 from .data.examples import Example
 from .engine import decode
+from scipy.stats import binomtest
+from effdepth.data.natural import chance
 
 
 def tokens_in_spans(offsets, spans) -> list[int]:
@@ -81,7 +83,6 @@ def exact_match(model, examples: Sequence[Example], batch_size: int = 8) -> list
 
 def at_chance(correct: int, n: int, rate: float, alpha: float = 0.05) -> tuple[bool, float]:
     """(at chance?, p) from a one-sided exact binomial test of `correct`/`n` against `rate`."""
-    from scipy.stats import binomtest
 
     p = float(binomtest(correct, n, min(max(rate, 0.0), 1.0), alternative="greater").pvalue)
     return p >= alpha, p
@@ -90,7 +91,6 @@ def at_chance(correct: int, n: int, rate: float, alpha: float = 0.05) -> tuple[b
 def accuracy_table(model, sets: dict[str, Sequence[Example]], batch_size: int = 8) -> pd.DataFrame:
     """One row per (set, level): n, accuracy, chance, p (binomial, accuracy > chance), and
     `label` 'at chance' or 'above chance'. `sets` maps a set name to its examples (any levels)."""
-    from .data.natural import chance
 
     rows = []
     for name, examples in sets.items():

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from .errors import LiveUnavailable
+import os
+from effdepth.access import hub
 
 FROZEN = Path(__file__).resolve().parent / "data" / "open_models.csv"
 COLUMNS = ("model", "family", "layers", "d_model", "d_ff", "gated_mlp", "params_b", "score", "architecture_source", "score_source")
@@ -86,7 +88,6 @@ def live_table(max_models: int = 200, min_params_b: float = 0.1) -> pd.DataFrame
 def load_table(source: str = "auto") -> tuple[pd.DataFrame, str]:
     """(table, a sentence saying where its rows come from). source: 'frozen', 'live', or 'auto'
     (live when the Hub is reachable and HF_HUB_OFFLINE is not set, else frozen, said in the note)."""
-    import os
 
     if source not in SOURCES:
         raise ValueError(f"source must be one of {', '.join(SOURCES)}, not {source!r}")
@@ -95,7 +96,6 @@ def load_table(source: str = "auto") -> tuple[pd.DataFrame, str]:
         return frozen_table(), frozen_note
     offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "") or os.environ.get("HF_DATASETS_OFFLINE", "0") not in ("0", "")
     if source == "auto":
-        from .access import hub
 
         if offline or not hub.reachable():
             return frozen_table(), frozen_note + ": the live leaderboard was not reachable from this machine"

@@ -32,6 +32,9 @@ import numpy as np
 import pandas as pd
 
 from . import verdicts
+from effdepth.chapters import benchmarks, complexity, contributions, logit_lens, objective, skipping
+import hashlib
+from pathlib import Path
 
 TARGET_FALSE = 0.05
 TARGET_POWER = 0.8
@@ -141,7 +144,7 @@ def _cos_curves(rng, scenario: str, P: int, L: int, seed_shift: float = 0.0) -> 
 
 
 def _sim_contributions(rule_name: str):
-    from .chapters import contributions as ch
+    ch = contributions
 
     def one(rng, scenario: str, s: Sizes) -> str:
         shift = lambda: rng.normal(0, 0.03)  # noqa: E731  (a seed's own deviation)
@@ -218,7 +221,7 @@ def _outputs(rng, scenario: str, P: int, L: int, future: bool, tiny: bool = Fals
 
 
 def _sim_skipping(rule_name: str):
-    from .chapters import skipping as ch
+    ch = skipping
 
     def one(rng, scenario: str, s: Sizes) -> str:
         L = s.layers
@@ -263,7 +266,7 @@ def _kl_curves(rng, scenario: str, P: int, L: int) -> np.ndarray:
 
 
 def _sim_lens(rule_name: str):
-    from .chapters import logit_lens as ch
+    ch = logit_lens
 
     def one(rng, scenario: str, s: Sizes) -> str:
         L = s.layers
@@ -291,7 +294,7 @@ def _sim_lens(rule_name: str):
 
 
 def _sim_complexity(rule_name: str):
-    from .chapters import complexity as ch
+    ch = complexity
 
     def one(rng, scenario: str, s: Sizes) -> str:
         L, K = s.layers, s.levels
@@ -319,7 +322,7 @@ def _sim_complexity(rule_name: str):
 
 
 def _sim_objective(rule_name: str):
-    from .chapters import objective as ch
+    ch = objective
 
     def one(rng, scenario: str, s: Sizes) -> str:
         n_statements, n_depth = 17, 6
@@ -406,7 +409,6 @@ def markdown(df: pd.DataFrame, reps: int) -> str:
 
 def rules() -> dict:
     """Every stated rule of the scorecard, by name (from the chapter modules that apply them)."""
-    from .chapters import benchmarks, complexity, contributions, logit_lens, objective, skipping
 
     found = [benchmarks.RULE, contributions.SHAPE, contributions.COS_TURN, *skipping.HALVES.values(), skipping.OUTPUT,
              logit_lens.SETTLES, logit_lens.KNEES, complexity.FLAT, objective.CLAIM]
@@ -427,8 +429,6 @@ def rules_markdown() -> str:
 
 def source_hash() -> str:
     """A hash of the code the table depends on (this module, the verdict rules and the chapters)."""
-    import hashlib
-    from pathlib import Path
 
     here = Path(__file__).parent
     files = [here / "calibration.py", here / "verdicts.py", *sorted((here / "chapters").glob("*.py"))]

@@ -18,6 +18,18 @@ import json
 import os
 import sys
 from effdepth.spec import ModelSpec
+from effdepth import errors, render, running
+from effdepth.store import cache_root
+from pathlib import Path
+from effdepth import zoo
+from effdepth.spec import RANDOM
+from effdepth.bench import run_benchmarks
+from effdepth.profiles import with_profile
+from effdepth import gpucheck
+from effdepth.access.adapters import family_table, family_table_markdown
+
+
+from effdepth.model_check import check_model, load_or_reason
 
 
 def _parse_sets(items: list[str]) -> dict:
@@ -33,24 +45,6 @@ def _parse_sets(items: list[str]) -> dict:
     return out
 
 
-def load_or_reason(spec: str, device: str, dtype: str, remote):
-    """(the loaded Model, None), or (None, one line saying why it cannot be loaded): the expected
-    refusals as they are, anything else (a degenerate config.json: zero layers, missing sizes …)
-    named with its type and the spec, never a traceback."""
-    from effdepth.access.adapters import UnsupportedArchitecture
-    from effdepth.errors import ModelNotAvailable
-    from effdepth.access.load import load_model
-
-    try:
-        return load_model(spec, device=device, dtype=dtype, remote=remote), None
-    except (ModelNotAvailable, UnsupportedArchitecture, ValueError) as err:
-        lines = str(err).strip().splitlines() or [type(err).__name__]
-        return None, lines[0] + (" (the rest of the message: a library's traceback, left out)" if len(lines) > 1 else "")
-    except Exception as err:  # noqa: BLE001 - a model we cannot read is a finding, not a crash
-        return None, (f"{spec} cannot be loaded ({type(err).__name__}: {' '.join(str(err).split()[:40])[:200]}); "
-                      "its config.json is probably degenerate (e.g. zero layers or heads, missing sizes): fix it, then run `effdepth check` again.")
-
-
 def _check_model(spec: str, device: str, dtype: str, remote) -> None:
     """Fail fast (before any notebook starts) on a model that cannot be loaded or measured."""
     model, why = load_or_reason(spec, device, dtype, remote)
@@ -60,13 +54,11 @@ def _check_model(spec: str, device: str, dtype: str, remote) -> None:
 
 
 def cmd_run(args) -> int:
-    from effdepth import errors, render, running
 
     model = ModelSpec.parse(args.model).text  # a relative folder must mean the same inside every notebook
     chapters = [c.strip() for c in args.chapters.split(",") if c.strip()] if args.chapters else None
     extra = _parse_sets(args.set)
     if args.profile:
-        from .profiles import with_profile
 
         try:
             extra = with_profile(args.profile, model, extra)  # an explicit --set wins over the profile
@@ -114,13 +106,11 @@ def cmd_run(args) -> int:
 
 
 def _cache_dir() -> str:
-    from .store import cache_root
 
     return "nowhere (EFFDEPTH_NO_CACHE is set)" if os.environ.get("EFFDEPTH_NO_CACHE", "0") not in ("0", "") else str(cache_root())
 
 
 def cmd_book(args) -> int:
-    from effdepth import errors, render, running
 
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models is not None else [args.model]
     models = [_named_default(m) for m in models]
@@ -134,9 +124,7 @@ def cmd_book(args) -> int:
 
 
 def cmd_runs(args) -> int:
-    from pathlib import Path
 
-    from effdepth import errors, render, running
 
     root = Path(args.dir) if args.dir else running.RUNS
     index = running.runs_index(root)
@@ -152,14 +140,12 @@ def cmd_runs(args) -> int:
 
 
 def _default_zoo() -> str:
-    from . import zoo
 
     return zoo.DEFAULT
 
 
 def _named_default(spec: str) -> str:
     """'zoo:default' (also inside 'random:zoo:default') as the zoo model it names today."""
-    from effdepth.spec import RANDOM
 
     prefix = ""
     while spec.startswith(RANDOM):
@@ -168,7 +154,6 @@ def _named_default(spec: str) -> str:
 
 
 def cmd_zoo(args) -> int:
-    from . import zoo
 
     names = args.names or list(zoo.MODELS)
     unknown = [n for n in names if n not in zoo.MODELS]
@@ -192,7 +177,6 @@ def cmd_zoo(args) -> int:
 
 def cmd_bench(args) -> int:
     if args.device:  # the prepared GPU check (make gpu-check); on a CPU at a small size
-        from . import gpucheck
 
         try:
             got = gpucheck.run(args.device, size=args.size, budget_s=args.budget)
@@ -203,171 +187,14 @@ def cmd_bench(args) -> int:
             with open(args.json, "w") as fh:
                 json.dump(got, fh, indent=1, default=str)
         return 0 if got["ok"] else 1
-    from .bench import run_benchmarks
 
     rows = run_benchmarks(args.names or None)
     print(json.dumps(rows, indent=1, default=str))
     return 0
 
 
-CHECK_PROMPT = "Q: 12 + 7 = ? A: 19. The cat sat on the mat."
-CHECK_ANSWER = (" The cat sat on the mat.", " 19")
-
-
-def _measurement_checks(method: str):
-    """(name, run(model) -> one-line summary) for every public measurement, on one prompt. Each run
-    raises on a failure; the summary names the number that says the measurement read the model."""
-    import numpy as np
-
-    import effdepth as ed
-    from .data import Example
-
-    prompt, (q, answer) = CHECK_PROMPT, ("Q: 12 + 7 = ? A:", " 19")
-
-    def finite(name, x):
-        """x as floats; NaN marks cells a measurement leaves undefined (position 0, unscored positions),
-        so a failure is an infinity or nothing defined at all."""
-        x = np.asarray(x, dtype=float)
-        if np.isinf(x).any() or np.isnan(x).all():
-            raise ValueError(f"{name} is infinite somewhere or undefined everywhere")
-        return x
-
-    def contributions(m):
-        r = ed.contributions(m, [prompt], method=method)
-        rel = finite("relative contribution", r.to_frame().iloc[:, 0].to_numpy())
-        return f"{len(rel)} layers, first column max {rel.max():.3g}"
-
-    def skips(m):
-        out = []
-        for part in ("layer", "attention", "mlp"):
-            r = ed.skip_effects(m, [prompt], part=part, method=method)
-            e = finite(f"skip_effects({part})", next(iter(v for k, v in r.arrays.items() if v.ndim >= 2)))
-            out.append(f"{part} {np.nanmax(e):.3g}")
-        return "max effect " + ", ".join(out)
-
-    def local(m):
-        r = ed.local_effects(m, [prompt], method=method)
-        e = finite("local_effects", next(iter(v for k, v in r.arrays.items() if v.ndim >= 2)))
-        return f"max effect {np.nanmax(e):.3g}"
-
-    def lens(m):
-        r = ed.logit_lens(m, [prompt], method=method)
-        for k, v in r.arrays.items():
-            finite(f"logit_lens.{k}", v) if np.issubdtype(np.asarray(v).dtype, np.number) else None
-        return f"{len(r.arrays)} arrays"
-
-    def erasure(m):
-        r = ed.residual_erasure(m, q, answer, reference_prompts=[prompt], method=method)
-        e = finite("erasure effect", r.effect)
-        return f"effect [{e.shape[0]}, {e.shape[1]}], max {np.nanmax(e):.3g}"
-
-    def gradients(m):
-        r = ed.integrated_gradients(m, q, answer, steps=8, batch_size=8)
-        gap = float(np.asarray(r.completeness_gap).max()) if hasattr(r, "completeness_gap") else float("nan")
-        finite("attribution", r.attribution)
-        return f"completeness gap {gap:.3g} (8 steps)"
-
-    def depth(m):
-        exs = {1: [Example(q, answer, 1, {})], 2: [Example(prompt + " " + q, answer, 2, {})]}
-        r = ed.depth_score(m, exs, n_boot=10, method=method)
-        return f"{len(r.arrays)} arrays"
-
-    def maps(m):
-        r = ed.linear_maps(m, m, [prompt * 8], window=16, n_windows=10, progress=False)
-        return f"{len(r.arrays)} arrays"
-
-    checks = [("contributions", contributions), ("skip_effects", skips), ("local_effects", local), ("logit_lens", lens),
-              ("residual_erasure", erasure), ("depth_score", depth), ("linear_maps", maps)]
-    if method == "fast":
-        checks.insert(5, ("integrated_gradients", gradients))
-    return checks
-
-
-def _trace_identity(model, ids) -> float:
-    """Worst |h_l + a_l + m_l - h_(l+1)| / max(1, max |h_(l+1)|) over blocks, read in one nnsight trace
-    (remote on NDIF for a remote model). Envoys are resolved before the trace; the body is plain tensor ops."""
-    import torch
-
-    a = model.adapter
-    blocks = list(a.layer_modules(model.nn))
-    parts = [(b, a.module(b, a.attn), a.module(b, a.mlp)) for b in blocks]
-    as_tuple = a.attn_is_tuple
-    saved = []
-    with torch.no_grad(), model.trace(ids):
-        for block, attn, mlp in parts:
-            out = attn.output
-            saved.append([block.input.save(), (out[0] if as_tuple else out).save(), mlp.output.save(), block.output.save()])
-    from effdepth.access.adapters import identity_error
-
-    worst = 0.0
-    for h, at, m, out in saved:
-        out = out[0] if isinstance(out, tuple) else out
-        worst = max(worst, identity_error(h, at, m, out))  # in the tensors' dtype and the block's order of addition
-    return worst
-
-
-def check_model(spec: str, device: str = "cpu", dtype: str = "auto", remote=False, model=None) -> list[tuple[str, bool, str]]:
-    """Every check of `effdepth check`: (what, passed, one line). Loading, the identity
-    h_(l+1) = h_l + a_l + m_l on one prompt and logit parity, one prompt through every measurement
-    (fast path; the trace path too when remote), and which data sets load here offline.
-    `model`: an already loaded `Model` (tests)."""
-    import time
-
-    from effdepth.access.adapters import UnsupportedArchitecture, confirm, identity_rtol
-    from effdepth.errors import ModelNotAvailable
-    from effdepth.access.load import load_model
-    from effdepth.access.model import resolve_dtype
-
-    rows = []
-    t0 = time.time()
-    if model is None:
-        model, why = load_or_reason(spec, device, dtype, remote)
-        if model is None:
-            return [("load", False, why)]
-    rows.append(("load", True, f"{model.adapter.family} family, {model.n_layers} layers, d={model.d_model} ({time.time() - t0:.1f} s)"))
-    if not model.remote:
-        try:
-            ids = model.encode(CHECK_PROMPT)[None].to(model.device)
-            got = confirm(model.adapter, model.hf, ids)
-            rows.append(("identity", True, f"h_(l+1) = h_l + a_l + m_l at every layer to {got['identity']:.1g} of |h|; logits decoded to {got['logits']:.1g}"))
-        except UnsupportedArchitecture as err:
-            rows.append(("identity", False, str(err)))
-        except Exception as err:  # noqa: BLE001 - reported as a failed check
-            rows.append(("identity", False, f"{type(err).__name__}: {' '.join(str(err).split())[:160]}"))
-    else:
-        try:
-            err = _trace_identity(model, model.encode(CHECK_PROMPT)[None])
-            ok = err <= max(identity_rtol(model.dtype), identity_rtol(resolve_dtype(dtype, "cuda" if remote is True else device)))
-            rows.append(("identity", ok, f"h_(l+1) = h_l + a_l + m_l through the trace to {err:.1g} of |h|" + ("" if ok else ": the adapter's reads are not the writes")))
-        except Exception as err:
-            rows.append(("identity", False, f"{type(err).__name__}: {' '.join(str(err).split())[:160]}"))
-    identity_ok = all(ok for what, ok, _ in rows if what == "identity")
-    methods = ["trace"] if model.remote else ["fast"]
-    for method in methods:
-        for name, run in _measurement_checks(method):
-            if not identity_ok:
-                rows.append((f"{name} [{method}]", False, "not run: the adapter's reads are not the residual writes"))
-                continue
-            try:
-                rows.append((f"{name} [{method}]", True, run(model)))
-            except Exception as err:  # a check reports every failure, it does not stop at the first
-                rows.append((f"{name} [{method}]", False, f"{type(err).__name__}: {' '.join(str(err).split())[:160]}"))
-    from .data import DATASETS, load_examples
-
-    for name in DATASETS:
-        if name == "auto":
-            continue
-        try:
-            n = len(load_examples(name, n=2, seed=0, model_spec=model.spec))
-            rows.append((f"data {name}", True, f"available offline ({n} examples drawn)"))
-        except Exception as err:
-            rows.append((f"data {name}", None, f"not available: {' '.join(str(err).split())[:140]}"))
-    return rows
-
-
 def cmd_check(args) -> int:
     if args.families:
-        from effdepth.access.adapters import family_table, family_table_markdown
 
         rows = family_table()
         print(family_table_markdown(rows))

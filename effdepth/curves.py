@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from effdepth.rundata import CURVES, CURVES_ENV, InvalidRunFile, read_json, validate
+from effdepth.chapters.skipping import default_k
+from effdepth.stats import next_k_scores
 
 DEPTHS = ("layer", "residual", None)
 
@@ -116,8 +118,6 @@ def logit_lens(lens, controls=()) -> dict:
 def skipping(cur, fut, controls_cur=(), controls_fut=(), k: int | None = None) -> dict:
     """§3.2 skipping: per skipped layer its halves score (max effect on the next k layers) and its
     effect on the output distribution, at the current token and at future tokens."""
-    from .chapters.skipping import default_k
-    from .stats import next_k_scores
 
     L = cur.layer_effect.shape[0]
     k = k or default_k(L)

@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
+from torch.func import functional_call
 
 OnLayer = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], "torch.Tensor | None"]
 
@@ -132,7 +133,6 @@ def decode(model, h: torch.Tensor) -> torch.Tensor:
     float32 copies of their parameters (`torch.func.functional_call`), so a bf16 model's probabilities
     are not rounded to bf16's 8 bits. For a float32 model this is exactly the model's own decode.
     Differentiable with respect to `h` (integrated gradients)."""
-    from torch.func import functional_call
 
     norm, unembed, p_norm, p_unembed = _decoder_fp32(model)
     x = h.float()

@@ -22,6 +22,29 @@ import os
 import time
 
 import torch
+import resource
+from effdepth.access.adapters import adapter_for
+from effdepth.access.controls import control_revision, init_weights
+from effdepth.access.model import Model
+from effdepth.testing import char_tokenizer
+from effdepth.running import chapter_defaults
+from effdepth.profiles import profile_values
+from effdepth.measures.contributions import contributions
+from effdepth.measures.depth_score import depth_score
+from effdepth.measures.integrated_gradients import integrated_gradients
+from effdepth.measures.linear_maps import linear_maps
+from effdepth.measures.skip_effects import local_effects, skip_effects
+from effdepth.measures.logit_lens import logit_lens
+from effdepth.measures.residual_erasure import residual_erasure
+from effdepth.access.controls import controls_of
+from effdepth.data import Example
+from effdepth.access import controls
+from effdepth.access.adapters import ADAPTERS
+from effdepth.model_check import check_model
+from effdepth.access.model import wrap_module
+from effdepth.testing import tiny_model
+from effdepth.precision import compare_dtypes
+from effdepth.access.model import check_device
 
 LLAMA_31_8B = dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
                    num_key_value_heads=8, vocab_size=128256, max_position_embeddings=131072, rope_theta=500000.0,
@@ -50,7 +73,6 @@ def _peak(device) -> float:
     """Peak GPU memory (GB) since the last reset; on the CPU the process's peak resident set (GB)."""
     if torch.device(device).type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**30
-    import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
@@ -61,10 +83,6 @@ def big_model(device: str, dtype=torch.bfloat16, shape: dict | None = None, seed
     from nnsight import TransformersModel
     from transformers import LlamaConfig
 
-    from effdepth.access.adapters import adapter_for
-    from effdepth.access.controls import control_revision, init_weights
-    from effdepth.access.model import Model
-    from .testing import char_tokenizer
 
     config = LlamaConfig(**(shape or LLAMA_31_8B), bos_token_id=1, eos_token_id=2, pad_token_id=0)
     hf = init_weights(config, seed, dtype, device)
@@ -82,8 +100,6 @@ def prompts(n: int, n_tokens: int, seed: int = 0) -> list[str]:
 
 def sizes(profile: str) -> dict[str, dict]:
     """{chapter: {parameter: value}}: the notebook defaults with the profile's values (pretrained kind)."""
-    from .book import chapter_defaults
-    from .profiles import profile_values
 
     values = profile_values(profile, "pretrained")
     out = {}
@@ -99,8 +115,6 @@ def sizes(profile: str) -> dict[str, dict]:
 
 def chapter_items(model, size: dict[str, dict], n_tokens: int) -> dict[str, list]:
     """Per chapter, its measurement calls (closures), in the notebook's order, at `size`."""
-    import effdepth as ed
-    from effdepth.access.controls import controls_of
 
     def models(n_controls):
         cs = controls_of(model, range(n_controls))
@@ -108,35 +122,33 @@ def chapter_items(model, size: dict[str, dict], n_tokens: int) -> dict[str, list
 
     items: dict[str, list] = {}
     sc, ss, sl, sx, sm = (size[c] for c in ("contributions", "skipping", "logit_lens", "complexity", "linear_maps"))
-    items["contributions"] = [lambda g=g, p=p: ed.contributions(g(), [p]) for g in models(sc["n_controls"]) for p in prompts(sc["n_examples"], n_tokens)]
+    items["contributions"] = [lambda g=g, p=p: contributions(g(), [p]) for g in models(sc["n_controls"]) for p in prompts(sc["n_examples"], n_tokens)]
     cur, fut, det = prompts(ss["n_examples"], n_tokens), prompts(ss["n_examples_future"], n_tokens, 1), prompts(ss["detail_examples"], n_tokens, 2)
     ms = models(ss["n_controls"])
     items["skipping"] = (
-        [lambda g=g, p=p: ed.skip_effects(g(), [p]) for g in ms for p in cur]
-        + [lambda g=g, p=p: ed.skip_effects(g(), [p], mode="future", n_splits=ss["n_splits"]) for g in ms for p in fut]
-        + [lambda g=g, p=p, part=part: ed.skip_effects(g(), [p], part=part) for g in ms[:2] for part in ("attention", "mlp") for p in cur]
-        + [lambda g=g, p=p, mode=mode: ed.local_effects(g(), [p], mode=mode) for g in ms[:2] for mode in ("current", "future") for p in det]
+        [lambda g=g, p=p: skip_effects(g(), [p]) for g in ms for p in cur]
+        + [lambda g=g, p=p: skip_effects(g(), [p], mode="future", n_splits=ss["n_splits"]) for g in ms for p in fut]
+        + [lambda g=g, p=p, part=part: skip_effects(g(), [p], part=part) for g in ms[:2] for part in ("attention", "mlp") for p in cur]
+        + [lambda g=g, p=p, mode=mode: local_effects(g(), [p], mode=mode) for g in ms[:2] for mode in ("current", "future") for p in det]
     )
-    items["logit_lens"] = [lambda g=g, p=p: ed.logit_lens(g(), [p]) for g in models(sl["n_controls"]) for p in prompts(sl["n_examples"], n_tokens)]
-    from .data import Example
+    items["logit_lens"] = [lambda g=g, p=p: logit_lens(g(), [p]) for g in models(sl["n_controls"]) for p in prompts(sl["n_examples"], n_tokens)]
 
     levels = 5
     exs = [Example(p[: n_tokens // 2], p[n_tokens // 2:][:40], 1 + i % levels, {}) for i, p in enumerate(prompts(sx["n_per_level"] * levels, n_tokens))]
     ref = prompts(sx["n_reference"], n_tokens, 3)
     mc = models(sx["n_controls"])
     items["complexity"] = (
-        [lambda g=g, e=e: ed.depth_score(g(), {e.level: [e]}, n_splits=sx["n_splits"], n_boot=10) for g in mc for e in exs]
-        + [lambda g=g, e=e: ed.residual_erasure(g(), e.prompt, e.answer, reference_prompts=ref) for g in mc[:2] for e in exs[:levels]]
-        + [lambda e=e: ed.integrated_gradients(model, e.prompt, e.answer, steps=sx["ig_steps"], batch_size=min(32, sx["ig_steps"])) for e in exs[:2]]
+        [lambda g=g, e=e: depth_score(g(), {e.level: [e]}, n_splits=sx["n_splits"], n_boot=10) for g in mc for e in exs]
+        + [lambda g=g, e=e: residual_erasure(g(), e.prompt, e.answer, reference_prompts=ref) for g in mc[:2] for e in exs[:levels]]
+        + [lambda e=e: integrated_gradients(model, e.prompt, e.answer, steps=sx["ig_steps"], batch_size=min(32, sx["ig_steps"])) for e in exs[:2]]
     )
     texts = prompts(1, sm["window"] * sm["n_windows"] + 1)
-    items["linear_maps"] = [lambda: ed.linear_maps(model, model, texts, window=sm["window"], n_windows=sm["n_windows"], progress=False, device=model.device)]
+    items["linear_maps"] = [lambda: linear_maps(model, model, texts, window=sm["window"], n_windows=sm["n_windows"], progress=False, device=model.device)]
     return items
 
 
 def run_chapters(model, size: dict[str, dict], n_tokens: int, budget_s: float, log=print) -> list[dict]:
     """Each chapter's items until `budget_s` is spent: measured time, projected time for all items, peak memory."""
-    from effdepth.access import controls
 
     rows = []
     device = model.device
@@ -171,10 +183,6 @@ def run_chapters(model, size: dict[str, dict], n_tokens: int, budget_s: float, l
 
 def family_checks(device: str, log=print) -> list[dict]:
     """`check_model` of every hand-written family in bf16 and fp32 on `device`."""
-    from effdepth.access.adapters import ADAPTERS
-    from .cli import check_model
-    from effdepth.access.model import wrap_module
-    from .testing import char_tokenizer, tiny_model
 
     rows = []
     tok = char_tokenizer()
@@ -194,10 +202,6 @@ def family_checks(device: str, log=print) -> list[dict]:
 def dtype_agreement(device: str, big=None, log=print) -> list[dict]:
     """bf16 vs float32 (same weights) of every measurement, with the bf16 noise floor, per hand-written
     family (tiny) and for `big` when given."""
-    from effdepth.access.adapters import ADAPTERS
-    from effdepth.access.model import wrap_module
-    from .precision import compare_dtypes
-    from .testing import char_tokenizer, tiny_model
 
     tok = char_tokenizer()
     ps = prompts(2, 64)
@@ -219,7 +223,6 @@ def dtype_agreement(device: str, big=None, log=print) -> list[dict]:
 def run(device: str = "cuda", size: str | None = None, budget_s: float | None = None, log=None) -> dict:
     """The whole check; returns a JSON-able dict. size: 'paper' (default on a GPU: the 8B shape at the
     paper profile) or 'small' (default elsewhere: the scaled-down shape at the small profile)."""
-    from effdepth.access.model import check_device
 
     log = log or (lambda line: print(line, flush=True))
     check_device(device)

@@ -28,6 +28,13 @@ import numpy as np
 import torch
 
 from .engine import clean_run, decode, logits_budget
+import copy
+from effdepth.access.model import wrap_module
+from effdepth.measures.contributions import contributions
+from effdepth.measures.integrated_gradients import integrated_gradients
+from effdepth.measures.skip_effects import local_effects, skip_effects
+from effdepth.measures.logit_lens import logit_lens
+from effdepth.measures.residual_erasure import residual_erasure
 
 KEYS = ("layer_effect", "output_effect", "relative_contribution", "kl", "topk_overlap", "probability")
 EPS = 1e-6
@@ -105,9 +112,7 @@ def noise_floor(model, prompts: list[str], seed: int = 0, n_null: int = 3) -> di
 def upcast(model, dtype=torch.float32):
     """The same weights in another dtype, as a new `Model` (a bf16 model's float32 twin: every weight the
     bf16 value exactly, so bf16 vs this twin differ only by bf16 arithmetic, which the noise floor bounds)."""
-    import copy
 
-    from effdepth.access.model import wrap_module
 
     hf = copy.deepcopy(model.hf).to(dtype)
     return wrap_module(hf, model.tokenizer, spec=f"{model.spec} ({str(dtype).replace('torch.', '')} copy)")
@@ -140,16 +145,15 @@ COMPARED = (
 
 def measure_all(model, prompts: list[str], question: str, answer: str, ig_steps: int = 8) -> dict:
     """Every measurement of the book on `model` (one call each, the fast path): {name: Result}."""
-    import effdepth as ed
 
     return {
-        "contributions": ed.contributions(model, prompts),
-        "skip_effects": ed.skip_effects(model, prompts),
-        "skip_effects(future)": ed.skip_effects(model, prompts, mode="future", n_splits=2),
-        "local_effects": ed.local_effects(model, prompts),
-        "logit_lens": ed.logit_lens(model, prompts),
-        "residual_erasure": ed.residual_erasure(model, question, answer, reference_prompts=prompts),
-        "integrated_gradients": ed.integrated_gradients(model, question, answer, steps=ig_steps, batch_size=ig_steps),
+        "contributions": contributions(model, prompts),
+        "skip_effects": skip_effects(model, prompts),
+        "skip_effects(future)": skip_effects(model, prompts, mode="future", n_splits=2),
+        "local_effects": local_effects(model, prompts),
+        "logit_lens": logit_lens(model, prompts),
+        "residual_erasure": residual_erasure(model, question, answer, reference_prompts=prompts),
+        "integrated_gradients": integrated_gradients(model, question, answer, steps=ig_steps, batch_size=ig_steps),
     }
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .store import Store, default_store
+from effdepth.runinfo import versions
 
 
 @dataclass
@@ -53,7 +54,6 @@ def measure(
     progress: bool = True,
 ) -> Result:
     """Run (or read from cache) `cls.measurement` on `items` and return a `cls` result."""
-    from .runinfo import versions
 
     store = store or default_store()
     identity = model.identity()

@@ -18,6 +18,8 @@ import json
 import re
 from pathlib import Path
 from .errors import InvalidRunFile
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
 
 # -- the schemas --------------------------------------------------------------------------------
 
@@ -78,8 +80,6 @@ def validate(data, schema: dict, path: str | Path, fix: str = "") -> None:
     """Raise InvalidRunFile (one line: the file, the first place in it that breaks `schema`, and
     `fix`) unless `data` is of `schema`; also the cross-field rule of curves (x, y, control of one
     length)."""
-    from jsonschema import Draft202012Validator
-    from jsonschema.exceptions import best_match
 
     error = best_match(Draft202012Validator(schema).iter_errors(data))
     problem = None

@@ -5,6 +5,9 @@ from __future__ import annotations
 import platform
 from datetime import datetime, timezone
 from importlib import metadata
+import torch
+import pandas as pd
+from effdepth.tables import header, show_table
 
 PACKAGES = ("effdepth", "torch", "transformers", "nnsight", "datasets", "numpy", "pandas", "matplotlib", "papermill")
 
@@ -21,7 +24,6 @@ def versions() -> dict:
 
 def run_info(model=None, **extra) -> dict:
     """A flat record for the run-info cell: versions, machine, date, and the model's identity."""
-    import torch
 
     info = {
         "date (UTC)": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"),
@@ -38,8 +40,6 @@ def run_info(model=None, **extra) -> dict:
 def run_info_table(model=None, **extra):
     """`run_info` as a two-column table (`tables.show_table`: names in words), for display at the end
     of every chapter."""
-    import pandas as pd
 
-    from .tables import header, show_table
 
     return show_table(pd.DataFrame({"value": {header(k): str(v) for k, v in run_info(model, **extra).items()}}), missing="not recorded")

@@ -27,6 +27,8 @@ import numpy as np
 
 from effdepth.version import __version__
 from .errors import DamagedEntry, CacheNotWritable
+from platformdirs import user_cache_dir
+from tqdm.auto import tqdm
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +38,6 @@ def cache_root() -> Path:
     env = os.environ.get("EFFDEPTH_CACHE")
     if env:
         return Path(env).expanduser()
-    from platformdirs import user_cache_dir
 
     return Path(user_cache_dir("effdepth"))
 
@@ -165,7 +166,6 @@ class Store:
         progress: str | None = None,
     ) -> list[dict]:
         """Per-item cached computation: `compute(item) -> arrays`, one entry per item (resumable)."""
-        from tqdm.auto import tqdm
 
         items = list(items)
         out = []

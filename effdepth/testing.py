@@ -9,13 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+import dataclasses
+import inspect
 
 CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,:;?!+-*/=()'\"\n"
 
 
 def char_tokenizer(chars: str = CHARS, add_bos: bool = True):
     """A character-level fast tokenizer (one token per character) with <pad>, <bos>, <eos>, <unk>."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
     specials = ["<pad>", "<bos>", "<eos>", "<unk>"]
@@ -118,8 +120,6 @@ def shrink_config(config, n_layers: int = 2, d_model: int = 64, vocab_size: int 
     parallel residual, layer kinds, multipliers) and shrinking the sizes: hidden size `d_model`, 4 heads,
     tiny experts and low-rank projections, `vocab_size`, and `n_layers` blocks — more when the config's
     `layer_types` has more kinds, so that every kind of block appears once."""
-    import dataclasses
-    import inspect
 
     cls = type(config)
     fields = set(inspect.signature(cls.__init__).parameters) - {"self", "kwargs"}

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from effdepth.access.adapters import IDENTITY_RTOL, UnsupportedArchitecture, confirm, identity_error, identity_rtol
-from effdepth.cli import check_model
+from effdepth.model_check import check_model
 from effdepth.engine import CPU_LOGITS_BUDGET, clean_run, decode, logits_budget
 from effdepth.access.model import wrap_module
 from effdepth.precision import COMPARED, KEYS, compare_dtypes, noise_floor, one_ulp, upcast

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 from effdepth.errors import UnsupportedArchitecture
+from effdepth.testing import perturb, shrink_config
 
 
 
@@ -229,7 +230,6 @@ def derive_adapter_from_config(config, seed: int = 0) -> Adapter:
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
-    from effdepth.testing import perturb, shrink_config
 
     model_type = _model_type(config)
     if getattr(config, "sub_configs", None) and getattr(config, "text_config", None) is not None:

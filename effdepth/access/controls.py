@@ -26,6 +26,8 @@ import torch
 
 from effdepth.access.model import Model
 from effdepth.errors import SameAsModel
+import hashlib
+import copy
 
 _CACHE: dict[tuple, Model] = {}
 RESIDENT_ON_ACCELERATOR = 1
@@ -45,7 +47,6 @@ def control_revision(config, seed: int, dtype, device) -> str:
     CUDA generators give different numbers for one seed), and the torch and transformers versions (the
     initialiser). Used as the control's revision (cache key) instead of hashing its weights, which would
     copy every one of them back to the CPU."""
-    import hashlib
 
     import transformers
 
@@ -267,7 +268,6 @@ def narrow_config(config, width: int):
     heads, MLP and expert widths) divided by 2^k (at least one head), the head size, depth, block
     kinds, norms, vocabulary and initialiser range kept. Raises ValueError for a width that is not
     the model's width divided by a power of two."""
-    import copy
 
     d = _width(config)
     k = 0

@@ -24,6 +24,9 @@ import time
 from pathlib import Path
 
 from effdepth.errors import ModelNotAvailable
+from effdepth.store import cache_root
+from effdepth.access.adapters import UnsupportedArchitecture, family_status
+import torch
 
 MARKER = "effdepth-gguf.json"
 
@@ -97,7 +100,6 @@ def describe(path: Path) -> dict:
 
 def convert(path: str | os.PathLike, cache: Path | None = None) -> Path:
     """The cached float32 safetensors folder of the GGUF file `path`, converting it on first use."""
-    from effdepth.store import cache_root
 
     path = Path(path).expanduser()
     if not path.is_file():
@@ -179,7 +181,6 @@ def _check_architecture(path: Path, arch: str) -> None:
     `effdepth check --families` and book/families.md, hand-written or derived)."""
     from transformers.integrations.ggml import GGUF_CONFIG_MAPPING
 
-    from effdepth.access.adapters import UnsupportedArchitecture, family_status
 
     readable = sorted(k for k in GGUF_CONFIG_MAPPING if k not in ("general", "tokenizer"))
     model_type = model_type_of(arch)
@@ -193,7 +194,6 @@ def _check_architecture(path: Path, arch: str) -> None:
 
 def _dequantise(path: Path, out: Path) -> None:
     """Load with transformers' GGUF reader (float32), save as safetensors + tokenizer in `out`."""
-    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 

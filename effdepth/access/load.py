@@ -51,7 +51,6 @@ def load_model(spec: str, device: str = "cpu", dtype="auto", remote: bool | str 
     from transformers import AutoConfig, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    from effdepth.access import moeut  # noqa: F401  (registers MoEUT with transformers' Auto classes)
 
     hf_logging.disable_progress_bar()
     if remote is not True:

@@ -27,8 +27,11 @@ import os
 import pickle
 import sys
 from contextlib import contextmanager
-from dataclasses import dataclass
 from effdepth.errors import ModelNotAvailable, SandboxRefusal, WrongDevice
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+import cloudpickle.cloudpickle as cp
 
 # Roots NDIF lets a trace import while it runs (whitelist.yaml `modules`), and, while unpickling
 # only, the serialisation machinery (`deserialization_modules`; nnsight's module layout changed
@@ -102,7 +105,6 @@ class _Hidden:
     cloudpickle's `subimport` refused for modules off the whitelist."""
 
     def __enter__(self):
-        import cloudpickle.cloudpickle as cp
 
         self.modules = {n: sys.modules.pop(n) for n in list(sys.modules) if n.split(".")[0] == "effdepth"}
         self.finder = _BlockEffdepth()
@@ -146,9 +148,6 @@ def _device_guard():
     across several, and a mask or index built on the client's CPU must be moved to the activation's
     device inside the body. Dispatch modes are per thread, and nnsight interleaves the body with
     the model's forward in greenlets of one thread, so the mode sees both."""
-    import torch
-    from torch.utils._python_dispatch import TorchDispatchMode
-    from torch.utils._pytree import tree_leaves
 
     class DeviceGuard(TorchDispatchMode):
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
@@ -183,7 +182,6 @@ def _called_from_body() -> bool:
 def _inputs_to(device):
     """A forward pre-hook moving the inputs to the model's device, as accelerate's dispatch hook does
     on NDIF's server (the client sends CPU token ids)."""
-    import torch
 
     def hook(module, args, kwargs):
         move = lambda x: x.to(device) if isinstance(x, torch.Tensor) else x  # noqa: E731
@@ -196,7 +194,6 @@ def meta_client(module, tokenizer):
     """The client's copy of a model served remotely: the same architecture on the meta device, as
     nnsight builds it for `remote=True` (no weights here), so client code that reads weight values
     fails in the simulation as it would against NDIF."""
-    import torch
     from nnsight import TransformersModel
     from transformers import AutoModelForCausalLM
 
@@ -215,7 +212,6 @@ def meta_client(module, tokenizer):
 def served_dtype(config):
     """The dtype NDIF runs a model in: the checkpoint's own (`dtype` / `torch_dtype` in its config;
     bfloat16 for every model NDIF hosts today), bfloat16 when the config names none or float32."""
-    import torch
 
     name = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
     if isinstance(name, str):
@@ -240,7 +236,6 @@ class StrictSandboxBackend:
         self.result_bytes = 0
 
     def __call__(self, tracer):
-        import torch
         from nnsight.schema.request import RequestModel
         from nnsight.tracing.tracer import mark
         from nnsight.tracing.util import push

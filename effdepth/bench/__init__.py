@@ -11,6 +11,8 @@ import pkgutil
 import statistics
 import time
 from typing import Callable
+import ctypes
+import ctypes.util
 
 
 def interleaved(contenders: dict[str, Callable[[], object]], repeats: int = 7, warmup: int = 1, raw: bool = False) -> dict:
@@ -47,8 +49,6 @@ def steady_malloc() -> bool:
     same code. Benchmarks compare code, not the allocator's mood, so every contender runs with it.
     Returns False where there is no glibc (macOS, musl): nothing is changed there.
     """
-    import ctypes
-    import ctypes.util
 
     name = ctypes.util.find_library("c")
     try:

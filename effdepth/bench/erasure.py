@@ -18,14 +18,15 @@ import numpy as np
 import torch
 
 from . import interleaved
+from effdepth.access.model import wrap_module
+from effdepth.testing import char_tokenizer, tiny_model
+from effdepth.measures.residual_erasure import _erase_fast, encode_example, mean_residuals
 
 N_LAYERS, D_MODEL = 6, 128
 PROMPT, ANSWER = "F: q>d a>b b>e d>c Q: a 2 hops? A:", " e"
 
 
 def _model(n_layers=N_LAYERS, d_model=D_MODEL, seed=0):
-    from effdepth.access.model import wrap_module
-    from ..testing import char_tokenizer, tiny_model
 
     tok = char_tokenizer()
     hf = tiny_model("llama", seed=seed, n_layers=n_layers, d_model=d_model, vocab_size=len(tok))
@@ -53,7 +54,6 @@ def one_trace_per_variant(model, ids: torch.Tensor, answer_start: int, vectors: 
 
 
 def erasure_vs_one_trace_per_variant(repeats: int = 3) -> dict:
-    from effdepth.measures.residual_erasure import _erase_fast, encode_example, mean_residuals
 
     model = _model()
     ids, a0 = encode_example(model, PROMPT, ANSWER)

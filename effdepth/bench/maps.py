@@ -14,12 +14,16 @@ with the assumptions stated in the returned dict and text.
 
 from __future__ import annotations
 
-import math
 import statistics
 import time
 
 import numpy as np
 import torch
+from effdepth.measures.linear_maps import choose_block, peak_memory_bytes, _target_blocks
+from effdepth import zoo
+from effdepth.measures.linear_maps import SGDRecipe, linear_maps, texts_for_windows
+from effdepth.access.load import load_model
+from effdepth.store import Store
 
 # Paper setting (Qwen2.5 model cards: parameters incl. embeddings; Qwen2.5-1.5B ties its embeddings).
 PAPER = dict(
@@ -73,7 +77,6 @@ def project_paper_setting(
     (≈ 32 GB), each block re-running the source model and the target up to the block's last layer.
     `measured` (from `zoo_closed_vs_sgd`) adds this machine's measured rates to the text.
     """
-    from effdepth.measures.linear_maps import choose_block, peak_memory_bytes, _target_blocks
 
     p = PAPER
     tokens = n_windows * (window - 1)
@@ -167,10 +170,6 @@ def zoo_closed_vs_sgd(
     error is then (steps the cached run needed) × (its time per step); the two runs' errors at
     their common checkpoints are reported to show they coincide.
     """
-    from .. import zoo
-    from effdepth.measures.linear_maps import SGDRecipe, linear_maps, texts_for_windows
-    from effdepth.access.load import load_model
-    from ..store import Store
 
     if threads:
         torch.set_num_threads(threads)

@@ -23,13 +23,20 @@ import numpy as np
 import torch
 
 from . import interleaved
+from effdepth.access.model import wrap_module
+from effdepth.testing import char_tokenizer, tiny_model
+from effdepth.measures.skip_effects import EPS
+from effdepth.measures.skip_effects import position_masks, prompt_effects, split_points
+from effdepth.measures.logit_lens import logit_lens
+from effdepth.store import Store
+import json
+import subprocess
+import sys
 
 N_LAYERS, D_MODEL, T = 12, 256, 128
 
 
 def _model(n_layers=N_LAYERS, d_model=D_MODEL, vocab_size=None, seed=0):
-    from effdepth.access.model import wrap_module
-    from ..testing import char_tokenizer, tiny_model
 
     tok = char_tokenizer()
     hf = tiny_model("llama", seed=seed, n_layers=n_layers, d_model=d_model, vocab_size=vocab_size or len(tok), intermediate_size=688 if d_model == 256 else 2 * d_model)
@@ -45,7 +52,6 @@ def paper_way(model, ids, inter, meas, hooks: bool = False) -> dict:
     """One clean forward, then one full forward per (skipped layer × split point): block s's output
     is set to its input at the intervened positions; every block's write Δ̄_l is read and compared
     with the clean Δ_l. Through nnsight traces (the paper's tooling) or plain hooks (hooks=True)."""
-    from effdepth.measures.skip_effects import EPS
 
     L, J = model.n_layers, inter.shape[0]
     blocks_hf = model.adapter.layer_modules(model.hf)
@@ -103,7 +109,6 @@ def paper_way(model, ids, inter, meas, hooks: bool = False) -> dict:
 
 def skip_matrix(mode: str = "current", repeats: int = 5) -> dict:
     """Fast path vs the paper's way (nnsight) vs plain hooks, one prompt, interleaved medians."""
-    from effdepth.measures.skip_effects import position_masks, prompt_effects, split_points
 
     model = _model()
     ids = _ids(model)
@@ -172,8 +177,6 @@ def _reset_peak() -> bool:
 
 
 def _lens_memory_one(L: int, vocab: int) -> dict:
-    from effdepth.measures.logit_lens import logit_lens
-    from ..store import Store
 
     model = _model(n_layers=L, vocab_size=vocab)
     prompt = "".join("abcdefghij klmnop"[i % 17] for i in range(T - 1))  # + BOS = 128 tokens
@@ -201,9 +204,6 @@ def lens_memory(depths=(4, 12, 24), vocab: int = 131072) -> list[dict]:
     Each depth runs in a fresh process with a fixed malloc mmap threshold, so freed buffers go
     back to the OS and the resident-set high-water mark (reset through /proc/self/clear_refs after
     loading the model) measures what the lens itself holds at its peak."""
-    import json
-    import subprocess
-    import sys
 
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072", TQDM_DISABLE="1")
     rows = []

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from ..verdicts import AS_PAPER, CONTROL_TOO, INCONCLUSIVE, NOT_TESTABLE, UNLIKE, Rule, Verdict
 from effdepth.spec import ModelSpec
+from effdepth.stats import prediction_k
 
 # The five verdict states (effdepth.verdicts), under the names the chapter modules use.
 PAPER = AS_PAPER
@@ -81,7 +82,6 @@ def control_k(n_controls: int, k: float | None = None) -> float:
     `k` when given; else, with several control seeds, the 97.5 % prediction bound for one more seed
     (`stats.prediction_k`, 4.97 for 3 seeds); with one control (spread = its standard error over
     prompts), 2."""
-    from ..stats import prediction_k
 
     if k is not None:
         return float(k)

@@ -37,6 +37,7 @@ from .. import stats
 from . import INCONCLUSIVE, NOT_PAPER, NOT_TESTABLE, PAPER, SAME_AS_CONTROL, Findings, control_k, paper_verdict
 from . import contributions as contrib_chapter
 from . import logit_lens as lens_chapter
+from effdepth import zoo
 
 MIN_LAYERS = {"kl": 4, "contribution": 5}
 
@@ -137,7 +138,6 @@ def resolve_models(model: str, models=None) -> list[str]:
     if models is not None:
         return [str(m) for m in models]
     if str(model).startswith("zoo:"):
-        from .. import zoo
 
         return [f"zoo:{name}" for name in zoo.MODELS]
     return [str(model)]

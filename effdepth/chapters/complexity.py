@@ -38,6 +38,7 @@ from .. import stats, verdicts
 from ..accuracy import at_chance
 from . import INCONCLUSIVE, NOT_PAPER, NOT_TESTABLE, PAPER, Findings, record
 from effdepth.spec import ModelSpec
+from effdepth.data.natural import chance
 
 IG_MAX_GAP = 0.05  # integrated gradients' attribution shares are read only below this completeness gap
 DEPTH_SHIFT = 0.1  # the effect that would matter: harder problems use 10 % more of the depth
@@ -178,7 +179,6 @@ def _f(x, nd=2):
 
 def chance_rates(sets: dict) -> dict:
     """{set name: {level: chance rate}} of `difficulty_datasets`' sets (`effdepth.data.natural.chance`)."""
-    from ..data.natural import chance
 
     return {name: {lv: chance(exs) for lv, exs in s["examples"].items() if exs} for name, s in sets.items()}
 

@@ -43,6 +43,7 @@ import numpy as np
 
 from .. import stats
 from . import INCONCLUSIVE, NOT_PAPER, NOT_TESTABLE, PAPER, SAME_AS_CONTROL, Findings, control_k, paper_verdict
+from effdepth.plots.maps import pair_label
 
 MONOTONE = 0.75  # share of forward steps for a best-match path to count as a diagonal
 IDENTITY_TOL = 1e-3  # the identity map is affine: its error must vanish up to round-off
@@ -295,7 +296,6 @@ def weighting(result, alt, names: dict) -> Findings:
 
 def run(result, src, tgt, window: int, dataset: str, seed: int) -> Findings:
     """What this run measured: the pair, the windows, the token counts and the fit times."""
-    from ..plots.maps import pair_label
 
     tok = result.tokens
     text = (

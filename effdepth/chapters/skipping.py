@@ -375,7 +375,6 @@ def split_findings(future, n_splits: int, split_step: int) -> Findings:
     """How many split points each prompt of the future setting really got (`split_points` [P, n_splits],
     -1 = none): a prompt of T tokens has a split point only at multiples of `split_step` below T - 4,
     so short prompts get fewer than `n_splits`."""
-    import numpy as np
 
     per_prompt = (np.asarray(future.split_points) >= 0).sum(axis=1)
     counts = {int(k): int(v) for k, v in zip(*np.unique(per_prompt, return_counts=True))}

@@ -7,6 +7,11 @@ import os
 
 from .examples import Example  # noqa: F401
 from .rows import DataError, DatasetNotAvailable  # noqa: F401
+from effdepth.data.arithmetic import graded_examples
+from effdepth.data.multihop import multihop_examples
+import random
+from effdepth.data.natural import SETS
+from effdepth.data.real import gsm8k
 
 DATASETS = ("auto", "zoo", "gsm8k", "word_problems", "kinship", "arithmetic")  # the last three: data/natural.py
 
@@ -27,12 +32,9 @@ def is_offline_model(model_spec: str) -> bool:
 
 def zoo_examples(n: int, seed: int = 0) -> list[Example]:
     """Half graded arithmetic, half multi-hop questions from the zoo's own test distribution."""
-    from .arithmetic import graded_examples
-    from .multihop import multihop_examples
 
     arith = graded_examples(n_per_level=n, split="test", seed=seed)
     hops = multihop_examples(n_per_hops=n, seed=seed)
-    import random
 
     rng = random.Random(seed)
     rng.shuffle(arith)
@@ -67,10 +69,8 @@ def load_examples(dataset: str = "auto", n: int = 20, seed: int = 0, model_spec:
     if dataset == "zoo":
         return zoo_examples(n, seed)
     if dataset == "gsm8k":
-        from .real import gsm8k
 
         return gsm8k(n=n, seed=seed)
-    from .natural import SETS
 
     if dataset in SETS:  # generated English sets, levels interleaved so any n covers every level
         exs = SETS[dataset][2](n_per_level=n, seed=seed)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 
 from .rows import DataError, DatasetNotAvailable, Field, Schema, check_path, check_rows, read_rows, read_text, sample
+from effdepth.access import hub as hf_hub
 
 HUB = ("allenai/c4", "en", "validation")
 ENV = "EFFDEPTH_C4"
@@ -52,7 +53,6 @@ def c4_texts(n: int = 256, seed: int = 0, path: str | os.PathLike | None = None,
         docs = read_local(path)
         up_to = len(docs) if isinstance(n, int) and n > len(docs) else n  # "up to n"; sample() refuses n < 1
         return [docs[i] for i in sample(len(docs), up_to, seed, f"C4 file {path}")]
-    from ..access import hub as hf_hub
 
     if not hf_hub.reachable():
         raise DatasetNotAvailable(

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from .examples import Example
 from .rows import DataError, DatasetNotAvailable, Field, Rows, Schema, check_rows, read_rows, sample
+from effdepth.access import hub as hf_hub
 
 __all__ = ["DataError", "DatasetNotAvailable", "gsm8k", "math_problems", "mquake", "final_answer"]
 
@@ -95,7 +96,6 @@ def _records(name: str, hub: tuple, env: str, path: str | os.PathLike | None) ->
         if not path.exists():
             raise DatasetNotAvailable(f"{name}: no file at {path} (from {'path=' if not os.environ.get(env) else '$' + env}).")
         return check_rows(read_rows(name, path), SCHEMAS[name])
-    from ..access import hub as hf_hub
 
     repo, config, split = hub
     if not hf_hub.reachable():

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
+from effdepth.access.model import wrap_module
 
 
 @dataclass
@@ -117,7 +118,6 @@ def fresh(model):
     """A copy of an effdepth `Model` that shares nothing with it: its own weights, and no hook or
     other state a student's earlier attempt left on the original. Every check hands the student's
     function such a copy and builds its references from a model the student never sees."""
-    from effdepth.access.model import wrap_module
 
     module = copy.deepcopy(model.hf)
     for m in module.modules():  # hooks a failed attempt registered and never removed

@@ -13,6 +13,8 @@ import torch
 from ._capture import capture
 from ._check import Case, cached_cases, judge
 from ._models import reference_model
+from effdepth.measures.contributions import contributions
+from effdepth.store import Store
 
 NAMES = ("rel_attn", "rel_mlp", "rel_layer", "cos_layer")
 PROMPTS = ("The cat sat on the mat and looked at the door.", "Q: 12 + 7 = ? A: 19. Q: 3 * 4 = ? A: 12.")
@@ -58,8 +60,6 @@ def variants(model, prompt: str, layer: int) -> dict[str, dict[str, np.ndarray]]
 
 def reference(model, prompt: str, layer: int) -> dict[str, np.ndarray]:
     """The four numbers from `effdepth.contributions` (one prompt, uncached)."""
-    from effdepth.measures.contributions import contributions
-    from ..store import Store
 
     res = contributions(model, [prompt], method="fast", store=Store(enabled=False))
     return {name: np.asarray(res.arrays[f"mean_{name}"][layer], dtype=np.float64) for name in NAMES}

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from effdepth.running import COURSE_FOLDER, NOTEBOOKS, RUNS, execute
+import resource
 
 COURSE_NOTEBOOKS = NOTEBOOKS / "course"
 COURSE_RUNS = RUNS / COURSE_FOLDER
@@ -42,7 +43,6 @@ def _digest(notebook: Path) -> str:
 
 def _cpu() -> float:
     """CPU seconds used so far by this process and its waited-for children (the notebook kernels)."""
-    import resource
 
     return sum(getattr(resource.getrusage(who), f) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN) for f in ("ru_utime", "ru_stime"))
 

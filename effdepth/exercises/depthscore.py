@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._check import Case, judge
+from effdepth.measures.depth_score import depth_scores
 
 NAMES = ("layer", "logit")
 HINTS = {
@@ -57,7 +58,6 @@ HINTS["divided_by_L_minus_s"] = HINTS["divided_by_L"]
 
 
 def reference(E, o) -> dict[str, np.ndarray]:
-    from effdepth.measures.depth_score import depth_scores
 
     dl, do = depth_scores(E.max(0), o.max(0))
     return {"layer": np.asarray(dl, dtype=np.float64), "logit": np.asarray(do, dtype=np.float64)}

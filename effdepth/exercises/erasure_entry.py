@@ -16,6 +16,9 @@ import torch
 from ._capture import capture
 from ._check import Case, cached_cases, judge
 from ._models import reference_model
+from effdepth.measures.residual_erasure import encode_example, mean_residuals
+from effdepth.measures.residual_erasure import residual_erasure
+from effdepth.store import Store
 
 PROMPT, ANSWER = "Q: What is 3 plus 4? A:", " 7, seven"
 REFERENCE_PROMPTS = ("The sun is a star.", "Birds can fly over the sea.", "Q: 2 + 2? A: 4")
@@ -75,7 +78,6 @@ def variants(model, ids, answer_start, vectors, b, t):
 
 def setting(model):
     """(ids, answer_start, vectors [L+1, d]) of the exercise's example on `model`."""
-    from effdepth.measures.residual_erasure import encode_example, mean_residuals
 
     ids, start = encode_example(model, PROMPT, ANSWER)
     return ids, start, mean_residuals(model, list(REFERENCE_PROMPTS))
@@ -83,8 +85,6 @@ def setting(model):
 
 def reference_map(model, vectors):
     """The whole [L+1, T] erasure map from `effdepth.residual_erasure` (uncached)."""
-    from effdepth.measures.residual_erasure import residual_erasure
-    from ..store import Store
 
     return residual_erasure(model, PROMPT, ANSWER, vectors=vectors, method="fast", store=Store(enabled=False)).effect
 

@@ -15,6 +15,9 @@ import torch
 from ._capture import capture
 from ._check import Case, cached_cases, judge
 from ._models import reference_model, unembedding
+from effdepth.engine import decode
+from effdepth.measures.logit_lens import logit_lens
+from effdepth.store import Store
 
 NAMES = ("kl", "overlap")
 K = 5
@@ -43,7 +46,6 @@ def _stats(logits_b: torch.Tensor, logits_f: torch.Tensor, first: int = 0, rever
 
 @torch.no_grad()
 def variants(model, prompt, b) -> dict[str, dict[str, np.ndarray]]:
-    from ..engine import decode
     h, _, _, logits = capture(model, model.encode(prompt))
     zb, zf = decode(model, h[b]), logits
     return {
@@ -57,8 +59,6 @@ def variants(model, prompt, b) -> dict[str, dict[str, np.ndarray]]:
 
 
 def reference(model, prompt, b) -> dict[str, np.ndarray]:
-    from effdepth.measures.logit_lens import logit_lens
-    from ..store import Store
 
     res = logit_lens(model, [prompt], k=K, method="fast", store=Store(enabled=False))
     return {"kl": np.asarray(res.example_kl[0, b]), "overlap": np.asarray(res.example_topk_overlap[0, b])}

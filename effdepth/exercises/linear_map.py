@@ -16,6 +16,7 @@ import torch
 from ._capture import capture
 from ._check import Case, KnownMistake, cached_cases, judge
 from ._models import reference_model
+from effdepth.measures.linear_maps import fit_affine
 
 PROMPTS = (
     "The cat sat on the mat. The dog sat on the log.",
@@ -77,7 +78,6 @@ def variants(X, Y, X_test):
 
 
 def reference(X, Y, X_test):
-    from effdepth.measures.linear_maps import fit_affine
 
     W, b, _ = fit_affine(X, Y)
     return {"prediction": predictions(W, b, X_test)}

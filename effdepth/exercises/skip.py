@@ -15,6 +15,7 @@ import torch
 from ._capture import capture
 from ._check import Case, cached_cases, judge
 from ._models import reference_model
+from effdepth.measures.skip_effects import prompt_effects
 
 PROMPTS = ("Alice gave the book to Bob because Bob asked Alice for it.",)
 CASES = ((1, 24), (2, 32))  # (skipped layer s, split point t)
@@ -83,7 +84,6 @@ def variants(model, prompt, s, t) -> dict[str, dict[str, np.ndarray]]:
 
 def reference(model, prompt, s, t) -> dict[str, np.ndarray]:
     """Row s of the max-aggregated layer-effect matrix of `prompt_effects` (future setting, split t)."""
-    from effdepth.measures.skip_effects import prompt_effects
 
     return {"effect": np.asarray(prompt_effects(model, model.encode(prompt), "future", [t], "fast")["max_layer"][s], dtype=np.float64)}
 

@@ -9,6 +9,10 @@ import inspect
 
 import torch
 
+from effdepth.exercises._models import block_parts, final_norm, unembedding
+import numpy as np
+from effdepth.measures.residual_erasure import encode_example
+
 
 def show_solution(fn, title: str = "Solution"):
     """A collapsed block (HTML <details>) with the source of `fn`, for a notebook's solution cell."""
@@ -24,7 +28,6 @@ def show_solution(fn, title: str = "Solution"):
 # (a) §3.1 -------------------------------------------------------------------------------------
 @torch.no_grad()
 def relative_contribution(model, prompt, layer):
-    from effdepth.exercises import block_parts
 
     block, attn, mlp = block_parts(model, layer)
     seen = {}
@@ -89,7 +92,6 @@ def skip_row(model, prompt, s, t):
 # (c) §3.2 -------------------------------------------------------------------------------------
 @torch.no_grad()
 def lens_layer(model, prompt, b, k=5):
-    from effdepth.exercises import final_norm, unembedding
 
     seen = {}
     block = model.layers()[b]
@@ -108,7 +110,6 @@ def lens_layer(model, prompt, b, k=5):
 
 # (d) §3.3 -------------------------------------------------------------------------------------
 def depth_score(E, o):
-    import numpy as np
 
     E, o = E.max(0), o.max(0)  # max over the examples of the level
     L = E.shape[-1]
@@ -121,8 +122,6 @@ def depth_score(E, o):
 # (e) §3.3 -------------------------------------------------------------------------------------
 @torch.no_grad()
 def erasure_entry(model, prompt, answer, vectors, b, t):
-    from effdepth.measures.residual_erasure import encode_example
-    from effdepth.exercises import final_norm
 
     ids, start = encode_example(model, prompt, answer)
     where = model.layers()[b] if b < model.n_layers else final_norm(model)  # h_b is what this module reads

@@ -46,6 +46,16 @@ from effdepth.accuracy import tokens_in_spans
 from effdepth.access.model import choose_method
 from effdepth.results import Result, measure
 from effdepth.measures.skip_effects import CLIP
+from scipy.stats import spearmanr
+from effdepth.measures.residual_erasure import encode_example
+from effdepth.measures.skip_effects import prompt_effects
+from effdepth.data import is_offline_model
+from effdepth.data.real import DatasetNotAvailable
+from effdepth.data.arithmetic import graded_examples
+from effdepth.data.multihop import multihop_examples
+from effdepth.data.natural import kinship_questions, word_problems
+from effdepth.data.real import math_problems, mquake
+from effdepth.data import load_prompts
 
 SPLIT_MODES = ("auto", "answer", "solution")
 SOLUTION_DATASETS = ("math", "gsm8k", "word_problems")  # worked solutions: split points inside them
@@ -112,7 +122,6 @@ def bootstrap_levels(E: np.ndarray, o: np.ndarray, levels: np.ndarray, n_boot: i
 def trend_test(levels: np.ndarray, scores: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict:
     """Spearman's ρ between level and per-example score, its p-value (scipy), and a 95 % interval
     from a bootstrap that resamples examples within each level. NaN scores are left out."""
-    from scipy.stats import spearmanr
 
     levels, scores = np.asarray(levels, float), np.asarray(scores, float)
     keep = np.isfinite(scores)
@@ -314,8 +323,6 @@ def depth_score(
     n_boot: bootstrap replicates. method, batch_size: as `skip_effects`.
     chunk_size: examples per cache entry (a run that dies resumes per chunk).
     """
-    from effdepth.measures.residual_erasure import encode_example
-    from effdepth.measures.skip_effects import prompt_effects
 
     groups = _group(examples_by_level)
     method = choose_method(model, method)
@@ -472,16 +479,11 @@ def difficulty_datasets(model_spec: str, n_per_level: int = 20, seed: int = 0, s
     the same kind.
     Returns ({name: {'examples': {level: [Example]}, 'xlabel', 'level_fmt'}}, notes).
     """
-    from effdepth.data import is_offline_model
-    from effdepth.data.real import DatasetNotAvailable
 
     if source not in DIFFICULTY_SOURCES:
         raise ValueError(f"source must be one of {', '.join(repr(s) for s in DIFFICULTY_SOURCES)}, not '{source}'")
     if source == "auto":
         source = "generated" if is_offline_model(model_spec) else "real"
-    from effdepth.data.arithmetic import graded_examples
-    from effdepth.data.multihop import multihop_examples
-    from effdepth.data.natural import kinship_questions, word_problems
 
     by = lambda exs: {lv: [e for e in exs if e.level == lv] for lv in sorted({e.level for e in exs})}  # noqa: E731
     generated = {
@@ -494,7 +496,6 @@ def difficulty_datasets(model_spec: str, n_per_level: int = 20, seed: int = 0, s
     }
     if source in ("generated", "natural"):
         return {name: make() for name, make in (generated if source == "generated" else natural).items()}, []
-    from effdepth.data.real import math_problems, mquake
 
     sets, notes = {}, []
     for name, load, levels, xlabel, fmt, stand_in in (
@@ -520,11 +521,8 @@ def fig6_examples(model_spec: str, sets: dict, n_reference: int = 10, seed: int 
     paper's two prompts, and `n_reference` examples drawn (seeded) from the chapter's difficulty sets.
     Returns ({name: (prompt, answer)}, reference prompts, description).
     """
-    from effdepth.data import is_offline_model, load_prompts
 
     if is_offline_model(model_spec):
-        from effdepth.data.arithmetic import graded_examples
-        from effdepth.data.multihop import multihop_examples
 
         arith = graded_examples(levels=(5,), n_per_level=1, split="test", seed=seed)[0]
         twohop = multihop_examples(hops=(2,), n_per_hops=1, seed=seed)[0]

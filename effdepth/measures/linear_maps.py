@@ -50,7 +50,7 @@ import hashlib
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -61,6 +61,12 @@ from effdepth.prompts import context_limit
 from effdepth.results import Result
 from effdepth.store import Store, default_store
 from effdepth.errors import TokenizerMismatch
+from tqdm.auto import tqdm
+from effdepth.data import is_offline_model
+from effdepth.data import load_prompts
+from effdepth.runinfo import versions
+from effdepth.data.c4 import c4_texts
+from effdepth import zoo
 
 EPS = 1e-6
 # Ridge strengths, relative to the mean eigenvalue of the centred source Gram (0 = pseudo-inverse).
@@ -274,7 +280,6 @@ class _Pair:
         return X[:, keep].to(self.device), Y[:, keep].to(self.device)
 
     def stream(self, idx, batch_size, tgt_indices, desc=None, progress=False):
-        from tqdm.auto import tqdm
 
         idx = list(idx)
         starts = range(0, len(idx), batch_size)
@@ -578,7 +583,6 @@ def _sgd_block(pair: _Pair, idx: dict, tgt_idx: list[int], recipe: SGDRecipe, we
     history, evals, eval_seconds, eval_steps = [], [], [], []
     eval_at = sorted(set(int(s) for s in recipe.eval_at if 0 < s <= recipe.steps))
     trained = 0.0
-    from tqdm.auto import tqdm
 
     n_steps = min(recipe.steps, recipe.stop_after or recipe.steps)
     for step in tqdm(range(n_steps), desc="sgd", disable=_quiet(progress), leave=False):
@@ -906,7 +910,6 @@ def linear_maps(
             "blocks": [[b[0], b[-1]] for b in blocks],
             "window_split": {k: v.tolist() for k, v in idx.items()},
         }
-        from effdepth.runinfo import versions
 
         meta["versions"] = versions()
         return arrays, meta
@@ -925,18 +928,15 @@ def resolve_dataset(model_spec: str, dataset: str = "auto") -> str:
     """'auto' → 'zoo' (the zoo's own text distribution) for zoo / test models, 'c4' (the paper's) otherwise."""
     if dataset != "auto":
         return dataset
-    from effdepth.data import is_offline_model
 
     return "zoo" if is_offline_model(model_spec) else "c4"
 
 
 def default_texts(model_spec: str, n: int, seed: int = 0, dataset: str = "auto") -> list[str]:
     """Texts to cut windows from: the zoo's own distribution for zoo / test models, C4 otherwise."""
-    from effdepth.data import load_prompts
 
     dataset = resolve_dataset(model_spec, dataset)
     if dataset == "c4":
-        from effdepth.data.c4 import c4_texts
 
         return c4_texts(n=n, seed=seed)
     return load_prompts(dataset, n=n, seed=seed, model_spec=model_spec)
@@ -971,7 +971,6 @@ def resolve_pair(model: str, src_model: str | None = None, tgt_model: str | None
             "this chapter maps a shallow model's residuals onto a deep model's: give both."
         )
     if str(model).startswith("zoo:"):
-        from effdepth import zoo
 
         return f"zoo:{zoo.SHALLOW}", f"zoo:{zoo.DEEP}", ""
     return None, None, (

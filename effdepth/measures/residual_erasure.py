@@ -25,10 +25,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from effdepth.engine import clean_run, decode, logits_budget
+from effdepth.engine import clean_run, logits_budget
 from effdepth.access.model import choose_method
 from effdepth.results import Result, measure
 from effdepth.store import digest
+from effdepth.prompts import check_length
+from effdepth.data import DatasetNotAvailable, load_prompts
 
 
 class Erasure(Result):
@@ -58,7 +60,6 @@ class Erasure(Result):
 def encode_example(model, prompt: str, answer: str, index=None) -> tuple[torch.Tensor, int]:
     """Token ids of prompt + answer (answer tokenised on its own, no specials) and the answer start;
     refused (`prompts.PromptError`, naming `index`) when empty or together past the model's context."""
-    from effdepth.prompts import check_length
 
     p = model.encode(prompt, index=index)
     a = model.encode(answer, add_special_tokens=False)
@@ -228,7 +229,6 @@ def residual_erasure(
     ids, answer_start = encode_example(model, prompt, answer)
     if vectors is None:
         if reference_prompts is None:
-            from effdepth.data import DatasetNotAvailable, load_prompts
 
             try:
                 reference_prompts = load_prompts("auto", n_reference, seed, model_spec=model.spec)

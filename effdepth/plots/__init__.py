@@ -15,6 +15,7 @@ if matplotlib.get_backend().lower() not in ("module://matplotlib_inline.backend_
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from effdepth.spec import ModelSpec
+import textwrap
 
 PALETTE = ["#1f5fa8", "#e0762b", "#3a9a4a", "#b8383b", "#7b59a8", "#8c6d3f", "#d17fb5", "#6f6f6f"]
 
@@ -181,7 +182,6 @@ def cut_first_points(ax, curves, colors=None, what: str = "layer 0") -> float | 
 def fit_title(ax, text: str, fontsize: float | None = None) -> None:
     """A panel's title wrapped to the panel's width, so that titles of neighbouring panels in a grid
     never run into each other (call it after the colorbar is added: it takes its share of the width)."""
-    import textwrap
 
     size = float(fontsize or plt.rcParams["axes.titlesize"])
     width = ax.get_position().width * ax.figure.get_figwidth()  # inches

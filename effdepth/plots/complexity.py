@@ -9,6 +9,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from . import PALETTE, fit_title, integer_ticks, model_label
+from effdepth import stats
+from effdepth.chapters import complexity as ch
 
 LAYER_EFFECT, LOGIT_EFFECT = "Layer effect", "Logit effect"
 
@@ -166,8 +168,6 @@ def depth_intervals(results: dict, xlabels: dict | None = None, level_fmt: dict 
     slope (line), and the random-init controls' per-level mean (grey squares). The title gives the
     slope in layers per level with its interval and the equivalence margin, fitted (as the verdict is)
     on the levels the model answers above chance (`chance`: {set: {level: rate}}; None: every level)."""
-    from .. import stats
-    from ..chapters import complexity as ch
 
     margin = ch.DEPTH_SHIFT if depth_shift is None else depth_shift
     names = list(results)

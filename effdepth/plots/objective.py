@@ -8,6 +8,7 @@ import numpy as np
 
 from . import PALETTE, panel_grid
 from .skipping import skip_heatmap
+import pandas as pd
 
 ARCH_LABEL = {"transformer": "Transformer", "moeut": "MoEUT"}
 OBJ_LABEL = {"all": "all-token loss", "answer": "answer-only loss"}
@@ -64,7 +65,6 @@ def accuracy_bars(frame, splits=("interpolate", "extrapolate"), module: str = "a
 def module_table(frame, split: str):
     """Exact match in percent, mean ± sd over seeds, per module (rows) and model (columns), as a
     formatted DataFrame (percent like the accuracy table above it)."""
-    import pandas as pd
 
     f = frame[frame.split == split]
     g = f.groupby(["module", "arch", "objective"], sort=False).accuracy
@@ -206,7 +206,6 @@ def loss_curves(histories: dict, title: str = ""):
 def accuracy_table(summary, base: dict, n_seeds: int, control=None):
     """Exact match, % (mean ± sd over seeds, min–max) per split (rows) and model (columns), with the
     most-frequent-answer baseline and the untrained controls' mean. ``summary``: `Grid.summary(...)`."""
-    import pandas as pd
 
     def cell(split, module, arch, obj):
         r = summary[(summary.split == split) & (summary.module == module) & (summary.arch == arch) & (summary.objective == obj)]
@@ -232,7 +231,6 @@ def accuracy_table(summary, base: dict, n_seeds: int, control=None):
 
 def depth_table(use, control, n_seeds: int):
     """Depth measures (rows) per model and for the untrained controls (columns): mean ± sd over seeds."""
-    import pandas as pd
 
     def fmt(m, s):
         return "–" if not np.isfinite(m) else f"{m:.2f}" if not np.isfinite(s) else f"{m:.2f} ± {s:.2f}"
@@ -250,7 +248,6 @@ def depth_table(use, control, n_seeds: int):
 
 def distance_table(E: dict, distance):
     """Pairwise distances of future-effect matrices {name: matrix} (``distance(a, b)``)."""
-    import pandas as pd
 
     names = list(E)
     dist = pd.DataFrame({a: {b: distance(E[a], E[b]) for b in names} for a in names})
@@ -260,7 +257,6 @@ def distance_table(E: dict, distance):
 
 def finetune_table(ft_use: dict, ft_reports: dict, grid, seed: int):
     """Depth scores and accuracies of the fine-tuning analogue's models (rows)."""
-    import pandas as pd
 
     pct = lambda x: f"{100 * x:.0f} %"  # noqa: E731
     rows = {k: {"depth score (layer)": f"{v[0]:.2f}", "depth score (logit)": f"{v[1]:.2f}"} for k, v in ft_use.items()}
