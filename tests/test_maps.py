@@ -173,7 +173,7 @@ def test_resumes_from_finished_target_blocks(pair, monkeypatch, tmp_path):
     store = Store(tmp_path / "store")
     first = linear_maps(a, b, TEXTS[:60], window=WINDOW, target_block=2, store=store, progress=False)
     finals = list((tmp_path / "store" / "linear_maps").glob("*.npz"))
-    blocks = list((tmp_path / "store" / "linear_maps").glob("*/block-*.npz"))
+    blocks = list((tmp_path / "store" / "linear_maps").glob("*/items/*.npz"))  # one cache entry per block (results.measure)
     assert len(finals) == 1 and len(blocks) == 3  # 5 targets in blocks of ≤ 2
     for f in finals:  # as if the run died after its last block, before combining
         f.unlink()

@@ -58,13 +58,12 @@ import pandas as pd
 import torch
 
 from effdepth.prompts import context_limit
-from effdepth.results import Result
+from effdepth.results import Result, measure
 from effdepth.store import Store, default_store
 from effdepth.errors import TokenizerMismatch
 from tqdm.auto import tqdm
 from effdepth.data import is_offline_model
 from effdepth.data import load_prompts
-from effdepth.runinfo import versions
 from effdepth.data.c4 import c4_texts
 from effdepth import zoo
 
@@ -845,8 +844,8 @@ def linear_maps(
         "revision": f"{src_id.get('revision', '')}/{tgt_id.get('revision', '')}",
         "dtype": f"{src_id.get('dtype')}/{tgt_id.get('dtype')}",
     }
-    data_key = hashlib.sha256(windows.ids.numpy().tobytes() + windows.lengths.numpy().tobytes()).hexdigest()
-    key = store.key(LinearMaps.measurement, identity, params, data_key)
+    # the windows' tokens are part of the key (`measure` keys the items, here blocks of target layers)
+    params["data"] = hashlib.sha256(windows.ids.numpy().tobytes() + windows.lengths.numpy().tobytes()).hexdigest()
     pair = _Pair(src_model, tgt_model, windows, device)
     n_tok = np.array([windows.n_tokens(idx[k]) for k in ("train", "val", "test")])
 
@@ -875,11 +874,11 @@ def linear_maps(
         out.update(ev.arrays())
         out["fit_seconds"] = np.array(fit_seconds)
         out["eval_seconds"] = np.array(time.perf_counter() - t1)
-        return out, {}
+        return out
 
-    def combine():
-        # each block of target layers is its own cache entry: an interrupted run resumes per block
-        parts = [store.get_or_compute(f"{key}/block-{b[0]}-{b[-1]}", lambda b=b: fit_block(b))[0] for b in blocks]
+    def combine(parts):
+        """The blocks' arrays joined along the target layers (each block of target layers is its own
+        cache entry in `measure`: an interrupted run resumes per block)."""
         arrays = {}
         for name in parts[0]:
             vals = [p[name] for p in parts]
@@ -902,20 +901,12 @@ def linear_maps(
         arrays["n_windows"] = np.array([len(idx[k]) for k in ("train", "val", "test")])
         if method == "lstsq":
             arrays["lambdas_rel"] = np.asarray(lambdas)
-        meta = {
-            "model": {**identity, "n_layers": f"{L1}/{L2}"},
-            "src": src_id,
-            "tgt": tgt_id,
-            "params": params,
-            "blocks": [[b[0], b[-1]] for b in blocks],
-            "window_split": {k: v.tolist() for k, v in idx.items()},
-        }
+        return arrays
 
-        meta["versions"] = versions()
-        return arrays, meta
-
-    arrays, meta = store.get_or_compute(key, combine)
-    return LinearMaps(arrays=arrays, meta=meta)
+    pair_identity = SimpleNamespace(identity=lambda: {**identity, "n_layers": f"{L1}/{L2}"})  # "the model" of this result
+    data_meta = {"src": src_id, "tgt": tgt_id, "blocks": [[b[0], b[-1]] for b in blocks], "window_split": {k: v.tolist() for k, v in idx.items()}}
+    return measure(LinearMaps, pair_identity, blocks, params, fit_block, combine, store=store,
+                   item_id=lambda b: [int(b[0]), int(b[-1])], data_meta=data_meta, progress=False)
 
 
 # ----------------------------------------------------------------------------------------------
