@@ -163,7 +163,7 @@ def check_rows(rows: Rows, schema: Schema) -> Rows:
 
 
 def sample(n_rows: int, n: int | None, seed: int, what: str) -> list[int]:
-    """A seeded random sample of `n` of `n_rows` row indices (SPEC §8: random, not the first N),
+    """A seeded random sample of `n` of `n_rows` row indices (methods page §8: random, not the first N),
     in sample order; `n=None` is all rows. More than `n_rows` is a `DataError` saying how many
     there are (`what` names them: "GSM8K file /x/test.jsonl has 1319 rows")."""
     import random
