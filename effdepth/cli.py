@@ -29,7 +29,10 @@ from effdepth import gpucheck
 from effdepth.access.adapters import family_table, family_table_markdown
 
 
+from effdepth.errors import NdifUnavailable
 from effdepth.model_check import check_model, load_or_reason
+from effdepth.ndif_plan import service_check
+from effdepth.running import remote_preflight
 
 
 def _parse_sets(items: list[str]) -> dict:
@@ -72,10 +75,6 @@ def cmd_run(args) -> int:
         todo = running.plan(model, **kw)  # names, parameter types, device, credentials: before anything loads
         running.run_folder(model, None, args.device, args.dtype, args.remote)  # writable, and not another model's: before the model loads
         if args.remote:
-            from effdepth.errors import NdifUnavailable
-            from effdepth.ndif_plan import service_check
-            from effdepth.running import remote_preflight
-
             print(remote_preflight(model, [c.name for c in todo], kw["extra"]), flush=True)
             try:  # the key, the model, the nnsight version: before any chapter waits on the server
                 for note in service_check(model, os.environ["NDIF_API_KEY"].strip()):

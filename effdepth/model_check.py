@@ -9,6 +9,7 @@ from effdepth.access.adapters import UnsupportedArchitecture
 from effdepth.errors import ModelNotAvailable
 from effdepth.access.load import load_model
 import numpy as np
+from effdepth.measures.contributions import contributions
 from effdepth.measures.depth_score import depth_score
 from effdepth.measures.integrated_gradients import integrated_gradients
 from effdepth.measures.linear_maps import linear_maps

@@ -8,6 +8,7 @@ megabytes each would download (what the trace bodies `.save()`, summed over the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib.metadata import version
 
 from effdepth.access.controls import n_params, narrow_config, remote_control_width
 from effdepth.errors import NdifUnavailable
@@ -316,8 +317,6 @@ def service_check(model: str, key: str, timeout: float = 10.0) -> list[str]:
                               f"run differently; install the server's (pip install 'nnsight=={remote['nnsight']}').")
     notes = []
     try:
-        from importlib.metadata import version
-
         for pkg in ("torch", "transformers"):
             if remote.get(pkg) and remote[pkg] != version(pkg):
                 notes.append(f"NDIF runs {pkg} {remote[pkg]}, this machine {version(pkg)} (module names and outputs may differ)")

@@ -96,7 +96,6 @@ def test_cli_unknown_model_is_a_message_not_a_traceback(monkeypatch, capsys):
 
 
 def test_cli_book_without_runs(tmp_path, monkeypatch, capsys):
-    from effdepth import running
 
     monkeypatch.setattr(running, "RUNS", tmp_path)
     assert main(["book", "--model", "zoo:nothing-run"]) == 1

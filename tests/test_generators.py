@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import random
 import re
 import sys
@@ -83,6 +84,33 @@ def test_dm_examples_format_and_max_chars():
         A.dm_problems("no_such_module", "train", n=1)
     with pytest.raises(ValueError, match="interpolate"):
         A.dm_problems("mul", "valid", n=1)
+
+
+# (args, sha256 of the JSON of the pairs, first pair): recorded on the code before the §3.5 grid's
+# sampler was folded into dm_problems (effdepth.objective.problems, then a second sampler), so both
+# streams are kept exactly: the released generator's and the scaled-entropy one.
+_GOLDEN = [
+    (("add_sub_multiple", "train", 5, 0, 94), "38a2f81106400f08", ("Evaluate -3 - -3 - (2 - 0).", "-2")),
+    (("mul_div_multiple_longer", "extrapolate", 3, 0, 200), "d6688cdf55a97093", ("Evaluate ((-2*1/(-2))/((21/(3087/(-6)))/((-58)/(-812))))/((-1)/(-20)).", "-35")),
+    (("div", "interpolate", 3, 1), "d6be7bb8ecd7df7b", ("Calculate 2657242 divided by 45038.", "59")),
+    (("add_sub_multiple", "train", 4, 3, 94, (1.0, 4.0), (2.0, 6.0)), "6ef1538a3d67f71e", ("Calculate 3 - (-3 - (-3 + 1)).", "4")),
+    (("mul_div_multiple_longer", "extrapolate", 4, 3, 94, (1.0, 4.0), (2.0, 6.0)), "2622422458856ead", ("What is the value of ((((-7)/(-8))/7)/((-2)/(-8)))/((-3)/6)?", "-1")),
+    (("add_or_sub_big", "extrapolate", 4, 3, 94, (1.0, 4.0), (2.0, 6.0)), "148cbd8634343c20", ("-8.93+-38", "-46.93")),
+    (("div", "interpolate", 4, 3, 94, (1.0, 4.0), (2.0, 6.0)), "dd83a9bc1c464bea", ("What is 174 divided by -58?", "-3")),
+    (("mixed_longer", "extrapolate", 3, 0, 120, (2.0, 5.0), None), "f840294de236772d", ("What is the value of (-18)/15 + (-6 - -11)/25 + ((-134)/12 - 23/(-138))?", "-12")),
+]
+
+
+@pytest.mark.parametrize("args, digest, first", _GOLDEN, ids=[f"{a[0]}-{a[1]}-{'scaled' if len(a) > 5 else 'generator'}" for a, _, _ in _GOLDEN])
+def test_the_one_sampler_keeps_both_recorded_streams(args, digest, first):
+    pairs = A.dm_problems(*args)
+    assert pairs[0] == first
+    assert hashlib.sha256(json.dumps([list(p) for p in pairs]).encode()).hexdigest()[:16] == digest
+
+
+def test_scaled_entropy_offers_only_the_three_splits():
+    with pytest.raises(ValueError, match="train, interpolate, extrapolate"):
+        A.dm_problems("add_or_sub", "train-easy", 1, 0, None, (1.0, 4.0))
 
 
 # ---------------------------------------------------------------- graded sums

@@ -14,6 +14,7 @@ PACKAGE = Path(effdepth.__file__).parent
 HEAVY_OPTIONAL = {
     "nnsight": "traces and NDIF only; 2 s to import",
     "transformers": "model building and loading only; its modelling stack takes 2-5 s to import",
+    "tokenizers": "transformers' tokenizer library, built into a transformers tokenizer where it is used",
     "effdepth.access.moeut": "defines a transformers architecture at import (the modelling stack above)",
     "datasets": "Hub data sets only (offline runs never need it)",
     "mathematics_dataset": "the §3.5 problem generator; needs an import shim for current sympy",

@@ -29,7 +29,7 @@ def tiny(seed=0, **kw):
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
-    from effdepth.zoo.tokenizer import zoo_tokenizer
+    from effdepth.tokenizer import zoo_tokenizer
 
     folder = tmp_path_factory.mktemp("moeut")
     tiny(seed=3).save_pretrained(folder)
@@ -45,7 +45,7 @@ def loaded(saved):
 
 
 def ids_of(*texts):
-    from effdepth.zoo.tokenizer import BOS_ID, encode
+    from effdepth.tokenizer import BOS_ID, encode
 
     return torch.tensor([[BOS_ID] + encode(t) for t in texts])
 

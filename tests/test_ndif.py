@@ -281,7 +281,7 @@ def test_preflight_table_for_a_70b_config():
     from transformers import LlamaConfig
 
     from effdepth import running
-    from effdepth import ndif_plan, running
+    from effdepth import ndif_plan
     from effdepth.access import ndif
 
     cfg = LlamaConfig(num_hidden_layers=80, hidden_size=8192, intermediate_size=28672, num_attention_heads=64, num_key_value_heads=8, vocab_size=128256)
@@ -305,7 +305,7 @@ def test_run_remote_prints_the_preflight_before_any_chapter(monkeypatch, capsys)
     from transformers import LlamaConfig
 
     from effdepth import running
-    from effdepth import ndif_plan, running
+    from effdepth import ndif_plan
     from effdepth.access import ndif
     from effdepth.cli import main
 
@@ -344,7 +344,7 @@ def test_the_preflight_counts_chapter_scoped_sets_as_the_run_does(monkeypatch):
     from transformers import LlamaConfig
 
     from effdepth import running
-    from effdepth import ndif_plan, running
+    from effdepth import ndif_plan
     from effdepth.access import ndif
 
     cfg = LlamaConfig(num_hidden_layers=80, hidden_size=8192, intermediate_size=28672, num_attention_heads=64, num_key_value_heads=8, vocab_size=128256)
@@ -399,7 +399,7 @@ def test_a_remote_run_never_writes_the_key_to_nnsights_config_file(monkeypatch, 
     from transformers import LlamaConfig
 
     from effdepth import running
-    from effdepth import ndif_plan, running
+    from effdepth import ndif_plan
     from effdepth.access import ndif
     from effdepth.cli import main
 

@@ -1,5 +1,6 @@
 """§3.5 grid (effdepth.objective): data, losses, training, evaluation, depth use and the chapter."""
 
+import hashlib
 import json
 import re
 from dataclasses import replace
@@ -10,9 +11,9 @@ import pytest
 import torch
 
 from effdepth import objective as O
+from effdepth import training as T
 from effdepth.data.arithmetic import format_example, format_text
-from effdepth.zoo import train as T
-from effdepth.zoo.tokenizer import BOS_ID, EOS_ID, PAD_ID, zoo_tokenizer
+from effdepth.tokenizer import BOS_ID, EOS_ID, PAD_ID, zoo_tokenizer
 
 TINY = O.GridSpec(
     d_model=32,
@@ -77,6 +78,19 @@ def test_packing_never_splits_an_example(pool):
     other = O.arithmetic_batches(pool, TINY, steps=5, seed=2)
     assert not torch.equal(other["input_ids"], data["input_ids"])
 
+
+
+def _digest(batches):
+    return hashlib.sha256(json.dumps({k: v.tolist() for k, v in sorted(batches.items())}).encode()).hexdigest()[:16]
+
+
+def test_batches_and_cache_keys_are_the_recorded_ones(pool):
+    """Recorded before the grid moved onto effdepth.training and data.arithmetic's one sampler: the
+    same batches in the same order, and the same cache keys (a changed key retrains the book's grid)."""
+    assert _digest(O.arithmetic_batches(pool, TINY, 5, 3)) == "1b897cc13859b167"
+    assert _digest(O.multihop_batches(TINY, 3, 0)) == "5b8100a8b5026257"
+    assert (O.make_spec("default").key(), O.make_spec("tiny").key(), O.make_spec("default", 4, "generator").key()) == ("889bb01a2f9c", "b8c0e37073b9", "44e9673b400f")
+    assert O.grid_dir(O.GridSpec()).relative_to(O.grid_dir()).as_posix() == "889bb01a2f9c"
 
 def test_answer_mask_is_exactly_the_answer(pool):
     data = O.arithmetic_batches(pool, TINY, steps=3, seed=0)
@@ -148,7 +162,7 @@ def test_exact_match_is_teacher_forced_greedy():
             return type("Out", (), {"logits": logits})()
 
     from effdepth.data.examples import Example
-    from effdepth.zoo.tokenizer import encode
+    from effdepth.tokenizer import encode
 
     exs = [Example("Q: 1+1 A:", " 2"), Example("Q: 3-5 A:", " -2"), Example("Q: 7 A:", " 7")]
     assert O.exact_match(Oracle(), exs) == [True, True, True]

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from effdepth import training as T
 from effdepth import zoo
 from effdepth.data.examples import Example
+from effdepth.tokenizer import BOS_ID, EOS_ID, PAD_ID, VOCAB_SIZE, encode, zoo_tokenizer
 from effdepth.zoo import corpus
 from effdepth.zoo import evaluate as E
-from effdepth.zoo import train as T
-from effdepth.zoo.tokenizer import BOS_ID, EOS_ID, PAD_ID, VOCAB_SIZE, encode, zoo_tokenizer
 
 TINY_DATA = corpus.DataSpec(window=64, batch_size=8, lookahead=4, curriculum_steps=5, curriculum_batch=8, curriculum_stop=0.0, w_dm=0.0)  # DM problems: sympy is slow for a unit test
 
@@ -68,6 +68,17 @@ def test_all_zoo_models_share_one_tokenizer(tmp_path):
     assert zoo.MODELS[zoo.SHALLOW].n_layers < zoo.MODELS[zoo.DEEP].n_layers
     assert len({s.n_layers for s in zoo.MODELS.values()}) >= 3
 
+
+
+def test_zoo_batches_and_data_key_are_the_recorded_ones():
+    """Recorded before the zoo moved onto effdepth.training: the same batches in the same order, and the
+    same data key (the cache file names of the shared batches)."""
+    import hashlib
+
+    digest = lambda b: hashlib.sha256(json.dumps({k: v.tolist() for k, v in sorted(b.items())}).encode()).hexdigest()[:16]  # noqa: E731
+    assert digest(corpus.build_batches(TINY_DATA, 3, "train")) == "1447a99e74f4ae9c"
+    assert digest(corpus.curriculum_batches(TINY_DATA, 2)) == "6efc1e1b9cd2af27"
+    assert corpus.DataSpec().key() == "20378af77673"
 
 # ---------------------------------------------------------------- packing and loss
 
@@ -154,7 +165,7 @@ def test_exact_match_is_teacher_forced_argmax_on_answer_tokens_only():
 
 
 def _texts(ids):
-    from effdepth.zoo.tokenizer import CHARS, SPECIALS
+    from effdepth.tokenizer import CHARS, SPECIALS
 
     itos = list(SPECIALS) + list(CHARS)
     return ["".join(itos[i] for i in row if i > 3 or i == EOS_ID) for row in ids.tolist()]
@@ -420,7 +431,7 @@ def test_two_processes_training_the_same_model_train_it_once(cache):
     spec = tiny_spec(steps=20)
     env = {**os.environ, "EFFDEPTH_CACHE": str(cache), "PYTHONPATH": os.pathsep.join([str(Path(zoo.__file__).parents[2]), os.environ.get("PYTHONPATH", "")])}
     code = _ENSURE_IN_A_PROCESS.format(tests=str(Path(__file__).parent))
-    with zoo._model_lock(spec):  # hold the lock so that both processes find the model being trained
+    with zoo.cache.model_lock(spec):  # hold the lock so that both processes find the model being trained
         procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
         lines = [p.stdout.readline() for p in procs]  # each one's first line: it waits for the lock
         assert all("is being trained by another process" in ln and "waiting" in ln for ln in lines), lines
@@ -479,7 +490,7 @@ def test_extra_rounds_run_only_while_the_skill_is_missing(cache, monkeypatch, ca
     assert err.count("extra round") == 2 and "WARNING: zoo model 'tiny'" in err  # still missing after both: said loudly
     assert not list((cache / "zoo" / "tiny").glob("round-*"))
     # where the check passes, nothing runs and the weights are those of training without the rounds
-    monkeypatch.setattr(zoo, "one_hop_check", lambda model, spec: 1.0)
+    monkeypatch.setattr("effdepth.zoo.train.one_hop_check", lambda model, spec: 1.0)
     monkeypatch.setenv("EFFDEPTH_CACHE", str(tmp_path_factory.mktemp("passes")))
     a = _weights(zoo.ensure(replace(spec, name="passes"), progress=False))
     assert zoo.report(replace(spec, name="passes"))["extra_rounds"] is None
@@ -491,12 +502,12 @@ def test_zoo_check_trains_each_seed_and_thread_count_and_fails_without_the_skill
     from effdepth import cli
 
     monkeypatch.setitem(zoo.MODELS, "tiny", tiny_spec(steps=10))
-    monkeypatch.setattr(zoo.os, "cpu_count", lambda: 1)  # in this process (a worker pool costs seconds to start)
+    monkeypatch.setattr("os.cpu_count", lambda: 1)  # in this process (a worker pool costs seconds to start)
     assert cli.main(["zoo", "check", "tiny", "--seeds", "0,1", "--threads", "1"]) == 1
     out = capsys.readouterr().out
     rows = [ln for ln in out.splitlines() if ln.startswith("model=tiny")]
     assert len(rows) == 2 and "seed=0" in rows[0] and "seed=1" in rows[1] and all("ok=False" in r and "1-hop=" in r for r in rows)
     assert "0 of 2 variants have the one-hop skill" in out
     assert (cache / "zoo" / "tiny.check-s1-t1" / "report.json").exists()
-    monkeypatch.setattr(zoo, "skill", lambda rep: {"ok": True})
+    monkeypatch.setattr("effdepth.zoo.build.skill", lambda rep: {"ok": True})
     assert cli.main(["zoo", "check", "tiny", "--seeds", "0,1", "--threads", "1"]) == 0  # reused, now passing

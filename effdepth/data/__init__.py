@@ -4,14 +4,14 @@ difficulty (`arithmetic`, `multihop`). `load_prompts` is what a notebook calls."
 from __future__ import annotations
 
 import os
-
-from .examples import Example  # noqa: F401
-from .rows import DataError, DatasetNotAvailable  # noqa: F401
-from effdepth.data.arithmetic import graded_examples
-from effdepth.data.multihop import multihop_examples
 import random
-from effdepth.data.natural import SETS
-from effdepth.data.real import gsm8k
+
+from .arithmetic import graded_examples
+from .examples import Example  # noqa: F401
+from .multihop import multihop_examples
+from .natural import SETS
+from .real import gsm8k
+from .rows import DataError, DatasetNotAvailable  # noqa: F401
 
 DATASETS = ("auto", "zoo", "gsm8k", "word_problems", "kinship", "arithmetic")  # the last three: data/natural.py
 
@@ -32,10 +32,8 @@ def is_offline_model(model_spec: str) -> bool:
 
 def zoo_examples(n: int, seed: int = 0) -> list[Example]:
     """Half graded arithmetic, half multi-hop questions from the zoo's own test distribution."""
-
     arith = graded_examples(n_per_level=n, split="test", seed=seed)
     hops = multihop_examples(n_per_hops=n, seed=seed)
-
     rng = random.Random(seed)
     rng.shuffle(arith)
     rng.shuffle(hops)
@@ -69,9 +67,7 @@ def load_examples(dataset: str = "auto", n: int = 20, seed: int = 0, model_spec:
     if dataset == "zoo":
         return zoo_examples(n, seed)
     if dataset == "gsm8k":
-
         return gsm8k(n=n, seed=seed)
-
     if dataset in SETS:  # generated English sets, levels interleaved so any n covers every level
         exs = SETS[dataset][2](n_per_level=n, seed=seed)
         by = {}

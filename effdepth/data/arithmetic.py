@@ -8,7 +8,8 @@ Two sources, both seeded and needing no download:
   and ``extrapolate`` (whose module names differ: ``add_or_sub_big``, ``mul_div_multiple_longer`` …).
   The training modules hash-split their numbers so that test questions are not in training, exactly
   as the released data. The package needs a shim on current sympy; :func:`import_mathematics_dataset`
-  applies it.
+  applies it. With ``entropy=(lo, hi)``, :func:`dm_problems` draws from the same module functions
+  with the entropy ranges scaled down (:func:`scaled_module_table`; the §3.5 grid's small problems).
 
 * **Graded sums** (this project's own): ``level`` = number of operations, single-digit operands,
   ``+`` and ``-`` only, e.g. level 3 ``"Q: 5+7-5+3 A:"`` → ``" 10"``. The difficulty is known by
@@ -25,11 +26,15 @@ space, so ``prompt + answer`` is the training text).
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
+import importlib
 import random
 import re
 import sys
 from typing import Iterator
+
+import numpy as np
 
 from .examples import Example
 
@@ -70,8 +75,6 @@ def import_mathematics_dataset():
     from the package before the import. (Note: ``sympy.solvers.diophantine`` as an *attribute* is
     the function ``diophantine``, so the package must be taken from ``sys.modules``.)
     """
-    import importlib
-
     inner = importlib.import_module("sympy.solvers.diophantine.diophantine")
     pkg = sys.modules["sympy.solvers.diophantine"]
     if not hasattr(pkg, "base_solution_linear"):
@@ -117,8 +120,6 @@ def _dm_module_table(split: str) -> dict:
 @contextlib.contextmanager
 def _seeded_globals(seed: int):
     """mathematics_dataset draws from the global `random` and `numpy.random`: seed them, then restore."""
-    import numpy as np
-
     py_state, np_state = random.getstate(), np.random.get_state()
     random.seed(seed)
     np.random.seed(seed % (2**32))
@@ -133,21 +134,84 @@ def _derive_seed(*parts) -> int:
     return int(hashlib.sha256(repr(parts).encode()).hexdigest()[:15], 16)
 
 
-def dm_problems(module: str, split: str = "train", n: int = 100, seed: int = 0, max_chars: int | None = None) -> list[tuple[str, str]]:
+GENERATOR_ENTROPY = (3.0, 10.0)  # mathematics_dataset: arithmetic _ENTROPY_TRAIN
+GENERATOR_ADD_SUB_ENTROPY = (4.0, 16.0)  # _ADD_SUB_ENTROPY_TRAIN
+SCALED_SPLITS = ("train", "interpolate", "extrapolate")
+
+
+def scaled_module_table(split: str, entropy: tuple, add_sub_entropy: tuple) -> dict:
+    """The generator's arithmetic module table of ``split`` ('train', 'interpolate', 'extrapolate')
+    for scaled entropy ranges, built exactly as ``mathematics_dataset.modules.arithmetic`` builds its
+    own from (3, 10) and (4, 16): interpolation at the same relative point of the training range
+    (8 of 3–10, 12 of 4–16), extrapolation above it ((10, 12) and (16, 20)) with expressions 1–3
+    terms longer than the longest training expression."""
+    if split not in SCALED_SPLITS:
+        raise ValueError(f"Scaled entropy ranges offer the splits {', '.join(SCALED_SPLITS)}, not '{split}'.")
+    ar = import_mathematics_dataset()
+    from mathematics_dataset.sample import arithmetic as sample_arithmetic
+    from mathematics_dataset.util import composition
+
+    lo, hi = entropy
+    alo, ahi = add_sub_entropy
+    g_lo, g_hi = GENERATOR_ENTROPY
+    ga_lo, ga_hi = GENERATOR_ADD_SUB_ENTROPY
+    interp = lo + (hi - lo) * (8 - g_lo) / (g_hi - g_lo)
+    a_interp = alo + (ahi - alo) * (12 - ga_lo) / (ga_hi - ga_lo)
+    extra = composition.PreSampleArgs(1, 1, hi, hi + (hi - lo) * 2 / 7)
+    a_extra = composition.PreSampleArgs(1, 1, ahi, ahi + (ahi - alo) * 4 / 12)
+    train_length = sample_arithmetic.length_range_for_entropy(hi)[1]
+
+    def longer():
+        return random.randint(train_length + 1, train_length + 3)
+
+    if split == "train":
+        return ar._make_modules(entropy=(lo, hi), add_sub_entropy=(alo, ahi))
+    if split == "interpolate":
+        return ar._make_modules(entropy=(interp, interp), add_sub_entropy=(a_interp, a_interp))
+    return {
+        "add_or_sub_big": functools.partial(ar.add_or_sub, None, a_extra),
+        "mul_big": functools.partial(ar.mul, None, extra),
+        "div_big": functools.partial(ar.div, None, extra),
+        "add_sub_multiple_longer": lambda: ar.add_sub_multiple(ar._INT, extra, length=longer()),
+        "mul_div_multiple_longer": lambda: ar.mul_div_multiple(ar._INT, extra, length=longer()),
+        "mixed_longer": lambda: ar.mixed(ar._INT, extra, length=longer()),
+    }
+
+
+def dm_problems(
+    module: str,
+    split: str = "train",
+    n: int = 100,
+    seed: int = 0,
+    max_chars: int | None = None,
+    entropy: tuple | None = None,
+    add_sub_entropy: tuple | None = None,
+) -> list[tuple[str, str]]:
     """``n`` (question, answer) string pairs from ``arithmetic__<module>`` of ``split``, seeded.
 
     Questions longer than 160 characters and answers longer than 30 are dropped as the released
     generator does; ``max_chars`` additionally drops pairs whose training text
     ``"Q: {q} A: {a}"`` is longer (for small context windows).
+
+    ``entropy=None``: the released generator's settings. ``entropy=(lo, hi)``: the same module
+    functions with the entropy ranges scaled to ``entropy`` / ``add_sub_entropy`` (default: the same
+    as ``entropy``; see :func:`scaled_module_table`), splits 'train', 'interpolate', 'extrapolate',
+    seeded from (module, split, seed, entropy).
     """
     _check_split(split)
     module = module.removeprefix("arithmetic__")
-    table = _dm_module_table(split)
+    if entropy is None:
+        table = _dm_module_table(split)
+        seed_parts = ("dm", module, split, seed)
+    else:
+        entropy = tuple(entropy)
+        table = scaled_module_table(split, entropy, tuple(add_sub_entropy or entropy))
+        seed_parts = ("grid", module, split, seed, entropy)
     if module not in table:
         raise ValueError(f"No module 'arithmetic__{module}' in split '{split}'. It has: {', '.join(sorted(table))}.")
     fn = table[module]
     out: list[tuple[str, str]] = []
-    with _seeded_globals(_derive_seed("dm", module, split, seed)):
+    with _seeded_globals(_derive_seed(*seed_parts)):
         tries = 0
         while len(out) < n:
             tries += 1

@@ -7,7 +7,7 @@ file; without either the loader fails at once with a message saying so.
 
 Local formats: `.jsonl` / `.json` (records with a "text" field; `.gz` accepted, e.g. the Hub's
 `en/c4-validation.00000-of-00008.json.gz`), or `.txt` (documents separated by blank lines).
-A local sample is drawn with `seed` (a random sample, not the first `n`; SPEC §8).
+A local sample is drawn with `seed` (a random sample, not the first `n`; methods page §8).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Three sets, each deterministic from a seed, each `Example(prompt, answer, level, meta)`:
 
-* **Word problems** (`word_problems`): GSM8K-style stories in the SPEC §8 GSM8K prompt format (the
+* **Word problems** (`word_problems`): GSM8K-style stories in the methods page §8 GSM8K prompt format (the
   instruction, the problem, then the worked solution and "The final answer is N" as the answer).
   A name and a kind of object, a starting amount, then `level` steps (buy, give away, double/triple,
   share equally), each one arithmetic operation; the worked solution has one sentence per step,

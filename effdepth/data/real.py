@@ -116,7 +116,7 @@ def _records(name: str, hub: tuple, env: str, path: str | os.PathLike | None) ->
 
 
 def gsm8k(n: int | None = 20, seed: int = 0, path=None) -> list[Example]:
-    """GSM8K test problems formatted as SPEC §8: the prompt carries the gold worked solution.
+    """GSM8K test problems formatted as the methods page §8 says: the prompt carries the gold worked solution.
 
     `prompt` is the instruction + problem; `answer` is the worked solution (before '####') followed
     by "The final answer is {final}". `meta['index']` is the row in the test split. `n`: exactly
@@ -137,7 +137,7 @@ def _subject_of(row) -> str:
 
 
 def math_problems(level: int, n: int | None = 20, seed: int = 42, subject: str = "intermediate_algebra", path=None) -> list[Example]:
-    """MATH test problems of one level (1–5): "Problem: {problem}\\nAnswer:" + " {solution}" (SPEC §4c).
+    """MATH test problems of one level (1–5): "Problem: {problem}\\nAnswer:" + " {solution}" (methods page §4).
 
     Rows whose `type` names another subject are left out (a file without `type` fields is taken to
     be of `subject`). `n`: exactly this many (more than the level has is a `DataError`), None for all.

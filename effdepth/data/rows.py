@@ -13,11 +13,11 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 from ..errors import DataError, DatasetNotAvailable
-import random
 
 
 
@@ -159,10 +159,9 @@ def check_rows(rows: Rows, schema: Schema) -> Rows:
 
 
 def sample(n_rows: int, n: int | None, seed: int, what: str) -> list[int]:
-    """A seeded random sample of `n` of `n_rows` row indices (SPEC §8: random, not the first N),
+    """A seeded random sample of `n` of `n_rows` row indices (methods page §8: random, not the first N),
     in sample order; `n=None` is all rows. More than `n_rows` is a `DataError` saying how many
     there are (`what` names them: "GSM8K file /x/test.jsonl has 1319 rows")."""
-
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
         raise ValueError(f"n must be a positive whole number of rows, or None for all of them; got {n!r}.")
     if n is not None and n > n_rows:

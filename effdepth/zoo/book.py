@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-from . import DEFAULT, MODELS, ONE_HOP_REQUIRED, report, skill, skill_warning
+from collections import Counter
+
+import numpy as np
+import pandas as pd
+
+from ..data import arithmetic as A
+from ..tokenizer import VOCAB_SIZE
+from . import corpus
+from .build import report
+from .reporting import ONE_HOP_REQUIRED, skill, skill_warning
+from .specs import DEFAULT, MODELS
 
 _LEVEL_NAMES = {"arithmetic_accuracy": "sum, {} ops", "multihop_accuracy": "{} hop"}
 
 
 def spec_frame(names=None):
     """One row per zoo model: architecture, parameters, training budget."""
-    import pandas as pd
-
-    from .tokenizer import VOCAB_SIZE
-
     rows = []
     for n in names or list(MODELS):
         s = MODELS[n]
@@ -37,8 +43,6 @@ def spec_frame(names=None):
 
 def report_frame(names=None, percent: bool = True):
     """One row per trained zoo model: held-out loss vs unigram, accuracies per level / hops, time."""
-    import pandas as pd
-
     rows = []
     for n in names or list(MODELS):
         r = report(n)
@@ -110,11 +114,6 @@ def sums_majority_baseline(n_eval: int = 100) -> dict[str, float]:
     """Per level: exact match of always answering the most common training answer of that level,
     on the same unseen questions the models are scored on (the bar a model must clear to have
     learned more than the answer distribution)."""
-    from collections import Counter
-
-    from ..data import arithmetic as A
-    from . import corpus
-
     test = corpus.eval_sets(MODELS[DEFAULT].data, n_eval)["arithmetic"]
     out = {}
     for lv in A.GRADED_LEVELS:
@@ -127,7 +126,6 @@ def sums_majority_baseline(n_eval: int = 100) -> dict[str, float]:
 def plot_accuracies(names=None):
     """Exact-match accuracy per arithmetic level and per hop count, one bar group per model."""
     import matplotlib.pyplot as plt
-    import numpy as np
 
     names = names or list(MODELS)
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), sharey=True)
@@ -174,8 +172,6 @@ def learned_summary(names=None) -> str:
 
 def reading(names=None) -> str:
     """What the zoo's accuracies mean for the later chapters, as Markdown bullets computed from the reports."""
-    import numpy as np
-
     names = list(names or MODELS)
     reps = {n: report(n) for n in names}
     chance = multihop_chance(names[0])

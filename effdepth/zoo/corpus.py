@@ -9,6 +9,7 @@ the hash split, levels 1–5 uniform), in-context multi-hop questions (``effdept
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -19,11 +20,12 @@ from pathlib import Path
 from typing import Iterator
 
 import torch
+from tqdm.auto import tqdm
 
 from ..data import arithmetic as A
 from ..data import multihop as M
 from ..data.examples import Example
-from . import train as T
+from ..training import _pad, batches, encode_turns, make_batch, stack_batches
 
 
 @dataclass(frozen=True)
@@ -131,7 +133,7 @@ def windows(spec: DataSpec, part: str = "train") -> Iterator[tuple[list[int], li
     while True:
         while len(facts) + len(other) < max(2, spec.lookahead):
             turns = next(stream)
-            enc = T.encode_turns(turns)
+            enc = encode_turns(turns)
             if len(enc[0]) > W:
                 continue
             (facts if turns[0][0].startswith("F: ") else other).append(enc)
@@ -151,7 +153,7 @@ def windows(spec: DataSpec, part: str = "train") -> Iterator[tuple[list[int], li
             else:
                 rest.append(ex)
         other = rest
-        ids, mask = T._pad(ids, mask, W)
+        ids, mask = _pad(ids, mask, W)
         if spec.fact_loss == "answers":
             yield ids, mask, weight + [1.0] * (W - len(weight))
         else:
@@ -166,20 +168,18 @@ def curriculum_batches(spec: DataSpec, n_batches: int | None = None) -> dict:
     for _ in range(spec.curriculum_steps if n_batches is None else n_batches):
         wins = []
         for _ in range(spec.curriculum_batch):
-            ids, mask = T.encode_turns(M.make_walks(rng, spec.n_chains, spec.chain_len, spec.distractor_len))
-            ids, mask = T._pad(ids, mask, spec.curriculum_window)
+            ids, mask = encode_turns(M.make_walks(rng, spec.n_chains, spec.chain_len, spec.distractor_len))
+            ids, mask = _pad(ids, mask, spec.curriculum_window)
             wins.append((ids, mask, [float(m) for m in mask]))
-        out.append(T.make_batch(wins))
-    return T.stack_batches(out)
+        out.append(make_batch(wins))
+    return stack_batches(out)
 
 
 def build_batches(spec: DataSpec, n_batches: int, part: str = "train", progress: bool = False) -> dict:
     """``n_batches`` stacked batches ({'input_ids', 'answer_mask', 'loss_mask'}: [N, B, T])."""
-    from tqdm.auto import tqdm
-
-    it = T.batches(windows(spec, part), spec.batch_size)
+    it = batches(windows(spec, part), spec.batch_size)
     out = [next(it) for _ in tqdm(range(n_batches), desc=f"data ({part})", disable=not progress, mininterval=1.0)]
-    return T.stack_batches(out)
+    return stack_batches(out)
 
 
 def cached_batches(spec: DataSpec, n_batches: int, cache: Path, part: str = "train", progress: bool = True) -> dict:
@@ -196,8 +196,6 @@ def cached_batches(spec: DataSpec, n_batches: int, cache: Path, part: str = "tra
 
 @contextmanager
 def _locked(lock: Path):
-    import fcntl
-
     with open(lock, "a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:

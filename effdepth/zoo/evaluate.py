@@ -2,7 +2,7 @@
 
 Exact match is teacher-forced greedy: the model reads ``<bos> prompt answer``; the example counts
 as correct when, at every answer token, that token is the argmax of the model's prediction from
-the position before it (SPEC §6).
+the position before it (methods page §6).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Sequence
 import torch
 
 from ..data.examples import Example
-from .tokenizer import BOS_ID, PAD_ID, VOCAB_SIZE, encode
-from .train import masked_lm_loss
+from ..tokenizer import BOS_ID, PAD_ID, VOCAB_SIZE, encode
+from ..training import masked_lm_loss
 
 
 @torch.no_grad()

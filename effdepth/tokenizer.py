@@ -1,4 +1,5 @@
-"""The zoo's one tokenizer: characters, shared by every zoo model.
+"""The one tokenizer of the models trained here: characters, shared by every zoo model and the
+§3.5 grid (:mod:`effdepth.zoo`, :mod:`effdepth.objective`, trained by :mod:`effdepth.training`).
 
 One token per character of printable ASCII (space … ``~``) and newline, after four specials:
 ``<pad>`` = 0, ``<bos>`` = 1, ``<eos>`` = 2, ``<unk>`` = 3. Encoding adds ``<bos>`` at the front
