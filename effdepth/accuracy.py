@@ -1,8 +1,8 @@
 """What a model gets right on a prompt set: teacher-forced greedy exact match, per set and level.
 
 An example counts as correct when every scored answer token is the argmax of the model's prediction
-from the position before it, reading prompt + answer as one string (the zoo's evaluation, SPEC §6,
-with SPEC §9's tokenisation: the answer's tokens are found from character offsets). The scored
+from the position before it, reading prompt + answer as one string (the zoo's evaluation, methods page §6,
+with the methods page's tokenisation (§4): the answer's tokens are found from character offsets). The scored
 tokens are those of the whole answer, or of the character spans `meta['scored']` (relative to the
 answer) where an example names them (word problems: each step's result).
 

@@ -1,4 +1,4 @@
-"""Fig 1 / App. B: depth against benchmark score for open base models (SPEC §7).
+"""Fig 1 / App. B: depth against benchmark score for open base models (methods page §7).
 
 The paper plots the Open LLM Leaderboard score of base models against their number of layers and
 regresses score ~ depth + d_model + d_ff (d_ff × 1.5 for gated MLPs, whose three matrices hold
@@ -116,7 +116,7 @@ def depth_fit(df: pd.DataFrame, x: str = "layers", y: str = "score"):
 
 
 def regression(df: pd.DataFrame, y: str = "score"):
-    """OLS y ~ layers + d_model + d_ff_eff (SPEC §7; d_ff × 1.5 for gated MLPs), statsmodels results."""
+    """OLS y ~ layers + d_model + d_ff_eff (methods page §7; d_ff × 1.5 for gated MLPs), statsmodels results."""
     import statsmodels.formula.api as smf
 
     if len(df) < 5:

@@ -89,7 +89,7 @@ def _mean(arrays):
 
 
 MLP_LABEL = {False: "MLP ‖m‖/‖h+a‖", True: "MLP ‖m‖/‖h‖"}
-"""The MLP's relative contribution is against its own residual: h + a, or h under a parallel residual (SPEC §1)."""
+"""The MLP's relative contribution is against its own residual: h + a, or h under a parallel residual (methods page §1)."""
 
 
 def contributions(result, controls=(), parallel: bool = False) -> dict:

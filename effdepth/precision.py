@@ -4,11 +4,11 @@ A bf16 model stores every residual with an 8-bit mantissa, so an effect smaller 
 one unit in the last place (ulp) of the residual produces cannot be told from rounding. The *null
 intervention* is exactly that change: a run of the model in which every residual h_0 … h_L is moved
 by one ulp of its own dtype (each entry to its upper or lower neighbour, `torch.nextafter`, with a
-recorded seed) at every position but the front, which is never intervened on (SPEC §2). Its effect,
+recorded seed) at every position but the front, which is never intervened on (methods page §2). Its effect,
 measured in the units of each measurement, is the floor below which a bf16 number is not signal:
 
 - `layer_effect`: max over layers and positions of ‖Δ'_l − Δ_l‖ / ‖Δ_l‖ (the unit of skip and local
-  effects, SPEC §2);
+  effects, methods page §2);
 - `output_effect`: max over positions of ‖y' − y‖₂ (skip output effects, residual erasure);
 - `relative_contribution`: max over layers of the change of the token-mean ‖Δ_l‖/‖h_l‖ (§3.1);
 - `kl`, `topk_overlap`: max over residual indices of the change of the position-mean lens KL and

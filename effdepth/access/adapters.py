@@ -1,4 +1,4 @@
-"""Where each architecture family keeps the pieces of SPEC §0.
+"""Where each architecture family keeps the pieces of methods page §0.
 
 For a pre-norm decoder block l with residual input h_l, the adapter names the module whose output
 is the attention write a_l and the one whose output is the MLP write m_l, such that
@@ -126,7 +126,7 @@ ADAPTERS: tuple[Adapter, ...] = (
 # that the module-tree derivation would also refuse, said in words a reader can check).
 _POST_LN_REASON = (
     "post-LN: the residual stream is normalised after every sublayer, so h_(l+1) = h_l + a_l + m_l "
-    "does not hold and layer contributions are not defined (SPEC §0)"
+    "does not hold and layer contributions are not defined (methods page §0)"
 )
 _POST_LN = {"bert", "roberta", "distilbert", "albert", "electra", "xlm-roberta", "deberta", "deberta-v2"}
 REFUSED: dict[str, str] = {
@@ -504,7 +504,7 @@ def confirm(adapter: Adapter, model, ids) -> dict:
 
 
 def mlp_own_residual(adapter: Adapter, h: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-    """The residual the MLP writes into (SPEC §1): h_l + a_l, or h_l under a parallel residual."""
+    """The residual the MLP writes into (methods page §1): h_l + a_l, or h_l under a parallel residual."""
     return h if adapter.parallel_residual else h + a
 
 

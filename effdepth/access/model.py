@@ -30,7 +30,7 @@ _DTYPES = {
 class Model:
     """A loaded model ready for the measurements.
 
-    `n_layers` is L, the number of decoder blocks; residual indices run 0 … L (SPEC §0).
+    `n_layers` is L, the number of decoder blocks; residual indices run 0 … L (methods page §0).
     """
 
     spec: str

@@ -17,7 +17,7 @@ row (layer i uses the weights of distinct layer ``i % group_size``). Each distin
       a_l = SwitchHead(h_l)          h_l' = h_l + a_l
       m_l = σ-MoE(h_l')              h_{l+1} = h_l' + m_l
 
-  which is exactly the identity the measurements need (SPEC §0).
+  which is exactly the identity the measurements need (methods page §0).
 
 During training both gates get MoEUT's entropy regulariser (maximise the entropy of the
 batch-averaged expert distribution), added to the gradient through the logits so that any training

@@ -27,7 +27,7 @@ HINTS = {
     "scored_answer_positions": "You scored the positions of the answer tokens (answer_start … T-1). The prediction of the token at position p is made at position p-1: score answer_start-1 … T-2.",
     "mean_not_max": "You averaged over the answer-predicting positions; the entry is the max over them.",
     "logits_not_probabilities": "You compared logits; the effect is the L2 norm of the difference of probability vectors, ‖softmax(ȳ) − softmax(y)‖₂.",
-    "kl_not_l2": "You computed a KL divergence; the effect is the L2 norm of the difference of probability vectors (SPEC §4a), ‖softmax(ȳ) − softmax(y)‖₂.",
+    "kl_not_l2": "You computed a KL divergence; the effect is the L2 norm of the difference of probability vectors (methods page §4 (residual erasure)), ‖softmax(ȳ) − softmax(y)‖₂.",
     "block_output": "You replaced the output of block b (h_{b+1}). Residual index b is the input of block b (b = 0: the embeddings; b = L: the input of the final norm).",
     "from_t_onwards": "You replaced h_b at t and every later position; erasure replaces one position only, h_b[t].",
     "zero_vector": "You replaced h_b[t] by zero; erasure replaces it by the uninformative vector vectors[b] (the mean residual of reference prompts), which keeps its typical norm.",

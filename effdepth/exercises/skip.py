@@ -21,7 +21,7 @@ PROMPTS = ("Alice gave the book to Bob because Bob asked Alice for it.",)
 CASES = ((1, 24), (2, 32))  # (skipped layer s, split point t)
 EPS = 1e-6
 HINTS = {
-    "position_0": "You also intervened at position 0. The front position is never intervened on (SPEC §2: it acts as an attention sink and changing it changes everything after it): skip the layer at positions 1 … t-1 only.",
+    "position_0": "You also intervened at position 0. The front position is never intervened on (methods page §2: it acts as an attention sink and changing it changes everything after it): skip the layer at positions 1 … t-1 only.",
     "mean_not_max": "You averaged over the measured positions; the paper takes the max over them (a late layer may matter only at a few positions). Use .max() over positions t … T-1.",
     "denominator_intervened": "You divided by the intervened ‖Δ̄_l‖; the relative change divides by the clean ‖Δ_l‖ (clamped at 1e-6).",
     "measured_everywhere": "You measured at every position; in the future setting only positions t … T-1 (after the split point) are measured. At the intervened positions the skipped layer's own change is 1 by construction.",

@@ -1,4 +1,4 @@
-"""§3.1 residual contributions: how much, and in which direction, each layer writes (SPEC §1).
+"""§3.1 residual contributions: how much, and in which direction, each layer writes (methods page §1).
 
 For every token and layer l, from h_l (block input), a_l and m_l (adapter-defined writes):
 - relative contribution: attention ‖a_l‖/‖h_l‖, MLP ‖m_l‖/‖r_l‖, layer ‖a_l + m_l‖/‖h_l‖, where
@@ -157,7 +157,7 @@ def gram_trace(model, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def contributions(model, prompts: list[str], batch_size: int = 8, method: str = "auto", store=None) -> Contributions:
-    """Residual contributions of every layer, aggregated over all tokens of `prompts` (SPEC §1).
+    """Residual contributions of every layer, aggregated over all tokens of `prompts` (methods page §1).
 
     A relative contribution of 0.1 means the layer adds a vector one tenth as long as the residual
     it reads; a cosine near 0 means it writes a new direction, < 0 that it erases, > 0 that it

@@ -1,9 +1,9 @@
-"""§3.3 depth score: do harder problems use deeper layers? (SPEC §4c, §9)
+"""§3.3 depth score: do harder problems use deeper layers? (methods page §4 (depth score), §9)
 
-For every example, the future-setting skip test (SPEC §2, `effdepth.skipping`) with split points
+For every example, the future-setting skip test (methods page §2, `effdepth.skipping`) with split points
 chosen from the answer. A split point t is the index of an answer token: the positions [1, t − 1)
 are intervened on and the positions from t − 1 on are measured, so the first measured position is
-the one that *predicts* token t (SPEC §9). (The authors' code measures from t itself; for a
+the one that *predicts* token t (methods page §4). (The authors' code measures from t itself; for a
 one-token answer that position predicts the token after the answer and the answer-predicting
 position is intervened, so it measures nothing about answering.)
 
@@ -148,7 +148,7 @@ def trend_test(levels: np.ndarray, scores: np.ndarray, n_boot: int = 1000, seed:
 
 
 class DepthScore(Result):
-    """Depth scores per difficulty level (SPEC §4c).
+    """Depth scores per difficulty level (methods page §4 (depth score)).
 
     Per level (index k, value `levels[k]`): `n_examples`, `accuracy` (teacher-forced greedy exact
     match), `max_E`, `mean_E` [K, L, L], `max_o`, `mean_o` [K, L], `layer_importance`,
@@ -222,7 +222,7 @@ def split_mode_of(example, split: str) -> str:
 
 
 def example_splits(T: int, answer_start: int, mode: str, n_splits: int = 4, step: int = 4, seed: int = 0, key: str = "") -> list[int]:
-    """Split points of one example (SPEC §4c, §9), as answer-token indices t, sorted.
+    """Split points of one example (methods page §4 (depth score), §9), as answer-token indices t, sorted.
 
     'answer': [a0]. 'solution': a0 + offsets, the offsets range(0, n_answer − 4, step) shuffled by a
     generator seeded with (seed, key) — key names the example, e.g. its text — and the first
@@ -315,7 +315,7 @@ def depth_score(
     chunk_size: int = 10,
     store=None,
 ) -> DepthScore:
-    """Depth scores per difficulty level from the future-setting skip test (SPEC §4c).
+    """Depth scores per difficulty level from the future-setting skip test (methods page §4 (depth score)).
 
     examples_by_level: {level: [Example]} or a list of `Example`s with `.level` set. split:
     'answer', 'solution' or 'auto' (see the module docstring); n_splits / split_step: the
@@ -372,7 +372,7 @@ def depth_score(
         per_example = [{k: v[i] for k, v in flat.items()} for i in range(len(flat["valid"]))]
         return summarize([it for c in chunks for it in c], per_example, L, n_splits, n_boot, seed)
 
-    # 'measure_from' names the position convention (SPEC §9) so results of the old one (measured
+    # 'measure_from' names the position convention (methods page §4) so results of the old one (measured
     # from t) are never read back from the cache as this one.
     params = {"split": split, "n_splits": n_splits, "split_step": split_step, "n_boot": n_boot, "seed": seed, "method": method, "measure_from": "t-1", "correct": "scored spans", "clip": CLIP}
     return measure(

@@ -1,4 +1,4 @@
-"""§3.3 integrated gradients: which layer's output, at which position, carries the answer? (SPEC §4b)
+"""§3.3 integrated gradients: which layer's output, at which position, carries the answer? (methods page §4 (integrated gradients))
 
 The target is P = the summed probability of the correct answer tokens, teacher-forced on
 prompt + answer (Σ over the answer-predicting positions p of softmax(y_p)[answer token]). For each
@@ -180,7 +180,7 @@ def integrated_gradients(
     method: str = "auto",
     store=None,
 ) -> Attribution:
-    """Integrated gradients of the answer's probability with respect to each layer's output (SPEC §4b).
+    """Integrated gradients of the answer's probability with respect to each layer's output (methods page §4 (integrated gradients)).
 
     part: 'layer' (the output residual h_{l+1}), 'attention' (a_l) or 'mlp' (m_l). steps: S, the
     number of points on the path (run in batches of `batch_size`). method: 'fast' (engine, local

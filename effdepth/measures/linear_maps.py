@@ -1,11 +1,11 @@
-"""§3.4 Does a deeper model compute something new? Shallow-to-deep linear maps (SPEC §5).
+"""§3.4 Does a deeper model compute something new? Shallow-to-deep linear maps (methods page §5).
 
 For every source residual index m = 0 … L1 of a shallow model and target index n = 0 … L2 of a deep
 model sharing its tokenizer, fit an affine map f_{m,n}(h^src_m) ≈ h^tgt_n on the raw residuals
 (before any final norm), on the same token windows with position 0 dropped, and score it on held-out
 windows by the relative error ‖h^tgt_n − f(h^src_m)‖ / ‖h^tgt_n‖, averaged over tokens.
 
-Method (`method="lstsq"`, the default; SPEC §5 **Decision**): exact ridge regression from streamed
+Method (`method="lstsq"`, the default; methods page §5 **Decision**): exact ridge regression from streamed
 sufficient statistics, three passes over disjoint window splits:
 
 1. *train*: run both models once; accumulate, in float64, Σw·x, Σw·xxᵀ (per source layer), Σw·y,

@@ -1,4 +1,4 @@
-"""§3.2 logit lens (SPEC §3): how close is each layer's input to the model's final prediction?
+"""§3.2 logit lens (methods page §3): how close is each layer's input to the model's final prediction?
 
 For every residual index b (the input h_b of block b, and the final residual h_L), decode it the
 way the model decodes its last residual — final norm, unembedding, and the final logit

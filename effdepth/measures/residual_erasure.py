@@ -1,4 +1,4 @@
-"""§3.3 residual erasure: until which layer is each token's information still used? (SPEC §4a)
+"""§3.3 residual erasure: until which layer is each token's information still used? (methods page §4 (residual erasure))
 
 For every residual index b = 0 … L and every position t, replace h_b[t] by an uninformative vector
 h̃_b, run the rest of the model, and record the largest change of the output distribution over the
@@ -216,7 +216,7 @@ def residual_erasure(
     batch_size: int | None = 256,
     store=None,
 ) -> Erasure:
-    """Residual erasure of one teacher-forced example (SPEC §4a): `.effect` [L+1, T].
+    """Residual erasure of one teacher-forced example (methods page §4 (residual erasure)): `.effect` [L+1, T].
 
     reference_prompts: h̃_b is the mean of h_b over all their positions; default: `n_reference`
     prompts of the model's own distribution (`effdepth.data.load_prompts('auto', …, seed)`).

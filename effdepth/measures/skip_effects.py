@@ -1,4 +1,4 @@
-"""§3.2 layer skipping (SPEC §2) and local (direct) effects (SPEC §2b).
+"""§3.2 layer skipping (methods page §2) and local (direct) effects (methods page §2 (local effects)).
 
 Skip layer s: its output is set to its input (h̄_{s+1} := h̄_s) at the intervened positions, the rest
 of the model runs on. The effect on a later layer l is r[s, l] = ‖Δ̄_l − Δ_l‖ / ‖Δ_l‖ per position
@@ -46,7 +46,7 @@ PARTS = ("layer", "attention", "mlp")
 
 
 class SkipEffects(Result):
-    """Skip-test result (SPEC §2).
+    """Skip-test result (methods page §2).
 
     layer_effect [L, L]: rows = skipped layer s, columns = affected layer l, max-aggregated;
     mean_layer_effect [L, L]; output_effect [L] and mean_output_effect [L];
@@ -86,7 +86,7 @@ class SkipEffects(Result):
 
 
 class LocalEffects(SkipEffects):
-    """Local (direct-path) effects (SPEC §2b); same arrays as `SkipEffects`."""
+    """Local (direct-path) effects (methods page §2 (local effects)); same arrays as `SkipEffects`."""
 
     measurement = "local_effects"
 
@@ -95,7 +95,7 @@ class LocalEffects(SkipEffects):
 
 
 def split_points(n_tokens: int, n_splits: int = 4, seed: int = 0, key: str = "", step: int = 8, margin: int = 4) -> list[int]:
-    """SPEC §2 split points of one prompt: multiples of `step` with step ≤ t < T - margin, shuffled
+    """methods page §2 split points of one prompt: multiples of `step` with step ≤ t < T - margin, shuffled
     with a generator seeded by (seed, key) and the first `n_splits` kept (returned sorted)."""
     candidates = list(range(step, n_tokens - margin, step))
     rng = np.random.default_rng([int(seed), zlib.crc32(key.encode())])
@@ -452,7 +452,7 @@ def skip_effects(
     positions: bool = False,
     store=None,
 ) -> SkipEffects:
-    """How much skipping layer s changes every later layer's computation and the output (SPEC §2).
+    """How much skipping layer s changes every later layer's computation and the output (methods page §2).
 
     mode: 'current' (intervene at 1 … T-1, measure everywhere) or 'future' (intervene before a
     split point, measure after it; `n_splits` split points per prompt, multiples of `split_step`,
@@ -476,7 +476,7 @@ def local_effects(
     positions: bool = False,
     store=None,
 ) -> LocalEffects:
-    """Direct effect of layer s on each later layer (SPEC §2b): every block i > s reads its clean
+    """Direct effect of layer s on each later layer (methods page §2 (local effects)): every block i > s reads its clean
     input minus the clean Δ_s at the intervened positions; nothing propagates further. The
     diagonal is the skipped layer's own change (1 in the current setting, 0 in the future one);
     `output_effect` is the direct effect on the output (h_L − Δ_s decoded). Arguments as in

@@ -1,4 +1,4 @@
-"""One figure style for the whole book, in the paper's conventions (SPEC).
+"""One figure style for the whole book, in the paper's conventions (the methods page).
 
 Shared primitives live here (`unstacked_bars`, `layer_heatmap`, `model_label`); each chapter's
 figures live in a submodule named after its measurement family and are built from these.

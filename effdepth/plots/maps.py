@@ -1,6 +1,6 @@
 """Figures of §3.4 (shallow-to-deep linear maps): Fig 8's heatmap, the controls, relative depth, SGD.
 
-Conventions (SPEC §5): y = source layer 1 … L1 (row 1 at the bottom), x = target layer 1 … L2,
+Conventions (methods page §5): y = source layer 1 … L1 (row 1 at the bottom), x = target layer 1 … L2,
 colour "Relative error" (lower is better). Residual index 0 (the embeddings) is left out, as in the
 paper; layer k means the output of block k. Every figure names both models.
 """

@@ -25,7 +25,7 @@ def _setting(result) -> str:
 
 def skip_heatmap(result, mean: bool = False, ax=None, title: str | None = None):
     """Fig 3: r[s, l], y = layer skipped, x = effect @ layer, colour clipped to [0, 1]; for local
-    (direct) effects (Fig 5) the diagonal is masked (grey): it carries no information (SPEC §9)."""
+    (direct) effects (Fig 5) the diagonal is masked (grey): it carries no information (methods page §2)."""
     matrix = result.mean_layer_effect if mean else result.layer_effect
     L = matrix.shape[0]
     own = ax is None
@@ -33,7 +33,7 @@ def skip_heatmap(result, mean: bool = False, ax=None, title: str | None = None):
         size = min(6.2, 3.2 + 0.08 * L)
         fig, ax = plt.subplots(figsize=(size + 1.0, size))
     shown = np.clip(np.asarray(matrix, dtype=float), 0, 1)
-    if result.measurement == "local_effects":  # SPEC §9: the diagonal is 1 by construction (0 in the authors' code), masked
+    if result.measurement == "local_effects":  # methods page §2: the diagonal is 1 by construction (0 in the authors' code), masked
         np.fill_diagonal(shown, np.nan)
     layer_heatmap(ax, shown, "Effect @ layer", "Layer skipped", "Relative change" + (" (mean)" if mean else ""), origin="upper")
     integer_ticks(ax, range(L), "x")
