@@ -104,8 +104,9 @@ def code_problems(source: str, course: bool = False) -> list[str]:
 
 
 def _calls(tree, name: str):
+    """Calls of the function `name` (`name(…)`, not a method `x.name(…)`)."""
     for n in ast.walk(tree):
-        if isinstance(n, ast.Call) and ((isinstance(n.func, ast.Name) and n.func.id == name) or (isinstance(n.func, ast.Attribute) and n.func.attr == name)):
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == name:
             yield n
 
 
@@ -143,7 +144,8 @@ def chapter_problems(nb) -> list[str]:
                 out.append(f"cell {i}: `glue_all` with a prefix that is not a string literal")
                 continue
             prefixes.add(prefix.value)
-        for call in list(_calls(tree, "display")) + [c for c in ast.walk(tree) if isinstance(c, ast.Call) and isinstance(c.func, ast.Attribute) and c.func.attr == "show" and not c.args]:
+        methods = [c for c in ast.walk(tree) if isinstance(c, ast.Call) and isinstance(c.func, ast.Attribute) and c.func.attr == "show" and not c.args]
+        for call in list(_calls(tree, "display")) + methods:
             if isinstance(call.func, ast.Attribute) or any(isinstance(a, ast.Name) and a.id in ("fig", "figure") for a in call.args):
                 out.append(f"cell {i}: a figure drawn into the cell's own output ({ast.unparse(call)[:40]})")
         if shows and (FIGURE_HIDING & tags or "hide-input" not in tags):
