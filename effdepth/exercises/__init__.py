@@ -15,6 +15,8 @@ erasure (§3.3), the closed-form linear map (§3.4).
 
 from __future__ import annotations
 
+import inspect
+
 from functools import lru_cache
 
 from ._check import Feedback, fresh  # noqa: F401
@@ -65,6 +67,17 @@ def final_norm(model):
 def unembedding(model):
     """The unembedding (the LM head: residual after the final norm -> logits)."""
     return model.adapter.module(model.hf, model.adapter.unembed)
+
+
+def explore(draw, interactive: bool, value: int, maximum: int, description: str):
+    """Draw one picture of a layer index: `draw(value)` on a static page, or, with `interactive`
+    (JupyterLab), an ipywidgets slider over 0 … `maximum` that redraws (`description` labels it)."""
+    if not interactive:
+        return draw(value)
+    import ipywidgets as w
+
+    name = next(iter(inspect.signature(draw).parameters))  # the layer index's argument (s, b, …)
+    return w.interact(draw, **{name: w.IntSlider(value=value, min=0, max=maximum, description=description)})
 
 
 from .contribution import check_relative_contribution  # noqa: E402,F401
