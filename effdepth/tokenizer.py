@@ -14,6 +14,7 @@ byte-identical tokenizer files (the linear-map chapter needs source and target t
 from __future__ import annotations
 
 import string
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 
 SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
 PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
@@ -24,7 +25,6 @@ VOCAB_SIZE = len(SPECIALS) + len(CHARS)  # 100
 
 def zoo_tokenizer():
     """A fresh `transformers.PreTrainedTokenizerFast` (character level, adds ``<bos>``)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
     vocab = {t: i for i, t in enumerate(SPECIALS + tuple(CHARS))}

@@ -91,3 +91,10 @@ def test_chapter_executes_and_shows_the_figure_the_table_and_the_regression(tmp_
     assert "effective MLP width" in html and "Qwen/Qwen2.5-72B" in html  # the regression table and the data table
     glued = "\n".join(str(o.get("data", {})) for o in outputs)
     assert "18 models" in glued and "not reachable" in glued
+
+
+def test_score_axis_is_mmlu_for_the_frozen_table_and_the_average_for_the_live_one():
+    table, note = benchmarks.load_table("frozen")
+    assert chapter.score_label(note) == "MMLU (5-shot, %)"
+    assert chapter.score_label("the Open LLM Leaderboard v2 (live), average of six benchmarks") == "Leaderboard average score"
+    assert chapter.made_by(table) == f"{len(table)} open base models"

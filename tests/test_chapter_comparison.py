@@ -154,4 +154,13 @@ def test_notebook_compares_tiny_models_with_their_controls(tmp_path):
     assert sum(any(k.endswith("image/png") for k in o.get("data", {})) for o in outputs) >= 2
     assert "random-init control seeds per model" in glued["cmp_run_text"]
     assert "untrained controls" in glued["cmp_stretch_text"]
-    assert " if " not in code and "Markdown(" not in code  # no verdict logic in the notebook
+    # no verdict logic in the notebook: tests/test_notebook_lint.py checks every notebook's code cells
+
+
+def test_figure_labels_name_each_model_with_its_depth():
+    from types import SimpleNamespace
+
+    models = [SimpleNamespace(spec="zoo:shallow", n_layers=4), SimpleNamespace(spec="/home/me/deep", n_layers=8)]
+    assert F.labels(models) == {"zoo:shallow": "zoo:shallow (4 layers)", "/home/me/deep": "deep (local folder) (8 layers)"}  # a folder by its name
+    assert F.made_by(models) == "zoo:shallow (4 layers), deep (local folder) (8 layers)"
+    assert F.spec_list(models) == "zoo:shallow, /home/me/deep"

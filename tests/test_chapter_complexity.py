@@ -139,3 +139,10 @@ def test_a_set_left_out_at_chance_loses_nothing_but_one_answered_above_chance_is
     answered = ch.left_out_findings("m", _accuracy_rows("Kinship questions", [0.9, 0.3], ["above chance", "at chance"])).text["left_out"]
     assert "gap" in answered and "level 1" in answered and "would say nothing" not in answered
     assert "every difficulty set" in ch.left_out_findings("m", None).text["left_out"]
+
+
+def test_run_info_names_the_data_sets_and_says_none_without_notes():
+    sets = {"Graded arithmetic": [], "Multi-hop questions": []}
+    assert ch.data_list(sets) == "Graded arithmetic; Multi-hop questions"
+    assert ch.notes_text([]) == "none"
+    assert ch.notes_text(["MATH read from a local file.", "MQuAKE too."]) == "MATH read from a local file. MQuAKE too."

@@ -150,3 +150,39 @@ def test_a_best_match_path_that_never_moves_is_not_reported_as_moving_forward():
     assert "forward in 100 %" not in f.text["matrix_text"]
     g = F.findings(stretched(), CONTROLS)
     assert "moves forward in 100 % of steps, stays in 0 % and moves back in 0 %" in g.text["matrix_text"]
+
+
+# --- the chapter's setup (measure, figures, tables, run info) on both sides of each switch ----------
+
+
+def test_without_a_pair_every_slot_says_why_and_nothing_is_drawn_or_tabulated(tmp_path, monkeypatch):
+    pair = F.PairRun(why="`m` is not a pair")
+    assert not pair.measured and pair.made_by() is None
+    f = F.page_findings(pair, window=128, seed=0)
+    assert f.text["verdict_text"] == "Not measured: `m` is not a pair" and f.verdicts["paper_pattern"] == NOT_TESTABLE
+    for which in F.FIGURES:
+        assert F.figure(pair, which) == (None, None, "`m` is not a pair")
+    assert F.tables(pair) == []
+    assert F.run_info(pair, "m", window=128, seed=0, weighting="none", controls=True, n_controls=3) == (None, {"requested_model": "m", "note": "no model pair: nothing measured"})
+    monkeypatch.setenv("EFFDEPTH_CURVES", str(tmp_path / "curves.json"))
+    F.save_curves(pair)
+    assert not (tmp_path / "curves.json").exists()  # no curves without a pair
+
+
+def test_a_pair_without_controls_or_sgd_draws_neither_and_says_they_were_switched_off():
+    pair = F.PairRun(src=object(), tgt=object(), result=stretched())
+    assert pair.measured and pair.identity is None and pair.sgd is None
+    assert F.figure(pair, "controls") == (None, None, F.SWITCHED_OFF)
+    assert F.figure(pair, "sgd") == (None, None, F.SWITCHED_OFF)
+
+
+def test_the_other_weighting_and_the_scaled_sgd_recipe():
+    assert F.PairRun(weighting="none").other == "relative" and F.PairRun(weighting="relative").other == "none"
+    recipe = F.sgd_recipe(1000, 8)
+    assert recipe.steps == 1000 and recipe.batch_windows == 8 and recipe.warmup == 200 and recipe.cache_activations
+    assert recipe.eval_at[0] == 20 and recipe.eval_at[-1] == 1000 and len(recipe.eval_at) == 8
+    assert F.sgd_recipe(20, 4).warmup == 4  # a fifth of a short run
+
+
+def test_the_paper_setting_projection_is_a_glued_sentence():
+    assert "Projection for the paper's setting" in F.paper_setting().text["paper_setting_text"]

@@ -63,3 +63,7 @@ def test_model_notebook_runs_on_a_tiny_model(tmp_path):
     text = glued["accuracy_text"]
     assert "Word problems (GSM8K format)" in text and "Kinship questions" in text and "Arithmetic" in text  # one line per set
     assert "at chance" in text and glued["any_at_chance"].strip("'\"") == "yes"  # an untrained model is at chance
+
+
+def test_run_info_lists_the_prompt_sets():
+    assert ch.set_list({"Arithmetic": [], "Kinship questions": []}) == "Arithmetic, Kinship questions"

@@ -183,3 +183,77 @@ def test_a_grid_at_the_majority_baseline_is_not_testable():
     f = F.findings(acc_frame(at_guess, SEEDS10), BASE, N_PROBLEMS, use_frame(paper_use, SEEDS10), control_frame(lambda a, s: 0.4, SEEDS10))
     assert f.verdicts["learned"] == "no"
     assert f.verdicts["any_paper"].startswith("not testable here") and "did not learn" in f.verdicts["any_paper"]
+
+
+# --- the chapter's setup (effdepth.chapters.objective): both sides of each decision the notebook used to make
+
+
+def _report(acc):
+    return {"accuracy": {"interpolate": {"all": acc}}}
+
+
+def test_fine_tuning_learned_only_what_raised_accuracy_by_more_than_one_problem():
+    pre = _report(0.10)
+    reports = {"fine-tuned, all-token loss": _report(0.30), "fine-tuned, answer-only loss": _report(0.10 + 1 / 20)}  # one problem of 20: a tie
+    assert F.learned(reports, pre, n_interpolate=20) == {"all": True, "answer": False}
+    reports = {"fine-tuned, all-token loss": _report(0.05), "fine-tuned, answer-only loss": _report(0.10 + 2 / 20)}
+    assert F.learned(reports, pre, n_interpolate=20) == {"all": False, "answer": True}
+    assert F.learned({k: _report(0.5) for k in reports}, _report(0.1), n_interpolate=0) == {"all": False, "answer": False}  # no problems: the margin is the whole scale
+
+
+def test_training_device_steps_and_the_fine_tuning_switch():
+    assert F.train_device("cuda", remote=True) == "cpu" and F.train_device("cuda", remote=False) == "cuda"
+    assert F.grid_spec("tiny", 1, "small").steps != 7 and F.grid_spec("tiny", 1, "small", steps=7).steps == 7
+    assert F.finetune_seed(True, 3) == 3 and F.finetune_seed(False, 3) is None
+    assert F.finetune_runs(None, False, 0, "cpu", False, 1) is None  # switched off: nothing trained
+
+
+def test_without_fine_tuning_the_page_says_why_and_shows_no_tables():
+    study = F.finetune_study(None, grid=None, sets={}, seeds=[0], seed=0, n_examples=2, n_layers=4, device="cpu")
+    assert study is None
+    assert F.finetune_figure(study, "the grid") == (None, None, F.FINETUNE_OFF)
+    assert F.finetune_tables(study, grid=None) == [] and F.finetune_of(study) is None
+
+
+def test_a_studys_findings_are_handed_on():
+    from types import SimpleNamespace
+
+    study = SimpleNamespace(findings="F", seed=0, prompts=["a"], future={})
+    assert F.finetune_of(study) == "F"
+
+
+def test_labels_and_titles():
+    from types import SimpleNamespace
+
+    assert F.made_by("default", [0, 1, 2]) == "the §3.5 grid (preset default, 3 seeds)"
+    assert F.accuracy_title([0, 1]) == "Exact match of the grid's models (2 seeds each; bars: mean, whiskers: min–max)"
+    assert F.loss_title([4, 5]) == "Training loss per step, seed 4"
+    assert F.depth_use_title([0]) == "Depth use of the grid's models (1 seeds; grey: untrained)"
+    assert F.headline_title("arithmetic__mul_div_multiple") == "The paper's headline module, arithmetic__mul_div_multiple"
+    assert F.erasure_panels({"MoEUT, answer-only loss": "r"}, {"MoEUT, answer-only loss": 0.456}, 2) == {"MoEUT, answer-only loss (seed 2)\nerasure depth 0.46": "r"}
+    ex = SimpleNamespace(prompt="Q: 2*3 A:", answer=" 6", meta={"module": "mul", "split": "interpolate"})
+    cf = SimpleNamespace(prompt="Q: 4*1 A:", answer=" 4", meta={})
+    assert F.erasure_title(ex, cf) == "Residual erasure of 'Q: 2*3 A: 6' (mul, interpolate)\nerasing vector: mean residual of 'Q: 4*1 A: 4'; colour scale: largest effect on a question token"
+
+
+def test_the_erasure_example_falls_back_to_one_model_then_to_the_first_problems(monkeypatch):
+    from effdepth import objective as O
+
+    sets = {"interpolate": ["p0", "p1", "p2"], "extrapolate": ["q0"]}
+    asked = []
+    monkeypatch.setattr(O, "correct_examples", lambda grid, seed, split, keys=None: asked.append(keys) or [0])
+    monkeypatch.setattr(O, "choose_example", lambda sets, correct: ("all four", "cf"))
+    assert F.erasure_example(None, sets, 0) == ("all four", "cf") and asked == [None, None]  # all four models answer it
+    answers = iter([None, ("transformer's", "cf")])
+    monkeypatch.setattr(O, "choose_example", lambda sets, correct: next(answers))
+    assert F.erasure_example(None, sets, 0) == ("transformer's", "cf")  # else the answer-only Transformer's
+    monkeypatch.setattr(O, "choose_example", lambda sets, correct: None)
+    assert F.erasure_example(None, sets, 0) == ("p0", "p1")  # else the first two interpolation problems
+
+
+def test_run_info_names_the_grid_and_where_its_models_are():
+    spec = F.grid_spec("tiny", 1, "small")
+    rows = F.run_info_rows("zoo:default", spec, "tiny", 1, "small", [0, 1], "cpu")
+    assert list(rows) == ["chapter_model_parameter", "grid", "seeds", "train_device", "models_dir"]
+    assert rows["grid"] == f"{spec.key()} (preset tiny, scale 1, difficulty small)" and rows["seeds"] == "0, 1"
+    assert rows["models_dir"].startswith("$EFFDEPTH_CACHE/grid/")

@@ -148,3 +148,20 @@ def test_run_sentence_names_a_smaller_breakdown_sample_only_when_there_is_one():
     assert "first 1 prompt(s) of each setting (`detail_examples`" in smaller
     for full in (ch.run_findings(*args).text["run"], ch.run_findings(*args, n_detail=4).text["run"]):
         assert "detail_examples" not in full
+
+
+def test_part_panels_are_the_model_then_its_control_each_setting_attention_then_mlp():
+    parts = {(m, p): f"{m}-{p}" for m in ("current", "future") for p in ("attention", "mlp")}
+    control = {k: v + "-ctl" for k, v in parts.items()}
+    panels = ch.part_panels(parts, control)
+    assert list(panels) == [
+        "Attention only, current", "MLP only, current", "Attention only, future", "MLP only, future",
+        "Attention only, current (control)", "MLP only, current (control)", "Attention only, future (control)", "MLP only, future (control)",
+    ]
+    assert panels["MLP only, future"] == "future-mlp" and panels["Attention only, current (control)"] == "current-attention-ctl"
+
+
+def test_the_interactive_view_shows_nothing_when_switched_off():
+    from effdepth.plots import skipping as figs
+
+    assert figs.interactive(None, None, enabled=False) is None  # no widget, no figure: the result is not even read

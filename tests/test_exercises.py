@@ -462,3 +462,16 @@ def test_linear_map_check_passes_the_solution_and_a_ones_column_solution():
 def test_show_solution_renders_the_source_collapsed():
     html = ex.show_solution(so.linear_map).data
     assert html.startswith("<details") and "lstsq" in html and "</details>" in html
+
+
+def test_explore_draws_the_static_picture_or_a_slider_that_redraws():
+    drawn = []
+
+    def draw(b=0):
+        drawn.append(b)
+
+    ex.explore(draw, False, value=2, maximum=4, description="b")
+    assert drawn == [2]  # a static page: the one picture
+    pytest.importorskip("ipywidgets")
+    ex.explore(draw, True, value=3, maximum=4, description="b")
+    assert drawn == [2, 3]  # the slider draws its first value (and redraws on every move)

@@ -1,4 +1,4 @@
-"""MoEUT (effdepth.moeut): a real transformers causal LM whose shared layers the measurements see
+"""MoEUT (effdepth.access.moeut): a real transformers causal LM whose shared layers the measurements see
 as one layer per application."""
 
 import numpy as np

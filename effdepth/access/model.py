@@ -94,7 +94,7 @@ class Model:
     def trace(self, *inputs, **kwargs):
         """An nnsight trace, remote on NDIF when the model was loaded so; `remote='local'` is
         nnsight's in-process dry run of that path, `remote='strict'` effdepth's stricter one with
-        NDIF's import whitelist (`effdepth.ndif.StrictSandboxBackend`)."""
+        NDIF's import whitelist (`effdepth.access.ndif.StrictSandboxBackend`)."""
         if self.remote == "strict":
             kwargs.setdefault("backend", ndif.StrictSandboxBackend(self.nn, server=self.server, server_device=self.server_device))
         elif self.remote:

@@ -133,7 +133,7 @@ class MoEUTConfig(PretrainedConfig):
 
     @property
     def effdepth_adapter(self) -> dict:
-        """Where a_l, m_l, the final norm and the unembedding live (read by `effdepth.adapters.adapter_for`)."""
+        """Where a_l, m_l, the final norm and the unembedding live (read by `effdepth.access.adapters.adapter_for`)."""
         return dict(ADAPTER)
 
 

@@ -1,7 +1,7 @@
 """§3.2 cost: the skip matrix by the suffix engine vs the paper's way, and logit-lens peak memory.
 
 - `skip_current`, `skip_future`: the full skip matrix (layer effects and output effects) of one
-  prompt on a 12-layer, d=256 random Llama with T=128, computed (a) by `effdepth.skipping`'s fast
+  prompt on a 12-layer, d=256 random Llama with T=128, computed (a) by `effdepth.measures.skip_effects`'s fast
   path (clean run once, variants run only blocks s+1 … L-1, staggered into shared block calls) and
   (b) the paper's way: one traced nnsight forward per skipped layer (× split point) after a clean
   one, every block's write saved and compared with the clean run's. A third contender, (c) one

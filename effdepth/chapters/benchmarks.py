@@ -36,6 +36,17 @@ def depth_verdict(coef: float, p: float) -> str:
     return "not distinguishable from zero with this table"
 
 
+def score_label(note: str) -> str:
+    """The score axis's label: MMLU when the table's note says its scores are MMLU (the frozen table),
+    else the live leaderboard's average."""
+    return "MMLU (5-shot, %)" if "MMLU" in note else "Leaderboard average score"
+
+
+def made_by(df) -> str:
+    """Who made the depth-score figure (its caption's model slot): the table's models."""
+    return f"{len(df)} open base models"
+
+
 def findings(df, fit, reg, note: str) -> Findings:
     """Numbers and sentences of the chapter from the table, the simple fit (score ~ layers) and the
     multiple regression (score ~ layers + d_model + d_ff_eff)."""

@@ -30,6 +30,8 @@ Rules (book/methods/comparison-rules.md states the same):
 
 from __future__ import annotations
 
+from effdepth.spec import ModelSpec
+
 import numpy as np
 import pandas as pd
 
@@ -141,6 +143,33 @@ def resolve_models(model: str, models=None) -> list[str]:
 
         return [f"zoo:{name}" for name in zoo.MODELS]
     return [str(model)]
+
+
+# The two figures' axes (`plots.comparison.by_relative_depth` keywords) and the table's word for a knee
+# that a model too shallow for it does not have.
+CONTRIBUTION_AXES = {"ylabel": "Mean relative contribution $\\|a+m\\| / \\|h\\|$", "title": "Layer contribution by relative depth (dashed: random init)"}
+LENS_AXES = {
+    "ylabel": "KL$(p_b \\,\\|\\, p_{\\mathrm{final}})$ [nats]",
+    "title": "Logit-lens KL of each layer's input by relative depth (dashed: random init)",
+    "first": "residual 0",
+}
+MISSING = "not measured: the model is too shallow for this curve's knee"
+
+
+def labels(models) -> dict[str, str]:
+    """Each loaded model's label in the figures, by its spec: short name and depth."""
+
+    return {m.spec: f"{ModelSpec.parse(m.spec).short_name} ({m.n_layers} layers)" for m in models}
+
+
+def made_by(models) -> str:
+    """The figures' model slot: every model compared, by its label."""
+    return ", ".join(labels(models).values())
+
+
+def spec_list(models) -> str:
+    """The compared models' specs, for the run-info table."""
+    return ", ".join(m.spec for m in models)
 
 
 def run(names: list[str], layers: list[int], n_prompts: int, seed: int, n_controls: int) -> Findings:

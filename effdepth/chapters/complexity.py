@@ -362,6 +362,16 @@ def run_findings(lm, sets: dict, notes: list, reference_source: str, n_controls:
     return f
 
 
+def data_list(sets: dict) -> str:
+    """The difficulty data sets of the run, for the run-info table."""
+    return "; ".join(sets)
+
+
+def notes_text(notes: list) -> str:
+    """The data loaders' notes (a fallback, a local file) for the run-info table; "none" without any."""
+    return " ".join(notes) or "none"
+
+
 def depth_sets(sets: dict, chosen=None) -> tuple[dict, dict]:
     """(measured, left out): the difficulty sets the depth score is measured on (every set when
     `chosen` is None; else those whose name starts with one of the `chosen` strings) and the rest."""

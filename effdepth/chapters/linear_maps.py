@@ -39,11 +39,21 @@ Verdict rules (book/methods/linear_maps-rules.md states the same):
 
 from __future__ import annotations
 
+from effdepth.spec import ModelSpec
+
+from dataclasses import dataclass, field
+
 import numpy as np
 
-from .. import stats
+from effdepth import curves, stats
+from effdepth.measures import linear_maps as maps
+from effdepth.access.controls import controls_of
+from effdepth.access.load import load_model
 from . import INCONCLUSIVE, NOT_PAPER, NOT_TESTABLE, PAPER, SAME_AS_CONTROL, Findings, control_k, paper_verdict
 from effdepth.plots.maps import pair_label
+from effdepth.measures.linear_maps import SGDRecipe
+from effdepth.bench.maps import project_paper_setting
+from effdepth.plots import maps as figs
 
 MONOTONE = 0.75  # share of forward steps for a best-match path to count as a diagonal
 IDENTITY_TOL = 1e-3  # the identity map is affine: its error must vanish up to round-off
@@ -337,3 +347,149 @@ def sgd(result, sgd_result, label: str) -> Findings:
         verdicts={"sgd_reached_closed_form": "yes" if reach else "no"},
         text={"sgd_text": text},
     )
+
+
+# --- the chapter's setup: what the notebook measures, draws and tabulates ---------------------------
+
+WEIGHTING_NAMES = {"none": "least squares", "relative": "weighted by 1/‖y‖²"}
+OTHER_WEIGHTING = {"none": "relative", "relative": "none"}
+SWITCHED_OFF = "switched off in the parameters"
+
+
+@dataclass
+class PairRun:
+    """What the chapter measured on one model pair: the trained pair's maps (`result`), the identity
+    control (the deep model onto itself), the random-target controls (by their label), the fit with
+    the other token weighting (`alt`) and the SGD fit; or, with no pair, `why` (`maps.resolve_pair`)
+    and nothing else."""
+
+    why: str = ""
+    src: object = None
+    tgt: object = None
+    data_name: str = ""
+    result: object = None
+    identity: object = None
+    random: dict = field(default_factory=dict)
+    alt: object = None
+    sgd: object = None
+    weighting: str = "none"
+
+    @property
+    def measured(self) -> bool:
+        return self.result is not None
+
+    @property
+    def other(self) -> str:
+        return OTHER_WEIGHTING[self.weighting]
+
+    def made_by(self) -> str | None:
+        """The figures' model slot: 'shallow → deep' by the names the book shows."""
+
+        return f"{ModelSpec.parse(self.src.spec).short_name} → {ModelSpec.parse(self.tgt.spec).short_name}" if self.measured else None
+
+
+def sgd_recipe(sgd_steps: int, sgd_batch_windows: int):
+    """The paper's SGD recipe scaled to `sgd_steps` steps of `sgd_batch_windows` windows: warm-up a
+    fifth of the steps (at most the paper's 200), 8 geometrically spaced evaluations, the training
+    windows' residuals cached (SGD's best case)."""
+
+    checkpoints = sorted({int(x) for x in np.unique(np.geomspace(max(1, sgd_steps // 50), sgd_steps, 8).round())})
+    return SGDRecipe(steps=sgd_steps, batch_windows=sgd_batch_windows, warmup=min(200, max(1, sgd_steps // 5)), eval_at=tuple(checkpoints), cache_activations=True)
+
+
+def measure(model, src_model=None, tgt_model=None, *, device="cpu", dtype="auto", remote=False, dataset="auto", n_windows=400, window=128, seed=0,
+            batch_size=8, weighting="none", controls=True, n_controls=3, compare_sgd=True, sgd_steps=1000, sgd_batch_windows=8) -> PairRun:
+    """The chapter's measurements (the notebook's parameters): resolve the pair (`maps.resolve_pair`);
+    with none, a `PairRun` that says why. Else load both models, cut the windows, fit the maps of the
+    pair, of the identity and random-target controls (`controls`), of the other weighting, and with
+    the paper's SGD recipe (`compare_sgd`)."""
+    src_spec, tgt_spec, why = maps.resolve_pair(model, src_model, tgt_model)
+    if src_spec is None:
+        return PairRun(why=why, weighting=weighting)
+    src = load_model(src_spec, device=device, dtype=dtype, remote=remote)
+    tgt = load_model(tgt_spec, device=device, dtype=dtype, remote=remote)
+    data_name = maps.resolve_dataset(src.spec, dataset)
+    texts = maps.texts_for_windows(src, n_windows, window, seed=seed, dataset=data_name)
+    common = dict(window=window, n_windows=n_windows, seed=seed, batch_size=batch_size, weighting=weighting)
+    pair = PairRun(src=src, tgt=tgt, data_name=data_name, weighting=weighting)
+    pair.result = maps.linear_maps(src, tgt, texts, **common)
+    if controls:
+        pair.identity = maps.linear_maps(tgt, tgt, texts, **common)
+        pair.random = {f"random target, seed {s}": maps.linear_maps(src, c, texts, **common) for s, c in zip(range(n_controls), controls_of(tgt, range(n_controls)))}
+    pair.alt = maps.linear_maps(src, tgt, texts, **{**common, "weighting": pair.other})
+    if compare_sgd:
+        pair.sgd = maps.linear_maps(src, tgt, texts, "sgd", sgd=sgd_recipe(sgd_steps, sgd_batch_windows), **common)
+    return pair
+
+
+def page_findings(pair: PairRun, window: int, seed: int) -> Findings:
+    """Every number and sentence the page cites: the rules' findings, the run, the weighting and the
+    SGD comparison; with no pair, `absent` (each sentence says why)."""
+    if not pair.measured:
+        return absent(pair.why)
+    names = {"this": WEIGHTING_NAMES[pair.weighting], "other": WEIGHTING_NAMES[pair.other]}
+    return (
+        findings(pair.result, list(pair.random.values()), identity=pair.identity)
+        .merge(run(pair.result, pair.src, pair.tgt, window=window, dataset=pair.data_name, seed=seed))
+        .merge(weighting(pair.result, pair.alt, names))
+        .merge(sgd(pair.result, pair.sgd, WEIGHTING_NAMES[pair.weighting]))
+    )
+
+
+def paper_setting() -> Findings:
+    """The projection of this chapter's cost to the paper's setting (`bench.maps.project_paper_setting`)."""
+
+    return Findings(text={"paper_setting_text": project_paper_setting()["text"]})
+
+
+FIGURES = ("panels", "relative", "controls", "weighting", "sgd")
+
+
+def figure(pair: PairRun, which: str) -> tuple:
+    """(figure or None, who made it, why it is not drawn) for `plots.show`, one of `FIGURES`: Fig 8
+    with its first random-target control, the relative-depth view, the controls, the two weightings,
+    closed form against SGD. Not drawn without a pair (`why`), and the controls and SGD panels not
+    when switched off in the parameters."""
+
+    if not pair.measured:
+        return None, None, pair.why
+    if which == "controls" and pair.identity is None or which == "sgd" and pair.sgd is None:
+        return None, None, SWITCHED_OFF
+    r = pair.result
+    draw = {
+        "panels": lambda: figs.panels({"Trained pair": r, **dict(list(pair.random.items())[:1])}),
+        "relative": lambda: figs.relative_depth(r, others=pair.random),
+        "controls": lambda: figs.controls(r, identity=pair.identity, random=next(iter(pair.random.values()))),
+        "weighting": lambda: figs.panels({WEIGHTING_NAMES[pair.weighting].capitalize(): r, WEIGHTING_NAMES[pair.other].capitalize(): pair.alt}),
+        "sgd": lambda: figs.sgd_comparison(r, pair.sgd),
+    }[which]
+    return draw(), pair.made_by(), ""
+
+
+def tables(pair: PairRun) -> list:
+    """The page's number tables: each source layer's best target, and the whole error matrix (source
+    layer per row, target layer per column); none without a pair."""
+    if not pair.measured:
+        return []
+    return [pair.result.best_match(), pair.result.to_frame().pivot(index="src_layer", columns="tgt_layer", values="relative_error")]
+
+
+def run_info(pair: PairRun, model: str, window: int, seed: int, weighting: str, controls: bool, n_controls: int) -> tuple:
+    """(the model the run-info table describes, its other rows): the source model and the run's
+    settings, or, with no pair, the requested model and a note that nothing was measured."""
+    if not pair.measured:
+        return None, {"requested_model": model, "note": "no model pair: nothing measured"}
+    r, tgt = pair.result, pair.tgt
+    return pair.src, dict(
+        target=tgt.spec, target_revision=tgt.revision, target_layers=tgt.n_layers,
+        dataset=pair.data_name, n_windows=int(r.n_windows.sum()), window=window, seed=seed,
+        weighting=weighting, lambda_rel_median=float(np.median(r.arrays["lam_rel"])), method="lstsq (ridge, streamed)",
+        controls=controls, control_seeds=str(list(range(n_controls))),
+    )
+
+
+def save_curves(pair: PairRun) -> None:
+    """The key curves, for the book's side-by-side pages of several models (`effdepth.curves`); nothing
+    without a pair."""
+    if pair.measured:
+        curves.save("linear_maps", (f"{pair.src.spec} → {pair.tgt.spec}", pair.tgt.n_layers), curves.linear_maps(pair.result, list(pair.random.values())))

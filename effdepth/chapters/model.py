@@ -34,6 +34,11 @@ def _levels(levels: list) -> str:
     return ", ".join(str(v) for v in levels)
 
 
+def set_list(sets: dict) -> str:
+    """The prompt sets of the run, for the run-info table."""
+    return ", ".join(sets)
+
+
 def accuracy_findings(table: pd.DataFrame, units: dict[str, str] | None = None) -> Findings:
     """Per set (rows of `accuracy_table`: set, level, n, accuracy, chance, p, label): which levels are
     above chance and which at chance; `units` names each set's level ('steps', 'hops', …).

@@ -44,6 +44,13 @@ import pandas as pd
 
 from .. import stats, verdicts
 from . import AS_PAPER, INCONCLUSIVE, NOT_TESTABLE, PAPER, SAME_AS_CONTROL, UNLIKE, Findings, control_k, record
+from effdepth import objective as O
+from effdepth.plots import objective as figs
+from effdepth.zoo import cache_dir
+import json
+from effdepth.access.controls import control_of
+from effdepth.measures.depth_score import depth_score
+from effdepth.measures.skip_effects import skip_effects
 
 HOLM_SEEDS = 9  # the fewest seeds (all agreeing: p = 1/512) that pass Holm's first step over 17 statements
 MIN_SEEDS = 5  # the fewest seeds for which all agreeing gives a sign-test p below 0.05 (1/32)
@@ -403,3 +410,181 @@ def erasure_text(depths: dict, answered: dict) -> str:
         f"The problem is {'answered correctly by all four trained models' if ok_all else '**not** answered correctly by every trained model (no problem was)'}. "
         + " ".join(f"{k}: erasure depth {v:.2f}." for k, v in depths.items())
     )
+
+
+# --- the chapter's setup: what the notebook trains, measures, draws and tabulates -----------------
+
+
+def train_device(device: str, remote: bool) -> str:
+    """Where the grid trains: on this machine's CPU when measurements run remotely, else on `device`."""
+    return "cpu" if remote else device
+
+
+def grid_spec(preset: str, scale: float, difficulty: str, steps=None):
+    """The grid's spec (`objective.make_spec`), with `steps` training steps when given."""
+
+    spec = O.make_spec(preset, scale, difficulty)
+    return spec if steps is None else O.replace(spec, steps=int(steps))
+
+
+def finetune_seed(finetune: bool, seed: int):
+    """The seed whose Transformers the fine-tuning study compares with (trained with the grid), or
+    None when fine-tuning is switched off."""
+    return seed if finetune else None
+
+
+def finetune_runs(spec, finetune: bool, seed: int, device: str, progress: bool, workers):
+    """The fine-tuning runs' folders (`objective.finetune_runs`), or None when switched off."""
+
+    return O.finetune_runs(spec, seed=seed, device=device, progress=progress, workers=workers) if finetune else None
+
+
+def made_by(preset: str, seeds) -> str:
+    """The figures' model slot: the grid this chapter trained."""
+    return f"the §3.5 grid (preset {preset}, {len(seeds)} seeds)"
+
+
+def accuracy_title(seeds) -> str:
+    return f"Exact match of the grid's models ({len(seeds)} seeds each; bars: mean, whiskers: min–max)"
+
+
+def headline_title(module: str) -> str:
+    return f"The paper's headline module, {module}"
+
+
+def loss_title(seeds) -> str:
+    return f"Training loss per step, seed {seeds[0]}"
+
+
+def depth_use_title(seeds) -> str:
+    return f"Depth use of the grid's models ({len(seeds)} seeds; grey: untrained)"
+
+
+def erasure_example(grid, sets: dict, seed: int):
+    """(problem, counterfactual) for the erasure heatmaps: a held-out problem all four models of
+    `seed` answer (`objective.choose_example`); else one the answer-only Transformer answers; else the
+    first two interpolation problems."""
+
+    pair = O.choose_example(sets, {s: O.correct_examples(grid, seed, s) for s in O.SPLITS})
+    if pair is None:  # no problem answered by all four: each model's own first correct problem
+        pair = O.choose_example(sets, {s: O.correct_examples(grid, seed, s, keys=[("transformer", "answer", seed)]) for s in O.SPLITS})
+    if pair is None:
+        pair = (sets["interpolate"][0], sets["interpolate"][1])
+    return pair
+
+
+def erasure_models(grid, seed: int, device: str) -> dict:
+    """The four models of `seed` and the two architectures untrained, by their label."""
+
+    models = {figs.cell_label(a, o): grid.load(a, o, seed, device=device) for a in O.ARCHS for o in O.OBJECTIVES}
+    controls = O.control_models(grid, device=device)
+    models.update({f"{O.ARCH_LABEL[a]}, random init": controls[(a, seed)] for a in O.ARCHS})
+    return models
+
+
+def erasure_panels(erasures: dict, depths: dict, seed: int) -> dict:
+    """The erasure heatmaps by panel title: the model, its seed and its erasure depth."""
+    return {f"{k} (seed {seed})\nerasure depth {depths[k]:.2f}": r for k, r in erasures.items()}
+
+
+def erasure_title(example, counterfactual) -> str:
+    return (
+        f"Residual erasure of {example.prompt + example.answer!r} ({example.meta['module']}, {example.meta['split']})\n"
+        f"erasing vector: mean residual of {counterfactual.prompt + counterfactual.answer!r}; "
+        f"colour scale: largest effect on a question token"
+    )
+
+
+def learned(ft_reports: dict, pre_report: dict, n_interpolate: int) -> dict:
+    """{objective: did fine-tuning raise the interpolation accuracy above the pre-trained model's by
+    more than one problem (1 / `n_interpolate`)}: a fine-tuning that learned nothing cannot show
+    whether the objective changes depth use. `ft_reports` by the fine-tuned models' names
+    ('fine-tuned, <objective label>'), each a training report with `accuracy`."""
+    one = 1.0 / max(n_interpolate, 1)
+    before = pre_report["accuracy"]["interpolate"]["all"]
+    return {o: ft_reports[f"fine-tuned, {OBJECTIVE_LABEL[o]}"]["accuracy"]["interpolate"]["all"] > before + one for o in OBJECTIVE_LABEL}
+
+
+FINETUNE_OFF = "fine-tuning was switched off for this run (`finetune = False`; make book leaves it out to fit a 2-core CPU, `--set objective.finetune=True` runs it)"
+
+
+class FinetuneStudy:
+    """App. D.5 on one seed: the pre-trained (multi-hop only) Transformer, its two fine-tunings, the
+    from-scratch Transformers of that seed and an untrained one; their future-effect matrices (`E`),
+    the distance between two from-scratch seeds per objective, their depth scores (`use`), the
+    training reports, and `findings` (`finetune_findings`, with `learned`)."""
+
+    def __init__(self, ft, grid, sets: dict, seeds, seed: int, n_examples: int, n_layers: int, device: str):
+
+
+        self.seed = seed
+        self.prompts = [e.text for e in O.spread(sets["interpolate"], n_examples)]
+        models = {
+            "pre-trained on multi-hop only": O.load_folder(ft["pretrained"], f"grid:pretrained-multihop-s{seed}", device),
+            "fine-tuned, all-token loss": O.load_folder(ft["all"], f"grid:finetuned-all-s{seed}", device),
+            "fine-tuned, answer-only loss": O.load_folder(ft["answer"], f"grid:finetuned-answer-s{seed}", device),
+        }
+        for o in O.OBJECTIVES:
+            if ("transformer", o, seed) in grid.folders:
+                models[f"from scratch, {O.OBJECTIVE_LABEL[o]}"] = grid.load("transformer", o, seed, device=device)
+        models["untrained (random init)"] = control_of(models["pre-trained on multi-hop only"], seed=seed)
+        self.future = {k: skip_effects(m, self.prompts, mode="future", seed=0) for k, m in models.items()}
+        self.E = {k: r.layer_effect for k, r in self.future.items()}
+        other_seed = next((s for s in seeds if s != seed), None)
+        self.seed_distances = {}
+        for o in O.OBJECTIVES:
+            if other_seed is not None and ("transformer", o, other_seed) in grid.folders and ("transformer", o, seed) in grid.folders:
+                second = skip_effects(grid.load("transformer", o, other_seed, device=device), self.prompts, mode="future", seed=0)
+                self.seed_distances[o] = matrix_distance(self.E[f"from scratch, {O.OBJECTIVE_LABEL[o]}"], second.layer_effect)
+        self.reports = {k: json.loads((ft[k2] / "report.json").read_text()) for k, k2 in (("fine-tuned, all-token loss", "all"), ("fine-tuned, answer-only loss", "answer"))}
+        self.use = {}
+        for k, m in models.items():
+            ds = depth_score(m, {"interpolate": O.spread(sets["interpolate"], n_examples)}, split="answer", n_boot=200)
+            self.use[k] = (float(ds.depth_layer[0]) / (n_layers - 1), float(ds.depth_output[0]) / (n_layers - 1))
+        pre_report = json.loads((ft["pretrained"] / "report.json").read_text())
+        self.learned = learned(self.reports, pre_report, len(sets["interpolate"]))
+        self.findings = finetune_findings(self.E, self.seed_distances, self.learned)
+
+
+def finetune_study(ft, grid, sets: dict, seeds, seed: int, n_examples: int, n_layers: int, device: str):
+    """The `FinetuneStudy` of the fine-tuning runs `ft`, or None when fine-tuning was switched off."""
+    return None if ft is None else FinetuneStudy(ft, grid, sets, seeds, seed, n_examples, n_layers, device)
+
+
+def finetune_figure(study, made_by: str) -> tuple:
+    """(figure or None, who made it, why not drawn) of the skip effects before and after fine-tuning
+    (`made_by`: the grid)."""
+
+    if study is None:
+        return None, None, FINETUNE_OFF
+    fig = figs.future_effects(
+        {f"{k}\n(Transformer, seed {study.seed})": r for k, r in study.future.items()},
+        title=f"Skipping a layer: max relative change of later layers at future tokens, {len(study.prompts)} arithmetic problems",
+    )
+    return fig, made_by, ""
+
+
+def finetune_tables(study, grid) -> list:
+    """The fine-tuning study's tables (matrix distances; depth score and accuracy), none without it."""
+
+    if study is None:
+        return []
+    return [figs.distance_table(study.E, matrix_distance), figs.finetune_table(study.use, study.reports, grid, study.seed)]
+
+
+def finetune_of(study):
+    """The fine-tuning findings for `findings(finetune=…)`, None without the study."""
+    return None if study is None else study.findings
+
+
+def run_info_rows(model: str, spec, preset: str, scale, difficulty: str, seeds, train_device: str) -> dict:
+    """The run-info table's rows after the model's own: the chapter's `model` parameter (named only),
+    the grid, its seeds, where it trained and where its models are."""
+
+    return {
+        "chapter_model_parameter": model,
+        "grid": f"{spec.key()} (preset {preset}, scale {scale}, difficulty {difficulty})",
+        "seeds": ", ".join(map(str, seeds)),
+        "train_device": train_device,
+        "models_dir": f"$EFFDEPTH_CACHE/{O.grid_dir(spec).relative_to(cache_dir()).as_posix()}",
+    }

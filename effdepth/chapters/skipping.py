@@ -371,6 +371,21 @@ def findings(cur, fut, controls_cur: list, controls_fut: list, k: int | None = N
     return f
 
 
+PART_NAMES = {"attention": "Attention only", "mlp": "MLP only"}
+
+
+def part_panels(parts: dict, control_parts: dict) -> dict:
+    """The attention/MLP breakdown's panels in reading order, by title: for the model, then its
+    control, each setting (current, future) with attention then MLP; `parts` and `control_parts`
+    map (setting, part) to a skip result."""
+    return {
+        f"{PART_NAMES[p]}, {m}{tag}": src[(m, p)]
+        for tag, src in (("", parts), (" (control)", control_parts))
+        for m in ("current", "future")
+        for p in ("attention", "mlp")
+    }
+
+
 def split_findings(future, n_splits: int, split_step: int) -> Findings:
     """How many split points each prompt of the future setting really got (`split_points` [P, n_splits],
     -1 = none): a prompt of T tokens has a split point only at multiples of `split_step` below T - 4,

@@ -15,6 +15,8 @@ erasure (§3.3), the closed-form linear map (§3.4).
 
 from __future__ import annotations
 
+import inspect
+
 from ._check import Feedback, fresh  # noqa: F401
 
 

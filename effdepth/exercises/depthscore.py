@@ -4,7 +4,7 @@ The student writes `fn(E, o) -> {"layer", "logit"}`: E [P, L, L] holds the per-e
 matrices of one difficulty level (row s = skipped layer, column l = affected layer), o [P, L] the
 output effects. Aggregate with the max over the examples; the layer importance is
 e_s = Σ_{l>s} E[s, l] / max(L-1-s, 1); the depth score is D = Σ_s s·w_s / Σ_s w_s (layers 0-indexed),
-once with w = e ("layer") and once with w = o ("logit"). The reference is `effdepth.depth.depth_scores`.
+once with w = e ("layer") and once with w = o ("logit"). The reference is `effdepth.measures.depth_score.depth_scores`.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def example_effects(P: int = 5, L: int = 8, seed: int = 0) -> tuple[np.ndarray, 
 
 
 def check_depth_score(fn):
-    """Check `fn(E [P, L, L], o [P, L]) -> {"layer", "logit"}` against `effdepth.depth.depth_scores`
+    """Check `fn(E [P, L, L], o [P, L]) -> {"layer", "logit"}` against `effdepth.measures.depth_score.depth_scores`
     of the max over examples, on two synthetic levels."""
     cases = []
     for seed, (P, L) in enumerate(((5, 8), (3, 6))):

@@ -1,7 +1,7 @@
 """Exercise set (e), §3.3: one entry of residual erasure.
 
 The student writes `fn(model, prompt, answer, vectors, b, t) -> float`: teacher-force prompt +
-answer (`effdepth.erasure.encode_example`), replace the residual h_b at the single position t by the
+answer (`effdepth.measures.residual_erasure.encode_example`), replace the residual h_b at the single position t by the
 uninformative vector vectors[b] (b = 0 … L; b < L is the input of block b, b = L the input of the
 final norm), run the rest, and return the max over the answer-predicting positions
 answer_start-1 … T-2 of ‖softmax(ȳ_p) − softmax(y_p)‖₂. The reference is

@@ -3,7 +3,7 @@
 The student writes `fn(X, Y) -> (W, b)`: the least-squares affine map Y ≈ X W + b from the source
 residuals X [N, d_src] to the target residuals Y [N, d_tgt] (W [d_src, d_tgt], b [d_tgt]). The check
 compares the predictions X' W + b on held-out tokens X' with those of the reference
-`effdepth.maps.fit_affine` (exact least squares, λ = 0).
+`effdepth.measures.linear_maps.fit_affine` (exact least squares, λ = 0).
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def reference(X, Y, X_test):
 
 
 def check_linear_map(fn):
-    """Check `fn(X, Y) -> (W, b)` by its predictions on held-out tokens against `effdepth.maps.fit_affine`
+    """Check `fn(X, Y) -> (W, b)` by its predictions on held-out tokens against `effdepth.measures.linear_maps.fit_affine`
     for two (source, target) residual pairs of two tiny models of different depth and width."""
 
     def build():

@@ -4,7 +4,7 @@ The student writes `fn(model, prompt, s, t) -> array [L]`: skip layer s (its out
 h̄_{s+1} = h̄_s) at the positions 1 … t-1 (the future setting, one split point t), run the rest, and
 return for every layer l the max over the measured positions t … T-1 of ‖Δ̄_l − Δ_l‖ / ‖Δ_l‖ with
 Δ_l = h_{l+1} − h_l (clean) and Δ̄_l the same with the skip. The reference is
-`effdepth.skipping.prompt_effects` (what `effdepth.skip_effects` aggregates over prompts).
+`effdepth.measures.skip_effects.prompt_effects` (what `effdepth.skip_effects` aggregates over prompts).
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def reference(model, prompt, s, t) -> dict[str, np.ndarray]:
 
 def check_skip_row(fn, model=None):
     """Check `fn(model, prompt, s, t) -> [L]` (effect of skipping layer s at positions 1 … t-1 on
-    every layer, max over positions t … T-1) against `effdepth.skipping.prompt_effects`."""
+    every layer, max over positions t … T-1) against `effdepth.measures.skip_effects.prompt_effects`."""
     model = reference_model(model)
     cases = cached_cases(f"skip:{model.spec}:{model.revision}", lambda: [Case(f"skipping layer {s} before t = {t} in {p!r}", (model, p, s, t), reference(model, p, s, t), variants(model, p, s, t)) for p in PROMPTS for s, t in CASES])
     return judge("skip a layer (§3.2)", fn, cases, HINTS, ("effect",))

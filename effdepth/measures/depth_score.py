@@ -1,6 +1,6 @@
 """§3.3 depth score: do harder problems use deeper layers? (methods page §4 (depth score), §9)
 
-For every example, the future-setting skip test (methods page §2, `effdepth.skipping`) with split points
+For every example, the future-setting skip test (methods page §2, `effdepth.measures.skip_effects`) with split points
 chosen from the answer. A split point t is the index of an answer token: the positions [1, t − 1)
 are intervened on and the positions from t − 1 on are measured, so the first measured position is
 the one that *predicts* token t (methods page §4). (The authors' code measures from t itself; for a

@@ -910,7 +910,7 @@ def linear_maps(
 
 
 # ----------------------------------------------------------------------------------------------
-# Data and model pairs (the random-init control is effdepth.controls.control_of; the chapter's
+# Data and model pairs (the random-init control is effdepth.access.controls.control_of; the chapter's
 # reasoning is effdepth.chapters.linear_maps)
 # ----------------------------------------------------------------------------------------------
 

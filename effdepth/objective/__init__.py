@@ -4,7 +4,7 @@ A 2 × 2 grid of small models trained here from scratch on DeepMind Mathematics 
 (``arithmetic__*`` modules, ``"Q: {question} A: {answer}"``, packed into windows, never split):
 
 * architecture: a standard pre-norm Transformer (``LlamaForCausalLM``) or MoEUT
-  (:mod:`effdepth.moeut`, shared layers repeated in groups, σ-MoE and SwitchHead), at matched
+  (:mod:`effdepth.access.moeut`, shared layers repeated in groups, σ-MoE and SwitchHead), at matched
   parameter count;
 * objective: next-token loss on every token (``"all"``, like an LLM) or on the answer tokens only
   (``"answer"``).

@@ -61,14 +61,14 @@ def count_params(model) -> int:
 
 def load_folder(folder: Path, label: str, device: str = "cpu", dtype="float32"):
     """A grid/fine-tuning folder as an effdepth `Model` labelled ``label`` (MoEUT folders load
-    because :mod:`effdepth.moeut` registers its architecture)."""
+    because :mod:`effdepth.access.moeut` registers its architecture)."""
     model = load_model(str(folder), device=device, dtype=dtype)
     model.spec = label
     return model
 
 
 def control_models(grid, device: str = "cpu") -> dict:
-    """{(arch, seed): the random-init control} (`effdepth.controls.control_of` with the grid seed):
+    """{(arch, seed): the random-init control} (`effdepth.access.controls.control_of` with the grid seed):
     both objectives of a seed start from this same untrained model, so there is one per (arch, seed)."""
     out = {}
     for arch, obj, seed in sorted(grid.folders):

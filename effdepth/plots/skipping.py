@@ -189,8 +189,11 @@ def position_effect(result, example: int, skipped: int, tokenizer=None, max_toke
     return fig
 
 
-def interactive(result, tokenizer=None):
-    """An ipywidgets view: pick an example and a skipped layer, see `position_effect` (live only)."""
+def interactive(result, tokenizer=None, enabled: bool = True):
+    """An ipywidgets view: pick an example and a skipped layer, see `position_effect` (live only).
+    `enabled=False` (the chapter's `interactive` parameter off, as in a rendered book) shows nothing."""
+    if not enabled:
+        return
     import ipywidgets as widgets
     from IPython.display import display
 
