@@ -7,7 +7,7 @@ import json
 import pytest
 
 from effdepth.data import DatasetNotAvailable, data_note, load_examples
-from effdepth.measures.depth_score import difficulty_datasets
+from effdepth.chapters.complexity import difficulty_datasets
 
 
 @pytest.fixture

@@ -194,7 +194,7 @@ def test_real_sets_from_local_files_use_solution_split_points(tmp_path, monkeypa
     """MATH / MQuAKE through their local-file overrides; worked solutions get up to 4 split points."""
     import json
 
-    from effdepth.measures.depth_score import difficulty_datasets
+    from effdepth.chapters.complexity import difficulty_datasets
 
     math_rows = [
         {"problem": f"Find x if x+{i}={i + lv}.", "level": f"Level {lv}", "type": "Intermediate Algebra", "solution": f"We have x = {i + lv} - {i} = {lv}, so the answer is {lv}."}

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from effdepth import linear_maps
-from effdepth.measures.linear_maps import RidgeAccumulator, SGDRecipe, TokenizerMismatch, choose_block, fit_affine, make_windows, peak_memory_bytes, resolve_pair, split_windows
+from effdepth.measures.linear_maps import RidgeAccumulator, SGDRecipe, TokenizerMismatch, choose_block, fit_affine, make_windows, peak_memory_bytes, split_windows
+from effdepth.chapters.linear_maps import resolve_pair
 from effdepth.access.model import wrap_module
 from effdepth.store import Store
 from effdepth.testing import char_tokenizer, tiny_model

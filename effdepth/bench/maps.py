@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from effdepth.measures.linear_maps import choose_block, peak_memory_bytes, _target_blocks
 from effdepth import zoo
-from effdepth.measures.linear_maps import SGDRecipe, linear_maps, texts_for_windows
+from effdepth.chapters.linear_maps import texts_for_windows
+from effdepth.measures.linear_maps import SGDRecipe, linear_maps
 from effdepth.access.load import load_model
 from effdepth.store import Store
 

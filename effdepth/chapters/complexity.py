@@ -37,6 +37,12 @@ from dataclasses import replace
 from .. import stats, verdicts
 from ..accuracy import at_chance
 from . import INCONCLUSIVE, NOT_PAPER, NOT_TESTABLE, PAPER, Findings, record
+from effdepth.data import is_offline_model, load_prompts
+from effdepth.data.arithmetic import graded_examples
+from effdepth.data.multihop import multihop_examples
+from effdepth.data.natural import kinship_questions, word_problems
+from effdepth.data.real import math_problems, mquake
+from effdepth.errors import DatasetNotAvailable
 from effdepth.spec import ModelSpec
 from effdepth.data.natural import chance
 
@@ -414,3 +420,81 @@ def left_out_findings(model_name: str, table: pd.DataFrame) -> Findings:
     f.text["left_out"] = head + tail
     f.numbers["n_left_out"] = int(table["set"].nunique())
     return f
+
+
+# -- the chapter's data ------------------------------------------------------------------------
+
+
+def difficulty_datasets(model_spec: str, n_per_level: int = 20, seed: int = 0, source: str = "auto") -> tuple[dict, list[str]]:
+    """The labelled-difficulty sets the §3.3 chapter measures, and notes on what was substituted.
+
+    source 'real': the paper's MATH intermediate_algebra levels 1–5 (worked solutions) and
+    MQuAKE-Remastered CF3k 2/3/4 hops (`effdepth.data.real`, seed 42 as the paper); 'generated':
+    the zoo's own graded arithmetic (level = number of operations) and in-context multi-hop questions
+    (1–4 hops); 'natural': the project's generated English sets for pretrained models
+    (`effdepth.data.natural`: GSM8K-format word problems with worked solutions, 1–4 steps, in place
+    of MATH; kinship questions with 1–4 hops in place of MQuAKE); 'auto': 'generated' for the project's own models (their training distribution), 'real'
+    otherwise, where a real set not available here is replaced (with a note) by the English set of
+    the same kind.
+    Returns ({name: {'examples': {level: [Example]}, 'xlabel', 'level_fmt'}}, notes).
+    """
+
+    if source not in DIFFICULTY_SOURCES:
+        raise ValueError(f"source must be one of {', '.join(repr(s) for s in DIFFICULTY_SOURCES)}, not '{source}'")
+    if source == "auto":
+        source = "generated" if is_offline_model(model_spec) else "real"
+
+    by = lambda exs: {lv: [e for e in exs if e.level == lv] for lv in sorted({e.level for e in exs})}  # noqa: E731
+    generated = {
+        "Graded arithmetic": lambda: {"examples": by(graded_examples(levels=(1, 2, 3, 4, 5), n_per_level=n_per_level, split="test", seed=seed)), "xlabel": "Number of operations", "level_fmt": "{}"},
+        "Multi-hop questions": lambda: {"examples": by(multihop_examples(hops=(1, 2, 3, 4), n_per_hops=n_per_level, seed=seed)), "xlabel": "Hops", "level_fmt": "{}"},
+    }
+    natural = {
+        "Word problems (GSM8K format)": lambda: {"examples": by(word_problems(n_per_level=n_per_level, seed=seed)), "xlabel": "Steps of the worked solution", "level_fmt": "{}"},
+        "Kinship questions": lambda: {"examples": by(kinship_questions(n_per_level=n_per_level, seed=seed)), "xlabel": "Hops", "level_fmt": "{}"},
+    }
+    if source in ("generated", "natural"):
+        return {name: make() for name, make in (generated if source == "generated" else natural).items()}, []
+
+    sets, notes = {}, []
+    for name, load, levels, xlabel, fmt, stand_in in (
+        ("MATH (intermediate algebra)", math_problems, (1, 2, 3, 4, 5), "Difficulty level", "Level {}", "Word problems (GSM8K format)"),
+        ("MQuAKE (CF3k)", mquake, (2, 3, 4), "Hops", "{} hops", "Kinship questions"),
+    ):
+        try:
+            sets[name] = {"examples": {lv: load(lv, n=n_per_level, seed=42) for lv in levels}, "xlabel": xlabel, "level_fmt": fmt}
+        except DatasetNotAvailable as err:
+            notes.append(f"{name} is not available here ({str(err).rstrip('.')}). The project's generated set '{stand_in}' is used in its place.")
+            sets[stand_in] = natural[stand_in]()
+    return sets, notes
+
+
+DIFFICULTY_SOURCES = ("auto", "real", "generated", "natural")
+
+
+def fig6_examples(model_spec: str, sets: dict, n_reference: int = 10, seed: int = 0) -> tuple[dict, list[str], str]:
+    """The two Fig 6 examples, the reference prompts of the erasing vectors, and a phrase naming them.
+
+    For the project's own models: a 5-operation arithmetic question and a two-hop question from their
+    own distribution, and `n_reference` prompts of that distribution; for pretrained models: the
+    paper's two prompts, and `n_reference` examples drawn (seeded) from the chapter's difficulty sets.
+    Returns ({name: (prompt, answer)}, reference prompts, description).
+    """
+
+    if is_offline_model(model_spec):
+
+        arith = graded_examples(levels=(5,), n_per_level=1, split="test", seed=seed)[0]
+        twohop = multihop_examples(hops=(2,), n_per_hops=1, seed=seed)[0]
+        reference = load_prompts("auto", n_reference, seed, model_spec=model_spec)
+        return (
+            {"Arithmetic": (arith.prompt, arith.answer), "Two-hop question": (twohop.prompt, twohop.answer)},
+            reference,
+            f"{len(reference)} prompts of the model's own distribution (seed {seed})",
+        )
+    pool = [ex.text for s in sets.values() for exs in s["examples"].values() for ex in exs]
+    reference = [pool[i] for i in np.random.default_rng(seed).permutation(len(pool))[:n_reference]]
+    return (
+        {"Arithmetic": ("5 + 7 + 5 + 3 + 1 + 7 = ", "28"), "Two-hop question": ("The spouse of the performer of Imagine is", " Yoko Ono")},
+        reference,
+        f"{len(reference)} examples drawn (seed {seed}) from the chapter's difficulty sets",
+    )

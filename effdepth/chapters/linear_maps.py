@@ -39,6 +39,10 @@ Verdict rules (book/methods/linear_maps-rules.md states the same):
 
 from __future__ import annotations
 
+from effdepth import zoo
+from effdepth.data import is_offline_model, load_prompts
+from effdepth.data.c4 import c4_texts
+from effdepth.measures.linear_maps import make_windows
 from effdepth.spec import ModelSpec
 
 from dataclasses import dataclass, field
@@ -50,10 +54,10 @@ from effdepth.measures import linear_maps as maps
 from effdepth.access.controls import controls_of
 from effdepth.access.load import load_model
 from . import INCONCLUSIVE, NOT_PAPER, NOT_TESTABLE, PAPER, SAME_AS_CONTROL, Findings, control_k, paper_verdict
-from effdepth.plots.maps import pair_label
+from effdepth.plots.linear_maps import pair_label
 from effdepth.measures.linear_maps import SGDRecipe
 from effdepth.bench.maps import project_paper_setting
-from effdepth.plots import maps as figs
+from effdepth.plots import linear_maps as figs
 
 MONOTONE = 0.75  # share of forward steps for a best-match path to count as a diagonal
 IDENTITY_TOL = 1e-3  # the identity map is affine: its error must vanish up to round-off
@@ -360,7 +364,7 @@ SWITCHED_OFF = "switched off in the parameters"
 class PairRun:
     """What the chapter measured on one model pair: the trained pair's maps (`result`), the identity
     control (the deep model onto itself), the random-target controls (by their label), the fit with
-    the other token weighting (`alt`) and the SGD fit; or, with no pair, `why` (`maps.resolve_pair`)
+    the other token weighting (`alt`) and the SGD fit; or, with no pair, `why` (`resolve_pair`)
     and nothing else."""
 
     why: str = ""
@@ -399,17 +403,17 @@ def sgd_recipe(sgd_steps: int, sgd_batch_windows: int):
 
 def measure(model, src_model=None, tgt_model=None, *, device="cpu", dtype="auto", remote=False, dataset="auto", n_windows=400, window=128, seed=0,
             batch_size=8, weighting="none", controls=True, n_controls=3, compare_sgd=True, sgd_steps=1000, sgd_batch_windows=8) -> PairRun:
-    """The chapter's measurements (the notebook's parameters): resolve the pair (`maps.resolve_pair`);
+    """The chapter's measurements (the notebook's parameters): resolve the pair (`resolve_pair`);
     with none, a `PairRun` that says why. Else load both models, cut the windows, fit the maps of the
     pair, of the identity and random-target controls (`controls`), of the other weighting, and with
     the paper's SGD recipe (`compare_sgd`)."""
-    src_spec, tgt_spec, why = maps.resolve_pair(model, src_model, tgt_model)
+    src_spec, tgt_spec, why = resolve_pair(model, src_model, tgt_model)
     if src_spec is None:
         return PairRun(why=why, weighting=weighting)
     src = load_model(src_spec, device=device, dtype=dtype, remote=remote)
     tgt = load_model(tgt_spec, device=device, dtype=dtype, remote=remote)
-    data_name = maps.resolve_dataset(src.spec, dataset)
-    texts = maps.texts_for_windows(src, n_windows, window, seed=seed, dataset=data_name)
+    data_name = resolve_dataset(src.spec, dataset)
+    texts = texts_for_windows(src, n_windows, window, seed=seed, dataset=data_name)
     common = dict(window=window, n_windows=n_windows, seed=seed, batch_size=batch_size, weighting=weighting)
     pair = PairRun(src=src, tgt=tgt, data_name=data_name, weighting=weighting)
     pair.result = maps.linear_maps(src, tgt, texts, **common)
@@ -493,3 +497,66 @@ def save_curves(pair: PairRun) -> None:
     without a pair."""
     if pair.measured:
         curves.save("linear_maps", (f"{pair.src.spec} → {pair.tgt.spec}", pair.tgt.n_layers), curves.linear_maps(pair.result, list(pair.random.values())))
+
+
+# ----------------------------------------------------------------------------------------------
+# Data and model pairs (the random-init control is effdepth.access.controls.control_of; the chapter's
+# reasoning is effdepth.chapters.linear_maps)
+# ----------------------------------------------------------------------------------------------
+
+
+def resolve_dataset(model_spec: str, dataset: str = "auto") -> str:
+    """'auto' → 'zoo' (the zoo's own text distribution) for zoo / test models, 'c4' (the paper's) otherwise."""
+    if dataset != "auto":
+        return dataset
+
+    return "zoo" if is_offline_model(model_spec) else "c4"
+
+
+def default_texts(model_spec: str, n: int, seed: int = 0, dataset: str = "auto") -> list[str]:
+    """Texts to cut windows from: the zoo's own distribution for zoo / test models, C4 otherwise."""
+
+    dataset = resolve_dataset(model_spec, dataset)
+    if dataset == "c4":
+
+        return c4_texts(n=n, seed=seed)
+    return load_prompts(dataset, n=n, seed=seed, model_spec=model_spec)
+
+
+def texts_for_windows(model, n_windows: int, window: int, seed: int = 0, dataset: str = "auto", max_texts: int = 1_000_000) -> list[str]:
+    """Enough texts of `dataset` to fill `n_windows` windows of `window` tokens (seeded).
+
+    A first draw of `n_windows` texts measures how many windows a text fills; the second draw is
+    sized from it (with a margin), and drawing repeats, growing, until the windows are enough.
+    """
+    n = max(8, n_windows)
+    while True:
+        texts = default_texts(model.spec, n, seed, dataset)
+        have = len(make_windows(model.tokenizer, texts, window))
+        if have >= n_windows or len(texts) < n or n >= max_texts:
+            return texts
+        n = min(max_texts, max(2 * n if have == 0 else int(n * n_windows / have * 1.15) + 1, n + 1))
+
+
+def resolve_pair(model: str, src_model: str | None = None, tgt_model: str | None = None) -> tuple[str | None, str | None, str]:
+    """(source, target, reason) for the chapter: the given pair, the zoo pair for a zoo model, or none.
+
+    With no pair, `reason` explains what the chapter needs (a shallow and a deep model sharing a
+    tokenizer), so the notebook can say so instead of failing.
+    """
+    if src_model and tgt_model:
+        return str(src_model), str(tgt_model), ""
+    if src_model or tgt_model:
+        return None, None, (
+            f"Only one model of the pair was given (src_model={src_model!r}, tgt_model={tgt_model!r}); "
+            "this chapter maps a shallow model's residuals onto a deep model's: give both."
+        )
+    if str(model).startswith("zoo:"):
+
+        return f"zoo:{zoo.SHALLOW}", f"zoo:{zoo.DEEP}", ""
+    return None, None, (
+        f"This chapter compares two models, a shallow one and a deep one **sharing a tokenizer** (the "
+        f"paper: `Qwen/Qwen2.5-1.5B` → `Qwen/Qwen2.5-14B`); `{model}` alone is not a pair. Run it with "
+        "`src_model` and `tgt_model` set, e.g. `effdepth run --model Qwen/Qwen2.5-14B --chapters linear_maps "
+        "--set src_model=Qwen/Qwen2.5-1.5B --set tgt_model=Qwen/Qwen2.5-14B`. Nothing is shown for this run."
+    )

@@ -42,7 +42,7 @@ def read_local(path: str | os.PathLike) -> list[str]:
 def c4_texts(n: int = 256, seed: int = 0, path: str | os.PathLike | None = None, buffer_size: int = 10_000) -> list[str]:
     """Up to `n` C4 documents: a seeded sample of a local file (`path` or `$EFFDEPTH_C4`), else the Hub.
 
-    "Up to": documents are raw text for windows, and a caller that needs more (`maps.texts_for_windows`)
+    "Up to": documents are raw text for windows, and a caller that needs more (`chapters.linear_maps.texts_for_windows`)
     asks again with a larger `n` and learns from a shorter list that the file is exhausted; the
     number that matters, windows, is reported by the chapter.
 

@@ -18,8 +18,6 @@ from __future__ import annotations
 import inspect
 
 from ._check import Feedback, fresh  # noqa: F401
-
-
 from ._models import block_parts, final_norm, reference_model, tiny, unembedding  # noqa: F401
 from .contribution import check_relative_contribution  # noqa: E402,F401
 from .depthscore import check_depth_score  # noqa: E402,F401
@@ -28,5 +26,18 @@ from .lens_layer import check_lens_layer  # noqa: E402,F401
 from .linear_map import check_linear_map  # noqa: E402,F401
 from .skip import check_skip_row  # noqa: E402,F401
 from .solutions import show_solution  # noqa: E402,F401
+
+
+
+def explore(draw, interactive: bool, value: int, maximum: int, description: str):
+    """Draw one picture of a layer index: `draw(value)` on a static page, or, with `interactive`
+    (JupyterLab), an ipywidgets slider over 0 … `maximum` that redraws (`description` labels it)."""
+    if not interactive:
+        return draw(value)
+    import ipywidgets as w
+
+    name = next(iter(inspect.signature(draw).parameters))  # the layer index's argument (s, b, …)
+    return w.interact(draw, **{name: w.IntSlider(value=value, min=0, max=maximum, description=description)})
+
 
 SETS = ("contribution", "skip", "lens_layer", "depthscore", "erasure_entry", "linear_map")

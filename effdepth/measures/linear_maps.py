@@ -62,10 +62,6 @@ from effdepth.results import Result, measure
 from effdepth.store import Store, default_store
 from effdepth.errors import TokenizerMismatch
 from tqdm.auto import tqdm
-from effdepth.data import is_offline_model
-from effdepth.data import load_prompts
-from effdepth.data.c4 import c4_texts
-from effdepth import zoo
 
 EPS = 1e-6
 # Ridge strengths, relative to the mean eigenvalue of the centred source Gram (0 = pseudo-inverse).
@@ -907,66 +903,3 @@ def linear_maps(
     data_meta = {"src": src_id, "tgt": tgt_id, "blocks": [[b[0], b[-1]] for b in blocks], "window_split": {k: v.tolist() for k, v in idx.items()}}
     return measure(LinearMaps, pair_identity, blocks, params, fit_block, combine, store=store,
                    item_id=lambda b: [int(b[0]), int(b[-1])], data_meta=data_meta, progress=False)
-
-
-# ----------------------------------------------------------------------------------------------
-# Data and model pairs (the random-init control is effdepth.access.controls.control_of; the chapter's
-# reasoning is effdepth.chapters.linear_maps)
-# ----------------------------------------------------------------------------------------------
-
-
-def resolve_dataset(model_spec: str, dataset: str = "auto") -> str:
-    """'auto' → 'zoo' (the zoo's own text distribution) for zoo / test models, 'c4' (the paper's) otherwise."""
-    if dataset != "auto":
-        return dataset
-
-    return "zoo" if is_offline_model(model_spec) else "c4"
-
-
-def default_texts(model_spec: str, n: int, seed: int = 0, dataset: str = "auto") -> list[str]:
-    """Texts to cut windows from: the zoo's own distribution for zoo / test models, C4 otherwise."""
-
-    dataset = resolve_dataset(model_spec, dataset)
-    if dataset == "c4":
-
-        return c4_texts(n=n, seed=seed)
-    return load_prompts(dataset, n=n, seed=seed, model_spec=model_spec)
-
-
-def texts_for_windows(model, n_windows: int, window: int, seed: int = 0, dataset: str = "auto", max_texts: int = 1_000_000) -> list[str]:
-    """Enough texts of `dataset` to fill `n_windows` windows of `window` tokens (seeded).
-
-    A first draw of `n_windows` texts measures how many windows a text fills; the second draw is
-    sized from it (with a margin), and drawing repeats, growing, until the windows are enough.
-    """
-    n = max(8, n_windows)
-    while True:
-        texts = default_texts(model.spec, n, seed, dataset)
-        have = len(make_windows(model.tokenizer, texts, window))
-        if have >= n_windows or len(texts) < n or n >= max_texts:
-            return texts
-        n = min(max_texts, max(2 * n if have == 0 else int(n * n_windows / have * 1.15) + 1, n + 1))
-
-
-def resolve_pair(model: str, src_model: str | None = None, tgt_model: str | None = None) -> tuple[str | None, str | None, str]:
-    """(source, target, reason) for the chapter: the given pair, the zoo pair for a zoo model, or none.
-
-    With no pair, `reason` explains what the chapter needs (a shallow and a deep model sharing a
-    tokenizer), so the notebook can say so instead of failing.
-    """
-    if src_model and tgt_model:
-        return str(src_model), str(tgt_model), ""
-    if src_model or tgt_model:
-        return None, None, (
-            f"Only one model of the pair was given (src_model={src_model!r}, tgt_model={tgt_model!r}); "
-            "this chapter maps a shallow model's residuals onto a deep model's: give both."
-        )
-    if str(model).startswith("zoo:"):
-
-        return f"zoo:{zoo.SHALLOW}", f"zoo:{zoo.DEEP}", ""
-    return None, None, (
-        f"This chapter compares two models, a shallow one and a deep one **sharing a tokenizer** (the "
-        f"paper: `Qwen/Qwen2.5-1.5B` → `Qwen/Qwen2.5-14B`); `{model}` alone is not a pair. Run it with "
-        "`src_model` and `tgt_model` set, e.g. `effdepth run --model Qwen/Qwen2.5-14B --chapters linear_maps "
-        "--set src_model=Qwen/Qwen2.5-1.5B --set tgt_model=Qwen/Qwen2.5-14B`. Nothing is shown for this run."
-    )
