@@ -19,7 +19,6 @@ import time
 
 import numpy as np
 import torch
-from effdepth.measures.linear_maps import choose_block, peak_memory_bytes, _target_blocks
 from effdepth import zoo
 from effdepth.chapters.linear_maps import texts_for_windows
 from effdepth.measures.linear_maps import SGDRecipe, linear_maps
@@ -27,23 +26,7 @@ from effdepth.access.load import load_model
 from effdepth.store import Store
 
 # Paper setting (Qwen2.5 model cards: parameters incl. embeddings; Qwen2.5-1.5B ties its embeddings).
-PAPER = dict(
-    src="Qwen/Qwen2.5-1.5B", L1=28, d1=1536, src_params=1.54e9,
-    tgt="Qwen/Qwen2.5-14B", L2=48, d2=5120, tgt_params=14.7e9,
-    sgd_gpu_days=80.0,
-)
-
-
-def accumulation_flops(L1: int, d1: int, L2: int, d2: int, n_train: float, n_val: float, n_test: float) -> dict:
-    """FLOPs of the closed form's three passes and solves (multiply-add = 2 FLOPs)."""
-    M, B = L1 + 1, L2 + 1
-    pair = 2.0 * M * B * d1 * d2  # one d1×d2 product per pair and token
-    gram = 2.0 * M * d1 * d1
-    train = n_train * (pair + gram)
-    val = n_val * (pair + 2 * gram)  # v = P ỹ for every pair; z = Uᵀx and Σ z zᵀ per source
-    test = n_test * pair
-    solve = M * (10.0 * d1**3) + 3 * M * B * 2.0 * d1 * d1 * d2  # eigh per source; P = UᵀC, P Pᵀ, W = U D P per pair
-    return {"train": train, "val": val, "test": test, "solve": solve}
+from effdepth.measures.linear_maps import accumulation_flops, project_paper_setting
 
 
 def cpu_gemm_gflops(n: int = 768, dtype=torch.float64, repeats: int = 5) -> float:
@@ -57,96 +40,6 @@ def cpu_gemm_gflops(n: int = 768, dtype=torch.float64, repeats: int = 5) -> floa
         a @ b
         times.append(time.perf_counter() - t0)
     return 2 * n**3 / statistics.median(times) / 1e9
-
-
-def project_paper_setting(
-    n_windows: int = 2500,
-    window: int = 512,
-    split=(0.8, 0.1, 0.1),
-    bf16_tflops: float = 400.0,
-    fp64_tflops: float = 50.0,
-    memory_gb: float = 40.0,
-    batch_windows: int = 8,
-    measured: dict | None = None,
-) -> dict:
-    """Estimated time of the closed form in the paper's setting on one H100, from the FLOP count.
-
-    Assumptions: forwards at `bf16_tflops` sustained (2 FLOPs per parameter and token; the paper's
-    window of 512 makes attention a few percent on top, ignored); the float64 accumulation GEMMs at
-    `fp64_tflops` sustained (H100 SXM float64 tensor-core peak: 67 TFLOP/s); the target layers
-    streamed in blocks that fit `memory_gb` of statistics next to the two models' bf16 weights
-    (≈ 32 GB), each block re-running the source model and the target up to the block's last layer.
-    `measured` (from `zoo_closed_vs_sgd`) adds this machine's measured rates to the text.
-    """
-
-    p = PAPER
-    tokens = n_windows * (window - 1)
-    tr, va, te = (x / sum(split) for x in split)
-    n_train, n_val, n_test = tokens * tr, tokens * va, tokens * te
-    fl = accumulation_flops(p["L1"], p["d1"], p["L2"], p["d2"], n_train, n_val, n_test)
-    block = choose_block(p["d1"], p["d2"], p["L1"], p["L2"], memory_gb, batch_windows * window)
-    blocks = _target_blocks(p["L2"] + 1, block)
-    # each block runs the source fully and the target up to its last needed layer, on all three splits
-    tgt_frac = sum(min(1.0, (b[-1] + 1) / p["L2"]) for b in blocks)
-    fwd = 2.0 * tokens * (len(blocks) * p["src_params"] + tgt_frac * p["tgt_params"])
-    t_fwd = fwd / (bf16_tflops * 1e12)
-    t_acc = (fl["train"] + fl["val"] + fl["test"] + fl["solve"]) / (fp64_tflops * 1e12)
-    total = t_fwd + t_acc
-    peak = peak_memory_bytes(p["d1"], p["d2"], p["L1"], p["L2"], len(blocks[0]), batch_windows * window)
-    all_pairs = peak_memory_bytes(p["d1"], p["d2"], p["L1"], p["L2"], None, batch_windows * window)
-    speedup = p["sgd_gpu_days"] * 86400 / total
-    out = {
-        "setting": f"{p['src']} ({p['L1']} layers, d={p['d1']}) -> {p['tgt']} ({p['L2']} layers, d={p['d2']})",
-        "tokens": tokens,
-        "train_tokens": n_train,
-        "forward_pflop": fwd / 1e15,
-        "accumulation_pflop": (fl["train"] + fl["val"] + fl["test"]) / 1e15,
-        "solve_pflop": fl["solve"] / 1e15,
-        "blocks": len(blocks),
-        "targets_per_block": len(blocks[0]),
-        "peak_memory_gb": peak / 1e9,
-        "all_pairs_memory_gb": all_pairs / 1e9,
-        "forward_s": t_fwd,
-        "accumulation_s": t_acc,
-        "total_s": total,
-        "paper_sgd_gpu_days": p["sgd_gpu_days"],
-        "speedup_vs_paper": speedup,
-        "assumptions": {"bf16_tflops": bf16_tflops, "fp64_tflops": fp64_tflops, "memory_gb": memory_gb, "split": list(split)},
-    }
-    cpu = ""
-    if measured:
-        out["measured"] = measured
-        rate = measured.get("cpu_fp64_gflops")
-        if rate:
-            cpu_days = (fl["train"] + fl["val"] + fl["test"] + fl["solve"]) / (rate * 1e9) / 86400
-            out["this_cpu_accumulation_days"] = cpu_days
-            cpu = (
-                f" On this machine's measured float64 GEMM rate ({rate:.0f} GFLOP/s) the accumulation alone "
-                f"would take {cpu_days:.0f} days: a job for a GPU."
-            )
-        if measured.get("zoo_gemm_share") is not None:
-            cpu += (
-                f" On the zoo pair the fit ran at {measured['zoo_achieved_gflops']:.1f} GFLOP/s of counted "
-                f"float64 work; at d = 128 the passes are dominated by the models' forwards and Python "
-                f"overhead, not by the GEMMs the projection counts (they are {100 * measured['zoo_gemm_share']:.0f}% of the "
-                f"zoo fit time at this machine's GEMM rate); at d = 1536 → 5120 the GEMMs dominate."
-            )
-    out["text"] = (
-        f"**Projection for the paper's setting** ({out['setting']}, one H100). With {n_windows:,} C4 windows of "
-        f"{window} tokens ({tokens / 1e6:.2f} M scored tokens; {n_train / 1e6:.2f} M for training, i.e. "
-        f"{n_train / p['d1']:.0f} tokens per source dimension), the closed form needs "
-        f"{out['forward_pflop']:.0f} PFLOP of bf16 forwards and {out['accumulation_pflop']:.0f} PFLOP of float64 "
-        f"accumulation (every pair's outer product x yᵀ costs as much per token as the 14B forward itself), plus "
-        f"{out['solve_pflop']:.2f} PFLOP of solves. The cross terms of all "
-        f"{(p['L1'] + 1) * (p['L2'] + 1)} pairs would take {out['all_pairs_memory_gb']:.0f} GB, so the target layers are "
-        f"streamed in {out['blocks']} blocks of ≤ {out['targets_per_block']} ({out['peak_memory_gb']:.0f} GB peak each). "
-        f"Assuming {bf16_tflops:.0f} TFLOP/s for bf16 forwards and {fp64_tflops:.0f} TFLOP/s for float64 GEMMs "
-        f"(H100 SXM float64 tensor-core peak 67), that is about **{total / 60:.0f} minutes** "
-        f"({t_fwd / 60:.1f} min forwards, {t_acc / 60:.1f} min accumulation), against the paper's ≈{p['sgd_gpu_days']:.0f} "
-        f"GPU-days of SGD: about {float(f'{speedup:.2g}'):,.0f} times less. TF32 accumulation would be faster but its 10-bit mantissa is "
-        f"not accurate enough for Gram matrices; the test pass alone could use it.{cpu}"
-    )
-    return out
 
 
 def zoo_closed_vs_sgd(

@@ -56,7 +56,7 @@ from effdepth.access.load import load_model
 from . import INCONCLUSIVE, NOT_PAPER, NOT_TESTABLE, PAPER, SAME_AS_CONTROL, Findings, control_k, paper_verdict
 from effdepth.plots.linear_maps import pair_label
 from effdepth.measures.linear_maps import SGDRecipe
-from effdepth.bench.maps import project_paper_setting
+from effdepth.measures.linear_maps import project_paper_setting
 from effdepth.plots import linear_maps as figs
 
 MONOTONE = 0.75  # share of forward steps for a best-match path to count as a diagonal
@@ -441,7 +441,7 @@ def page_findings(pair: PairRun, window: int, seed: int) -> Findings:
 
 
 def paper_setting() -> Findings:
-    """The projection of this chapter's cost to the paper's setting (`bench.maps.project_paper_setting`)."""
+    """The projection of this chapter's cost to the paper's setting (`measures.linear_maps.project_paper_setting`)."""
 
     return Findings(text={"paper_setting_text": project_paper_setting()["text"]})
 
