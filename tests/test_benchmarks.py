@@ -8,13 +8,14 @@ from effdepth.verdicts import AS_PAPER, INCONCLUSIVE, UNLIKE
 import pandas as pd
 import pytest
 
-from effdepth import benchmarks, running
+from effdepth import running
+from effdepth.data import open_models
 from effdepth.chapters import registry
 from effdepth.chapters import benchmarks as chapter
 
 
 def test_frozen_table_has_sources_and_consistent_architecture_numbers():
-    df = benchmarks.frozen_table()
+    df = open_models.frozen_table()
     assert len(df) == 18 and df["model"].is_unique and df["family"].nunique() == 5
     assert df["score_source"].str.len().gt(10).all() and df["architecture_source"].str.contains("config.json").all()
     assert ((df["score"] > 25) & (df["score"] < 100)).all()  # MMLU in %, above chance (25 %)
@@ -26,11 +27,11 @@ def test_frozen_table_has_sources_and_consistent_architecture_numbers():
 
 def test_offline_the_loader_falls_back_to_the_frozen_table_and_says_so(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    table, note = benchmarks.load_table("auto")
+    table, note = open_models.load_table("auto")
     assert len(table) == 18 and "frozen table" in note and "not reachable" in note
-    assert benchmarks.load_table("frozen")[1].startswith("the frozen table")
+    assert open_models.load_table("frozen")[1].startswith("the frozen table")
     with pytest.raises(ValueError, match="source must be one of"):
-        benchmarks.load_table("leaderboard")
+        open_models.load_table("leaderboard")
 
 
 def test_live_loader_raises_one_line_when_the_data_set_cannot_be_read(monkeypatch):
@@ -40,8 +41,8 @@ def test_live_loader_raises_one_line_when_the_data_set_cannot_be_read(monkeypatc
         raise ConnectionError("no network")
 
     monkeypatch.setattr(datasets, "load_dataset", offline)
-    with pytest.raises(benchmarks.LiveUnavailable, match="cannot read open-llm-leaderboard/contents: ConnectionError"):
-        benchmarks.live_table()
+    with pytest.raises(open_models.LiveUnavailable, match="cannot read open-llm-leaderboard/contents: ConnectionError"):
+        open_models.live_table()
 
 
 def _synthetic(depth_effect, n=40, seed=0):
@@ -50,19 +51,19 @@ def _synthetic(depth_effect, n=40, seed=0):
     d_model = rng.integers(1, 9, n) * 1024
     d_ff = d_model * rng.uniform(2.5, 4, n)
     score = 30 + depth_effect * layers + 0.001 * d_model + rng.normal(0, 2, n)
-    return benchmarks._derived(pd.DataFrame({"model": [f"m{i}" for i in range(n)], "family": ["a", "b"] * (n // 2), "layers": layers, "d_model": d_model, "d_ff": d_ff, "gated_mlp": True, "params_b": layers * d_model**2 * 12 / 1e9, "score": score, "architecture_source": "x", "score_source": "y"}))
+    return open_models._derived(pd.DataFrame({"model": [f"m{i}" for i in range(n)], "family": ["a", "b"] * (n // 2), "layers": layers, "d_model": d_model, "d_ff": d_ff, "gated_mlp": True, "params_b": layers * d_model**2 * 12 / 1e9, "score": score, "architecture_source": "x", "score_source": "y"}))
 
 
 @pytest.mark.parametrize("effect, verdict", [(0.5, "reproduced"), (0.0, "not distinguishable from zero with this table"), (-0.5, "opposite to the paper")])
 def test_regression_finds_the_depth_effect_that_is_there(effect, verdict):
     df = _synthetic(effect)
-    reg = benchmarks.regression(df)
+    reg = open_models.regression(df)
     assert abs(reg.params["layers"] - effect) < 0.1
-    f = chapter.findings(df, benchmarks.depth_fit(df), reg, "a synthetic table")
+    f = chapter.findings(df, open_models.depth_fit(df), reg, "a synthetic table")
     assert f.verdicts["depth_words"] == verdict and verdict in f.text["regression_text"]
     state = {"reproduced": AS_PAPER, "opposite to the paper": UNLIKE}.get(verdict, INCONCLUSIVE)
     assert f.verdicts["depth_state"] == state and f.verdicts["depth"].startswith(state)
-    table = benchmarks.coefficient_table(reg)
+    table = open_models.coefficient_table(reg)
     assert list(table.index) == ["Intercept", "layers", "d_model", "d_ff_eff"]
     assert (table["95% low"] <= table["coef"]).all() and (table["coef"] <= table["95% high"]).all()
 
@@ -75,7 +76,7 @@ def test_depth_verdict_needs_the_papers_p_value_for_reproduced():
 
 def test_regression_refuses_a_table_too_small_to_fit():
     with pytest.raises(ValueError, match="at least 5 models"):
-        benchmarks.regression(benchmarks.frozen_table().head(4))
+        open_models.regression(open_models.frozen_table().head(4))
 
 
 @pytest.mark.slow
@@ -94,7 +95,7 @@ def test_chapter_executes_and_shows_the_figure_the_table_and_the_regression(tmp_
 
 
 def test_score_axis_is_mmlu_for_the_frozen_table_and_the_average_for_the_live_one():
-    table, note = benchmarks.load_table("frozen")
+    table, note = open_models.load_table("frozen")
     assert chapter.score_label(note) == "MMLU (5-shot, %)"
     assert chapter.score_label("the Open LLM Leaderboard v2 (live), average of six benchmarks") == "Leaderboard average score"
     assert chapter.made_by(table) == f"{len(table)} open base models"

@@ -10,7 +10,7 @@ from . import PALETTE
 
 
 def depth_vs_score(df, fit, score_label: str = "MMLU (5-shot, %)", title: str = ""):
-    """Scatter of df.score against df.layers; `fit` is `benchmarks.depth_fit(df)`."""
+    """Scatter of df.score against df.layers; `fit` is `open_models.depth_fit(df)`."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     families = list(dict.fromkeys(df["family"]))
     area = 60 * np.sqrt(df["params_b"].to_numpy()) / np.sqrt(df["params_b"].max()) * 6

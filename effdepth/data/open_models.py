@@ -1,4 +1,4 @@
-"""Fig 1 / App. B: depth against benchmark score for open base models (methods page §7).
+"""The published numbers of open base models and the paper's regression on them (Fig 1 / App. B, methods page §7).
 
 The paper plots the Open LLM Leaderboard score of base models against their number of layers and
 regresses score ~ depth + d_model + d_ff (d_ff × 1.5 for gated MLPs, whose three matrices hold
@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from .errors import LiveUnavailable
+from effdepth.errors import LiveUnavailable
 import os
 from effdepth.access import hub
 
-FROZEN = Path(__file__).resolve().parent / "data" / "open_models.csv"
+FROZEN = Path(__file__).resolve().parent / "open_models.csv"
 COLUMNS = ("model", "family", "layers", "d_model", "d_ff", "gated_mlp", "params_b", "score", "architecture_source", "score_source")
 LEADERBOARD = "open-llm-leaderboard/contents"
 SOURCES = ("auto", "frozen", "live")
