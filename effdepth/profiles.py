@@ -97,7 +97,7 @@ PROFILES: dict[str, dict[str, dict]] = {"cpu": CPU, "paper": PAPER, "small": SMA
 
 def kind_of(model: str) -> str:
     """'zoo' for the project's own models (also their random-init twins), else 'pretrained'."""
-    return "zoo" if ModelSpec.parse(str(model)).base.text.startswith("zoo:") else "pretrained"
+    return "zoo" if ModelSpec.parse(model).base.is_zoo else "pretrained"
 
 
 def profile_values(name: str | None, model: str) -> dict:

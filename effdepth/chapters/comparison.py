@@ -139,7 +139,7 @@ def resolve_models(model: str, models=None) -> list[str]:
     """The models to compare: `models` as given, else every zoo model for a zoo `model`, else `model` alone."""
     if models is not None:
         return [str(m) for m in models]
-    if str(model).startswith("zoo:"):
+    if ModelSpec.parse(model).is_zoo:
 
         return [f"zoo:{name}" for name in zoo.MODELS]
     return [str(model)]

@@ -551,7 +551,7 @@ def resolve_pair(model: str, src_model: str | None = None, tgt_model: str | None
             f"Only one model of the pair was given (src_model={src_model!r}, tgt_model={tgt_model!r}); "
             "this chapter maps a shallow model's residuals onto a deep model's: give both."
         )
-    if str(model).startswith("zoo:"):
+    if ModelSpec.parse(model).is_zoo:
 
         return f"zoo:{zoo.SHALLOW}", f"zoo:{zoo.DEEP}", ""
     return None, None, (

@@ -12,6 +12,7 @@ from .multihop import multihop_examples
 from .natural import SETS
 from .real import gsm8k
 from .rows import DataError, DatasetNotAvailable  # noqa: F401
+from effdepth.spec import ModelSpec
 
 DATASETS = ("auto", "zoo", "gsm8k", "word_problems", "kinship", "arithmetic")  # the last three: data/natural.py
 
@@ -22,12 +23,10 @@ def is_offline_model(model_spec: str) -> bool:
     A local folder counts when it carries the project's marker (`report.json` from the zoo,
     `effdepth.json` from `testing.save_tiny`).
     """
-    spec = os.path.expanduser(str(model_spec))
-    while spec.startswith("random:"):  # a random-init model reads the data of the model it copies
-        spec = spec[len("random:"):]
-    if spec.startswith(("zoo:", "tiny:")):
+    base = ModelSpec.parse(os.path.expanduser(str(model_spec))).base  # a random-init model reads the data of the model it copies
+    if base.is_zoo or base.text.startswith("tiny:"):
         return True
-    return any(os.path.exists(os.path.join(spec, f)) for f in ("report.json", "effdepth.json"))
+    return any(os.path.exists(os.path.join(base.text, f)) for f in ("report.json", "effdepth.json"))
 
 
 def zoo_examples(n: int, seed: int = 0) -> list[Example]:
