@@ -31,7 +31,7 @@ from effdepth.access.adapters import family_table, family_table_markdown
 
 from effdepth.errors import NdifUnavailable
 from effdepth.model_check import check_model, load_or_reason
-from effdepth.ndif_plan import service_check
+from effdepth import ndif_plan
 from effdepth.running import remote_preflight
 
 
@@ -77,7 +77,7 @@ def cmd_run(args) -> int:
         if args.remote:
             print(remote_preflight(model, [c.name for c in todo], kw["extra"]), flush=True)
             try:  # the key, the model, the nnsight version: before any chapter waits on the server
-                for note in service_check(model, os.environ["NDIF_API_KEY"].strip()):
+                for note in ndif_plan.service_check(model, os.environ["NDIF_API_KEY"].strip()):
                     print(f"[effdepth] note: {note}", flush=True)
             except NdifUnavailable as err:
                 print(f"effdepth: {err}", file=sys.stderr)
