@@ -27,16 +27,16 @@ from pathlib import Path
 
 import numpy as np
 
-from . import curves
+from . import curves, paths
 from .curves import ENV as CURVES_ENV
 from .rundata import STATUS, InvalidRunFile, md, read_json
 from .verdicts import ALPHA, AS_PAPER, CONTROL_TOO, INCONCLUSIVE, NOT_TESTABLE, STATES, UNLIKE
 from .models import RANDOM, RANDOM_SEED, base_spec, canonical_spec, slug
 from .plots import short_name
 
-ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = ROOT / "notebooks"
-RUNS = ROOT / "runs"
+ROOT = paths.root()  # where they are: effdepth/paths.py (the working directory or $EFFDEPTH_HOME), fixed at import
+NOTEBOOKS = paths.notebooks()
+RUNS = paths.runs()
 
 
 @dataclass(frozen=True)
