@@ -32,3 +32,15 @@ def test_lens_benchmark_runs_end_to_end():
     assert "L=2 d=32 V=2048, 2 prompts x 12 tokens" in row["setting"]
     # 2·(L+1)·d·V per token against 2·(non-embedding weights + W_out) per token
     assert 1 < row["unembedding_floor"] < 3
+
+
+def test_one_benchmark_home_runs_every_benchmark_and_leaves_the_sizing_script_out():
+    import subprocess
+    import sys
+
+    from effdepth.bench import SCRIPTS, modules
+
+    assert set(modules()) == {"contributions", "erasure", "lens", "maps", "skipping"}
+    assert "smollm_chapters" in SCRIPTS and "smollm_chapters" not in modules()
+    done = subprocess.run([sys.executable, "-m", "effdepth.bench.smollm_chapters", "--help"], capture_output=True, text=True)
+    assert done.returncode == 0 and "--measure" in done.stdout, done.stderr

@@ -17,6 +17,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..erasure import _erase_fast, encode_example, mean_residuals
+from ..models import wrap_module
+from ..testing import char_tokenizer, tiny_model
 from . import interleaved
 
 N_LAYERS, D_MODEL = 6, 128
@@ -24,9 +27,6 @@ PROMPT, ANSWER = "F: q>d a>b b>e d>c Q: a 2 hops? A:", " e"
 
 
 def _model(n_layers=N_LAYERS, d_model=D_MODEL, seed=0):
-    from ..models import wrap_module
-    from ..testing import char_tokenizer, tiny_model
-
     tok = char_tokenizer()
     hf = tiny_model("llama", seed=seed, n_layers=n_layers, d_model=d_model, vocab_size=len(tok))
     return wrap_module(hf, tok, spec=f"bench:llama-{n_layers}l")
@@ -53,8 +53,6 @@ def one_trace_per_variant(model, ids: torch.Tensor, answer_start: int, vectors: 
 
 
 def erasure_vs_one_trace_per_variant(repeats: int = 3) -> dict:
-    from ..erasure import _erase_fast, encode_example, mean_residuals
-
     model = _model()
     ids, a0 = encode_example(model, PROMPT, ANSWER)
     vectors = mean_residuals(model, ["Q: 5+7-5+3 A: 10", "F: a>b b>c Q: a 2 hops? A: c", "The cat sat on the mat."])

@@ -13,17 +13,16 @@ import statistics
 
 import torch
 
+from ..lens import logit_lens
+from ..models import wrap_module
+from ..store import Store
+from ..testing import char_tokenizer, tiny_model
 from . import interleaved, paired_ratio
 
 SMOLLM2 = dict(n_layers=30, d_model=576, vocab_size=49152, intermediate_size=1536, num_attention_heads=9, num_key_value_heads=3, tie_word_embeddings=True)
 
 
 def lens_vs_forward(shape: dict | None = None, n_prompts: int = 3, T: int = 64, repeats: int = 5) -> dict:
-    from ..lens import logit_lens
-    from ..models import wrap_module
-    from ..store import Store
-    from ..testing import char_tokenizer, tiny_model
-
     shape = dict(SMOLLM2 if shape is None else shape)
     hf = tiny_model("llama", **shape)
     model = wrap_module(hf, char_tokenizer(), spec="bench:lens")

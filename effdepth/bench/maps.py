@@ -14,12 +14,16 @@ with the assumptions stated in the returned dict and text.
 
 from __future__ import annotations
 
-import math
 import statistics
 import time
 
 import numpy as np
 import torch
+
+from ..maps import SGDRecipe, _target_blocks, choose_block, linear_maps, peak_memory_bytes, texts_for_windows
+from ..models import load_model
+from ..store import Store
+from ..zoo import DEEP, SHALLOW
 
 # Paper setting (Qwen2.5 model cards: parameters incl. embeddings; Qwen2.5-1.5B ties its embeddings).
 PAPER = dict(
@@ -73,8 +77,6 @@ def project_paper_setting(
     (≈ 32 GB), each block re-running the source model and the target up to the block's last layer.
     `measured` (from `zoo_closed_vs_sgd`) adds this machine's measured rates to the text.
     """
-    from ..maps import choose_block, peak_memory_bytes, _target_blocks
-
     p = PAPER
     tokens = n_windows * (window - 1)
     tr, va, te = (x / sum(split) for x in split)
@@ -167,15 +169,10 @@ def zoo_closed_vs_sgd(
     error is then (steps the cached run needed) × (its time per step); the two runs' errors at
     their common checkpoints are reported to show they coincide.
     """
-    from .. import zoo
-    from ..maps import SGDRecipe, linear_maps, texts_for_windows
-    from ..models import load_model
-    from ..store import Store
-
     if threads:
         torch.set_num_threads(threads)
-    src = load_model(src_spec or f"zoo:{zoo.SHALLOW}")
-    tgt = load_model(tgt_spec or f"zoo:{zoo.DEEP}")
+    src = load_model(src_spec or f"zoo:{SHALLOW}")
+    tgt = load_model(tgt_spec or f"zoo:{DEEP}")
     texts = texts_for_windows(src, n_windows, window, seed=seed)
     off = Store(enabled=False)
     common = dict(window=window, n_windows=n_windows, seed=seed, store=off, progress=False)

