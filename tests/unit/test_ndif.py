@@ -9,7 +9,7 @@ from effdepth.models import wrap_module
 from effdepth.ndif import SandboxRefusal
 from effdepth.testing import char_tokenizer, tiny_model
 
-from .conftest import PROMPTS
+from ..conftest import PROMPTS
 
 PROMPT, ANSWER = "Q: 5+7-5 A:", " 7"
 REFERENCE = ["The cat sat on the mat.", "Q: 12 + 7 = ? A: 19", "a b c d e f"]

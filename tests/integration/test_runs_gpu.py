@@ -11,9 +11,9 @@ import pytest
 
 from effdepth import book, curves, profiles
 
-from .test_side_by_side import _fake_run
+from tests.notebooks.test_side_by_side import _fake_run
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # The Makefile's sizes before the profiles (SMOLLM_SIZES and ZOO_SIZES): the cpu profile must equal them.
 FORMER_SMOLLM_SIZES = (

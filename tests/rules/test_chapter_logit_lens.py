@@ -8,8 +8,8 @@ import pytest
 from effdepth.chapters import NOT_PAPER, NOT_TESTABLE, PAPER, SAME_AS_CONTROL
 from effdepth.chapters import logit_lens as ch
 from effdepth.lens import LogitLens
-from tests.test_chapter_contributions import CONTROLS as CONTRIB_CONTROLS
-from tests.test_chapter_contributions import fake as fake_contrib
+from tests.rules.test_chapter_contributions import CONTROLS as CONTRIB_CONTROLS
+from tests.rules.test_chapter_contributions import fake as fake_contrib
 
 
 def fake(mean_curve, n_prompts=20, noise=0.05, seed=0):

@@ -12,7 +12,7 @@ from effdepth.models import wrap_module
 from effdepth.precision import COMPARED, KEYS, compare_dtypes, noise_floor, one_ulp, upcast
 from effdepth.testing import char_tokenizer, tiny_model
 
-from .conftest import FAMILIES
+from ..conftest import FAMILIES
 
 PROMPTS = ["The cat sat on the mat. a b c d e f g h i j k l m n o p q r s t u", "Q: 12 + 7 = ? A: 19. The dog ran far away from home."]
 

@@ -16,7 +16,7 @@ from effdepth.models import wrap_module
 from effdepth.skipping import position_masks, prompt_effects, split_points
 from effdepth.testing import char_tokenizer, tiny_model
 
-from .hooks import READ_POINTS, get
+from ..hooks import READ_POINTS, get
 
 PROMPTS = ["The cat sat on the mat, and then it slept.", "Q: 12 + 7 = ? A: 19", "Hi there"]
 LONG = ["The quick brown fox jumps over the lazy dog; it was not amused by it.", "a b c d e f g h i j k l m n o p q r s"]

@@ -7,7 +7,6 @@ import pytest
 
 from effdepth import cli, paths
 
-CLONE = Path(__file__).resolve().parents[1]
 
 
 def _project(folder: Path) -> Path:

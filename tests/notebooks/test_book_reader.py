@@ -154,10 +154,10 @@ def test_split_points_sentence_counts_what_each_prompt_got():
 
 def test_no_page_has_an_uncaptioned_or_empty_figure_a_bad_table_or_an_unresolved_glue(site):
     """The reader's defects of issue 24, on every page of the book (tests/book_checks.py; each check is
-    tried on a deliberately broken page in tests/test_book_checks.py)."""
+    tried on a deliberately broken page in tests/notebooks/test_book_checks.py)."""
     import jupytext
 
-    from . import book_checks
+    from .. import book_checks
 
     _, runs, _, pages, _ = site
     problems = {}

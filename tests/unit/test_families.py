@@ -160,7 +160,7 @@ def test_family_doc_matches_code():
     from effdepth.adapters import family_table, family_table_markdown
 
     rows = family_table()
-    doc = (Path(__file__).resolve().parents[1] / "book" / "families.md").read_text()
+    doc = (Path(__file__).resolve().parents[2] / "book" / "families.md").read_text()
     assert doc.split(FAMILY_MARKER, 1)[1].strip() == family_table_markdown(rows).strip()
     supported = {r["family"] for r in rows if r["status"] == "supported"}
     assert len(supported) >= 30

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import jupytext
 
-from . import book_checks as C
+from .. import book_checks as C
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def page(body: str) -> str:

@@ -5,8 +5,8 @@ import torch
 
 from effdepth.engine import clean_run
 
-from .conftest import FAMILIES
-from .hooks import capture
+from ..conftest import FAMILIES
+from ..hooks import capture
 
 TEXT = "Q: 3 + 4 = ? A: 7. The cat sat."
 

@@ -9,7 +9,7 @@ import pytest
 
 from effdepth import calibration as C
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("rule, sizes", [(r, C.BOOK_SIZES[r]) for r in C.SIMULATORS] + [(r, s) for r, s in C.ZOO_SIZES.items()])

@@ -7,9 +7,9 @@ import pytest
 
 from effdepth.chapters import NOT_PAPER, PAPER, SAME_AS_CONTROL
 from effdepth.chapters import comparison as F
-from tests.test_chapter_contributions import fake as fake_contrib
-from tests.test_chapter_logit_lens import fake as fake_lens
-from tests.test_chapter_logit_lens import flat_then_falling
+from tests.rules.test_chapter_contributions import fake as fake_contrib
+from tests.rules.test_chapter_logit_lens import fake as fake_lens
+from tests.rules.test_chapter_logit_lens import flat_then_falling
 
 LAYERS = [6, 12]
 

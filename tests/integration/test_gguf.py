@@ -12,7 +12,7 @@ from effdepth.adapters import UnsupportedArchitecture
 from effdepth.models import ModelNotAvailable, load_model, resolve_source
 from effdepth.testing import tiny_model
 
-from .tiny_gguf import write_tiny_gguf
+from ..tiny_gguf import write_tiny_gguf
 
 REAL_CACHE = os.environ.get("EFFDEPTH_CACHE")  # before the per-test cache fixture replaces it
 

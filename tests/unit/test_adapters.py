@@ -7,8 +7,8 @@ from effdepth import UnsupportedArchitecture
 from effdepth.adapters import adapter_for, supported_families
 from effdepth.testing import tiny_config
 
-from .conftest import FAMILIES
-from .hooks import capture
+from ..conftest import FAMILIES
+from ..hooks import capture
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -18,7 +18,7 @@ from effdepth.testing import save_tiny
 
 pytestmark = pytest.mark.slow
 
-CLONE = Path(__file__).resolve().parents[1]
+CLONE = Path(__file__).resolve().parents[2]
 BUILD_INPUTS = ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "effdepth", "notebooks", "book", "_config.yml", "_toc.yml")
 NOT_SOURCES = shutil.ignore_patterns("__pycache__", "*.pyc", "*.ipynb", "_build", "*.egg-info")  # book/chapters/: by setup.py
 

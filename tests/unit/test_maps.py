@@ -25,7 +25,7 @@ from effdepth.models import wrap_module
 from effdepth.store import Store
 from effdepth.testing import char_tokenizer, tiny_model
 
-from .hooks import capture
+from ..hooks import capture
 
 TEXTS = [
     "".join(np.random.default_rng(i).choice(list("abcdefgh ijklmnop.Q:=+0123"), size=10 + (7 * i) % 50)) for i in range(160)

@@ -163,7 +163,7 @@ def test_measurement_matches_the_skip_test_and_aggregates(tiny_models):
 
 
 # The generated levels themselves (hops, number of operations) are checked against independent
-# solvers in tests/test_generators.py (test_multihop_labels_are_what_they_claim,
+# solvers in tests/unit/test_generators.py (test_multihop_labels_are_what_they_claim,
 # test_graded_levels_and_answers); not repeated here.
 
 

@@ -15,7 +15,7 @@ from effdepth.models import ModelNotAvailable
 from effdepth.plots import short_name
 from effdepth.testing import save_tiny
 
-from .conftest import PROMPTS
+from ..conftest import PROMPTS
 
 
 def test_curves_of_measured_results_are_saved_with_the_schema(tiny_models, tmp_path, monkeypatch):
@@ -168,7 +168,7 @@ def test_random_spec_is_the_same_architecture_with_other_weights(tmp_path):
 def test_run_keeps_the_curves_a_chapter_saved_only_when_it_ended_ok(tmp_path, monkeypatch):
     """The kernel writes the curves where `effdepth run` says ($EFFDEPTH_CURVES); the file becomes
     <chapter>.curves.json beside the notebook only when the chapter ended OK."""
-    from .test_cli import _nb
+    from tests.integration.test_cli import _nb
 
     nbdir = tmp_path / "notebooks"
     nbdir.mkdir()

@@ -8,8 +8,8 @@ from effdepth import logit_lens
 from effdepth.models import wrap_module
 from effdepth.testing import char_tokenizer, tiny_model
 
-from .conftest import PROMPTS
-from .hooks import capture, get
+from ..conftest import PROMPTS
+from ..hooks import capture, get
 
 DECODE = {  # family: (final norm, unembedding), written out independently of effdepth/adapters.py
     "llama": ("model.norm", "lm_head"),

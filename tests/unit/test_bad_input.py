@@ -19,7 +19,7 @@ from effdepth.models import wrap_module
 from effdepth.prompts import context_limit
 from effdepth.testing import char_tokenizer, tiny_model
 
-from .conftest import SHARED_DATA
+from ..conftest import SHARED_DATA
 
 
 def _jsonl(path, rows):

@@ -6,7 +6,7 @@ import torch
 
 from effdepth import integrated_gradients
 
-from .hooks import READ_POINTS, get
+from ..hooks import READ_POINTS, get
 
 PROMPT, ANSWER = "Q: 5+7-5 A:", " 7"
 

@@ -8,8 +8,8 @@ from effdepth import contributions
 from effdepth.residual_contributions import MAX_COLUMNS, MEAN_COLUMNS
 from effdepth.adapters import adapter_for
 
-from .conftest import PROMPTS
-from .hooks import capture
+from ..conftest import PROMPTS
+from ..hooks import capture
 
 
 def reference(model, family, prompts):

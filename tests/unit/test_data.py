@@ -7,7 +7,7 @@ import pytest
 from effdepth.data import is_offline_model, load_examples, load_prompts
 from effdepth.data.real import final_answer, gsm8k
 
-from .conftest import SHARED_DATA
+from ..conftest import SHARED_DATA
 
 GSM8K = SHARED_DATA / "gsm8k" / "test.jsonl"
 needs_gsm8k = pytest.mark.skipif(not GSM8K.exists(), reason="../shared/data/gsm8k absent (a user's clone)")
