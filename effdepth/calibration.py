@@ -56,7 +56,7 @@ class Sizes:
 
 
 # The sizes `make book` runs each rule at on SmolLM2-135M (30 layers) and on the zoo's 8-layer model;
-# they must match the Makefile's SMOLLM_SIZES / ZOO_SIZES (tests/test_calibration.py checks them).
+# they must match the Makefile's SMOLLM_SIZES / ZOO_SIZES (tests/rules/test_calibration.py checks them).
 BOOK_SIZES = {
     "contributions.shape": Sizes(n=20, seeds=2, n_control=5, layers=30),
     "contributions.cos_turn": Sizes(n=20, seeds=2, n_control=5, layers=30),

@@ -31,7 +31,7 @@ from effdepth.access.adapters import family_table, family_table_markdown
 
 from effdepth.errors import NdifUnavailable
 from effdepth.model_check import check_model, load_or_reason
-from effdepth import ndif_plan
+from effdepth import ndif_plan, paths
 from effdepth.running import remote_preflight
 
 
@@ -95,7 +95,7 @@ def cmd_run(args) -> int:
               f"{previous}, and the per-example results cached in {_cache_dir()}. "
               f"Rerun the same command to resume.", file=sys.stderr)
         return 130
-    out = running.run_folder(model, args.device, args.dtype, args.remote)
+    out = running.run_folder(model, None, args.device, args.dtype, args.remote)
     print(f"[effdepth] executed notebooks in {out}")
     failed = {k: v for k, v in status.items() if v.startswith("failed")}
     for name, why in failed.items():
@@ -110,6 +110,10 @@ def _cache_dir() -> str:
 
 
 def cmd_book(args) -> int:
+    if paths.project() is None:  # the site is built beside its sources (book/chapters/, _build/), never inside the installed package
+        print(f"effdepth: {paths.home()} is in no project (no folder from it upwards holds _toc.yml and notebooks/): "
+              f"run `effdepth book` in a clone of the project, or set {paths.ENV} to one.", file=sys.stderr)
+        return 1
 
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models is not None else [args.model]
     models = [_named_default(m) for m in models]

@@ -82,7 +82,7 @@ def gram_statistics_bytes(L1: int, d1: int, L2: int, d2: int) -> int:
 # -- how many requests a remote run sends: one per trace (each is its own NDIF job) ------------------
 #
 # Each function counts the traces one measurement call runs (`ndif.tally()['traces']` equals them on
-# the strict simulation: tests/test_ndif.py). Bundling a chapter's traces into one nnsight session
+# the strict simulation: tests/unit/test_ndif.py). Bundling a chapter's traces into one nnsight session
 # would make one request of many, but a session returns only at its end: the per-prompt results the
 # store caches for resume (and the Python between traces: split points, aggregation) would then run
 # on the server, where effdepth cannot be imported. So every trace stays its own request.

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from effdepth import ndif_plan
+from effdepth import ndif_plan, paths
 from effdepth.access import ndif
 from effdepth.access.model import check_device, resolve_dtype
 from effdepth.chapters import registry
@@ -34,13 +34,13 @@ from effdepth.errors import InvalidRunFile, RunInterrupted
 from effdepth.rundata import CURVES_ENV, STATUS, md, read_json
 from effdepth.spec import ModelSpec
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = paths.root()  # where they are: effdepth/paths.py (the working directory or $EFFDEPTH_HOME), fixed at import
 
 
-NOTEBOOKS = ROOT / "notebooks"
+NOTEBOOKS = paths.notebooks()
 
 
-RUNS = ROOT / "runs"
+RUNS = paths.runs()
 
 
 def available_chapters(notebooks: Path | None = None, catalogue: tuple[Chapter, ...] | None = None) -> list[Chapter]:

@@ -1,5 +1,5 @@
 """Checks of a rendered book page for the defects a reader notices (used on the book the tests build,
-and tried on deliberately broken pages in tests/test_book_checks.py). Each returns a list of
+and tried on deliberately broken pages in tests/notebooks/test_book_checks.py). Each returns a list of
 problems, empty when the page is clean.
 
 - `figure_defects`: an image outside a captioned figure, a figure without a caption, a captioned

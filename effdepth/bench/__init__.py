@@ -1,16 +1,20 @@
 """Benchmarks: each submodule exposes `run_benchmarks(names=None) -> list[dict]`.
 
 Every benchmark measures its contenders side by side in one run, interleaved, and reports medians
-and ratios (never absolute times as pass/fail). `effdepth bench [module ...]` runs them.
+and ratios (never absolute times as pass/fail). `effdepth bench [module ...]` runs them (`make bench`);
+`python -m effdepth.bench.<module>` runs one. This is the project's one benchmark home; the prepared
+GPU check is `effdepth bench --device cuda` (effdepth/gpucheck.py).
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import importlib
 import pkgutil
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 import ctypes
 import ctypes.util
 
@@ -49,7 +53,6 @@ def steady_malloc() -> bool:
     same code. Benchmarks compare code, not the allocator's mood, so every contender runs with it.
     Returns False where there is no glibc (macOS, musl): nothing is changed there.
     """
-
     name = ctypes.util.find_library("c")
     try:
         libc = ctypes.CDLL(name or "libc.so.6")
@@ -59,8 +62,14 @@ def steady_malloc() -> bool:
         return False
 
 
+# Scripts run with `python -m effdepth.bench.<name>` that measure one thing for sizing (not contenders
+# side by side): `effdepth bench` leaves them out.
+SCRIPTS = ("smollm_chapters",)
+
+
 def modules() -> list[str]:
-    return [m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")]
+    """The benchmarks `effdepth bench` runs (each exposes `run_benchmarks()`)."""
+    return [m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_") and m.name not in SCRIPTS]
 
 
 def run_benchmarks(names: list[str] | None = None) -> list[dict]:

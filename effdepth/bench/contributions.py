@@ -11,10 +11,10 @@ import statistics
 
 import torch
 
-from . import interleaved, paired_ratio
 from effdepth.access.model import wrap_module
 from effdepth.measures.contributions import gram_local, gram_trace, token_metrics
-from effdepth.testing import char_tokenizer, tiny_model
+from ..testing import char_tokenizer, tiny_model
+from . import interleaved, paired_ratio
 
 
 def capture_vs_forward(n_layers: int = 12, d_model: int = 256, batch: int = 8, T: int = 128, repeats: int = 25) -> dict:

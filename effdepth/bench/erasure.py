@@ -17,10 +17,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import interleaved
-from effdepth.access.model import wrap_module
-from effdepth.testing import char_tokenizer, tiny_model
 from effdepth.measures.residual_erasure import _erase_fast, encode_example, mean_residuals
+from effdepth.access.model import wrap_module
+from ..testing import char_tokenizer, tiny_model
+from . import interleaved
 
 N_LAYERS, D_MODEL = 6, 128
 PROMPT, ANSWER = "F: q>d a>b b>e d>c Q: a 2 hops? A:", " e"

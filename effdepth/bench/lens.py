@@ -13,11 +13,11 @@ import statistics
 
 import torch
 
-from . import interleaved, paired_ratio
 from effdepth.measures.logit_lens import logit_lens
 from effdepth.access.model import wrap_module
-from effdepth.store import Store
-from effdepth.testing import char_tokenizer, tiny_model
+from ..store import Store
+from ..testing import char_tokenizer, tiny_model
+from . import interleaved, paired_ratio
 
 SMOLLM2 = dict(n_layers=30, d_model=576, vocab_size=49152, intermediate_size=1536, num_attention_heads=9, num_key_value_heads=3, tie_word_embeddings=True)
 

@@ -19,11 +19,12 @@ import time
 
 import numpy as np
 import torch
-from effdepth import zoo
 from effdepth.chapters.linear_maps import texts_for_windows
 from effdepth.measures.linear_maps import SGDRecipe, linear_maps
 from effdepth.access.load import load_model
 from effdepth.store import Store
+
+from ..zoo import DEEP, SHALLOW
 
 # Paper setting (Qwen2.5 model cards: parameters incl. embeddings; Qwen2.5-1.5B ties its embeddings).
 from effdepth.measures.linear_maps import accumulation_flops, project_paper_setting
@@ -67,8 +68,8 @@ def zoo_closed_vs_sgd(
 
     if threads:
         torch.set_num_threads(threads)
-    src = load_model(src_spec or f"zoo:{zoo.SHALLOW}")
-    tgt = load_model(tgt_spec or f"zoo:{zoo.DEEP}")
+    src = load_model(src_spec or f"zoo:{SHALLOW}")
+    tgt = load_model(tgt_spec or f"zoo:{DEEP}")
     texts = texts_for_windows(src, n_windows, window, seed=seed)
     off = Store(enabled=False)
     common = dict(window=window, n_windows=n_windows, seed=seed, store=off, progress=False)

@@ -16,22 +16,21 @@
 from __future__ import annotations
 
 import gc
+import json
 import os
 import resource
+import subprocess
+import sys
 
 import numpy as np
 import torch
 
-from . import interleaved
-from effdepth.access.model import wrap_module
-from effdepth.testing import char_tokenizer, tiny_model
-from effdepth.measures.skip_effects import EPS
-from effdepth.measures.skip_effects import position_masks, prompt_effects, split_points
 from effdepth.measures.logit_lens import logit_lens
-from effdepth.store import Store
-import json
-import subprocess
-import sys
+from effdepth.access.model import wrap_module
+from effdepth.measures.skip_effects import EPS, position_masks, prompt_effects, split_points
+from ..store import Store
+from ..testing import char_tokenizer, tiny_model
+from . import interleaved
 
 N_LAYERS, D_MODEL, T = 12, 256, 128
 
@@ -232,7 +231,5 @@ def run_benchmarks(names=None) -> list[dict]:
 
 
 if __name__ == "__main__":  # python -m effdepth.bench.skipping [names…]
-    import sys
-
     for row in run_benchmarks(sys.argv[1:] or None):
         print(row)

@@ -3,7 +3,7 @@
 A chapter module exposes `findings(result, controls, **params) -> Findings`; the notebook measures,
 draws, and calls `glue_all(findings)`, and its Markdown cites the glued numbers and sentences
 (`{glue:md}` / `{glue:text}`); no sentence is built in a notebook cell. The rules are pure functions
-of the results, unit-tested on synthetic results in tests/test_chapter_<name>.py, and stated in
+of the results, unit-tested on synthetic results in tests/rules/test_chapter_<name>.py, and stated in
 book/methods/<chapter>-rules.md.
 
 Every headline verdict is one of the five states of `effdepth.verdicts` (as in the paper; unlike the

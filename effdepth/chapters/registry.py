@@ -1,7 +1,7 @@
 """The book's chapters, in order: the single list the runner, the site, the TOC and the Makefile follow.
 
 Each chapter is notebooks/<name>.md (its text and figures), effdepth/chapters/<name>.py (its rules and
-findings) and tests/test_chapter_<name>.py; `tests` check `_toc.yml` and the Makefile against this list.
+findings) and tests/rules/test_chapter_<name>.py; `tests` check `_toc.yml` and the Makefile against this list.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ class Chapter:
     """One chapter of the book and every place it lives.
 
     notebooks/<name>.md is its text and figures; `findings` its rules and verdicts (a module of
-    `effdepth.chapters`, tested in tests/test_chapter_<name>.py); `figures` the module that draws
+    `effdepth.chapters`, tested in tests/rules/test_chapter_<name>.py); `figures` the module that draws
     them; `curves` the function of `effdepth.curves` that extracts the key curves a book of several
     models overlays; `measures` the measurement functions it runs; `part` the TOC part it is listed in.
     """
@@ -65,7 +65,7 @@ CHAPTERS: tuple[Chapter, ...] = (
 # `make book`'s jobs, longest first: each job is one process that runs its chapters (joined by +) one
 # after another. "zoo": on the zoo's default model once the zoo is trained; "free": chapters that need no
 # zoo model (they start at once); "pretrained": the pretrained model's chapters (SmolLM2). The Makefile's
-# ZOO_CHAPTERS, FREE_CHAPTERS and SMOLLM_CHAPTERS hold the same lists (tests/test_registry.py checks it).
+# ZOO_CHAPTERS, FREE_CHAPTERS and SMOLLM_CHAPTERS hold the same lists (tests/unit/test_registry.py checks it).
 BOOK_JOBS: dict[str, tuple[str, ...]] = {
     "zoo": ("linear_maps", "complexity+skipping+logit_lens+contributions+comparison+zoo"),
     "free": ("objective", "benchmarks"),
