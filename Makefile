@@ -115,9 +115,9 @@ lint: install
 # data), tests/rules (the chapters' verdict rules, statistics, calibration), tests/notebooks (notebooks
 # and book pages), tests/integration (end-to-end runs, the non-editable install, remote and GPU paths,
 # hostile runs). make test-fast: unit and rules without the tests marked slow (they execute a notebook);
-# make test: every tier (what CI runs, after make lint).
+# The notebook lint (static) runs there too. make test: every tier (what CI runs, after make lint).
 test-fast: install
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit tests/rules -m "not slow"
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit tests/rules tests/notebooks/test_notebook_lint.py -m "not slow"
 
 test: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider
