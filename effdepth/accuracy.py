@@ -13,15 +13,15 @@ chance rate (p ≥ 0.05).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import pandas as pd
 import torch
-
-from .data.examples import Example
-from .engine import decode
 from scipy.stats import binomtest
+
+from effdepth.data.examples import Example
 from effdepth.data.natural import chance
+from effdepth.engine import decode
 
 
 def tokens_in_spans(offsets, spans) -> list[int]:
@@ -66,10 +66,15 @@ def exact_match(model, examples: Sequence[Example], batch_size: int = 8) -> list
                 out.append(bool((pred_all[j, pos - 1] == ids[pos]).all()))
             continue
         got = {}
-        handle = norm.register_forward_pre_hook(lambda m, args: got.update(h=args[0].detach()))
+        handle = norm.register_forward_pre_hook(lambda m, args: got.update(h=args[0].detach()))  # noqa: B023  (removed before the next loop step)
         try:
             try:
-                model.hf(input_ids=batch.to(model.device), attention_mask=mask.to(model.device), use_cache=False, logits_to_keep=1)
+                model.hf(
+                    input_ids=batch.to(model.device),
+                    attention_mask=mask.to(model.device),
+                    use_cache=False,
+                    logits_to_keep=1,
+                )
             except TypeError:
                 model.hf(input_ids=batch.to(model.device), attention_mask=mask.to(model.device), use_cache=False)
         finally:
@@ -101,5 +106,15 @@ def accuracy_table(model, sets: dict[str, Sequence[Example]], batch_size: int = 
             exs = [ex for ex in examples if ex.level == lv]
             rate = chance(exs)
             flat, p = at_chance(sum(group), len(group), rate)
-            rows.append({"set": name, "level": lv, "n": len(group), "accuracy": sum(group) / len(group), "chance": rate, "p": p, "label": "at chance" if flat else "above chance"})
+            rows.append(
+                {
+                    "set": name,
+                    "level": lv,
+                    "n": len(group),
+                    "accuracy": sum(group) / len(group),
+                    "chance": rate,
+                    "p": p,
+                    "label": "at chance" if flat else "above chance",
+                }
+            )
     return pd.DataFrame(rows)

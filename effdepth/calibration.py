@@ -25,16 +25,16 @@ table on the methods page.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 
-from . import verdicts
+from effdepth import verdicts
 from effdepth.chapters import benchmarks, complexity, contributions, logit_lens, objective, skipping
-import hashlib
-from pathlib import Path
 
 TARGET_FALSE = 0.05
 TARGET_POWER = 0.8
@@ -150,10 +150,18 @@ def _sim_contributions(rule_name: str):
         shift = lambda: rng.normal(0, 0.03)  # noqa: E731  (a seed's own deviation)
         if rule_name == "contributions.shape":
             res = _contrib_result(_contrib_curves(rng, scenario, s.n, s.layers, shift()))
-            ctl = [_contrib_result(_contrib_curves(rng, "control spread", s.n_control, s.layers, shift())) for _ in range(s.seeds)]
+            ctl = [
+                _contrib_result(_contrib_curves(rng, "control spread", s.n_control, s.layers, shift()))
+                for _ in range(s.seeds)
+            ]
             return verdicts.decide(ch.SHAPE, ch.mid_drops(res), [ch.mid_drops(c) for c in ctl]).state
         res = _contrib_result(np.ones((s.n, s.layers)), _cos_curves(rng, scenario, s.n, s.layers, shift() / 3))
-        ctl = [_contrib_result(np.ones((s.n_control, s.layers)), _cos_curves(rng, "control spread", s.n_control, s.layers, shift() / 3)) for _ in range(s.seeds)]
+        ctl = [
+            _contrib_result(
+                np.ones((s.n_control, s.layers)), _cos_curves(rng, "control spread", s.n_control, s.layers, shift() / 3)
+            )
+            for _ in range(s.seeds)
+        ]
         return verdicts.decide(ch.COS_TURN, ch.cos_rises(res), [ch.cos_rises(c) for c in ctl]).state
 
     return one
@@ -193,7 +201,13 @@ def _skip_matrices(rng, scenario: str, P: int, L: int, seed_shift: float = 0.0) 
 
 
 def _skip_result(M, mean, o=None):
-    return SimpleNamespace(layer_effect=M.max(0), mean_layer_effect=mean.mean(0), example_layer_effect=M, example_mean_layer_effect=mean, example_output_effect=o)
+    return SimpleNamespace(
+        layer_effect=M.max(0),
+        mean_layer_effect=mean.mean(0),
+        example_layer_effect=M,
+        example_mean_layer_effect=mean,
+        example_output_effect=o,
+    )
 
 
 def _outputs(rng, scenario: str, P: int, L: int, future: bool, tiny: bool = False) -> np.ndarray:
@@ -226,15 +240,28 @@ def _sim_skipping(rule_name: str):
     def one(rng, scenario: str, s: Sizes) -> str:
         L = s.layers
         if rule_name == "skipping.output":
+
             def pair(sc, P, tiny=False):
-                return (SimpleNamespace(example_output_effect=_outputs(rng, sc, P, L, False, tiny), layer_effect=np.zeros((L, L))),
-                        SimpleNamespace(example_output_effect=_outputs(rng, sc, P, L, True, tiny), layer_effect=np.zeros((L, L))))
+                return (
+                    SimpleNamespace(
+                        example_output_effect=_outputs(rng, sc, P, L, False, tiny), layer_effect=np.zeros((L, L))
+                    ),
+                    SimpleNamespace(
+                        example_output_effect=_outputs(rng, sc, P, L, True, tiny), layer_effect=np.zeros((L, L))
+                    ),
+                )
+
             cur, fut = pair(scenario, s.n)
-            ctl = [pair("control spread", s.n_control, tiny=True) for _ in range(s.seeds)]  # the book's controls: output ≈ 0.001
+            ctl = [
+                pair("control spread", s.n_control, tiny=True) for _ in range(s.seeds)
+            ]  # the book's controls: output ≈ 0.001
             return ch.output_verdict(cur, fut, [c for c, _ in ctl], [g for _, g in ctl]).state
         name = rule_name.split(".")[1]
         res = _skip_result(*_skip_matrices(rng, scenario, s.n, L, rng.normal(0, 0.03)))
-        ctl = [_skip_result(*_skip_matrices(rng, "control spread", s.n_control, L, rng.normal(0, 0.03))) for _ in range(s.seeds)]
+        ctl = [
+            _skip_result(*_skip_matrices(rng, "control spread", s.n_control, L, rng.normal(0, 0.03)))
+            for _ in range(s.seeds)
+        ]
         return ch.halves_verdict(name, res, ctl)[0].state
 
     return one
@@ -272,8 +299,15 @@ def _sim_lens(rule_name: str):
         L = s.layers
         if rule_name == "logit_lens.knees_agree":
             # per-prompt knee estimates (relative depth) with the estimation noise of a 30-layer curve
-            centre = {"control spread": None, "noise": None, "heavy tails": None, "saturated": None,
-                      "opposite": 0.3, POWER_SCENARIO: ch.TOLERANCE / 2, "paper": 0.0}[scenario]
+            centre = {
+                "control spread": None,
+                "noise": None,
+                "heavy tails": None,
+                "saturated": None,
+                "opposite": 0.3,
+                POWER_SCENARIO: ch.TOLERANCE / 2,
+                "paper": 0.0,
+            }[scenario]
             if centre is None:  # knees that have nothing to do with each other
                 d = rng.uniform(0.1, 0.9, s.n) - rng.uniform(0.1, 0.9, s.n)
                 if scenario == "heavy tails":
@@ -300,8 +334,15 @@ def _sim_complexity(rule_name: str):
         L, K = s.layers, s.levels
         levels = np.repeat(np.arange(1, K + 1), s.n)
         margin = ch.DEPTH_SHIFT * (L - 1) / (K - 1)
-        slope = {"paper": 0.0, POWER_SCENARIO: 0.0, "control spread": margin, "noise": margin, "heavy tails": margin,
-                 "opposite": 2 * margin, "saturated": margin}[scenario]
+        slope = {
+            "paper": 0.0,
+            POWER_SCENARIO: 0.0,
+            "control spread": margin,
+            "noise": margin,
+            "heavy tails": margin,
+            "opposite": 2 * margin,
+            "saturated": margin,
+        }[scenario]
         sd = 0.08 * L
         y = 0.45 * L + slope * (levels - levels.mean()) + rng.normal(0, sd, levels.size)
         if scenario == "heavy tails":
@@ -311,8 +352,14 @@ def _sim_complexity(rule_name: str):
         E = np.zeros((levels.size, L, L))
         if scenario == "saturated":
             E[:] = np.triu(np.ones((L, L)), 1)
-        res = SimpleNamespace(example_level=levels, levels=np.arange(1, K + 1), example_correct=np.ones(levels.size, bool),
-                              example_depth_layer=y, max_E=np.zeros((K, L, L)), example_E=E)
+        res = SimpleNamespace(
+            example_level=levels,
+            levels=np.arange(1, K + 1),
+            example_correct=np.ones(levels.size, bool),
+            example_depth_layer=y,
+            max_E=np.zeros((K, L, L)),
+            example_E=E,
+        )
         return ch.flat_verdict(res, "layer", None, ch.DEPTH_SHIFT, n_tests=2).state
 
     return one
@@ -336,7 +383,11 @@ def _sim_objective(rule_name: str):
             rows.append(ch.statement(f"s{j}", d, None))
         ch.holm_correct(rows)
         depth = rows[:n_depth]
-        return verdicts.AS_PAPER if any(r["verdict"] == ch.PAPER for r in depth) else (verdicts.UNLIKE if any(r["verdict"] == ch.OPPOSITE for r in depth) else verdicts.INCONCLUSIVE)
+        return (
+            verdicts.AS_PAPER
+            if any(r["verdict"] == ch.PAPER for r in depth)
+            else (verdicts.UNLIKE if any(r["verdict"] == ch.OPPOSITE for r in depth) else verdicts.INCONCLUSIVE)
+        )
 
     return one
 
@@ -379,7 +430,18 @@ def table(reps: int = 200, seed: int = 0, sizes: dict | None = None) -> pd.DataF
             r = rates(rule, s, reps, seed)
             false = max(r[sc] for sc in FALSE_SCENARIOS)
             who = f"§3.5 grid, {s.layers} layers" if rule.startswith("objective.") else label
-            rows.append({"rule": rule, "model": who, "layers": s.layers, "n": s.n, "seeds": s.seeds, **{sc: r[sc] for sc in SCENARIOS}, "false rate": false, "power": r[POWER_SCENARIO]})
+            rows.append(
+                {
+                    "rule": rule,
+                    "model": who,
+                    "layers": s.layers,
+                    "n": s.n,
+                    "seeds": s.seeds,
+                    **{sc: r[sc] for sc in SCENARIOS},
+                    "false rate": false,
+                    "power": r[POWER_SCENARIO],
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -391,17 +453,25 @@ def scorecard_false_rate(df: pd.DataFrame) -> float:
 
 def markdown(df: pd.DataFrame, reps: int) -> str:
     """The table as Markdown for the methods page."""
-    head = "| rule | model | n (seeds) | " + " | ".join(f"false: {sc}" for sc in FALSE_SCENARIOS) + " | false rate (max) | power (paper at half size) |"
+    head = (
+        "| rule | model | n (seeds) | "
+        + " | ".join(f"false: {sc}" for sc in FALSE_SCENARIOS)
+        + " | false rate (max) | power (paper at half size) |"
+    )
     lines = [head, "|" + " --- |" * (5 + len(FALSE_SCENARIOS))]
     for _, r in df.iterrows():
         cells = " | ".join(f"{100 * r[sc]:.1f} %" for sc in FALSE_SCENARIOS)
-        power = f"{100 * r['power']:.0f} %" + ("" if r["power"] >= TARGET_POWER else " (below 80 %: the row says inconclusive when it does not decide)")
-        lines.append(f"| `{r['rule']}` | {r['model']} | {int(r['n'])} ({int(r['seeds'])}) | {cells} | {100 * r['false rate']:.1f} % | {power} |")
+        power = f"{100 * r['power']:.0f} %" + (
+            "" if r["power"] >= TARGET_POWER else " (below 80 %: the row says inconclusive when it does not decide)"
+        )
+        lines.append(
+            f"| `{r['rule']}` | {r['model']} | {int(r['n'])} ({int(r['seeds'])}) | {cells} | {100 * r['false rate']:.1f} % | {power} |"
+        )
     total = scorecard_false_rate(df)
     lines.append("")
     lines.append(
         f"Simulated with {reps} synthetic results per cell at the n `make book` runs (`effdepth.calibration`). The whole "
-        f"scorecard says \"as in the paper\" falsely at least once with probability {100 * total:.1f} % (rows independent, each at "
+        f'scorecard says "as in the paper" falsely at least once with probability {100 * total:.1f} % (rows independent, each at '
         f"its worst false scenario; goal ≤ {100 * TARGET_FALSE:.0f} %)."
     )
     return "\n".join(lines)
@@ -410,20 +480,33 @@ def markdown(df: pd.DataFrame, reps: int) -> str:
 def rules() -> dict:
     """Every stated rule of the scorecard, by name (from the chapter modules that apply them)."""
 
-    found = [benchmarks.RULE, contributions.SHAPE, contributions.COS_TURN, *skipping.HALVES.values(), skipping.OUTPUT,
-             logit_lens.SETTLES, logit_lens.KNEES, complexity.FLAT, objective.CLAIM]
+    found = [
+        benchmarks.RULE,
+        contributions.SHAPE,
+        contributions.COS_TURN,
+        *skipping.HALVES.values(),
+        skipping.OUTPUT,
+        logit_lens.SETTLES,
+        logit_lens.KNEES,
+        complexity.FLAT,
+        objective.CLAIM,
+    ]
     return {r.name: r for r in found}
 
 
 def rules_markdown() -> str:
     """The methods page's table of rules: statistic, direction, threshold, margin, the effect that
     would matter, the paper's finding; generated from the Rule objects the chapters apply."""
-    lines = ["| rule | statistic (per prompt unless said) | the paper's pattern | threshold | margin over the control | the effect that would matter |",
-             "| --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| rule | statistic (per prompt unless said) | the paper's pattern | threshold | margin over the control | the effect that would matter |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for name, r in rules().items():
         th = "—" if not np.isfinite(r.threshold) else f"{r.threshold:.3g}"
         mg = "per set (see the rule)" if not np.isfinite(r.margin) else f"{r.margin:.3g}"
-        lines.append(f"| `{name}` | {r.statistic} | {'larger' if r.direction > 0 else 'smaller'}; {r.paper} | {th} | {mg} | {r.effect} |")
+        lines.append(
+            f"| `{name}` | {r.statistic} | {'larger' if r.direction > 0 else 'smaller'}; {r.paper} | {th} | {mg} | {r.effect} |"
+        )
     return "\n".join(lines)
 
 

@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from effdepth.rundata import CURVES, CURVES_ENV, InvalidRunFile, read_json, validate
 from effdepth.chapters.skipping import default_k
+from effdepth.rundata import CURVES, CURVES_ENV, InvalidRunFile, read_json, validate
 from effdepth.stats import next_k_scores
 
 DEPTHS = ("layer", "residual", None)
@@ -97,9 +97,20 @@ def contributions(result, controls=(), parallel: bool = False) -> dict:
     model has a parallel residual, so the MLP's own residual is h; `save` sets it from the model)."""
     frame = result.to_frame()
     L = len(frame)
-    names = {"rel_attn": ("Attention ‖a‖/‖h‖", "Relative contribution of attention"), "rel_mlp": (MLP_LABEL[bool(parallel)], "Relative contribution of the MLP"), "rel_layer": ("Layer ‖a+m‖/‖h‖", "Relative contribution of the whole layer")}
+    names = {
+        "rel_attn": ("Attention ‖a‖/‖h‖", "Relative contribution of attention"),
+        "rel_mlp": (MLP_LABEL[bool(parallel)], "Relative contribution of the MLP"),
+        "rel_layer": ("Layer ‖a+m‖/‖h‖", "Relative contribution of the whole layer"),
+    }
     return {
-        key: curve(range(L), frame[key].to_numpy(), "Layer", f"Mean {label}", title, control=_mean([c.to_frame()[key].to_numpy() for c in controls]))
+        key: curve(
+            range(L),
+            frame[key].to_numpy(),
+            "Layer",
+            f"Mean {label}",
+            title,
+            control=_mean([c.to_frame()[key].to_numpy() for c in controls]),
+        )
         for key, (label, title) in names.items()
     }
 
@@ -110,8 +121,24 @@ def logit_lens(lens, controls=()) -> dict:
     top = lambda r: np.append(r.topk_overlap, r.final_topk_overlap)  # noqa: E731
     L = len(lens.kl)
     return {
-        "kl": curve(range(L + 1), kl(lens), "Residual b", "KL(p_b ‖ p_final) [nats]", "Logit-lens KL from the output, per residual", "residual", _mean([kl(c) for c in controls])),
-        "topk_overlap": curve(range(L + 1), top(lens), "Residual b", "Top-k overlap with the output", "Logit-lens top-k overlap with the output", "residual", _mean([top(c) for c in controls])),
+        "kl": curve(
+            range(L + 1),
+            kl(lens),
+            "Residual b",
+            "KL(p_b ‖ p_final) [nats]",
+            "Logit-lens KL from the output, per residual",
+            "residual",
+            _mean([kl(c) for c in controls]),
+        ),
+        "topk_overlap": curve(
+            range(L + 1),
+            top(lens),
+            "Residual b",
+            "Top-k overlap with the output",
+            "Logit-lens top-k overlap with the output",
+            "residual",
+            _mean([top(c) for c in controls]),
+        ),
     }
 
 
@@ -124,8 +151,22 @@ def skipping(cur, fut, controls_cur=(), controls_fut=(), k: int | None = None) -
     out = {}
     for name, res, ctl in (("current", cur, controls_cur), ("future", fut, controls_fut)):
         if L - k >= 1:
-            out[f"halves_{name}"] = curve(range(L - k), next_k_scores(res.layer_effect, k), "Layer skipped", f"Max effect on the next {k} layer(s)", f"Skipping a layer: its largest effect on the next {k} layer(s), {name} token{'s' if name == 'future' else ''}", control=_mean([next_k_scores(c.layer_effect, k) for c in ctl]))
-        out[f"output_{name}"] = curve(range(L), res.output_effect, "Layer skipped", "Max change of the output", f"Skipping a layer: its effect on the output distribution, {name} token{'s' if name == 'future' else ''}", control=_mean([c.output_effect for c in ctl]))
+            out[f"halves_{name}"] = curve(
+                range(L - k),
+                next_k_scores(res.layer_effect, k),
+                "Layer skipped",
+                f"Max effect on the next {k} layer(s)",
+                f"Skipping a layer: its largest effect on the next {k} layer(s), {name} token{'s' if name == 'future' else ''}",
+                control=_mean([next_k_scores(c.layer_effect, k) for c in ctl]),
+            )
+        out[f"output_{name}"] = curve(
+            range(L),
+            res.output_effect,
+            "Layer skipped",
+            "Max change of the output",
+            f"Skipping a layer: its effect on the output distribution, {name} token{'s' if name == 'future' else ''}",
+            control=_mean([c.output_effect for c in ctl]),
+        )
     return out
 
 
@@ -140,7 +181,15 @@ def complexity(results: dict, controls: dict | None = None, xlabels: dict | None
         for part, label in (("depth_layer", "layer effect"), ("depth_output", "logit effect")):
             ctl = _mean([getattr(c, part) for c in (controls or {}).get(name, [])])
             key = f"{part}_{_key(name)}"
-            out[key] = curve(levels, np.asarray(getattr(r, part), dtype=float) / scale, (xlabels or {}).get(name, "Level"), "Depth score / (L − 1)", f"Depth score ({label}) per level, {name}", None, None if ctl is None else ctl / scale)
+            out[key] = curve(
+                levels,
+                np.asarray(getattr(r, part), dtype=float) / scale,
+                (xlabels or {}).get(name, "Level"),
+                "Depth score / (L − 1)",
+                f"Depth score ({label}) per level, {name}",
+                None,
+                None if ctl is None else ctl / scale,
+            )
     return out
 
 
@@ -148,7 +197,17 @@ def linear_maps(result, random=()) -> dict:
     """§3.4: for each source layer (relative depth), the relative depth of the best-predicted target layer."""
     best = result.best_match()
     ctl = _mean([r.best_match()["best_tgt_depth"].to_numpy() for r in random])
-    return {"best_match": curve(best["src_depth"], best["best_tgt_depth"], "Source relative depth", "Best target relative depth", "Shallow-to-deep linear maps: the best target layer of each source layer", None, ctl)}
+    return {
+        "best_match": curve(
+            best["src_depth"],
+            best["best_tgt_depth"],
+            "Source relative depth",
+            "Best target relative depth",
+            "Shallow-to-deep linear maps: the best target layer of each source layer",
+            None,
+            ctl,
+        )
+    }
 
 
 def accuracy(table) -> dict:
@@ -157,7 +216,15 @@ def accuracy(table) -> dict:
     for name, rows in table.groupby("set", sort=False):
         key = f"accuracy_{_key(name)}"
         levels = _numbers(rows["level"])
-        out[key] = curve(levels, rows["accuracy"], "Level", "Exact-match accuracy", f"Accuracy per level, {name}", None, rows["chance"].to_numpy())
+        out[key] = curve(
+            levels,
+            rows["accuracy"],
+            "Level",
+            "Exact-match accuracy",
+            f"Accuracy per level, {name}",
+            None,
+            rows["chance"].to_numpy(),
+        )
     return out
 
 
@@ -170,7 +237,11 @@ def save(chapter: str, model, curves: dict, path: str | Path | None = None) -> d
     JSON-ready dict."""
     spec, n_layers = (model.spec, model.n_layers) if hasattr(model, "spec") else model
     curves = dict(curves)
-    if chapter == "contributions" and getattr(getattr(model, "adapter", None), "parallel_residual", False) and "rel_mlp" in curves:
+    if (
+        chapter == "contributions"
+        and getattr(getattr(model, "adapter", None), "parallel_residual", False)
+        and "rel_mlp" in curves
+    ):
         c = dict(curves["rel_mlp"])  # the MLP's own residual is h under a parallel residual, not h + a
         c["ylabel"] = c["ylabel"].replace(MLP_LABEL[False], MLP_LABEL[True])
         curves["rel_mlp"] = c
@@ -189,14 +260,21 @@ def check(data, path: str | Path = "curves") -> None:
     """Raise ValueError (`rundata.InvalidRunFile`, naming `path`) unless `data` is of the schema above
     (`rundata.CURVES`: numbers that fit a float or null, n_layers >= 1, curve keys usable in a file
     name, x / y / control of one length)."""
-    validate(data, CURVES, path, "rerun the chapter with `effdepth run --model <model> --chapters <chapter>` to write it again")
+    validate(
+        data,
+        CURVES,
+        path,
+        "rerun the chapter with `effdepth run --model <model> --chapters <chapter>` to write it again",
+    )
 
 
 def read(path: str | Path) -> tuple[dict | None, str | None]:
     """(curves, None) of a curves file; (None, None) when it is absent; (None, why) when it cannot be
     used (unreadable, not JSON, not of the schema), `why` naming the file and the fix."""
     try:
-        return read_json(path, CURVES, "rerun the chapter with `effdepth run --model <model> --chapters <chapter>` to write it again"), None
+        return read_json(
+            path, CURVES, "rerun the chapter with `effdepth run --model <model> --chapters <chapter>` to write it again"
+        ), None
     except InvalidRunFile as err:
         return None, str(err)
 

@@ -40,9 +40,9 @@ computed in float32.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 from torch.func import functional_call
@@ -99,7 +99,7 @@ def logits_budget(model) -> int:
     return int(min(GPU_LOGITS_MAX, max(CPU_LOGITS_BUDGET, free * GPU_LOGITS_FRACTION // 4)))
 
 
-_FP32: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # hf module -> (stamp, norm params, unembed params)
+_FP32: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # hf module -> (stamp, norm params, unembed params)
 
 
 def _fp32_params(module: torch.nn.Module) -> dict:
@@ -181,7 +181,9 @@ class CleanRun:
             return out[0] if squeeze else out
 
     @torch.no_grad()
-    def suffix(self, start: int, h: torch.Tensor, stop: int | None = None, on_layer: OnLayer | None = None) -> torch.Tensor:
+    def suffix(
+        self, start: int, h: torch.Tensor, stop: int | None = None, on_layer: OnLayer | None = None
+    ) -> torch.Tensor:
         """Blocks start … stop-1 (default: to the end) on h, a batch of edited h_start; returns h_stop."""
         return self.staggered({start: h}, stop=stop, on_layer=on_layer)[start]
 
@@ -242,7 +244,13 @@ class CleanRun:
                 add = [chunk[k][2] for k in new]
                 h = torch.cat(([h] if h is not None else []) + add)
                 members += new
-                index = torch.cat([index] + [torch.arange(chunk[k][1], chunk[k][1] + chunk[k][2].shape[0]) + offsets[chunk[k][0]] for k in new])
+                index = torch.cat(
+                    [index]
+                    + [
+                        torch.arange(chunk[k][1], chunk[k][1] + chunk[k][2].shape[0]) + offsets[chunk[k][0]]
+                        for k in new
+                    ]
+                )
             if h is None:
                 continue
             out = self.layer(l, h)
@@ -322,6 +330,8 @@ def clean_run(model, ids: torch.Tensor) -> CleanRun:
         except TypeError:  # a model without logits_to_keep
             model.hf(input_ids=ids, use_cache=False)
     if len(calls) != len(blocks):
-        raise RuntimeError(f"recorded {len(calls)} block calls for {len(blocks)} blocks: the model calls its blocks in an unexpected way")
+        raise RuntimeError(
+            f"recorded {len(calls)} block calls for {len(blocks)} blocks: the model calls its blocks in an unexpected way"
+        )
     h.append(last["h"])
     return CleanRun(model=model, ids=ids[0].cpu(), h=h, calls=calls)

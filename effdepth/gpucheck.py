@@ -19,44 +19,60 @@ the process's peak resident memory instead of GPU memory).
 from __future__ import annotations
 
 import os
+import resource
 import time
 
 import torch
-import resource
-from effdepth.access.adapters import adapter_for
-from effdepth.access.controls import control_revision, init_weights
-from effdepth.access.model import Model
-from effdepth.testing import char_tokenizer
-from effdepth.running import chapter_defaults
-from effdepth.profiles import profile_values
+
+from effdepth.access import controls
+from effdepth.access.adapters import ADAPTERS, adapter_for
+from effdepth.access.controls import control_revision, controls_of, init_weights
+from effdepth.access.model import Model, check_device, wrap_module
+from effdepth.data import Example
 from effdepth.measures.contributions import contributions
 from effdepth.measures.depth_score import depth_score
 from effdepth.measures.integrated_gradients import integrated_gradients
 from effdepth.measures.linear_maps import linear_maps
-from effdepth.measures.skip_effects import local_effects, skip_effects
 from effdepth.measures.logit_lens import logit_lens
 from effdepth.measures.residual_erasure import residual_erasure
-from effdepth.access.controls import controls_of
-from effdepth.data import Example
-from effdepth.access import controls
-from effdepth.access.adapters import ADAPTERS
+from effdepth.measures.skip_effects import local_effects, skip_effects
 from effdepth.model_check import check_model
-from effdepth.access.model import wrap_module
-from effdepth.testing import tiny_model
 from effdepth.precision import compare_dtypes
-from effdepth.access.model import check_device
+from effdepth.profiles import profile_values
+from effdepth.running import chapter_defaults
+from effdepth.testing import char_tokenizer, tiny_model
 
-LLAMA_31_8B = dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
-                   num_key_value_heads=8, vocab_size=128256, max_position_embeddings=131072, rope_theta=500000.0,
-                   rms_norm_eps=1e-5, tie_word_embeddings=False)
-SMALL_SHAPE = dict(hidden_size=128, intermediate_size=448, num_hidden_layers=8, num_attention_heads=4,
-                   num_key_value_heads=1, vocab_size=4096, max_position_embeddings=4096, rope_theta=500000.0,
-                   rms_norm_eps=1e-5, tie_word_embeddings=False)
+LLAMA_31_8B = dict(
+    hidden_size=4096,
+    intermediate_size=14336,
+    num_hidden_layers=32,
+    num_attention_heads=32,
+    num_key_value_heads=8,
+    vocab_size=128256,
+    max_position_embeddings=131072,
+    rope_theta=500000.0,
+    rms_norm_eps=1e-5,
+    tie_word_embeddings=False,
+)
+SMALL_SHAPE = dict(
+    hidden_size=128,
+    intermediate_size=448,
+    num_hidden_layers=8,
+    num_attention_heads=4,
+    num_key_value_heads=1,
+    vocab_size=4096,
+    max_position_embeddings=4096,
+    rope_theta=500000.0,
+    rms_norm_eps=1e-5,
+    tie_word_embeddings=False,
+)
 """Llama-3.1-8B's shape divided by 32 in width (same depth ratio of heads to kv heads, MLP ratio 3.5)."""
 
-TEXT = ("Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
-        "How many clips did Natalia sell altogether in April and May? She sold 48 / 2 = 24 clips in May, "
-        "so 48 + 24 = 72 clips in all. The final answer is 72. ")
+TEXT = (
+    "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
+    "How many clips did Natalia sell altogether in April and May? She sold 48 / 2 = 24 clips in May, "
+    "so 48 + 24 = 72 clips in all. The final answer is 72. "
+)
 
 
 def _sync(device) -> None:
@@ -83,19 +99,28 @@ def big_model(device: str, dtype=torch.bfloat16, shape: dict | None = None, seed
     from nnsight import TransformersModel
     from transformers import LlamaConfig
 
-
     config = LlamaConfig(**(shape or LLAMA_31_8B), bos_token_id=1, eos_token_id=2, pad_token_id=0)
     hf = init_weights(config, seed, dtype, device)
     tok = char_tokenizer()
     nn = TransformersModel(hf, task="text-generation", tokenizer=tok)
-    name = "random-init Llama-3.1-8B shape" if shape is None or shape == LLAMA_31_8B else "random-init Llama-3.1-8B shape / 32"
-    return Model(spec=name, nn=nn, tokenizer=nn.tokenizer, adapter=adapter_for(config), revision=control_revision(config, seed, dtype, device))
+    name = (
+        "random-init Llama-3.1-8B shape"
+        if shape is None or shape == LLAMA_31_8B
+        else "random-init Llama-3.1-8B shape / 32"
+    )
+    return Model(
+        spec=name,
+        nn=nn,
+        tokenizer=nn.tokenizer,
+        adapter=adapter_for(config),
+        revision=control_revision(config, seed, dtype, device),
+    )
 
 
 def prompts(n: int, n_tokens: int, seed: int = 0) -> list[str]:
     """`n` distinct prompts of about `n_tokens` characters (= tokens of the character tokenizer)."""
     long = TEXT * (n_tokens // len(TEXT) + 2)
-    return [long[(7 * i + seed) % len(TEXT):][: n_tokens - 1] for i in range(n)]
+    return [long[(7 * i + seed) % len(TEXT) :][: n_tokens - 1] for i in range(n)]
 
 
 def sizes(profile: str) -> dict[str, dict]:
@@ -122,28 +147,66 @@ def chapter_items(model, size: dict[str, dict], n_tokens: int) -> dict[str, list
 
     items: dict[str, list] = {}
     sc, ss, sl, sx, sm = (size[c] for c in ("contributions", "skipping", "logit_lens", "complexity", "linear_maps"))
-    items["contributions"] = [lambda g=g, p=p: contributions(g(), [p]) for g in models(sc["n_controls"]) for p in prompts(sc["n_examples"], n_tokens)]
-    cur, fut, det = prompts(ss["n_examples"], n_tokens), prompts(ss["n_examples_future"], n_tokens, 1), prompts(ss["detail_examples"], n_tokens, 2)
+    items["contributions"] = [
+        lambda g=g, p=p: contributions(g(), [p])
+        for g in models(sc["n_controls"])
+        for p in prompts(sc["n_examples"], n_tokens)
+    ]
+    cur, fut, det = (
+        prompts(ss["n_examples"], n_tokens),
+        prompts(ss["n_examples_future"], n_tokens, 1),
+        prompts(ss["detail_examples"], n_tokens, 2),
+    )
     ms = models(ss["n_controls"])
     items["skipping"] = (
         [lambda g=g, p=p: skip_effects(g(), [p]) for g in ms for p in cur]
         + [lambda g=g, p=p: skip_effects(g(), [p], mode="future", n_splits=ss["n_splits"]) for g in ms for p in fut]
-        + [lambda g=g, p=p, part=part: skip_effects(g(), [p], part=part) for g in ms[:2] for part in ("attention", "mlp") for p in cur]
-        + [lambda g=g, p=p, mode=mode: local_effects(g(), [p], mode=mode) for g in ms[:2] for mode in ("current", "future") for p in det]
+        + [
+            lambda g=g, p=p, part=part: skip_effects(g(), [p], part=part)
+            for g in ms[:2]
+            for part in ("attention", "mlp")
+            for p in cur
+        ]
+        + [
+            lambda g=g, p=p, mode=mode: local_effects(g(), [p], mode=mode)
+            for g in ms[:2]
+            for mode in ("current", "future")
+            for p in det
+        ]
     )
-    items["logit_lens"] = [lambda g=g, p=p: logit_lens(g(), [p]) for g in models(sl["n_controls"]) for p in prompts(sl["n_examples"], n_tokens)]
+    items["logit_lens"] = [
+        lambda g=g, p=p: logit_lens(g(), [p])
+        for g in models(sl["n_controls"])
+        for p in prompts(sl["n_examples"], n_tokens)
+    ]
 
     levels = 5
-    exs = [Example(p[: n_tokens // 2], p[n_tokens // 2:][:40], 1 + i % levels, {}) for i, p in enumerate(prompts(sx["n_per_level"] * levels, n_tokens))]
+    exs = [
+        Example(p[: n_tokens // 2], p[n_tokens // 2 :][:40], 1 + i % levels, {})
+        for i, p in enumerate(prompts(sx["n_per_level"] * levels, n_tokens))
+    ]
     ref = prompts(sx["n_reference"], n_tokens, 3)
     mc = models(sx["n_controls"])
     items["complexity"] = (
         [lambda g=g, e=e: depth_score(g(), {e.level: [e]}, n_splits=sx["n_splits"], n_boot=10) for g in mc for e in exs]
-        + [lambda g=g, e=e: residual_erasure(g(), e.prompt, e.answer, reference_prompts=ref) for g in mc[:2] for e in exs[:levels]]
-        + [lambda e=e: integrated_gradients(model, e.prompt, e.answer, steps=sx["ig_steps"], batch_size=min(32, sx["ig_steps"])) for e in exs[:2]]
+        + [
+            lambda g=g, e=e: residual_erasure(g(), e.prompt, e.answer, reference_prompts=ref)
+            for g in mc[:2]
+            for e in exs[:levels]
+        ]
+        + [
+            lambda e=e: integrated_gradients(
+                model, e.prompt, e.answer, steps=sx["ig_steps"], batch_size=min(32, sx["ig_steps"])
+            )
+            for e in exs[:2]
+        ]
     )
     texts = prompts(1, sm["window"] * sm["n_windows"] + 1)
-    items["linear_maps"] = [lambda: linear_maps(model, model, texts, window=sm["window"], n_windows=sm["n_windows"], progress=False, device=model.device)]
+    items["linear_maps"] = [
+        lambda: linear_maps(
+            model, model, texts, window=sm["window"], n_windows=sm["n_windows"], progress=False, device=model.device
+        )
+    ]
     return items
 
 
@@ -170,13 +233,22 @@ def run_chapters(model, size: dict[str, dict], n_tokens: int, budget_s: float, l
                 break
         _sync(device)
         took = time.perf_counter() - t0
-        row = {"chapter": chapter, "items": len(todo), "done": done, "seconds": round(took, 2),
-               "projected_seconds": round(took / max(done, 1) * len(todo), 1), "peak_gb": round(_peak(device), 2)}
+        row = {
+            "chapter": chapter,
+            "items": len(todo),
+            "done": done,
+            "seconds": round(took, 2),
+            "projected_seconds": round(took / max(done, 1) * len(todo), 1),
+            "peak_gb": round(_peak(device), 2),
+        }
         if error:
             row["error"] = error
         rows.append(row)
-        log(f"[gpu-check] {chapter}: {done}/{len(todo)} items in {took:.1f} s (all: ~{row['projected_seconds']:.0f} s), "
-            f"peak {'GPU' if device.type == 'cuda' else 'host RSS'} {row['peak_gb']:.2f} GB" + (f"; {error}" if error else ""))
+        log(
+            f"[gpu-check] {chapter}: {done}/{len(todo)} items in {took:.1f} s (all: ~{row['projected_seconds']:.0f} s), "
+            f"peak {'GPU' if device.type == 'cuda' else 'host RSS'} {row['peak_gb']:.2f} GB"
+            + (f"; {error}" if error else "")
+        )
     controls.release()
     return rows
 
@@ -193,9 +265,20 @@ def family_checks(device: str, log=print) -> list[dict]:
             checks = check_model(f"tiny:{family}", model=wrap_module(hf, char_tokenizer(), spec=f"tiny:{family}"))
             failed = [f"{w}: {line}" for w, ok, line in checks if ok is False]
             identity = next((line for w, ok, line in checks if w == "identity"), "")
-            rows.append({"family": family, "dtype": str(dtype).replace("torch.", ""), "ok": not failed, "failed": failed,
-                         "identity": identity, "seconds": round(time.perf_counter() - t0, 2)})
-            log(f"[gpu-check] check {family:9s} {rows[-1]['dtype']:8s} {'ok  ' if not failed else 'FAIL'} {identity[:90]}" + (f" {failed}" if failed else ""))
+            rows.append(
+                {
+                    "family": family,
+                    "dtype": str(dtype).replace("torch.", ""),
+                    "ok": not failed,
+                    "failed": failed,
+                    "identity": identity,
+                    "seconds": round(time.perf_counter() - t0, 2),
+                }
+            )
+            log(
+                f"[gpu-check] check {family:9s} {rows[-1]['dtype']:8s} {'ok  ' if not failed else 'FAIL'} {identity[:90]}"
+                + (f" {failed}" if failed else "")
+            )
     return rows
 
 
@@ -207,16 +290,30 @@ def dtype_agreement(device: str, big=None, log=print) -> list[dict]:
     ps = prompts(2, 64)
     q, a = "Q: 12 + 7 = ? A:", " 19"
     rows = []
-    subjects = [(f.family, lambda f=f: wrap_module(tiny_model(f.family, vocab_size=len(tok)).to(device=device, dtype=torch.bfloat16), tok, spec=f"tiny:{f.family}")) for f in ADAPTERS]
+    subjects = [
+        (
+            f.family,
+            lambda f=f: wrap_module(
+                tiny_model(f.family, vocab_size=len(tok)).to(device=device, dtype=torch.bfloat16),
+                tok,
+                spec=f"tiny:{f.family}",
+            ),
+        )
+        for f in ADAPTERS
+    ]
     if big is not None:
         subjects.append((big.spec, lambda: big))
     for name, make in subjects:
         t0 = time.perf_counter()
         got = compare_dtypes(make(), ps, q, a)
         worst = max(got, key=lambda r: r["ratio"])
-        rows.append({"model": name, "rows": got, "worst_ratio": worst["ratio"], "seconds": round(time.perf_counter() - t0, 2)})
-        log(f"[gpu-check] bf16 vs fp32 {name}: worst {worst['measurement']}.{worst['array']} diff {worst['max_diff']:.3g} "
-            f"= {worst['ratio']:.2f} x its noise floor ({worst['unit']} {worst['floor']:.3g})")
+        rows.append(
+            {"model": name, "rows": got, "worst_ratio": worst["ratio"], "seconds": round(time.perf_counter() - t0, 2)}
+        )
+        log(
+            f"[gpu-check] bf16 vs fp32 {name}: worst {worst['measurement']}.{worst['array']} diff {worst['max_diff']:.3g} "
+            f"= {worst['ratio']:.2f} x its noise floor ({worst['unit']} {worst['floor']:.3g})"
+        )
     return rows
 
 
@@ -231,20 +328,34 @@ def run(device: str = "cuda", size: str | None = None, budget_s: float | None = 
     size = size or ("paper" if on_gpu else "small")
     budget_s = budget_s if budget_s is not None else (55.0 if on_gpu else 15.0)
     t0 = time.perf_counter()
-    out = {"device": str(device), "gpu": torch.cuda.get_device_name(device) if on_gpu else "", "size": size,
-           "torch": torch.__version__}
+    out = {
+        "device": str(device),
+        "gpu": torch.cuda.get_device_name(device) if on_gpu else "",
+        "size": size,
+        "torch": torch.__version__,
+    }
     log(f"[gpu-check] {device} ({out['gpu'] or 'host CPU'}), size {size}")
     out["checks"] = family_checks(device, log)
     shape = LLAMA_31_8B if size == "paper" else SMALL_SHAPE
     n_tokens = 256 if size == "paper" else 48
     _peak_reset(device)
     big = big_model(device, torch.bfloat16, shape)
-    out["model"] = {"shape": shape, "dtype": "bfloat16", "params_b": round(sum(p.numel() for p in big.hf.parameters()) / 1e9, 3),
-                    "weights_gb": round(_peak(device), 2)}
-    fits_fp32_twin = not on_gpu or torch.cuda.mem_get_info(device)[0] > 2.6 * sum(p.numel() for p in big.hf.parameters()) * 2
+    out["model"] = {
+        "shape": shape,
+        "dtype": "bfloat16",
+        "params_b": round(sum(p.numel() for p in big.hf.parameters()) / 1e9, 3),
+        "weights_gb": round(_peak(device), 2),
+    }
+    fits_fp32_twin = (
+        not on_gpu or torch.cuda.mem_get_info(device)[0] > 2.6 * sum(p.numel() for p in big.hf.parameters()) * 2
+    )
     out["agreement"] = dtype_agreement(device, big if fits_fp32_twin else None, log)
     out["chapters"] = run_chapters(big, sizes(size), n_tokens, budget_s, log)
     out["seconds"] = round(time.perf_counter() - t0, 1)
-    out["ok"] = all(r["ok"] for r in out["checks"]) and all(r["worst_ratio"] <= 1 for r in out["agreement"]) and not any("error" in r for r in out["chapters"])
+    out["ok"] = (
+        all(r["ok"] for r in out["checks"])
+        and all(r["worst_ratio"] <= 1 for r in out["agreement"])
+        and not any("error" in r for r in out["chapters"])
+    )
     log(f"[gpu-check] {'all passed' if out['ok'] else 'FAILED'} in {out['seconds']:.0f} s")
     return out

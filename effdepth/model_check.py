@@ -5,25 +5,23 @@ when remote), and which data sets load here offline. The GPU check (`effdepth.gp
 
 from __future__ import annotations
 
-from effdepth.access.adapters import UnsupportedArchitecture
-from effdepth.errors import ModelNotAvailable
-from effdepth.access.load import load_model
+import time
+
 import numpy as np
+import torch
+
+from effdepth.access.adapters import UnsupportedArchitecture, confirm, identity_error, identity_rtol
+from effdepth.access.load import load_model
+from effdepth.access.model import resolve_dtype
+from effdepth.data import DATASETS, Example, load_examples
+from effdepth.errors import ModelNotAvailable
 from effdepth.measures.contributions import contributions
 from effdepth.measures.depth_score import depth_score
 from effdepth.measures.integrated_gradients import integrated_gradients
 from effdepth.measures.linear_maps import linear_maps
-from effdepth.measures.skip_effects import local_effects, skip_effects
 from effdepth.measures.logit_lens import logit_lens
 from effdepth.measures.residual_erasure import residual_erasure
-from effdepth.data import Example
-import torch
-from effdepth.access.adapters import identity_error
-import time
-from effdepth.access.adapters import confirm, identity_rtol
-from effdepth.access.model import resolve_dtype
-from effdepth.data import DATASETS, load_examples
-
+from effdepth.measures.skip_effects import local_effects, skip_effects
 
 
 def load_or_reason(spec: str, device: str, dtype: str, remote):
@@ -35,10 +33,14 @@ def load_or_reason(spec: str, device: str, dtype: str, remote):
         return load_model(spec, device=device, dtype=dtype, remote=remote), None
     except (ModelNotAvailable, UnsupportedArchitecture, ValueError) as err:
         lines = str(err).strip().splitlines() or [type(err).__name__]
-        return None, lines[0] + (" (the rest of the message: a library's traceback, left out)" if len(lines) > 1 else "")
-    except Exception as err:  # noqa: BLE001 - a model we cannot read is a finding, not a crash
-        return None, (f"{spec} cannot be loaded ({type(err).__name__}: {' '.join(str(err).split()[:40])[:200]}); "
-                      "its config.json is probably degenerate (e.g. zero layers or heads, missing sizes): fix it, then run `effdepth check` again.")
+        return None, lines[0] + (
+            " (the rest of the message: a library's traceback, left out)" if len(lines) > 1 else ""
+        )
+    except Exception as err:
+        return None, (
+            f"{spec} cannot be loaded ({type(err).__name__}: {' '.join(str(err).split()[:40])[:200]}); "
+            "its config.json is probably degenerate (e.g. zero layers or heads, missing sizes): fix it, then run `effdepth check` again."
+        )
 
 
 CHECK_PROMPT = "Q: 12 + 7 = ? A: 19. The cat sat on the mat."
@@ -50,7 +52,6 @@ CHECK_ANSWER = (" The cat sat on the mat.", " 19")
 def _measurement_checks(method: str):
     """(name, run(model) -> one-line summary) for every public measurement, on one prompt. Each run
     raises on a failure; the summary names the number that says the measurement read the model."""
-
 
     prompt, (q, answer) = CHECK_PROMPT, ("Q: 12 + 7 = ? A:", " 19")
 
@@ -106,8 +107,15 @@ def _measurement_checks(method: str):
         r = linear_maps(m, m, [prompt * 8], window=16, n_windows=10, progress=False)
         return f"{len(r.arrays)} arrays"
 
-    checks = [("contributions", contribs), ("skip_effects", skips), ("local_effects", local), ("logit_lens", lens),
-              ("residual_erasure", erasure), ("depth_score", depth), ("linear_maps", maps)]
+    checks = [
+        ("contributions", contribs),
+        ("skip_effects", skips),
+        ("local_effects", local),
+        ("logit_lens", lens),
+        ("residual_erasure", erasure),
+        ("depth_score", depth),
+        ("linear_maps", maps),
+    ]
     if method == "fast":
         checks.insert(5, ("integrated_gradients", gradients))
     return checks
@@ -125,7 +133,9 @@ def _trace_identity(model, ids) -> float:
     with torch.no_grad(), model.trace(ids):
         for block, attn, mlp in parts:
             out = attn.output
-            saved.append([block.input.save(), (out[0] if as_tuple else out).save(), mlp.output.save(), block.output.save()])
+            saved.append(
+                [block.input.save(), (out[0] if as_tuple else out).save(), mlp.output.save(), block.output.save()]
+            )
 
     worst = 0.0
     for h, at, m, out in saved:
@@ -134,12 +144,13 @@ def _trace_identity(model, ids) -> float:
     return worst
 
 
-def check_model(spec: str, device: str = "cpu", dtype: str = "auto", remote=False, model=None) -> list[tuple[str, bool, str]]:
+def check_model(
+    spec: str, device: str = "cpu", dtype: str = "auto", remote=False, model=None
+) -> list[tuple[str, bool, str]]:
     """Every check of `effdepth check`: (what, passed, one line). Loading, the identity
     h_(l+1) = h_l + a_l + m_l on one prompt and logit parity, one prompt through every measurement
     (fast path; the trace path too when remote), and which data sets load here offline.
     `model`: an already loaded `Model` (tests)."""
-
 
     rows = []
     t0 = time.time()
@@ -147,21 +158,42 @@ def check_model(spec: str, device: str = "cpu", dtype: str = "auto", remote=Fals
         model, why = load_or_reason(spec, device, dtype, remote)
         if model is None:
             return [("load", False, why)]
-    rows.append(("load", True, f"{model.adapter.family} family, {model.n_layers} layers, d={model.d_model} ({time.time() - t0:.1f} s)"))
+    rows.append(
+        (
+            "load",
+            True,
+            f"{model.adapter.family} family, {model.n_layers} layers, d={model.d_model} ({time.time() - t0:.1f} s)",
+        )
+    )
     if not model.remote:
         try:
             ids = model.encode(CHECK_PROMPT)[None].to(model.device)
             got = confirm(model.adapter, model.hf, ids)
-            rows.append(("identity", True, f"h_(l+1) = h_l + a_l + m_l at every layer to {got['identity']:.1g} of |h|; logits decoded to {got['logits']:.1g}"))
+            rows.append(
+                (
+                    "identity",
+                    True,
+                    f"h_(l+1) = h_l + a_l + m_l at every layer to {got['identity']:.1g} of |h|; logits decoded to {got['logits']:.1g}",
+                )
+            )
         except UnsupportedArchitecture as err:
             rows.append(("identity", False, str(err)))
-        except Exception as err:  # noqa: BLE001 - reported as a failed check
+        except Exception as err:
             rows.append(("identity", False, f"{type(err).__name__}: {' '.join(str(err).split())[:160]}"))
     else:
         try:
             err = _trace_identity(model, model.encode(CHECK_PROMPT)[None])
-            ok = err <= max(identity_rtol(model.dtype), identity_rtol(resolve_dtype(dtype, "cuda" if remote is True else device)))
-            rows.append(("identity", ok, f"h_(l+1) = h_l + a_l + m_l through the trace to {err:.1g} of |h|" + ("" if ok else ": the adapter's reads are not the writes")))
+            ok = err <= max(
+                identity_rtol(model.dtype), identity_rtol(resolve_dtype(dtype, "cuda" if remote is True else device))
+            )
+            rows.append(
+                (
+                    "identity",
+                    ok,
+                    f"h_(l+1) = h_l + a_l + m_l through the trace to {err:.1g} of |h|"
+                    + ("" if ok else ": the adapter's reads are not the writes"),
+                )
+            )
         except Exception as err:
             rows.append(("identity", False, f"{type(err).__name__}: {' '.join(str(err).split())[:160]}"))
     identity_ok = all(ok for what, ok, _ in rows if what == "identity")

@@ -125,23 +125,31 @@ def depth_requests(L: int, n: int, n_splits: int = 4) -> int:
 def chapter_requests(name: str, p: dict, L: int, tokens: int = 200, answer_tokens: int = 8) -> dict:
     """{part: requests} of one chapter on a remote model of L layers with parameters `p` (the
     notebook's calls, as written in notebooks/<name>.md; the controls run here and send none)."""
-    T, P = tokens, answer_tokens
+    T = tokens
     if name == "contributions":
         return {"contributions": contributions_requests(p["n_examples"], p.get("batch_size", 8))}
     if name == "skipping":
         J, cur, fut = p["n_splits"], p["n_examples"], p["n_examples_future"]
         det_c, det_f = min(cur, max(1, p["detail_examples"])), min(fut, max(1, p["detail_examples"]))
-        return {"current": skip_requests(L, cur), "future": skip_requests(L, fut, J),
-                "attention/MLP parts": 2 * (skip_requests(L, det_c) + skip_requests(L, det_f, J)),
-                "local effects": skip_requests(L, det_c) + skip_requests(L, det_f, J),
-                "positions": skip_requests(L, min(cur, p["position_examples"]))}
+        return {
+            "current": skip_requests(L, cur),
+            "future": skip_requests(L, fut, J),
+            "attention/MLP parts": 2 * (skip_requests(L, det_c) + skip_requests(L, det_f, J)),
+            "local effects": skip_requests(L, det_c) + skip_requests(L, det_f, J),
+            "positions": skip_requests(L, min(cur, p["position_examples"])),
+        }
     if name == "logit_lens":
-        return {"lens": lens_requests(p["n_examples"]), "contributions": contributions_requests(p["n_examples"], p.get("batch_size", 8))}
+        return {
+            "lens": lens_requests(p["n_examples"]),
+            "contributions": contributions_requests(p["n_examples"], p.get("batch_size", 8)),
+        }
     if name == "complexity":
         n_ex = 8 * p["n_per_level"]  # MATH levels 1-5 and MQuAKE 2-4 hops
-        return {"integrated gradients (2 examples)": 2 * ig_requests(L, p["ig_steps"]),
-                "erasure (2 examples)": 2 * erasure_requests(L, T - 2, p["n_reference"], p.get("batch_size", 256)),
-                "depth score": depth_requests(L, n_ex, p["n_splits"])}
+        return {
+            "integrated gradients (2 examples)": 2 * ig_requests(L, p["ig_steps"]),
+            "erasure (2 examples)": 2 * erasure_requests(L, T - 2, p["n_reference"], p.get("batch_size", 256)),
+            "depth score": depth_requests(L, n_ex, p["n_splits"]),
+        }
     if name == "comparison":
         return {"contributions": contributions_requests(p["n_examples"]), "lens": lens_requests(p["n_examples"])}
     if name == "model":
@@ -161,19 +169,23 @@ class Dims:
     control_params: int = 0
 
     @classmethod
-    def of(cls, config, control: bool = True) -> "Dims":
+    def of(cls, config, control: bool = True) -> Dims:
         text = getattr(config, "text_config", None) or config
         get = lambda *names: next(int(getattr(text, n)) for n in names if getattr(text, n, None) is not None)  # noqa: E731
-        dims = cls(get("num_hidden_layers", "n_layer"), get("hidden_size", "n_embd"), get("vocab_size"), n_params(config))
+        dims = cls(
+            get("num_hidden_layers", "n_layer"), get("hidden_size", "n_embd"), get("vocab_size"), n_params(config)
+        )
         if control:
             try:
                 dims.control_width = remote_control_width(config)
-                dims.control_params = n_params(narrow_config(config, dims.control_width)) if dims.control_width != dims.d_model else dims.n_params
+                dims.control_params = (
+                    n_params(narrow_config(config, dims.control_width))
+                    if dims.control_width != dims.d_model
+                    else dims.n_params
+                )
             except ValueError:
                 pass
         return dims
-
-
 
 
 @dataclass
@@ -193,13 +205,21 @@ def _controls_note(dims: Dims, n: int) -> str:
     if n <= 0:
         return ""
     if dims.control_width and dims.control_width != dims.d_model:
-        return (f"{n} random-init control(s) run here, not on NDIF: the same {dims.n_layers} blocks at width {dims.control_width} "
-                f"(of {dims.d_model}), {dims.control_params * F32 / 1e9:.1f} GB of float32 weights each")
+        return (
+            f"{n} random-init control(s) run here, not on NDIF: the same {dims.n_layers} blocks at width {dims.control_width} "
+            f"(of {dims.d_model}), {dims.control_params * F32 / 1e9:.1f} GB of float32 weights each"
+        )
     gb = dims.n_params * F32 / 1e9
-    return f"{n} random-init control(s) run here, not on NDIF: {gb:.1f} GB of float32 weights each" if dims.n_params else f"{n} random-init control(s) run here"
+    return (
+        f"{n} random-init control(s) run here, not on NDIF: {gb:.1f} GB of float32 weights each"
+        if dims.n_params
+        else f"{n} random-init control(s) run here"
+    )
 
 
-def preflight(model: str, dims: Dims, chapters: dict, tokens: int = 200, answer_tokens: int = 8, pair: tuple | None = None) -> list[Row]:
+def preflight(
+    model: str, dims: Dims, chapters: dict, tokens: int = 200, answer_tokens: int = 8, pair: tuple | None = None
+) -> list[Row]:
     """One row per chapter: whether it runs on NDIF and the megabytes its traces download.
 
     chapters: {name: parameters} (each chapter's defaults with the run's --set values). tokens:
@@ -218,22 +238,32 @@ def preflight(model: str, dims: Dims, chapters: dict, tokens: int = 200, answer_
             b = contributions_bytes(L, p["n_examples"], T)
         elif name == "skipping":
             cur, fut = p["n_examples"], p["n_examples_future"]
-            b = 4 * skip_bytes(L, cur, T) + 4 * skip_bytes(L, fut, T, p["n_splits"]) + skip_bytes(L, p["position_examples"], T)
+            b = (
+                4 * skip_bytes(L, cur, T)
+                + 4 * skip_bytes(L, fut, T, p["n_splits"])
+                + skip_bytes(L, p["position_examples"], T)
+            )
         elif name == "logit_lens":
             b = lens_bytes(L, p["n_examples"]) + contributions_bytes(L, p["n_examples"], T)
         elif name == "complexity":
             n_ex = 8 * p["n_per_level"]  # MATH levels 1-5 and MQuAKE 2-4 hops
-            b = 2 * (ig_bytes(L, T, p["ig_steps"], 32) + erasure_bytes(L, d, T, P, p["n_reference"])) + depth_bytes(L, n_ex, T)
+            b = 2 * (ig_bytes(L, T, p["ig_steps"], 32) + erasure_bytes(L, d, T, P, p["n_reference"])) + depth_bytes(
+                L, n_ex, T
+            )
         elif name == "linear_maps":
             if pair is None:
-                rows.append(Row(name, True, 0.0, "needs src_model and tgt_model (--set); nothing measured without a pair"))
+                rows.append(
+                    Row(name, True, 0.0, "needs src_model and tgt_model (--set); nothing measured without a pair")
+                )
                 continue
             s, t = pair
             n_w, w = p["n_windows"], p["window"]
             b = residuals_bytes(s.n_layers, s.d_model, n_w, w) + residuals_bytes(t.n_layers, t.d_model, n_w, w)
             if p.get("compare_sgd"):
                 sgd_windows = p["sgd_steps"] * p["sgd_batch_windows"]  # one batch of windows per step
-                b += residuals_bytes(s.n_layers, s.d_model, sgd_windows, w) + residuals_bytes(t.n_layers, t.d_model, sgd_windows, w)
+                b += residuals_bytes(s.n_layers, s.d_model, sgd_windows, w) + residuals_bytes(
+                    t.n_layers, t.d_model, sgd_windows, w
+                )
             n_ctl = n_ctl if p.get("controls") else 0
             stats = gram_statistics_bytes(s.n_layers, s.d_model, t.n_layers, t.d_model)
             note = f"residuals (at least: × the target blocks memory_gb needs); streamed ridge statistics (not implemented) would be {_mb(stats):,.0f} MB"
@@ -243,24 +273,40 @@ def preflight(model: str, dims: Dims, chapters: dict, tokens: int = 200, answer_
             b = lens_bytes(L, p["n_examples"]) + contributions_bytes(L, p["n_examples"], T)
         elif name == "model":
             n_req = sum(chapter_requests(name, p, L, T, P).values())
-            rows.append(Row(name, True, _mb(n_req * p.get("batch_size", 8) * T * I64), "greedy predictions (argmax) per batch", n_req))
+            rows.append(
+                Row(
+                    name,
+                    True,
+                    _mb(n_req * p.get("batch_size", 8) * T * I64),
+                    "greedy predictions (argmax) per batch",
+                    n_req,
+                )
+            )
             continue
         else:
             rows.append(Row(name, False, 0.0, "no estimate for this chapter"))
             continue
-        rows.append(Row(name, True, _mb(b), _controls_note(dims, n_ctl), sum(chapter_requests(name, p, L, T, P).values())))
+        rows.append(
+            Row(name, True, _mb(b), _controls_note(dims, n_ctl), sum(chapter_requests(name, p, L, T, P).values()))
+        )
     return rows
 
 
 def format_preflight(model: str, dims: Dims, rows: list[Row], tokens: int = 200) -> str:
     """The table `effdepth run --remote` prints before anything runs."""
-    head = (f"[effdepth] --remote preflight for {model}: {dims.n_layers} layers, d={dims.d_model}, vocab {dims.vocab_size}"
-            f"{f', {dims.n_params / 1e9:.1f} B parameters' if dims.n_params else ''}; downloads assume {tokens} tokens per prompt")
+    head = (
+        f"[effdepth] --remote preflight for {model}: {dims.n_layers} layers, d={dims.d_model}, vocab {dims.vocab_size}"
+        f"{f', {dims.n_params / 1e9:.1f} B parameters' if dims.n_params else ''}; downloads assume {tokens} tokens per prompt"
+    )
     lines = [head, f"  {'chapter':<14} {'on NDIF':<8} {'requests':>9} {'download':>12}  note"]
     for r in rows:
-        lines.append(f"  {r.chapter:<14} {'yes' if r.remote else 'no':<8} {r.requests:>9,} {r.download_mb:>9,.1f} MB  {r.note}")
+        lines.append(
+            f"  {r.chapter:<14} {'yes' if r.remote else 'no':<8} {r.requests:>9,} {r.download_mb:>9,.1f} MB  {r.note}"
+        )
     total = sum(r.download_mb for r in rows)
-    lines.append(f"  {'total':<14} {'':<8} {sum(r.requests for r in rows):>9,} {total:>9,.1f} MB  (one request per trace: each is queued on NDIF)")
+    lines.append(
+        f"  {'total':<14} {'':<8} {sum(r.requests for r in rows):>9,} {total:>9,.1f} MB  (one request per trace: each is queued on NDIF)"
+    )
     return "\n".join(lines)
 
 
@@ -271,10 +317,7 @@ def load_config(spec: str):
     return AutoConfig.from_pretrained(spec, trust_remote_code=False)
 
 
-
-
 # -- before a remote run: the key, the model, the versions (nnsight's whoami / status / env) -----
-
 
 
 def service_check(model: str, key: str, timeout: float = 10.0) -> list[str]:
@@ -301,25 +344,39 @@ def service_check(model: str, key: str, timeout: float = 10.0) -> list[str]:
 
     who = get("/whoami", headers={"ndif-api-key": key})
     if not (isinstance(who, dict) and who.get("email")):
-        raise NdifUnavailable(f"NDIF ({host}) does not recognise the API key in NDIF_API_KEY (…{key[-4:]}); get a key at https://login.ndif.us and set NDIF_API_KEY.")
+        raise NdifUnavailable(
+            f"NDIF ({host}) does not recognise the API key in NDIF_API_KEY (…{key[-4:]}); get a key at https://login.ndif.us and set NDIF_API_KEY."
+        )
     deployments = get("/status").get("deployments", {})
     mine = [d for d in deployments.values() if d.get("repo_id") == model]
     if not mine:
-        hosted = sorted({d.get("repo_id", "?") for d in deployments.values() if d.get("deployment_level") in ("HOT", "WARM")})
-        raise NdifUnavailable(f"NDIF does not host '{model}' now; hosted models: {', '.join(hosted) or 'none'}. See https://nnsight.net/status.")
+        hosted = sorted(
+            {d.get("repo_id", "?") for d in deployments.values() if d.get("deployment_level") in ("HOT", "WARM")}
+        )
+        raise NdifUnavailable(
+            f"NDIF does not host '{model}' now; hosted models: {', '.join(hosted) or 'none'}. See https://nnsight.net/status."
+        )
     if not any(d.get("application_state") == "RUNNING" for d in mine):
-        states = ", ".join(sorted({f"{d.get('deployment_level', '?')}/{d.get('application_state', '?')}" for d in mine}))
-        raise NdifUnavailable(f"NDIF hosts '{model}' but it is not running now ({states}); try again when nnsight.status() shows it RUNNING.")
+        states = ", ".join(
+            sorted({f"{d.get('deployment_level', '?')}/{d.get('application_state', '?')}" for d in mine})
+        )
+        raise NdifUnavailable(
+            f"NDIF hosts '{model}' but it is not running now ({states}); try again when nnsight.status() shows it RUNNING."
+        )
     remote = get("/env").get("packages", {})
     ours = nnsight.__version__
     if remote.get("nnsight") and remote["nnsight"] != ours:
-        raise NdifUnavailable(f"NDIF runs nnsight {remote['nnsight']}, this machine nnsight {ours}: requests from another version are refused or "
-                              f"run differently; install the server's (pip install 'nnsight=={remote['nnsight']}').")
+        raise NdifUnavailable(
+            f"NDIF runs nnsight {remote['nnsight']}, this machine nnsight {ours}: requests from another version are refused or "
+            f"run differently; install the server's (pip install 'nnsight=={remote['nnsight']}')."
+        )
     notes = []
     try:
         for pkg in ("torch", "transformers"):
             if remote.get(pkg) and remote[pkg] != version(pkg):
-                notes.append(f"NDIF runs {pkg} {remote[pkg]}, this machine {version(pkg)} (module names and outputs may differ)")
+                notes.append(
+                    f"NDIF runs {pkg} {remote[pkg]}, this machine {version(pkg)} (module names and outputs may differ)"
+                )
     except Exception:
         pass
     return notes

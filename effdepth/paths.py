@@ -35,7 +35,9 @@ def home() -> Path:
         return Path.cwd()
     folder = Path(value).expanduser()
     if not folder.is_dir():
-        raise NotADirectoryError(f"{ENV}={value} is not a folder: point it at a clone of the project, or at the folder that should hold runs/ (or unset it to use the working directory).")
+        raise NotADirectoryError(
+            f"{ENV}={value} is not a folder: point it at a clone of the project, or at the folder that should hold runs/ (or unset it to use the working directory)."
+        )
     return folder.resolve()
 
 

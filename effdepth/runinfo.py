@@ -5,8 +5,10 @@ from __future__ import annotations
 import platform
 from datetime import datetime, timezone
 from importlib import metadata
-import torch
+
 import pandas as pd
+import torch
+
 from effdepth.tables import header, show_table
 
 PACKAGES = ("effdepth", "torch", "transformers", "nnsight", "datasets", "numpy", "pandas", "matplotlib", "papermill")
@@ -31,7 +33,7 @@ def run_info(model=None, **extra) -> dict:
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
     }
     if model is not None:
-        info.update({k: v for k, v in model.identity().items()})
+        info.update(dict(model.identity().items()))
     info.update(extra)
     info.update(versions())
     return info
@@ -41,5 +43,7 @@ def run_info_table(model=None, **extra):
     """`run_info` as a two-column table (`tables.show_table`: names in words), for display at the end
     of every chapter."""
 
-
-    return show_table(pd.DataFrame({"value": {header(k): str(v) for k, v in run_info(model, **extra).items()}}), missing="not recorded")
+    return show_table(
+        pd.DataFrame({"value": {header(k): str(v) for k, v in run_info(model, **extra).items()}}),
+        missing="not recorded",
+    )

@@ -48,7 +48,14 @@ def available_chapters(notebooks: Path | None = None, catalogue: tuple[Chapter, 
     return [c for c in (catalogue or registry.CHAPTERS) if (notebooks / f"{c.name}.md").exists()]
 
 
-def execute(notebook: str | Path, output: str | Path, parameters: dict | None = None, timeout: int = 3600, cwd: str | Path | None = None, kernel_log: str | Path | None = None) -> Path:
+def execute(
+    notebook: str | Path,
+    output: str | Path,
+    parameters: dict | None = None,
+    timeout: int = 3600,
+    cwd: str | Path | None = None,
+    kernel_log: str | Path | None = None,
+) -> Path:
     """Run one MyST notebook through papermill with `parameters`; returns the executed .ipynb.
 
     Raises papermill's PapermillExecutionError on a failing cell, after writing the partly executed
@@ -79,7 +86,9 @@ def execute(notebook: str | Path, output: str | Path, parameters: dict | None = 
             progress_bar=False,
             execution_timeout=timeout,
             report_mode=False,
-            **({"kernel_manager_class": _logged_kernel_manager(Path(kernel_log).resolve())} if kernel_log else {}),  # papermill chdirs
+            **(
+                {"kernel_manager_class": _logged_kernel_manager(Path(kernel_log).resolve())} if kernel_log else {}
+            ),  # papermill chdirs
         )
     finally:
         staged.unlink(missing_ok=True)
@@ -157,11 +166,25 @@ def _declared_parameters(nb) -> dict:
             try:
                 body = ast.parse(cell.source).body
             except SyntaxError:  # not plain Python: names only, as `name = …` lines
-                out.update({line.split("=")[0].strip(): _NO_LITERAL for line in cell.source.splitlines() if "=" in line and not line.startswith((" ", "#"))})
+                out.update(
+                    {
+                        line.split("=")[0].strip(): _NO_LITERAL
+                        for line in cell.source.splitlines()
+                        if "=" in line and not line.startswith((" ", "#"))
+                    }
+                )
                 continue
             for node in body:
-                target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else getattr(node, "target", None)
-                if isinstance(node, (ast.Assign, ast.AnnAssign)) and isinstance(target, ast.Name) and node.value is not None:
+                target = (
+                    node.targets[0]
+                    if isinstance(node, ast.Assign) and len(node.targets) == 1
+                    else getattr(node, "target", None)
+                )
+                if (
+                    isinstance(node, (ast.Assign, ast.AnnAssign))
+                    and isinstance(target, ast.Name)
+                    and node.value is not None
+                ):
                     try:
                         out[target.id] = ast.literal_eval(node.value)
                     except ValueError:
@@ -175,7 +198,15 @@ def _declared_parameters(nb) -> dict:
 COUNT = re.compile(r"^(n_\w+|k|steps|window|workers|\w+_(size|steps?|examples|windows))$")
 
 
-_TYPE_WORDS = {bool: "True or False", int: "an int", float: "a number", str: "a string", list: "a list", tuple: "a list", dict: "a dict"}
+_TYPE_WORDS = {
+    bool: "True or False",
+    int: "an int",
+    float: "a number",
+    str: "a string",
+    list: "a list",
+    tuple: "a list",
+    dict: "a dict",
+}
 
 
 def _choices() -> dict[str, tuple]:
@@ -188,7 +219,9 @@ def check_choice(name: str, value) -> None:
     (`_choices`) and `value` is none of them."""
     choices = _choices().get(name)
     if choices is not None and (not isinstance(value, str) or value not in choices):
-        raise ValueError(f"unknown {name} {value!r} (--{name} or --set {name}=…); choose one of: {', '.join(map(str, choices))}.")
+        raise ValueError(
+            f"unknown {name} {value!r} (--{name} or --set {name}=…); choose one of: {', '.join(map(str, choices))}."
+        )
 
 
 def check_parameter(name: str, value, default) -> None:
@@ -207,7 +240,9 @@ def check_parameter(name: str, value, default) -> None:
         elif expected in (list, tuple):
             ok = isinstance(value, (list, tuple))
         if not ok:
-            raise ValueError(f"{name} expects {_TYPE_WORDS.get(expected, expected.__name__)} (default {default!r}), got {value!r}")
+            raise ValueError(
+                f"{name} expects {_TYPE_WORDS.get(expected, expected.__name__)} (default {default!r}), got {value!r}"
+            )
     if COUNT.match(name) and not (value is None and default is None):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name} counts something and expects a positive int (default {default!r}), got {value!r}")
@@ -234,7 +269,9 @@ def chapter_values(chapter: str, extra: dict, declared) -> dict:
     return {k: v for k, v in {**shared, **scoped.get(chapter, {})}.items() if k in declared}
 
 
-def run_folder(model: str, out: Path | None = None, device: str = "cpu", dtype="auto", remote: bool | str = False) -> Path:
+def run_folder(
+    model: str, out: Path | None = None, device: str = "cpu", dtype="auto", remote: bool | str = False
+) -> Path:
     """The run folder of `model` (`run_path`: runs/<slug>[--<device-dtype>]/, or `out`), made and
     checked before anything loads: it must be writable, and must not hold the runs of another model
     (two specs with one slug). Raises ValueError naming the folder and the fix."""
@@ -245,14 +282,27 @@ def run_folder(model: str, out: Path | None = None, device: str = "cpu", dtype="
         probe.write_text("")
         probe.unlink()
     except OSError as err:
-        raise ValueError(f"Cannot write the run folder {out} ({err.strerror or type(err).__name__}): make it writable (e.g. chmod -R u+w {out.parent}) or run from a clone of the project you can write to.") from None
+        raise ValueError(
+            f"Cannot write the run folder {out} ({err.strerror or type(err).__name__}): make it writable (e.g. chmod -R u+w {out.parent}) or run from a clone of the project you can write to."
+        ) from None
     owner = read_status(out).get("model")
     if owner and ModelSpec.parse(owner).text != ModelSpec.parse(model).text:
-        raise ValueError(f"The run folder {out} holds the runs of {owner}, not of {model}; move that folder away (or delete it) to run {model}.")
+        raise ValueError(
+            f"The run folder {out} holds the runs of {owner}, not of {model}; move that folder away (or delete it) to run {model}."
+        )
     return out
 
 
-def plan(model: str, chapters: list[str] | None = None, device: str = "cpu", dtype: str = "auto", remote: bool | str = False, extra: dict | None = None, notebooks: Path | None = None, catalogue: tuple[Chapter, ...] | None = None) -> list[Chapter]:
+def plan(
+    model: str,
+    chapters: list[str] | None = None,
+    device: str = "cpu",
+    dtype: str = "auto",
+    remote: bool | str = False,
+    extra: dict | None = None,
+    notebooks: Path | None = None,
+    catalogue: tuple[Chapter, ...] | None = None,
+) -> list[Chapter]:
     """The chapters `run` will execute, after checking everything that can be checked before the first
     one starts (chapter names, parameter names and types, device, dtype, remote credentials).
     Raises ValueError with one line naming what is wrong and what was expected."""
@@ -266,17 +316,25 @@ def plan(model: str, chapters: list[str] | None = None, device: str = "cpu", dty
     extra, scoped = split_scoped(extra or {})
     for chapter_name in scoped:
         if chapter_name not in names:
-            raise ValueError(f"--set {chapter_name}.…: no chapter '{chapter_name}'; the chapters are: {', '.join(names)}.")
+            raise ValueError(
+                f"--set {chapter_name}.…: no chapter '{chapter_name}'; the chapters are: {', '.join(names)}."
+            )
     reserved = sorted((set(extra) | {k for d in scoped.values() for k in d}) & {"model", "device", "dtype", "remote"})
     if reserved:
-        raise ValueError(f"Set {', '.join(reserved)} with --{' / --'.join(reserved)} (checked before the run), not with --set.")
+        raise ValueError(
+            f"Set {', '.join(reserved)} with --{' / --'.join(reserved)} (checked before the run), not with --set."
+        )
     unknown = set(extra) - {p for d in declared.values() for p in d}
     if unknown:
-        raise ValueError(f"No chapter has the parameter(s) {', '.join(sorted(unknown))}; see each chapter's parameters cell in notebooks/.")
+        raise ValueError(
+            f"No chapter has the parameter(s) {', '.join(sorted(unknown))}; see each chapter's parameters cell in notebooks/."
+        )
     for chapter_name, values in scoped.items():
         missing = set(values) - set(declared[chapter_name])
         if missing:
-            raise ValueError(f"Chapter {chapter_name} has no parameter(s) {', '.join(sorted(missing))}; it takes: {', '.join(sorted(declared[chapter_name]))}.")
+            raise ValueError(
+                f"Chapter {chapter_name} has no parameter(s) {', '.join(sorted(missing))}; it takes: {', '.join(sorted(declared[chapter_name]))}."
+            )
     for k, v in [*extra.items(), *((k, v) for d in scoped.values() for k, v in d.items())]:
         check_choice(k, v)  # whichever chapters run
     for c in selected:
@@ -287,7 +345,9 @@ def plan(model: str, chapters: list[str] | None = None, device: str = "cpu", dty
         kind = ModelSpec.parse(model).source()[0]
         if kind != "hub":
             what = {"zoo": "zoo model", "random": "random-init model built on this machine"}.get(kind, "local folder")
-            raise ValueError(f"--remote runs on NDIF, which serves Hugging Face Hub models; '{model}' is a {what}: run it without --remote.")
+            raise ValueError(
+                f"--remote runs on NDIF, which serves Hugging Face Hub models; '{model}' is a {what}: run it without --remote."
+            )
         try:
             ndif.configure_key()
         except RuntimeError as err:
@@ -309,7 +369,9 @@ def run_suffix(device: str = "cpu", dtype="auto", remote: bool | str = False) ->
     dt = resolve_dtype(dtype, device)
     if dev == "cpu" and dt == torch.float32:
         return ""
-    short = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dt, str(dt).replace("torch.", ""))
+    short = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}.get(
+        dt, str(dt).replace("torch.", "")
+    )
     return f"{dev}-{short}"
 
 
@@ -326,14 +388,26 @@ def split_run(spec: str) -> tuple[str, str]:
     return spec, ""
 
 
-def run_path(model: str, device: str = "cpu", dtype="auto", remote: bool | str = False, runs: Path | None = None) -> Path:
+def run_path(
+    model: str, device: str = "cpu", dtype="auto", remote: bool | str = False, runs: Path | None = None
+) -> Path:
     """runs/<slug>[--<suffix>]: where `model`'s run on this device and dtype goes (`run_suffix`; a CPU
     float32 run has none, so a GPU bf16 run never replaces it)."""
     suffix = run_suffix(device, dtype, remote)
     return Path(runs or RUNS) / (ModelSpec.parse(model).slug + (f"--{suffix}" if suffix else ""))
 
 
-def run(model: str, chapters: list[str] | None = None, device: str = "cpu", dtype: str = "auto", remote: bool = False, extra: dict | None = None, out: Path | None = None, notebooks: Path | None = None, catalogue: tuple[Chapter, ...] | None = None) -> dict[str, str]:
+def run(
+    model: str,
+    chapters: list[str] | None = None,
+    device: str = "cpu",
+    dtype: str = "auto",
+    remote: bool = False,
+    extra: dict | None = None,
+    out: Path | None = None,
+    notebooks: Path | None = None,
+    catalogue: tuple[Chapter, ...] | None = None,
+) -> dict[str, str]:
     """Execute the chapters for `model` into runs/<slug>/; returns {chapter: 'ok' | error line}.
 
     Everything checkable is checked first (`plan`). Each notebook is executed to a temporary name
@@ -356,7 +430,11 @@ def run(model: str, chapters: list[str] | None = None, device: str = "cpu", dtyp
             status[chapter.name] = "skipped (zoo only)" if chapter.zoo_only else "skipped (pretrained models only)"
             _record(out, model, chapter.name, status[chapter.name], {}, 0.0)
             continue
-        params = chapter_values(chapter.name, {"model": model, "device": device, "dtype": dtype, "remote": remote, **(extra or {})}, chapter_parameters(chapter.name, notebooks))
+        params = chapter_values(
+            chapter.name,
+            {"model": model, "device": device, "dtype": dtype, "remote": remote, **(extra or {})},
+            chapter_parameters(chapter.name, notebooks),
+        )
         final, failed = out / f"{chapter.name}.ipynb", out / f"{chapter.name}.failed.ipynb"
         tmp = out / f".{chapter.name}.running-{os.getpid()}.ipynb"
         tmp_curves = out / f".{chapter.name}.curves.running-{os.getpid()}.json"  # effdepth.curves.save writes here
@@ -440,13 +518,21 @@ def _merge_record(out: Path, model: str, name: str, state: str, params: dict, se
     data = read_status(out)
     data["model"] = model
     previous = data.get("runs", {}).get(name) or {}
-    entry = {"state": state, "finished": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"), "seconds": round(seconds, 1), "parameters": params}
+    entry = {
+        "state": state,
+        "finished": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "seconds": round(seconds, 1),
+        "parameters": params,
+    }
     if state.startswith("failed") and (out / f"{name}.ipynb").exists():
         if previous.get("state") == "ok":
             entry["last_ok"] = {k: previous.get(k) for k in ("finished", "parameters")}
         else:
             mtime = datetime.fromtimestamp((out / f"{name}.ipynb").stat().st_mtime, timezone.utc)
-            entry["last_ok"] = previous.get("last_ok") or {"finished": mtime.strftime("%Y-%m-%d %H:%M:%S UTC"), "parameters": None}
+            entry["last_ok"] = previous.get("last_ok") or {
+                "finished": mtime.strftime("%Y-%m-%d %H:%M:%S UTC"),
+                "parameters": None,
+            }
     data.setdefault("chapters", {})[name] = state
     data.setdefault("runs", {})[name] = entry
     tmp = out / f".status.json.{os.getpid()}.tmp"
@@ -475,7 +561,9 @@ def runs_index(runs_dir: Path | None = None, extra: list[tuple[str, Path]] | Non
     root = Path(runs_dir or RUNS)
     if root.is_dir():
         for d in sorted(root.iterdir()):
-            if d.name == COURSE_FOLDER:  # the course's exercise notebooks (effdepth.exercises.course), not a model's run
+            if (
+                d.name == COURSE_FOLDER
+            ):  # the course's exercise notebooks (effdepth.exercises.course), not a model's run
                 continue
             if d.is_dir() and ((d / "status.json").exists() or any(d.glob("*.ipynb"))):
                 folders[d.resolve()] = None
@@ -490,37 +578,62 @@ def runs_index(runs_dir: Path | None = None, extra: list[tuple[str, Path]] | Non
             name = nb.name.removesuffix(".failed.ipynb").removesuffix(".ipynb")
             if not name.startswith(".") and name not in states:
                 states[name] = "failed (no record)" if nb.name.endswith(".failed.ipynb") else "executed (no record)"
-        finished = [str(r.get("finished", "")) for r in (status.get("runs") or {}).values() if isinstance(r, dict) and r.get("finished")]
+        finished = [
+            str(r.get("finished", ""))
+            for r in (status.get("runs") or {}).values()
+            if isinstance(r, dict) and r.get("finished")
+        ]
         order = {c.name: i for i, c in enumerate(registry.CHAPTERS)}
         names = sorted(states, key=lambda n: (order.get(n, len(order)), n))
         model = str(status.get("model") or given or d.name)
-        suffix = d.name[len(ModelSpec.parse(model).slug) + 2:] if status.get("model") and d.name.startswith(ModelSpec.parse(model).slug + "--") else ""
-        out.append({
-            "slug": d.name, "dir": d, "model": model + (f"{RUN_SEP}{suffix}" if split_run(f"x{RUN_SEP}{suffix}")[1] else ""),
-            "chapters": {n: str(states[n]) for n in names},
-            "ok": [n for n in names if str(states[n]) == "ok" or str(states[n]).startswith("executed")],
-            "failed": [n for n in names if str(states[n]).startswith("failed")],
-            "skipped": [n for n in names if str(states[n]).startswith("skipped")],
-            "last_run": max(finished, default=""),
-            "curves": [n for n in names if (d / f"{n}.curves.json").exists()],
-            "problem": problem,  # a damaged status.json: its records are ignored, this says why
-        })
+        suffix = (
+            d.name[len(ModelSpec.parse(model).slug) + 2 :]
+            if status.get("model") and d.name.startswith(ModelSpec.parse(model).slug + "--")
+            else ""
+        )
+        out.append(
+            {
+                "slug": d.name,
+                "dir": d,
+                "model": model + (f"{RUN_SEP}{suffix}" if split_run(f"x{RUN_SEP}{suffix}")[1] else ""),
+                "chapters": {n: str(states[n]) for n in names},
+                "ok": [n for n in names if str(states[n]) == "ok" or str(states[n]).startswith("executed")],
+                "failed": [n for n in names if str(states[n]).startswith("failed")],
+                "skipped": [n for n in names if str(states[n]).startswith("skipped")],
+                "last_run": max(finished, default=""),
+                "curves": [n for n in names if (d / f"{n}.curves.json").exists()],
+                "problem": problem,  # a damaged status.json: its records are ignored, this says why
+            }
+        )
     return sorted(out, key=lambda e: e["slug"])
 
 
 def runs_table(index: list[dict], markdown: bool = False, shown: set | None = None) -> str:
     """The runs index as a text table (`effdepth runs`) or a Markdown one (the book's Runs page;
     `shown`: the run folders this book shows, marked). Models are named as pages name them."""
-    head = ["run folder", "model", "chapters ok", "failed", "skipped", "last run"] + (["in this book"] if shown is not None else [])
+    head = ["run folder", "model", "chapters ok", "failed", "skipped", "last run"] + (
+        ["in this book"] if shown is not None else []
+    )
     rows = []
     for e in index:
-        row = [f"runs/{e['slug']}" if markdown else e["slug"], ModelSpec.parse(e["model"]).short_name, ", ".join(e["ok"]) or "—", ", ".join(e["failed"]) or "—", ", ".join(e["skipped"]) or "—", e["last_run"] or "—"]
+        row = [
+            f"runs/{e['slug']}" if markdown else e["slug"],
+            ModelSpec.parse(e["model"]).short_name,
+            ", ".join(e["ok"]) or "—",
+            ", ".join(e["failed"]) or "—",
+            ", ".join(e["skipped"]) or "—",
+            e["last_run"] or "—",
+        ]
         if shown is not None:
             row.append("yes" if e["dir"] in shown else "")
         rows.append(row)
     if markdown:  # every cell comes from a run folder (its name, its status.json): text, never markup
-        table = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)] + ["| " + " | ".join(md(v) for v in r) + " |" for r in rows]
-        return "\n".join(table + [x for e in index if e.get("problem") for x in ("", f"{md(e['slug'])}: {md(e['problem'])}")])
+        table = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)] + [
+            "| " + " | ".join(md(v) for v in r) + " |" for r in rows
+        ]
+        return "\n".join(
+            table + [x for e in index if e.get("problem") for x in ("", f"{md(e['slug'])}: {md(e['problem'])}")]
+        )
     widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
     return "\n".join("  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip() for r in [head, *rows])
 
@@ -543,8 +656,19 @@ def remote_preflight(model: str, chapters: list[str], extra: dict | None = None,
     maps = params.get("linear_maps", {})
     try:
         dims = ndif_plan.Dims.of(ndif_plan.load_config(model))
-        pair = (ndif_plan.Dims.of(ndif_plan.load_config(maps["src_model"])), ndif_plan.Dims.of(ndif_plan.load_config(maps["tgt_model"]))) if maps.get("src_model") and maps.get("tgt_model") else None
+        pair = (
+            (
+                ndif_plan.Dims.of(ndif_plan.load_config(maps["src_model"])),
+                ndif_plan.Dims.of(ndif_plan.load_config(maps["tgt_model"])),
+            )
+            if maps.get("src_model") and maps.get("tgt_model")
+            else None
+        )
     except (OSError, ValueError) as err:
-        raise ValueError(f"--remote: the config of {model} cannot be read from the Hugging Face Hub ({' '.join(str(err).split())[:200]}), "
-                         "so NDIF cannot run it either: check the network and the model id, then rerun.") from None
-    return ndif_plan.format_preflight(model, dims, ndif_plan.preflight(model, dims, params, tokens=tokens, pair=pair), tokens=tokens)
+        raise ValueError(
+            f"--remote: the config of {model} cannot be read from the Hugging Face Hub ({' '.join(str(err).split())[:200]}), "
+            "so NDIF cannot run it either: check the network and the model id, then rerun."
+        ) from None
+    return ndif_plan.format_preflight(
+        model, dims, ndif_plan.preflight(model, dims, params, tokens=tokens, pair=pair), tokens=tokens
+    )

@@ -14,10 +14,10 @@ import nbformat
 import numpy as np
 
 from effdepth.chapters.registry import CHAPTERS
-from effdepth.spec import ModelSpec
-
 from effdepth.rundata import md
+from effdepth.spec import ModelSpec
 from effdepth.verdicts import ALPHA, AS_PAPER, CONTROL_TOO, INCONCLUSIVE, NOT_TESTABLE, STATES, UNLIKE
+
 
 def glued_values(nb) -> dict[str, str]:
     """{name: value} of every `myst_nb.glue`d text in an executed notebook (a verdict key or number
@@ -41,30 +41,90 @@ def glued_values(nb) -> dict[str, str]:
 # verdict with `chapters.record`: the glued key holds one of the five states of `effdepth.verdicts`
 # in words, and `<key>_card` the JSON the table's columns come from (model, n, effect, interval, control).
 CLAIMS: tuple[tuple[str, str, str, str, str], ...] = (
-    ("benchmarks", "depth", "Deeper models score better, beyond width (Fig 1, App. B).", "fig-benchmarks-depth-score",
-     "132 leaderboard base models: depth significant at p < 0.0001 in score ~ layers + d_model + d_ff"),
-    ("contributions", "paper_shape", "Second-half layers write much less into the residual: a steady first half, then a drop around the middle (§3.1, Fig 2a).", "fig-contributions-rel",
-     "Llama 3.1 70B: about 0.15–0.2 per layer in the first half, below 0.05 after the middle"),
-    ("contributions", "cos_turn", "The writes turn from erasing to strengthening the residual where the contribution drops (§3.1, Fig 2b).", "fig-contributions-cos",
-     "Llama 3.1 70B: negative layer cosines in the first half, positive after the middle"),
-    ("skipping", "current_paper_pattern", "Skipping a second-half layer barely changes what later layers compute for the current token (§3.2, Fig 3a).", "fig-skipping-current",
-     "Llama 3.1 70B: first-half layers change the next layers strongly, second-half layers barely"),
-    ("skipping", "future_paper_pattern", "… nor what they compute for future tokens (§3.2, Fig 3b).", "fig-skipping-future",
-     "Llama 3.1 70B: second-half layers barely change future tokens' computation"),
-    ("skipping", "output_paper_pattern", "Second-half layers still change the current token's output, but barely future tokens' predictions (§3.2, Fig 17).", "fig-skipping-output-current",
-     "Llama 3.1 70B: late layers refine the current prediction rather than feed future tokens"),
-    ("logit_lens", "settles_late", "The logit lens: the prediction is settled only in the second half of the layers (§3.2, Fig 4).", "fig-lens-curves",
-     "Llama 3.1 70B: KL stays high to about layer 40 of 80, then falls"),
-    ("logit_lens", "knees_agree", "… at the depth where the residual contributions drop (§3.2).", "fig-lens-curves",
-     "Llama 3.1 70B: the lens settles where the contributions drop"),
-    ("complexity", "paper_pattern", "Harder problems (more operations, more hops) do not use deeper layers (§3.3, Figs 6, 7).", "fig-complexity-depth",
-     "Llama 3.1 70B: depth score flat across MATH levels 1–5 and 2/3/4-hop questions"),
-    ("linear_maps", "lm_paper_pattern", "A deeper model stretches the same computation: shallow-to-deep linear maps line up at equal relative depth (§3.4, Fig 8).", "fig-maps-panels",
-     "Qwen2.5 1.5B → 14B: a diagonal at equal relative depth"),
-    ("objective", "ob_any_paper", "Training objective and architecture change how much depth is used (§3.5, Fig 9).", "fig-objective-erasure",
-     "244M models, 100k steps: answer-only loss and MoEUT use more of their depth"),
-    ("comparison", "cmp_kl_stretching", "Across depths: deeper models stretch the logit-lens curve to the same relative depth (beyond the paper).", "fig-comparison-lens",
-     "(not in the paper: this book's extension)"),
+    (
+        "benchmarks",
+        "depth",
+        "Deeper models score better, beyond width (Fig 1, App. B).",
+        "fig-benchmarks-depth-score",
+        "132 leaderboard base models: depth significant at p < 0.0001 in score ~ layers + d_model + d_ff",
+    ),
+    (
+        "contributions",
+        "paper_shape",
+        "Second-half layers write much less into the residual: a steady first half, then a drop around the middle (§3.1, Fig 2a).",
+        "fig-contributions-rel",
+        "Llama 3.1 70B: about 0.15–0.2 per layer in the first half, below 0.05 after the middle",
+    ),
+    (
+        "contributions",
+        "cos_turn",
+        "The writes turn from erasing to strengthening the residual where the contribution drops (§3.1, Fig 2b).",
+        "fig-contributions-cos",
+        "Llama 3.1 70B: negative layer cosines in the first half, positive after the middle",
+    ),
+    (
+        "skipping",
+        "current_paper_pattern",
+        "Skipping a second-half layer barely changes what later layers compute for the current token (§3.2, Fig 3a).",
+        "fig-skipping-current",
+        "Llama 3.1 70B: first-half layers change the next layers strongly, second-half layers barely",
+    ),
+    (
+        "skipping",
+        "future_paper_pattern",
+        "… nor what they compute for future tokens (§3.2, Fig 3b).",
+        "fig-skipping-future",
+        "Llama 3.1 70B: second-half layers barely change future tokens' computation",
+    ),
+    (
+        "skipping",
+        "output_paper_pattern",
+        "Second-half layers still change the current token's output, but barely future tokens' predictions (§3.2, Fig 17).",
+        "fig-skipping-output-current",
+        "Llama 3.1 70B: late layers refine the current prediction rather than feed future tokens",
+    ),
+    (
+        "logit_lens",
+        "settles_late",
+        "The logit lens: the prediction is settled only in the second half of the layers (§3.2, Fig 4).",
+        "fig-lens-curves",
+        "Llama 3.1 70B: KL stays high to about layer 40 of 80, then falls",
+    ),
+    (
+        "logit_lens",
+        "knees_agree",
+        "… at the depth where the residual contributions drop (§3.2).",
+        "fig-lens-curves",
+        "Llama 3.1 70B: the lens settles where the contributions drop",
+    ),
+    (
+        "complexity",
+        "paper_pattern",
+        "Harder problems (more operations, more hops) do not use deeper layers (§3.3, Figs 6, 7).",
+        "fig-complexity-depth",
+        "Llama 3.1 70B: depth score flat across MATH levels 1–5 and 2/3/4-hop questions",
+    ),
+    (
+        "linear_maps",
+        "lm_paper_pattern",
+        "A deeper model stretches the same computation: shallow-to-deep linear maps line up at equal relative depth (§3.4, Fig 8).",
+        "fig-maps-panels",
+        "Qwen2.5 1.5B → 14B: a diagonal at equal relative depth",
+    ),
+    (
+        "objective",
+        "ob_any_paper",
+        "Training objective and architecture change how much depth is used (§3.5, Fig 9).",
+        "fig-objective-erasure",
+        "244M models, 100k steps: answer-only loss and MoEUT use more of their depth",
+    ),
+    (
+        "comparison",
+        "cmp_kl_stretching",
+        "Across depths: deeper models stretch the logit-lens curve to the same relative depth (beyond the paper).",
+        "fig-comparison-lens",
+        "(not in the paper: this book's extension)",
+    ),
 )
 
 
@@ -102,8 +162,10 @@ def write_scorecard(chapter_dir: Path, pages: dict[str, list[str]] | None = None
     Written from the executed notebooks in `chapter_dir`, so it can only say what this build ran."""
 
     pages = pages or {}
-    lines = ["| the paper's claim | the paper's finding | model | n | effect [interval] | control | this build | where |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| the paper's claim | the paper's finding | model | n | effect [interval] | control | this build | where |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     grouped: dict[str, list[str]] = {st: [] for st, _ in _SECTIONS}
     for chapter, key, claim, label, paper in CLAIMS:
         title = next((c.title for c in CHAPTERS if c.name == chapter), chapter)
@@ -115,7 +177,9 @@ def write_scorecard(chapter_dir: Path, pages: dict[str, list[str]] | None = None
             glued = glued_values(nb) if nb is not None else {}
             where = f"{{doc}}`{title.split(' ')[0] if title.startswith('§') else title} </book/chapters/{page}>`"
             loads = next((c.loads_model for c in CHAPTERS if c.name == chapter), True)
-            who = (_cell(ModelSpec.parse(m).short_name) if loads else "its own (see the page)") if m else "—"  # Fig 1 and §3.5 run no model of the book
+            who = (
+                (_cell(ModelSpec.parse(m).short_name) if loads else "its own (see the page)") if m else "—"
+            )  # Fig 1 and §3.5 run no model of the book
             said, found = (claim, paper) if i == 0 else ("″", "″")  # the same claim on the book's next model
             if key not in glued:
                 lines.append(f"| {said} | {found} | {who} | — | — | — | not run in this build | {where} |")
@@ -125,7 +189,9 @@ def write_scorecard(chapter_dir: Path, pages: dict[str, list[str]] | None = None
             except ValueError:
                 card = {}
             words = card.get("words") or glued[key]
-            if nb is not None and any(f":name: {label}" in cell.source for cell in nb.cells if cell.cell_type == "markdown"):
+            if nb is not None and any(
+                f":name: {label}" in cell.source for cell in nb.cells if cell.cell_type == "markdown"
+            ):
                 where += f", {{numref}}`{label}`"
             effect = _num(card.get("effect"))
             if effect != "—" and _num(card.get("lo")) != "—":
@@ -142,8 +208,11 @@ def write_scorecard(chapter_dir: Path, pages: dict[str, list[str]] | None = None
             lines.append(f"| {said} | {found} | {who} | {n} | {effect} | {control} | {shown} | {where} |")
             if state in grouped:
                 grouped[state].append(f"- {claim} ({who}{', n = ' + str(n) if n != '—' else ''}): {_cell(words)}.")
-    lines += ["", "The effect is the rule's statistic (its definition and the thresholds are on the {doc}`methods page </book/methods>`), "
-              f"with its {100 - 200 * ALPHA:.0f} % interval; the control is the random-init controls' mean of the same statistic."]
+    lines += [
+        "",
+        "The effect is the rule's statistic (its definition and the thresholds are on the {doc}`methods page </book/methods>`), "
+        f"with its {100 - 200 * ALPHA:.0f} % interval; the control is the random-init controls' mean of the same statistic.",
+    ]
     for st, head in _SECTIONS:
         if grouped[st]:
             lines += ["", f"**{head}**", "", *grouped[st]]

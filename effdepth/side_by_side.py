@@ -8,17 +8,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-
 from effdepth.curves import _array, path_of, positions, read
 from effdepth.plots import PALETTE, cut_first_points
 from effdepth.rundata import md, mpl
 from effdepth.running import COUNT, _latest_run, chapter_defaults, read_status
 from effdepth.spec import ModelSpec
 
-
 # -- the overlays -------------------------------------------------------------------------------
-
-
 
 
 def overlay(key: str, runs: list[tuple[str, dict]]):
@@ -39,7 +35,18 @@ def overlay(key: str, runs: list[tuple[str, dict]]):
         color = PALETTE[i % len(PALETTE)]
         x = positions(c, d["n_layers"], relative)
         y = _array(c["y"])
-        (line,) = ax.plot(x, y, "o-", color=color, markersize=3.5, linewidth=1.8, label=mpl(f"{ModelSpec.parse(m).short_name} ({d['n_layers']} layers)" + (f" {d['_note']}" if d.get("_note") else "")))
+        (line,) = ax.plot(
+            x,
+            y,
+            "o-",
+            color=color,
+            markersize=3.5,
+            linewidth=1.8,
+            label=mpl(
+                f"{ModelSpec.parse(m).short_name} ({d['n_layers']} layers)"
+                + (f" {d['_note']}" if d.get("_note") else "")
+            ),
+        )
         handles.append(line)
         lines.append((x, y))
         colors.append(color)
@@ -48,10 +55,15 @@ def overlay(key: str, runs: list[tuple[str, dict]]):
             ax.plot(x, yc, "--", color=color, alpha=0.7, linewidth=1.3)
             lines.append((x, yc))
             colors.append(None)
-    if first.get("depth") in ("layer", "residual"):  # layer / residual 0 far above the rest: cut the axis, write its value
+    if first.get("depth") in (
+        "layer",
+        "residual",
+    ):  # layer / residual 0 far above the rest: cut the axis, write its value
         cut_first_points(ax, lines, colors, "layer 0" if first.get("depth") == "layer" else "residual 0")
     if any(d["curves"][key].get("control") is not None for _, d in present):
-        handles.append(Line2D([], [], color="#6f6f6f", linestyle="--", linewidth=1.3, label="dashed: its random-init control"))
+        handles.append(
+            Line2D([], [], color="#6f6f6f", linestyle="--", linewidth=1.3, label="dashed: its random-init control")
+        )
     xlabel = first["xlabel"]
     if relative:
         xlabel = "Relative depth (layer + ½) / L" if first.get("depth") == "layer" else "Relative depth b / L"
@@ -76,24 +88,34 @@ def usable_runs(chapter: str, runs: list[tuple[str, Path]]) -> tuple[list[tuple[
         where = f"runs/{Path(d).name}/{chapter}.curves.json"
         data, problem = read(path_of(d, chapter))
         if problem:
-            notes.append(f"{md(ModelSpec.parse(m).short_name)} left out: {md(problem.replace(str(path_of(d, chapter)), where))}")
+            notes.append(
+                f"{md(ModelSpec.parse(m).short_name)} left out: {md(problem.replace(str(path_of(d, chapter)), where))}"
+            )
             continue
         if data is None:
             missing.append(m)
             continue
         if ModelSpec.parse(data["model"]).text != ModelSpec.parse(m).text:
-            notes.append(f"{md(ModelSpec.parse(m).short_name)} left out: {md(where)} was saved by the model {md(ModelSpec.parse(data['model']).short_name)}, not by "
-                         f"{md(ModelSpec.parse(m).short_name)} (a file copied from another run folder?); delete it and rerun `effdepth run --model {md(m)} --chapters {chapter}`.")
+            notes.append(
+                f"{md(ModelSpec.parse(m).short_name)} left out: {md(where)} was saved by the model {md(ModelSpec.parse(data['model']).short_name)}, not by "
+                f"{md(ModelSpec.parse(m).short_name)} (a file copied from another run folder?); delete it and rerun `effdepth run --model {md(m)} --chapters {chapter}`."
+            )
             continue
         record, latest_failed = _latest_run(Path(d), chapter)
         if latest_failed:
             good = (record.get("last_ok") or {}).get("finished") or "an earlier run"
             data = dict(data, _note="(last good run)")
-            notes.append(f"{md(ModelSpec.parse(m).short_name)}: its latest run of this chapter ({md(record.get('finished', 'at an unknown time'))}) failed; "
-                         f"its curves here are from its last successful run ({md(good)}), marked \"(last good run)\" in the legends.")
+            notes.append(
+                f"{md(ModelSpec.parse(m).short_name)}: its latest run of this chapter ({md(record.get('finished', 'at an unknown time'))}) failed; "
+                f'its curves here are from its last successful run ({md(good)}), marked "(last good run)" in the legends.'
+            )
         have.append((m, data))
     if missing:
-        notes.append("Not overlaid (their run of this chapter saved no curves, or has not run): " + ", ".join(md(ModelSpec.parse(m).short_name) for m in missing) + f". Rerun `effdepth run --chapters {chapter}` on them to add them.")
+        notes.append(
+            "Not overlaid (their run of this chapter saved no curves, or has not run): "
+            + ", ".join(md(ModelSpec.parse(m).short_name) for m in missing)
+            + f". Rerun `effdepth run --chapters {chapter}` on them to add them."
+        )
     return have, notes
 
 
@@ -103,7 +125,6 @@ def page(chapter: str, title: str, runs: list[tuple[str, Path]], chapter_dir: Pa
     or None when fewer than two models have usable curves of this chapter (no page then). Every
     string read from a run folder goes onto the page through `rundata.md` (it is data, not markup)."""
     import matplotlib.pyplot as plt
-
 
     have, notes = usable_runs(chapter, runs)
     if len(have) < 2:
@@ -121,7 +142,9 @@ def page(chapter: str, title: str, runs: list[tuple[str, Path]], chapter_dir: Pa
     lines += [
         f"The key curves of this chapter for the {len(have)} models of this book that saved them, each quantity on one axis: "
         "one solid line per model and, dashed in the same colour, its random-init control (the mean over the chapter's "
-        "control seeds). They are read from each run's saved curves (`runs/<model>/" + chapter + ".curves.json`); nothing was re-run. "
+        "control seeds). They are read from each run's saved curves (`runs/<model>/"
+        + chapter
+        + ".curves.json`); nothing was re-run. "
         "Where the models' depths differ, layers are placed at their relative depth, so a curve that stretches "
         "with depth lines up. Where layer 0 (or residual 0, the embeddings) lies far above the rest, the axis is cut "
         "just above the other points and its value is written at the top.",
@@ -131,11 +154,21 @@ def page(chapter: str, title: str, runs: list[tuple[str, Path]], chapter_dir: Pa
     lines += [x for note in notes for x in ("", note)]
     unmatched = [m for m, data in have if not any(k in data["curves"] for k in keys)]
     if unmatched:
-        lines += ["", "Saved curves, but none that another model of this book has (e.g. measured on other data sets), so not drawn here: " + ", ".join(md(ModelSpec.parse(m).short_name) for m in unmatched) + "; their own pages show them."]
+        lines += [
+            "",
+            "Saved curves, but none that another model of this book has (e.g. measured on other data sets), so not drawn here: "
+            + ", ".join(md(ModelSpec.parse(m).short_name) for m in unmatched)
+            + "; their own pages show them.",
+        ]
     sizes = _size_differences(chapter, runs)
     if sizes:
-        lines += ["", "**These runs used different sample sizes** (so part of the difference between their curves can be "
-                  "sampling, not the models): " + "; ".join(f"{md(ModelSpec.parse(m).short_name)}: {md(v)}" for m, v in sizes) + "."]
+        lines += [
+            "",
+            "**These runs used different sample sizes** (so part of the difference between their curves can be "
+            "sampling, not the models): "
+            + "; ".join(f"{md(ModelSpec.parse(m).short_name)}: {md(v)}" for m, v in sizes)
+            + ".",
+        ]
     for key in keys:
         fig, relative = overlay(key, have)
         png = f"{page}-{key}.png"
@@ -148,7 +181,17 @@ def page(chapter: str, title: str, runs: list[tuple[str, Path]], chapter_dir: Pa
         if len(ylabels) > 1:  # e.g. the MLP's own residual: h + a, or h under a parallel residual
             c = dict(c, ylabel=" or ".join(ylabels) + " (each model's own)")
         label = re.sub(r"[^a-z0-9-]+", "-", f"fig-{chapter}-sbs-{key}".lower())
-        lines += ["", f"## {md(c.get('title', key))}", "", f"```{{figure}} {png}", f":name: {label}", ":width: 100%", "", f"**{md(c.get('title', key))}**, on {names}. {md(c['ylabel'])}; {where}", "```"]
+        lines += [
+            "",
+            f"## {md(c.get('title', key))}",
+            "",
+            f"```{{figure}} {png}",
+            f":name: {label}",
+            ":width: 100%",
+            "",
+            f"**{md(c.get('title', key))}**, on {names}. {md(c['ylabel'])}; {where}",
+            "```",
+        ]
     (chapter_dir / f"{page}.md").write_text("\n".join(lines) + "\n")
     return page
 

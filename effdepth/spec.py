@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ModelNotAvailable
+from effdepth.errors import ModelNotAvailable
 
 ZOO, RANDOM, GGUF, PYPI = "zoo:", "random:", "gguf:", "pypi:"
 RANDOM_SEED = 0  # the seed of `random:<spec>`'s weights (transformers' initialiser)
@@ -57,14 +57,14 @@ class ModelSpec:
             return spec
         text = str(spec)
         if text.startswith(RANDOM):
-            inner = text[len(RANDOM):]
+            inner = text[len(RANDOM) :]
             return cls(RANDOM + (cls.parse(inner).text if inner else ""), "random", inner and cls.parse(inner).text)
         if text.startswith(GGUF):  # a GGUF file, like a folder, by its absolute real path
-            real = _real_path(text[len(GGUF):])
+            real = _real_path(text[len(GGUF) :])
             return cls(GGUF + real, "gguf", real)
         for prefix in (ZOO, PYPI):
             if text.startswith(prefix):
-                return cls(text, prefix[:-1], text[len(prefix):])
+                return cls(text, prefix[:-1], text[len(prefix) :])
         if os.path.isdir(os.path.expanduser(text)):
             return cls(os.path.realpath(os.path.expanduser(text)), "local", os.path.expanduser(text))
         return cls(text, "hub", text)
@@ -118,7 +118,9 @@ class ModelSpec:
             tag = hashlib.sha256(real.encode()).hexdigest()[:8]
             spec = ("gguf-" if self.kind == "gguf" else "") + os.path.basename(real)
         name = re.sub(r"[^A-Za-z0-9._-]+", "-", spec).strip("-.")[:80]
-        if not tag and (not name or len(spec) > 80 or re.sub(r"[:/]", "-", spec) != name):  # a character dropped or cut short
+        if not tag and (
+            not name or len(spec) > 80 or re.sub(r"[:/]", "-", spec) != name
+        ):  # a character dropped or cut short
             tag = hashlib.sha256(spec.encode()).hexdigest()[:8]
         return "-".join(p for p in (name, tag) if p)
 
@@ -147,8 +149,10 @@ class ModelSpec:
         if self.text in PRETRAINED:
             return f"**{PRETRAINED[self.text][0]}** (`{self.text}`): {PRETRAINED[self.text][1]}"
         if self.kind == "random":
-            return (f"**`{self.short_name}`**, the random-init control of {ModelSpec.parse(self.target).description} as a model of its own: "
-                    f"the same architecture and tokenizer with untrained weights (transformers' initialiser, seed {RANDOM_SEED})")
+            return (
+                f"**`{self.short_name}`**, the random-init control of {ModelSpec.parse(self.target).description} as a model of its own: "
+                f"the same architecture and tokenizer with untrained weights (transformers' initialiser, seed {RANDOM_SEED})"
+            )
         if self.kind == "zoo":
             return f"**`{self.text}`**, a small model of this project's zoo, trained offline for minutes on generated data — not a pretrained LLM"
         return f"**`{self.short_name}`**"

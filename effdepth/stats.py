@@ -86,7 +86,17 @@ def slope_equivalence(x, y, margin: float, alpha: float = 0.05) -> dict:
     x, y = x[ok], y[ok]
     n = x.size
     nan = float("nan")
-    out = dict(slope=nan, se=nan, lo=nan, hi=nan, tost_lo=nan, tost_hi=nan, n=int(n), margin=float(margin), verdict=UNDETERMINED)
+    out = dict(
+        slope=nan,
+        se=nan,
+        lo=nan,
+        hi=nan,
+        tost_lo=nan,
+        tost_hi=nan,
+        n=int(n),
+        margin=float(margin),
+        verdict=UNDETERMINED,
+    )
     if n < 3 or np.ptp(x) == 0:
         return out
     xc = x - x.mean()
@@ -169,7 +179,9 @@ def prediction_k(n_controls: int, level: float = 0.975) -> float:
     seeds lets about 1 in 9 through."""
     n = int(n_controls)
     if n < 2:
-        raise ValueError(f"prediction_k needs at least 2 control seeds (got {n}); with one, pass the prompt spread and k=2.")
+        raise ValueError(
+            f"prediction_k needs at least 2 control seeds (got {n}); with one, pass the prompt spread and k=2."
+        )
     return float(_st.t.ppf(level, n - 1) * np.sqrt(1 + 1 / n))
 
 
@@ -256,8 +268,13 @@ def change_point(curve, x=None, exclude_first="auto", min_segment: int = 2) -> d
             j -= 1
     xk = float(X[j])
     return dict(
-        index=int(idx[j]), x=xk, slope_before=float(c1[1]), slope_after=float(c2[1]),
-        level_before=float(c1[0] + c1[1] * xk), level_after=float(c2[0] + c2[1] * xk), excluded_first=drop,
+        index=int(idx[j]),
+        x=xk,
+        slope_before=float(c1[1]),
+        slope_after=float(c2[1]),
+        level_before=float(c1[0] + c1[1] * xk),
+        level_after=float(c2[0] + c2[1] * xk),
+        excluded_first=drop,
     )
 
 
@@ -312,6 +329,13 @@ def halves(matrix, k: int = 1, reduce: str = "max", n_perm: int = 2000, seed: in
     p_more = float((1 + (null <= obs + 1e-12).sum()) / (1 + n_perm))
     verdict = "second half less" if p_less < alpha else "second half more" if p_more < alpha else "not distinguishable"
     return dict(
-        first=float(scores[first].mean()), second=float(scores[~first].mean()), diff=obs,
-        p_less=p_less, p_more=p_more, k=int(k), reduce=reduce, scores=scores, verdict=verdict,
+        first=float(scores[first].mean()),
+        second=float(scores[~first].mean()),
+        diff=obs,
+        p_less=p_less,
+        p_more=p_more,
+        k=int(k),
+        reduce=reduce,
+        scores=scores,
+        verdict=verdict,
     )

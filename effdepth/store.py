@@ -20,15 +20,15 @@ import logging
 import os
 import tempfile
 import warnings
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
-
-from effdepth.version import __version__
-from .errors import DamagedEntry, CacheNotWritable
 from platformdirs import user_cache_dir
 from tqdm.auto import tqdm
+
+from effdepth.errors import CacheNotWritable, DamagedEntry
+from effdepth.version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +66,6 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
-
-
 class Store:
     """A content-addressed result cache under `root` (default `cache_root()/results`)."""
 
@@ -77,7 +75,6 @@ class Store:
 
     # -- keys ----------------------------------------------------------------
     def key(self, measurement: str, model_identity: dict, params: dict, data) -> str:
-
 
         ingredients = {
             "measurement": measurement,
@@ -123,7 +120,9 @@ class Store:
         try:
             record = json.loads(manifest.read_text())
             if record.get("key") != key:
-                raise DamagedEntry(f"{manifest} records key {record.get('key')!r}, not {key!r} (copied from another entry?)")
+                raise DamagedEntry(
+                    f"{manifest} records key {record.get('key')!r}, not {key!r} (copied from another entry?)"
+                )
             data = npz.read_bytes()
             if hashlib.sha256(data).hexdigest() != record["sha256"]:
                 raise DamagedEntry(f"checksum mismatch for {npz}")
@@ -172,7 +171,7 @@ class Store:
         quiet = progress is None or len(items) < 2 or os.environ.get("TQDM_DISABLE", "") not in ("", "0")
         for item in tqdm(items, desc=progress, disable=quiet, leave=False):
             key = f"{key_prefix}/{digest(item_id(item))}"
-            arrays, _ = self.get_or_compute(key, lambda: (compute(item), {}))
+            arrays, _ = self.get_or_compute(key, lambda: (compute(item), {}))  # noqa: B023  (called within this loop step)
             out.append(arrays)
         return out
 

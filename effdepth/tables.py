@@ -130,7 +130,7 @@ def number(x, places: int | None = None) -> str:
         return _grouped(int(round(x)))
     text = f"{x:.{places}f}"
     if x != 0 and float(text) == 0:
-        smallest = f"{10 ** -places:.{places}f}" if places else "1"
+        smallest = f"{10**-places:.{places}f}" if places else "1"
         return f"< {smallest}" if x > 0 else f"> −{smallest}"
     return text.replace("-", "−")
 
@@ -188,7 +188,15 @@ def _renamed(index: pd.Index, values: bool = True) -> pd.Index:
     return pd.Index([header(v) for v in index], name=names[0])
 
 
-def show_table(frame, percent=(), places: dict | None = None, missing: str = "not defined for this row", caption: str | None = None, index: bool = True, row_names: bool = False):
+def show_table(
+    frame,
+    percent=(),
+    places: dict | None = None,
+    missing: str = "not defined for this row",
+    caption: str | None = None,
+    index: bool = True,
+    row_names: bool = False,
+):
     """A DataFrame (or Series) for display in the book, formatted as the module docstring says, as a
     pandas Styler. `missing`: why a cell can be empty, said in the caption when one is; `row_names`:
     the row labels are names too (e.g. a regression's terms) and get words like the headers."""

@@ -6,12 +6,12 @@ notebook can be executed end to end without a trained model.
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
-import dataclasses
-import inspect
 
 CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,:;?!+-*/=()'\"\n"
 
@@ -47,7 +47,9 @@ def tiny_config(family: str, n_layers: int = 4, d_model: int = 64, vocab_size: i
 
         if family not in CONFIG_MAPPING:
             raise ValueError(f"no tiny config for '{family}': not a transformers model_type")
-        return shrink_config(CONFIG_MAPPING[family](), n_layers=n_layers, d_model=d_model, vocab_size=vocab_size, **overrides)
+        return shrink_config(
+            CONFIG_MAPPING[family](), n_layers=n_layers, d_model=d_model, vocab_size=vocab_size, **overrides
+        )
     heads = max(2, d_model // 16)
     common = dict(vocab_size=vocab_size, pad_token_id=0, bos_token_id=1, eos_token_id=2)
     if family in ("llama", "mistral", "qwen2", "qwen3", "olmo2", "gemma2", "gemma3"):
@@ -89,7 +91,13 @@ def tiny_config(family: str, n_layers: int = 4, d_model: int = 64, vocab_size: i
         )
     elif family == "bert":
         cls = tf.BertConfig
-        kw = dict(hidden_size=d_model, intermediate_size=2 * d_model, num_hidden_layers=n_layers, num_attention_heads=heads, vocab_size=vocab_size)
+        kw = dict(
+            hidden_size=d_model,
+            intermediate_size=2 * d_model,
+            num_hidden_layers=n_layers,
+            num_attention_heads=heads,
+            vocab_size=vocab_size,
+        )
     else:
         raise ValueError(f"no tiny config for '{family}'")
     kw.update(overrides)
@@ -100,18 +108,58 @@ def tiny_config(family: str, n_layers: int = 4, d_model: int = 64, vocab_size: i
 def _tiny_sizes(n_layers: int, d_model: int, vocab_size: int) -> dict:
     heads = 4
     return dict(
-        vocab_size=vocab_size, hidden_size=d_model, intermediate_size=2 * d_model, num_hidden_layers=n_layers,
-        num_attention_heads=heads, num_key_value_heads=2, head_dim=d_model // heads, max_position_embeddings=512,
-        n_positions=512, n_ctx=512, n_inner=2 * d_model, rotary_dim=8,
-        moe_intermediate_size=32, shared_expert_intermediate_size=32, expert_intermediate_size=32, ffn_hidden_size=2 * d_model,
-        expert_ffn_hidden_size=32, intermediate_size_mlp=2 * d_model, num_experts=4, num_local_experts=4, n_routed_experts=4,
-        moe_num_experts=4, num_experts_per_tok=2, moe_topk=2, top_k=2, n_shared_experts=1, num_shared_experts=1,
-        zero_expert_num=2, first_k_dense_replace=1, n_group=1, topk_group=1,
-        kv_lora_rank=16, q_lora_rank=32, qk_rope_head_dim=8, qk_nope_head_dim=8, qk_head_dim=16, v_head_dim=16,
-        linear_num_key_heads=2, linear_num_value_heads=4, linear_key_head_dim=16, linear_value_head_dim=16,
-        vocab_size_per_layer_input=vocab_size, hidden_size_per_layer_input=8,
-        attn_layer_period=2, attn_layer_offset=1, expert_layer_period=2, expert_layer_offset=1, attn_layer_indices=[1],
-        pad_token_id=0, bos_token_id=1, eos_token_id=2, is_decoder=True,
+        vocab_size=vocab_size,
+        hidden_size=d_model,
+        intermediate_size=2 * d_model,
+        num_hidden_layers=n_layers,
+        num_attention_heads=heads,
+        num_key_value_heads=2,
+        head_dim=d_model // heads,
+        max_position_embeddings=512,
+        n_positions=512,
+        n_ctx=512,
+        n_inner=2 * d_model,
+        rotary_dim=8,
+        moe_intermediate_size=32,
+        shared_expert_intermediate_size=32,
+        expert_intermediate_size=32,
+        ffn_hidden_size=2 * d_model,
+        expert_ffn_hidden_size=32,
+        intermediate_size_mlp=2 * d_model,
+        num_experts=4,
+        num_local_experts=4,
+        n_routed_experts=4,
+        moe_num_experts=4,
+        num_experts_per_tok=2,
+        moe_topk=2,
+        top_k=2,
+        n_shared_experts=1,
+        num_shared_experts=1,
+        zero_expert_num=2,
+        first_k_dense_replace=1,
+        n_group=1,
+        topk_group=1,
+        kv_lora_rank=16,
+        q_lora_rank=32,
+        qk_rope_head_dim=8,
+        qk_nope_head_dim=8,
+        qk_head_dim=16,
+        v_head_dim=16,
+        linear_num_key_heads=2,
+        linear_num_value_heads=4,
+        linear_key_head_dim=16,
+        linear_value_head_dim=16,
+        vocab_size_per_layer_input=vocab_size,
+        hidden_size_per_layer_input=8,
+        attn_layer_period=2,
+        attn_layer_offset=1,
+        expert_layer_period=2,
+        expert_layer_offset=1,
+        attn_layer_indices=[1],
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        is_decoder=True,
     )
 
 
@@ -177,5 +225,5 @@ def save_tiny(folder: str | Path, family: str = "llama", seed: int = 0, **kw) ->
     folder.mkdir(parents=True, exist_ok=True)
     tiny_model(family, seed=seed, vocab_size=len(char_tokenizer()), **kw).save_pretrained(folder)
     char_tokenizer().save_pretrained(folder)
-    (folder / "effdepth.json").write_text('{"kind": "tiny random-weight test model", "family": "%s"}' % family)
+    (folder / "effdepth.json").write_text(f'{{"kind": "tiny random-weight test model", "family": "{family}"}}')
     return folder

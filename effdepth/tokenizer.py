@@ -14,6 +14,7 @@ byte-identical tokenizer files (the linear-map chapter needs source and target t
 from __future__ import annotations
 
 import string
+
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 
 SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")

@@ -36,17 +36,19 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
-from .tokenizer import BOS_ID, EOS_ID, PAD_ID, encode, zoo_tokenizer
+from effdepth.tokenizer import BOS_ID, EOS_ID, PAD_ID, encode, zoo_tokenizer
 
 
-def encode_pair(prompt: str, answer: str = "", encode_fn: Callable[[str], list[int]] = encode) -> tuple[list[int], list[bool]]:
+def encode_pair(
+    prompt: str, answer: str = "", encode_fn: Callable[[str], list[int]] = encode
+) -> tuple[list[int], list[bool]]:
     """(ids, answer_mask) of ``<bos> prompt answer <eos>``; the mask marks answer tokens and ``<eos>``.
 
     A plain training text with no separate answer can be passed as ``prompt`` alone (its mask is
@@ -58,7 +60,9 @@ def encode_pair(prompt: str, answer: str = "", encode_fn: Callable[[str], list[i
     return ids, mask
 
 
-def encode_turns(turns: Sequence[tuple[str, str]], encode_fn: Callable[[str], list[int]] = encode) -> tuple[list[int], list[bool]]:
+def encode_turns(
+    turns: Sequence[tuple[str, str]], encode_fn: Callable[[str], list[int]] = encode
+) -> tuple[list[int], list[bool]]:
     """(ids, answer_mask) of ``<bos> prompt1 answer1 prompt2 answer2 … <eos>`` (one example, several answers)."""
     ids, mask = [BOS_ID], [False]
     for prompt, answer in turns:
@@ -148,7 +152,9 @@ def make_batch(windows: Sequence[tuple]) -> dict:
     answer = torch.tensor([w[1] for w in windows], dtype=torch.bool)
     batch = {"input_ids": ids, "answer_mask": answer, "loss_mask": (ids != PAD_ID) & (ids != BOS_ID)}
     if any(len(w) > 2 for w in windows):
-        batch["loss_weight"] = torch.tensor([w[2] if len(w) > 2 else [1.0] * len(w[0]) for w in windows], dtype=torch.float32)
+        batch["loss_weight"] = torch.tensor(
+            [w[2] if len(w) > 2 else [1.0] * len(w[0]) for w in windows], dtype=torch.float32
+        )
     return batch
 
 
@@ -265,7 +271,14 @@ def _save_checkpoint(path: Path, model, opt, step: int, history: list, seconds: 
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(
-                {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "history": history, "seconds": seconds, "stopped": stopped},
+                {
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "step": step,
+                    "history": history,
+                    "seconds": seconds,
+                    "stopped": stopped,
+                },
                 f,
             )
         if path.exists():
@@ -308,7 +321,11 @@ def load_checkpoint(ckdir: Path, say: Callable[[str], None] = print) -> dict | N
             aside = path.with_name(path.name + ".damaged")
             os.replace(path, aside)
             rest = ckdir / PREVIOUS
-            then = f"resuming from {rest.name}" if name == CHECKPOINT and rest.exists() else "restarting this phase from step 0"
+            then = (
+                f"resuming from {rest.name}"
+                if name == CHECKPOINT and rest.exists()
+                else "restarting this phase from step 0"
+            )
             say(f"[effdepth] training checkpoint {path} is unreadable ({why}); set aside as {aside.name}, {then}.")
     return None
 
@@ -416,7 +433,13 @@ def _train(model, data, cfg: TrainConfig, ckdir: Path | None, progress, callback
     finally:
         bar.close()
         model.eval()
-    return TrainResult(steps=done, seconds=seconds + time.perf_counter() - t0, history=history, resumed_from=start, stopped_early=stopped)
+    return TrainResult(
+        steps=done,
+        seconds=seconds + time.perf_counter() - t0,
+        history=history,
+        resumed_from=start,
+        stopped_early=stopped,
+    )
 
 
 def save_folder(model, partial: Path, final: Path, report: dict) -> None:

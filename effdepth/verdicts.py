@@ -77,7 +77,7 @@ class Estimate:
     sd: float = float("nan")
 
     @classmethod
-    def of(cls, values) -> "Estimate":
+    def of(cls, values) -> Estimate:
         """The mean of per-prompt values (non-finite values dropped) with its standard error."""
         v = np.asarray(values, dtype=float).ravel()
         v = v[np.isfinite(v)]
@@ -157,7 +157,11 @@ class Verdict:
         if self.state == INCONCLUSIVE:
             need = ""
             if self.n_needed is not None:
-                need = f" (would need more than n = {MAX_N})" if self.n_needed > MAX_N else f" (would need about n = {self.n_needed})"
+                need = (
+                    f" (would need more than n = {MAX_N})"
+                    if self.n_needed > MAX_N
+                    else f" (would need about n = {self.n_needed})"
+                )
             return f"inconclusive at n = {self.n}{need}"
         if self.state == NOT_TESTABLE and self.reason:
             return f"not testable here ({self.reason})"
@@ -179,7 +183,9 @@ def n_needed(effect: float, sd: float, alpha: float, power: float = POWER, offse
     return int(min(np.ceil(max(n, 2)), MAX_N + 1))
 
 
-def decide(rule: Rule, values, control_values: list | None = None, degenerate: str = "", not_testable: str = "") -> Verdict:
+def decide(
+    rule: Rule, values, control_values: list | None = None, degenerate: str = "", not_testable: str = ""
+) -> Verdict:
     """The five-state verdict of `rule` on per-prompt `values` of the trained model and, per control seed,
     the controls' per-prompt values. `degenerate`: a reason the control cannot be compared (its
     statistic cannot fail, e.g. an output change of 0.001): the verdict then rests on the threshold
@@ -231,7 +237,9 @@ def decide(rule: Rule, values, control_values: list | None = None, degenerate: s
     return v
 
 
-def decide_equivalence(rule: Rule, values=None, estimate: Estimate | None = None, not_testable: str = "", unlike_alpha: float | None = None) -> Verdict:
+def decide_equivalence(
+    rule: Rule, values=None, estimate: Estimate | None = None, not_testable: str = "", unlike_alpha: float | None = None
+) -> Verdict:
     """A claim of no effect (`rule.threshold` is the null value, usually 0; `rule.margin` the smallest
     effect that would matter): as in the paper when the (1 − 2α) interval lies inside
     threshold ± margin; unlike when the (1 − α) one-sided bound nearest the threshold lies outside
@@ -254,7 +262,9 @@ def decide_equivalence(rule: Rule, values=None, estimate: Estimate | None = None
     else:
         sd = x.se * np.sqrt(max(x.n, 1))
         gap = m - abs(x.mean - t0)
-        v.n_needed = max(n_needed(gap, sd, a) or MAX_N + 1, x.n + 1) if gap > 0 else n_needed(abs(x.mean - t0), sd, a, offset=m)
+        v.n_needed = (
+            max(n_needed(gap, sd, a) or MAX_N + 1, x.n + 1) if gap > 0 else n_needed(abs(x.mean - t0), sd, a, offset=m)
+        )
     return v
 
 

@@ -19,7 +19,9 @@ from __future__ import annotations
 import html as htmllib
 import re
 
-SNAKE = re.compile(r"\b(?![a-z]_[a-z0-9]\b)[a-z][a-z0-9]*_[a-z0-9_]*[a-z0-9]\b")  # not a_l, h_0: a symbol with its index
+SNAKE = re.compile(
+    r"\b(?![a-z]_[a-z0-9]\b)[a-z][a-z0-9]*_[a-z0-9_]*[a-z0-9]\b"
+)  # not a_l, h_0: a symbol with its index
 SCIENTIFIC = re.compile(r"(?<![\w.])[-−]?\d+(?:\.\d+)?[eE][+-]?\d+(?![\w.])")
 NAN = re.compile(r"(?<![\w-])(nan|NaN|NAN|<NA>)(?![\w-])")
 DECIMAL = re.compile(r"(?<![\w.:/-])[-−]?(\d+)\.(\d+)(?![\w.:/-])")

@@ -32,11 +32,22 @@ def capture(hf, family, ids, attention_mask=None):
     layers = get(hf, layers_path)
     hs, attns, mlps, handles = [], [], [], []
     for layer in layers:
-        handles.append(layer.register_forward_pre_hook(lambda mod, args, kwargs: hs.append((args[0] if args else kwargs["hidden_states"]).clone()), with_kwargs=True))
-        handles.append(get(layer, attn_name).register_forward_hook(lambda mod, i, o: attns.append((o[0] if attn_tuple else o).clone())))
+        handles.append(
+            layer.register_forward_pre_hook(
+                lambda mod, args, kwargs: hs.append((args[0] if args else kwargs["hidden_states"]).clone()),
+                with_kwargs=True,
+            )
+        )
+        handles.append(
+            get(layer, attn_name).register_forward_hook(
+                lambda mod, i, o: attns.append((o[0] if attn_tuple else o).clone())
+            )
+        )
         handles.append(get(layer, mlp_name).register_forward_hook(lambda mod, i, o: mlps.append(o.clone())))
     last = []
-    handles.append(layers[-1].register_forward_hook(lambda mod, i, o: last.append((o[0] if isinstance(o, tuple) else o).clone())))
+    handles.append(
+        layers[-1].register_forward_hook(lambda mod, i, o: last.append((o[0] if isinstance(o, tuple) else o).clone()))
+    )
     try:
         out = hf(input_ids=ids, attention_mask=attention_mask)
     finally:

@@ -25,7 +25,9 @@ def write_tiny_gguf(path: str | Path, quant: str = "Q4_1", n_layers: int = 2, d_
     import gguf
 
     tokens = SPECIALS + [_BYTE_LEVEL.get(c, c) for c in dict.fromkeys(CHARS)]
-    hf = tiny_model("llama", seed=seed, n_layers=n_layers, d_model=d_model, vocab_size=len(tokens), tie_word_embeddings=False)
+    hf = tiny_model(
+        "llama", seed=seed, n_layers=n_layers, d_model=d_model, vocab_size=len(tokens), tie_word_embeddings=False
+    )
     c = hf.config
     qtype = gguf.GGMLQuantizationType[quant]
     path = Path(path)
@@ -46,15 +48,26 @@ def write_tiny_gguf(path: str | Path, quant: str = "Q4_1", n_layers: int = 2, d_
     w.add_tokenizer_pre("default")
     w.add_token_list(tokens)
     w.add_token_scores([0.0] * len(tokens))
-    w.add_token_types([gguf.TokenType.CONTROL] * len(SPECIALS) + [gguf.TokenType.NORMAL] * (len(tokens) - len(SPECIALS)))
+    w.add_token_types(
+        [gguf.TokenType.CONTROL] * len(SPECIALS) + [gguf.TokenType.NORMAL] * (len(tokens) - len(SPECIALS))
+    )
     w.add_bos_token_id(1)
     w.add_eos_token_id(2)
     w.add_pad_token_id(0)
     w.add_add_bos_token(False)
 
     sd = {k: v.detach().float().numpy() for k, v in hf.state_dict().items()}
-    names = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output",
-             "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down", "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm"}
+    names = {
+        "self_attn.q_proj": "attn_q",
+        "self_attn.k_proj": "attn_k",
+        "self_attn.v_proj": "attn_v",
+        "self_attn.o_proj": "attn_output",
+        "mlp.gate_proj": "ffn_gate",
+        "mlp.up_proj": "ffn_up",
+        "mlp.down_proj": "ffn_down",
+        "input_layernorm": "attn_norm",
+        "post_attention_layernorm": "ffn_norm",
+    }
 
     def add(name, arr):
         if arr.ndim == 2 and qtype != gguf.GGMLQuantizationType.F32:

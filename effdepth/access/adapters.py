@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+
 from effdepth.errors import UnsupportedArchitecture
 from effdepth.testing import perturb, shrink_config
-
 
 
 @dataclass(frozen=True)
@@ -130,24 +130,56 @@ _POST_LN_REASON = (
 )
 _POST_LN = {"bert", "roberta", "distilbert", "albert", "electra", "xlm-roberta", "deberta", "deberta-v2"}
 REFUSED: dict[str, str] = {
-    **{t: _POST_LN_REASON for t in _POST_LN | {
-        "bert-generation", "big_bird", "camembert", "data2vec-text", "ernie", "megatron-bert", "rembert",
-        "roc_bert", "roformer", "xlm-roberta-xl", "xmod", "openai-gpt", "xlm"}},
-    **{t: "encoder-decoder: the decoder's residual also reads the encoder (cross-attention), a third write per block"
-       for t in ("bart", "bigbird_pegasus", "blenderbot", "blenderbot-small", "marian", "mbart", "mvp", "pegasus",
-                 "plbart", "prophetnet", "whisper", "trocr")},
-    **{t: "state-space only: no attention sublayer, so there is no a_l to read"
-       for t in ("mamba", "mamba2", "falcon_mamba", "rwkv", "xlstm")},
+    **dict.fromkeys(
+        _POST_LN
+        | {
+            "bert-generation",
+            "big_bird",
+            "camembert",
+            "data2vec-text",
+            "ernie",
+            "megatron-bert",
+            "rembert",
+            "roc_bert",
+            "roformer",
+            "xlm-roberta-xl",
+            "xmod",
+            "openai-gpt",
+            "xlm",
+        },
+        _POST_LN_REASON,
+    ),
+    **dict.fromkeys(
+        (
+            "bart",
+            "bigbird_pegasus",
+            "blenderbot",
+            "blenderbot-small",
+            "marian",
+            "mbart",
+            "mvp",
+            "pegasus",
+            "plbart",
+            "prophetnet",
+            "whisper",
+            "trocr",
+        ),
+        "encoder-decoder: the decoder's residual also reads the encoder (cross-attention), a third write per block",
+    ),
+    **dict.fromkeys(
+        ("mamba", "mamba2", "falcon_mamba", "rwkv", "xlstm"),
+        "state-space only: no attention sublayer, so there is no a_l to read",
+    ),
     "falcon_h1": "parallel attention and Mamba mixers are summed before the residual add: no module's output is a_l",
     "nemotron_h": "each block holds one mixer (Mamba, attention or MLP), not an attention and an MLP write",
     "zamba": "a shared attention block is re-applied between Mamba blocks: writes are not per-block attention + MLP",
     "zamba2": "a shared attention block is re-applied between Mamba blocks: writes are not per-block attention + MLP",
     "gpt_oss": "its MLP returns a tuple (output, router scores); the measurements read m_l as the MLP module's whole "
-               "output (reading element 0 is not implemented; the identity holds with it)",
+    "output (reading element 0 is not implemented; the identity holds with it)",
     "falcon": "with parallel attention (every released Falcon but Falcon-RW) the block adds attention into the MLP's "
-              "output tensor in place, so a hook's m_l becomes a_l + m_l",
+    "output tensor in place, so a hook's m_l becomes a_l + m_l",
     "opt": "no MLP module: the block applies fc1, activation and fc2 inline to the residual flattened to [B*T, d], so no "
-           "module's output is m_l in the residual's shape",
+    "module's output is m_l in the residual's shape",
     "reformer": "reversible residual: two residual streams, not one additive stream",
     "xlnet": "two-stream attention with a relative-position memory, not a causal decoder stack",
 }
@@ -198,7 +230,9 @@ def adapter_for(config) -> Adapter:
         try:
             return Adapter(**extra)
         except TypeError as err:
-            raise UnsupportedArchitecture(f"config.effdepth_adapter is not a valid adapter ({err}); its keys are the fields of effdepth.access.adapters.Adapter.") from None
+            raise UnsupportedArchitecture(
+                f"config.effdepth_adapter is not a valid adapter ({err}); its keys are the fields of effdepth.access.adapters.Adapter."
+            ) from None
     if model_type in REFUSED and not REFUSED_UNLESS.get(model_type, lambda c: False)(config):
         raise UnsupportedArchitecture(f"'{model_type}' is refused: {REFUSED[model_type]}.")
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
@@ -230,7 +264,6 @@ def derive_adapter_from_config(config, seed: int = 0) -> Adapter:
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
-
     model_type = _model_type(config)
     if getattr(config, "sub_configs", None) and getattr(config, "text_config", None) is not None:
         raise UnsupportedArchitecture(
@@ -238,7 +271,9 @@ def derive_adapter_from_config(config, seed: int = 0) -> Adapter:
             f"'{getattr(config.text_config, 'model_type', '?')}') instead."
         )
     if getattr(config, "is_encoder_decoder", False):
-        raise UnsupportedArchitecture(f"'{model_type}' is refused: encoder-decoder, the decoder also reads the encoder.")
+        raise UnsupportedArchitecture(
+            f"'{model_type}' is refused: encoder-decoder, the decoder also reads the encoder."
+        )
     if getattr(config, "sub_configs", None):
         raise UnsupportedArchitecture(
             f"'{model_type}' is refused: a composite model ({', '.join(config.sub_configs)}), not one decoder stack; "
@@ -255,7 +290,9 @@ def derive_adapter_from_config(config, seed: int = 0) -> Adapter:
     except UnsupportedArchitecture:
         raise
     except Exception as err:  # a config class transformers cannot instantiate small: say so, do not guess
-        raise UnsupportedArchitecture(f"'{model_type}': no tiny instance could be built to derive its adapter ({type(err).__name__}: {' '.join(str(err).split())[:200]}).") from None
+        raise UnsupportedArchitecture(
+            f"'{model_type}': no tiny instance could be built to derive its adapter ({type(err).__name__}: {' '.join(str(err).split())[:200]})."
+        ) from None
     finally:
         hf_logging.set_verbosity(verbosity)
     return derive_adapter(model, ids, family=model_type)
@@ -311,7 +348,12 @@ def _close(x, y, scale) -> bool:
 IDENTITY_RTOL = 1e-5
 """The identity h_(l+1) = h_l + a_l + m_l must hold to this fraction of max |h_(l+1)| (float32 round-off)."""
 
-IDENTITY_RTOLS = {torch.float32: IDENTITY_RTOL, torch.float64: IDENTITY_RTOL, torch.bfloat16: 2.0**-7, torch.float16: 2.0**-10}
+IDENTITY_RTOLS = {
+    torch.float32: IDENTITY_RTOL,
+    torch.float64: IDENTITY_RTOL,
+    torch.bfloat16: 2.0**-7,
+    torch.float16: 2.0**-10,
+}
 """Per dtype: the fraction of max |h_(l+1)| (and of max |logit|) the identity and logit parity must hold to.
 float32: 1e-5 (round-off of a few adds); bfloat16: 2^-7, two roundings of the largest entry at bf16's 8-bit
 mantissa (the identity is checked in the block's own order of addition, so in practice it holds to 0);
@@ -354,7 +396,9 @@ def derive_adapter(model, ids, family: str | None = None) -> Adapter:
     def refuse(why):
         return UnsupportedArchitecture(f"'{family}' is refused: {why}.")
 
-    lists = [(name, ml) for name, ml in model.named_modules() if isinstance(ml, torch.nn.ModuleList) and n and len(ml) == n]
+    lists = [
+        (name, ml) for name, ml in model.named_modules() if isinstance(ml, torch.nn.ModuleList) and n and len(ml) == n
+    ]
     if not lists:
         raise refuse(f"no list of num_hidden_layers={n} decoder blocks in its module tree")
     layers_path, blocks = max(lists, key=lambda item: sum(p.numel() for p in item[1].parameters()))
@@ -374,7 +418,12 @@ def derive_adapter(model, ids, family: str | None = None) -> Adapter:
         x = run.inputs.get(mod)
         if mod in inside or mod is head or not isinstance(x, torch.Tensor) or not isinstance(head_in, torch.Tensor):
             continue
-        if x.shape == h_last.shape and torch.equal(x, h_last) and run.outputs[mod][0].shape == head_in.shape and torch.equal(run.outputs[mod][0], head_in):
+        if (
+            x.shape == h_last.shape
+            and torch.equal(x, h_last)
+            and run.outputs[mod][0].shape == head_in.shape
+            and torch.equal(run.outputs[mod][0], head_in)
+        ):
             final = names[mod]
             break
     if final is None:
@@ -387,7 +436,11 @@ def derive_adapter(model, ids, family: str | None = None) -> Adapter:
             raise refuse(f"block {l} does not map a residual [B, T, d] to one of the same shape")
         prefix = names[block] + "."
         own = set(block.modules())
-        cands = [m for m in run.order if m in own and m is not block and run.calls.get(m) == 1 and run.outputs[m][0].shape == h_in.shape]
+        cands = [
+            m
+            for m in run.order
+            if m in own and m is not block and run.calls.get(m) == 1 and run.outputs[m][0].shape == h_in.shape
+        ]
         delta, scale = h_out - h_in, max(1.0, float(h_out.abs().max()))
         pairs = []
         for i, ma in enumerate(cands):
@@ -398,7 +451,9 @@ def derive_adapter(model, ids, family: str | None = None) -> Adapter:
                     pa, pm = names[ma][len(prefix) :], names[mm][len(prefix) :]
                     pairs.append((pa.count(".") + pm.count("."), pa, run.outputs[ma][1], pm))
         if not pairs:
-            raise refuse(f"in block {l} no two sublayer outputs add up to h_(l+1) - h_l (the residual is not h + a + m)")
+            raise refuse(
+                f"in block {l} no two sublayer outputs add up to h_(l+1) - h_l (the residual is not h + a + m)"
+            )
         per_block.append(sorted(pairs))
 
     errors = []
@@ -409,8 +464,16 @@ def derive_adapter(model, ids, family: str | None = None) -> Adapter:
         attn = "|".join(dict.fromkeys(p[1] for p in chosen))
         mlp = "|".join(dict.fromkeys(p[3] for p in chosen))
         adapter = Adapter(
-            family, (family,), layers=layers_path, attn=attn, mlp=mlp, final_norm=final, unembed=names[head],
-            embed=embed, attn_is_tuple=as_tuple, parallel_residual=_is_parallel(model, blocks[0], attn, mlp, as_tuple, ids),
+            family,
+            (family,),
+            layers=layers_path,
+            attn=attn,
+            mlp=mlp,
+            final_norm=final,
+            unembed=names[head],
+            embed=embed,
+            attn_is_tuple=as_tuple,
+            parallel_residual=_is_parallel(model, blocks[0], attn, mlp, as_tuple, ids),
             notes="derived from the module tree; identity and logit parity confirmed on a tiny random instance",
         )
         try:
@@ -418,7 +481,11 @@ def derive_adapter(model, ids, family: str | None = None) -> Adapter:
             return adapter
         except UnsupportedArchitecture as err:
             errors.append(str(err))
-    raise refuse(errors[0].split(": ", 1)[-1].rstrip(".") if errors else "its blocks' attention reads disagree in kind (tensor vs tuple)")
+    raise refuse(
+        errors[0].split(": ", 1)[-1].rstrip(".")
+        if errors
+        else "its blocks' attention reads disagree in kind (tensor vs tuple)"
+    )
 
 
 @torch.no_grad()
@@ -465,10 +532,16 @@ def confirm(adapter: Adapter, model, ids) -> dict:
     handles = []
     for l, block in enumerate(blocks):
         handles += [
-            block.register_forward_pre_hook(lambda m, a, k, l=l: keep(("h", l), a[0] if a else k["hidden_states"]), with_kwargs=True),
+            block.register_forward_pre_hook(
+                lambda m, a, k, l=l: keep(("h", l), a[0] if a else k["hidden_states"]), with_kwargs=True
+            ),
             block.register_forward_hook(lambda m, a, o, l=l: keep(("out", l), _first(o))),
-            adapter.module(block, adapter.attn).register_forward_hook(lambda m, a, o, l=l: keep(("a", l), o[0] if adapter.attn_is_tuple else o)),
-            adapter.module(block, adapter.mlp).register_forward_hook(lambda m, a, o, l=l: keep(("m", l), o)),  # a tensor, not a tuple
+            adapter.module(block, adapter.attn).register_forward_hook(
+                lambda m, a, o, l=l: keep(("a", l), o[0] if adapter.attn_is_tuple else o)
+            ),
+            adapter.module(block, adapter.mlp).register_forward_hook(
+                lambda m, a, o, l=l: keep(("m", l), o)
+            ),  # a tensor, not a tuple
         ]
     try:
         logits = model(input_ids=ids, use_cache=False).logits
@@ -480,13 +553,19 @@ def confirm(adapter: Adapter, model, ids) -> dict:
     for l in range(len(blocks)):
         h, a, m, out = (seen.get((k, l)) for k in ("h", "a", "m", "out"))
         if any(not isinstance(x, torch.Tensor) or x.shape != out.shape for x in (h, a, m)):
-            raise UnsupportedArchitecture(f"'{adapter.family}': block {l}: the attention or MLP read is not a residual-shaped tensor (the measurements read the MLP module's output as it is).")
+            raise UnsupportedArchitecture(
+                f"'{adapter.family}': block {l}: the attention or MLP read is not a residual-shaped tensor (the measurements read the MLP module's output as it is)."
+            )
         err = identity_error(h, a, m, out)
         worst = max(worst, err)
         if err > rtol:
-            raise UnsupportedArchitecture(f"'{adapter.family}': block {l}: h + a + m differs from the block's output by {err:.2g} of its scale (the read points are not the writes).")
+            raise UnsupportedArchitecture(
+                f"'{adapter.family}': block {l}: h + a + m differs from the block's output by {err:.2g} of its scale (the read points are not the writes)."
+            )
         if float(a.abs().max()) == 0 or float(m.abs().max()) == 0:
-            raise UnsupportedArchitecture(f"'{adapter.family}': block {l}: the attention or MLP read is identically zero.")
+            raise UnsupportedArchitecture(
+                f"'{adapter.family}': block {l}: the attention or MLP read is identically zero."
+            )
     h_last = seen[("out", len(blocks) - 1)]
     z = adapter.module(model, adapter.unembed)(adapter.module(model, adapter.final_norm)(h_last))
     cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
@@ -494,7 +573,11 @@ def confirm(adapter: Adapter, model, ids) -> dict:
     if cap:  # in the model's dtype and order, as the model soft-caps (Gemma 2 in bf16 caps in bf16)
         z = torch.tanh(z / cap) * cap
     z, logits = z.float(), logits.float()
-    logit_err = float((z - logits).abs().max()) / max(1.0, float(logits.abs().max())) if z.shape == logits.shape else float("inf")
+    logit_err = (
+        float((z - logits).abs().max()) / max(1.0, float(logits.abs().max()))
+        if z.shape == logits.shape
+        else float("inf")
+    )
     if logit_err > rtol:
         raise UnsupportedArchitecture(
             f"'{adapter.family}': decoding the last residual (final norm, unembedding) does not give the model's logits "
@@ -523,8 +606,13 @@ def family_status(model_type: str) -> dict:
     except Exception as err:  # a config class that cannot be built with its defaults
         return row | {"how": f"its default config cannot be built ({type(err).__name__})"}
     hand = any(model_type in a.model_types for a in ADAPTERS)
-    return row | {"status": "supported", "how": "hand-written" if hand else "derived", "attn": adapter.attn,
-                  "mlp": adapter.mlp, "parallel": "yes" if adapter.parallel_residual else ""}
+    return row | {
+        "status": "supported",
+        "how": "hand-written" if hand else "derived",
+        "attn": adapter.attn,
+        "mlp": adapter.mlp,
+        "parallel": "yes" if adapter.parallel_residual else "",
+    }
 
 
 def causal_lm_types() -> list[str]:
@@ -552,8 +640,13 @@ def family_table_markdown(rows: list[dict]) -> str:
 
     sup = [r for r in rows if r["status"] == "supported"]
     ref = [r for r in rows if r["status"] != "supported"]
-    out = [f"{len(sup)} of the {len(rows)} causal-LM model types of transformers {transformers.__version__} are supported; "
-           f"{len(ref)} are refused.", "", "| family | adapter | a_l read at | m_l read at | parallel residual |", "| --- | --- | --- | --- | --- |"]
+    out = [
+        f"{len(sup)} of the {len(rows)} causal-LM model types of transformers {transformers.__version__} are supported; "
+        f"{len(ref)} are refused.",
+        "",
+        "| family | adapter | a_l read at | m_l read at | parallel residual |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     cell = lambda path: "`" + path.replace("|", "\\|") + "`"  # noqa: E731  (a '|' of alternatives inside a table cell)
     out += [f"| {r['family']} | {r['how']} | {cell(r['attn'])} | {cell(r['mlp'])} | {r['parallel']} |" for r in sup]
     out += ["", "| refused family | why |", "| --- | --- |"]

@@ -17,6 +17,8 @@ own key without copying its weights back to hash them. A control whose weights a
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import json
 import os
 import warnings
@@ -26,15 +28,12 @@ import torch
 
 from effdepth.access.model import Model
 from effdepth.errors import SameAsModel
-import hashlib
-import copy
 
 _CACHE: dict[tuple, Model] = {}
 RESIDENT_ON_ACCELERATOR = 1
 """How many controls may stay built on a GPU (or any non-CPU device) at once: building another releases
 the least recently used (an 8B control is 16 GB in bf16; three of them and the model did not fit an
 80 GB card). On the CPU every control built stays cached for the process (cheap at the book's sizes)."""
-
 
 
 def _name(lm: Model) -> str:
@@ -50,9 +49,18 @@ def control_revision(config, seed: int, dtype, device) -> str:
 
     import transformers
 
-    what = json.dumps({"config": json.loads(config.to_json_string(use_diff=False)), "seed": int(seed), "dtype": str(dtype),
-                       "device": torch.device(device).type, "torch": torch.__version__, "transformers": transformers.__version__},
-                      sort_keys=True, default=str)
+    what = json.dumps(
+        {
+            "config": json.loads(config.to_json_string(use_diff=False)),
+            "seed": int(seed),
+            "dtype": str(dtype),
+            "device": torch.device(device).type,
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+        },
+        sort_keys=True,
+        default=str,
+    )
     return "init-" + hashlib.sha256(what.encode()).hexdigest()[:16]
 
 
@@ -80,8 +88,13 @@ def _build(lm: Model, seed: int, dtype, device, config=None) -> Model:
     nn = TransformersModel(hf, task="text-generation", tokenizer=lm.tokenizer)
     full, width = _width(lm.hf.config), _width(config)
     narrow = f", width {width} of {full}" if width != full else ""
-    return Model(spec=f"{_name(lm)} · random init (seed {int(seed)}{narrow})", nn=nn, tokenizer=nn.tokenizer, adapter=lm.adapter,
-                 revision=control_revision(config, seed, dtype, device))
+    return Model(
+        spec=f"{_name(lm)} · random init (seed {int(seed)}{narrow})",
+        nn=nn,
+        tokenizer=nn.tokenizer,
+        adapter=lm.adapter,
+        revision=control_revision(config, seed, dtype, device),
+    )
 
 
 @torch.no_grad()
@@ -154,9 +167,13 @@ def control_of(lm: Model, seed: int = 0, width: int | None = None) -> Model:
             if on_device and torch.cuda.is_available():
                 torch.cuda.empty_cache()
         control = _build(lm, seed, dtype, device, config)
-        if control.revision == lm.revision or (not lm.remote and torch.device(device).type != "meta" and same_weights(lm, control)):
-            raise SameAsModel(f"The random-init control of '{lm.spec}' with seed {int(seed)} has exactly the model's own weights "
-                              f"(the model is that random init): it is not a control of it.")
+        if control.revision == lm.revision or (
+            not lm.remote and torch.device(device).type != "meta" and same_weights(lm, control)
+        ):
+            raise SameAsModel(
+                f"The random-init control of '{lm.spec}' with seed {int(seed)} has exactly the model's own weights "
+                f"(the model is that random init): it is not a control of it."
+            )
         _CACHE[key] = control
     return _CACHE[key]
 
@@ -183,9 +200,11 @@ class Controls(Sequence):
             used += 1
         self.seeds[i] = used
         self.replaced[asked] = used
-        self.note = (f"{self.lm.spec} is itself the random init of seed {', '.join(map(str, self.replaced))}, so its control"
-                     f"{'s use' if len(self.replaced) > 1 else ' uses'} seed {', '.join(map(str, self.replaced.values()))} instead "
-                     f"(a model is never compared with itself).")
+        self.note = (
+            f"{self.lm.spec} is itself the random init of seed {', '.join(map(str, self.replaced))}, so its control"
+            f"{'s use' if len(self.replaced) > 1 else ' uses'} seed {', '.join(map(str, self.replaced.values()))} instead "
+            f"(a model is never compared with itself)."
+        )
         warnings.warn(self.note, stacklevel=3)
 
     def __len__(self) -> int:
@@ -227,8 +246,17 @@ CONTROL_GB = 2.0
 _HIDDEN = ("hidden_size",)
 _HEADS = ("num_attention_heads",)
 _KV_HEADS = ("num_key_value_heads", "multi_query_group_num")
-_MLP = ("intermediate_size", "n_inner", "moe_intermediate_size", "shared_expert_intermediate_size", "expert_intermediate_size",
-        "ffn_hidden_size", "expert_ffn_hidden_size", "intermediate_size_mlp", "ffn_dim")
+_MLP = (
+    "intermediate_size",
+    "n_inner",
+    "moe_intermediate_size",
+    "shared_expert_intermediate_size",
+    "expert_intermediate_size",
+    "ffn_hidden_size",
+    "expert_ffn_hidden_size",
+    "intermediate_size_mlp",
+    "ffn_dim",
+)
 
 
 def control_budget() -> float:
@@ -311,6 +339,8 @@ def remote_control_width(config, budget: float | None = None) -> int:
         if n_params(cfg) * 4 <= budget:
             return width
         if width % 2 or width // 2 < 1:
-            raise ValueError(f"no control width fits {budget / 1e9:.1f} GB of float32 weights (the embedding alone is too large); "
-                             f"raise {CONTROL_GB_ENV}.")
+            raise ValueError(
+                f"no control width fits {budget / 1e9:.1f} GB of float32 weights (the embedding alone is too large); "
+                f"raise {CONTROL_GB_ENV}."
+            )
         width //= 2

@@ -68,7 +68,14 @@ def stream_sha256(f: Path) -> str:
 
 
 _WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model", "sentencepiece.bpe.model")
+_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer.model",
+    "vocab.json",
+    "vocab.txt",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+)
 
 
 def check_folder(path: Path):
@@ -80,17 +87,23 @@ def check_folder(path: Path):
     checked before the weights so a config alone is enough to be refused), no weight files, a weight file
     that is truncated or damaged (safetensors header against the file size; a zip-format .bin that does not
     open), a shard named in an index that is missing, and no tokenizer files."""
-    from transformers import AutoConfig, CONFIG_MAPPING
+    from transformers import CONFIG_MAPPING, AutoConfig
 
     cfg_file = path / "config.json"
     if not cfg_file.is_file():
-        raise BadModelFolder(f"{path} has no config.json: expected a transformers model folder (config.json, weights, tokenizer files), e.g. one written by save_pretrained.")
+        raise BadModelFolder(
+            f"{path} has no config.json: expected a transformers model folder (config.json, weights, tokenizer files), e.g. one written by save_pretrained."
+        )
     try:
         raw = json.loads(cfg_file.read_text(encoding="utf-8"))
     except (ValueError, OSError) as err:
-        raise BadModelFolder(f"{cfg_file} is not valid JSON ({err}); expected the model config written by save_pretrained.") from None
+        raise BadModelFolder(
+            f"{cfg_file} is not valid JSON ({err}); expected the model config written by save_pretrained."
+        ) from None
     if not isinstance(raw, dict):
-        raise BadModelFolder(f"{cfg_file} is not a transformers config: expected a JSON object (with a 'model_type'), got {type(raw).__name__}.")
+        raise BadModelFolder(
+            f"{cfg_file} is not a transformers config: expected a JSON object (with a 'model_type'), got {type(raw).__name__}."
+        )
     if "auto_map" in raw and raw.get("model_type") not in CONFIG_MAPPING:
         raise BadModelFolder(
             f"{cfg_file} asks to run the folder's own Python code (auto_map, model_type {raw.get('model_type')!r}); "
@@ -99,18 +112,24 @@ def check_folder(path: Path):
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=False)
     except (ValueError, OSError, TypeError) as err:
-        raise BadModelFolder(f"{cfg_file} cannot be read as a transformers config: {' '.join(str(err).split())}") from None
+        raise BadModelFolder(
+            f"{cfg_file} cannot be read as a transformers config: {' '.join(str(err).split())}"
+        ) from None
     adapter_for(config)  # refuse an unsupported architecture before complaining about its weights
 
     weights = [path / n for n in _WEIGHTS if (path / n).is_file()]
     if not weights:
-        raise BadModelFolder(f"{path} has no weights: expected {' or '.join(_WEIGHTS)} (as written by save_pretrained).")
+        raise BadModelFolder(
+            f"{path} has no weights: expected {' or '.join(_WEIGHTS)} (as written by save_pretrained)."
+        )
     for f in weights:
         if f.name.endswith(".index.json"):
             try:
                 shards = sorted(set(json.loads(f.read_text(encoding="utf-8"))["weight_map"].values()))
             except (ValueError, OSError, KeyError, TypeError, AttributeError) as err:
-                raise BadModelFolder(f"{f} is not a valid weight index ({err}); expected JSON with a 'weight_map' of tensor -> shard file.") from None
+                raise BadModelFolder(
+                    f"{f} is not a valid weight index ({err}); expected JSON with a 'weight_map' of tensor -> shard file."
+                ) from None
             missing = [s for s in shards if not (path / s).is_file()]
             if missing:
                 raise BadModelFolder(f"{f} names shard(s) missing from {path}: {', '.join(missing)}.")
@@ -140,12 +159,12 @@ def check_weight_file(f: Path) -> None:
                 header = json.loads(fh.read(n))
                 end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
             except (ValueError, KeyError, TypeError, IndexError, AttributeError) as err:
-                raise BadModelFolder(f"{f} is not a readable safetensors file ({err}); it is damaged or not fully written: save or download it again.") from None
+                raise BadModelFolder(
+                    f"{f} is not a readable safetensors file ({err}); it is damaged or not fully written: save or download it again."
+                ) from None
             if 8 + n + end != size:
                 raise BadModelFolder(
                     f"{f} is truncated or damaged: its header describes {8 + n + end} bytes, the file has {size}; save or download it again."
                 )
     if f.suffix == ".bin" and head.startswith(b"PK") and not zipfile.is_zipfile(f):
         raise BadModelFolder(f"{f} is truncated or damaged (its zip archive does not open); save or download it again.")
-
-

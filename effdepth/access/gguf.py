@@ -23,10 +23,11 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
+from effdepth.access.adapters import UnsupportedArchitecture, family_status
 from effdepth.errors import ModelNotAvailable
 from effdepth.store import cache_root
-from effdepth.access.adapters import UnsupportedArchitecture, family_status
-import torch
 
 MARKER = "effdepth-gguf.json"
 
@@ -43,7 +44,9 @@ def wheel_file(name: str) -> Path:
     """The GGUF file shipped by the PyPI wheel `name` (found without importing the wheel, whose own
     `llm`/llama-cpp dependencies are not installed)."""
     if name not in WHEELS:
-        raise ModelNotAvailable(f"'pypi:{name}' is not a known model wheel; known: {', '.join('pypi:' + n for n in WHEELS)}.")
+        raise ModelNotAvailable(
+            f"'pypi:{name}' is not a known model wheel; known: {', '.join('pypi:' + n for n in WHEELS)}."
+        )
     package, filename, version = WHEELS[name]
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
@@ -53,7 +56,9 @@ def wheel_file(name: str) -> Path:
         )
     path = Path(list(spec.submodule_search_locations)[0]) / filename
     if not path.is_file():
-        raise ModelNotAvailable(f"The wheel {name} is installed but has no {filename} (expected at {path}); reinstall {name}=={version}.")
+        raise ModelNotAvailable(
+            f"The wheel {name} is installed but has no {filename} (expected at {path}); reinstall {name}=={version}."
+        )
     return path
 
 
@@ -72,7 +77,9 @@ def describe(path: Path) -> dict:
     try:
         import gguf
     except ImportError:
-        raise ModelNotAvailable("Reading GGUF files needs the `gguf` package: pip install gguf==0.19.0 (or `make install`).") from None
+        raise ModelNotAvailable(
+            "Reading GGUF files needs the `gguf` package: pip install gguf==0.19.0 (or `make install`)."
+        ) from None
     try:
         reader = gguf.GGUFReader(str(path))
     except Exception as err:  # not a GGUF file, truncated, unknown version …
@@ -95,7 +102,13 @@ def describe(path: Path) -> dict:
     if not quant:  # no (known) file type: the most common non-float tensor type
         quantised = {k: v for k, v in counts.items() if k not in ("F32", "F16", "BF16")}
         quant = max(quantised, key=quantised.get) if quantised else "F32"
-    return {"architecture": field("general.architecture", ""), "name": field("general.name", ""), "quantisation": quant, "tensor_types": counts, "float32_bytes": 4 * elements}
+    return {
+        "architecture": field("general.architecture", ""),
+        "name": field("general.name", ""),
+        "quantisation": quant,
+        "tensor_types": counts,
+        "float32_bytes": 4 * elements,
+    }
 
 
 def convert(path: str | os.PathLike, cache: Path | None = None) -> Path:
@@ -112,7 +125,11 @@ def convert(path: str | os.PathLike, cache: Path | None = None) -> Path:
     _check_architecture(path, info["architecture"])
     _sweep_stale(folder.parent)
     _check_space(path, folder.parent, info["float32_bytes"])
-    print(f"effdepth: dequantising {path.name} ({info['quantisation']}, {path.stat().st_size / 1e6:.0f} MB) into {folder} (once) …", file=sys.stderr, flush=True)
+    print(
+        f"effdepth: dequantising {path.name} ({info['quantisation']}, {path.stat().st_size / 1e6:.0f} MB) into {folder} (once) …",
+        file=sys.stderr,
+        flush=True,
+    )
     t0 = time.perf_counter()
     tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -126,11 +143,17 @@ def convert(path: str | os.PathLike, cache: Path | None = None) -> Path:
         except ModelNotAvailable:
             raise
         except Exception as err:  # a full disk, a read-only cache (OSError, safetensors' SafetensorError …)
-            raise ModelNotAvailable(f"{path.name}: the converted model could not be written to {folder.parent} ({type(err).__name__}: {' '.join(str(err).split())[:160]}); "
-                                    "free space there or point EFFDEPTH_CACHE to a writable disk with room, then rerun.") from None
+            raise ModelNotAvailable(
+                f"{path.name}: the converted model could not be written to {folder.parent} ({type(err).__name__}: {' '.join(str(err).split())[:160]}); "
+                "free space there or point EFFDEPTH_CACHE to a writable disk with room, then rerun."
+            ) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"effdepth: converted in {time.perf_counter() - t0:.0f} s; later loads read the cached folder.", file=sys.stderr, flush=True)
+    print(
+        f"effdepth: converted in {time.perf_counter() - t0:.0f} s; later loads read the cached folder.",
+        file=sys.stderr,
+        flush=True,
+    )
     return folder
 
 
@@ -171,8 +194,10 @@ def _check_space(path: Path, cache: Path, need: int) -> None:
     free = shutil.disk_usage(where).free
     need = int(need * 1.05) + (64 << 20)  # the float32 weights, the tokenizer and some slack
     if free < need:
-        raise ModelNotAvailable(f"{path.name}: converting it needs about {need / 1e6:,.0f} MB free in {cache} and only {free / 1e6:,.0f} MB are; "
-                                "free space there or point EFFDEPTH_CACHE to a disk with room, then rerun.")
+        raise ModelNotAvailable(
+            f"{path.name}: converting it needs about {need / 1e6:,.0f} MB free in {cache} and only {free / 1e6:,.0f} MB are; "
+            "free space there or point EFFDEPTH_CACHE to a disk with room, then rerun."
+        )
 
 
 def _check_architecture(path: Path, arch: str) -> None:
@@ -181,15 +206,18 @@ def _check_architecture(path: Path, arch: str) -> None:
     `effdepth check --families` and book/families.md, hand-written or derived)."""
     from transformers.integrations.ggml import GGUF_CONFIG_MAPPING
 
-
     readable = sorted(k for k in GGUF_CONFIG_MAPPING if k not in ("general", "tokenizer"))
     model_type = model_type_of(arch)
     if model_type not in readable:
-        raise ModelNotAvailable(f"{path.name}: transformers cannot read GGUF architecture '{arch}' (it reads: {', '.join(readable)}).")
+        raise ModelNotAvailable(
+            f"{path.name}: transformers cannot read GGUF architecture '{arch}' (it reads: {', '.join(readable)})."
+        )
     status = family_status(model_type)
     if status["status"] != "supported":
         also = f" (transformers model type '{model_type}')" if model_type != arch else ""
-        raise UnsupportedArchitecture(f"{path.name}: GGUF architecture '{arch}'{also} has no effdepth adapter: {status['how']}; see book/families.md.")
+        raise UnsupportedArchitecture(
+            f"{path.name}: GGUF architecture '{arch}'{also} has no effdepth adapter: {status['how']}; see book/families.md."
+        )
 
 
 def _dequantise(path: Path, out: Path) -> None:
@@ -202,9 +230,13 @@ def _dequantise(path: Path, out: Path) -> None:
         kw = dict(gguf_file=path.name)
         try:
             tokenizer = AutoTokenizer.from_pretrained(path.parent, trust_remote_code=False, **kw)
-            model = AutoModelForCausalLM.from_pretrained(path.parent, dtype=torch.float32, trust_remote_code=False, **kw)
+            model = AutoModelForCausalLM.from_pretrained(
+                path.parent, dtype=torch.float32, trust_remote_code=False, **kw
+            )
         except Exception as err:
-            raise ModelNotAvailable(f"{path.name}: transformers could not read this GGUF file ({type(err).__name__}: {err}).") from None
+            raise ModelNotAvailable(
+                f"{path.name}: transformers could not read this GGUF file ({type(err).__name__}: {err})."
+            ) from None
     finally:
         hf_logging.disable_progress_bar()
     # The weights are plain float32 tensors now; drop the "quantised with gguf" marks so the folder

@@ -14,5 +14,3 @@ def reachable(timeout: float = 3.0) -> bool:
         return True
     except OSError:
         return False
-
-

@@ -51,7 +51,6 @@ def load_model(spec: str, device: str = "cpu", dtype="auto", remote: bool | str 
     from transformers import AutoConfig, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-
     hf_logging.disable_progress_bar()
     if remote is not True:
         check_device(device)
@@ -98,7 +97,9 @@ def load_model(spec: str, device: str = "cpu", dtype="auto", remote: bool | str 
     try:  # passed explicitly: nnsight cannot guess a tokenizer for a folder or a meta model
         tokenizer = AutoTokenizer.from_pretrained(where, trust_remote_code=False)
     except Exception as err:  # tokenizers raises plain Exception for a damaged tokenizer.json
-        raise ModelNotAvailable(f"cannot load the tokenizer of '{spec}' from {where}: {' '.join(str(err).split())}") from None
+        raise ModelNotAvailable(
+            f"cannot load the tokenizer of '{spec}' from {where}: {' '.join(str(err).split())}"
+        ) from None
     if remote is True:
         # NDIF holds the weights; locally only the meta model is built.
         nn = TransformersModel(where, tokenizer=tokenizer, **kwargs)
@@ -113,18 +114,38 @@ def load_model(spec: str, device: str = "cpu", dtype="auto", remote: bool | str 
         if remote == "strict":  # the client holds a meta copy, the simulated server the weights (as on NDIF)
             client = ndif.meta_client(nn._module, tokenizer)
             server = TransformersModel(nn._module, task="text-generation", tokenizer=tokenizer)
-            return Model(spec=spec, nn=client, tokenizer=nn.tokenizer, adapter=adapter, remote=remote,
-                         revision=revision, quantisation=quantisation, server=server)
-    return Model(spec=spec, nn=nn, tokenizer=nn.tokenizer, adapter=adapter, remote=remote, revision=revision, quantisation=quantisation)
+            return Model(
+                spec=spec,
+                nn=client,
+                tokenizer=nn.tokenizer,
+                adapter=adapter,
+                remote=remote,
+                revision=revision,
+                quantisation=quantisation,
+                server=server,
+            )
+    return Model(
+        spec=spec,
+        nn=nn,
+        tokenizer=nn.tokenizer,
+        adapter=adapter,
+        remote=remote,
+        revision=revision,
+        quantisation=quantisation,
+    )
 
 
 def _load_random(spec: str, device, dtype, remote) -> Model:
     """`load_model('random:<spec>')`: <spec> loaded, then its seed-0 random-init control renamed."""
-    inner = spec[len(RANDOM):]
+    inner = spec[len(RANDOM) :]
     if not inner:
-        raise ModelNotAvailable("'random:' needs the spec of the model whose architecture it takes, e.g. random:zoo:default.")
+        raise ModelNotAvailable(
+            "'random:' needs the spec of the model whose architecture it takes, e.g. random:zoo:default."
+        )
     if remote is True:
-        raise ModelNotAvailable(f"'{spec}' is a random-init model built on this machine; NDIF serves trained weights only: run it without --remote.")
+        raise ModelNotAvailable(
+            f"'{spec}' is a random-init model built on this machine; NDIF serves trained weights only: run it without --remote."
+        )
     base = load_model(inner, device=device, dtype=dtype, remote=remote)
     control = control_of(base, seed=RANDOM_SEED)
     return dataclasses.replace(control, spec=RANDOM + base.spec)  # a copy: the cached control keeps its own name
@@ -132,5 +153,3 @@ def _load_random(spec: str, device, dtype, remote) -> Model:
 
 def _zoo_names() -> list[str]:
     return list(zoo.MODELS)
-
-

@@ -24,8 +24,6 @@ _DTYPES = {
 }
 
 
-
-
 @dataclass
 class Model:
     """A loaded model ready for the measurements.
@@ -41,7 +39,9 @@ class Model:
     revision: str = ""
     quantisation: str = ""  # the GGUF type the weights were dequantised from ('' for ordinary checkpoints)
     server: object = None  # remote='strict': the simulated server's nnsight model (real weights); `.nn` is then a meta copy, as on NDIF
-    server_device: str | None = None  # remote='strict': run the server's model there (e.g. 'meta'), every op checked for mixed devices
+    server_device: str | None = (
+        None  # remote='strict': run the server's model there (e.g. 'meta'), every op checked for mixed devices
+    )
 
     @property
     def hf(self) -> torch.nn.Module:
@@ -96,7 +96,9 @@ class Model:
         nnsight's in-process dry run of that path, `remote='strict'` effdepth's stricter one with
         NDIF's import whitelist (`effdepth.access.ndif.StrictSandboxBackend`)."""
         if self.remote == "strict":
-            kwargs.setdefault("backend", ndif.StrictSandboxBackend(self.nn, server=self.server, server_device=self.server_device))
+            kwargs.setdefault(
+                "backend", ndif.StrictSandboxBackend(self.nn, server=self.server, server_device=self.server_device)
+            )
         elif self.remote:
             kwargs.setdefault("remote", self.remote)
         return self.nn.trace(*inputs, **kwargs)
@@ -134,7 +136,9 @@ def check_device(device: str) -> None:
     if dev.type == "cuda":
         n = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if n == 0:
-            raise ValueError(f"--device {device} needs a CUDA GPU, and torch sees none on this machine (torch {torch.__version__}); use --device cpu.")
+            raise ValueError(
+                f"--device {device} needs a CUDA GPU, and torch sees none on this machine (torch {torch.__version__}); use --device cpu."
+            )
         if dev.index is not None and dev.index >= n:
             raise ValueError(f"--device {device}: this machine has {n} CUDA GPU(s), cuda:0 … cuda:{n - 1}.")
     elif dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
@@ -184,9 +188,16 @@ def wrap_module(module: torch.nn.Module, tokenizer, spec: str = "in-memory", rem
         t = p.detach().cpu().contiguous()
         digest.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
         digest.update(t.reshape(-1).view(torch.uint8).numpy() if t.numel() else b"")
-    return Model(spec=spec, nn=nn, tokenizer=nn.tokenizer, adapter=adapter_for(module.config), remote=remote, revision=digest.hexdigest()[:16], server=server)
+    return Model(
+        spec=spec,
+        nn=nn,
+        tokenizer=nn.tokenizer,
+        adapter=adapter_for(module.config),
+        remote=remote,
+        revision=digest.hexdigest()[:16],
+        server=server,
+    )
 
 
 def model_card(model: Model) -> str:
     return json.dumps(model.identity(), indent=2)
-

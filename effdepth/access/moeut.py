@@ -365,7 +365,8 @@ class MoEUTModel(MoEUTPreTrainedModel):
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
         self.shared_layers = nn.ModuleList(MoEUTSharedLayer(config) for _ in range(config.group_size))
         self.layers = nn.ModuleList(
-            MoEUTBlock(self.shared_layers[i % config.group_size], i, i % config.group_size) for i in range(config.num_hidden_layers)
+            MoEUTBlock(self.shared_layers[i % config.group_size], i, i % config.group_size)
+            for i in range(config.num_hidden_layers)
         )
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.norm_eps)
         self.post_init()
@@ -422,17 +423,28 @@ class MoEUTForCausalLM(MoEUTPreTrainedModel, GenerationMixin):
     ):
         train_aux = self.training and torch.is_grad_enabled()
         aux = [] if train_aux else None
-        h = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, inputs_embeds=inputs_embeds, aux=aux)
+        h = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            aux=aux,
+        )
         if isinstance(logits_to_keep, int) and logits_to_keep > 0:
             h = h[:, -logits_to_keep:]
         logits = self.lm_head(h)
         if aux:
             c = self.config
-            reg = sum((c.att_entropy_reg if kind == "att" else c.ff_entropy_reg) * v for kind, v in aux) / c.num_hidden_layers
+            reg = (
+                sum((c.att_entropy_reg if kind == "att" else c.ff_entropy_reg) * v for kind, v in aux)
+                / c.num_hidden_layers
+            )
             logits = _AuxLoss.apply(logits, reg.to(logits.dtype))
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), labels[:, 1:].reshape(-1), ignore_index=-100)
+            loss = F.cross_entropy(
+                logits[:, :-1].reshape(-1, logits.shape[-1]).float(), labels[:, 1:].reshape(-1), ignore_index=-100
+            )
         return CausalLMOutputWithPast(loss=loss, logits=logits)
 
     def prepare_inputs_for_generation(self, input_ids, attention_mask=None, **kwargs):
@@ -459,7 +471,14 @@ def n_params(model: nn.Module) -> int:
 def moeut_param_count(config: MoEUTConfig) -> int:
     """Parameter count of a MoEUT of ``config`` without building it."""
     c = config
-    d, H, dh, Ea, Ef, de = c.hidden_size, c.num_attention_heads, c.head_dim, c.att_n_experts, c.ff_n_experts, c.ff_expert_size
+    d, H, dh, Ea, Ef, de = (
+        c.hidden_size,
+        c.num_attention_heads,
+        c.head_dim,
+        c.att_n_experts,
+        c.ff_n_experts,
+        c.ff_expert_size,
+    )
     att = 2 * d + 2 * d * H * dh + 2 * d * H * Ea + 2 * H * Ea * dh * d
     ff = 2 * d + d * Ef + 2 * Ef * de * d
     emb = c.vocab_size * d * (1 if c.tie_word_embeddings else 2)
@@ -470,7 +489,9 @@ def matched_config(target_params: int, **kwargs) -> MoEUTConfig:
     """A MoEUT config whose parameter count is as close as possible to ``target_params``, by choosing
     the number of feed-forward experts (every other size as given in ``kwargs``)."""
     base = MoEUTConfig(**{**kwargs, "ff_n_experts": max(1, kwargs.get("ff_k", 4))})
-    per_expert = moeut_param_count(MoEUTConfig(**{**kwargs, "ff_n_experts": base.ff_n_experts + 1})) - moeut_param_count(base)
+    per_expert = moeut_param_count(
+        MoEUTConfig(**{**kwargs, "ff_n_experts": base.ff_n_experts + 1})
+    ) - moeut_param_count(base)
     n = base.ff_n_experts + round((target_params - moeut_param_count(base)) / per_expert)
     n = max(base.ff_k, n)
     return MoEUTConfig(**{**kwargs, "ff_n_experts": int(n)})

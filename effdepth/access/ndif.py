@@ -27,21 +27,37 @@ import os
 import pickle
 import sys
 from contextlib import contextmanager
-from effdepth.errors import ModelNotAvailable, SandboxRefusal, WrongDevice
+
+import cloudpickle.cloudpickle as cp
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
-import cloudpickle.cloudpickle as cp
+
+from effdepth.errors import ModelNotAvailable, SandboxRefusal, WrongDevice
 
 # Roots NDIF lets a trace import while it runs (whitelist.yaml `modules`), and, while unpickling
 # only, the serialisation machinery (`deserialization_modules`; nnsight's module layout changed
 # between releases, so its whole package is allowed there, as the server allows the modules it needs).
-EXECUTION_MODULES = frozenset({
-    "builtins", "torch", "collections", "numpy", "math", "typing", "operator", "_operator",
-    "enum", "einops", "sympy", "pandas", "time", "urllib3", "nnterp",
-})
+EXECUTION_MODULES = frozenset(
+    {
+        "builtins",
+        "torch",
+        "collections",
+        "numpy",
+        "math",
+        "typing",
+        "operator",
+        "_operator",
+        "enum",
+        "einops",
+        "sympy",
+        "pandas",
+        "time",
+        "urllib3",
+        "nnterp",
+    }
+)
 DESERIALIZATION_MODULES = EXECUTION_MODULES | {"pickle", "_pickle", "cloudpickle", "copyreg", "nnsight"}
-
 
 
 def _allowed(name: str, roots) -> bool:
@@ -50,7 +66,9 @@ def _allowed(name: str, roots) -> bool:
     would be refused there)."""
     if name == "nnsight":
         return False
-    return name.split(".")[0] in roots and not name.startswith(("torch.multiprocessing", "torch.distributed", "torch.hub"))
+    return name.split(".")[0] in roots and not name.startswith(
+        ("torch.multiprocessing", "torch.distributed", "torch.hub")
+    )
 
 
 def _refuse(module: str, what: str):
@@ -96,7 +114,11 @@ def _guarded_import(name, globals=None, locals=None, fromlist=(), level=0):
 
 
 # The builtins a block runs with: NDIF's list leaves out file, process and code-compiling access.
-_SAFE_BUILTINS = {k: v for k, v in vars(builtins).items() if k not in {"open", "exec", "compile", "input", "breakpoint", "help", "exit", "quit"}}
+_SAFE_BUILTINS = {
+    k: v
+    for k, v in vars(builtins).items()
+    if k not in {"open", "exec", "compile", "input", "breakpoint", "help", "exit", "quit"}
+}
 _SAFE_BUILTINS["__import__"] = _guarded_import
 
 
@@ -141,7 +163,6 @@ def tally():
         _TALLIES.remove(counts)
 
 
-
 def _device_guard():
     """A dispatch mode that refuses any op whose tensor arguments live on more than one device (a
     0-dim CPU tensor, which torch moves itself, excepted): on NDIF the model is on GPUs, sharded
@@ -152,9 +173,19 @@ def _device_guard():
     class DeviceGuard(TorchDispatchMode):
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             kwargs = kwargs or {}
-            if func is torch.ops.aten._to_copy.default and args[0].is_meta and torch.device(kwargs.get("device") or "meta").type == "cpu":
-                return torch.zeros(args[0].shape, dtype=kwargs.get("dtype") or args[0].dtype)  # a meta server's copy to its CPU: shapes only
-            devices = {t.device for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor) and not (t.dim() == 0 and t.device.type == "cpu")}
+            if (
+                func is torch.ops.aten._to_copy.default
+                and args[0].is_meta
+                and torch.device(kwargs.get("device") or "meta").type == "cpu"
+            ):
+                return torch.zeros(
+                    args[0].shape, dtype=kwargs.get("dtype") or args[0].dtype
+                )  # a meta server's copy to its CPU: shapes only
+            devices = {
+                t.device
+                for t in tree_leaves((args, kwargs))
+                if isinstance(t, torch.Tensor) and not (t.dim() == 0 and t.device.type == "cpu")
+            }
             if len(devices) > 1 and _called_from_body():
                 raise WrongDevice(
                     f"{func} mixes tensors on {', '.join(sorted(map(str, devices)))} inside a trace: on NDIF the model "
@@ -198,7 +229,9 @@ def meta_client(module, tokenizer):
     from transformers import AutoModelForCausalLM
 
     with torch.device("meta"):
-        meta = AutoModelForCausalLM.from_config(module.config, dtype=next(module.parameters()).dtype, trust_remote_code=False)
+        meta = AutoModelForCausalLM.from_config(
+            module.config, dtype=next(module.parameters()).dtype, trust_remote_code=False
+        )
     # nnsight builds its pipeline from a module with weights; the envoy tree is then re-pointed at
     # the meta copy (the server's model must be wrapped after this, so its hooks are the live ones)
     client = TransformersModel(module, task="text-generation", tokenizer=tokenizer)
@@ -266,7 +299,10 @@ class StrictSandboxBackend:
             if handle is not None:
                 handle.remove()
         if self.server_device is not None:  # a meta server has shapes only: zeros of those shapes come back
-            result = {k: torch.zeros(v.shape, dtype=v.dtype) if isinstance(v, torch.Tensor) and v.is_meta else v for k, v in result.items()}
+            result = {
+                k: torch.zeros(v.shape, dtype=v.dtype) if isinstance(v, torch.Tensor) and v.is_meta else v
+                for k, v in result.items()
+            }
         # What the server sends back: the saved values, torch.save'd; load them as the client does.
         buffer = io.BytesIO()
         torch.save(result, buffer)
@@ -274,7 +310,9 @@ class StrictSandboxBackend:
         for counts in _TALLIES:
             counts["traces"] += 1
             counts["result_bytes"] += self.result_bytes
-            counts["tensor_bytes"] += sum(v.numel() * v.element_size() for v in result.values() if isinstance(v, torch.Tensor))
+            counts["tensor_bytes"] += sum(
+                v.numel() * v.element_size() for v in result.values() if isinstance(v, torch.Tensor)
+            )
         result = torch.load(io.BytesIO(buffer.getvalue()), map_location="cpu", weights_only=False)
         for value in result.values():
             mark(value)
@@ -291,9 +329,7 @@ def configure_key() -> str:
     inherits NDIF_API_KEY from `effdepth run` and sets it the same way."""
     key = os.environ.get("NDIF_API_KEY", "").strip()
     if not key:
-        raise ModelNotAvailable(
-            "Remote execution on NDIF needs an API key: set NDIF_API_KEY (get one at nnsight.net)."
-        )
+        raise ModelNotAvailable("Remote execution on NDIF needs an API key: set NDIF_API_KEY (get one at nnsight.net).")
     from nnsight import CONFIG
 
     CONFIG.API.APIKEY = key  # in memory, for this process only

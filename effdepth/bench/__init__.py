@@ -15,11 +15,11 @@ import pkgutil
 import statistics
 import time
 from collections.abc import Callable
-import ctypes
-import ctypes.util
 
 
-def interleaved(contenders: dict[str, Callable[[], object]], repeats: int = 7, warmup: int = 1, raw: bool = False) -> dict:
+def interleaved(
+    contenders: dict[str, Callable[[], object]], repeats: int = 7, warmup: int = 1, raw: bool = False
+) -> dict:
     """Median wall time (s) of each contender, run in rounds A B C, C B A, A B C, … so drift hits all
     alike and no contender always runs first (``raw=True``: every round's time, in round order, so
     callers can form per-round ratios)."""

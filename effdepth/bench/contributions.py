@@ -12,15 +12,21 @@ import statistics
 import torch
 
 from effdepth.access.model import wrap_module
+from effdepth.bench import interleaved, paired_ratio
 from effdepth.measures.contributions import gram_local, gram_trace, token_metrics
-from ..testing import char_tokenizer, tiny_model
-from . import interleaved, paired_ratio
+from effdepth.testing import char_tokenizer, tiny_model
 
 
 def capture_vs_forward(n_layers: int = 12, d_model: int = 256, batch: int = 8, T: int = 128, repeats: int = 25) -> dict:
 
     tok = char_tokenizer()
-    hf = tiny_model("llama", n_layers=n_layers, d_model=d_model, vocab_size=len(tok), intermediate_size=688 if d_model == 256 else 2 * d_model)
+    hf = tiny_model(
+        "llama",
+        n_layers=n_layers,
+        d_model=d_model,
+        vocab_size=len(tok),
+        intermediate_size=688 if d_model == 256 else 2 * d_model,
+    )
     model = wrap_module(hf, tok, spec="bench:llama")
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(4, len(tok), (batch, T), generator=g)

@@ -17,10 +17,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from effdepth.measures.residual_erasure import _erase_fast, encode_example, mean_residuals
 from effdepth.access.model import wrap_module
-from ..testing import char_tokenizer, tiny_model
-from . import interleaved
+from effdepth.bench import interleaved
+from effdepth.measures.residual_erasure import _erase_fast, encode_example, mean_residuals
+from effdepth.testing import char_tokenizer, tiny_model
 
 N_LAYERS, D_MODEL = 6, 128
 PROMPT, ANSWER = "F: q>d a>b b>e d>c Q: a 2 hops? A:", " e"
@@ -61,7 +61,9 @@ def erasure_vs_one_trace_per_variant(repeats: int = 3) -> dict:
     out = {}
 
     def fast():
-        out["fast"] = _erase_fast(model, ids, a0, vectors, front=False, per_position=False, batch_size=256)[0].double().numpy()
+        out["fast"] = (
+            _erase_fast(model, ids, a0, vectors, front=False, per_position=False, batch_size=256)[0].double().numpy()
+        )
 
     def per_variant():
         out["per_variant"] = one_trace_per_variant(model, ids, a0, vectors)

@@ -13,13 +13,21 @@ import statistics
 
 import torch
 
-from effdepth.measures.logit_lens import logit_lens
 from effdepth.access.model import wrap_module
-from ..store import Store
-from ..testing import char_tokenizer, tiny_model
-from . import interleaved, paired_ratio
+from effdepth.bench import interleaved, paired_ratio
+from effdepth.measures.logit_lens import logit_lens
+from effdepth.store import Store
+from effdepth.testing import char_tokenizer, tiny_model
 
-SMOLLM2 = dict(n_layers=30, d_model=576, vocab_size=49152, intermediate_size=1536, num_attention_heads=9, num_key_value_heads=3, tie_word_embeddings=True)
+SMOLLM2 = dict(
+    n_layers=30,
+    d_model=576,
+    vocab_size=49152,
+    intermediate_size=1536,
+    num_attention_heads=9,
+    num_key_value_heads=3,
+    tie_word_embeddings=True,
+)
 
 
 def lens_vs_forward(shape: dict | None = None, n_prompts: int = 3, T: int = 64, repeats: int = 5) -> dict:
@@ -46,7 +54,9 @@ def lens_vs_forward(shape: dict | None = None, n_prompts: int = 3, T: int = 64, 
     med = {k: statistics.median(v) for k, v in times.items()}
     ratio = paired_ratio(times, "lens", "hf_forward")
     n_params = sum(p.numel() for p in hf.parameters())
-    forward_flops = 2 * (n_params - (0 if shape.get("tie_word_embeddings") else V * d)) * T  # every weight once per token
+    forward_flops = (
+        2 * (n_params - (0 if shape.get("tie_word_embeddings") else V * d)) * T
+    )  # every weight once per token
     floor = 2 * (L + 1) * T * d * V / forward_flops
     return {
         "benchmark": "logit_lens_vs_forward",

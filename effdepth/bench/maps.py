@@ -19,15 +19,14 @@ import time
 
 import numpy as np
 import torch
-from effdepth.chapters.linear_maps import texts_for_windows
-from effdepth.measures.linear_maps import SGDRecipe, linear_maps
-from effdepth.access.load import load_model
-from effdepth.store import Store
 
-from ..zoo import DEEP, SHALLOW
+from effdepth.access.load import load_model
+from effdepth.chapters.linear_maps import texts_for_windows
 
 # Paper setting (Qwen2.5 model cards: parameters incl. embeddings; Qwen2.5-1.5B ties its embeddings).
-from effdepth.measures.linear_maps import accumulation_flops, project_paper_setting
+from effdepth.measures.linear_maps import SGDRecipe, accumulation_flops, linear_maps, project_paper_setting
+from effdepth.store import Store
+from effdepth.zoo import DEEP, SHALLOW
 
 
 def cpu_gemm_gflops(n: int = 768, dtype=torch.float64, repeats: int = 5) -> float:
@@ -82,10 +81,32 @@ def zoo_closed_vs_sgd(
     weighted = linear_maps(src, tgt, texts, weighting="relative", **common)  # 1/||y||^2: closer to the metric
 
     checkpoints = sorted({int(x) for x in np.geomspace(max(1, sgd_steps // 200), sgd_steps, 14).round()})
-    cached = linear_maps(src, tgt, texts, "sgd", sgd=SGDRecipe(steps=sgd_steps, batch_windows=sgd_batch_windows, eval_at=tuple(checkpoints), seed=seed, cache_activations=True), **common)
+    cached = linear_maps(
+        src,
+        tgt,
+        texts,
+        "sgd",
+        sgd=SGDRecipe(
+            steps=sgd_steps,
+            batch_windows=sgd_batch_windows,
+            eval_at=tuple(checkpoints),
+            seed=seed,
+            cache_activations=True,
+        ),
+        **common,
+    )
     short = [c for c in checkpoints if c <= rerun_steps] + [rerun_steps]
     # the re-running variant: same schedule, stopped after `rerun_steps` steps
-    rerun = linear_maps(src, tgt, texts, "sgd", sgd=SGDRecipe(steps=sgd_steps, batch_windows=sgd_batch_windows, eval_at=tuple(short), seed=seed, stop_after=rerun_steps), **common)
+    rerun = linear_maps(
+        src,
+        tgt,
+        texts,
+        "sgd",
+        sgd=SGDRecipe(
+            steps=sgd_steps, batch_windows=sgd_batch_windows, eval_at=tuple(short), seed=seed, stop_after=rerun_steps
+        ),
+        **common,
+    )
 
     steps = np.asarray(cached.sgd_eval_steps)
     curve = np.asarray(cached.sgd_eval_error).reshape(len(steps), -1).mean(1)
@@ -93,7 +114,11 @@ def zoo_closed_vs_sgd(
     per_step_rerun = float(rerun.sgd_eval_seconds[-1]) / rerun_steps
     per_step_cached = float(cached.fit_seconds) / sgd_steps
     rerun_curve = np.asarray(rerun.sgd_eval_error).reshape(len(rerun.sgd_eval_steps), -1).mean(1)
-    same = {int(s): (round(float(e), 5), round(float(curve[list(steps).index(s)]), 5)) for s, e in zip(rerun.sgd_eval_steps, rerun_curve) if s in steps}
+    same = {
+        int(s): (round(float(e), 5), round(float(curve[list(steps).index(s)]), 5))
+        for s, e in zip(rerun.sgd_eval_steps, rerun_curve)
+        if s in steps
+    }
     reach = [int(s) for s, e in zip(steps, curve) if e <= cf_err + 0.01]
     sgd_err = float(np.mean(cached.relative_error))
 
@@ -109,7 +134,10 @@ def zoo_closed_vs_sgd(
         f"({tok['train']} train / {tok['val']} val / {tok['test']} test tokens); CPU threads={torch.get_num_threads()}"
     )
     rows = []
-    for label, step_time in (("SGD on cached activations (its best case)", per_step_cached), ("SGD re-running both models every step, as the paper", per_step_rerun)):
+    for label, step_time in (
+        ("SGD on cached activations (its best case)", per_step_cached),
+        ("SGD re-running both models every step, as the paper", per_step_rerun),
+    ):
         bound, t_same = speed(step_time)
         rows.append(
             {
@@ -130,15 +158,21 @@ def zoo_closed_vs_sgd(
                 "pairs_where_sgd_better_by_0.01": int((cached.relative_error < closed.relative_error - 0.01).sum()),
                 "max_cf_deficit": round(float((closed.relative_error - cached.relative_error).max()), 4),
                 "accuracy_goal_met (mean cf <= mean sgd + 0.01)": bool(cf_err <= sgd_err + 0.01),
-                "accuracy_goal_met (cf <= sgd + 0.01, every pair)": bool(np.all(closed.relative_error <= cached.relative_error + 0.01)),
+                "accuracy_goal_met (cf <= sgd + 0.01, every pair)": bool(
+                    np.all(closed.relative_error <= cached.relative_error + 0.01)
+                ),
                 "weighted_cf_fit_s": round(float(weighted.fit_seconds), 3),
                 "weighted_cf_error": round(float(np.mean(weighted.relative_error)), 4),
                 "weighted_cf_max_deficit": round(float((weighted.relative_error - cached.relative_error).max()), 4),
-                "accuracy_goal_met by weighted cf (every pair)": bool(np.all(weighted.relative_error <= cached.relative_error + 0.01)),
+                "accuracy_goal_met by weighted cf (every pair)": bool(
+                    np.all(weighted.relative_error <= cached.relative_error + 0.01)
+                ),
                 "speed_goal_met (>= 50x)": bool(t_same / cf_fit >= 50),
             }
         )
-    rows[0]["sgd_curve (step, s, mean error)"] = [(int(a), round(float(b), 1), round(float(c), 4)) for a, b, c in zip(steps, t_cached, curve)]
+    rows[0]["sgd_curve (step, s, mean error)"] = [
+        (int(a), round(float(b), 1), round(float(c), 4)) for a, b, c in zip(steps, t_cached, curve)
+    ]
     rows[1]["same_trajectory (step: rerun, cached)"] = same
 
     fl = accumulation_flops(L1, d1, L2, d2, tok["train"], tok["val"], 0)

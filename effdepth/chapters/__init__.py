@@ -17,9 +17,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from ..verdicts import AS_PAPER, CONTROL_TOO, INCONCLUSIVE, NOT_TESTABLE, UNLIKE, Rule, Verdict
 from effdepth.spec import ModelSpec
 from effdepth.stats import prediction_k
+from effdepth.verdicts import AS_PAPER, CONTROL_TOO, UNLIKE, Rule, Verdict
+from effdepth.verdicts import INCONCLUSIVE as INCONCLUSIVE  # re-exported for the chapter modules
+from effdepth.verdicts import NOT_TESTABLE as NOT_TESTABLE
 
 # The five verdict states (effdepth.verdicts), under the names the chapter modules use.
 PAPER = AS_PAPER
@@ -40,7 +42,7 @@ class Findings:
     verdicts: dict = field(default_factory=dict)
     text: dict = field(default_factory=dict)
 
-    def merge(self, other: "Findings", prefix: str = "") -> "Findings":
+    def merge(self, other: Findings, prefix: str = "") -> Findings:
         """A new Findings with `other`'s entries added (names prefixed by `prefix`)."""
         out = Findings(dict(self.numbers), dict(self.verdicts), dict(self.text))
         for mine, theirs in ((out.numbers, other.numbers), (out.verdicts, other.verdicts), (out.text, other.text)):
@@ -56,7 +58,7 @@ class Findings:
         return "\n\n".join(f"**{k}**: {v}" for k, v in self.text.items())
 
 
-def record(findings: "Findings", key: str, verdict: Verdict, rule: Rule, unit: str = "") -> None:
+def record(findings: Findings, key: str, verdict: Verdict, rule: Rule, unit: str = "") -> None:
     """Put a rule's verdict into `findings`: `verdicts[key]` = its words (e.g. "inconclusive at n = 3
     (would need about n = 12)"), numbers `<key>_n`, `_effect`, `_lo`, `_hi`, `_control`, and
     `text[<key>_card]`, the JSON the scorecard reads (rule, statistic, paper's finding, verdict)."""
@@ -64,12 +66,19 @@ def record(findings: "Findings", key: str, verdict: Verdict, rule: Rule, unit: s
     findings.verdicts[f"{key}_state"] = verdict.state
     for name in ("n", "effect", "lo", "hi", "control"):
         findings.numbers[f"{key}_{name}"] = getattr(verdict, name)
-    card = {**verdict.as_dict(), "words": verdict.words(), "statistic": rule.statistic, "paper": rule.paper, "effect_that_matters": rule.effect, "unit": unit}
+    card = {
+        **verdict.as_dict(),
+        "words": verdict.words(),
+        "statistic": rule.statistic,
+        "paper": rule.paper,
+        "effect_that_matters": rule.effect,
+        "unit": unit,
+    }
     findings.text[f"{key}_card"] = json.dumps(card, allow_nan=True, default=float)
 
 
 def paper_verdict(trained_shows: bool, differs: bool) -> str:
-    """"yes" when the trained model shows the paper's pattern and differs from the control in the
+    """ "yes" when the trained model shows the paper's pattern and differs from the control in the
     paper's direction; "not distinguishable from the control" when it shows the pattern but the
     control is as extreme; "no" when it does not show the pattern."""
     if not trained_shows:
@@ -92,7 +101,9 @@ def run_text(lm, prompts, dataset: str, seed: int, control_seeds=(), extra: str 
     """The "This run:" sentence every chapter opens with: model, shape, prompts, data, seed, controls."""
 
     seeds = ", ".join(str(s) for s in control_seeds)
-    controls = f"; controls: the same architecture with random initialisation (seeds {seeds}), same prompts" if seeds else ""
+    controls = (
+        f"; controls: the same architecture with random initialisation (seeds {seeds}), same prompts" if seeds else ""
+    )
     example = prompts[0][:120] if prompts else ""
     return (
         f"This run: **{ModelSpec.parse(lm.spec).short_name}** ({lm.adapter.family} family, {lm.n_layers} layers, d={lm.d_model}), "

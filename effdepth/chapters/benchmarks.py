@@ -9,8 +9,8 @@ as pointing the paper's way, not counted as the paper's finding).
 
 from __future__ import annotations
 
-from .. import verdicts
-from . import AS_PAPER, INCONCLUSIVE, UNLIKE, Findings, record
+from effdepth import verdicts
+from effdepth.chapters import AS_PAPER, INCONCLUSIVE, UNLIKE, Findings, record
 
 RULE = verdicts.Rule(
     name="benchmarks.depth",
@@ -78,6 +78,14 @@ def findings(df, fit, reg, note: str) -> Findings:
         f"are entangled (bigger models of a family are deeper and wider and were trained on similar data), so this "
         f"table cannot separate them the way a large sample might."
     )
-    f = Findings(numbers=numbers, verdicts={"depth_words": verdict}, text={"source_text": f"The rows of this page come from {note}.", "simple_text": simple, "regression_text": multiple})
+    f = Findings(
+        numbers=numbers,
+        verdicts={"depth_words": verdict},
+        text={
+            "source_text": f"The rows of this page come from {note}.",
+            "simple_text": simple,
+            "regression_text": multiple,
+        },
+    )
     record(f, "depth", v, RULE, unit="points of score per layer")
     return f

@@ -30,16 +30,23 @@ Rules (book/methods/comparison-rules.md states the same):
 
 from __future__ import annotations
 
-from effdepth.spec import ModelSpec
-
 import numpy as np
 import pandas as pd
 
-from .. import stats
-from . import INCONCLUSIVE, NOT_PAPER, NOT_TESTABLE, PAPER, SAME_AS_CONTROL, Findings, control_k, paper_verdict
-from . import contributions as contrib_chapter
-from . import logit_lens as lens_chapter
-from effdepth import zoo
+from effdepth import stats, zoo
+from effdepth.chapters import (
+    INCONCLUSIVE,
+    NOT_PAPER,
+    NOT_TESTABLE,
+    PAPER,
+    SAME_AS_CONTROL,
+    Findings,
+    control_k,
+    paper_verdict,
+)
+from effdepth.chapters import contributions as contrib_chapter
+from effdepth.chapters import logit_lens as lens_chapter
+from effdepth.spec import ModelSpec
 
 MIN_LAYERS = {"kl": 4, "contribution": 5}
 
@@ -67,7 +74,13 @@ def stretching(kind: str, results: list, controls: list[list], layers: list[int]
     use = [i for i, L in enumerate(layers) if L >= MIN_LAYERS[kind]]
     out = {"models": [layers[i] for i in use]}
     if len(use) < 2:
-        return {**out, "stretch": float("nan"), "control_stretch": [], "verdict": NOT_TESTABLE, "reason": f"fewer than two models of at least {MIN_LAYERS[kind]} layers"}
+        return {
+            **out,
+            "stretch": float("nan"),
+            "control_stretch": [],
+            "verdict": NOT_TESTABLE,
+            "reason": f"fewer than two models of at least {MIN_LAYERS[kind]} layers",
+        }
     Ls = [layers[i] for i in use]
     x = [_knees(kind, results[i]) for i in use]
     s = stretch([xi * L for xi, L in zip(x, Ls)], Ls)
@@ -85,7 +98,16 @@ def stretching(kind: str, results: list, controls: list[list], layers: list[int]
     if cs and s > 0 and not differs and float(np.mean(cs)) <= 0 and not stats.reachable(bound, "greater", (-1.0, 1.0)):
         verdict = NOT_TESTABLE
         reason = f"the controls' stretches ({', '.join(f'{c:+.2f}' for c in cs)}) vary so much that their bound ({bound:.2f}) lies above the statistic's maximum 1: no result could pass it"
-    return {**out, "knee_depths": x, "stretch": s, "control_knee_depths": cx, "control_stretch": cs, "control_bound": bound, "verdict": verdict, "reason": reason}
+    return {
+        **out,
+        "knee_depths": x,
+        "stretch": s,
+        "control_knee_depths": cx,
+        "control_stretch": cs,
+        "control_bound": bound,
+        "verdict": verdict,
+        "reason": reason,
+    }
 
 
 def per_model(name: str, L: int, contrib, contrib_controls, lens, lens_controls) -> dict:
@@ -109,18 +131,38 @@ def per_model(name: str, L: int, contrib, contrib_controls, lens, lens_controls)
     }
 
 
-def findings(names: list[str], layers: list[int], contribs: list, contrib_controls: list[list], lenses: list, lens_controls: list[list]) -> Findings:
+def findings(
+    names: list[str],
+    layers: list[int],
+    contribs: list,
+    contrib_controls: list[list],
+    lenses: list,
+    lens_controls: list[list],
+) -> Findings:
     """Findings across models (index i = model i; *_controls[i] = its control results, one per seed)."""
     if not (len(names) == len(layers) == len(contribs) == len(contrib_controls) == len(lenses) == len(lens_controls)):
-        raise ValueError("comparison.findings needs one entry per model in every list (names, layers, results, controls).")
+        raise ValueError(
+            "comparison.findings needs one entry per model in every list (names, layers, results, controls)."
+        )
     if any(len(c) == 0 for c in contrib_controls + lens_controls):
         raise ValueError("comparison.findings needs at least one random-init control per model (n_controls ≥ 1).")
     rows = [per_model(*a) for a in zip(names, layers, contribs, contrib_controls, lenses, lens_controls)]
     kl = stretching("kl", lenses, lens_controls, layers)
     co = stretching("contribution", contribs, contrib_controls, layers)
-    nums = {"table": rows, "kl_stretch": kl["stretch"], "contribution_stretch": co["stretch"], "kl_control_stretch": kl["control_stretch"], "contribution_control_stretch": co["control_stretch"]}
+    nums = {
+        "table": rows,
+        "kl_stretch": kl["stretch"],
+        "contribution_stretch": co["stretch"],
+        "kl_control_stretch": kl["control_stretch"],
+        "contribution_control_stretch": co["control_stretch"],
+    }
     verdicts = {"kl_stretching": kl["verdict"], "contribution_stretching": co["verdict"]}
-    text = {"stretch_text": " ".join(_stretch_sentence(what, kind, r) for what, kind, r in (("The logit-lens KL knee", "kl", kl), ("The contribution knee", "contribution", co)))}
+    text = {
+        "stretch_text": " ".join(
+            _stretch_sentence(what, kind, r)
+            for what, kind, r in (("The logit-lens KL knee", "kl", kl), ("The contribution knee", "contribution", co))
+        )
+    }
     per = []
     for r in rows:
         if r["layers"] < 3:
@@ -131,7 +173,12 @@ def findings(names: list[str], layers: list[int], contribs: list, contrib_contro
             f"{r['control_half_ratio']:.2f}), the paper's shape: **{r['paper_shape']}**; the lens settles late: "
             f"**{r['settles_late']}**; lens and contribution knees agree: **{r['knees_agree']}**."
         )
-    text["models_text"] = " ".join(per) if len(rows) > 1 else " ".join(per) + " Only one model was given: pass `--set models=[...]` with several models sharing a training recipe to compare depths."
+    text["models_text"] = (
+        " ".join(per)
+        if len(rows) > 1
+        else " ".join(per)
+        + " Only one model was given: pass `--set models=[...]` with several models sharing a training recipe to compare depths."
+    )
     return Findings(numbers=nums, verdicts=verdicts, text=text)
 
 
@@ -140,14 +187,16 @@ def resolve_models(model: str, models=None) -> list[str]:
     if models is not None:
         return [str(m) for m in models]
     if ModelSpec.parse(model).is_zoo:
-
         return [f"zoo:{name}" for name in zoo.MODELS]
     return [str(model)]
 
 
 # The two figures' axes (`plots.comparison.by_relative_depth` keywords) and the table's word for a knee
 # that a model too shallow for it does not have.
-CONTRIBUTION_AXES = {"ylabel": "Mean relative contribution $\\|a+m\\| / \\|h\\|$", "title": "Layer contribution by relative depth (dashed: random init)"}
+CONTRIBUTION_AXES = {
+    "ylabel": "Mean relative contribution $\\|a+m\\| / \\|h\\|$",
+    "title": "Layer contribution by relative depth (dashed: random init)",
+}
 LENS_AXES = {
     "ylabel": "KL$(p_b \\,\\|\\, p_{\\mathrm{final}})$ [nats]",
     "title": "Logit-lens KL of each layer's input by relative depth (dashed: random init)",
@@ -175,7 +224,11 @@ def spec_list(models) -> str:
 def run(names: list[str], layers: list[int], n_prompts: int, seed: int, n_controls: int) -> Findings:
     """What this run compared."""
     line = ", ".join(f"**{n}** ({L} layers)" for n, L in zip(names, layers))
-    return Findings(text={"run_text": f"Models compared: {line}; {n_prompts} prompts, seed {seed}; {n_controls} random-init control seed{'s' if n_controls != 1 else ''} per model."})
+    return Findings(
+        text={
+            "run_text": f"Models compared: {line}; {n_prompts} prompts, seed {seed}; {n_controls} random-init control seed{'s' if n_controls != 1 else ''} per model."
+        }
+    )
 
 
 def _stretch_sentence(what: str, kind: str, r: dict) -> str:

@@ -29,22 +29,21 @@ known to under-cover): the mean of the per-example scores with its Student-t 95 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 
-from dataclasses import replace
-
-from .. import stats, verdicts
-from ..accuracy import at_chance
-from . import INCONCLUSIVE, NOT_PAPER, NOT_TESTABLE, PAPER, Findings, record
+from effdepth import stats, verdicts
+from effdepth.accuracy import at_chance
+from effdepth.chapters import INCONCLUSIVE, NOT_PAPER, NOT_TESTABLE, PAPER, Findings, record
 from effdepth.data import is_offline_model, load_prompts
 from effdepth.data.arithmetic import graded_examples
 from effdepth.data.multihop import multihop_examples
-from effdepth.data.natural import kinship_questions, word_problems
+from effdepth.data.natural import chance, kinship_questions, word_problems
 from effdepth.data.real import math_problems, mquake
 from effdepth.errors import DatasetNotAvailable
 from effdepth.spec import ModelSpec
-from effdepth.data.natural import chance
 
 IG_MAX_GAP = 0.05  # integrated gradients' attribution shares are read only below this completeness gap
 DEPTH_SHIFT = 0.1  # the effect that would matter: harder problems use 10 % more of the depth
@@ -74,7 +73,14 @@ def level_positions(result) -> np.ndarray:
     return np.searchsorted(levels, lv).astype(float)
 
 
-def slope(result, which: str = "layer", margin: float = DEPTH_SHIFT, alpha: float = 0.05, correct_only: bool = False, levels=None) -> dict:
+def slope(
+    result,
+    which: str = "layer",
+    margin: float = DEPTH_SHIFT,
+    alpha: float = 0.05,
+    correct_only: bool = False,
+    levels=None,
+) -> dict:
     """`stats.slope_equivalence` of the per-example `which` score on the level (only `levels`, when
     given); margin is `margin` × (L − 1) layers across the span of those levels. Adds 'margin_layers'
     (the margin in layers per level)."""
@@ -117,21 +123,32 @@ def tested_levels(result, chance: dict | None) -> list:
     for level in result.levels:
         sel = lv == level
         rate = (chance or {}).get(level, (chance or {}).get(str(level)))
-        if chance is None or (rate is not None and not at_chance(int(correct[sel].sum()), int(sel.sum()), float(rate))[0]):
+        if chance is None or (
+            rate is not None and not at_chance(int(correct[sel].sum()), int(sel.sum()), float(rate))[0]
+        ):
             out.append(level)
     return out
 
 
-def flat_verdict(result, which: str, chance: dict | None, depth_shift: float = DEPTH_SHIFT, n_tests: int = 1) -> verdicts.Verdict:
+def flat_verdict(
+    result, which: str, chance: dict | None, depth_shift: float = DEPTH_SHIFT, n_tests: int = 1
+) -> verdicts.Verdict:
     """The FLAT rule on one score of one set."""
     levels = tested_levels(result, chance)
     if len(levels) < 2:
-        return verdicts.decide_equivalence(FLAT, [], not_testable=f"the model answers {len(levels)} level(s) above chance; a trend needs two")
+        return verdicts.decide_equivalence(
+            FLAT, [], not_testable=f"the model answers {len(levels)} level(s) above chance; a trend needs two"
+        )
     sat = saturation(result)
     if np.isfinite(sat) and sat > SATURATED:
-        return verdicts.decide_equivalence(FLAT, [], not_testable=(
-            f"{sat:.0%} of the skip effects E[s, l > s] are at the top of the scale: every layer looks equally important, "
-            "so the depth score is the same at every level whatever the model does"))
+        return verdicts.decide_equivalence(
+            FLAT,
+            [],
+            not_testable=(
+                f"{sat:.0%} of the skip effects E[s, l > s] are at the top of the scale: every layer looks equally important, "
+                "so the depth score is the same at every level whatever the model does"
+            ),
+        )
     sl = slope(result, which, depth_shift, levels=levels)
     rule = replace(FLAT, margin=sl["margin_layers"])
     est = verdicts.Estimate(sl["slope"], sl["se"], float(max(sl["n"] - 2, 0)), int(sl["n"]))
@@ -189,7 +206,9 @@ def chance_rates(sets: dict) -> dict:
     return {name: {lv: chance(exs) for lv, exs in s["examples"].items() if exs} for name, s in sets.items()}
 
 
-def dataset_findings(name: str, result, controls: list, chance: dict | None = None, depth_shift: float = DEPTH_SHIFT, n_tests: int = 2) -> tuple[Findings, dict]:
+def dataset_findings(
+    name: str, result, controls: list, chance: dict | None = None, depth_shift: float = DEPTH_SHIFT, n_tests: int = 2
+) -> tuple[Findings, dict]:
     """Findings of one set: per score, the FLAT verdict, the slope and a sentence; returns (findings,
     {score: Verdict})."""
     f = Findings()
@@ -197,10 +216,18 @@ def dataset_findings(name: str, result, controls: list, chance: dict | None = No
     acc = accuracy(result)
     cacc = [accuracy(c) for c in controls]
     levels = tested_levels(result, chance)
-    f.numbers.update({"accuracy": acc, "control_accuracy": float(np.mean(cacc)) if cacc else float("nan"), "n_layers": L, "n_tested_levels": len(levels)})
+    f.numbers.update(
+        {
+            "accuracy": acc,
+            "control_accuracy": float(np.mean(cacc)) if cacc else float("nan"),
+            "n_layers": L,
+            "n_tested_levels": len(levels),
+        }
+    )
     a = np.asarray(result.accuracy, float)
     rates = ", ".join(
-        f"{lv}: {100 * acc_:.0f} %" + (f" (chance {100 * float((chance or {}).get(lv, np.nan)):.1f} %)" if chance and lv in chance else "")
+        f"{lv}: {100 * acc_:.0f} %"
+        + (f" (chance {100 * float((chance or {}).get(lv, np.nan)):.1f} %)" if chance and lv in chance else "")
         for lv, acc_ in zip(result.levels, a)
     )
     parts = [
@@ -214,13 +241,20 @@ def dataset_findings(name: str, result, controls: list, chance: dict | None = No
         v = flat_verdict(result, which, chance, depth_shift, n_tests)
         found[which] = v
         cs = [slope(c, which, depth_shift, levels=levels or None)["slope"] for c in controls]
-        v.control = float(np.nanmean(cs)) if cs else float("nan")  # the card's control: the controls' slope on the same levels
+        v.control = (
+            float(np.nanmean(cs)) if cs else float("nan")
+        )  # the card's control: the controls' slope on the same levels
         f.verdicts[f"{which}_paper_pattern"] = v.words()
         f.verdicts[f"{which}_state"] = v.state
-        f.numbers.update({
-            f"{which}_slope": v.effect, f"{which}_slope_lo": v.lo, f"{which}_slope_hi": v.hi,
-            f"{which}_margin": v.details.get("margin", float("nan")), f"{which}_control_slope": v.control,
-        })
+        f.numbers.update(
+            {
+                f"{which}_slope": v.effect,
+                f"{which}_slope_lo": v.lo,
+                f"{which}_slope_hi": v.hi,
+                f"{which}_margin": v.details.get("margin", float("nan")),
+                f"{which}_control_slope": v.control,
+            }
+        )
         if v.state == NOT_TESTABLE:
             parts.append(f"{label} score: not testable here ({v.reason})")
             continue
@@ -232,7 +266,9 @@ def dataset_findings(name: str, result, controls: list, chance: dict | None = No
         )
         sentence += {
             PAPER: " — **as in the paper**, flat across difficulty",
-            NOT_PAPER: " — **unlike the paper**, the score " + ("rises" if v.effect > 0 else "falls") + " with difficulty by more than the margin",
+            NOT_PAPER: " — **unlike the paper**, the score "
+            + ("rises" if v.effect > 0 else "falls")
+            + " with difficulty by more than the margin",
         }.get(v.state, f" — {v.words()}")
         parts.append(sentence)
     f.text["sentence"] = parts[0] + " " + ". ".join(p[0].upper() + p[1:] for p in parts[1:]) + "."
@@ -252,7 +288,14 @@ def findings(results: dict, controls: dict, chance: dict | None = None, depth_sh
     bullets, found = [], []
     n_tests = len(results) * len(SCORES)
     for i, (name, r) in enumerate(results.items()):
-        d, v = dataset_findings(name, r, list(controls[name]), (chance or {}).get(name) if chance is not None else None, depth_shift, n_tests)
+        d, v = dataset_findings(
+            name,
+            r,
+            list(controls[name]),
+            (chance or {}).get(name) if chance is not None else None,
+            depth_shift,
+            n_tests,
+        )
         f = f.merge(Findings(d.numbers, d.verdicts, {}), prefix=f"d{i}_")
         bullets.append("- " + d.text["sentence"])
         found += [(name, which, x) for which, x in v.items()]
@@ -261,10 +304,20 @@ def findings(results: dict, controls: dict, chance: dict | None = None, depth_sh
     tested = [x for _, _, x in found if x.state != NOT_TESTABLE]
     overall = verdicts.combine_all(states)
     lead = next((x for x in tested if x.state == overall), tested[0] if tested else found[0][2])
-    n_examples = sum(max((x.n for n, _, x in found if n == name and x.state != NOT_TESTABLE), default=0) for name in results)
-    v = verdicts.Verdict(FLAT.name, overall, int(n_examples), lead.effect, lead.lo, lead.hi, control=lead.control,
-                         reason=lead.reason if overall == NOT_TESTABLE else "",
-                         n_needed=max((x.n_needed for x in tested if x.n_needed), default=None) if overall == INCONCLUSIVE else None)
+    n_examples = sum(
+        max((x.n for n, _, x in found if n == name and x.state != NOT_TESTABLE), default=0) for name in results
+    )
+    v = verdicts.Verdict(
+        FLAT.name,
+        overall,
+        int(n_examples),
+        lead.effect,
+        lead.lo,
+        lead.hi,
+        control=lead.control,
+        reason=lead.reason if overall == NOT_TESTABLE else "",
+        n_needed=max((x.n_needed for x in tested if x.n_needed), default=None) if overall == INCONCLUSIVE else None,
+    )
     first = next((f"{n} ({SCORES[w]} score)" for n, w, x in found if x is lead), "")
     record(f, "paper_pattern", v, FLAT, unit=f"slope in layers per level, {first}")
     f.numbers.update({"n_paper": sum(s == PAPER for s in states), "n_scores": len(states), "depth_shift": depth_shift})
@@ -272,9 +325,10 @@ def findings(results: dict, controls: dict, chance: dict | None = None, depth_sh
         PAPER: "**As in the paper**, every depth score is shown flat across difficulty (within 10 % of the depth), on levels the model answers above chance.",
         NOT_PAPER: "**Unlike the paper**, a depth score rises or falls with difficulty by more than 10 % of the depth.",
         NOT_TESTABLE: f"**Not testable here**: {lead.reason}.",
-    }.get(overall, f"Whether harder problems use deeper layers is **{v.words()}**: the intervals reach beyond the ±10 %-of-depth margin.") + (
-        f" ({verdicts.tally(states)}, over {len(states)} scores.)"
-    )
+    }.get(
+        overall,
+        f"Whether harder problems use deeper layers is **{v.words()}**: the intervals reach beyond the ±10 %-of-depth margin.",
+    ) + (f" ({verdicts.tally(states)}, over {len(states)} scores.)")
     return f
 
 
@@ -330,8 +384,17 @@ def examples_findings(panels: dict, prompts: dict, ig_steps: int, control_panels
         if control_panels and name in control_panels:
             c = describe_example(*control_panels[name])
             ctl = f" (random-init control: {'up to residual index ' + str(c['last_layer_question']) if c['last_layer_question'] is not None else 'no question token matters'}; {c['ig_second_half']:.0%} of its attribution in layers ≥ {L // 2})"
-        f.numbers.update({f"ex{i}_last_layer_question": d["last_layer_question"] if d["last_layer_question"] is not None else float("nan"), f"ex{i}_ig_second_half": d["ig_second_half"]})
-        unsure = d["p_input"] < 0.5 * d["n_answer_tokens"]  # less than half the probability on the answer, per answer token
+        f.numbers.update(
+            {
+                f"ex{i}_last_layer_question": d["last_layer_question"]
+                if d["last_layer_question"] is not None
+                else float("nan"),
+                f"ex{i}_ig_second_half": d["ig_second_half"],
+            }
+        )
+        unsure = (
+            d["p_input"] < 0.5 * d["n_answer_tokens"]
+        )  # less than half the probability on the answer, per answer token
         complete = d["ig_gap_rel"] < IG_MAX_GAP
         f.numbers[f"ex{i}_ig_gap_rel"] = d["ig_gap_rel"]
         ig = (
@@ -345,7 +408,11 @@ def examples_findings(panels: dict, prompts: dict, ig_steps: int, control_panels
         lines.append(
             f"- **{name}** (`{prompt!r}` → `{answer!r}`; summed teacher-forced probability of its {d['n_answer_tokens']} answer tokens "
             f"{d['p_input']:.2f} of {d['n_answer_tokens']}"
-            + ("; **the model puts less than half its probability on this answer, so the heatmaps show how a mostly wrong prediction is made**" if unsure else "")
+            + (
+                "; **the model puts less than half its probability on this answer, so the heatmaps show how a mostly wrong prediction is made**"
+                if unsure
+                else ""
+            )
             + f"): {where}; {ig}."
         )
     f.text["examples"] = "\n".join(lines)
@@ -360,9 +427,16 @@ def run_findings(lm, sets: dict, notes: list, reference_source: str, n_controls:
     f.text["run"] = (
         f"This run: **{ModelSpec.parse(lm.spec).short_name}** ({lm.adapter.family} family, {lm.n_layers} layers, d={lm.d_model}), beside "
         f"{n_controls} random-init control(s) of the same architecture on the same examples. Difficulty sets: "
-        + "; ".join(f"{name} ({', '.join(f'{lv}: {len(exs)}' for lv, exs in s['examples'].items())} examples per level)" for name, s in sets.items())
+        + "; ".join(
+            f"{name} ({', '.join(f'{lv}: {len(exs)}' for lv, exs in s['examples'].items())} examples per level)"
+            for name, s in sets.items()
+        )
         + f". Erasing vectors: mean residuals of {reference_source}. "
-        + (f"Worked solutions are split at {n_splits} point(s) each, not the paper's 4 (`n_splits`, sized for this machine). " if n_splits != 4 else "")
+        + (
+            f"Worked solutions are split at {n_splits} point(s) each, not the paper's 4 (`n_splits`, sized for this machine). "
+            if n_splits != 4
+            else ""
+        )
         + " ".join(notes)
     )
     return f
@@ -386,7 +460,9 @@ def depth_sets(sets: dict, chosen=None) -> tuple[dict, dict]:
     chosen = [chosen] if isinstance(chosen, str) else list(chosen)
     measured = {n: s for n, s in sets.items() if any(n.lower().startswith(c.lower()) for c in chosen)}
     if not measured:
-        raise ValueError(f"depth_sets={chosen!r} names none of this run's difficulty sets: {', '.join(repr(n) for n in sets)}.")
+        raise ValueError(
+            f"depth_sets={chosen!r} names none of this run's difficulty sets: {', '.join(repr(n) for n in sets)}."
+        )
     return measured, {n: s for n, s in sets.items() if n not in measured}
 
 
@@ -404,19 +480,30 @@ def left_out_findings(model_name: str, table: pd.DataFrame) -> Findings:
         return f
     parts, gaps = [], []
     for name, rows in table.groupby("set", sort=False):
-        levels = ", ".join(f"level {lv}: {100 * a:.0f} % of {n} (chance {100 * c:.0f} %)" for lv, a, n, c in zip(rows["level"], rows["accuracy"], rows["n"], rows["chance"]))
+        levels = ", ".join(
+            f"level {lv}: {100 * a:.0f} % of {n} (chance {100 * c:.0f} %)"
+            for lv, a, n, c in zip(rows["level"], rows["accuracy"], rows["n"], rows["chance"])
+        )
         above = [str(lv) for lv, lab in zip(rows["level"], rows["label"]) if lab != "at chance"]
         parts.append(f"{name} ({model_name}'s accuracy: {levels})")
         if above:
             gaps.append(f"{name} (above chance at level {', '.join(above)})")
-    head = "**Not measured on this model in this run** (`depth_sets`, sized for this machine): the depth score on " + "; ".join(parts) + ". "
+    head = (
+        "**Not measured on this model in this run** (`depth_sets`, sized for this machine): the depth score on "
+        + "; ".join(parts)
+        + ". "
+    )
     if gaps:
-        tail = (f"That leaves a gap: the model answers {'; '.join(gaps)} better than guessing, so its depth score there could be "
-                "informative; run the chapter with `depth_sets=None` (every set) on a faster machine.")
+        tail = (
+            f"That leaves a gap: the model answers {'; '.join(gaps)} better than guessing, so its depth score there could be "
+            "informative; run the chapter with `depth_sets=None` (every set) on a faster machine."
+        )
     else:
-        tail = ("No level is distinguishable from chance (one-sided binomial test), so a depth score there would say nothing about how answering "
-                "uses depth: a model that does not compute the answers is never the paper's pattern (see the rules). The zoo's "
-                "page measures the same kind of set on a model that answers it.")
+        tail = (
+            "No level is distinguishable from chance (one-sided binomial test), so a depth score there would say nothing about how answering "
+            "uses depth: a model that does not compute the answers is never the paper's pattern (see the rules). The zoo's "
+            "page measures the same kind of set on a model that answers it."
+        )
     f.text["left_out"] = head + tail
     f.numbers["n_left_out"] = int(table["set"].nunique())
     return f
@@ -425,7 +512,9 @@ def left_out_findings(model_name: str, table: pd.DataFrame) -> Findings:
 # -- the chapter's data ------------------------------------------------------------------------
 
 
-def difficulty_datasets(model_spec: str, n_per_level: int = 20, seed: int = 0, source: str = "auto") -> tuple[dict, list[str]]:
+def difficulty_datasets(
+    model_spec: str, n_per_level: int = 20, seed: int = 0, source: str = "auto"
+) -> tuple[dict, list[str]]:
     """The labelled-difficulty sets the §3.3 chapter measures, and notes on what was substituted.
 
     source 'real': the paper's MATH intermediate_algebra levels 1–5 (worked solutions) and
@@ -446,25 +535,54 @@ def difficulty_datasets(model_spec: str, n_per_level: int = 20, seed: int = 0, s
 
     by = lambda exs: {lv: [e for e in exs if e.level == lv] for lv in sorted({e.level for e in exs})}  # noqa: E731
     generated = {
-        "Graded arithmetic": lambda: {"examples": by(graded_examples(levels=(1, 2, 3, 4, 5), n_per_level=n_per_level, split="test", seed=seed)), "xlabel": "Number of operations", "level_fmt": "{}"},
-        "Multi-hop questions": lambda: {"examples": by(multihop_examples(hops=(1, 2, 3, 4), n_per_hops=n_per_level, seed=seed)), "xlabel": "Hops", "level_fmt": "{}"},
+        "Graded arithmetic": lambda: {
+            "examples": by(graded_examples(levels=(1, 2, 3, 4, 5), n_per_level=n_per_level, split="test", seed=seed)),
+            "xlabel": "Number of operations",
+            "level_fmt": "{}",
+        },
+        "Multi-hop questions": lambda: {
+            "examples": by(multihop_examples(hops=(1, 2, 3, 4), n_per_hops=n_per_level, seed=seed)),
+            "xlabel": "Hops",
+            "level_fmt": "{}",
+        },
     }
     natural = {
-        "Word problems (GSM8K format)": lambda: {"examples": by(word_problems(n_per_level=n_per_level, seed=seed)), "xlabel": "Steps of the worked solution", "level_fmt": "{}"},
-        "Kinship questions": lambda: {"examples": by(kinship_questions(n_per_level=n_per_level, seed=seed)), "xlabel": "Hops", "level_fmt": "{}"},
+        "Word problems (GSM8K format)": lambda: {
+            "examples": by(word_problems(n_per_level=n_per_level, seed=seed)),
+            "xlabel": "Steps of the worked solution",
+            "level_fmt": "{}",
+        },
+        "Kinship questions": lambda: {
+            "examples": by(kinship_questions(n_per_level=n_per_level, seed=seed)),
+            "xlabel": "Hops",
+            "level_fmt": "{}",
+        },
     }
     if source in ("generated", "natural"):
         return {name: make() for name, make in (generated if source == "generated" else natural).items()}, []
 
     sets, notes = {}, []
     for name, load, levels, xlabel, fmt, stand_in in (
-        ("MATH (intermediate algebra)", math_problems, (1, 2, 3, 4, 5), "Difficulty level", "Level {}", "Word problems (GSM8K format)"),
+        (
+            "MATH (intermediate algebra)",
+            math_problems,
+            (1, 2, 3, 4, 5),
+            "Difficulty level",
+            "Level {}",
+            "Word problems (GSM8K format)",
+        ),
         ("MQuAKE (CF3k)", mquake, (2, 3, 4), "Hops", "{} hops", "Kinship questions"),
     ):
         try:
-            sets[name] = {"examples": {lv: load(lv, n=n_per_level, seed=42) for lv in levels}, "xlabel": xlabel, "level_fmt": fmt}
+            sets[name] = {
+                "examples": {lv: load(lv, n=n_per_level, seed=42) for lv in levels},
+                "xlabel": xlabel,
+                "level_fmt": fmt,
+            }
         except DatasetNotAvailable as err:
-            notes.append(f"{name} is not available here ({str(err).rstrip('.')}). The project's generated set '{stand_in}' is used in its place.")
+            notes.append(
+                f"{name} is not available here ({str(err).rstrip('.')}). The project's generated set '{stand_in}' is used in its place."
+            )
             sets[stand_in] = natural[stand_in]()
     return sets, notes
 
@@ -482,7 +600,6 @@ def fig6_examples(model_spec: str, sets: dict, n_reference: int = 10, seed: int 
     """
 
     if is_offline_model(model_spec):
-
         arith = graded_examples(levels=(5,), n_per_level=1, split="test", seed=seed)[0]
         twohop = multihop_examples(hops=(2,), n_per_hops=1, seed=seed)[0]
         reference = load_prompts("auto", n_reference, seed, model_spec=model_spec)
@@ -494,7 +611,10 @@ def fig6_examples(model_spec: str, sets: dict, n_reference: int = 10, seed: int 
     pool = [ex.text for s in sets.values() for exs in s["examples"].values() for ex in exs]
     reference = [pool[i] for i in np.random.default_rng(seed).permutation(len(pool))[:n_reference]]
     return (
-        {"Arithmetic": ("5 + 7 + 5 + 3 + 1 + 7 = ", "28"), "Two-hop question": ("The spouse of the performer of Imagine is", " Yoko Ono")},
+        {
+            "Arithmetic": ("5 + 7 + 5 + 3 + 1 + 7 = ", "28"),
+            "Two-hop question": ("The spouse of the performer of Imagine is", " Yoko Ono"),
+        },
         reference,
         f"{len(reference)} examples drawn (seed {seed}) from the chapter's difficulty sets",
     )

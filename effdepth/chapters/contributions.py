@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import stats, verdicts
-from . import CONTROL_TOO, NOT_TESTABLE, PAPER, UNLIKE, Findings, record
+from effdepth import stats, verdicts
+from effdepth.chapters import CONTROL_TOO, NOT_TESTABLE, PAPER, UNLIKE, Findings, record
 
 MIN_LAYERS = 3  # halves leave layer 0 out: a 2-layer model has no halves to compare
 MIN_SHAPE_LAYERS = 5  # a first-half trend needs two layers (1, 2) and a second half one (L/2 … L−2)
@@ -66,7 +66,9 @@ def prompt_ratios(result, column: str = "rel_layer") -> np.ndarray:
     """Per prompt: second-half over first-half mean relative contribution (layer 0 left out)."""
     key = f"prompt_{column}"
     if key not in result.arrays:
-        raise ValueError(f"This contributions result has no per-prompt values ('{key}'); recompute it with this version of effdepth.")
+        raise ValueError(
+            f"This contributions result has no per-prompt values ('{key}'); recompute it with this version of effdepth."
+        )
     v = np.asarray(result.arrays[key], dtype=float)  # [P, L]
     L = v.shape[1]
     if L < MIN_LAYERS:  # layer 0 left out, one layer is left: no halves
@@ -201,15 +203,20 @@ def findings(result, controls: list) -> Findings:
         f"The second half lies **{shape.effect:.2f}** (log scale) below the continuation of the first half's own trend (mean over "
         f"{shape.n} prompts, {100 - 200 * SHAPE.alpha:.0f} % interval {shape.lo:.2f} to {shape.hi:.2f}), against "
         f"{_num(shape.control)} in {ctl}; the paper's shape needs at least {SHAPE.threshold:.2f} (log 1.25; Llama 70B: about log 4)."
-        if shape.state != NOT_TESTABLE else ""
+        if shape.state != NOT_TESTABLE
+        else ""
     )
     shape_text = {
         PAPER: "**As in the paper**: a steady first half and a drop around the middle, beyond the control by more than log 1.25.",
         CONTROL_TOO: "The curve has the paper's shape, but **the untrained architecture shows it too** (the control's drop is as large).",
         UNLIKE: (
             "**Unlike the paper**: no steady-then-drop shape here"
-            + (f"; the second half still writes {ratio:.2f} of the first half's share, against {_range(c_ratios)} in the control: "
-               "the fall that a pre-norm network has at initialisation, training made smaller, not larger." if ratio > max(c_ratios) else ".")
+            + (
+                f"; the second half still writes {ratio:.2f} of the first half's share, against {_range(c_ratios)} in the control: "
+                "the fall that a pre-norm network has at initialisation, training made smaller, not larger."
+                if ratio > max(c_ratios)
+                else "."
+            )
         ),
         NOT_TESTABLE: f"The paper's shape is **not testable here**: {shape.reason}.",
     }.get(shape.state, f"The paper's shape is **{shape.words()}**.")
@@ -218,46 +225,56 @@ def findings(result, controls: list) -> Findings:
         CONTROL_TOO: f"The writes turn towards strengthening (rise {cos.effect:.2f}), but **the untrained architecture shows it too** (control {_num(cos.control)}).",
         UNLIKE: f"**Unlike the paper**, the writes do not turn from erasing to strengthening: the second half's mean cosine exceeds the first half's by only {cos.effect:.2f} (control {_num(cos.control)}).",
         NOT_TESTABLE: f"The turn of the cosines is **not testable here**: {cos.reason}.",
-    }.get(cos.state, f"The turn of the cosines is **{cos.words()}** (rise {cos.effect:.2f}, control {_num(cos.control)}).")
+    }.get(
+        cos.state, f"The turn of the cosines is **{cos.words()}** (rise {cos.effect:.2f}, control {_num(cos.control)})."
+    )
     neg = [int(l) for l in np.flatnonzero(curve(result, "cos_layer") < 0)]
     c_neg = [int(l) for l in np.flatnonzero(curve(controls[0], "cos_layer") < 0)]
     turn, c_turn = first_positive_cos(result), first_positive_cos(controls[0])
     changed = [int(l) for l in np.flatnonzero(curve(result, "cos_io") < 0.9)]
-    f.text.update({
-        "shape_text": (
-            f"Leaving layer 0 out, layers in the first half add on average **{first:.2f}** of the residual's "
-            f"norm per layer, those in the second half **{second:.2f}**: a second-to-first-half ratio of "
-            f"**{ratio:.2f}** (mean over prompts of each prompt's ratio; 95 % interval {ratio_lo:.2f}–{ratio_hi:.2f}), "
-            f"against {_range(c_ratios)} in {ctl}. A ratio below 1 alone is not the paper's finding: an untrained pre-norm "
-            f"network falls too. {drop} {shape_text}"
-        ),
-        "detail_text": (
-            f"Layer 0 writes {rel0:.2f} times the residual's norm (control {np.mean(c_rel0):.2f}); attention alone "
-            f"has a ratio of {a_ratio:.2f} (control {np.mean(ca):.2f}); the last layer contributes "
-            f"{numbers['last_layer_rel']:.2f}."
-        ),
-        "knee_text": (
-            f"A two-segment fit (a straight line on each side) to the contribution curve (layer 0 "
-            f"{'left out: it dominates' if kn['excluded_first'] else 'kept'}) puts its knee at layer "
-            f"**{kn['index']}** (relative depth {kn['x']:.2f}); the control's knee is at relative depth "
-            f"{_range([c['x'] for c in ckn])}."
-            + ("" if shape.state == PAPER else " Without the paper's steady-then-drop shape this knee marks no transition, so no other chapter compares with it.")
-        ),
-        "cos_text": (
-            f"The layer write is anti-aligned with the residual (erasing) at layers {_layers(neg)} (control: "
-            f"{_layers(c_neg)}); the cosine stays non-negative from layer "
-            f"{turn if turn is not None else '— (never)'} on (control: {c_turn if c_turn is not None else '— (never)'}). "
-            f"{cos_text}"
-        ),
-        "io_text": (
-            f"The residual after a layer has a cosine of at least 0.9 with the one before it except at layers "
-            f"{_layers(changed)} (lowest {numbers['min_cos_io']:.3f}; control lowest {numbers['control_min_cos_io']:.3f}): "
-            "most layers change the stream only a little, which is why the relative measures above, not the raw "
-            "similarity, are informative."
-        ),
-    })
+    f.text.update(
+        {
+            "shape_text": (
+                f"Leaving layer 0 out, layers in the first half add on average **{first:.2f}** of the residual's "
+                f"norm per layer, those in the second half **{second:.2f}**: a second-to-first-half ratio of "
+                f"**{ratio:.2f}** (mean over prompts of each prompt's ratio; 95 % interval {ratio_lo:.2f}–{ratio_hi:.2f}), "
+                f"against {_range(c_ratios)} in {ctl}. A ratio below 1 alone is not the paper's finding: an untrained pre-norm "
+                f"network falls too. {drop} {shape_text}"
+            ),
+            "detail_text": (
+                f"Layer 0 writes {rel0:.2f} times the residual's norm (control {np.mean(c_rel0):.2f}); attention alone "
+                f"has a ratio of {a_ratio:.2f} (control {np.mean(ca):.2f}); the last layer contributes "
+                f"{numbers['last_layer_rel']:.2f}."
+            ),
+            "knee_text": (
+                f"A two-segment fit (a straight line on each side) to the contribution curve (layer 0 "
+                f"{'left out: it dominates' if kn['excluded_first'] else 'kept'}) puts its knee at layer "
+                f"**{kn['index']}** (relative depth {kn['x']:.2f}); the control's knee is at relative depth "
+                f"{_range([c['x'] for c in ckn])}."
+                + (
+                    ""
+                    if shape.state == PAPER
+                    else " Without the paper's steady-then-drop shape this knee marks no transition, so no other chapter compares with it."
+                )
+            ),
+            "cos_text": (
+                f"The layer write is anti-aligned with the residual (erasing) at layers {_layers(neg)} (control: "
+                f"{_layers(c_neg)}); the cosine stays non-negative from layer "
+                f"{turn if turn is not None else '— (never)'} on (control: {c_turn if c_turn is not None else '— (never)'}). "
+                f"{cos_text}"
+            ),
+            "io_text": (
+                f"The residual after a layer has a cosine of at least 0.9 with the one before it except at layers "
+                f"{_layers(changed)} (lowest {numbers['min_cos_io']:.3f}; control lowest {numbers['control_min_cos_io']:.3f}): "
+                "most layers change the stream only a little, which is why the relative measures above, not the raw "
+                "similarity, are informative."
+            ),
+        }
+    )
     if L < MIN_LAYERS:
-        f.text["shape_text"] = f"With layer 0 left out, a {L}-layer model has no two halves to compare, so there is no verdict on the paper's shape."
+        f.text["shape_text"] = (
+            f"With layer 0 left out, a {L}-layer model has no two halves to compare, so there is no verdict on the paper's shape."
+        )
     return f
 
 

@@ -39,25 +39,30 @@ Verdict rules (book/methods/linear_maps-rules.md states the same):
 
 from __future__ import annotations
 
-from effdepth import zoo
-from effdepth.data import is_offline_model, load_prompts
-from effdepth.data.c4 import c4_texts
-from effdepth.measures.linear_maps import make_windows
-from effdepth.spec import ModelSpec
-
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from effdepth import curves, stats
-from effdepth.measures import linear_maps as maps
+from effdepth import curves, stats, zoo
 from effdepth.access.controls import controls_of
 from effdepth.access.load import load_model
-from . import INCONCLUSIVE, NOT_PAPER, NOT_TESTABLE, PAPER, SAME_AS_CONTROL, Findings, control_k, paper_verdict
-from effdepth.plots.linear_maps import pair_label
-from effdepth.measures.linear_maps import SGDRecipe
-from effdepth.measures.linear_maps import project_paper_setting
+from effdepth.chapters import (
+    INCONCLUSIVE,
+    NOT_PAPER,
+    NOT_TESTABLE,
+    PAPER,
+    SAME_AS_CONTROL,
+    Findings,
+    control_k,
+    paper_verdict,
+)
+from effdepth.data import is_offline_model, load_prompts
+from effdepth.data.c4 import c4_texts
+from effdepth.measures import linear_maps as maps
+from effdepth.measures.linear_maps import SGDRecipe, make_windows, project_paper_setting
 from effdepth.plots import linear_maps as figs
+from effdepth.plots.linear_maps import pair_label
+from effdepth.spec import ModelSpec
 
 MONOTONE = 0.75  # share of forward steps for a best-match path to count as a diagonal
 IDENTITY_TOL = 1e-3  # the identity map is affine: its error must vanish up to round-off
@@ -148,7 +153,7 @@ def diagonal(d: dict) -> str:
 
 
 def vs_control(value: float, control_values, direction: str) -> str:
-    """"differs" / "the control shows the same" / "not distinguishable from the control" (shared rule)."""
+    """ "differs" / "the control shows the same" / "not distinguishable from the control" (shared rule)."""
     c = np.asarray([v for v in control_values if np.isfinite(v)], dtype=float)
     if not len(c):
         return "no control"
@@ -194,7 +199,11 @@ def findings(result, controls=(), identity=None) -> Findings:
         verdicts["learned_structure"] = "not checked against a control"
     if cds:
         verdicts["paper_pattern"] = paper_verdict(verdicts["diagonal"] == "yes", verdicts["vs_control"] == "differs")
-        if verdicts["diagonal"] == "yes" and verdicts["vs_control"] != "differs" and not stats.reachable(nums["control_offset_bound"], "less", (0.0, np.inf)):
+        if (
+            verdicts["diagonal"] == "yes"
+            and verdicts["vs_control"] != "differs"
+            and not stats.reachable(nums["control_offset_bound"], "less", (0.0, np.inf))
+        ):
             verdicts["paper_pattern"] = NOT_TESTABLE
             verdicts["paper_pattern_reason"] = (
                 f"the controls' offsets vary so much that their bound ({nums['control_offset_bound']:.2f}) lies below 0, where no distance can go"
@@ -211,7 +220,10 @@ def findings(result, controls=(), identity=None) -> Findings:
         f"biased towards deep layers that are easy to predict from anything): {_fmt_pairs(d['best_src'], '←')} "
         f"(target←source), on average {d['col_dist_stretch']:.2f} layers from n·L₁/L₂ and {d['col_dist_same']:.2f} "
         f"from min(n, L₁); {_steps(list(d['best_src'].values()))}. The deep layers worst predicted by any shallow layer are "
-        + ", ".join(f"{k} (best error {e:.3f}, relative depth {r:.2f})" for k, e, r in zip(d["hardest_tgts"], d["hardest_tgt_errors"], d["hardest_tgt_depths"]))
+        + ", ".join(
+            f"{k} (best error {e:.3f}, relative depth {r:.2f})"
+            for k, e, r in zip(d["hardest_tgts"], d["hardest_tgt_errors"], d["hardest_tgt_depths"])
+        )
         + f"; the best-predicted deep layer reaches {d['easiest_tgt_error']:.3f}."
     )
     text["reading_text"] = {
@@ -236,7 +248,9 @@ def findings(result, controls=(), identity=None) -> Findings:
             )
         )
     else:
-        text["control_text"] = "No random-target control was run (`controls = False`), so nothing here is attributed to training."
+        text["control_text"] = (
+            "No random-target control was run (`controls = False`), so nothing here is attributed to training."
+        )
     if identity is not None:
         ierr = _err(identity)
         k = min(ierr.shape)
@@ -247,7 +261,11 @@ def findings(result, controls=(), identity=None) -> Findings:
         verdicts["identity"] = "passed" if diag_max < IDENTITY_TOL else "failed"
         text["identity_text"] = (
             f"Identity control: the largest diagonal error is **{diag_max:.1e}** "
-            + ("(≈ 0, as it must be: the pipeline is exact)" if verdicts["identity"] == "passed" else f"(above {IDENTITY_TOL:g}: **the pipeline is wrong**)")
+            + (
+                "(≈ 0, as it must be: the pipeline is exact)"
+                if verdicts["identity"] == "passed"
+                else f"(above {IDENTITY_TOL:g}: **the pipeline is wrong**)"
+            )
             + f"; off the diagonal the deep model's own layers predict each other with error {nums['identity_offdiag_mean']:.3f} on average."
         )
     else:
@@ -260,7 +278,12 @@ def _verdict_sentence(d: dict, nums: dict, v: dict) -> str:
     numbers = (
         f"best targets {d['dist_stretch']:.2f} vs {d['dist_same']:.2f} layers from equal relative depth vs the same index; "
         f"best sources {d['col_dist_stretch']:.2f} vs {d['col_dist_same']:.2f}; distance from the diagonal "
-        f"{d['offset']:.3f}" + (f" against {nums['control_offset_mean']:.3f} for the untrained targets" if "control_offset_mean" in nums else "")
+        f"{d['offset']:.3f}"
+        + (
+            f" against {nums['control_offset_mean']:.3f} for the untrained targets"
+            if "control_offset_mean" in nums
+            else ""
+        )
     )
     p = v["paper_pattern"]
     if p == PAPER:
@@ -283,7 +306,9 @@ def _verdict_sentence(d: dict, nums: dict, v: dict) -> str:
 def absent(why: str) -> Findings:
     """Findings of a run with no model pair: every text says why, so the page's glued slots are filled."""
     keys = ("run", "matrix", "reading", "control", "identity", "verdict", "weighting", "sgd")
-    return Findings(numbers={}, verdicts={"paper_pattern": NOT_TESTABLE}, text={f"{k}_text": f"Not measured: {why}" for k in keys})
+    return Findings(
+        numbers={}, verdicts={"paper_pattern": NOT_TESTABLE}, text={f"{k}_text": f"Not measured: {why}" for k in keys}
+    )
 
 
 def weighting(result, alt, names: dict) -> Findings:
@@ -302,7 +327,11 @@ def weighting(result, alt, names: dict) -> Findings:
         + ("the same under both fits." if same else f"not the same: {_fmt_pairs(best_b, '→')} with the {other} fit.")
     )
     return Findings(
-        numbers={"weighting_this_error": float(a.mean()), "weighting_other_error": float(b.mean()), "weighting_largest_diff_layer": n_big},
+        numbers={
+            "weighting_this_error": float(a.mean()),
+            "weighting_other_error": float(b.mean()),
+            "weighting_largest_diff_layer": n_big,
+        },
         verdicts={"same_best_targets": "yes" if same else "no"},
         text={"weighting_text": text},
     )
@@ -327,11 +356,18 @@ def sgd(result, sgd_result, label: str) -> Findings:
 
     `sgd_result` None: the comparison was switched off, and the text says so."""
     if sgd_result is None:
-        return Findings(verdicts={"sgd_reached_closed_form": "not run"}, text={"sgd_text": "The SGD comparison was switched off for this run (`compare_sgd = False`)."})
+        return Findings(
+            verdicts={"sgd_reached_closed_form": "not run"},
+            text={"sgd_text": "The SGD comparison was switched off for this run (`compare_sgd = False`)."},
+        )
     cf_err, sgd_err = float(np.mean(result.relative_error)), float(np.mean(sgd_result.relative_error))
     cf_t, sgd_t = float(result.fit_seconds), float(sgd_result.fit_seconds)
     steps = np.asarray(sgd_result.arrays.get("sgd_eval_steps", []))
-    curve = np.asarray(sgd_result.arrays.get("sgd_eval_error", np.zeros((0,)))).reshape(len(steps), -1).mean(1) if len(steps) else np.zeros(0)
+    curve = (
+        np.asarray(sgd_result.arrays.get("sgd_eval_error", np.zeros((0,)))).reshape(len(steps), -1).mean(1)
+        if len(steps)
+        else np.zeros(0)
+    )
     times = np.asarray(sgd_result.arrays.get("sgd_eval_seconds", np.zeros(len(steps))))
     reach = [float(t) for t, e in zip(times, curve) if e <= cf_err + 0.01]
     better = int((np.asarray(sgd_result.relative_error) < np.asarray(result.relative_error) - 1e-9).sum())
@@ -347,7 +383,13 @@ def sgd(result, sgd_result, label: str) -> Findings:
         )
     )
     return Findings(
-        numbers={"closed_form_error": cf_err, "sgd_error": sgd_err, "closed_form_seconds": cf_t, "sgd_seconds": sgd_t, "sgd_better_pairs": better},
+        numbers={
+            "closed_form_error": cf_err,
+            "sgd_error": sgd_err,
+            "closed_form_seconds": cf_t,
+            "sgd_seconds": sgd_t,
+            "sgd_better_pairs": better,
+        },
         verdicts={"sgd_reached_closed_form": "yes" if reach else "no"},
         text={"sgd_text": text},
     )
@@ -389,7 +431,11 @@ class PairRun:
     def made_by(self) -> str | None:
         """The figures' model slot: 'shallow → deep' by the names the book shows."""
 
-        return f"{ModelSpec.parse(self.src.spec).short_name} → {ModelSpec.parse(self.tgt.spec).short_name}" if self.measured else None
+        return (
+            f"{ModelSpec.parse(self.src.spec).short_name} → {ModelSpec.parse(self.tgt.spec).short_name}"
+            if self.measured
+            else None
+        )
 
 
 def sgd_recipe(sgd_steps: int, sgd_batch_windows: int):
@@ -398,11 +444,35 @@ def sgd_recipe(sgd_steps: int, sgd_batch_windows: int):
     windows' residuals cached (SGD's best case)."""
 
     checkpoints = sorted({int(x) for x in np.unique(np.geomspace(max(1, sgd_steps // 50), sgd_steps, 8).round())})
-    return SGDRecipe(steps=sgd_steps, batch_windows=sgd_batch_windows, warmup=min(200, max(1, sgd_steps // 5)), eval_at=tuple(checkpoints), cache_activations=True)
+    return SGDRecipe(
+        steps=sgd_steps,
+        batch_windows=sgd_batch_windows,
+        warmup=min(200, max(1, sgd_steps // 5)),
+        eval_at=tuple(checkpoints),
+        cache_activations=True,
+    )
 
 
-def measure(model, src_model=None, tgt_model=None, *, device="cpu", dtype="auto", remote=False, dataset="auto", n_windows=400, window=128, seed=0,
-            batch_size=8, weighting="none", controls=True, n_controls=3, compare_sgd=True, sgd_steps=1000, sgd_batch_windows=8) -> PairRun:
+def measure(
+    model,
+    src_model=None,
+    tgt_model=None,
+    *,
+    device="cpu",
+    dtype="auto",
+    remote=False,
+    dataset="auto",
+    n_windows=400,
+    window=128,
+    seed=0,
+    batch_size=8,
+    weighting="none",
+    controls=True,
+    n_controls=3,
+    compare_sgd=True,
+    sgd_steps=1000,
+    sgd_batch_windows=8,
+) -> PairRun:
     """The chapter's measurements (the notebook's parameters): resolve the pair (`resolve_pair`);
     with none, a `PairRun` that says why. Else load both models, cut the windows, fit the maps of the
     pair, of the identity and random-target controls (`controls`), of the other weighting, and with
@@ -419,7 +489,10 @@ def measure(model, src_model=None, tgt_model=None, *, device="cpu", dtype="auto"
     pair.result = maps.linear_maps(src, tgt, texts, **common)
     if controls:
         pair.identity = maps.linear_maps(tgt, tgt, texts, **common)
-        pair.random = {f"random target, seed {s}": maps.linear_maps(src, c, texts, **common) for s, c in zip(range(n_controls), controls_of(tgt, range(n_controls)))}
+        pair.random = {
+            f"random target, seed {s}": maps.linear_maps(src, c, texts, **common)
+            for s, c in zip(range(n_controls), controls_of(tgt, range(n_controls)))
+        }
     pair.alt = maps.linear_maps(src, tgt, texts, **{**common, "weighting": pair.other})
     if compare_sgd:
         pair.sgd = maps.linear_maps(src, tgt, texts, "sgd", sgd=sgd_recipe(sgd_steps, sgd_batch_windows), **common)
@@ -464,7 +537,9 @@ def figure(pair: PairRun, which: str) -> tuple:
         "panels": lambda: figs.panels({"Trained pair": r, **dict(list(pair.random.items())[:1])}),
         "relative": lambda: figs.relative_depth(r, others=pair.random),
         "controls": lambda: figs.controls(r, identity=pair.identity, random=next(iter(pair.random.values()))),
-        "weighting": lambda: figs.panels({WEIGHTING_NAMES[pair.weighting].capitalize(): r, WEIGHTING_NAMES[pair.other].capitalize(): pair.alt}),
+        "weighting": lambda: figs.panels(
+            {WEIGHTING_NAMES[pair.weighting].capitalize(): r, WEIGHTING_NAMES[pair.other].capitalize(): pair.alt}
+        ),
         "sgd": lambda: figs.sgd_comparison(r, pair.sgd),
     }[which]
     return draw(), pair.made_by(), ""
@@ -475,20 +550,33 @@ def tables(pair: PairRun) -> list:
     layer per row, target layer per column); none without a pair."""
     if not pair.measured:
         return []
-    return [pair.result.best_match(), pair.result.to_frame().pivot(index="src_layer", columns="tgt_layer", values="relative_error")]
+    return [
+        pair.result.best_match(),
+        pair.result.to_frame().pivot(index="src_layer", columns="tgt_layer", values="relative_error"),
+    ]
 
 
-def run_info(pair: PairRun, model: str, window: int, seed: int, weighting: str, controls: bool, n_controls: int) -> tuple:
+def run_info(
+    pair: PairRun, model: str, window: int, seed: int, weighting: str, controls: bool, n_controls: int
+) -> tuple:
     """(the model the run-info table describes, its other rows): the source model and the run's
     settings, or, with no pair, the requested model and a note that nothing was measured."""
     if not pair.measured:
         return None, {"requested_model": model, "note": "no model pair: nothing measured"}
     r, tgt = pair.result, pair.tgt
     return pair.src, dict(
-        target=tgt.spec, target_revision=tgt.revision, target_layers=tgt.n_layers,
-        dataset=pair.data_name, n_windows=int(r.n_windows.sum()), window=window, seed=seed,
-        weighting=weighting, lambda_rel_median=float(np.median(r.arrays["lam_rel"])), method="lstsq (ridge, streamed)",
-        controls=controls, control_seeds=str(list(range(n_controls))),
+        target=tgt.spec,
+        target_revision=tgt.revision,
+        target_layers=tgt.n_layers,
+        dataset=pair.data_name,
+        n_windows=int(r.n_windows.sum()),
+        window=window,
+        seed=seed,
+        weighting=weighting,
+        lambda_rel_median=float(np.median(r.arrays["lam_rel"])),
+        method="lstsq (ridge, streamed)",
+        controls=controls,
+        control_seeds=str(list(range(n_controls))),
     )
 
 
@@ -496,7 +584,11 @@ def save_curves(pair: PairRun) -> None:
     """The key curves, for the book's side-by-side pages of several models (`effdepth.curves`); nothing
     without a pair."""
     if pair.measured:
-        curves.save("linear_maps", (f"{pair.src.spec} → {pair.tgt.spec}", pair.tgt.n_layers), curves.linear_maps(pair.result, list(pair.random.values())))
+        curves.save(
+            "linear_maps",
+            (f"{pair.src.spec} → {pair.tgt.spec}", pair.tgt.n_layers),
+            curves.linear_maps(pair.result, list(pair.random.values())),
+        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -518,12 +610,13 @@ def default_texts(model_spec: str, n: int, seed: int = 0, dataset: str = "auto")
 
     dataset = resolve_dataset(model_spec, dataset)
     if dataset == "c4":
-
         return c4_texts(n=n, seed=seed)
     return load_prompts(dataset, n=n, seed=seed, model_spec=model_spec)
 
 
-def texts_for_windows(model, n_windows: int, window: int, seed: int = 0, dataset: str = "auto", max_texts: int = 1_000_000) -> list[str]:
+def texts_for_windows(
+    model, n_windows: int, window: int, seed: int = 0, dataset: str = "auto", max_texts: int = 1_000_000
+) -> list[str]:
     """Enough texts of `dataset` to fill `n_windows` windows of `window` tokens (seeded).
 
     A first draw of `n_windows` texts measures how many windows a text fills; the second draw is
@@ -538,7 +631,9 @@ def texts_for_windows(model, n_windows: int, window: int, seed: int = 0, dataset
         n = min(max_texts, max(2 * n if have == 0 else int(n * n_windows / have * 1.15) + 1, n + 1))
 
 
-def resolve_pair(model: str, src_model: str | None = None, tgt_model: str | None = None) -> tuple[str | None, str | None, str]:
+def resolve_pair(
+    model: str, src_model: str | None = None, tgt_model: str | None = None
+) -> tuple[str | None, str | None, str]:
     """(source, target, reason) for the chapter: the given pair, the zoo pair for a zoo model, or none.
 
     With no pair, `reason` explains what the chapter needs (a shallow and a deep model sharing a
@@ -547,16 +642,23 @@ def resolve_pair(model: str, src_model: str | None = None, tgt_model: str | None
     if src_model and tgt_model:
         return str(src_model), str(tgt_model), ""
     if src_model or tgt_model:
-        return None, None, (
-            f"Only one model of the pair was given (src_model={src_model!r}, tgt_model={tgt_model!r}); "
-            "this chapter maps a shallow model's residuals onto a deep model's: give both."
+        return (
+            None,
+            None,
+            (
+                f"Only one model of the pair was given (src_model={src_model!r}, tgt_model={tgt_model!r}); "
+                "this chapter maps a shallow model's residuals onto a deep model's: give both."
+            ),
         )
     if ModelSpec.parse(model).is_zoo:
-
         return f"zoo:{zoo.SHALLOW}", f"zoo:{zoo.DEEP}", ""
-    return None, None, (
-        f"This chapter compares two models, a shallow one and a deep one **sharing a tokenizer** (the "
-        f"paper: `Qwen/Qwen2.5-1.5B` → `Qwen/Qwen2.5-14B`); `{model}` alone is not a pair. Run it with "
-        "`src_model` and `tgt_model` set, e.g. `effdepth run --model Qwen/Qwen2.5-14B --chapters linear_maps "
-        "--set src_model=Qwen/Qwen2.5-1.5B --set tgt_model=Qwen/Qwen2.5-14B`. Nothing is shown for this run."
+    return (
+        None,
+        None,
+        (
+            f"This chapter compares two models, a shallow one and a deep one **sharing a tokenizer** (the "
+            f"paper: `Qwen/Qwen2.5-1.5B` → `Qwen/Qwen2.5-14B`); `{model}` alone is not a pair. Run it with "
+            "`src_model` and `tgt_model` set, e.g. `effdepth run --model Qwen/Qwen2.5-14B --chapters linear_maps "
+            "--set src_model=Qwen/Qwen2.5-1.5B --set tgt_model=Qwen/Qwen2.5-14B`. Nothing is shown for this run."
+        ),
     )

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import stats, verdicts
-from . import CONTROL_TOO, NOT_PAPER, NOT_TESTABLE, PAPER, Findings, record
-from . import contributions as contrib
+from effdepth import stats, verdicts
+from effdepth.chapters import CONTROL_TOO, NOT_PAPER, NOT_TESTABLE, PAPER, Findings, record
+from effdepth.chapters import contributions as contrib
 
 KL_FLOOR = 0.05  # nats: a control whose first-half KL stays below this decodes its own output
 TOLERANCE = 0.125  # knees agree within 1/8 of the depth (one layer of an 8-layer model)
@@ -123,7 +123,12 @@ def settles_verdict(result, controls: list) -> verdicts.Verdict:
 
 def prompt_knees(result) -> np.ndarray:
     """Per prompt: the KL curve's knee in relative depth (residual 0 left out)."""
-    return np.array([stats.change_point(row, x=depths(result), exclude_first=True)["x"] for row in np.asarray(result.example_kl, float)])
+    return np.array(
+        [
+            stats.change_point(row, x=depths(result), exclude_first=True)["x"]
+            for row in np.asarray(result.example_kl, float)
+        ]
+    )
 
 
 def contribution_prompt_knees(contributions) -> np.ndarray:
@@ -215,38 +220,42 @@ def findings(result, controls: list, contributions=None, contribution_controls=N
     }.get(settles.state, f"Whether the lens settles late is **{settles.words()}**.")
     if settles.reason and settles.state != NOT_TESTABLE:
         settle_sentence += f" ({settles.reason[0].upper() + settles.reason[1:]}.)"
-    f.text.update({
-        "curve_text": (
-            f"Decoded through the lens, the input of layer 0 is at KL {kl[0]:.2f} from the output (top-k overlap "
-            f"{numbers['overlap_first']:.2f}); half-way (layer {mid}) the KL is {kl[mid]:.2f} and the overlap "
-            f"{numbers['overlap_mid']:.2f}; the input of the last layer has KL {kl[L - 1]:.2f} and overlap "
-            f"{numbers['overlap_last_input']:.2f}. Check: the final residual gives KL {numbers['final_kl']:.1e} and "
-            f"overlap {numbers['final_overlap']:.2f}."
-        ),
-        "settle_text": (
-            f"At mid-depth the KL is still **{share:.2f}** of its first-half maximum (95 % interval over prompts "
-            f"{share_lo:.2f}–{share_hi:.2f}), and the second half brings it down by a further {late_fall:.2f} of that maximum: "
-            f"a late settling of **{settles.effect:.2f}** (second-half fall minus first-half fall, mean over {settles.n} prompts, "
-            f"interval {settles.lo:.2f} to {settles.hi:.2f}; the paper's pattern needs at least {SETTLES.threshold:g}). "
-            f"In {ctl} the first-half KL reaches only {numbers['control_kl_max']:.3f} nats. {settle_sentence}"
-        ),
-        "knee_text": (
-            f"A two-segment fit to the KL curve puts its knee at residual **{kn['index']}** (relative depth "
-            f"{kn['x']:.2f}); the overlap curve's knee is at {ovk['index']}; in {ctl} the KL knee is at relative depth "
-            f"{_range([c['x'] for c in ckn])}."
-        ),
-        "prompt_text": (
-            f"At layer {mid} the KL ranges from {numbers['mid_kl_min']:.2f} to {numbers['mid_kl_max']:.2f} across "
-            f"prompts; the per-prompt knee is at residual {numbers['prompt_knee_median']} in the median (range "
-            f"{numbers['prompt_knee_min']}–{numbers['prompt_knee_max']})."
-        ),
-    })
+    f.text.update(
+        {
+            "curve_text": (
+                f"Decoded through the lens, the input of layer 0 is at KL {kl[0]:.2f} from the output (top-k overlap "
+                f"{numbers['overlap_first']:.2f}); half-way (layer {mid}) the KL is {kl[mid]:.2f} and the overlap "
+                f"{numbers['overlap_mid']:.2f}; the input of the last layer has KL {kl[L - 1]:.2f} and overlap "
+                f"{numbers['overlap_last_input']:.2f}. Check: the final residual gives KL {numbers['final_kl']:.1e} and "
+                f"overlap {numbers['final_overlap']:.2f}."
+            ),
+            "settle_text": (
+                f"At mid-depth the KL is still **{share:.2f}** of its first-half maximum (95 % interval over prompts "
+                f"{share_lo:.2f}–{share_hi:.2f}), and the second half brings it down by a further {late_fall:.2f} of that maximum: "
+                f"a late settling of **{settles.effect:.2f}** (second-half fall minus first-half fall, mean over {settles.n} prompts, "
+                f"interval {settles.lo:.2f} to {settles.hi:.2f}; the paper's pattern needs at least {SETTLES.threshold:g}). "
+                f"In {ctl} the first-half KL reaches only {numbers['control_kl_max']:.3f} nats. {settle_sentence}"
+            ),
+            "knee_text": (
+                f"A two-segment fit to the KL curve puts its knee at residual **{kn['index']}** (relative depth "
+                f"{kn['x']:.2f}); the overlap curve's knee is at {ovk['index']}; in {ctl} the KL knee is at relative depth "
+                f"{_range([c['x'] for c in ckn])}."
+            ),
+            "prompt_text": (
+                f"At layer {mid} the KL ranges from {numbers['mid_kl_min']:.2f} to {numbers['mid_kl_max']:.2f} across "
+                f"prompts; the per-prompt knee is at residual {numbers['prompt_knee_median']} in the median (range "
+                f"{numbers['prompt_knee_min']}–{numbers['prompt_knee_max']})."
+            ),
+        }
+    )
     if contributions is not None:
         shape = contrib.shape_verdict(contributions, contribution_controls or [])
         ck = contrib.knee(contributions)
         knees = knees_verdict(result, contributions, settles, shape)
         record(f, "knees_agree", knees, KNEES)
-        f.numbers.update(contribution_knee=ck["index"], contribution_knee_depth=ck["x"], knee_gap=abs(kn["x"] - ck["x"]))
+        f.numbers.update(
+            contribution_knee=ck["index"], contribution_knee_depth=ck["x"], knee_gap=abs(kn["x"] - ck["x"])
+        )
         if shape.state == PAPER:
             f.numbers["contribution_knee_drawn"] = float(ck["index"])
         agree_sentence = {
@@ -254,6 +263,12 @@ def findings(result, controls: list, contributions=None, contribution_controls=N
             NOT_PAPER: f"**Unlike the paper**, the two knees are apart: per prompt the KL knee lies {knees.effect:+.2f} of the depth from the contribution knee (agreement means within ±{TOLERANCE:g}).",
             NOT_TESTABLE: f"Whether the knees agree is **not testable here**: {knees.reason}.",
         }.get(knees.state, f"Whether the knees agree is **{knees.words()}** (mean gap {knees.effect:+.2f}).")
-        where = f"layer **{ck['index']}** (relative depth {ck['x']:.2f}; dashed line)" if shape.state == PAPER else f"relative depth {ck['x']:.2f} (not drawn: without the paper's shape it marks no drop)"
-        f.text["agree_text"] = f"On these prompts §3.1's contribution knee is at {where}, the KL knee at relative depth {kn['x']:.2f}. {agree_sentence}"
+        where = (
+            f"layer **{ck['index']}** (relative depth {ck['x']:.2f}; dashed line)"
+            if shape.state == PAPER
+            else f"relative depth {ck['x']:.2f} (not drawn: without the paper's shape it marks no drop)"
+        )
+        f.text["agree_text"] = (
+            f"On these prompts §3.1's contribution knee is at {where}, the KL knee at relative depth {kn['x']:.2f}. {agree_sentence}"
+        )
     return f

@@ -11,17 +11,25 @@ from __future__ import annotations
 
 import pandas as pd
 
-from . import Findings
+from effdepth.chapters import Findings
 
 # The paper's main model (Llama 3.1 70B: Meta's published config.json, 70.6 B parameters).
-PAPER_MODEL = {"model": "Llama 3.1 70B (the paper's main model)", "layers": 80, "d_model": 8192, "parameters": 70.6e9, "vocabulary": 128256}
+PAPER_MODEL = {
+    "model": "Llama 3.1 70B (the paper's main model)",
+    "layers": 80,
+    "d_model": 8192,
+    "parameters": 70.6e9,
+    "vocabulary": 128256,
+}
 
 
 def scale_table(name: str, n_layers: int, d_model: int, n_params: int, vocab: int) -> pd.DataFrame:
     """This model's size beside the paper's main model, with the ratio (paper / this)."""
     mine = {"model": name, "layers": n_layers, "d_model": d_model, "parameters": float(n_params), "vocabulary": vocab}
     rows = [mine, PAPER_MODEL]
-    ratio = {"model": "paper / this"} | {k: PAPER_MODEL[k] / mine[k] for k in ("layers", "d_model", "parameters", "vocabulary")}
+    ratio = {"model": "paper / this"} | {
+        k: PAPER_MODEL[k] / mine[k] for k in ("layers", "d_model", "parameters", "vocabulary")
+    }
     df = pd.DataFrame(rows + [ratio]).set_index("model")
     return df
 
@@ -66,9 +74,13 @@ def accuracy_findings(table: pd.DataFrame, units: dict[str, str] | None = None) 
     f.verdicts["all_at_chance"] = "yes" if f.numbers["n_at_chance"] == f.numbers["n_levels"] else "no"
     f.text["accuracy_text"] = "\n".join(lines)
     if f.numbers["n_at_chance"] == 0:
-        f.text["chance_text"] = "The model answers every level of every set above chance, so each difficulty axis of §3.3 is one it can climb."
+        f.text["chance_text"] = (
+            "The model answers every level of every set above chance, so each difficulty axis of §3.3 is one it can climb."
+        )
     elif f.verdicts["all_at_chance"] == "yes":
-        f.text["chance_text"] = "The model is at chance on every level of every set: no difficulty axis here can say whether harder problems use more depth; §3.3's depth scores on it describe failed attempts."
+        f.text["chance_text"] = (
+            "The model is at chance on every level of every set: no difficulty axis here can say whether harder problems use more depth; §3.3's depth scores on it describe failed attempts."
+        )
     else:
         f.text["chance_text"] = (
             f"{f.numbers['n_at_chance']} of {f.numbers['n_levels']} levels are at chance. On those the model does not solve the problem, "

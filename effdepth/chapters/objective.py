@@ -39,18 +39,29 @@ the same):
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 
-from .. import stats, verdicts
-from . import AS_PAPER, INCONCLUSIVE, NOT_TESTABLE, PAPER, SAME_AS_CONTROL, UNLIKE, Findings, control_k, record
 from effdepth import objective as O
-from effdepth.plots import objective as figs
-from effdepth.zoo import cache_dir
-import json
+from effdepth import stats, verdicts
 from effdepth.access.controls import control_of
+from effdepth.chapters import (
+    AS_PAPER,
+    INCONCLUSIVE,
+    NOT_TESTABLE,
+    PAPER,
+    SAME_AS_CONTROL,
+    UNLIKE,
+    Findings,
+    control_k,
+    record,
+)
 from effdepth.measures.depth_score import depth_score
 from effdepth.measures.skip_effects import skip_effects
+from effdepth.plots import objective as figs
+from effdepth.zoo import cache_dir
 
 HOLM_SEEDS = 9  # the fewest seeds (all agreeing: p = 1/512) that pass Holm's first step over 17 statements
 MIN_SEEDS = 5  # the fewest seeds for which all agreeing gives a sign-test p below 0.05 (1/32)
@@ -71,7 +82,11 @@ CLAIM = verdicts.Rule(
 )
 ARCH_LABEL = {"transformer": "Transformer", "moeut": "MoEUT"}
 OBJECTIVE_LABEL = {"all": "all-token loss", "answer": "answer-only loss"}
-DEPTH_MEASURES = {"erasure_depth": "erasure depth", "depth_layer": "depth score (layer effect)", "depth_output": "depth score (logit effect)"}
+DEPTH_MEASURES = {
+    "erasure_depth": "erasure depth",
+    "depth_layer": "depth score (layer effect)",
+    "depth_output": "depth score (logit effect)",
+}
 
 
 def _num(x: float) -> str:
@@ -105,7 +120,13 @@ def matrix_distance(a, b) -> float:
 def mean_spread(frame: pd.DataFrame, value: str, by=("arch", "objective")) -> pd.DataFrame:
     """Mean, sample sd, min and max of ``value`` over seeds, per ``by`` group."""
     g = frame.groupby(list(by), sort=False)[value]
-    return g.agg(mean="mean", sd=lambda x: float(np.std(x, ddof=1)) if len(x) > 1 else float("nan"), lo="min", hi="max", n="count").reset_index()
+    return g.agg(
+        mean="mean",
+        sd=lambda x: float(np.std(x, ddof=1)) if len(x) > 1 else float("nan"),
+        lo="min",
+        hi="max",
+        n="count",
+    ).reset_index()
 
 
 def statement(what: str, diffs, control_diffs=None, tol: float = 0.0, floor: dict | None = None) -> dict:
@@ -152,7 +173,9 @@ def _signs(s: dict, scale: float = 100.0) -> str:
     return ", ".join(f"{scale * x:+.1f}" for x in s["diffs"])
 
 
-def accuracy_findings(acc: pd.DataFrame, base: dict, n_problems: dict, modules=("all",), control_acc: pd.DataFrame | None = None) -> Findings:
+def accuracy_findings(
+    acc: pd.DataFrame, base: dict, n_problems: dict, modules=("all",), control_acc: pd.DataFrame | None = None
+) -> Findings:
     """Statements on extrapolation accuracy: answer-only > all-token loss per architecture and module,
     and a larger gain for MoEUT; plus whether the models learned more than the answer distribution.
 
@@ -170,10 +193,18 @@ def accuracy_findings(acc: pd.DataFrame, base: dict, n_problems: dict, modules=(
             better = float(f[(f.arch == arch) & (f.objective == "answer")].accuracy.mean())
             guess = float(base["extrapolate"].get(module, np.nan))
             if control_acc is not None and len(control_acc):
-                ca = control_acc[(control_acc.split == "extrapolate") & (control_acc.module == module) & (control_acc.arch == arch)].accuracy
+                ca = control_acc[
+                    (control_acc.split == "extrapolate") & (control_acc.module == module) & (control_acc.arch == arch)
+                ].accuracy
                 guess = max(guess, float(ca.max())) if len(ca) else guess
             name = "all modules" if module == "all" else module
-            s = statement(f"answer-only > all-token loss on extrapolation ({name}), {ARCH_LABEL[arch]}", d, None, tol, {"value": better, "bound": guess})
+            s = statement(
+                f"answer-only > all-token loss on extrapolation ({name}), {ARCH_LABEL[arch]}",
+                d,
+                None,
+                tol,
+                {"value": better, "bound": guess},
+            )
             rows.append(s)
             worse = float(f[(f.arch == arch) & (f.objective == "all")].accuracy.mean())
             lines.append(
@@ -182,14 +213,26 @@ def accuracy_findings(acc: pd.DataFrame, base: dict, n_problems: dict, modules=(
                 f"{s['n_expected']} of {s['n']} untied seeds in the paper's direction, sign test p = {s['p']:.3f}): **{s['verdict']}**."
             )
     f = ex[ex.module == "all"]
-    gain = {a: paired_differences(f, "accuracy", "objective", "answer", "all", {"arch": a}) for a in ("transformer", "moeut")}
+    gain = {
+        a: paired_differences(f, "accuracy", "objective", "answer", "all", {"arch": a})
+        for a in ("transformer", "moeut")
+    }
     k = min(len(gain["moeut"]), len(gain["transformer"]))
-    rows.append(statement("the answer-only gain is larger for MoEUT than for the Transformer", gain["moeut"][:k] - gain["transformer"][:k], None, 1.0 / max(int(n_problems.get("all", 1)), 1) + 1e-9))
+    rows.append(
+        statement(
+            "the answer-only gain is larger for MoEUT than for the Transformer",
+            gain["moeut"][:k] - gain["transformer"][:k],
+            None,
+            1.0 / max(int(n_problems.get("all", 1)), 1) + 1e-9,
+        )
+    )
     allm = acc[acc.module == "all"]
     above = allm.groupby(["split", "arch", "objective"]).accuracy.mean()
     best_base = max(base["extrapolate"]["all"], base["interpolate"]["all"])
     learned = bool(above.max() >= best_base + LEARNED_MARGIN)
-    per_split = " / ".join(f"{s}: {pct(above[s].max())}" for s in ("interpolate", "extrapolate") if s in above.index.get_level_values(0))
+    per_split = " / ".join(
+        f"{s}: {pct(above[s].max())}" for s in ("interpolate", "extrapolate") if s in above.index.get_level_values(0)
+    )
     text = "\n".join(lines) + (
         f"\n\nAlways answering the most frequent training answer (`{base['answer']}`) scores {pct(base['interpolate']['all'])} on "
         f"interpolation and {pct(base['extrapolate']['all'])} on extrapolation; the best model of the grid reaches {pct(above.max())} ({per_split}). "
@@ -201,7 +244,11 @@ def accuracy_findings(acc: pd.DataFrame, base: dict, n_problems: dict, modules=(
         )
     )
     return Findings(
-        numbers={"best_accuracy": float(above.max()), "baseline_accuracy": float(best_base), "accuracy_statements": rows},
+        numbers={
+            "best_accuracy": float(above.max()),
+            "baseline_accuracy": float(best_base),
+            "accuracy_statements": rows,
+        },
         verdicts={"learned": "yes" if learned else "no"},
         text={"accuracy_text": text},
     )
@@ -220,7 +267,11 @@ def depth_findings(use: pd.DataFrame, control_use: pd.DataFrame | None = None) -
         for arch in ("transformer", "moeut"):
             d = paired_differences(use, col, "objective", "answer", "all", {"arch": arch})
             rows.append(statement(f"answer-only loss uses more depth ({name}), {ARCH_LABEL[arch]}", d, None))
-        c = paired_differences(control_use.assign(objective="all"), col, "arch", "moeut", "transformer", {}) if control_use is not None and col in control_use else np.array([])
+        c = (
+            paired_differences(control_use.assign(objective="all"), col, "arch", "moeut", "transformer", {})
+            if control_use is not None and col in control_use
+            else np.array([])
+        )
         for obj in ("all", "answer"):
             d = paired_differences(use, col, "arch", "moeut", "transformer", {"objective": obj})
             rows.append(statement(f"MoEUT uses more depth than the Transformer ({name}), {OBJECTIVE_LABEL[obj]}", d, c))
@@ -228,17 +279,31 @@ def depth_findings(use: pd.DataFrame, control_use: pd.DataFrame | None = None) -
         ctrl = ""
         if control_use is not None and col in control_use:
             cm = control_use.groupby("arch")[col].mean()
-            ctrl = "; untrained (random init): " + ", ".join(f"{ARCH_LABEL[a]} {_num(cm[a])}" for a in ("transformer", "moeut") if a in cm.index)
+            ctrl = "; untrained (random init): " + ", ".join(
+                f"{ARCH_LABEL[a]} {_num(cm[a])}" for a in ("transformer", "moeut") if a in cm.index
+            )
         lines.append(
             f"- {name}: "
-            + "; ".join(f"{ARCH_LABEL[a]}, {OBJECTIVE_LABEL[o]} {_num(means[(a, o)])}" for a in ("transformer", "moeut") for o in ("all", "answer") if (a, o) in means.index)
+            + "; ".join(
+                f"{ARCH_LABEL[a]}, {OBJECTIVE_LABEL[o]} {_num(means[(a, o)])}"
+                for a in ("transformer", "moeut")
+                for o in ("all", "answer")
+                if (a, o) in means.index
+            )
             + ctrl
             + "."
         )
     return Findings(numbers={"depth_statements": rows}, text={"depth_text": "Means over seeds:\n\n" + "\n".join(lines)})
 
 
-def finetune_statement(objective: str, d_pre: float, d_scratch: float, seed_distance: float = float("nan"), d_pre_control: float = float("nan"), learned: bool = True) -> dict:
+def finetune_statement(
+    objective: str,
+    d_pre: float,
+    d_scratch: float,
+    seed_distance: float = float("nan"),
+    d_pre_control: float = float("nan"),
+    learned: bool = True,
+) -> dict:
     """Does fine-tuning with `objective` leave depth use close to the pre-trained model's? (module docstring).
 
     d_pre / d_scratch: distances of the fine-tuned model's matrix from the pre-trained and from the
@@ -256,7 +321,9 @@ def finetune_statement(objective: str, d_pre: float, d_scratch: float, seed_dist
         verdict = SEED_NOISE
     why = []
     if not own:
-        why.append("the pre-trained model's matrix is not further from an untrained model's than two seeds are from each other")
+        why.append(
+            "the pre-trained model's matrix is not further from an untrained model's than two seeds are from each other"
+        )
     if not learned:
         why.append("fine-tuning did not raise the accuracy by more than one problem")
     return {
@@ -268,7 +335,8 @@ def finetune_statement(objective: str, d_pre: float, d_scratch: float, seed_dist
         "direction": "closer to the pre-trained model" if diff > 0 else "closer to the from-scratch model",
         "mean": diff,
         "control_bound": seed_distance,
-        "control": (f"seed-to-seed distance {seed_distance:.3f}" if known else "no second seed") + (f"; pre-trained vs untrained {d_pre_control:.3f}" if np.isfinite(d_pre_control) else ""),
+        "control": (f"seed-to-seed distance {seed_distance:.3f}" if known else "no second seed")
+        + (f"; pre-trained vs untrained {d_pre_control:.3f}" if np.isfinite(d_pre_control) else ""),
         "beyond_control": verdict == PAPER,
         "verdict": verdict,
         "why_not": "; ".join(why),
@@ -292,9 +360,20 @@ def finetune_findings(E: dict, seed_distances: dict | None = None, learned: dict
         fk, sk = f"fine-tuned, {OBJECTIVE_LABEL[obj]}", f"from scratch, {OBJECTIVE_LABEL[obj]}"
         if fk not in E or sk not in E or pre not in E:
             continue
-        s = finetune_statement(obj, matrix_distance(E[fk], E[pre]), matrix_distance(E[fk], E[sk]), seed_distances.get(obj, float("nan")), d_ctrl, learned.get(obj, True))
+        s = finetune_statement(
+            obj,
+            matrix_distance(E[fk], E[pre]),
+            matrix_distance(E[fk], E[sk]),
+            seed_distances.get(obj, float("nan")),
+            d_ctrl,
+            learned.get(obj, True),
+        )
         rows.append(s)
-        seeds = f"two from-scratch seeds differ by {s['seed_distance']:.3f}" if np.isfinite(s["seed_distance"]) else "no second seed measures the seed-to-seed variation"
+        seeds = (
+            f"two from-scratch seeds differ by {s['seed_distance']:.3f}"
+            if np.isfinite(s["seed_distance"])
+            else "no second seed measures the seed-to-seed variation"
+        )
         parts.append(
             f"With the {OBJECTIVE_LABEL[obj]}, the fine-tuned model's future-effect matrix differs from the pre-trained model's by "
             f"{s['d_pre']:.3f} on average and from the model trained from scratch with the same objective by {s['d_scratch']:.3f} "
@@ -302,23 +381,41 @@ def finetune_findings(E: dict, seed_distances: dict | None = None, learned: dict
         )
     if np.isfinite(d_ctrl):
         parts.append(f"The untrained Transformer's matrix differs from the pre-trained model's by {d_ctrl:.3f}.")
-    return Findings(numbers={"finetune_statements": rows}, text={"finetune_text": " ".join(parts) or "No fine-tuning comparison was run."})
+    return Findings(
+        numbers={"finetune_statements": rows},
+        text={"finetune_text": " ".join(parts) or "No fine-tuning comparison was run."},
+    )
 
 
-def findings(acc, base, n_problems, use, control_use=None, control_acc=None, finetune: Findings | None = None, modules=("all",)) -> Findings:
+def findings(
+    acc, base, n_problems, use, control_use=None, control_acc=None, finetune: Findings | None = None, modules=("all",)
+) -> Findings:
     """All of §3.5: accuracy, depth and (optionally) fine-tuning statements, and the summary sentence."""
     out = accuracy_findings(acc, base, n_problems, modules, control_acc).merge(depth_findings(use, control_use))
-    out = out.merge(finetune if finetune is not None else Findings(numbers={"finetune_statements": []}, text={"finetune_text": "Fine-tuning was switched off for this run (`finetune = False`; `make book` leaves it out to fit a 2-core CPU, and `effdepth run --set objective.finetune=True` runs it)."}))
+    out = out.merge(
+        finetune
+        if finetune is not None
+        else Findings(
+            numbers={"finetune_statements": []},
+            text={
+                "finetune_text": "Fine-tuning was switched off for this run (`finetune = False`; `make book` leaves it out to fit a 2-core CPU, and `effdepth run --set objective.finetune=True` runs it)."
+            },
+        )
+    )
     rows = out.numbers["accuracy_statements"] + out.numbers["depth_statements"] + out.numbers["finetune_statements"]
     holm_correct(rows)
     out.numbers["statements"] = rows
     n_seeds = int(acc.seed.nunique())
     counts = pd.Series([r["verdict"] for r in rows], dtype=object).value_counts()
     n_paper, n_opp = int(counts.get(PAPER, 0)), int(counts.get(OPPOSITE, 0))
-    out.numbers.update(n_statements=len(rows), n_paper=n_paper, n_opposite=n_opp, n_seeds=n_seeds, min_p=float(0.5**n_seeds))
+    out.numbers.update(
+        n_statements=len(rows), n_paper=n_paper, n_opposite=n_opp, n_seeds=n_seeds, min_p=float(0.5**n_seeds)
+    )
     learned = out.verdicts.get("learned") == "yes"
     depth_rows = out.numbers["depth_statements"]
-    v = verdicts.Verdict(CLAIM.name, INCONCLUSIVE, n_seeds, effect=float(sum(r["verdict"] == PAPER for r in depth_rows)))
+    v = verdicts.Verdict(
+        CLAIM.name, INCONCLUSIVE, n_seeds, effect=float(sum(r["verdict"] == PAPER for r in depth_rows))
+    )
     if not learned:
         v.state = NOT_TESTABLE
         v.reason = (
@@ -337,8 +434,12 @@ def findings(acc, base, n_problems, use, control_use=None, control_acc=None, fin
         f"direction, Holm-corrected over all {len(rows)} statements at family-wise {ALPHA:g}, and a difference beyond the random-init "
         f"control), **{n_opp}** are reversed (Holm-corrected too), and {len(rows) - n_paper - n_opp} are not distinguishable from "
         f"chance, from the control or from seed-to-seed variation. With {n_seeds} seed{'s' if n_seeds != 1 else ''} the smallest "
-        f"possible sign-test p is {0.5 ** n_seeds:.3f}"
-        + (f": no direction can count with fewer than {MIN_SEEDS} seeds all agreeing (set `seeds`)." if n_seeds < MIN_SEEDS else ".")
+        f"possible sign-test p is {0.5**n_seeds:.3f}"
+        + (
+            f": no direction can count with fewer than {MIN_SEEDS} seeds all agreeing (set `seeds`)."
+            if n_seeds < MIN_SEEDS
+            else "."
+        )
         + (f" **Not testable here**: {v.reason}." if v.state == NOT_TESTABLE else "")
         + " The sizes are not comparable with the paper's 244M-parameter, 100k-step models."
     )
@@ -354,7 +455,14 @@ def holm_correct(rows: list[dict]) -> None:
     tested = [r for r in rows if "p" in r]
     if not tested:
         return
-    p = [r.get("p_opposite", 1.0) if r["verdict"] == OPPOSITE else r["p"] if r["verdict"] in (PAPER, SAME_AS_CONTROL) else min(r["p"], r.get("p_opposite", 1.0)) for r in tested]
+    p = [
+        r.get("p_opposite", 1.0)
+        if r["verdict"] == OPPOSITE
+        else r["p"]
+        if r["verdict"] in (PAPER, SAME_AS_CONTROL)
+        else min(r["p"], r.get("p_opposite", 1.0))
+        for r in tested
+    ]
     keep = verdicts.holm(p, ALPHA)
     for r, ok in zip(tested, keep):
         r["holm"] = bool(ok)
@@ -392,7 +500,11 @@ def setup_text(spec, mcfg, times: pd.DataFrame, seeds, train_device: str, build_
         f"({mcfg.ff_k} active) ({times[times.arch == 'moeut'].params.iloc[0]:,} parameters). "
         f"Training: {spec.steps} steps of {spec.batch_size} windows × {spec.window} tokens, AdamW lr {spec.lr}, modules "
         f"{', '.join(spec.modules)}, "
-        + (f"entropy {spec.entropy} (add/sub {spec.add_sub_entropy}; the generator uses (3, 10) and (4, 16))" if spec.entropy else "the released generator's settings")
+        + (
+            f"entropy {spec.entropy} (add/sub {spec.add_sub_entropy}; the generator uses (3, 10) and (4, 16))"
+            if spec.entropy
+            else "the released generator's settings"
+        )
         + f". Training time per model (this machine, {train_device}): median {times.train_seconds.median():.0f} s "
         f"(Transformer {med('transformer'):.0f} s, MoEUT {med('moeut'):.0f} s"
         + (f"; CPU time {times.train_cpu_seconds.median():.0f} s" if times.train_cpu_seconds.notna().any() else "")
@@ -467,7 +579,9 @@ def erasure_example(grid, sets: dict, seed: int):
 
     pair = O.choose_example(sets, {s: O.correct_examples(grid, seed, s) for s in O.SPLITS})
     if pair is None:  # no problem answered by all four: each model's own first correct problem
-        pair = O.choose_example(sets, {s: O.correct_examples(grid, seed, s, keys=[("transformer", "answer", seed)]) for s in O.SPLITS})
+        pair = O.choose_example(
+            sets, {s: O.correct_examples(grid, seed, s, keys=[("transformer", "answer", seed)]) for s in O.SPLITS}
+        )
     if pair is None:
         pair = (sets["interpolate"][0], sets["interpolate"][1])
     return pair
@@ -502,7 +616,10 @@ def learned(ft_reports: dict, pre_report: dict, n_interpolate: int) -> dict:
     ('fine-tuned, <objective label>'), each a training report with `accuracy`."""
     one = 1.0 / max(n_interpolate, 1)
     before = pre_report["accuracy"]["interpolate"]["all"]
-    return {o: ft_reports[f"fine-tuned, {OBJECTIVE_LABEL[o]}"]["accuracy"]["interpolate"]["all"] > before + one for o in OBJECTIVE_LABEL}
+    return {
+        o: ft_reports[f"fine-tuned, {OBJECTIVE_LABEL[o]}"]["accuracy"]["interpolate"]["all"] > before + one
+        for o in OBJECTIVE_LABEL
+    }
 
 
 FINETUNE_OFF = "fine-tuning was switched off for this run (`finetune = False`; make book leaves it out to fit a 2-core CPU, `--set objective.finetune=True` runs it)"
@@ -516,11 +633,12 @@ class FinetuneStudy:
 
     def __init__(self, ft, grid, sets: dict, seeds, seed: int, n_examples: int, n_layers: int, device: str):
 
-
         self.seed = seed
         self.prompts = [e.text for e in O.spread(sets["interpolate"], n_examples)]
         models = {
-            "pre-trained on multi-hop only": O.load_folder(ft["pretrained"], f"grid:pretrained-multihop-s{seed}", device),
+            "pre-trained on multi-hop only": O.load_folder(
+                ft["pretrained"], f"grid:pretrained-multihop-s{seed}", device
+            ),
             "fine-tuned, all-token loss": O.load_folder(ft["all"], f"grid:finetuned-all-s{seed}", device),
             "fine-tuned, answer-only loss": O.load_folder(ft["answer"], f"grid:finetuned-answer-s{seed}", device),
         }
@@ -533,10 +651,21 @@ class FinetuneStudy:
         other_seed = next((s for s in seeds if s != seed), None)
         self.seed_distances = {}
         for o in O.OBJECTIVES:
-            if other_seed is not None and ("transformer", o, other_seed) in grid.folders and ("transformer", o, seed) in grid.folders:
-                second = skip_effects(grid.load("transformer", o, other_seed, device=device), self.prompts, mode="future", seed=0)
-                self.seed_distances[o] = matrix_distance(self.E[f"from scratch, {O.OBJECTIVE_LABEL[o]}"], second.layer_effect)
-        self.reports = {k: json.loads((ft[k2] / "report.json").read_text()) for k, k2 in (("fine-tuned, all-token loss", "all"), ("fine-tuned, answer-only loss", "answer"))}
+            if (
+                other_seed is not None
+                and ("transformer", o, other_seed) in grid.folders
+                and ("transformer", o, seed) in grid.folders
+            ):
+                second = skip_effects(
+                    grid.load("transformer", o, other_seed, device=device), self.prompts, mode="future", seed=0
+                )
+                self.seed_distances[o] = matrix_distance(
+                    self.E[f"from scratch, {O.OBJECTIVE_LABEL[o]}"], second.layer_effect
+                )
+        self.reports = {
+            k: json.loads((ft[k2] / "report.json").read_text())
+            for k, k2 in (("fine-tuned, all-token loss", "all"), ("fine-tuned, answer-only loss", "answer"))
+        }
         self.use = {}
         for k, m in models.items():
             ds = depth_score(m, {"interpolate": O.spread(sets["interpolate"], n_examples)}, split="answer", n_boot=200)
@@ -569,7 +698,10 @@ def finetune_tables(study, grid) -> list:
 
     if study is None:
         return []
-    return [figs.distance_table(study.E, matrix_distance), figs.finetune_table(study.use, study.reports, grid, study.seed)]
+    return [
+        figs.distance_table(study.E, matrix_distance),
+        figs.finetune_table(study.use, study.reports, grid, study.seed),
+    ]
 
 
 def finetune_of(study):

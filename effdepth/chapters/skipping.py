@@ -31,8 +31,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import stats, verdicts
-from . import CONTROL_TOO, NOT_PAPER, NOT_TESTABLE, PAPER, Findings, record
+from effdepth import stats, verdicts
+from effdepth.chapters import CONTROL_TOO, NOT_PAPER, NOT_TESTABLE, PAPER, Findings, record
 from effdepth.spec import ModelSpec
 
 ALPHA = 0.05
@@ -137,7 +137,9 @@ def halves_verdict(name: str, res, controls: list, k: int | None = None) -> tupl
     """The HALVES rule of one setting, and the aggregation it ran on."""
     L = np.asarray(res.layer_effect).shape[0]
     if L < MIN_LAYERS:
-        return verdicts.decide(HALVES[name], [], not_testable=f"with {L} layers no second-half layer has a later layer to score"), "max"
+        return verdicts.decide(
+            HALVES[name], [], not_testable=f"with {L} layers no second-half layer has a later layer to score"
+        ), "max"
     agg = aggregation(res, k)
     return verdicts.decide(HALVES[name], halves_diffs(res, agg, k), [halves_diffs(c, agg, k) for c in controls]), agg
 
@@ -153,7 +155,9 @@ def output_verdict(cur, fut, cur_c: list, fut_c: list) -> verdicts.Verdict:
             f"the random-init control's output barely moves (mean output change {max(floor):.4f}: its output is near uniform), "
             "so a comparison with it cannot fail; the verdict rests on the threshold alone"
         )
-    return verdicts.decide(OUTPUT, output_diffs(cur, fut), [output_diffs(c, g) for c, g in zip(cur_c, fut_c)], degenerate=degenerate)
+    return verdicts.decide(
+        OUTPUT, output_diffs(cur, fut), [output_diffs(c, g) for c, g in zip(cur_c, fut_c)], degenerate=degenerate
+    )
 
 
 def _fmt(x: float, nd: int = 2) -> str:
@@ -168,7 +172,10 @@ def _range(values, pct: bool = False) -> str:
     return one(v[0]) if len(v) == 1 or min(v) == max(v) else f"{one(min(v))}–{one(max(v))}"
 
 
-_WHAT = {"current": "later layers' computation at the same token", "future": "later layers' computation at future tokens"}
+_WHAT = {
+    "current": "later layers' computation at the same token",
+    "future": "later layers' computation at future tokens",
+}
 
 
 def _verdict_sentence(v: verdicts.Verdict, what: str) -> str:
@@ -195,8 +202,21 @@ def _setting_findings(name: str, res, controls: list, k: int | None, n_perm: int
     for a in AGGS:
         d = verdicts.Estimate.of(halves_diffs(res, a, k))
         cd = [np.nanmean(halves_diffs(c, a, k)) for c in controls]
-        h = stats.halves(np.clip(np.asarray(res.layer_effect if a == "max" else res.mean_layer_effect, float), 0, 1), k=kk, n_perm=n_perm, seed=seed, alpha=ALPHA)
-        f.numbers.update({f"{name}_{a}_first": h["first"], f"{name}_{a}_second": h["second"], f"{name}_{a}_diff": d.mean, f"{name}_{a}_p_less": h["p_less"]})
+        h = stats.halves(
+            np.clip(np.asarray(res.layer_effect if a == "max" else res.mean_layer_effect, float), 0, 1),
+            k=kk,
+            n_perm=n_perm,
+            seed=seed,
+            alpha=ALPHA,
+        )
+        f.numbers.update(
+            {
+                f"{name}_{a}_first": h["first"],
+                f"{name}_{a}_second": h["second"],
+                f"{name}_{a}_diff": d.mean,
+                f"{name}_{a}_p_less": h["p_less"],
+            }
+        )
         f.text[f"{name}_{a}_numbers"] = (
             f"per prompt, first-half minus second-half score {_fmt(d.mean)} (mean over {d.n} prompts; random-init control "
             f"{_range(cd)} over {len(cd)} seed(s)); on the matrix of all prompts, first half {_fmt(h['first'])}, second half "
@@ -214,7 +234,9 @@ def _setting_findings(name: str, res, controls: list, k: int | None, n_perm: int
     )
     share = per_example_share(res, k)
     cshare = [per_example_share(c, k)["share"] for c in controls]
-    f.numbers.update({f"{name}_example_share": share["share"], f"{name}_example_p": share["p"], f"{name}_example_n": share["n"]})
+    f.numbers.update(
+        {f"{name}_example_share": share["share"], f"{name}_example_p": share["p"], f"{name}_example_n": share["n"]}
+    )
     f.text[f"{name}_examples"] = (
         f"In {share['share']:.0%} of the {share['n']} prompts the second-half layers change the next layers less than the "
         f"first-half layers do; in the random-init control {_range(cshare, pct=True)}."
@@ -227,13 +249,22 @@ def _output_findings(cur, fut, cur_c: list, fut_c: list) -> Findings:
     v = output_verdict(cur, fut, cur_c, fut_c)
     record(f, "output_paper_pattern", v, OUTPUT)
     if v.state == NOT_TESTABLE and np.asarray(cur.layer_effect).shape[0] < MIN_LAYERS:
-        f.text.update({"output_verdict": f"Not testable here: {v.reason}.", "output_max_numbers": "", "output_mean_numbers": ""})
+        f.text.update(
+            {"output_verdict": f"Not testable here: {v.reason}.", "output_max_numbers": "", "output_mean_numbers": ""}
+        )
         return f
     for agg in AGGS:
         c1, c2 = output_halves(cur, False, agg)
         f1, f2 = output_halves(fut, True, agg)
         cc = [output_halves(c, False, agg) for c in cur_c]
-        f.numbers.update({f"output_{agg}_current_first": c1, f"output_{agg}_current_second": c2, f"output_{agg}_future_first": f1, f"output_{agg}_future_second": f2})
+        f.numbers.update(
+            {
+                f"output_{agg}_current_first": c1,
+                f"output_{agg}_current_second": c2,
+                f"output_{agg}_future_first": f1,
+                f"output_{agg}_future_second": f2,
+            }
+        )
         f.text[f"output_{agg}_numbers"] = (
             f"first-half layers change the current token's output by {_fmt(c1, 3)} and future tokens' by {_fmt(f1, 3)}; "
             f"second-half layers by {_fmt(c2, 3)} and {_fmt(f2, 3)} (random-init control, current token: "
@@ -244,12 +275,16 @@ def _output_findings(cur, fut, cur_c: list, fut_c: list) -> Findings:
         f"the current token (mean over {v.n} prompts, interval {_fmt(v.lo)} to {_fmt(v.hi)}; the paper's pattern needs at least "
         f"{_fmt(OUTPUT.threshold)} = log 2). "
     )
-    f.text["output_verdict"] = base + {
-        PAPER: "**As in the paper**, late layers refine the current prediction rather than compute features for future tokens.",
-        CONTROL_TOO: "The late layers do matter less for future tokens, but **the untrained architecture shows it too**.",
-        NOT_PAPER: "**Unlike the paper**, late layers matter for future tokens relatively as much as for the current one here.",
-        NOT_TESTABLE: f"Not testable here: {v.reason}.",
-    }.get(v.state, f"The claim is **{v.words()}**.") + (f" ({v.reason}.)" if v.reason and v.state != NOT_TESTABLE else "")
+    f.text["output_verdict"] = (
+        base
+        + {
+            PAPER: "**As in the paper**, late layers refine the current prediction rather than compute features for future tokens.",
+            CONTROL_TOO: "The late layers do matter less for future tokens, but **the untrained architecture shows it too**.",
+            NOT_PAPER: "**Unlike the paper**, late layers matter for future tokens relatively as much as for the current one here.",
+            NOT_TESTABLE: f"Not testable here: {v.reason}.",
+        }.get(v.state, f"The claim is **{v.words()}**.")
+        + (f" ({v.reason}.)" if v.reason and v.state != NOT_TESTABLE else "")
+    )
     return f
 
 
@@ -280,16 +315,23 @@ def parts_findings(parts: dict, control_parts: dict | None = None) -> Findings:
             vals[part] = _upper_mean(np.asarray(parts[(setting, part)].mean_layer_effect, float))
             f.numbers[f"parts_{setting}_{part}"] = vals[part]
             if control_parts and (setting, part) in control_parts:
-                f.numbers[f"parts_{setting}_{part}_control"] = _upper_mean(np.asarray(control_parts[(setting, part)].mean_layer_effect, float))
+                f.numbers[f"parts_{setting}_{part}_control"] = _upper_mean(
+                    np.asarray(control_parts[(setting, part)].mean_layer_effect, float)
+                )
         if len(vals) == 2:
             ctl = ""
             if control_parts and (setting, "attention") in control_parts:
                 ctl = f" (random-init control: {_fmt(f.numbers[f'parts_{setting}_attention_control'])} vs {_fmt(f.numbers[f'parts_{setting}_mlp_control'])})"
             rows.append(f"{setting} setting: attention {_fmt(vals['attention'])} vs MLP {_fmt(vals['mlp'])}{ctl}")
-    stronger = "MLP" if f.numbers.get("parts_current_mlp", np.nan) > f.numbers.get("parts_current_attention", np.nan) else "attention"
+    stronger = (
+        "MLP"
+        if f.numbers.get("parts_current_mlp", np.nan) > f.numbers.get("parts_current_attention", np.nan)
+        else "attention"
+    )
     f.verdicts["parts_stronger"] = stronger
     f.text["parts_summary"] = (
-        "Averaged over skipped layers, the largest mean effect on a later layer is, in the " + "; in the ".join(rows)
+        "Averaged over skipped layers, the largest mean effect on a later layer is, in the "
+        + "; in the ".join(rows)
         + f". Removing the {stronger} writes changes later computation more in this model."
     )
     return f
@@ -312,7 +354,9 @@ def local_findings(local, skip, control_local=None) -> Findings:
     s, l = np.unravel_index(np.nanargmax(E), E.shape)
     total = np.nanmean(above(skip.mean_layer_effect))
     share = float(np.nanmean(E) / total) if total > 0 else float("nan")
-    f.numbers.update({"local_source": int(s), "local_reader": int(l), "local_value": float(E[s, l]), "local_share": share})
+    f.numbers.update(
+        {"local_source": int(s), "local_reader": int(l), "local_value": float(E[s, l]), "local_share": share}
+    )
     ctl = ""
     if control_local is not None:
         Ec = above(control_local.mean_layer_effect)
@@ -326,12 +370,24 @@ def local_findings(local, skip, control_local=None) -> Findings:
     return f
 
 
-def run_findings(lm, dataset: str, cur_prompts: list, fut_prompts: list, n_tokens, seed: int, n_controls: int, note: str = "", n_detail: int | None = None) -> Findings:
+def run_findings(
+    lm,
+    dataset: str,
+    cur_prompts: list,
+    fut_prompts: list,
+    n_tokens,
+    seed: int,
+    n_controls: int,
+    note: str = "",
+    n_detail: int | None = None,
+) -> Findings:
     """The sentence naming what this run measured (model, prompts, controls); `note`: where the data
     came from when that needs saying (`effdepth.data.data_note`); `n_detail`: prompts of the
     attention/MLP and local-effect breakdowns, named when fewer than the current setting's."""
     n_tok = np.asarray(n_tokens)
-    f = Findings(numbers={"n_layers": lm.n_layers, "n_prompts_current": len(cur_prompts), "n_prompts_future": len(fut_prompts)})
+    f = Findings(
+        numbers={"n_layers": lm.n_layers, "n_prompts_current": len(cur_prompts), "n_prompts_future": len(fut_prompts)}
+    )
     f.text["run"] = (
         f"This run: **{ModelSpec.parse(lm.spec).short_name}** ({lm.adapter.family} family, {lm.n_layers} layers, d={lm.d_model}), {len(cur_prompts)} prompts for "
         f"the current setting and {len(fut_prompts)} for the future one (from the `{dataset}` distribution, seed {seed}; "
@@ -350,11 +406,15 @@ def _detail_sentence(n_detail: int | None, n_cur: int, n_fut: int) -> str:
     )
 
 
-def findings(cur, fut, controls_cur: list, controls_fut: list, k: int | None = None, n_perm: int = 2000, seed: int = 0) -> Findings:
+def findings(
+    cur, fut, controls_cur: list, controls_fut: list, k: int | None = None, n_perm: int = 2000, seed: int = 0
+) -> Findings:
     """The chapter's findings: halves of both settings, the output claim, per-example shares, against
     the controls (one `SkipEffects` per control seed in each list, the same seeds in the same order)."""
     if len(controls_cur) != len(controls_fut):
-        raise ValueError(f"controls_cur and controls_fut must hold the same control seeds (got {len(controls_cur)} and {len(controls_fut)}).")
+        raise ValueError(
+            f"controls_cur and controls_fut must hold the same control seeds (got {len(controls_cur)} and {len(controls_fut)})."
+        )
     f = Findings()
     f = f.merge(_setting_findings("current", cur, list(controls_cur), k, n_perm, seed))
     f = f.merge(_setting_findings("future", fut, list(controls_fut), k, n_perm, seed))
@@ -398,4 +458,7 @@ def split_findings(future, n_splits: int, split_step: int) -> Findings:
         f"up to {n_splits} per prompt were asked for (multiples of {split_step}, at least 4 tokens before the end); "
         f"these prompts got {spread} ({int(per_prompt.sum())} split points in all)"
     )
-    return Findings(numbers={"splits_total": int(per_prompt.sum()), "splits_max": int(per_prompt.max(initial=0))}, text={"split_text": text})
+    return Findings(
+        numbers={"splits_total": int(per_prompt.sum()), "splits_max": int(per_prompt.max(initial=0))},
+        text={"split_text": text},
+    )

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import platform
 
-from .. import zoo
-from ..zoo import book as zb
-from . import Findings
 import torch
+
+from effdepth import zoo
+from effdepth.chapters import Findings
+from effdepth.zoo import book as zb
 
 
 def model_names(models=None) -> list[str]:

@@ -6,12 +6,12 @@ from __future__ import annotations
 import os
 import random
 
-from .arithmetic import graded_examples
-from .examples import Example  # noqa: F401
-from .multihop import multihop_examples
-from .natural import SETS
-from .real import gsm8k
-from .rows import DataError, DatasetNotAvailable  # noqa: F401
+from effdepth.data.arithmetic import graded_examples
+from effdepth.data.examples import Example
+from effdepth.data.multihop import multihop_examples
+from effdepth.data.natural import SETS
+from effdepth.data.real import gsm8k
+from effdepth.data.rows import DataError, DatasetNotAvailable  # noqa: F401
 from effdepth.spec import ModelSpec
 
 DATASETS = ("auto", "zoo", "gsm8k", "word_problems", "kinship", "arithmetic")  # the last three: data/natural.py
@@ -23,7 +23,9 @@ def is_offline_model(model_spec: str) -> bool:
     A local folder counts when it carries the project's marker (`report.json` from the zoo,
     `effdepth.json` from `testing.save_tiny`).
     """
-    base = ModelSpec.parse(os.path.expanduser(str(model_spec))).base  # a random-init model reads the data of the model it copies
+    base = ModelSpec.parse(
+        os.path.expanduser(str(model_spec))
+    ).base  # a random-init model reads the data of the model it copies
     if base.is_zoo or base.text.startswith("tiny:"):
         return True
     return any(os.path.exists(os.path.join(base.text, f)) for f in ("report.json", "effdepth.json"))
@@ -82,7 +84,9 @@ def data_note(examples: list[Example]) -> str:
     meta = examples[0].meta if examples else {}
     parts = [meta["note"]] if meta.get("note") else []
     if meta.get("file"):
-        parts.append(f"Data file: `{os.path.basename(meta['file'])}` (SHA-256 {meta['sha256'][:16]}…, recorded with the results).")
+        parts.append(
+            f"Data file: `{os.path.basename(meta['file'])}` (SHA-256 {meta['sha256'][:16]}…, recorded with the results)."
+        )
     return " ".join(parts)
 
 

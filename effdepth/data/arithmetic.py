@@ -32,11 +32,11 @@ import importlib
 import random
 import re
 import sys
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
-from .examples import Example
+from effdepth.data.examples import Example
 
 # ----------------------------------------------------------------------------------------------
 # DeepMind mathematics_dataset
@@ -227,7 +227,9 @@ def dm_problems(
     return out
 
 
-def dm_examples(module: str, split: str = "interpolate", n: int = 100, seed: int = 0, max_chars: int | None = None) -> list[Example]:
+def dm_examples(
+    module: str, split: str = "interpolate", n: int = 100, seed: int = 0, max_chars: int | None = None
+) -> list[Example]:
     """Evaluation :class:`Example` s from ``arithmetic__<module>`` (level = None: the module sets it)."""
     module = module.removeprefix("arithmetic__")
     pairs = dm_problems(module, split, n, seed, max_chars)
@@ -235,13 +237,21 @@ def dm_examples(module: str, split: str = "interpolate", n: int = 100, seed: int
         Example(
             *format_example(q, a),
             level=None,
-            meta={"dataset": "mathematics_dataset", "module": f"arithmetic__{module}", "split": split, "seed": seed, "index": i},
+            meta={
+                "dataset": "mathematics_dataset",
+                "module": f"arithmetic__{module}",
+                "split": split,
+                "seed": seed,
+                "index": i,
+            },
         )
         for i, (q, a) in enumerate(pairs)
     ]
 
 
-def dm_mixture(split: str = "train", n: int = 100, seed: int = 0, modules=None, max_chars: int | None = None) -> list[tuple[str, str]]:
+def dm_mixture(
+    split: str = "train", n: int = 100, seed: int = 0, modules=None, max_chars: int | None = None
+) -> list[tuple[str, str]]:
     """``n`` pairs drawn evenly (round robin, then shuffled with ``seed``) from several modules."""
     modules = list(modules or dm_module_names(split))
     per = -(-n // len(modules))
@@ -306,7 +316,9 @@ def _graded_question(rng: random.Random, level: int) -> tuple[str, str]:
     return q, str(value)
 
 
-def graded_problems(level: int, n: int, split: str = "train", seed: int = 0, unique: bool = False) -> list[tuple[str, str]]:
+def graded_problems(
+    level: int, n: int, split: str = "train", seed: int = 0, unique: bool = False
+) -> list[tuple[str, str]]:
     """``n`` (question, answer) pairs of ``level`` operations from ``split`` ('train' or 'test'), seeded.
 
     Samples are i.i.d. (repeats possible, most of all at level 1) unless ``unique``: then distinct
@@ -343,7 +355,9 @@ def _graded_stream(level: int, split: str, seed: int, n: int | None = None) -> I
             yield q, a
 
 
-def graded_examples(levels=GRADED_LEVELS, n_per_level: int = 50, split: str = "test", seed: int = 0, unique: bool = True) -> list[Example]:
+def graded_examples(
+    levels=GRADED_LEVELS, n_per_level: int = 50, split: str = "test", seed: int = 0, unique: bool = True
+) -> list[Example]:
     """Evaluation :class:`Example` s, ``n_per_level`` distinct questions per level (level = number of operations).
 
     Level 1 'test' has only 23 distinct questions, so it yields at most 23.

@@ -14,8 +14,18 @@ from __future__ import annotations
 
 import os
 
-from .rows import DataError, DatasetNotAvailable, Field, Schema, check_path, check_rows, read_rows, read_text, sample
 from effdepth.access import hub as hf_hub
+from effdepth.data.rows import (
+    DataError,
+    DatasetNotAvailable,
+    Field,
+    Schema,
+    check_path,
+    check_rows,
+    read_rows,
+    read_text,
+    sample,
+)
 
 HUB = ("allenai/c4", "en", "validation")
 ENV = "EFFDEPTH_C4"
@@ -39,7 +49,9 @@ def read_local(path: str | os.PathLike) -> list[str]:
     return docs
 
 
-def c4_texts(n: int = 256, seed: int = 0, path: str | os.PathLike | None = None, buffer_size: int = 10_000) -> list[str]:
+def c4_texts(
+    n: int = 256, seed: int = 0, path: str | os.PathLike | None = None, buffer_size: int = 10_000
+) -> list[str]:
     """Up to `n` C4 documents: a seeded sample of a local file (`path` or `$EFFDEPTH_C4`), else the Hub.
 
     "Up to": documents are raw text for windows, and a caller that needs more (`chapters.linear_maps.texts_for_windows`)
@@ -63,7 +75,9 @@ def c4_texts(n: int = 256, seed: int = 0, path: str | os.PathLike | None = None,
     import datasets
 
     try:
-        stream = datasets.load_dataset(HUB[0], HUB[1], split=HUB[2], streaming=True).shuffle(seed=seed, buffer_size=buffer_size)
+        stream = datasets.load_dataset(HUB[0], HUB[1], split=HUB[2], streaming=True).shuffle(
+            seed=seed, buffer_size=buffer_size
+        )
         return [row["text"] for row, _ in zip(stream, range(n))]
     except Exception as err:  # network errors, changed repositories, …
         raise DatasetNotAvailable(f"C4: streaming {HUB[0]} failed ({err}). Use path=... or ${ENV}.") from err

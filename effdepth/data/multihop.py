@@ -40,7 +40,7 @@ import hashlib
 import random
 import re
 
-from .examples import Example
+from effdepth.data.examples import Example
 
 ENTITIES = "abcdefghijklmnopqrstuvwxyz"
 HOPS = (1, 2, 3, 4)
@@ -57,7 +57,9 @@ def _lengths(n_chains: int, chain_len: int, distractor_len: int | None) -> list[
     return [chain_len] + [chain_len if distractor_len is None else distractor_len] * (n_chains - 1)
 
 
-def make_facts(rng: random.Random, n_chains: int = 2, chain_len: int = 4, distractor_len: int | None = DISTRACTOR_LEN) -> tuple[list[list[str]], str]:
+def make_facts(
+    rng: random.Random, n_chains: int = 2, chain_len: int = 4, distractor_len: int | None = DISTRACTOR_LEN
+) -> tuple[list[list[str]], str]:
     """Disjoint chains (the first of ``chain_len`` facts, the other ``n_chains - 1`` of
     ``distractor_len``, default ``chain_len``) and their shuffled text ``"F: ab cd …"``."""
     lengths = _lengths(n_chains, chain_len, distractor_len)
@@ -85,7 +87,9 @@ def make_query(rng: random.Random, chain: list[str], hops: int) -> tuple[str, st
     return f" Q{hops}: {start}", answer, info
 
 
-def make_question(rng: random.Random, hops: int, n_chains: int = 2, chain_len: int = 4, distractor_len: int | None = DISTRACTOR_LEN) -> tuple[str, str, dict]:
+def make_question(
+    rng: random.Random, hops: int, n_chains: int = 2, chain_len: int = 4, distractor_len: int | None = DISTRACTOR_LEN
+) -> tuple[str, str, dict]:
     """One (prompt, answer, info) with exactly ``hops`` hops along the first (longest) chain, drawn from ``rng``."""
     if not 1 <= hops <= chain_len:
         raise ValueError(f"hops must be in 1..chain_len={chain_len}, got {hops}.")
@@ -95,7 +99,14 @@ def make_question(rng: random.Random, hops: int, n_chains: int = 2, chain_len: i
     return facts + question, answer, info
 
 
-def make_session(rng: random.Random, n_questions: int, hops=HOPS, n_chains: int = 2, chain_len: int = 4, distractor_len: int | None = DISTRACTOR_LEN) -> list[tuple[str, str]]:
+def make_session(
+    rng: random.Random,
+    n_questions: int,
+    hops=HOPS,
+    n_chains: int = 2,
+    chain_len: int = 4,
+    distractor_len: int | None = DISTRACTOR_LEN,
+) -> list[tuple[str, str]]:
     """One fact set followed by ``n_questions`` questions (training text): a list of (prompt, answer) turns.
 
     Each question picks a chain, a hop count from ``hops`` and a start at random. The first turn's
@@ -141,7 +152,13 @@ def solve(prompt: str) -> tuple[str, int]:
     return node, hops
 
 
-def make_walks(rng: random.Random, n_chains: int = 2, chain_len: int = 4, distractor_len: int | None = DISTRACTOR_LEN, hops: int = 1) -> list[tuple[str, str]]:
+def make_walks(
+    rng: random.Random,
+    n_chains: int = 2,
+    chain_len: int = 4,
+    distractor_len: int | None = DISTRACTOR_LEN,
+    hops: int = 1,
+) -> list[tuple[str, str]]:
     """A fact set followed by its chains written out in strides of ``hops`` (training text):
     (prompt, answer) turns.
 
@@ -161,7 +178,14 @@ def make_walks(rng: random.Random, n_chains: int = 2, chain_len: int = 4, distra
     return [((f"{facts} W{hops}: " if i == 0 else " ") + w[0], "".join(w[1:])) for i, w in enumerate(walks)]
 
 
-def multihop_examples(hops=HOPS, n_per_hops: int = 50, seed: int = 0, n_chains: int = 2, chain_len: int = 4, distractor_len: int | None = DISTRACTOR_LEN) -> list[Example]:
+def multihop_examples(
+    hops=HOPS,
+    n_per_hops: int = 50,
+    seed: int = 0,
+    n_chains: int = 2,
+    chain_len: int = 4,
+    distractor_len: int | None = DISTRACTOR_LEN,
+) -> list[Example]:
     """Evaluation :class:`Example` s, ``n_per_hops`` per hop count (level = hops), seeded."""
     out = []
     for h in hops:
@@ -172,7 +196,18 @@ def multihop_examples(hops=HOPS, n_per_hops: int = 50, seed: int = 0, n_chains: 
     return out
 
 
-def multihop_texts(n: int, seed: int = 0, hops=HOPS, n_chains: int = 2, chain_len: int = 4, n_questions: int = 1, distractor_len: int | None = DISTRACTOR_LEN) -> list[str]:
+def multihop_texts(
+    n: int,
+    seed: int = 0,
+    hops=HOPS,
+    n_chains: int = 2,
+    chain_len: int = 4,
+    n_questions: int = 1,
+    distractor_len: int | None = DISTRACTOR_LEN,
+) -> list[str]:
     """``n`` training texts (facts, then ``n_questions`` questions with answers), hop counts uniform over ``hops``, seeded."""
     rng = random.Random(_derive_seed("multihop-train", seed, n_chains, chain_len, n_questions, distractor_len))
-    return ["".join(p + a for p, a in make_session(rng, n_questions, hops, n_chains, chain_len, distractor_len)) for _ in range(n)]
+    return [
+        "".join(p + a for p, a in make_session(rng, n_questions, hops, n_chains, chain_len, distractor_len))
+        for _ in range(n)
+    ]

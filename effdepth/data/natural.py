@@ -27,11 +27,53 @@ import hashlib
 import random
 import re
 
-from .examples import Example
-from .real import GSM8K_TEMPLATE
+from effdepth.data.examples import Example
+from effdepth.data.real import GSM8K_TEMPLATE
 
-NAMES = ("Ann", "Ben", "Carl", "Dan", "Emma", "Frank", "Grace", "Henry", "Jack", "James", "Kate", "Leo", "Lily", "Mark", "Mary", "Nick", "Paul", "Peter", "Sam", "Tom")
-MOTHERS = ("Alice", "Beth", "Carol", "Diana", "Ellen", "Fiona", "Helen", "Irene", "Julia", "Laura", "Linda", "Lucy", "Maria", "Nancy", "Olivia", "Rose", "Sarah", "Susan", "Tina", "Wendy")
+NAMES = (
+    "Ann",
+    "Ben",
+    "Carl",
+    "Dan",
+    "Emma",
+    "Frank",
+    "Grace",
+    "Henry",
+    "Jack",
+    "James",
+    "Kate",
+    "Leo",
+    "Lily",
+    "Mark",
+    "Mary",
+    "Nick",
+    "Paul",
+    "Peter",
+    "Sam",
+    "Tom",
+)
+MOTHERS = (
+    "Alice",
+    "Beth",
+    "Carol",
+    "Diana",
+    "Ellen",
+    "Fiona",
+    "Helen",
+    "Irene",
+    "Julia",
+    "Laura",
+    "Linda",
+    "Lucy",
+    "Maria",
+    "Nancy",
+    "Olivia",
+    "Rose",
+    "Sarah",
+    "Susan",
+    "Tina",
+    "Wendy",
+)
 ITEMS = ("apples", "books", "cards", "coins", "cookies", "eggs", "marbles", "pencils", "stamps", "stickers")
 RELATIONS = {1: "mother", 2: "grandmother", 3: "great-grandmother", 4: "great-great-grandmother"}
 WORD_LEVELS, HOPS, ARITH_LEVELS = (1, 2, 3, 4), (1, 2, 3, 4), (1, 2, 3, 4, 5)
@@ -41,7 +83,9 @@ def _rng(*parts) -> random.Random:
     return random.Random(int(hashlib.sha256(repr(parts).encode()).hexdigest()[:15], 16))
 
 
-def _generate(dataset: str, key: str, make, levels, n_per_level: int, seed: int, wrap=lambda prompt: prompt) -> list[Example]:
+def _generate(
+    dataset: str, key: str, make, levels, n_per_level: int, seed: int, wrap=lambda prompt: prompt
+) -> list[Example]:
     """`n_per_level` examples per level from `make(rng, level) -> (prompt, answer, info)`; each level has
     its own seeded stream (named by `key`), so adding a level leaves the others' examples unchanged."""
     out = []
@@ -68,13 +112,24 @@ def _step(rng: random.Random, x: int, name: str, friend: str, items: str) -> tup
         return f"Then {name} buys {b} more {items}.", f"After buying {b} more, {name} has {x} + {b} = ", x + b
     if op == "sub":
         b = rng.randint(1, x - 2)
-        return f"Then {name} gives {b} {items} to {friend}.", f"After giving {b} to {friend}, {name} has {x} - {b} = ", x - b
+        return (
+            f"Then {name} gives {b} {items} to {friend}.",
+            f"After giving {b} to {friend}, {name} has {x} - {b} = ",
+            x - b,
+        )
     if op == "mul":
         k = rng.choice(tuple(_MULT))
-        return f"Then the number of {items} {name} has {_MULT[k]}.", f"After it {_MULT[k]}, {name} has {x} * {k} = ", x * k
+        return (
+            f"Then the number of {items} {name} has {_MULT[k]}.",
+            f"After it {_MULT[k]}, {name} has {x} * {k} = ",
+            x * k,
+        )
     k = rng.choice(shares)
-    return (f"Then {name} shares the {items} equally among {k} friends and keeps one share.",
-            f"Sharing {x} {items} among {k} friends, {name} keeps {x} / {k} = ", x // k)
+    return (
+        f"Then {name} shares the {items} equally among {k} friends and keeps one share.",
+        f"Sharing {x} {items} among {k} friends, {name} keeps {x} / {k} = ",
+        x // k,
+    )
 
 
 def word_problem(rng: random.Random, steps: int) -> tuple[str, str, dict]:
@@ -98,7 +153,15 @@ def word_problem(rng: random.Random, steps: int) -> tuple[str, str, dict]:
 
 def word_problems(levels=WORD_LEVELS, n_per_level: int = 20, seed: int = 0) -> list[Example]:
     """GSM8K-format word problems, `n_per_level` per number of steps; the answer is the worked solution."""
-    return _generate("word_problems", "word", word_problem, levels, n_per_level, seed, wrap=lambda q: GSM8K_TEMPLATE.format(question=q))
+    return _generate(
+        "word_problems",
+        "word",
+        word_problem,
+        levels,
+        n_per_level,
+        seed,
+        wrap=lambda q: GSM8K_TEMPLATE.format(question=q),
+    )
 
 
 _STEP = re.compile(r"(\d+) ([-+*/]) (\d+) = (\d+)")

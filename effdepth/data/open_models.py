@@ -11,19 +11,30 @@ connected machine `live_table()` reads the leaderboard's data set instead.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from effdepth.errors import LiveUnavailable
-import os
+
 from effdepth.access import hub
+from effdepth.errors import LiveUnavailable
 
 FROZEN = Path(__file__).resolve().parent / "open_models.csv"
-COLUMNS = ("model", "family", "layers", "d_model", "d_ff", "gated_mlp", "params_b", "score", "architecture_source", "score_source")
+COLUMNS = (
+    "model",
+    "family",
+    "layers",
+    "d_model",
+    "d_ff",
+    "gated_mlp",
+    "params_b",
+    "score",
+    "architecture_source",
+    "score_source",
+)
 LEADERBOARD = "open-llm-leaderboard/contents"
 SOURCES = ("auto", "frozen", "live")
-
 
 
 def frozen_table(path: str | Path = FROZEN) -> pd.DataFrame:
@@ -47,7 +58,9 @@ def _column(frame: pd.DataFrame, *words: str) -> str:
     for c in frame.columns:
         if all(w.lower() in c.lower() for w in words):
             return c
-    raise LiveUnavailable(f"the leaderboard table has no column with {' '.join(words)!r} (columns: {', '.join(frame.columns[:12])}, …)")
+    raise LiveUnavailable(
+        f"the leaderboard table has no column with {' '.join(words)!r} (columns: {', '.join(frame.columns[:12])}, …)"
+    )
 
 
 def live_table(max_models: int = 200, min_params_b: float = 0.1) -> pd.DataFrame:
@@ -60,8 +73,15 @@ def live_table(max_models: int = 200, min_params_b: float = 0.1) -> pd.DataFrame
 
         board = load_dataset(LEADERBOARD, split="train").to_pandas()
     except Exception as err:  # offline, renamed data set, auth: all mean "use the frozen table"
-        raise LiveUnavailable(f"cannot read {LEADERBOARD}: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from None
-    name, score, kind, size = _column(board, "fullname"), _column(board, "average"), _column(board, "type"), _column(board, "params")
+        raise LiveUnavailable(
+            f"cannot read {LEADERBOARD}: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        ) from None
+    name, score, kind, size = (
+        _column(board, "fullname"),
+        _column(board, "average"),
+        _column(board, "type"),
+        _column(board, "params"),
+    )
     board = board[board[kind].astype(str).str.contains("pretrained", case=False) & (board[size] >= min_params_b)]
     board = board.sort_values(score, ascending=False).drop_duplicates(name).head(max_models)
     from transformers import AutoConfig
@@ -78,8 +98,25 @@ def live_table(max_models: int = 200, min_params_b: float = 0.1) -> pd.DataFrame
         dff = getattr(cfg, "intermediate_size", None) or getattr(cfg, "n_inner", None) or (4 * d if d else None)
         if not (layers and d and dff):
             continue
-        gated = str(getattr(cfg, "hidden_act", "")).lower() in ("silu", "swish", "gelu_pytorch_tanh") and cfg.model_type not in ("gpt2", "gpt_neox", "phi")
-        rows.append({"model": r[name], "family": cfg.model_type, "layers": int(layers), "d_model": int(d), "d_ff": int(dff), "gated_mlp": gated, "params_b": float(r[size]), "score": float(r[score]), "architecture_source": "config.json on the Hub", "score_source": f"{LEADERBOARD} (average)"})
+        gated = str(getattr(cfg, "hidden_act", "")).lower() in (
+            "silu",
+            "swish",
+            "gelu_pytorch_tanh",
+        ) and cfg.model_type not in ("gpt2", "gpt_neox", "phi")
+        rows.append(
+            {
+                "model": r[name],
+                "family": cfg.model_type,
+                "layers": int(layers),
+                "d_model": int(d),
+                "d_ff": int(dff),
+                "gated_mlp": gated,
+                "params_b": float(r[size]),
+                "score": float(r[score]),
+                "architecture_source": "config.json on the Hub",
+                "score_source": f"{LEADERBOARD} (average)",
+            }
+        )
     if not rows:
         raise LiveUnavailable("no leaderboard model had a readable config.json")
     return _derived(pd.DataFrame(rows))
@@ -94,9 +131,10 @@ def load_table(source: str = "auto") -> tuple[pd.DataFrame, str]:
     frozen_note = f"the frozen table shipped with effdepth ({len(frozen_table())} models; MMLU 5-shot as reported by the models' developers)"
     if source == "frozen":
         return frozen_table(), frozen_note
-    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "") or os.environ.get("HF_DATASETS_OFFLINE", "0") not in ("0", "")
+    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "") or os.environ.get(
+        "HF_DATASETS_OFFLINE", "0"
+    ) not in ("0", "")
     if source == "auto":
-
         if offline or not hub.reachable():
             return frozen_table(), frozen_note + ": the live leaderboard was not reachable from this machine"
     try:
@@ -127,4 +165,13 @@ def regression(df: pd.DataFrame, y: str = "score"):
 def coefficient_table(fit) -> pd.DataFrame:
     """coef, std err, t, p and the 95 % interval of each term of a statsmodels OLS fit."""
     ci = fit.conf_int(0.05)
-    return pd.DataFrame({"coef": fit.params, "std err": fit.bse, "t": fit.tvalues, "p": fit.pvalues, "95% low": ci[0], "95% high": ci[1]})
+    return pd.DataFrame(
+        {
+            "coef": fit.params,
+            "std err": fit.bse,
+            "t": fit.tvalues,
+            "p": fit.pvalues,
+            "95% low": ci[0],
+            "95% high": ci[1],
+        }
+    )

@@ -19,9 +19,9 @@ import os
 import re
 from pathlib import Path
 
-from .examples import Example
-from .rows import DataError, DatasetNotAvailable, Field, Rows, Schema, check_rows, read_rows, sample
 from effdepth.access import hub as hf_hub
+from effdepth.data.examples import Example
+from effdepth.data.rows import DataError, DatasetNotAvailable, Field, Rows, Schema, check_rows, read_rows, sample
 
 __all__ = ["DataError", "DatasetNotAvailable", "gsm8k", "math_problems", "mquake", "final_answer"]
 
@@ -51,20 +51,29 @@ def _non_empty_strings(values: list) -> str | None:
 
 
 SCHEMAS = {
-    "GSM8K": Schema("GSM8K", (
-        Field("question", str, "the problem, a string"),
-        Field("answer", str, "the worked solution ending in '#### <final answer>'", _one_final_answer),
-    )),
-    "MATH": Schema("MATH", (
-        Field("problem", str, "the problem, a string"),
-        Field("level", str, "the difficulty, a string like 'Level 3'"),
-        Field("solution", str, "the worked solution, a string"),
-    )),
-    "MQuAKE-Remastered": Schema("MQuAKE-Remastered", (
-        Field("questions", list, "a list of question strings", _non_empty_strings),
-        Field("answer", str, "the answer, a string"),
-        Field("orig.triples", list, "the original fact triples, one per hop"),
-    )),
+    "GSM8K": Schema(
+        "GSM8K",
+        (
+            Field("question", str, "the problem, a string"),
+            Field("answer", str, "the worked solution ending in '#### <final answer>'", _one_final_answer),
+        ),
+    ),
+    "MATH": Schema(
+        "MATH",
+        (
+            Field("problem", str, "the problem, a string"),
+            Field("level", str, "the difficulty, a string like 'Level 3'"),
+            Field("solution", str, "the worked solution, a string"),
+        ),
+    ),
+    "MQuAKE-Remastered": Schema(
+        "MQuAKE-Remastered",
+        (
+            Field("questions", list, "a list of question strings", _non_empty_strings),
+            Field("answer", str, "the answer, a string"),
+            Field("orig.triples", list, "the original fact triples, one per hop"),
+        ),
+    ),
 }
 
 
@@ -94,7 +103,9 @@ def _records(name: str, hub: tuple, env: str, path: str | os.PathLike | None) ->
     if path:
         path = Path(path).expanduser()
         if not path.exists():
-            raise DatasetNotAvailable(f"{name}: no file at {path} (from {'path=' if not os.environ.get(env) else '$' + env}).")
+            raise DatasetNotAvailable(
+                f"{name}: no file at {path} (from {'path=' if not os.environ.get(env) else '$' + env})."
+            )
         return check_rows(read_rows(name, path), SCHEMAS[name])
 
     repo, config, split = hub
@@ -105,14 +116,23 @@ def _records(name: str, hub: tuple, env: str, path: str | os.PathLike | None) ->
                 f"{name} is not available offline: the Hugging Face Hub cannot be reached and `{repo}` is not in "
                 f"the datasets cache. Download it on a connected machine and point to the file with path=... or ${env}."
             )
-        return check_rows(Rows(f"{name} ({repo} {config}, {split}, from the datasets cache)", table, [f"row {i + 1}" for i in range(len(table))]), SCHEMAS[name])
+        return check_rows(
+            Rows(
+                f"{name} ({repo} {config}, {split}, from the datasets cache)",
+                table,
+                [f"row {i + 1}" for i in range(len(table))],
+            ),
+            SCHEMAS[name],
+        )
     import datasets
 
     try:
         table = datasets.load_dataset(repo, config, split=split).to_list()
     except Exception as err:  # network errors, missing configs, …
         raise DatasetNotAvailable(f"{name}: loading {repo} failed ({err}). Use path=... or ${env}.") from err
-    return check_rows(Rows(f"{name} ({repo} {config}, {split})", table, [f"row {i + 1}" for i in range(len(table))]), SCHEMAS[name])
+    return check_rows(
+        Rows(f"{name} ({repo} {config}, {split})", table, [f"row {i + 1}" for i in range(len(table))]), SCHEMAS[name]
+    )
 
 
 def gsm8k(n: int | None = 20, seed: int = 0, path=None) -> list[Example]:
@@ -128,7 +148,14 @@ def gsm8k(n: int | None = 20, seed: int = 0, path=None) -> list[Example]:
         row = rows[i]
         solution, final = row["answer"].split("####")
         answer = f"{solution.strip()}\nThe final answer is {final.strip()}"
-        out.append(Example(GSM8K_TEMPLATE.format(question=row["question"]), answer, None, {"dataset": "gsm8k", "index": i, "seed": seed, **_provenance(rows)}))
+        out.append(
+            Example(
+                GSM8K_TEMPLATE.format(question=row["question"]),
+                answer,
+                None,
+                {"dataset": "gsm8k", "index": i, "seed": seed, **_provenance(rows)},
+            )
+        )
     return out
 
 
@@ -136,7 +163,9 @@ def _subject_of(row) -> str:
     return str(row.get("type", "")).lower().replace(" ", "_")
 
 
-def math_problems(level: int, n: int | None = 20, seed: int = 42, subject: str = "intermediate_algebra", path=None) -> list[Example]:
+def math_problems(
+    level: int, n: int | None = 20, seed: int = 42, subject: str = "intermediate_algebra", path=None
+) -> list[Example]:
     """MATH test problems of one level (1–5): "Problem: {problem}\\nAnswer:" + " {solution}" (methods page §4).
 
     Rows whose `type` names another subject are left out (a file without `type` fields is taken to
@@ -148,7 +177,9 @@ def math_problems(level: int, n: int | None = 20, seed: int = 42, subject: str =
     mine = [i for i in range(len(rows)) if "type" not in rows[i] or _subject_of(rows[i]) == subject]
     if typed and not any(_subject_of(rows[i]) == subject for i in typed):
         present = sorted({str(rows[i]["type"]) for i in typed})
-        raise rows.error(None, f"no rows of subject '{subject}' (types present: {', '.join(present)}); pass subject= one of those.")
+        raise rows.error(
+            None, f"no rows of subject '{subject}' (types present: {', '.join(present)}); pass subject= one of those."
+        )
     wanted = f"Level {level}"
     keep = [i for i in mine if rows[i]["level"] == wanted]
     if not keep:
@@ -157,7 +188,14 @@ def math_problems(level: int, n: int | None = 20, seed: int = 42, subject: str =
     out = []
     for j in sample(len(keep), n, seed, f"{rows.source} has {len(keep)} rows of {wanted} ({subject})"):
         row = rows[keep[j]]
-        out.append(Example(f"Problem: {row['problem']}\nAnswer:", f" {row['solution']}", level, {"dataset": "math", "index": keep[j], "seed": seed, **_provenance(rows)}))
+        out.append(
+            Example(
+                f"Problem: {row['problem']}\nAnswer:",
+                f" {row['solution']}",
+                level,
+                {"dataset": "math", "index": keep[j], "seed": seed, **_provenance(rows)},
+            )
+        )
     return out
 
 
@@ -170,11 +208,21 @@ def mquake(hops: int, n: int | None = 20, seed: int = 42, path=None) -> list[Exa
     keep = [i for i in range(len(rows)) if len(rows[i]["orig"]["triples"]) == hops]
     if not keep:
         present = sorted({len(rows[i]["orig"]["triples"]) for i in range(len(rows))})
-        raise rows.error(None, f"no rows with {hops} hops (orig.triples of length {hops}); hops present: {', '.join(map(str, present))}.")
+        raise rows.error(
+            None,
+            f"no rows with {hops} hops (orig.triples of length {hops}); hops present: {', '.join(map(str, present))}.",
+        )
     out = []
     for j in sample(len(keep), n, seed, f"{rows.source} has {len(keep)} rows of {hops} hops"):
         row = rows[keep[j]]
-        out.append(Example(f"Question: {row['questions'][0]}\nAnswer:", f" {row['answer']}", hops, {"dataset": "mquake", "index": keep[j], "seed": seed, **_provenance(rows)}))
+        out.append(
+            Example(
+                f"Question: {row['questions'][0]}\nAnswer:",
+                f" {row['answer']}",
+                hops,
+                {"dataset": "mquake", "index": keep[j], "seed": seed, **_provenance(rows)},
+            )
+        )
     return out
 
 

@@ -14,12 +14,11 @@ import gzip
 import hashlib
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
-from ..errors import DataError, DatasetNotAvailable
 
-
+from effdepth.errors import DataError, DatasetNotAvailable
 
 
 @dataclass(frozen=True)
@@ -55,7 +54,11 @@ class Schema:
                     have = ", ".join(repr(k) for k in value) if isinstance(value, dict) and value else "no fields"
                     if not at:
                         return f"no field '{f.path}' ({f.expect}); the row has {have}"
-                    inner = f"has no '{part}' (it has {have})" if isinstance(value, dict) else f"is {_json_type(value)}, not an object"
+                    inner = (
+                        f"has no '{part}' (it has {have})"
+                        if isinstance(value, dict)
+                        else f"is {_json_type(value)}, not an object"
+                    )
                     return f"no field '{f.path}' ({f.expect}); '{'.'.join(at)}' {inner}"
                 value = value[part]
                 at.append(part)
@@ -92,7 +95,15 @@ def _kinds(kind) -> tuple:
 
 
 def _json_type(value) -> str:
-    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number", float: "a number", type(None): "null"}
+    names = {
+        dict: "an object",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        type(None): "null",
+    }
     return names.get(type(value), type(value).__name__)
 
 
@@ -111,7 +122,11 @@ def check_path(name: str, path: str | Path, formats: str = ".jsonl or .json") ->
     if not path.exists():
         raise DatasetNotAvailable(f"{name}: no file at {path}.")
     if path.is_dir():
-        inside = sorted(p.name for p in path.iterdir() if p.is_file() and p.name.split(".", 1)[-1] in ("jsonl", "json", "jsonl.gz", "json.gz", "txt"))
+        inside = sorted(
+            p.name
+            for p in path.iterdir()
+            if p.is_file() and p.name.split(".", 1)[-1] in ("jsonl", "json", "jsonl.gz", "json.gz", "txt")
+        )
         hint = f" (it holds {', '.join(inside[:4])})" if inside else ""
         raise DataError(f"{name} file {path}: is a directory{hint}; expected the {formats} file itself.")
     return path
@@ -128,7 +143,9 @@ def read_rows(name: str, path: str | Path) -> Rows:
         try:
             rows = json.loads(text)
         except json.JSONDecodeError as err:
-            raise DataError(f"{source}, line {err.lineno}: not valid JSON ({err.msg}, column {err.colno}); expected a JSON array of objects.") from None
+            raise DataError(
+                f"{source}, line {err.lineno}: not valid JSON ({err.msg}, column {err.colno}); expected a JSON array of objects."
+            ) from None
         out = Rows(source, rows, [f"item {i + 1}" for i in range(len(rows))])
     else:
         rows, where = [], []
@@ -138,12 +155,16 @@ def read_rows(name: str, path: str | Path) -> Rows:
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError as err:
-                raise DataError(f"{source}, line {n}: not valid JSON ({err.msg}, column {err.colno}); expected one JSON object per line.") from None
+                raise DataError(
+                    f"{source}, line {n}: not valid JSON ({err.msg}, column {err.colno}); expected one JSON object per line."
+                ) from None
             where.append(f"line {n}")
         out = Rows(source, rows, where)
     out.file, out.sha256 = str(path), hashlib.sha256(Path(path).read_bytes()).hexdigest()
     if not out.rows:
-        raise DataError(f"{source}: holds no rows; expected one JSON object per line (.jsonl) or a JSON array of objects (.json).")
+        raise DataError(
+            f"{source}: holds no rows; expected one JSON object per line (.jsonl) or a JSON array of objects (.json)."
+        )
     return out
 
 
@@ -165,7 +186,9 @@ def sample(n_rows: int, n: int | None, seed: int, what: str) -> list[int]:
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
         raise ValueError(f"n must be a positive whole number of rows, or None for all of them; got {n!r}.")
     if n is not None and n > n_rows:
-        raise DataError(f"{what}: asked for n={n}, but there are only {n_rows}. Pass n={n_rows} or fewer (n=None takes all {n_rows}).")
+        raise DataError(
+            f"{what}: asked for n={n}, but there are only {n_rows}. Pass n={n_rows} or fewer (n=None takes all {n_rows})."
+        )
     idx = list(range(n_rows))
     random.Random(seed).shuffle(idx)
     return idx if n is None else idx[:n]

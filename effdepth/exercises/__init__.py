@@ -17,16 +17,15 @@ from __future__ import annotations
 
 import inspect
 
-from ._check import Feedback, fresh  # noqa: F401
-from ._models import block_parts, final_norm, reference_model, tiny, unembedding  # noqa: F401
-from .contribution import check_relative_contribution  # noqa: E402,F401
-from .depthscore import check_depth_score  # noqa: E402,F401
-from .erasure_entry import check_erasure_entry  # noqa: E402,F401
-from .lens_layer import check_lens_layer  # noqa: E402,F401
-from .linear_map import check_linear_map  # noqa: E402,F401
-from .skip import check_skip_row  # noqa: E402,F401
-from .solutions import show_solution  # noqa: E402,F401
-
+from effdepth.exercises._check import Feedback, fresh  # noqa: F401
+from effdepth.exercises._models import block_parts, final_norm, reference_model, tiny, unembedding  # noqa: F401
+from effdepth.exercises.contribution import check_relative_contribution  # noqa: F401
+from effdepth.exercises.depthscore import check_depth_score  # noqa: F401
+from effdepth.exercises.erasure_entry import check_erasure_entry  # noqa: F401
+from effdepth.exercises.lens_layer import check_lens_layer  # noqa: F401
+from effdepth.exercises.linear_map import check_linear_map  # noqa: F401
+from effdepth.exercises.skip import check_skip_row  # noqa: F401
+from effdepth.exercises.solutions import show_solution  # noqa: F401
 
 
 def explore(draw, interactive: bool, value: int, maximum: int, description: str):

@@ -15,10 +15,11 @@ import html
 import signal
 import threading
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
+
 from effdepth.access.model import wrap_module
 
 
@@ -70,7 +71,9 @@ def as_outputs(value, names: tuple[str, ...]) -> dict[str, np.ndarray]:
     if isinstance(value, dict):
         missing = [n for n in names if n not in value]
         if missing:
-            raise TypeError(f"the returned dict lacks {', '.join(map(repr, missing))} (expected keys: {', '.join(names)})")
+            raise TypeError(
+                f"the returned dict lacks {', '.join(map(repr, missing))} (expected keys: {', '.join(names)})"
+            )
         items = [value[n] for n in names]
     elif isinstance(value, (tuple, list)) and len(names) > 1:
         if len(value) != len(names):
@@ -79,7 +82,9 @@ def as_outputs(value, names: tuple[str, ...]) -> dict[str, np.ndarray]:
     elif len(names) == 1:
         items = [value]
     else:
-        raise TypeError(f"expected a dict with keys {', '.join(names)} (or a tuple in that order), got {type(value).__name__}")
+        raise TypeError(
+            f"expected a dict with keys {', '.join(names)} (or a tuple in that order), got {type(value).__name__}"
+        )
     out = {}
     for n, v in zip(names, items):
         if hasattr(v, "detach"):
@@ -121,7 +126,14 @@ def fresh(model):
 
     module = copy.deepcopy(model.hf)
     for m in module.modules():  # hooks a failed attempt registered and never removed
-        for hooks in (m._forward_hooks, m._forward_pre_hooks, m._backward_hooks, m._backward_pre_hooks, m._state_dict_hooks, m._load_state_dict_pre_hooks):
+        for hooks in (
+            m._forward_hooks,
+            m._forward_pre_hooks,
+            m._backward_hooks,
+            m._backward_pre_hooks,
+            m._state_dict_hooks,
+            m._load_state_dict_pre_hooks,
+        ):
             hooks.clear()
         for kw in ("_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_forward_pre_hooks_with_kwargs"):
             getattr(m, kw, {}).clear()
@@ -145,6 +157,7 @@ def call_with_limit(fn: Callable, args: tuple, seconds: float | None):
     if not seconds:
         return fn(*args)
     if threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer"):
+
         def stop(signum, frame):
             raise TimeLimit
 
@@ -182,7 +195,18 @@ def _student_line(fn: Callable, err: BaseException) -> traceback.FrameSummary:
     return (mine or frames)[-1]
 
 
-def judge(exercise: str, fn: Callable, cases: list[Case], hints: dict[str, str], names: tuple[str, ...], rtol: float = 1e-3, atol: float = 1e-5, shape_hints: Callable | None = None, limit: float | None = LIMIT_S, student: Callable | None = None) -> Feedback:
+def judge(
+    exercise: str,
+    fn: Callable,
+    cases: list[Case],
+    hints: dict[str, str],
+    names: tuple[str, ...],
+    rtol: float = 1e-3,
+    atol: float = 1e-5,
+    shape_hints: Callable | None = None,
+    limit: float | None = LIMIT_S,
+    student: Callable | None = None,
+) -> Feedback:
     """Run `fn(*case.args)` on every case; the first case with a wrong output decides the feedback.
 
     Each call gets fresh copies of the case's arguments (`_isolated`: a model with its own weights
@@ -193,20 +217,44 @@ def judge(exercise: str, fn: Callable, cases: list[Case], hints: dict[str, str],
     """
     student = fn if student is None else student
     if not callable(student):
-        return Feedback(exercise, False, f"the check needs your function itself, not a value (got a {type(student).__name__}): pass its name without parentheses, e.g. check(my_function), not check(my_function(...)).", "not_a_function", ["not_a_function"])
+        return Feedback(
+            exercise,
+            False,
+            f"the check needs your function itself, not a value (got a {type(student).__name__}): pass its name without parentheses, e.g. check(my_function), not check(my_function(...)).",
+            "not_a_function",
+            ["not_a_function"],
+        )
     for case in cases:
         args = tuple(_isolated(a) for a in case.args)
         try:
             got = call_with_limit(fn, args, limit)
         except TimeLimit:
-            return Feedback(exercise, False, f"your function did not return within {limit:g} s on {case.label} (an endless loop, or a loop over far more than the prompt's tokens?); it was stopped. Fix it and run the check again.", "time_limit", ["time_limit"])
+            return Feedback(
+                exercise,
+                False,
+                f"your function did not return within {limit:g} s on {case.label} (an endless loop, or a loop over far more than the prompt's tokens?); it was stopped. Fix it and run the check again.",
+                "time_limit",
+                ["time_limit"],
+            )
         except KnownMistake as known:
             return Feedback(exercise, False, f"on {case.label}: {known.hint}", known.key, [known.key])
         except NotImplementedError:
-            return Feedback(exercise, False, "not implemented yet: replace the `raise NotImplementedError` with your code and run the check again.", "not_implemented", ["not_implemented"])
+            return Feedback(
+                exercise,
+                False,
+                "not implemented yet: replace the `raise NotImplementedError` with your code and run the check again.",
+                "not_implemented",
+                ["not_implemented"],
+            )
         except Exception as err:  # the student's bug, shown as the line of their code that raised it
             where = _student_line(student, err)
-            return Feedback(exercise, False, f"your function raised {type(err).__name__}: {err} (line {where.lineno}: `{(where.line or '').strip()}`) on {case.label}.", "error", ["error"])
+            return Feedback(
+                exercise,
+                False,
+                f"your function raised {type(err).__name__}: {err} (line {where.lineno}: `{(where.line or '').strip()}`) on {case.label}.",
+                "error",
+                ["error"],
+            )
         try:
             out = as_outputs(got, names)
         except TypeError as err:
@@ -225,13 +273,26 @@ def judge(exercise: str, fn: Callable, cases: list[Case], hints: dict[str, str],
                     found.append("shape")
                     lines.append(f"{name} has shape {list(val.shape)}, expected {list(ref.shape)}.")
                 continue
-            key = next((k for k, variant in case.mistakes.items() if name in variant and not _close(variant[name], ref, rtol, atol) and _close(val, variant[name], rtol, atol)), None)
+            key = next(
+                (
+                    k
+                    for k, variant in case.mistakes.items()
+                    if name in variant
+                    and not _close(variant[name], ref, rtol, atol)
+                    and _close(val, variant[name], rtol, atol)
+                ),
+                None,
+            )
             if key:
                 if key not in found:
                     found.append(key)
                     lines.append(hints[key])
             else:
-                lines.append(f"{name} on {case.label}: got {_show(val)}, expected {_show(ref)}. It matches none of the common mistakes this check knows; compare your steps with the definition above.")
+                lines.append(
+                    f"{name} on {case.label}: got {_show(val)}, expected {_show(ref)}. It matches none of the common mistakes this check knows; compare your steps with the definition above."
+                )
         if lines:
-            return Feedback(exercise, False, f"on {case.label}: " + "\n".join(lines), found[0] if found else None, found)
+            return Feedback(
+                exercise, False, f"on {case.label}: " + "\n".join(lines), found[0] if found else None, found
+            )
     return Feedback(exercise, True, f"all {len(cases)} cases agree with the reference implementation in effdepth.")

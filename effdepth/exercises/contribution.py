@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ._capture import capture
-from ._check import Case, cached_cases, judge
-from ._models import reference_model
+from effdepth.exercises._capture import capture
+from effdepth.exercises._check import Case, cached_cases, judge
+from effdepth.exercises._models import reference_model
 from effdepth.measures.contributions import contributions
 from effdepth.store import Store
 
@@ -40,22 +40,44 @@ def variants(model, prompt: str, layer: int) -> dict[str, dict[str, np.ndarray]]
         d, r = al + ml, hl + al
         n = lambda x: x.norm(dim=-1)  # noqa: E731
         cos = (d * hl).sum(-1) / (n(d) * n(hl))
-        return {"rel_attn": agg(n(al) / n(hl)), "rel_mlp": agg(n(ml) / n(r)), "rel_layer": agg(n(d) / n(hl)), "cos_layer": agg(cos)}
+        return {
+            "rel_attn": agg(n(al) / n(hl)),
+            "rel_mlp": agg(n(ml) / n(r)),
+            "rel_layer": agg(n(d) / n(hl)),
+            "cos_layer": agg(cos),
+        }
 
     n = lambda x: x.norm(dim=-1)  # noqa: E731
     hl, al, ml = h[layer], a[layer], m[layer]
     d, nxt = al + ml, h[layer + 1]
     out = {
-        "denominator_output": {"rel_attn": n(al) / n(hl + al), "rel_mlp": n(ml) / n(nxt), "rel_layer": n(d) / n(nxt), "cos_layer": (d * nxt).sum(-1) / (n(d) * n(nxt))},
+        "denominator_output": {
+            "rel_attn": n(al) / n(hl + al),
+            "rel_mlp": n(ml) / n(nxt),
+            "rel_layer": n(d) / n(nxt),
+            "cos_layer": (d * nxt).sum(-1) / (n(d) * n(nxt)),
+        },
         "mlp_denominator_input": {"rel_mlp": n(ml) / n(hl)},
-        "ratio_of_means": {"rel_attn": n(al).mean() / n(hl).mean(), "rel_mlp": n(ml).mean() / n(hl + al).mean(), "rel_layer": n(d).mean() / n(hl).mean()},
+        "ratio_of_means": {
+            "rel_attn": n(al).mean() / n(hl).mean(),
+            "rel_mlp": n(ml).mean() / n(hl + al).mean(),
+            "rel_layer": n(d).mean() / n(hl).mean(),
+        },
         "max_not_mean": {k: v for k, v in stats(layer, agg=lambda x: x.max()).items() if k != "cos_layer"},
         "position_0_left_out": stats(layer, first=1),
-        "squared": {"rel_attn": n(al) ** 2 / n(hl) ** 2, "rel_mlp": n(ml) ** 2 / n(hl + al) ** 2, "rel_layer": n(d) ** 2 / n(hl) ** 2, "cos_layer": (d * hl).sum(-1)},
+        "squared": {
+            "rel_attn": n(al) ** 2 / n(hl) ** 2,
+            "rel_mlp": n(ml) ** 2 / n(hl + al) ** 2,
+            "rel_layer": n(d) ** 2 / n(hl) ** 2,
+            "cos_layer": (d * hl).sum(-1),
+        },
         "off_by_one_layer": stats(layer + 1) if layer + 1 < len(a) else stats(layer - 1),
         "cos_wrong_pair": {"cos_layer": (al * hl).sum(-1) / (n(al) * n(hl))},
     }
-    return {k: {name: np.asarray(v.mean() if v.ndim else v, dtype=np.float64) for name, v in d_.items()} for k, d_ in out.items()}
+    return {
+        k: {name: np.asarray(v.mean() if v.ndim else v, dtype=np.float64) for name, v in d_.items()}
+        for k, d_ in out.items()
+    }
 
 
 def reference(model, prompt: str, layer: int) -> dict[str, np.ndarray]:
@@ -69,5 +91,12 @@ def check_relative_contribution(fn, model=None):
     """Check `fn(model, prompt, layer) -> {"rel_attn", "rel_mlp", "rel_layer", "cos_layer"}` (token
     means) against `effdepth.contributions` on a tiny model, two prompts and two layers."""
     model = reference_model(model)
-    cases = cached_cases(f"contribution:{model.spec}:{model.revision}", lambda: [Case(f"layer {l} of {p!r}", (model, p, l), reference(model, p, l), variants(model, p, l)) for p in PROMPTS for l in LAYERS])
+    cases = cached_cases(
+        f"contribution:{model.spec}:{model.revision}",
+        lambda: [
+            Case(f"layer {l} of {p!r}", (model, p, l), reference(model, p, l), variants(model, p, l))
+            for p in PROMPTS
+            for l in LAYERS
+        ],
+    )
     return judge("relative contribution (§3.1)", fn, cases, HINTS, NAMES)

@@ -13,13 +13,13 @@ notebook and the exercises package are unchanged (a digest of both is stored bes
 from __future__ import annotations
 
 import hashlib
+import resource
 import shutil
 import sys
 import time
 from pathlib import Path
 
 from effdepth.running import COURSE_FOLDER, NOTEBOOKS, RUNS, execute
-import resource
 
 COURSE_NOTEBOOKS = NOTEBOOKS / "course"
 COURSE_RUNS = RUNS / COURSE_FOLDER
@@ -44,10 +44,16 @@ def _digest(notebook: Path) -> str:
 def _cpu() -> float:
     """CPU seconds used so far by this process and its waited-for children (the notebook kernels)."""
 
-    return sum(getattr(resource.getrusage(who), f) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN) for f in ("ru_utime", "ru_stime"))
+    return sum(
+        getattr(resource.getrusage(who), f)
+        for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+        for f in ("ru_utime", "ru_stime")
+    )
 
 
-def run_course(out: Path | None = None, names=None, force: bool = False, notebooks: Path | None = None, progress: bool = True) -> dict[str, float]:
+def run_course(
+    out: Path | None = None, names=None, force: bool = False, notebooks: Path | None = None, progress: bool = True
+) -> dict[str, float]:
     """Execute the exercise notebooks into `out` (default runs/course/); returns {name: seconds}
     (0.0 for an up-to-date copy that was reused). A failing notebook raises papermill's error after
     its partly executed copy is written."""
@@ -89,7 +95,11 @@ def prepare_for_book(root: Path, runs: Path | None = None) -> None:
             shutil.copyfile(runs / f"{name}.ipynb", dest / f"{name}.ipynb")
         else:
             nb = nbformat.v4.new_notebook()
-            nb.cells.append(nbformat.v4.new_markdown_cell(f"# {title}\n\nThis exercise notebook has not been executed for this build: run `make class` (or `python -m effdepth.exercises.course`), then build the book again. The notebook itself is `notebooks/course/{name}.md`."))
+            nb.cells.append(
+                nbformat.v4.new_markdown_cell(
+                    f"# {title}\n\nThis exercise notebook has not been executed for this build: run `make class` (or `python -m effdepth.exercises.course`), then build the book again. The notebook itself is `notebooks/course/{name}.md`."
+                )
+            )
             nbformat.write(nb, dest / f"{name}.ipynb")
 
 
@@ -99,9 +109,14 @@ def main(argv=None) -> int:
     try:
         times = run_course(force="--force" in argv)
     except Exception as err:  # papermill's error names the cell; the partly executed copy is in runs/course/
-        print(f"[effdepth course] failed: {str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__}", file=sys.stderr)
+        print(
+            f"[effdepth course] failed: {str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__}",
+            file=sys.stderr,
+        )
         return 1
-    print(f"[effdepth course] {len(times)} exercise notebooks ready in {time.time() - t0:.0f} s; open them with: .venv/bin/jupyter lab notebooks/course/")
+    print(
+        f"[effdepth course] {len(times)} exercise notebooks ready in {time.time() - t0:.0f} s; open them with: .venv/bin/jupyter lab notebooks/course/"
+    )
     return 0
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._check import Case, judge
+from effdepth.exercises._check import Case, judge
 from effdepth.measures.depth_score import depth_scores
 
 NAMES = ("layer", "logit")
@@ -44,7 +44,10 @@ def variants(E, o) -> dict[str, dict[str, np.ndarray]]:
     e = _importance(Em)
     out = {
         "mean_over_examples": {"layer": _score(_importance(E.mean(0))), "logit": _score(o.mean(0))},
-        "max_and_mean_swapped": {"layer": _score(_importance(E.mean(0), denom=1, agg=np.max)), "logit": _score(o.mean(0))},
+        "max_and_mean_swapped": {
+            "layer": _score(_importance(E.mean(0), denom=1, agg=np.max)),
+            "logit": _score(o.mean(0)),
+        },
         "diagonal_included": {"layer": _score(_importance(Em, k=0)), "logit": _score(om)},
         "divided_by_L": {"layer": _score(_importance(Em, denom=L)), "logit": _score(om)},
         "one_indexed": {"layer": _score(e, np.arange(1, L + 1)), "logit": _score(om, np.arange(1, L + 1))},
@@ -79,5 +82,9 @@ def check_depth_score(fn):
     cases = []
     for seed, (P, L) in enumerate(((5, 8), (3, 6))):
         E, o = example_effects(P, L, seed)
-        cases.append(Case(f"a level of {P} examples of an {L}-layer model", (E.copy(), o.copy()), reference(E, o), variants(E, o)))
+        cases.append(
+            Case(
+                f"a level of {P} examples of an {L}-layer model", (E.copy(), o.copy()), reference(E, o), variants(E, o)
+            )
+        )
     return judge("depth score (§3.3)", fn, cases, HINTS, NAMES)

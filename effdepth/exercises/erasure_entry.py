@@ -13,16 +13,20 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ._capture import capture
-from ._check import Case, cached_cases, judge
-from ._models import reference_model
-from effdepth.measures.residual_erasure import encode_example, mean_residuals
-from effdepth.measures.residual_erasure import residual_erasure
+from effdepth.exercises._capture import capture
+from effdepth.exercises._check import Case, cached_cases, judge
+from effdepth.exercises._models import reference_model
+from effdepth.measures.residual_erasure import encode_example, mean_residuals, residual_erasure
 from effdepth.store import Store
 
 PROMPT, ANSWER = "Q: What is 3 plus 4? A:", " 7, seven"
 REFERENCE_PROMPTS = ("The sun is a star.", "Birds can fly over the sea.", "Q: 2 + 2? A: 4")
-CASES = ((0, 23), (2, 23), (4, 23), (1, 12))  # (b, t); b = 4 = L is the final residual; t = 23 predicts the first answer token
+CASES = (
+    (0, 23),
+    (2, 23),
+    (4, 23),
+    (1, 12),
+)  # (b, t); b = 4 = L is the final residual; t = 23 predicts the first answer token
 HINTS = {
     "scored_answer_positions": "You scored the positions of the answer tokens (answer_start … T-1). The prediction of the token at position p is made at position p-1: score answer_start-1 … T-2.",
     "mean_not_max": "You averaged over the answer-predicting positions; the entry is the max over them.",
@@ -35,7 +39,20 @@ HINTS = {
 
 
 @torch.no_grad()
-def entry(model, ids, answer_start, vectors, b, t, scored="predicting", agg="max", what="probs", where=None, span=False, vector=True):
+def entry(
+    model,
+    ids,
+    answer_start,
+    vectors,
+    b,
+    t,
+    scored="predicting",
+    agg="max",
+    what="probs",
+    where=None,
+    span=False,
+    vector=True,
+):
     """One erasure entry with the choices a mistake can change (the defaults are right)."""
     T = len(ids)
     _, _, _, y = capture(model, ids)
@@ -97,7 +114,15 @@ def check_erasure_entry(fn, model=None):
     def build():
         ids, start, vectors = setting(model)
         full = reference_map(model, vectors)
-        return [Case(f"b = {b}, t = {t} of {PROMPT + ANSWER!r}", (model, PROMPT, ANSWER, vectors, b, t), {"effect": np.asarray(full[b, t], dtype=np.float64)}, variants(model, ids, start, vectors, b, t)) for b, t in CASES]
+        return [
+            Case(
+                f"b = {b}, t = {t} of {PROMPT + ANSWER!r}",
+                (model, PROMPT, ANSWER, vectors, b, t),
+                {"effect": np.asarray(full[b, t], dtype=np.float64)},
+                variants(model, ids, start, vectors, b, t),
+            )
+            for b, t in CASES
+        ]
 
     cases = cached_cases(f"erasure_entry:{model.spec}:{model.revision}", build)
     return judge("one entry of residual erasure (§3.3)", fn, cases, HINTS, ("effect",), rtol=1e-3, atol=1e-6)

@@ -12,10 +12,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ._capture import capture
-from ._check import Case, cached_cases, judge
-from ._models import reference_model, unembedding
 from effdepth.engine import decode
+from effdepth.exercises._capture import capture
+from effdepth.exercises._check import Case, cached_cases, judge
+from effdepth.exercises._models import reference_model, unembedding
 from effdepth.measures.logit_lens import logit_lens
 from effdepth.store import Store
 
@@ -33,7 +33,14 @@ HINTS = {
 }
 
 
-def _stats(logits_b: torch.Tensor, logits_f: torch.Tensor, first: int = 0, reverse: bool = False, base2: bool = False, divide: bool = True):
+def _stats(
+    logits_b: torch.Tensor,
+    logits_f: torch.Tensor,
+    first: int = 0,
+    reverse: bool = False,
+    base2: bool = False,
+    divide: bool = True,
+):
     lb, lf = torch.log_softmax(logits_b.double(), -1)[first:], torch.log_softmax(logits_f.double(), -1)[first:]
     p, q = (lf, lb) if reverse else (lb, lf)
     kl = (p.exp() * (p - q)).sum(-1)
@@ -68,5 +75,12 @@ def check_lens_layer(fn, model=None):
     """Check `fn(model, prompt, b) -> {"kl", "overlap"}` (means over positions) against
     `effdepth.logit_lens` for two residual indices of a tiny model."""
     model = reference_model(model)
-    cases = cached_cases(f"lens_layer:{model.spec}:{model.revision}", lambda: [Case(f"residual {b} of {p!r}", (model, p, b), reference(model, p, b), variants(model, p, b)) for p in PROMPTS for b in RESIDUALS])
+    cases = cached_cases(
+        f"lens_layer:{model.spec}:{model.revision}",
+        lambda: [
+            Case(f"residual {b} of {p!r}", (model, p, b), reference(model, p, b), variants(model, p, b))
+            for p in PROMPTS
+            for b in RESIDUALS
+        ],
+    )
     return judge("logit lens of one layer (§3.2)", fn, cases, HINTS, NAMES)

@@ -13,9 +13,9 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from ._capture import capture
-from ._check import Case, KnownMistake, cached_cases, judge
-from ._models import reference_model
+from effdepth.exercises._capture import capture
+from effdepth.exercises._check import Case, KnownMistake, cached_cases, judge
+from effdepth.exercises._models import reference_model
 from effdepth.measures.linear_maps import fit_affine
 
 PROMPTS = (
@@ -65,7 +65,10 @@ def _lstsq(X, Y):
 
 
 def predictions(W, b, X_test) -> np.ndarray:
-    return (X_test @ torch.as_tensor(np.asarray(W), dtype=torch.float64) + torch.as_tensor(np.asarray(b), dtype=torch.float64)).numpy()
+    return (
+        X_test @ torch.as_tensor(np.asarray(W), dtype=torch.float64)
+        + torch.as_tensor(np.asarray(b), dtype=torch.float64)
+    ).numpy()
 
 
 def variants(X, Y, X_test):
@@ -91,7 +94,14 @@ def check_linear_map(fn):
         cases = []
         for m, n in PAIRS:
             X, Y, Xt, _ = residual_pair(m, n)
-            cases.append(Case(f"source residual {m} (d = 48) → target residual {n} (d = 64)", (X, Y, Xt), reference(X, Y, Xt), variants(X, Y, Xt)))
+            cases.append(
+                Case(
+                    f"source residual {m} (d = 48) → target residual {n} (d = 64)",
+                    (X, Y, Xt),
+                    reference(X, Y, Xt),
+                    variants(X, Y, Xt),
+                )
+            )
         return cases
 
     cases = cached_cases("linear_map", build)
@@ -104,9 +114,13 @@ def check_linear_map(fn):
         if W.shape != (X.shape[1], Y.shape[1]):
             if W.shape == (Y.shape[1], X.shape[1]):
                 raise KnownMistake("transposed", HINTS["transposed"])
-            raise KnownMistake("shape", f"W has shape {list(W.shape)}, expected [d_src, d_tgt] = [{X.shape[1]}, {Y.shape[1]}].")
+            raise KnownMistake(
+                "shape", f"W has shape {list(W.shape)}, expected [d_src, d_tgt] = [{X.shape[1]}, {Y.shape[1]}]."
+            )
         if b.shape not in ((Y.shape[1],), ()):
             raise KnownMistake("shape", f"b has shape {list(b.shape)}, expected [d_tgt] = [{Y.shape[1]}].")
         return predictions(W, b, X_test)
 
-    return judge("closed-form linear map (§3.4)", wrapped, cases, HINTS, ("prediction",), rtol=1e-3, atol=1e-4, student=fn)
+    return judge(
+        "closed-form linear map (§3.4)", wrapped, cases, HINTS, ("prediction",), rtol=1e-3, atol=1e-4, student=fn
+    )

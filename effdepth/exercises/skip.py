@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ._capture import capture
-from ._check import Case, cached_cases, judge
-from ._models import reference_model
+from effdepth.exercises._capture import capture
+from effdepth.exercises._check import Case, cached_cases, judge
+from effdepth.exercises._models import reference_model
 from effdepth.measures.skip_effects import prompt_effects
 
 PROMPTS = ("Alice gave the book to Bob because Bob asked Alice for it.",)
@@ -85,12 +85,28 @@ def variants(model, prompt, s, t) -> dict[str, dict[str, np.ndarray]]:
 def reference(model, prompt, s, t) -> dict[str, np.ndarray]:
     """Row s of the max-aggregated layer-effect matrix of `prompt_effects` (future setting, split t)."""
 
-    return {"effect": np.asarray(prompt_effects(model, model.encode(prompt), "future", [t], "fast")["max_layer"][s], dtype=np.float64)}
+    return {
+        "effect": np.asarray(
+            prompt_effects(model, model.encode(prompt), "future", [t], "fast")["max_layer"][s], dtype=np.float64
+        )
+    }
 
 
 def check_skip_row(fn, model=None):
     """Check `fn(model, prompt, s, t) -> [L]` (effect of skipping layer s at positions 1 … t-1 on
     every layer, max over positions t … T-1) against `effdepth.measures.skip_effects.prompt_effects`."""
     model = reference_model(model)
-    cases = cached_cases(f"skip:{model.spec}:{model.revision}", lambda: [Case(f"skipping layer {s} before t = {t} in {p!r}", (model, p, s, t), reference(model, p, s, t), variants(model, p, s, t)) for p in PROMPTS for s, t in CASES])
+    cases = cached_cases(
+        f"skip:{model.spec}:{model.revision}",
+        lambda: [
+            Case(
+                f"skipping layer {s} before t = {t} in {p!r}",
+                (model, p, s, t),
+                reference(model, p, s, t),
+                variants(model, p, s, t),
+            )
+            for p in PROMPTS
+            for s, t in CASES
+        ],
+    )
     return judge("skip a layer (§3.2)", fn, cases, HINTS, ("effect",))

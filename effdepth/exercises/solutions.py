@@ -7,10 +7,10 @@ from __future__ import annotations
 import html
 import inspect
 
+import numpy as np
 import torch
 
 from effdepth.exercises._models import block_parts, final_norm, unembedding
-import numpy as np
 from effdepth.measures.residual_erasure import encode_example
 
 
@@ -22,7 +22,9 @@ def show_solution(fn, title: str = "Solution"):
     from pygments.lexers import PythonLexer
 
     code = highlight(inspect.getsource(fn), PythonLexer(), HtmlFormatter(noclasses=True, nobackground=True))
-    return HTML(f'<details class="effdepth-solution"><summary><b>{html.escape(title)}</b> (click to show)</summary>{code}</details>')
+    return HTML(
+        f'<details class="effdepth-solution"><summary><b>{html.escape(title)}</b> (click to show)</summary>{code}</details>'
+    )
 
 
 # (a) §3.1 -------------------------------------------------------------------------------------
@@ -32,7 +34,9 @@ def relative_contribution(model, prompt, layer):
     block, attn, mlp = block_parts(model, layer)
     seen = {}
     hooks = [
-        block.register_forward_pre_hook(lambda mod, args, kwargs: seen.update(h=(args[0] if args else kwargs["hidden_states"])[0]), with_kwargs=True),
+        block.register_forward_pre_hook(
+            lambda mod, args, kwargs: seen.update(h=(args[0] if args else kwargs["hidden_states"])[0]), with_kwargs=True
+        ),
         attn.register_forward_hook(lambda mod, args, out: seen.update(a=out[0][0])),
         mlp.register_forward_hook(lambda mod, args, out: seen.update(m=out[0])),
     ]
@@ -58,7 +62,13 @@ def residuals(model, ids, skip=None):
     """h_0 … h_L [L+1, T, d] of one prompt; skip = (s, positions): block s's output := its input there."""
     blocks = model.layers()
     hs = []
-    hooks = [b.register_forward_pre_hook(lambda mod, args, kwargs: hs.append((args[0] if args else kwargs["hidden_states"])[0].float()), with_kwargs=True) for b in blocks]
+    hooks = [
+        b.register_forward_pre_hook(
+            lambda mod, args, kwargs: hs.append((args[0] if args else kwargs["hidden_states"])[0].float()),
+            with_kwargs=True,
+        )
+        for b in blocks
+    ]
     if skip is not None:
         s, pos = skip
 
@@ -70,7 +80,11 @@ def residuals(model, ids, skip=None):
             return (h_out,) + tuple(out[1:]) if isinstance(out, tuple) else h_out
 
         hooks.append(blocks[s].register_forward_hook(keep_input, with_kwargs=True))
-    hooks.append(blocks[-1].register_forward_hook(lambda mod, args, out: hs.append((out[0] if isinstance(out, tuple) else out)[0].float())))
+    hooks.append(
+        blocks[-1].register_forward_hook(
+            lambda mod, args, out: hs.append((out[0] if isinstance(out, tuple) else out)[0].float())
+        )
+    )
     try:
         model.hf(input_ids=ids[None], use_cache=False)
     finally:
@@ -95,7 +109,9 @@ def lens_layer(model, prompt, b, k=5):
 
     seen = {}
     block = model.layers()[b]
-    hook = block.register_forward_pre_hook(lambda mod, args, kwargs: seen.update(h=(args[0] if args else kwargs["hidden_states"])[0]), with_kwargs=True)
+    hook = block.register_forward_pre_hook(
+        lambda mod, args, kwargs: seen.update(h=(args[0] if args else kwargs["hidden_states"])[0]), with_kwargs=True
+    )
     try:
         logits_final = model.hf(input_ids=model.encode(prompt)[None], use_cache=False).logits[0].float()  # [T, V]
     finally:

@@ -141,7 +141,10 @@ def gram_trace(model, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """The same Gram matrices from one nnsight trace (remote-safe: plain tensor ops inside it)."""
     adapter = model.adapter
     # Envoys resolved here: the trace body (what NDIF unpickles) holds only envoys, tensors and builtins.
-    sites = [(layer, adapter.module(layer, adapter.attn), adapter.module(layer, adapter.mlp)) for layer in adapter.layer_modules(model.nn)]
+    sites = [
+        (layer, adapter.module(layer, adapter.attn), adapter.module(layer, adapter.mlp))
+        for layer in adapter.layer_modules(model.nn)
+    ]
     attn_is_tuple = adapter.attn_is_tuple
     with torch.no_grad(), model.trace({"input_ids": ids, "attention_mask": mask}):
         grams = []

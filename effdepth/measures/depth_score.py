@@ -41,14 +41,13 @@ from collections import defaultdict
 import numpy as np
 import pandas as pd
 import torch
-
-from effdepth.accuracy import tokens_in_spans
-from effdepth.access.model import choose_method
-from effdepth.results import Result, measure
-from effdepth.measures.skip_effects import CLIP
 from scipy.stats import spearmanr
+
+from effdepth.access.model import choose_method
+from effdepth.accuracy import tokens_in_spans
 from effdepth.measures.residual_erasure import encode_example
-from effdepth.measures.skip_effects import prompt_effects
+from effdepth.measures.skip_effects import CLIP, prompt_effects
+from effdepth.results import Result, measure
 
 SPLIT_MODES = ("auto", "answer", "solution")
 SOLUTION_DATASETS = ("math", "gsm8k", "word_problems")  # worked solutions: split points inside them
@@ -80,7 +79,9 @@ def depth_scores(E: np.ndarray, o: np.ndarray) -> tuple:
     return depth_from_weights(layer_importance(E)), depth_from_weights(o)
 
 
-def bootstrap_levels(E: np.ndarray, o: np.ndarray, levels: np.ndarray, n_boot: int = 1000, seed: int = 0, level_values=None) -> dict:
+def bootstrap_levels(
+    E: np.ndarray, o: np.ndarray, levels: np.ndarray, n_boot: int = 1000, seed: int = 0, level_values=None
+) -> dict:
     """Bootstrap (examples resampled with replacement within each level) of the per-level scores.
 
     E [N, L, L], o [N, L] per example; levels [N]. Returns per level ([K, 2] = 2.5 %, 97.5 %):
@@ -91,7 +92,10 @@ def bootstrap_levels(E: np.ndarray, o: np.ndarray, levels: np.ndarray, n_boot: i
     level_values = np.unique(levels) if level_values is None else np.asarray(level_values)
     rng = np.random.default_rng(seed)
     ex_layer, ex_out = depth_scores(E, o)
-    reps = {k: np.full((n_boot, len(level_values)), np.nan) for k in ("max_layer", "max_output", "mean_layer", "mean_output")}
+    reps = {
+        k: np.full((n_boot, len(level_values)), np.nan)
+        for k in ("max_layer", "max_output", "mean_layer", "mean_output")
+    }
     for j, lv in enumerate(level_values):
         idx = np.flatnonzero(levels == lv)
         if len(idx) == 0:
@@ -107,7 +111,11 @@ def bootstrap_levels(E: np.ndarray, o: np.ndarray, levels: np.ndarray, n_boot: i
     out = {}
     for k, r in reps.items():
         with np.errstate(all="ignore"):
-            out[k] = np.stack([np.nanpercentile(r, 2.5, axis=0), np.nanpercentile(r, 97.5, axis=0)], -1) if np.isfinite(r).any() else np.full((len(level_values), 2), np.nan)
+            out[k] = (
+                np.stack([np.nanpercentile(r, 2.5, axis=0), np.nanpercentile(r, 97.5, axis=0)], -1)
+                if np.isfinite(r).any()
+                else np.full((len(level_values), 2), np.nan)
+            )
         out[f"rep_{k}"] = r
     return out
 
@@ -214,7 +222,9 @@ def split_mode_of(example, split: str) -> str:
     return "solution" if str(example.meta.get("dataset", "")).lower() in SOLUTION_DATASETS else "answer"
 
 
-def example_splits(T: int, answer_start: int, mode: str, n_splits: int = 4, step: int = 4, seed: int = 0, key: str = "") -> list[int]:
+def example_splits(
+    T: int, answer_start: int, mode: str, n_splits: int = 4, step: int = 4, seed: int = 0, key: str = ""
+) -> list[int]:
     """Split points of one example (methods page §4 (depth score), §9), as answer-token indices t, sorted.
 
     'answer': [a0]. 'solution': a0 + offsets, the offsets range(0, n_answer − 4, step) shuffled by a
@@ -259,7 +269,9 @@ def greedy_correct(model, ids: torch.Tensor, answer_start: int) -> bool:
 
 
 @torch.no_grad()
-def greedy_correct_batch(model, ids_list: list[torch.Tensor], answer_starts: list[int], scored: list | None = None) -> list[bool]:
+def greedy_correct_batch(
+    model, ids_list: list[torch.Tensor], answer_starts: list[int], scored: list | None = None
+) -> list[bool]:
     """`greedy_correct` of several examples in one right-padded forward (exact for causal models:
     padding comes after every real token and is masked out). scored: per example, the indices
     (within the answer's tokens) that must match, or None for all of them: a worked solution is
@@ -277,7 +289,9 @@ def greedy_correct_batch(model, ids_list: list[torch.Tensor], answer_starts: lis
         pred_all = logits.cpu()
     else:
         dev = model.device
-        pred_all = model.hf(input_ids=batch.to(dev), attention_mask=mask.to(dev), use_cache=False).logits.argmax(-1).cpu()
+        pred_all = (
+            model.hf(input_ids=batch.to(dev), attention_mask=mask.to(dev), use_cache=False).logits.argmax(-1).cpu()
+        )
     out = []
     for i, (x, a0) in enumerate(zip(ids_list, answer_starts)):
         ok = pred_all[i, a0 - 1 : len(x) - 1] == x[a0:].cpu()
@@ -324,12 +338,26 @@ def depth_score(
         for j, ex in enumerate(exs):
             mode = split_mode_of(ex, split)
             ids, a0 = encode_example(model, ex.prompt, ex.answer, index=f"Example {j} of level {lv!r}")
-            items.append((lv, ex.prompt, ex.answer, mode, example_splits(len(ids), a0, mode, n_splits, split_step, seed=seed, key=ex.prompt + ex.answer), scored_answer_tokens(model, ex.answer, ex.meta.get("scored"))))
+            items.append(
+                (
+                    lv,
+                    ex.prompt,
+                    ex.answer,
+                    mode,
+                    example_splits(len(ids), a0, mode, n_splits, split_step, seed=seed, key=ex.prompt + ex.answer),
+                    scored_answer_tokens(model, ex.answer, ex.meta.get("scored")),
+                )
+            )
     none = [it for it in items if not it[4]]
     if len(none) == len(items):
-        raise ValueError("No example has a split point: 'answer' needs a prompt of at least 3 tokens, 'solution' an answer of more than 4 tokens.")
+        raise ValueError(
+            "No example has a split point: 'answer' needs a prompt of at least 3 tokens, 'solution' an answer of more than 4 tokens."
+        )
     if none:
-        warnings.warn(f"{len(none)} of {len(items)} example(s) have no split point (prompt under 3 tokens, or a worked solution of 4 tokens or fewer) and are left out.", stacklevel=2)
+        warnings.warn(
+            f"{len(none)} of {len(items)} example(s) have no split point (prompt under 3 tokens, or a worked solution of 4 tokens or fewer) and are left out.",
+            stacklevel=2,
+        )
     L = model.n_layers
 
     def per_item(chunk):
@@ -337,7 +365,9 @@ def depth_score(
         encoded = [encode_example(model, it[1], it[2]) for it in chunk]
         n = len(chunk)
         out = {
-            "correct": np.array(greedy_correct_batch(model, [e[0] for e in encoded], [e[1] for e in encoded], [it[5] for it in chunk])),
+            "correct": np.array(
+                greedy_correct_batch(model, [e[0] for e in encoded], [e[1] for e in encoded], [it[5] for it in chunk])
+            ),
             "n_tokens": np.array([len(e[0]) for e in encoded]),
             "valid": np.zeros(n, dtype=int),
             "E": np.full((n, L, L), np.nan),
@@ -349,9 +379,21 @@ def depth_score(
             splits = it[4]
             if not splits:
                 continue
-            r = prompt_effects(model, ids, "future", [skip_positions(len(ids), t)[1].start for t in splits], method, batch_size=batch_size)
+            r = prompt_effects(
+                model,
+                ids,
+                "future",
+                [skip_positions(len(ids), t)[1].start for t in splits],
+                method,
+                batch_size=batch_size,
+            )
             out["valid"][i] = 1
-            out["E"][i], out["o"][i], out["mean_E"][i], out["mean_o"][i] = r["max_layer"], r["max_output"], r["mean_layer"], r["mean_output"]
+            out["E"][i], out["o"][i], out["mean_E"][i], out["mean_o"][i] = (
+                r["max_layer"],
+                r["max_output"],
+                r["mean_layer"],
+                r["mean_output"],
+            )
         return out
 
     # Chunks of examples of one level: one cache entry (and one batched accuracy forward) per chunk.
@@ -367,7 +409,17 @@ def depth_score(
 
     # 'measure_from' names the position convention (methods page §4) so results of the old one (measured
     # from t) are never read back from the cache as this one.
-    params = {"split": split, "n_splits": n_splits, "split_step": split_step, "n_boot": n_boot, "seed": seed, "method": method, "measure_from": "t-1", "correct": "scored spans", "clip": CLIP}
+    params = {
+        "split": split,
+        "n_splits": n_splits,
+        "split_step": split_step,
+        "n_boot": n_boot,
+        "seed": seed,
+        "method": method,
+        "measure_from": "t-1",
+        "correct": "scored spans",
+        "clip": CLIP,
+    }
     return measure(
         DepthScore,
         model,
@@ -377,7 +429,10 @@ def depth_score(
         aggregate=aggregate,
         store=store,
         item_id=lambda chunk: [[it[1], it[2], it[4]] for it in chunk],
-        data_meta={"levels": [str(lv) for lv in groups], "n_per_level": {str(lv): len(exs) for lv, exs in groups.items()}},
+        data_meta={
+            "levels": [str(lv) for lv in groups],
+            "n_per_level": {str(lv): len(exs) for lv, exs in groups.items()},
+        },
     )
 
 
@@ -421,7 +476,9 @@ def summarize(items, parts, L: int, n_splits: int, n_boot: int, seed: int) -> di
             out["max_E"][k], out["max_o"][k] = E[sel].max(0), o[sel].max(0)
             out["mean_E"][k], out["mean_o"][k] = E[sel].mean(0), o[sel].mean(0)
         if (sel & correct).any():
-            out["depth_layer_correct"][k], out["depth_output_correct"][k] = depth_scores(E[sel & correct].max(0), o[sel & correct].max(0))
+            out["depth_layer_correct"][k], out["depth_output_correct"][k] = depth_scores(
+                E[sel & correct].max(0), o[sel & correct].max(0)
+            )
     out["layer_importance"] = layer_importance(out["max_E"])
     out["output_importance"] = out["max_o"]
     out["depth_layer"], out["depth_output"] = depth_scores(out["max_E"], out["max_o"])
@@ -431,8 +488,15 @@ def summarize(items, parts, L: int, n_splits: int, n_boot: int, seed: int) -> di
     out["depth_layer_ci"], out["depth_output_ci"] = boot["max_layer"], boot["max_output"]
     out["example_mean_layer_ci"], out["example_mean_output_ci"] = boot["mean_layer"], boot["mean_output"]
     with np.errstate(all="ignore"):
-        out["example_mean_layer"] = np.array([np.nanmean(ex_layer[lv_all == lv]) if np.isfinite(ex_layer[lv_all == lv]).any() else np.nan for lv in levels])
-        out["example_mean_output"] = np.array([np.nanmean(ex_out[lv_all == lv]) if np.isfinite(ex_out[lv_all == lv]).any() else np.nan for lv in levels])
+        out["example_mean_layer"] = np.array(
+            [
+                np.nanmean(ex_layer[lv_all == lv]) if np.isfinite(ex_layer[lv_all == lv]).any() else np.nan
+                for lv in levels
+            ]
+        )
+        out["example_mean_output"] = np.array(
+            [np.nanmean(ex_out[lv_all == lv]) if np.isfinite(ex_out[lv_all == lv]).any() else np.nan for lv in levels]
+        )
     numeric = np.issubdtype(levels.dtype, np.number)
     rank = lv_all.astype(float) if numeric else np.searchsorted(levels, lv_all).astype(float)
     for name, scores in (("layer", ex_layer), ("output", ex_out)):

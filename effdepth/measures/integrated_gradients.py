@@ -22,9 +22,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from effdepth.access.model import choose_method
 from effdepth.engine import clean_run, decode
 from effdepth.measures.residual_erasure import encode_example, token_strings
-from effdepth.access.model import choose_method
 from effdepth.results import Result, measure
 
 PARTS = ("layer", "attention", "mlp")
@@ -129,10 +129,9 @@ def _ig_trace(model, ids, part: str, steps: int, batch_size: int, scored, target
     a = model.adapter
     blocks = list(a.layer_modules(model.nn))
     sites = blocks if part == "layer" else [a.module(b, a.attn if part == "attention" else a.mlp) for b in blocks]
-    tuple_out = part == "attention" and a.attn_is_tuple
     nn, dev = model.nn, model.input_device
     T = int(ids.shape[0])
-    p_input, attr, p_base = None, [], []
+    attr, p_base = [], []
     for site in sites:
         total = torch.zeros(T, dtype=torch.float64)
         for k0 in range(0, steps, batch_size):
@@ -145,11 +144,15 @@ def _ig_trace(model, ids, part: str, steps: int, batch_size: int, scored, target
                 x = (out[0] if is_tuple else out)[:1].detach().float()  # [1, T, d]: every row is the clean run
                 x_base = x.mean(1, keepdim=True)
                 diff = x - x_base
-                path = (x_base + rr.to(x.device) * diff).to(out[0].dtype if is_tuple else out.dtype).requires_grad_(True)
+                path = (
+                    (x_base + rr.to(x.device) * diff).to(out[0].dtype if is_tuple else out.dtype).requires_grad_(True)
+                )
                 site.output = (path,) + tuple(out[1:]) if is_tuple else path
                 logits = nn.output.logits
                 probs = torch.softmax(logits[:, scored.to(logits.device)].float(), -1)
-                p = probs.gather(-1, targets.to(logits.device).expand(probs.shape[0], -1)[..., None])[..., 0].sum(-1)  # [R]
+                p = probs.gather(-1, targets.to(logits.device).expand(probs.shape[0], -1)[..., None])[..., 0].sum(
+                    -1
+                )  # [R]
                 p_rows = p.detach().cpu().save()
                 with p.sum().backward():
                     g = (path.grad.float().sum(0) * diff[0]).sum(-1).double().cpu().save()  # [T]
@@ -228,7 +231,11 @@ def integrated_gradients(
         Attribution,
         model,
         [(prompt, answer)],
-        params={"part": part, "steps": steps, **({"method": method} if method == "trace" else {})},  # fast results keep their cache keys
+        params={
+            "part": part,
+            "steps": steps,
+            **({"method": method} if method == "trace" else {}),
+        },  # fast results keep their cache keys
         per_item=per_item,
         aggregate=lambda parts: parts[0],
         store=store,

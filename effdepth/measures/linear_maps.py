@@ -56,12 +56,12 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
+from effdepth.errors import TokenizerMismatch
 from effdepth.prompts import context_limit
 from effdepth.results import Result, measure
 from effdepth.store import Store, default_store
-from effdepth.errors import TokenizerMismatch
-from tqdm.auto import tqdm
 
 EPS = 1e-6
 # Ridge strengths, relative to the mean eigenvalue of the centred source Gram (0 = pseudo-inverse).
@@ -72,7 +72,6 @@ PROBES = (
     "  Ünïcödé — tabs\tand   spaces; <|endoftext|> </s> <s> [CLS]",
 )
 WEIGHTINGS = ("none", "relative")
-
 
 
 @dataclass(frozen=True)
@@ -213,7 +212,11 @@ def split_windows(n: int, split=(0.8, 0.1, 0.1), seed: int = 0) -> dict[str, np.
     n_train = n - n_test - n_val
     if n_train < 1:
         raise ValueError(f"Split {split} leaves no training window out of {n}.")
-    return {"train": np.sort(perm[:n_train]), "val": np.sort(perm[n_train : n_train + n_val]), "test": np.sort(perm[n_train + n_val :])}
+    return {
+        "train": np.sort(perm[:n_train]),
+        "val": np.sort(perm[n_train : n_train + n_val]),
+        "test": np.sort(perm[n_train + n_val :]),
+    }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -228,7 +231,7 @@ def capture_residuals(model, ids: torch.Tensor, mask: torch.Tensor, indices=None
     needed (the unembedding never runs).
     """
     L = model.n_layers
-    indices = list(range(L + 1)) if indices is None else sorted(set(int(i) for i in indices))
+    indices = list(range(L + 1)) if indices is None else sorted({int(i) for i in indices})
     if indices[0] < 0 or indices[-1] > L:
         raise IndexError(f"residual indices must lie in 0 … {L}")
     layers = list(model.adapter.layer_modules(model.nn))
@@ -363,7 +366,7 @@ class RidgeAccumulator:
     def factor(self) -> None:
         """Eigendecompose every centred source Gram; turn the cross terms into P = Uᵀ C_xy."""
         assert self.state == "accumulating"
-        M, G, B, d1, d2 = self.M, self.G, self.B, self.d1, self.d2
+        M, G, B, d1 = self.M, self.G, self.B, self.d1
         if self.n_train == 0:
             raise ValueError("No training tokens were accumulated.")
         swg = self.sw[:G] if self.weighted else self.sw[:1]  # Σw of each Gram
@@ -484,7 +487,9 @@ class RidgeAccumulator:
         return W, b
 
 
-def fit_affine(X, Y, lam_rel: float = 0.0, weighting: str = "none", X_val=None, Y_val=None, lambdas=None, chunks: int = 1):
+def fit_affine(
+    X, Y, lam_rel: float = 0.0, weighting: str = "none", X_val=None, Y_val=None, lambdas=None, chunks: int = 1
+):
     """Ridge fit of one map Y ≈ X W + b through `RidgeAccumulator` (X [N, d1], Y [N, d2]).
 
     With `X_val`/`Y_val` and `lambdas`, λ is chosen on them. `chunks` feeds the data in pieces
@@ -496,7 +501,9 @@ def fit_affine(X, Y, lam_rel: float = 0.0, weighting: str = "none", X_val=None, 
         acc.add(Xc[None], Yc[None])
     acc.factor()
     if X_val is not None:
-        acc.add_val(torch.as_tensor(X_val, dtype=torch.float64)[None], torch.as_tensor(Y_val, dtype=torch.float64)[None])
+        acc.add_val(
+            torch.as_tensor(X_val, dtype=torch.float64)[None], torch.as_tensor(Y_val, dtype=torch.float64)[None]
+        )
     info = acc.select(lambdas if lambdas is not None else (lam_rel,))
     W, b = acc.maps()
     return W[0, :, 0, :], b[0, 0], info
@@ -558,7 +565,9 @@ class _Evaluator:
 # ----------------------------------------------------------------------------------------------
 
 
-def _sgd_block(pair: _Pair, idx: dict, tgt_idx: list[int], recipe: SGDRecipe, weighting: str, batch_size: int, progress: bool):
+def _sgd_block(
+    pair: _Pair, idx: dict, tgt_idx: list[int], recipe: SGDRecipe, weighting: str, batch_size: int, progress: bool
+):
     M, d1, d2 = pair.src.n_layers + 1, pair.src.d_model, pair.tgt.d_model
     B = len(tgt_idx)
     device = pair.device
@@ -566,7 +575,9 @@ def _sgd_block(pair: _Pair, idx: dict, tgt_idx: list[int], recipe: SGDRecipe, we
     bound = 1 / math.sqrt(d1)  # nn.Linear's default initialisation
     Ws = [((torch.rand(d1, B * d2, generator=gen) * 2 - 1) * bound).to(device).requires_grad_() for _ in range(M)]
     bs = [((torch.rand(B * d2, generator=gen) * 2 - 1) * bound).to(device).requires_grad_() for _ in range(M)]
-    opt = torch.optim.AdamW([{"params": [W, b]} for W, b in zip(Ws, bs)], lr=recipe.lr, weight_decay=recipe.weight_decay)
+    opt = torch.optim.AdamW(
+        [{"params": [W, b]} for W, b in zip(Ws, bs)], lr=recipe.lr, weight_decay=recipe.weight_decay
+    )
     train = np.asarray(idx["train"])
     rng = np.random.default_rng(recipe.seed)
     order, pos = rng.permutation(train), 0
@@ -576,7 +587,7 @@ def _sgd_block(pair: _Pair, idx: dict, tgt_idx: list[int], recipe: SGDRecipe, we
     ysum = torch.zeros(B, d2, dtype=torch.float64, device=device)
     ycount = 0
     history, evals, eval_seconds, eval_steps = [], [], [], []
-    eval_at = sorted(set(int(s) for s in recipe.eval_at if 0 < s <= recipe.steps))
+    eval_at = sorted({int(s) for s in recipe.eval_at if 0 < s <= recipe.steps})
     trained = 0.0
 
     n_steps = min(recipe.steps, recipe.stop_after or recipe.steps)
@@ -726,7 +737,16 @@ class LinearMaps(Result):
         rows = []
         for n in range(first, L2 + 1):
             m = int(np.argmin(err[first:, n])) + first
-            rows.append({"tgt_layer": n, "best_src_layer": m, "tgt_depth": n / L2, "best_src_depth": m / L1, "relative_error": float(err[m, n]), "equal_depth_src_layer": n * L1 / L2})
+            rows.append(
+                {
+                    "tgt_layer": n,
+                    "best_src_layer": m,
+                    "tgt_depth": n / L2,
+                    "best_src_depth": m / L1,
+                    "relative_error": float(err[m, n]),
+                    "equal_depth_src_layer": n * L1 / L2,
+                }
+            )
         return pd.DataFrame(rows).set_index("tgt_layer")
 
     def diagonal_error(self) -> np.ndarray:
@@ -750,7 +770,16 @@ def _target_blocks(n_targets: int, per_block: int) -> list[list[int]]:
     return [list(range(s, min(s + size, n_targets))) for s in range(0, n_targets, size)]
 
 
-def peak_memory_bytes(d_src: int, d_tgt: int, L1: int, L2: int, block: int | None = None, batch_tokens: int = 4096, weighting: str = "none", method: str = "lstsq") -> float:
+def peak_memory_bytes(
+    d_src: int,
+    d_tgt: int,
+    L1: int,
+    L2: int,
+    block: int | None = None,
+    batch_tokens: int = 4096,
+    weighting: str = "none",
+    method: str = "lstsq",
+) -> float:
     """The peak-memory estimate of the module docstring, for a block of `block` targets (default all)."""
     M, B = L1 + 1, (L2 + 1 if block is None else block)
     G = B if weighting == "relative" else 1
@@ -759,7 +788,16 @@ def peak_memory_bytes(d_src: int, d_tgt: int, L1: int, L2: int, block: int | Non
     return per_param * M * B * d_src * d_tgt + grams + 20 * batch_tokens * (M * d_src + B * d_tgt)
 
 
-def choose_block(d_src: int, d_tgt: int, L1: int, L2: int, memory_gb: float, batch_tokens: int, weighting: str = "none", method: str = "lstsq") -> int:
+def choose_block(
+    d_src: int,
+    d_tgt: int,
+    L1: int,
+    L2: int,
+    memory_gb: float,
+    batch_tokens: int,
+    weighting: str = "none",
+    method: str = "lstsq",
+) -> int:
     """The largest number of target layers per block whose peak-memory estimate fits `memory_gb`."""
     for B in range(L2 + 1, 0, -1):
         if peak_memory_bytes(d_src, d_tgt, L1, L2, B, batch_tokens, weighting, method) <= memory_gb * 2**30:
@@ -829,7 +867,16 @@ def linear_maps(
     per_block = target_block or choose_block(d1, d2, L1, L2, memory_gb, batch_tokens, weighting, method)
     blocks = _target_blocks(L2 + 1, per_block)
 
-    params = {"method": method, "window": window, "n_windows": len(windows), "split": list(split), "seed": seed, "weighting": weighting, "batch_size": batch_size, "accum_dtype": str(accum_dtype)}
+    params = {
+        "method": method,
+        "window": window,
+        "n_windows": len(windows),
+        "split": list(split),
+        "seed": seed,
+        "weighting": weighting,
+        "batch_size": batch_size,
+        "accum_dtype": str(accum_dtype),
+    }
     if method == "lstsq":
         params["lambdas"] = list(lambdas)
     else:
@@ -899,18 +946,41 @@ def linear_maps(
             arrays["lambdas_rel"] = np.asarray(lambdas)
         return arrays
 
-    pair_identity = SimpleNamespace(identity=lambda: {**identity, "n_layers": f"{L1}/{L2}"})  # "the model" of this result
-    data_meta = {"src": src_id, "tgt": tgt_id, "blocks": [[b[0], b[-1]] for b in blocks], "window_split": {k: v.tolist() for k, v in idx.items()}}
-    return measure(LinearMaps, pair_identity, blocks, params, fit_block, combine, store=store,
-                   item_id=lambda b: [int(b[0]), int(b[-1])], data_meta=data_meta, progress=False)
+    pair_identity = SimpleNamespace(
+        identity=lambda: {**identity, "n_layers": f"{L1}/{L2}"}
+    )  # "the model" of this result
+    data_meta = {
+        "src": src_id,
+        "tgt": tgt_id,
+        "blocks": [[b[0], b[-1]] for b in blocks],
+        "window_split": {k: v.tolist() for k, v in idx.items()},
+    }
+    return measure(
+        LinearMaps,
+        pair_identity,
+        blocks,
+        params,
+        fit_block,
+        combine,
+        store=store,
+        item_id=lambda b: [int(b[0]), int(b[-1])],
+        data_meta=data_meta,
+        progress=False,
+    )
 
 
 # -- what the paper's setting would cost (the chapter's projection; effdepth.bench.maps measures this machine) --
 
 
 PAPER = dict(
-    src="Qwen/Qwen2.5-1.5B", L1=28, d1=1536, src_params=1.54e9,
-    tgt="Qwen/Qwen2.5-14B", L2=48, d2=5120, tgt_params=14.7e9,
+    src="Qwen/Qwen2.5-1.5B",
+    L1=28,
+    d1=1536,
+    src_params=1.54e9,
+    tgt="Qwen/Qwen2.5-14B",
+    L2=48,
+    d2=5120,
+    tgt_params=14.7e9,
     sgd_gpu_days=80.0,
 )
 
@@ -979,7 +1049,12 @@ def project_paper_setting(
         "total_s": total,
         "paper_sgd_gpu_days": p["sgd_gpu_days"],
         "speedup_vs_paper": speedup,
-        "assumptions": {"bf16_tflops": bf16_tflops, "fp64_tflops": fp64_tflops, "memory_gb": memory_gb, "split": list(split)},
+        "assumptions": {
+            "bf16_tflops": bf16_tflops,
+            "fp64_tflops": fp64_tflops,
+            "memory_gb": memory_gb,
+            "split": list(split),
+        },
     }
     cpu = ""
     if measured:

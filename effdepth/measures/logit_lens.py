@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from effdepth.engine import decode, logits_budget, softcap
 from effdepth.access.model import choose_method
+from effdepth.engine import decode, logits_budget, softcap
 from effdepth.results import Result, measure
 
 
@@ -157,7 +157,9 @@ def _lens_trace(model, ids: torch.Tensor, k: int, max_elems: int) -> tuple[np.nd
     return kls.double().numpy(), ovs.double().numpy()
 
 
-def logit_lens(model, prompts: list[str], k: int = 5, method: str = "auto", max_elems: int | None = None, store=None) -> LogitLens:
+def logit_lens(
+    model, prompts: list[str], k: int = 5, method: str = "auto", max_elems: int | None = None, store=None
+) -> LogitLens:
     """KL(p_b ‖ p_final) and top-k overlap for the input of every layer and the final residual.
 
     method: 'fast' (plain hooks, local models), 'trace' (nnsight, also remote) or 'auto'.
@@ -194,4 +196,12 @@ def logit_lens(model, prompts: list[str], k: int = 5, method: str = "auto", max_
             "k": np.array(k),
         }
 
-    return measure(LogitLens, model, prompts, params={"k": k, "method": method}, per_item=per_item, aggregate=aggregate, store=store)
+    return measure(
+        LogitLens,
+        model,
+        prompts,
+        params={"k": k, "method": method},
+        per_item=per_item,
+        aggregate=aggregate,
+        store=store,
+    )

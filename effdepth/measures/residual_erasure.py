@@ -25,12 +25,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from effdepth.engine import clean_run, logits_budget
 from effdepth.access.model import choose_method
+from effdepth.data import DatasetNotAvailable, load_prompts
+from effdepth.engine import clean_run, logits_budget
+from effdepth.prompts import check_length
 from effdepth.results import Result, measure
 from effdepth.store import digest
-from effdepth.prompts import check_length
-from effdepth.data import DatasetNotAvailable, load_prompts
 
 
 class Erasure(Result):
@@ -54,7 +54,9 @@ class Erasure(Result):
         eff = self.effect
         b, t = np.meshgrid(np.arange(eff.shape[0]), np.arange(eff.shape[1]), indexing="ij")
         toks = np.asarray(self.arrays["tokens"])
-        return pd.DataFrame({"residual": b.ravel(), "position": t.ravel(), "token": toks[t.ravel()], "effect": eff.ravel()})
+        return pd.DataFrame(
+            {"residual": b.ravel(), "position": t.ravel(), "token": toks[t.ravel()], "effect": eff.ravel()}
+        )
 
 
 def encode_example(model, prompt: str, answer: str, index=None) -> tuple[torch.Tensor, int]:
@@ -85,7 +87,11 @@ def mean_residuals(model, prompts: list[str], method: str = "auto") -> torch.Ten
         raise ValueError("mean_residuals() needs at least one prompt.")
     total, count = None, 0
     for ids in [model.encode(p, index=i) for i, p in enumerate(prompts)]:  # every prompt checked before the first run
-        s = _residual_sums_trace(model, ids) if method == "trace" else torch.stack([h.float().sum(0) for h in clean_run(model, ids).h]).cpu()
+        s = (
+            _residual_sums_trace(model, ids)
+            if method == "trace"
+            else torch.stack([h.float().sum(0) for h in clean_run(model, ids).h]).cpu()
+        )
         total = s if total is None else total + s
         count += len(ids)
     return total / count
@@ -98,7 +104,9 @@ def _residual_sums_trace(model, ids: torch.Tensor) -> torch.Tensor:
     blocks = list(a.layer_modules(model.nn))
     norm = a.module(model.nn, a.final_norm)
     with torch.no_grad(), model.trace(ids.reshape(1, -1).to(model.input_device)) as tracer:
-        sums = [blk.input[0].float().sum(0).cpu() for blk in blocks]  # one device for the stack (a sharded model spans several)
+        sums = [
+            blk.input[0].float().sum(0).cpu() for blk in blocks
+        ]  # one device for the stack (a sharded model spans several)
         sums.append(norm.input[0].float().sum(0).cpu())
         sums = torch.stack(sums).save()
         tracer.stop()
@@ -229,18 +237,21 @@ def residual_erasure(
     ids, answer_start = encode_example(model, prompt, answer)
     if vectors is None:
         if reference_prompts is None:
-
             try:
                 reference_prompts = load_prompts("auto", n_reference, seed, model_spec=model.spec)
             except DatasetNotAvailable as err:
-                raise DatasetNotAvailable(f"{err} Or pass reference_prompts=[...] (or vectors=) to residual_erasure.") from err
+                raise DatasetNotAvailable(
+                    f"{err} Or pass reference_prompts=[...] (or vectors=) to residual_erasure."
+                ) from err
         reference_prompts = list(reference_prompts)
         vectors = mean_residuals(model, reference_prompts, method)
         source = {"reference_prompts": digest(reference_prompts), "n_reference": len(reference_prompts)}
     else:
         vectors = torch.as_tensor(np.asarray(vectors, dtype=np.float32))
         if vectors.shape != (model.n_layers + 1, model.d_model):
-            raise ValueError(f"vectors must be [L+1, d] = [{model.n_layers + 1}, {model.d_model}], got {list(vectors.shape)}.")
+            raise ValueError(
+                f"vectors must be [L+1, d] = [{model.n_layers + 1}, {model.d_model}], got {list(vectors.shape)}."
+            )
         source = {"vectors": digest(vectors.numpy().round(6).tolist())}
 
     def per_item(_):

@@ -35,8 +35,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from effdepth.engine import clean_run
 from effdepth.access.model import choose_method
+from effdepth.engine import clean_run
 from effdepth.results import Result, measure
 
 EPS = 1e-6
@@ -94,7 +94,9 @@ class LocalEffects(SkipEffects):
 # -- positions ---------------------------------------------------------------------------------
 
 
-def split_points(n_tokens: int, n_splits: int = 4, seed: int = 0, key: str = "", step: int = 8, margin: int = 4) -> list[int]:
+def split_points(
+    n_tokens: int, n_splits: int = 4, seed: int = 0, key: str = "", step: int = 8, margin: int = 4
+) -> list[int]:
     """methods page §2 split points of one prompt: multiples of `step` with step ≤ t < T - margin, shuffled
     with a generator seeded by (seed, key) and the first `n_splits` kept (returned sorted)."""
     candidates = list(range(step, n_tokens - margin, step))
@@ -247,7 +249,9 @@ def _fast_local(model, ids, inter, meas, positions, batch_size) -> dict:
             h_in = run.h[i] - removed(k0, k1)
             h_out = run.layer(i, h_in)
             col.layer(i, _ratio(h_out.float() - h_in.float(), delta(i).float(), d_norm[i]), torch.arange(k0, k1))
-    col.output(torch.cat([run.output_change(run.h[L] - removed(k0, min(L * J, k0 + step))) for k0 in range(0, L * J, step)]))
+    col.output(
+        torch.cat([run.output_change(run.h[L] - removed(k0, min(L * J, k0 + step))) for k0 in range(0, L * J, step)])
+    )
     return col.arrays()
 
 
@@ -264,7 +268,11 @@ def _trace_variants(model, ids, inter, meas, part, positions, batch_size, local:
     V = L * J
     step = batch_size or 8
     blocks = list(adapter.layer_modules(model.nn))
-    subs = [adapter.module(b, adapter.attn if part == "attention" else adapter.mlp) for b in blocks] if part in ("attention", "mlp") else [None] * L
+    subs = (
+        [adapter.module(b, adapter.attn if part == "attention" else adapter.mlp) for b in blocks]
+        if part in ("attention", "mlp")
+        else [None] * L
+    )
     tuple_out = part == "attention" and adapter.attn_is_tuple
     norm, nn = adapter.module(model.nn, adapter.final_norm), model.nn
     eps = EPS
@@ -307,7 +315,9 @@ def _trace_variants(model, ids, inter, meas, part, positions, batch_size, local:
                 d = (out - inp).float()
                 if local:
                     deltas.append((out - inp)[:1])
-                rs.append(((d[1:] - d[:1]).norm(dim=-1) / d[:1].norm(dim=-1).clamp_min(eps)).cpu())  # one device for the stack
+                rs.append(
+                    ((d[1:] - d[:1]).norm(dim=-1) / d[:1].norm(dim=-1).clamp_min(eps)).cpu()
+                )  # one device for the stack
             if local:
                 h_last = norm.input
                 removal = sum(sub[s].to(h_last.device) * deltas[s].to(h_last.device) for s in range(L) if s in sub)
@@ -349,7 +359,11 @@ def prompt_effects(
     """
     inter, meas = position_masks(len(ids), mode, splits)
     if method == "fast":
-        return _fast_local(model, ids, inter, meas, positions, batch_size) if local else _fast_skip(model, ids, inter, meas, part, positions, batch_size)
+        return (
+            _fast_local(model, ids, inter, meas, positions, batch_size)
+            if local
+            else _fast_skip(model, ids, inter, meas, part, positions, batch_size)
+        )
     if method == "trace":
         return _trace_variants(model, ids, inter, meas, part, positions, batch_size, local)
     raise ValueError(f"method must be 'fast' or 'trace', not '{method}'")
@@ -375,7 +389,9 @@ def _run(cls, model, prompts, mode, part, n_splits, seed, split_step, method, ba
         if len(short) == len(items):
             raise ValueError(f"No prompt is long enough for a split point (needs more than {split_step + 4} tokens).")
         if short:
-            warnings.warn(f"{len(short)} prompt(s) too short for a split point are left out of the future setting.", stacklevel=3)
+            warnings.warn(
+                f"{len(short)} prompt(s) too short for a split point are left out of the future setting.", stacklevel=3
+            )
 
     L = model.n_layers
 
@@ -383,7 +399,17 @@ def _run(cls, model, prompts, mode, part, n_splits, seed, split_step, method, ba
         _, prompt, _, splits = item
         if not splits:
             return {"valid": np.array(0)}
-        out = prompt_effects(model, model.encode(prompt), mode, splits, method, part=part, local=local, positions=positions, batch_size=batch_size)
+        out = prompt_effects(
+            model,
+            model.encode(prompt),
+            mode,
+            splits,
+            method,
+            part=part,
+            local=local,
+            positions=positions,
+            batch_size=batch_size,
+        )
         out["valid"] = np.array(1)
         return out
 
@@ -423,7 +449,15 @@ def _run(cls, model, prompts, mode, part, n_splits, seed, split_step, method, ba
             out.update(position_layer_effect=pos_layer, position_output_effect=pos_out, token_ids=tokens)
         return out
 
-    params = {"mode": mode, "n_splits": n_splits, "seed": seed, "split_step": split_step, "method": method, "positions": positions, "clip": CLIP}
+    params = {
+        "mode": mode,
+        "n_splits": n_splits,
+        "seed": seed,
+        "split_step": split_step,
+        "method": method,
+        "positions": positions,
+        "clip": CLIP,
+    }
     if not local:
         params["part"] = part
     return measure(
@@ -461,7 +495,21 @@ def skip_effects(
     'auto'. batch_size: rows per block call (fast) or variants per trace (trace). positions=True
     also keeps the per-position effects (for the interactive view).
     """
-    return _run(SkipEffects, model, prompts, mode, part, n_splits, seed, split_step, method, batch_size, positions, store, local=False)
+    return _run(
+        SkipEffects,
+        model,
+        prompts,
+        mode,
+        part,
+        n_splits,
+        seed,
+        split_step,
+        method,
+        batch_size,
+        positions,
+        store,
+        local=False,
+    )
 
 
 def local_effects(
@@ -481,4 +529,18 @@ def local_effects(
     diagonal is the skipped layer's own change (1 in the current setting, 0 in the future one);
     `output_effect` is the direct effect on the output (h_L − Δ_s decoded). Arguments as in
     `skip_effects`."""
-    return _run(LocalEffects, model, prompts, mode, "layer", n_splits, seed, split_step, method, batch_size, positions, store, local=True)
+    return _run(
+        LocalEffects,
+        model,
+        prompts,
+        mode,
+        "layer",
+        n_splits,
+        seed,
+        split_step,
+        method,
+        batch_size,
+        positions,
+        store,
+        local=True,
+    )

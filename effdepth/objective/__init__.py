@@ -42,10 +42,9 @@ Models are cached in ``effdepth.zoo.cache_dir() / "grid" / <spec key> / <arch>-<
 
 from __future__ import annotations
 
-from dataclasses import replace  # noqa: F401  (the notebook scales a spec with O.replace)
+from dataclasses import replace
 
-from ..training import DeviceBatches
-from .depth_use import (
+from effdepth.objective.depth_use import (
     choose_example,
     control_depth_use,
     correct_examples,
@@ -55,8 +54,8 @@ from .depth_use import (
     erasure_depth,
     measure_depth,
 )
-from .evaluate import accuracy, baseline_accuracy, control_accuracy, exact_match
-from .grid import (
+from effdepth.objective.evaluate import accuracy, baseline_accuracy, control_accuracy, exact_match
+from effdepth.objective.grid import (
     ARCH_LABEL,
     ARCHS,
     DEFAULT_MODULES,
@@ -73,9 +72,17 @@ from .grid import (
     make_spec,
     run_name,
 )
-from .models import build_model, control_models, count_params, load_folder, moeut_config, transformer_config, transformer_params
-from .problems import eval_sets, n_pool, problems, spread, training_pool
-from .train import (
+from effdepth.objective.models import (
+    build_model,
+    control_models,
+    count_params,
+    load_folder,
+    moeut_config,
+    transformer_config,
+    transformer_params,
+)
+from effdepth.objective.problems import eval_sets, n_pool, problems, spread, training_pool
+from effdepth.objective.train import (
     Grid,
     arithmetic_batches,
     default_workers,
@@ -87,16 +94,58 @@ from .train import (
     train_grid,
     train_run,
 )
+from effdepth.training import DeviceBatches
 
 __all__ = [
-    "ARCHS", "OBJECTIVES", "ARCH_LABEL", "OBJECTIVE_LABEL", "SPLITS", "DEFAULT_MODULES", "EXTRAPOLATE_OF",
-    "HEADLINE", "MULTI_STEP", "PRESETS", "GridSpec", "make_spec", "grid_dir", "run_name", "cell_folders",
-    "problems", "training_pool", "eval_sets", "n_pool", "spread",
-    "transformer_config", "transformer_params", "moeut_config", "build_model", "count_params", "load_folder", "control_models",
-    "arithmetic_batches", "multihop_batches", "DeviceBatches", "train_run", "train_cell", "pretrain", "finetune",
-    "Grid", "train_grid", "finetune_runs", "default_workers",
-    "exact_match", "accuracy", "control_accuracy", "baseline_accuracy",
-    "correct_examples", "choose_example", "erasure", "erasure_depth", "depth_examples", "measure_depth",
-    "depth_use", "control_depth_use",
+    "ARCHS",
+    "OBJECTIVES",
+    "ARCH_LABEL",
+    "OBJECTIVE_LABEL",
+    "SPLITS",
+    "DEFAULT_MODULES",
+    "EXTRAPOLATE_OF",
+    "HEADLINE",
+    "MULTI_STEP",
+    "PRESETS",
+    "GridSpec",
+    "make_spec",
+    "grid_dir",
+    "run_name",
+    "cell_folders",
+    "problems",
+    "training_pool",
+    "eval_sets",
+    "n_pool",
+    "spread",
+    "transformer_config",
+    "transformer_params",
+    "moeut_config",
+    "build_model",
+    "count_params",
+    "load_folder",
+    "control_models",
+    "arithmetic_batches",
+    "multihop_batches",
+    "DeviceBatches",
+    "train_run",
+    "train_cell",
+    "pretrain",
+    "finetune",
+    "Grid",
+    "train_grid",
+    "finetune_runs",
+    "default_workers",
+    "exact_match",
+    "accuracy",
+    "control_accuracy",
+    "baseline_accuracy",
+    "correct_examples",
+    "choose_example",
+    "erasure",
+    "erasure_depth",
+    "depth_examples",
+    "measure_depth",
+    "depth_use",
+    "control_depth_use",
     "replace",
 ]

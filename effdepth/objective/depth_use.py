@@ -8,13 +8,13 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ..data.examples import Example
+from effdepth.data.examples import Example
 from effdepth.measures.depth_score import depth_score
 from effdepth.measures.residual_erasure import mean_residuals, residual_erasure
-from .grid import ARCHS, MULTI_STEP, OBJECTIVES, SPLITS, GridSpec
-from .models import control_models
-from .problems import eval_sets, spread
-from .train import Grid
+from effdepth.objective.grid import ARCHS, MULTI_STEP, OBJECTIVES, SPLITS, GridSpec
+from effdepth.objective.models import control_models
+from effdepth.objective.problems import eval_sets, spread
+from effdepth.objective.train import Grid
 
 
 def correct_examples(grid: Grid, seed: int, split: str = "interpolate", keys=None) -> list[int]:
@@ -28,7 +28,9 @@ def correct_examples(grid: Grid, seed: int, split: str = "interpolate", keys=Non
     return [int(i) for i in np.flatnonzero(ok)]
 
 
-def choose_example(sets: dict, correct_by_split: dict[str, list[int]], prefer=MULTI_STEP) -> tuple[Example, Example] | None:
+def choose_example(
+    sets: dict, correct_by_split: dict[str, list[int]], prefer=MULTI_STEP
+) -> tuple[Example, Example] | None:
     """An (example, counterfactual) pair: the example is answered correctly by every model considered
     (from a multi-step module if possible, extrapolation first, then the longest question); the
     counterfactual is another problem of the same module with a different answer."""
@@ -104,7 +106,9 @@ def measure_depth(model, exs: list[Example], sets: dict, usable: dict, n_erasure
     }
 
 
-def depth_use(grid: Grid, n_examples: int = 16, n_erasure: int = 4, device: str = "cpu", progress: bool = True) -> pd.DataFrame:
+def depth_use(
+    grid: Grid, n_examples: int = 16, n_erasure: int = 4, device: str = "cpu", progress: bool = True
+) -> pd.DataFrame:
     """Depth use of every grid model (`measure_depth`): the depth score (methods page §4, skip test with
     the split point at the answer start, max-aggregated over ``n_examples`` interpolation problems taken
     evenly from the multi-step modules) and the erasure depth (:func:`erasure_depth`) averaged over up
@@ -114,11 +118,20 @@ def depth_use(grid: Grid, n_examples: int = 16, n_erasure: int = 4, device: str 
     rows = []
     for key in tqdm(sorted(grid.folders), desc="depth use", disable=not progress):
         ok = grid.report(*key)["correct"]
-        rows.append({"arch": key[0], "objective": key[1], "seed": key[2], **measure_depth(grid.load(*key, device=device), exs, sets, ok, n_erasure)})
+        rows.append(
+            {
+                "arch": key[0],
+                "objective": key[1],
+                "seed": key[2],
+                **measure_depth(grid.load(*key, device=device), exs, sets, ok, n_erasure),
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def control_depth_use(grid: Grid, n_examples: int = 16, n_erasure: int = 4, device: str = "cpu", progress: bool = True) -> pd.DataFrame:
+def control_depth_use(
+    grid: Grid, n_examples: int = 16, n_erasure: int = 4, device: str = "cpu", progress: bool = True
+) -> pd.DataFrame:
     """Depth use of the random-init controls, one row per (arch, seed): the depth score on the same
     problems as `depth_use`; the erasure depth on the first ``n_erasure`` problems that have a
     counterfactual (an untrained model answers none correctly, so correctness cannot select them)."""
@@ -126,6 +139,8 @@ def control_depth_use(grid: Grid, n_examples: int = 16, n_erasure: int = 4, devi
     exs = depth_examples(grid.spec, n_examples)
     every = {s: np.ones(len(sets[s]), bool) for s in SPLITS}
     rows = []
-    for (arch, seed), model in tqdm(control_models(grid, device).items(), desc="control depth use", disable=not progress):
+    for (arch, seed), model in tqdm(
+        control_models(grid, device).items(), desc="control depth use", disable=not progress
+    ):
         rows.append({"arch": arch, "seed": seed, **measure_depth(model, exs, sets, every, n_erasure)})
     return pd.DataFrame(rows)

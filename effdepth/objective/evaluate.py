@@ -8,11 +8,11 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
-from ..data.examples import Example
-from ..zoo.evaluate import exact_match
-from .grid import GridSpec
-from .models import control_models
-from .problems import eval_sets, training_pool
+from effdepth.data.examples import Example
+from effdepth.objective.grid import GridSpec
+from effdepth.objective.models import control_models
+from effdepth.objective.problems import eval_sets, training_pool
+from effdepth.zoo.evaluate import exact_match
 
 __all__ = ["exact_match", "accuracy", "control_accuracy", "baseline_accuracy"]
 

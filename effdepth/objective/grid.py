@@ -7,8 +7,8 @@ import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from ..store import digest
-from ..zoo.cache import cache_dir
+from effdepth.store import digest
+from effdepth.zoo.cache import cache_dir
 
 ARCHS = ("transformer", "moeut")
 OBJECTIVES = ("all", "answer")
@@ -27,7 +27,14 @@ EXTRAPOLATE_OF = {
     "mul_div_multiple": "mul_div_multiple_longer",
 }
 HEADLINE = "mul_div_multiple_longer"  # the paper's extrapolation result (§3.5)
-MULTI_STEP = ("add_sub_multiple", "mul_div_multiple", "mixed", "add_sub_multiple_longer", "mul_div_multiple_longer", "mixed_longer")
+MULTI_STEP = (
+    "add_sub_multiple",
+    "mul_div_multiple",
+    "mixed",
+    "add_sub_multiple_longer",
+    "mul_div_multiple_longer",
+    "mixed_longer",
+)
 
 
 @dataclass(frozen=True)
@@ -54,7 +61,9 @@ class GridSpec:
     warmup: int = 40
     weight_decay: float = 0.1
     grad_clip: float = 1.0
-    threads: int | None = None  # torch threads of the grid's training on a CPU; None: torch's own count (OMP_NUM_THREADS, else one per core)
+    threads: int | None = (
+        None  # torch threads of the grid's training on a CPU; None: torch's own count (OMP_NUM_THREADS, else one per core)
+    )
     checkpoint_every: int = 100
     # data: entropy = None uses the released generator's settings (train (3, 10), add/sub (4, 16));
     # a (lo, hi) pair scales them down (see effdepth.data.arithmetic.scaled_module_table)
@@ -75,7 +84,7 @@ class GridSpec:
         d.pop("threads"), d.pop("checkpoint_every")
         return digest(d)[:12]
 
-    def at_scale(self, scale: float) -> "GridSpec":
+    def at_scale(self, scale: float) -> GridSpec:
         """A bigger grid for a GPU: training steps × scale, width × √scale (rounded to 32), same depth."""
         if scale == 1:
             return self

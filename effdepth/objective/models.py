@@ -7,12 +7,12 @@ from pathlib import Path
 
 import torch
 
-from effdepth.access.moeut import MoEUTForCausalLM, matched_config
 from effdepth.access.controls import control_of
 from effdepth.access.load import load_model
-from ..tokenizer import BOS_ID, EOS_ID, PAD_ID, VOCAB_SIZE
-from ..zoo.specs import llama_config
-from .grid import ARCHS, GridSpec
+from effdepth.access.moeut import MoEUTForCausalLM, matched_config
+from effdepth.objective.grid import ARCHS, GridSpec
+from effdepth.tokenizer import BOS_ID, EOS_ID, PAD_ID, VOCAB_SIZE
+from effdepth.zoo.specs import llama_config
 
 
 def transformer_config(spec: GridSpec):

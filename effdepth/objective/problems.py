@@ -11,10 +11,10 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from ..data import arithmetic as A
-from ..data.examples import Example
-from ..store import digest
-from .grid import SPLITS, GridSpec, grid_dir
+from effdepth.data import arithmetic as A
+from effdepth.data.examples import Example
+from effdepth.objective.grid import SPLITS, GridSpec, grid_dir
+from effdepth.store import digest
 
 # ``problems(module, split, n, seed, max_chars, entropy=None, add_sub_entropy=None)``: §3.5's name for
 # the one sampler; ``entropy=None`` gives the released generator's settings.
@@ -62,7 +62,9 @@ def training_pool(spec: GridSpec, n: int | None = None, progress: bool = True) -
 
     def make():
         t0 = time.perf_counter()
-        jobs = [(m, "train", per, spec.data_seed, spec.window - 2, spec.entropy, spec.add_sub_entropy) for m in spec.modules]
+        jobs = [
+            (m, "train", per, spec.data_seed, spec.window - 2, spec.entropy, spec.add_sub_entropy) for m in spec.modules
+        ]
         pools = _generate(jobs, min(len(jobs), os.cpu_count() or 1))
         pairs = [p for pool in pools for p in pool]
         random.Random(spec.data_seed).shuffle(pairs)
@@ -79,8 +81,14 @@ def eval_sets(spec: GridSpec) -> dict[str, list[Example]]:
     path = grid_dir() / "_data" / f"eval-{digest(tag)[:12]}.json"
 
     def make():
-        jobs = [(m, "interpolate", spec.n_eval, spec.eval_seed, spec.window - 2, spec.entropy, spec.add_sub_entropy) for m in spec.modules]
-        jobs += [(m, "extrapolate", spec.n_eval, spec.eval_seed, spec.window - 2, spec.entropy, spec.add_sub_entropy) for m in spec.extrapolate_modules()]
+        jobs = [
+            (m, "interpolate", spec.n_eval, spec.eval_seed, spec.window - 2, spec.entropy, spec.add_sub_entropy)
+            for m in spec.modules
+        ]
+        jobs += [
+            (m, "extrapolate", spec.n_eval, spec.eval_seed, spec.window - 2, spec.entropy, spec.add_sub_entropy)
+            for m in spec.extrapolate_modules()
+        ]
         pools = _generate(jobs, min(len(jobs), os.cpu_count() or 1))
         return [[j[0], j[1], pool] for j, pool in zip(jobs, pools)]
 
@@ -88,7 +96,11 @@ def eval_sets(spec: GridSpec) -> dict[str, list[Example]]:
     for module, split, pool in _cached_json(path, make):
         for i, (q, a) in enumerate(pool):
             out[split].append(
-                Example(*A.format_example(q, a), level=None, meta={"dataset": "mathematics_dataset", "module": module, "split": split, "index": i})
+                Example(
+                    *A.format_example(q, a),
+                    level=None,
+                    meta={"dataset": "mathematics_dataset", "module": module, "split": split, "index": i},
+                )
             )
     return out
 

@@ -12,16 +12,22 @@ import multiprocessing as mp
 import os
 import random
 import time
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
-from ..training import (
+from effdepth.data import arithmetic as A
+from effdepth.data import multihop as M
+from effdepth.objective.evaluate import accuracy
+from effdepth.objective.grid import ARCHS, OBJECTIVES, GridSpec, cell_folders, grid_dir, run_name
+from effdepth.objective.models import build_model, count_params, load_folder
+from effdepth.objective.problems import eval_sets, training_pool
+from effdepth.training import (
     DeviceBatches,
     TrainConfig,
     batches,
@@ -32,12 +38,6 @@ from ..training import (
     stack_batches,
     train,
 )
-from ..data import arithmetic as A
-from ..data import multihop as M
-from .evaluate import accuracy
-from .grid import ARCHS, OBJECTIVES, GridSpec, cell_folders, grid_dir, run_name
-from .models import build_model, count_params, load_folder
-from .problems import eval_sets, training_pool
 
 
 def arithmetic_batches(pairs: Sequence[tuple[str, str]], spec: GridSpec, steps: int, seed: int) -> dict:
@@ -99,7 +99,9 @@ def train_run(
     )
     model.to(device)
     cpu0 = time.process_time()
-    res = train(model, DeviceBatches(data, device), cfg, checkpoint_dir=partial, progress=f"{name}" if progress else False)
+    res = train(
+        model, DeviceBatches(data, device), cfg, checkpoint_dir=partial, progress=f"{name}" if progress else False
+    )
     cpu = time.process_time() - cpu0
     report = {
         "name": name,
@@ -124,7 +126,16 @@ def train_run(
     return final
 
 
-def train_cell(arch: str, objective: str, seed: int, spec: GridSpec, device: str = "cpu", progress: bool = True, pool=None, sets=None) -> Path:
+def train_cell(
+    arch: str,
+    objective: str,
+    seed: int,
+    spec: GridSpec,
+    device: str = "cpu",
+    progress: bool = True,
+    pool=None,
+    sets=None,
+) -> Path:
     """Train (or find cached) one grid model; returns its folder."""
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {OBJECTIVES}, got '{objective}'.")
@@ -165,11 +176,20 @@ class Grid:
     def accuracy_frame(self) -> pd.DataFrame:
         """One row per (arch, objective, seed, split, module) with the exact-match accuracy."""
         rows = []
-        for (arch, obj, seed) in sorted(self.folders):
+        for arch, obj, seed in sorted(self.folders):
             rep = self.report(arch, obj, seed)
             for split, accs in rep["accuracy"].items():
                 for module, acc in accs.items():
-                    rows.append({"arch": arch, "objective": obj, "seed": seed, "split": split, "module": module, "accuracy": acc})
+                    rows.append(
+                        {
+                            "arch": arch,
+                            "objective": obj,
+                            "seed": seed,
+                            "split": split,
+                            "module": module,
+                            "accuracy": acc,
+                        }
+                    )
         return pd.DataFrame(rows)
 
     def summary(self, modules: Sequence[str] = ("all",)) -> pd.DataFrame:
@@ -178,7 +198,13 @@ class Grid:
         f = self.accuracy_frame()
         f = f[f.module.isin(modules)]
         g = f.groupby(["split", "module", "arch", "objective"], sort=False)["accuracy"]
-        out = g.agg(mean="mean", sd=lambda x: float(np.std(x, ddof=1)) if len(x) > 1 else float("nan"), lo="min", hi="max", n="count")
+        out = g.agg(
+            mean="mean",
+            sd=lambda x: float(np.std(x, ddof=1)) if len(x) > 1 else float("nan"),
+            lo="min",
+            hi="max",
+            n="count",
+        )
         return out.reset_index()
 
     def train_seconds(self) -> pd.DataFrame:
@@ -205,7 +231,9 @@ def pretrain(spec: GridSpec, seed: int, device: str = "cpu", progress: bool = Tr
         model = build_model("transformer", spec, seed)
         data = multihop_batches(spec, spec.pretrain_steps, seed)
         extra = {"arch": "transformer", "objective": "all", "seed": seed, "data": "multihop"}
-        train_run(name, model, data, spec, spec.pretrain_steps, "all", spec.lr, device, progress, extra, eval_sets(spec))
+        train_run(
+            name, model, data, spec, spec.pretrain_steps, "all", spec.lr, device, progress, extra, eval_sets(spec)
+        )
     return final
 
 
@@ -220,7 +248,19 @@ def finetune(spec: GridSpec, objective: str, seed: int, device: str = "cpu", pro
         model = AutoModelForCausalLM.from_pretrained(pre, dtype=torch.float32, trust_remote_code=False)
         data = arithmetic_batches(training_pool(spec, progress=progress), spec, spec.finetune_steps, seed + 1000)
         extra = {"arch": "transformer", "objective": objective, "seed": seed, "data": "arithmetic", "init": pre.name}
-        train_run(name, model, data, spec, spec.finetune_steps, objective, spec.finetune_lr, device, progress, extra, eval_sets(spec))
+        train_run(
+            name,
+            model,
+            data,
+            spec,
+            spec.finetune_steps,
+            objective,
+            spec.finetune_lr,
+            device,
+            progress,
+            extra,
+            eval_sets(spec),
+        )
     return final
 
 
@@ -277,12 +317,18 @@ def train_grid(
     if finetune_seed is not None:
         if not is_complete(grid_dir(spec) / f"pretrained-multihop-s{finetune_seed}"):
             first.insert(0, ("pretrain", finetune_seed))
-        second = [("finetune", o, finetune_seed) for o in OBJECTIVES if not is_complete(grid_dir(spec) / f"finetuned-{o}-s{finetune_seed}")]
+        second = [
+            ("finetune", o, finetune_seed)
+            for o in OBJECTIVES
+            if not is_complete(grid_dir(spec) / f"finetuned-{o}-s{finetune_seed}")
+        ]
     _run_jobs([first, second], spec, device, progress, default_workers(device) if workers is None else workers)
     return Grid(spec, folders)
 
 
-def finetune_runs(spec: GridSpec | None = None, seed: int = 0, device: str = "cpu", progress: bool = True, workers: int | None = None) -> dict[str, Path]:
+def finetune_runs(
+    spec: GridSpec | None = None, seed: int = 0, device: str = "cpu", progress: bool = True, workers: int | None = None
+) -> dict[str, Path]:
     """The fine-tuning analogue (App. D.5): a Transformer pre-trained on multi-hop questions only
     ('pretrained'), then fine-tuned on the grid's arithmetic data with each objective ('all',
     'answer'); trains what is missing and returns the three folders."""

@@ -12,10 +12,12 @@ import matplotlib
 if matplotlib.get_backend().lower() not in ("module://matplotlib_inline.backend_inline", "inline"):
     matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from effdepth.spec import ModelSpec
 import textwrap
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from effdepth.spec import ModelSpec
 
 PALETTE = ["#1f5fa8", "#e0762b", "#3a9a4a", "#b8383b", "#7b59a8", "#8c6d3f", "#d17fb5", "#6f6f6f"]
 
@@ -51,8 +53,6 @@ def model_label(model_or_result) -> str:
     else:
         ident = {"model": str(model_or_result)}
     return ModelSpec.parse(ident.get("model", "?")).label(ident.get("n_layers", "?"))
-
-
 
 
 def unstacked_bars(ax, x, series: dict[str, np.ndarray], ylabel: str, xlabel: str = "Layer"):
@@ -103,7 +103,15 @@ def layer_heatmap(
     """A heatmap with integer layer axes (row 0 at the bottom unless origin='upper'); NaN cells grey."""
     colours = plt.get_cmap(cmap).copy()
     colours.set_bad("#d9d9d9")  # a masked (NaN) cell is grey, never a colour of the scale
-    im = ax.imshow(np.ma.masked_invalid(np.asarray(matrix, float)), aspect="auto", origin=origin, vmin=vmin, vmax=vmax, cmap=colours, interpolation="nearest")
+    im = ax.imshow(
+        np.ma.masked_invalid(np.asarray(matrix, float)),
+        aspect="auto",
+        origin=origin,
+        vmin=vmin,
+        vmax=vmax,
+        cmap=colours,
+        interpolation="nearest",
+    )
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(False)
@@ -174,8 +182,28 @@ def cut_first_points(ax, curves, colors=None, what: str = "layer 0") -> float | 
     top = hi + 0.18 * span
     ax.set_ylim(min(ax.get_ylim()[0], lo - 0.05 * span), top)
     for i, (x0, y0, c) in enumerate([t for t in tall if t[2] is not None]):
-        ax.annotate(f"{y0:.3g} ↑", (x0, top), xytext=(2, -2 - 12 * i), textcoords="offset points", ha="left", va="top", fontsize=9.5, color=c, fontweight="bold", annotation_clip=False)
-    ax.text(0.99, 0.99, f"axis cut: {what} off the scale, its value written", transform=ax.transAxes, ha="right", va="top", fontsize=8.5, color="#555555")
+        ax.annotate(
+            f"{y0:.3g} ↑",
+            (x0, top),
+            xytext=(2, -2 - 12 * i),
+            textcoords="offset points",
+            ha="left",
+            va="top",
+            fontsize=9.5,
+            color=c,
+            fontweight="bold",
+            annotation_clip=False,
+        )
+    ax.text(
+        0.99,
+        0.99,
+        f"axis cut: {what} off the scale, its value written",
+        transform=ax.transAxes,
+        ha="right",
+        va="top",
+        fontsize=8.5,
+        color="#555555",
+    )
     return top
 
 

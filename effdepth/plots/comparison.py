@@ -6,7 +6,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from . import PALETTE, cut_first_points
+from effdepth.plots import PALETTE, cut_first_points
 
 
 def relative_depth(n_layers: int) -> np.ndarray:
@@ -14,7 +14,14 @@ def relative_depth(n_layers: int) -> np.ndarray:
     return (np.arange(n_layers) + 0.5) / n_layers
 
 
-def by_relative_depth(curves: dict[str, tuple[np.ndarray, np.ndarray]], ylabel: str, title: str, ylim=None, controls: dict | None = None, first: str = "layer 0"):
+def by_relative_depth(
+    curves: dict[str, tuple[np.ndarray, np.ndarray]],
+    ylabel: str,
+    title: str,
+    ylim=None,
+    controls: dict | None = None,
+    first: str = "layer 0",
+):
     """Line per model: curves maps a model label to (relative depths, values); controls maps the same
     label to a list of (relative depths, values), one per control seed, drawn dashed and faint. A first
     point far above the rest (`first`: what it is, e.g. layer 0) is cut off the axis, its value written."""
@@ -29,7 +36,12 @@ def by_relative_depth(curves: dict[str, tuple[np.ndarray, np.ndarray]], ylabel: 
         ax.set_ylim(*ylim)
     else:
         lines = [(x, y) for x, y in curves.values()] + [run for runs in (controls or {}).values() for run in runs]
-        cut_first_points(ax, lines, [PALETTE[i % len(PALETTE)] for i in range(len(curves))] + [None] * (len(lines) - len(curves)), first)
+        cut_first_points(
+            ax,
+            lines,
+            [PALETTE[i % len(PALETTE)] for i in range(len(curves))] + [None] * (len(lines) - len(curves)),
+            first,
+        )
     ax.set_xlabel("Relative depth (layer / number of layers)")
     ax.set_ylabel(ylabel)
     ax.set_title(title)

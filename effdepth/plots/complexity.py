@@ -8,9 +8,9 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from . import PALETTE, fit_title, integer_ticks, model_label
 from effdepth import stats
 from effdepth.chapters import complexity as ch
+from effdepth.plots import PALETTE, fit_title, integer_ticks, model_label
 
 LAYER_EFFECT, LOGIT_EFFECT = "Layer effect", "Logit effect"
 
@@ -116,10 +116,28 @@ def depth_bars(results: dict, xlabels: dict | None = None, level_fmt: dict | Non
         x = np.arange(len(lv))
         w = 0.2 if ctrl else 0.4
         ax.bar(x - 1.5 * w if ctrl else x - 0.2, r.depth_layer, width=w, color=PALETTE[0], label=LAYER_EFFECT, zorder=2)
-        ax.bar(x + 0.5 * w if ctrl else x + 0.2, r.depth_output, width=w, color=PALETTE[1], label=LOGIT_EFFECT, zorder=2)
+        ax.bar(
+            x + 0.5 * w if ctrl else x + 0.2, r.depth_output, width=w, color=PALETTE[1], label=LOGIT_EFFECT, zorder=2
+        )
         if ctrl:
-            ax.bar(x - 0.5 * w, _control_mean(ctrl, "depth_layer"), width=w, color=PALETTE[0], alpha=0.3, label=f"{LAYER_EFFECT}, random-init control", zorder=2)
-            ax.bar(x + 1.5 * w, _control_mean(ctrl, "depth_output"), width=w, color=PALETTE[1], alpha=0.3, label=f"{LOGIT_EFFECT}, random-init control", zorder=2)
+            ax.bar(
+                x - 0.5 * w,
+                _control_mean(ctrl, "depth_layer"),
+                width=w,
+                color=PALETTE[0],
+                alpha=0.3,
+                label=f"{LAYER_EFFECT}, random-init control",
+                zorder=2,
+            )
+            ax.bar(
+                x + 1.5 * w,
+                _control_mean(ctrl, "depth_output"),
+                width=w,
+                color=PALETTE[1],
+                alpha=0.3,
+                label=f"{LOGIT_EFFECT}, random-init control",
+                zorder=2,
+            )
         ax.set_xticks(x, _level_names(lv, (level_fmt or {}).get(name, "{}")))
         ax.set_xlabel((xlabels or {}).get(name, "Level"))
         ax.set_ylabel("Depth score")
@@ -127,7 +145,9 @@ def depth_bars(results: dict, xlabels: dict | None = None, level_fmt: dict | Non
         ax.set_ylim(0, L - 1)
         ax.set_title(name)
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.suptitle(f"Depth score per difficulty level (max over examples) — {model_label(results[names[0]])}", fontsize=11, y=0.99)
+    fig.suptitle(
+        f"Depth score per difficulty level (max over examples) — {model_label(results[names[0]])}", fontsize=11, y=0.99
+    )
     fig.legend(handles, labels, loc="upper center", ncol=min(4, len(labels)), fontsize=9.5, bbox_to_anchor=(0.5, 0.92))
     fig.tight_layout(rect=(0, 0, 1, 0.82))
     return fig
@@ -147,9 +167,24 @@ def layer_importance(results: dict, level_fmt: dict | None = None, controls: dic
             arr = getattr(r, attr)
             ax = axes[i, j]
             if ctrl:
-                ax.plot(np.arange(L), np.nanmean(_control_mean(ctrl, attr), axis=0), "--", color="#8a8a8a", linewidth=1.4, label="random-init control")
+                ax.plot(
+                    np.arange(L),
+                    np.nanmean(_control_mean(ctrl, attr), axis=0),
+                    "--",
+                    color="#8a8a8a",
+                    linewidth=1.4,
+                    label="random-init control",
+                )
             for k, lv in enumerate(r.levels):
-                ax.plot(np.arange(L), arr[k], "o-", color=colors[k], markersize=3.5, linewidth=1.4, label=(level_fmt or {}).get(name, "{}").format(lv))
+                ax.plot(
+                    np.arange(L),
+                    arr[k],
+                    "o-",
+                    color=colors[k],
+                    markersize=3.5,
+                    linewidth=1.4,
+                    label=(level_fmt or {}).get(name, "{}").format(lv),
+                )
             ax.set_xlabel("Layer skipped")
             ax.set_ylabel("Importance" if j == 0 else "Output change norm")
             integer_ticks(ax, np.arange(L))
@@ -162,7 +197,15 @@ def layer_importance(results: dict, level_fmt: dict | None = None, controls: dic
     return fig
 
 
-def depth_intervals(results: dict, xlabels: dict | None = None, level_fmt: dict | None = None, seed: int = 0, controls: dict | None = None, depth_shift: float | None = None, chance: dict | None = None):
+def depth_intervals(
+    results: dict,
+    xlabels: dict | None = None,
+    level_fmt: dict | None = None,
+    seed: int = 0,
+    controls: dict | None = None,
+    depth_shift: float | None = None,
+    chance: dict | None = None,
+):
     """Per-example depth scores (dots), their mean with the t 95 % interval (black), the paper's
     max-aggregated score with its bootstrap interval (open marker; it under-covers), the fitted OLS
     slope (line), and the random-init controls' per-level mean (grey squares). The title gives the
@@ -187,26 +230,101 @@ def depth_intervals(results: dict, xlabels: dict | None = None, level_fmt: dict 
             scores = np.asarray(getattr(r, f"example_depth_{which}"), float)
             correct = r.example_correct.astype(bool)
             jitter = rng.uniform(-0.18, 0.18, len(scores))
-            ax.scatter(pos[correct] + jitter[correct] - 0.12, scores[correct], s=9, color=PALETTE[2], alpha=0.55, linewidths=0, label="example (correct)")
-            ax.scatter(pos[~correct] + jitter[~correct] - 0.12, scores[~correct], s=9, color=PALETTE[3], alpha=0.55, linewidths=0, label="example (wrong)")
-            ci = np.array([stats.mean_ci(scores[(ex_lv == v) & np.isfinite(scores)]) if np.isfinite(scores[ex_lv == v]).any() else (np.nan,) * 3 for v in lv])
-            ax.errorbar(x + 0.12, ci[:, 0], yerr=np.abs(np.stack([ci[:, 0] - ci[:, 1], ci[:, 2] - ci[:, 0]])), fmt="o", color="black", markersize=5, capsize=3, label="mean of examples (t 95% CI)", zorder=5)
+            ax.scatter(
+                pos[correct] + jitter[correct] - 0.12,
+                scores[correct],
+                s=9,
+                color=PALETTE[2],
+                alpha=0.55,
+                linewidths=0,
+                label="example (correct)",
+            )
+            ax.scatter(
+                pos[~correct] + jitter[~correct] - 0.12,
+                scores[~correct],
+                s=9,
+                color=PALETTE[3],
+                alpha=0.55,
+                linewidths=0,
+                label="example (wrong)",
+            )
+            ci = np.array(
+                [
+                    stats.mean_ci(scores[(ex_lv == v) & np.isfinite(scores)])
+                    if np.isfinite(scores[ex_lv == v]).any()
+                    else (np.nan,) * 3
+                    for v in lv
+                ]
+            )
+            ax.errorbar(
+                x + 0.12,
+                ci[:, 0],
+                yerr=np.abs(np.stack([ci[:, 0] - ci[:, 1], ci[:, 2] - ci[:, 0]])),
+                fmt="o",
+                color="black",
+                markersize=5,
+                capsize=3,
+                label="mean of examples (t 95% CI)",
+                zorder=5,
+            )
             mx, mci = np.asarray(getattr(r, f"depth_{which}")), np.asarray(getattr(r, f"depth_{which}_ci"))
-            ax.errorbar(x + 0.3, mx, yerr=np.abs(np.stack([mx - mci[:, 0], mci[:, 1] - mx])), fmt="D", mfc="white", color=PALETTE[0 if which == "layer" else 1], markersize=5, capsize=3, label="paper: max over examples (bootstrap, under-covers)", zorder=5)
+            ax.errorbar(
+                x + 0.3,
+                mx,
+                yerr=np.abs(np.stack([mx - mci[:, 0], mci[:, 1] - mx])),
+                fmt="D",
+                mfc="white",
+                color=PALETTE[0 if which == "layer" else 1],
+                markersize=5,
+                capsize=3,
+                label="paper: max over examples (bootstrap, under-covers)",
+                zorder=5,
+            )
             if ctrl:
-                cm = [np.nanmean([np.nanmean(np.asarray(getattr(c, f"example_depth_{which}"), float)[np.asarray(c.example_level) == v]) for c in ctrl]) for v in lv]
-                ax.plot(x - 0.3, cm, "s", color="#8a8a8a", markersize=5, alpha=0.8, label="random-init control (mean)", zorder=4)
+                cm = [
+                    np.nanmean(
+                        [
+                            np.nanmean(
+                                np.asarray(getattr(c, f"example_depth_{which}"), float)[
+                                    np.asarray(c.example_level) == v
+                                ]
+                            )
+                            for c in ctrl
+                        ]
+                    )
+                    for v in lv
+                ]
+                ax.plot(
+                    x - 0.3,
+                    cm,
+                    "s",
+                    color="#8a8a8a",
+                    markersize=5,
+                    alpha=0.8,
+                    label="random-init control (mean)",
+                    zorder=4,
+                )
             tested = ch.tested_levels(r, (chance or {}).get(name) if chance is not None else None)
             sl = ch.slope(r, which, margin, alpha=ch.FLAT.alpha, levels=tested if len(tested) >= 2 else None)
             if np.isfinite(sl["slope"]):
                 mean_x, mean_y = np.nanmean(xs[np.isfinite(scores)]), np.nanmean(scores)
                 fit_x = np.array([xs.min(), xs.max()])
                 # draw the fit on the level-index axis (levels may not be 0, 1, 2, …)
-                ax.plot([0, len(lv) - 1], mean_y + sl["slope"] * (fit_x - mean_x), "-", color="black", alpha=0.4, linewidth=1)
+                ax.plot(
+                    [0, len(lv) - 1],
+                    mean_y + sl["slope"] * (fit_x - mean_x),
+                    "-",
+                    color="black",
+                    alpha=0.4,
+                    linewidth=1,
+                )
             ax.set_title(
                 f"{name}: {(LAYER_EFFECT if which == 'layer' else LOGIT_EFFECT).lower()}\n"
-                + (f"slope {sl['slope']:.2f} [{sl['tost_lo']:.2f}, {sl['tost_hi']:.2f}] layers/level (flat: ±{sl['margin_layers']:.2f})"
-                 if len(tested) >= 2 else "not testable: fewer than two levels above chance"),
+                + (
+                    f"slope {sl['slope']:.2f} [{sl['tost_lo']:.2f}, {sl['tost_hi']:.2f}] layers/level (flat: ±{sl['margin_layers']:.2f})"
+                    if len(tested) >= 2
+                    else "not testable: fewer than two levels above chance"
+                ),
                 fontsize=9,
             )
             ax.set_xticks(x, _level_names(lv, (level_fmt or {}).get(name, "{}")))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from . import integer_ticks, model_label, unstacked_bars
+from effdepth.plots import integer_ticks, model_label, unstacked_bars
 
 
 def _layers(frame):
@@ -28,7 +28,9 @@ def _writes_figure(result, stem: str, ylabel: str, title: str, controls=()):
     f = result.to_frame()
     fig, ax = plt.subplots(figsize=(7, 3.6))
     unstacked_bars(ax, _layers(f), {"Attention": f[f"{stem}_attn"], "MLP": f[f"{stem}_mlp"]}, ylabel=ylabel)
-    ax.plot(_layers(f), f[f"{stem}_layer"], "o", color="black", markersize=4, zorder=20, label="Attention + MLP (layer)")
+    ax.plot(
+        _layers(f), f[f"{stem}_layer"], "o", color="black", markersize=4, zorder=20, label="Attention + MLP (layer)"
+    )
     _controls(ax, controls, f"{stem}_layer", "layer, random-init control")
     ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncol=2, fontsize=9.5, borderaxespad=0.2)
     ax.set_title(f"{title} — {model_label(result)}", pad=40)
@@ -66,16 +68,35 @@ def clip_tall_bars(ax, x, tops, factor: float = 4.0) -> float | None:
     cut = 1.25 * float(np.nanmax(others))
     ax.set_ylim(min(0.0, ax.get_ylim()[0]), cut)
     for xi, top in zip(np.asarray(x)[tall], tops[tall]):
-        ax.text(xi, cut * 0.97, f"{top:.3g}", ha="center", va="top", fontsize=9, fontweight="bold", color="white", zorder=30,
-                bbox=dict(boxstyle="round,pad=0.15", fc="#333333", ec="none", alpha=0.85))
-        ax.plot([xi - 0.45, xi - 0.15, xi + 0.15, xi + 0.45], [cut * 0.80, cut * 0.84, cut * 0.78, cut * 0.82], color="white", lw=2.5, zorder=29, clip_on=False)
+        ax.text(
+            xi,
+            cut * 0.97,
+            f"{top:.3g}",
+            ha="center",
+            va="top",
+            fontsize=9,
+            fontweight="bold",
+            color="white",
+            zorder=30,
+            bbox=dict(boxstyle="round,pad=0.15", fc="#333333", ec="none", alpha=0.85),
+        )
+        ax.plot(
+            [xi - 0.45, xi - 0.15, xi + 0.15, xi + 0.45],
+            [cut * 0.80, cut * 0.84, cut * 0.78, cut * 0.82],
+            color="white",
+            lw=2.5,
+            zorder=29,
+            clip_on=False,
+        )
     ax.set_ylabel(ax.get_ylabel() + " (axis cut)")
     return cut
 
 
 def cosine_similarity(result, controls=()):
     """Fig 2b: cos(a_l, h_l), cos(m_l, h_l + a_l), cos(a_l + m_l, h_l): <0 erases, ≈0 writes new, >0 strengthens."""
-    return _writes_figure(result, "cos", "Cosine similarity", "Cosine similarity of the write with the residual", controls)
+    return _writes_figure(
+        result, "cos", "Cosine similarity", "Cosine similarity of the write with the residual", controls
+    )
 
 
 def norms(result, controls=()):
@@ -83,7 +104,12 @@ def norms(result, controls=()):
     the controls' residual norms as faint dashed lines."""
     f = result.to_frame()
     fig, ax = plt.subplots(figsize=(7, 3.6))
-    unstacked_bars(ax, _layers(f), {"Residual ‖h‖": f["norm_h"], "Attention ‖a‖": f["norm_attn"], "MLP ‖m‖": f["norm_mlp"]}, ylabel="Mean norm")
+    unstacked_bars(
+        ax,
+        _layers(f),
+        {"Residual ‖h‖": f["norm_h"], "Attention ‖a‖": f["norm_attn"], "MLP ‖m‖": f["norm_mlp"]},
+        ylabel="Mean norm",
+    )
     _controls(ax, controls, "norm_h", "‖h‖, random-init control")
     ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncol=2, fontsize=9.5, borderaxespad=0.2)
     ax.set_yscale("log")
@@ -106,7 +132,16 @@ def log_floor(ax, series, relative: float = 1e-4) -> float:
     floor = max(0.5 * float(values.min()), relative * float(values.max()))
     ax.set_ylim(floor, ax.get_ylim()[1])
     if (raw < floor).any():
-        ax.text(0.99, 0.02, f"values below {floor:.1g} not drawn", transform=ax.transAxes, ha="right", va="bottom", fontsize=8.5, color="#555555")
+        ax.text(
+            0.99,
+            0.02,
+            f"values below {floor:.1g} not drawn",
+            transform=ax.transAxes,
+            ha="right",
+            va="bottom",
+            fontsize=8.5,
+            color="#555555",
+        )
     return floor
 
 
@@ -123,6 +158,8 @@ def io_cosine(result, controls=()):
     ax.set_ylabel(r"$\cos(h_l, h_{l+1})$")
     if controls:  # above the axes: the bars fill the plot up to about 1, a legend inside would cover them
         ax.legend(fontsize=9.5, loc="lower left", bbox_to_anchor=(0, 1.0), ncol=2, borderaxespad=0.2)
-    ax.set_title(f"Similarity of a layer's input and output residual — {model_label(result)}", pad=24 if controls else 6)
+    ax.set_title(
+        f"Similarity of a layer's input and output residual — {model_label(result)}", pad=24 if controls else 6
+    )
     fig.tight_layout()
     return fig

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
-from . import PALETTE, layer_heatmap, model_label
+from effdepth.plots import PALETTE, layer_heatmap, model_label
 
 CMAP = "viridis"
 
@@ -37,7 +37,15 @@ def _vmax(*results) -> float:
     return float(max(1e-3, max(vals))) if vals else 1.0
 
 
-def heatmap(result, ax=None, vmax: float | None = None, title: str | None = None, mark_best: bool = True, diagonal: bool = True, roles: bool = True):
+def heatmap(
+    result,
+    ax=None,
+    vmax: float | None = None,
+    title: str | None = None,
+    mark_best: bool = True,
+    diagonal: bool = True,
+    roles: bool = True,
+):
     """Fig 8: relative error of the map from source layer m (y) to target layer n (x)."""
     err = np.asarray(result.relative_error)[1:, 1:]
     L1, L2 = err.shape
@@ -59,10 +67,28 @@ def heatmap(result, ax=None, vmax: float | None = None, title: str | None = None
     ax.set_yticks(range(0, L1, step_y), [str(i + 1) for i in range(0, L1, step_y)])
     if diagonal:
         m = np.arange(1, L1 + 1)
-        ax.plot(m * L2 / L1 - 1, m - 1, ls="--", color="white", lw=1.4, label="equal relative depth", path_effects=[pe.Stroke(linewidth=2.6, foreground="black"), pe.Normal()])
+        ax.plot(
+            m * L2 / L1 - 1,
+            m - 1,
+            ls="--",
+            color="white",
+            lw=1.4,
+            label="equal relative depth",
+            path_effects=[pe.Stroke(linewidth=2.6, foreground="black"), pe.Normal()],
+        )
     if mark_best:
         best = np.argmin(err, axis=1)
-        ax.scatter(best, np.arange(L1), marker="o", s=22, facecolor="none", edgecolor="red", lw=1.3, label="best target", zorder=5)
+        ax.scatter(
+            best,
+            np.arange(L1),
+            marker="o",
+            s=22,
+            facecolor="none",
+            edgecolor="red",
+            lw=1.3,
+            label="best target",
+            zorder=5,
+        )
     if diagonal or mark_best:
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=9.5)
     ax.set_title(title or f"Linear maps: {pair_label(result)}")
@@ -88,7 +114,11 @@ def controls(result, identity=None, random=None, vmax: float | None = None):
     untrained model of the deep architecture (how much of the structure comes from training).
     """
     return panels(
-        {"Trained pair": result, "Identity control (model → itself)": identity, "Random control (target untrained)": random},
+        {
+            "Trained pair": result,
+            "Identity control (model → itself)": identity,
+            "Random control (target untrained)": random,
+        },
         vmax=vmax,
     )
 
@@ -109,7 +139,14 @@ def relative_depth(result, others: dict | None = None):
     xe = (np.arange(L2 + 1) + 0.5) / L2
     ye = (np.arange(L1 + 1) + 0.5) / L1
     mesh = ax0.pcolormesh(xe, ye, err, cmap=CMAP, vmin=0, vmax=_vmax(result))
-    ax0.plot([0, 1.05], [0, 1.05], ls="--", color="white", lw=1.4, path_effects=[pe.Stroke(linewidth=2.6, foreground="black"), pe.Normal()])
+    ax0.plot(
+        [0, 1.05],
+        [0, 1.05],
+        ls="--",
+        color="white",
+        lw=1.4,
+        path_effects=[pe.Stroke(linewidth=2.6, foreground="black"), pe.Normal()],
+    )
     ax0.set_xlim(xe[0], xe[-1])
     ax0.set_ylim(ye[0], ye[-1])
     ax0.set_xlabel("Target relative depth n / L2")
@@ -123,15 +160,45 @@ def relative_depth(result, others: dict | None = None):
         bm = r.best_match()
         color = PALETTE[0] if i == 0 else "0.55"  # controls: faint grey, drawn behind
         faint = {} if i == 0 else {"alpha": 0.55, "lw": 1.0, "ms": 3.5, "zorder": 1}
-        ax1.plot(bm["src_depth"], bm["best_tgt_depth"], marker="o", color=color, label=f"{name}: best target per source", **faint)
+        ax1.plot(
+            bm["src_depth"],
+            bm["best_tgt_depth"],
+            marker="o",
+            color=color,
+            label=f"{name}: best target per source",
+            **faint,
+        )
         if i > 0:
             bs = r.best_source()
-            ax1.plot(bs["best_src_depth"], bs["tgt_depth"], marker="s", ls=":", mfc="none", color=color, label=f"{name}: best source per target" if i == 1 else None, **faint)
+            ax1.plot(
+                bs["best_src_depth"],
+                bs["tgt_depth"],
+                marker="s",
+                ls=":",
+                mfc="none",
+                color=color,
+                label=f"{name}: best source per target" if i == 1 else None,
+                **faint,
+            )
         if i == 0:
             bs = r.best_source()
-            ax1.plot(bs["best_src_depth"], bs["tgt_depth"], marker="s", ls=":", mfc="none", color=color, label=f"{name}: best source per target")
-            for m, row in bm.iterrows():
-                ax1.annotate(str(int(row["best_tgt_layer"])), (row["src_depth"], row["best_tgt_depth"]), textcoords="offset points", xytext=(4, -10), fontsize=9)
+            ax1.plot(
+                bs["best_src_depth"],
+                bs["tgt_depth"],
+                marker="s",
+                ls=":",
+                mfc="none",
+                color=color,
+                label=f"{name}: best source per target",
+            )
+            for _m, row in bm.iterrows():
+                ax1.annotate(
+                    str(int(row["best_tgt_layer"])),
+                    (row["src_depth"], row["best_tgt_depth"]),
+                    textcoords="offset points",
+                    xytext=(4, -10),
+                    fontsize=9,
+                )
     ax1.plot([0, 1], [0, 1], ls="--", color="black", lw=0.8, label="equal relative depth")
     ax1.set_xlim(0, 1.05)
     ax1.set_ylim(0, 1.05)

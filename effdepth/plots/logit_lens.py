@@ -5,7 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from . import PALETTE, integer_ticks, model_label
+from effdepth.plots import PALETTE, integer_ticks, model_label
 
 CONTROL = dict(color="#6f6f6f", linestyle="--", linewidth=1, marker="x", markersize=4, alpha=0.8)
 
@@ -16,7 +16,9 @@ def _curves(result):
     return kl, ov
 
 
-def lens_curves(result, controls=(), knee: int | None = None, knee_label: str = "§3.1 contribution knee", kl_knee: int | None = None):
+def lens_curves(
+    result, controls=(), knee: int | None = None, knee_label: str = "§3.1 contribution knee", kl_knee: int | None = None
+):
     """Fig 4: KL divergence to the final distribution (left) and top-k overlap (right) for the input
     of every layer; the final residual's values (0 and 1) are the last point. Each random-init control
     is a faint dashed line. `knee` (a layer: from it on contributions are lower) and `kl_knee` (a
@@ -26,7 +28,9 @@ def lens_curves(result, controls=(), knee: int | None = None, knee_label: str = 
     L = len(result.kl)
     x = np.arange(L + 1)
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.3))
-    for i, (ax, y, label, color) in enumerate(((a, kl, "KL divergence to the output", PALETTE[0]), (b, ov, f"Top-{k} overlap with the output", PALETTE[1]))):
+    for i, (ax, y, label, color) in enumerate(
+        ((a, kl, "KL divergence to the output", PALETTE[0]), (b, ov, f"Top-{k} overlap with the output", PALETTE[1]))
+    ):
         ax.plot(x[:-1], y[:-1], "o-", color=color, markersize=4, label="trained")
         ax.plot(x[-2:], y[-2:], ":", color=color)
         for j, c in enumerate(controls or ()):

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
-
-from . import PALETTE, panel_grid
-from .skipping import skip_heatmap
 import pandas as pd
+
+from effdepth.plots import PALETTE, panel_grid
+from effdepth.plots.skipping import skip_heatmap
 
 ARCH_LABEL = {"transformer": "Transformer", "moeut": "MoEUT"}
 OBJ_LABEL = {"all": "all-token loss", "answer": "answer-only loss"}
@@ -20,7 +20,14 @@ def cell_label(arch: str, objective: str, seed: int | None = None) -> str:
     return s if seed is None else f"{s} (seed {seed})"
 
 
-def accuracy_bars(frame, splits=("interpolate", "extrapolate"), module: str = "all", title: str = "", baseline: dict | None = None, control=None):
+def accuracy_bars(
+    frame,
+    splits=("interpolate", "extrapolate"),
+    module: str = "all",
+    title: str = "",
+    baseline: dict | None = None,
+    control=None,
+):
     """Exact-match accuracy per architecture (groups) and objective (colours): bars = mean over seeds,
     error bars = min–max, dots = the seeds. ``frame``: `Grid.accuracy_frame()`. ``baseline``:
     `objective.baseline_accuracy(spec)`, drawn as a dashed line (always the most frequent answer).
@@ -36,20 +43,44 @@ def accuracy_bars(frame, splits=("interpolate", "extrapolate"), module: str = "a
             for i, arch in enumerate(archs):
                 v = cg[cg.arch == arch].accuracy.to_numpy()
                 if len(v):
-                    ax.bar(i, v.mean(), width=0.86, color="0.85", zorder=1, label="untrained (random init)" if i == 0 else None)
+                    ax.bar(
+                        i,
+                        v.mean(),
+                        width=0.86,
+                        color="0.85",
+                        zorder=1,
+                        label="untrained (random init)" if i == 0 else None,
+                    )
         for j, obj in enumerate(("all", "answer")):
             for i, arch in enumerate(archs):
                 v = g[(g.arch == arch) & (g.objective == obj)].accuracy.to_numpy()
                 if not len(v):
                     continue
                 x = i + (j - 0.5) * 0.38
-                ax.bar(x, v.mean(), width=0.36, color=OBJ_COLOR[obj], zorder=2, label=OBJ_LABEL[obj] if i == 0 else None)
-                ax.errorbar(x, v.mean(), yerr=[[v.mean() - v.min()], [v.max() - v.mean()]], color="black", capsize=3, linewidth=0.9, zorder=3)
+                ax.bar(
+                    x, v.mean(), width=0.36, color=OBJ_COLOR[obj], zorder=2, label=OBJ_LABEL[obj] if i == 0 else None
+                )
+                ax.errorbar(
+                    x,
+                    v.mean(),
+                    yerr=[[v.mean() - v.min()], [v.max() - v.mean()]],
+                    color="black",
+                    capsize=3,
+                    linewidth=0.9,
+                    zorder=3,
+                )
                 ax.scatter(np.full(len(v), x), v, s=10, color="black", zorder=4)
         top = float(f.accuracy.max())
         if baseline is not None and module in baseline.get(split, {}):
             b = baseline[split][module]
-            ax.axhline(b, color="gray", linestyle="--", linewidth=1, zorder=5, label="most frequent answer" if split == splits[0] else None)
+            ax.axhline(
+                b,
+                color="gray",
+                linestyle="--",
+                linewidth=1,
+                zorder=5,
+                label="most frequent answer" if split == splits[0] else None,
+            )
             top = max(top, b)
         ax.set_xticks(range(len(archs)), [ARCH_LABEL[a] for a in archs])
         ax.set_title(f"{split} ({'all modules' if module == 'all' else module})")
@@ -73,7 +104,11 @@ def module_table(frame, split: str):
     for arch in ("transformer", "moeut"):
         for obj in ("all", "answer"):
             col = cell_label(arch, obj)
-            out[col] = {m: f"{100 * mean[(m, arch, obj)]:.0f} ± {100 * sd[(m, arch, obj)]:.0f} %" for m in dict.fromkeys(f.module) if (m, arch, obj) in mean.index}
+            out[col] = {
+                m: f"{100 * mean[(m, arch, obj)]:.0f} ± {100 * sd[(m, arch, obj)]:.0f} %"
+                for m in dict.fromkeys(f.module)
+                if (m, arch, obj) in mean.index
+            }
     return pd.DataFrame(out)
 
 
@@ -95,7 +130,9 @@ def erasure_panel(ax, result, title: str = "", vmax: float | None = None):
     vmax = question_vmax(result) if vmax is None else vmax
     cmap = plt.get_cmap("viridis").copy()
     cmap.set_bad("#dddddd")
-    im = ax.imshow(np.ma.masked_invalid(eff), aspect="auto", origin="lower", cmap=cmap, vmin=0, vmax=vmax, interpolation="nearest")
+    im = ax.imshow(
+        np.ma.masked_invalid(eff), aspect="auto", origin="lower", cmap=cmap, vmin=0, vmax=vmax, interpolation="nearest"
+    )
     toks = [("␣" if str(t) == " " else str(t)) for t in result.arrays["tokens"]]
     ax.set_xticks(range(len(toks)), toks, fontsize=6 if len(toks) > 40 else 8)
     ax.tick_params(axis="x", length=0, pad=1)
@@ -153,7 +190,14 @@ def depth_use_bars(frame, columns=("depth_layer", "depth_output", "erasure_depth
             for i, arch in enumerate(archs):
                 v = control[control.arch == arch][col].dropna().to_numpy()
                 if len(v):
-                    ax.bar(i, v.mean(), width=0.86, color="0.85", zorder=1, label="untrained (random init)" if i == 0 else None)
+                    ax.bar(
+                        i,
+                        v.mean(),
+                        width=0.86,
+                        color="0.85",
+                        zorder=1,
+                        label="untrained (random init)" if i == 0 else None,
+                    )
                     ax.scatter(np.full(len(v), i + 0.4), v, s=8, color="0.5", zorder=4)
         for j, obj in enumerate(("all", "answer")):
             for i, arch in enumerate(archs):
@@ -161,8 +205,18 @@ def depth_use_bars(frame, columns=("depth_layer", "depth_output", "erasure_depth
                 if not len(v):
                     continue
                 x = i + (j - 0.5) * 0.38
-                ax.bar(x, v.mean(), width=0.36, color=OBJ_COLOR[obj], zorder=2, label=OBJ_LABEL[obj] if i == 0 else None)
-                ax.errorbar(x, v.mean(), yerr=[[v.mean() - v.min()], [v.max() - v.mean()]], color="black", capsize=3, linewidth=0.9, zorder=3)
+                ax.bar(
+                    x, v.mean(), width=0.36, color=OBJ_COLOR[obj], zorder=2, label=OBJ_LABEL[obj] if i == 0 else None
+                )
+                ax.errorbar(
+                    x,
+                    v.mean(),
+                    yerr=[[v.mean() - v.min()], [v.max() - v.mean()]],
+                    color="black",
+                    capsize=3,
+                    linewidth=0.9,
+                    zorder=3,
+                )
                 ax.scatter(np.full(len(v), x), v, s=10, color="black", zorder=4)
         ax.set_xticks(range(len(archs)), [ARCH_LABEL[a] for a in archs])
         ax.set_ylabel("Fraction of depth")
@@ -192,7 +246,13 @@ def loss_curves(histories: dict, title: str = ""):
     """Training loss per step (each model's own objective) for the models of one seed."""
     fig, ax = plt.subplots(figsize=(6.5, 3.2))
     for i, (name, hist) in enumerate(histories.items()):
-        ax.plot([h["step"] for h in hist], [h["loss"] for h in hist], label=name, color=PALETTE[i % len(PALETTE)], linestyle="-" if "all" in name else "--")
+        ax.plot(
+            [h["step"] for h in hist],
+            [h["loss"] for h in hist],
+            label=name,
+            color=PALETTE[i % len(PALETTE)],
+            linestyle="-" if "all" in name else "--",
+        )
     ax.set_xlabel("Step")
     ax.set_ylabel("Training loss (nats)")
     ax.set_yscale("log")
@@ -208,7 +268,9 @@ def accuracy_table(summary, base: dict, n_seeds: int, control=None):
     most-frequent-answer baseline and the untrained controls' mean. ``summary``: `Grid.summary(...)`."""
 
     def cell(split, module, arch, obj):
-        r = summary[(summary.split == split) & (summary.module == module) & (summary.arch == arch) & (summary.objective == obj)]
+        r = summary[
+            (summary.split == split) & (summary.module == module) & (summary.arch == arch) & (summary.objective == obj)
+        ]
         if not len(r):
             return "–"
         r = r.iloc[0]
@@ -219,7 +281,9 @@ def accuracy_table(summary, base: dict, n_seeds: int, control=None):
     for split in ("interpolate", "extrapolate"):
         for module in ("all", "mul_div_multiple_longer") if split == "extrapolate" else ("all",):
             name = f"{split}, {'all modules' if module == 'all' else module}"
-            rows[name] = {cell_label(a, o): cell(split, module, a, o) for a in ("transformer", "moeut") for o in ("all", "answer")}
+            rows[name] = {
+                cell_label(a, o): cell(split, module, a, o) for a in ("transformer", "moeut") for o in ("all", "answer")
+            }
             rows[name]["most frequent answer"] = f"{100 * base[split].get(module, float('nan')):.0f}"
             if control is not None and len(control):
                 c = control[(control.split == split) & (control.module == module)]
@@ -236,12 +300,19 @@ def depth_table(use, control, n_seeds: int):
         return "–" if not np.isfinite(m) else f"{m:.2f}" if not np.isfinite(s) else f"{m:.2f} ± {s:.2f}"
 
     rows = []
-    for col, name in (("depth_layer", "depth score (layer effect)"), ("depth_output", "depth score (logit effect)"), ("erasure_depth", "erasure depth")):
+    for col, name in (
+        ("depth_layer", "depth score (layer effect)"),
+        ("depth_output", "depth score (logit effect)"),
+        ("erasure_depth", "erasure depth"),
+    ):
         g = use.groupby(["arch", "objective"], sort=False)[col]
         row = {cell_label(a, o): fmt(m, s) for (a, o), m, s in zip(g.mean().index, g.mean(), g.std(ddof=1))}
         if control is not None and col in control:
             cg = control.groupby("arch", sort=False)[col]
-            row |= {f"{ARCH_LABEL[a]}, random init": fmt(m, s) for a, m, s in zip(cg.mean().index, cg.mean(), cg.std(ddof=1))}
+            row |= {
+                f"{ARCH_LABEL[a]}, random init": fmt(m, s)
+                for a, m, s in zip(cg.mean().index, cg.mean(), cg.std(ddof=1))
+            }
         rows.append(row | {"": name})
     return pd.DataFrame(rows).set_index("").rename_axis(f"fraction of depth, mean ± sd over {n_seeds} seeds")
 
@@ -263,7 +334,10 @@ def finetune_table(ft_use: dict, ft_reports: dict, grid, seed: int):
     for k, rep in ft_reports.items():
         rows[k]["extrapolation accuracy"] = pct(rep["accuracy"]["extrapolate"]["all"])
         rows[k]["interpolation accuracy"] = pct(rep["accuracy"]["interpolate"]["all"])
-    for k, (a, o) in (("from scratch, all-token loss", ("transformer", "all")), ("from scratch, answer-only loss", ("transformer", "answer"))):
+    for k, (a, o) in (
+        ("from scratch, all-token loss", ("transformer", "all")),
+        ("from scratch, answer-only loss", ("transformer", "answer")),
+    ):
         if k in rows and (a, o, seed) in grid.folders:
             rep = grid.report(a, o, seed)
             rows[k]["extrapolation accuracy"] = pct(rep["accuracy"]["extrapolate"]["all"])

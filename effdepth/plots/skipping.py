@@ -8,7 +8,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from . import PALETTE, fit_title, integer_ticks, layer_heatmap, model_label
+from effdepth.plots import PALETTE, fit_title, integer_ticks, layer_heatmap, model_label
 
 SETTING = {"current": "current token", "future": "future tokens"}
 
@@ -33,9 +33,13 @@ def skip_heatmap(result, mean: bool = False, ax=None, title: str | None = None):
         size = min(6.2, 3.2 + 0.08 * L)
         fig, ax = plt.subplots(figsize=(size + 1.0, size))
     shown = np.clip(np.asarray(matrix, dtype=float), 0, 1)
-    if result.measurement == "local_effects":  # methods page §2: the diagonal is 1 by construction (0 in the authors' code), masked
+    if (
+        result.measurement == "local_effects"
+    ):  # methods page §2: the diagonal is 1 by construction (0 in the authors' code), masked
         np.fill_diagonal(shown, np.nan)
-    layer_heatmap(ax, shown, "Effect @ layer", "Layer skipped", "Relative change" + (" (mean)" if mean else ""), origin="upper")
+    layer_heatmap(
+        ax, shown, "Effect @ layer", "Layer skipped", "Relative change" + (" (mean)" if mean else ""), origin="upper"
+    )
     integer_ticks(ax, range(L), "x")
     integer_ticks(ax, range(L), "y")
     fit_title(ax, title or f"{'Mean' if mean else 'Max'} relative change, {_setting(result)}\n{model_label(result)}")
@@ -70,7 +74,17 @@ def output_bars(result, ax=None, title: str | None = None, controls=()):
     ax.bar(np.arange(len(o)), o, width=0.8, color=PALETTE[0], zorder=2, label="max")
     ax.bar(np.arange(len(o)), result.mean_output_effect, width=0.8, color=PALETTE[1], zorder=3, label="mean")
     for i, c in enumerate(controls):
-        ax.plot(np.arange(len(o)), c.output_effect, "o-", color="#8a8a8a", alpha=0.55, linewidth=1, markersize=3, zorder=4, label="random-init control (max)" if i == 0 else None)
+        ax.plot(
+            np.arange(len(o)),
+            c.output_effect,
+            "o-",
+            color="#8a8a8a",
+            alpha=0.55,
+            linewidth=1,
+            markersize=3,
+            zorder=4,
+            label="random-init control (max)" if i == 0 else None,
+        )
     top = max([np.nanmax(o)] + [np.nanmax(c.output_effect) for c in controls])
     if top > 0.5 * np.sqrt(2):  # show the ceiling when the bars come near it
         ax.axhline(np.sqrt(2), color="#6f6f6f", linestyle=":", linewidth=1, label="√2: largest possible")
@@ -94,9 +108,18 @@ def halves_profile(results: dict, controls: dict, k: int, mean: bool = False):
         M = res.mean_layer_effect if mean else res.layer_effect
         L = M.shape[0]
         s = np.arange(L - k)
-        score = lambda E: [np.max(E[i, i + 1 : i + 1 + k]) for i in s]  # noqa: E731
+        score = lambda E: [np.max(E[i, i + 1 : i + 1 + k]) for i in s]  # noqa: E731, B023  (used within this loop step)
         for j, c in enumerate(controls.get(name, [])):
-            ax.plot(s, score(c.mean_layer_effect if mean else c.layer_effect), "o-", color="#8a8a8a", alpha=0.55, markersize=3, linewidth=1, label="random-init control" if j == 0 else None)
+            ax.plot(
+                s,
+                score(c.mean_layer_effect if mean else c.layer_effect),
+                "o-",
+                color="#8a8a8a",
+                alpha=0.55,
+                markersize=3,
+                linewidth=1,
+                label="random-init control" if j == 0 else None,
+            )
         ax.plot(s, score(M), "o-", color=PALETTE[0], markersize=4, linewidth=1.6, label=model_label(res))
         ax.axvline(L / 2 - 0.5, color="#6f6f6f", linestyle=":", linewidth=1)
         ax.set_xlabel("Layer skipped")
@@ -133,12 +156,16 @@ def example_grid(result, n: int = 6, ncols: int = 2):
     ncols = min(ncols, len(keep))
     nrows = int(np.ceil(len(keep) / ncols))
     L = ex.shape[1]
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.1 * ncols + 0.8, 2.8 * nrows + 0.6), squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(3.1 * ncols + 0.8, 2.8 * nrows + 0.6), squeeze=False, layout="constrained"
+    )
     for ax in axes.ravel():
         ax.axis("off")
     for ax, i in zip(axes.ravel(), keep):
         ax.axis("on")
-        im = ax.imshow(np.clip(ex[i], 0, 1), vmin=0, vmax=1, cmap="viridis", origin="upper", interpolation="nearest", aspect="auto")
+        im = ax.imshow(
+            np.clip(ex[i], 0, 1), vmin=0, vmax=1, cmap="viridis", origin="upper", interpolation="nearest", aspect="auto"
+        )
         ax.set_title(f"example {i}", fontsize=9)
         ax.grid(False)
         integer_ticks(ax, range(L), "x", max_ticks=6)
@@ -163,12 +190,17 @@ def position_effect(result, example: int, skipped: int, tokenizer=None, max_toke
     o = result.position_output_effect[example, skipped, :show]
     L = m.shape[0]
     fig, axes = plt.subplots(
-        2, 2, figsize=(min(14, max(7, 3.5 + 0.16 * show)), 4.8), layout="constrained",
+        2,
+        2,
+        figsize=(min(14, max(7, 3.5 + 0.16 * show)), 4.8),
+        layout="constrained",
         gridspec_kw={"height_ratios": [3, 1.3], "width_ratios": [1, 0.025]},
     )
     (ax, cax), (bx, spare) = axes
     spare.axis("off")
-    im = ax.imshow(np.clip(m, 0, 1), vmin=0, vmax=1, cmap="viridis", origin="lower", aspect="auto", interpolation="nearest")
+    im = ax.imshow(
+        np.clip(m, 0, 1), vmin=0, vmax=1, cmap="viridis", origin="lower", aspect="auto", interpolation="nearest"
+    )
     ax.grid(False)
     ax.set_ylabel("Effect @ layer")
     integer_ticks(ax, range(L), "y", max_ticks=12)

@@ -23,12 +23,12 @@ report and stated skill), :mod:`.build` (ensure / train_all / check), :mod:`.eva
 
 from __future__ import annotations
 
-from ..tokenizer import zoo_tokenizer
-from .build import check, ensure, report, train_all
-from .cache import cache_dir, folder, is_trained
-from .reporting import ONE_HOP_REQUIRED, compute_report, one_hop_check, skill, skill_warning
-from .specs import DEEP, DEFAULT, MODELS, SHALLOW, ZooSpec, llama_config
-from .train import build_model
+from effdepth.tokenizer import zoo_tokenizer
+from effdepth.zoo.build import check, ensure, report, train_all
+from effdepth.zoo.cache import cache_dir, folder, is_trained
+from effdepth.zoo.reporting import ONE_HOP_REQUIRED, compute_report, one_hop_check, skill, skill_warning
+from effdepth.zoo.specs import DEEP, DEFAULT, MODELS, SHALLOW, ZooSpec, llama_config
+from effdepth.zoo.train import build_model
 
 __all__ = [
     "ZooSpec",

@@ -7,12 +7,12 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
-from ..data import arithmetic as A
-from ..tokenizer import VOCAB_SIZE
-from . import corpus
-from .build import report
-from .reporting import ONE_HOP_REQUIRED, skill, skill_warning
-from .specs import DEFAULT, MODELS
+from effdepth.data import arithmetic as A
+from effdepth.tokenizer import VOCAB_SIZE
+from effdepth.zoo import corpus
+from effdepth.zoo.build import report
+from effdepth.zoo.reporting import ONE_HOP_REQUIRED, skill, skill_warning
+from effdepth.zoo.specs import DEFAULT, MODELS
 
 _LEVEL_NAMES = {"arithmetic_accuracy": "sum, {} ops", "multihop_accuracy": "{} hop"}
 
@@ -94,8 +94,13 @@ def plot_loss_curves(names=None, ax=None):
         for phase, style in (("curriculum", ":"), ("mixture", "-")):
             hs = [h for h in r["history"] if h.get("phase", "mixture") == phase]
             if hs:
-                ax.plot([h["step"] for h in hs], [h["loss"] for h in hs], style, color=f"C{names.index(n)}",
-                        label=f"{n} ({r['n_layers']} layers)" if phase == "mixture" else None)
+                ax.plot(
+                    [h["step"] for h in hs],
+                    [h["loss"] for h in hs],
+                    style,
+                    color=f"C{names.index(n)}",
+                    label=f"{n} ({r['n_layers']} layers)" if phase == "mixture" else None,
+                )
     ax.set_xlabel("Training step (dotted: walk curriculum, answer letters only; solid: mixture)")
     ax.set_ylabel("Training loss (nats / counted token)")
     ax.set_ylim(0, None)
@@ -143,7 +148,15 @@ def plot_accuracies(names=None):
         if chance:
             ax.axhline(100 * chance, color="grey", ls="--", lw=1, label="chance")
         else:
-            ax.scatter(x, [100 * majority[lv] for lv in levels], marker="_", s=600, color="grey", zorder=3, label="most common answer")
+            ax.scatter(
+                x,
+                [100 * majority[lv] for lv in levels],
+                marker="_",
+                s=600,
+                color="grey",
+                zorder=3,
+                label="most common answer",
+            )
             ax.legend(frameon=False, fontsize=9.5, loc="upper right")
         ax.set_xticks(x, levels)
         ax.set_xlabel(xlabel)
@@ -179,9 +192,11 @@ def reading(names=None) -> str:
     hops = [h for h in reps[names[0]]["multihop_accuracy"] if h != "all"]
     levels = [lv for lv in reps[names[0]]["arithmetic_accuracy"] if lv != "all"]
     solved_hops = [h for h in hops if min(r["multihop_accuracy"][h] for r in reps.values()) >= 0.9]
-    multi = {n: float(np.mean([r["multihop_accuracy"][h] for h in hops if h not in solved_hops] or [np.nan])) for n, r in reps.items()}
+    multi = {
+        n: float(np.mean([r["multihop_accuracy"][h] for h in hops if h not in solved_hops] or [np.nan]))
+        for n, r in reps.items()
+    }
     sums = {n: {lv: r["arithmetic_accuracy"][lv] for lv in levels} for n, r in reps.items()}
-    above = {n: [lv for lv in levels if sums[n][lv] >= majority[lv] + 0.1] for n in names}
     deep, shallow = names[-1], names[0]
     out = []
     if solved_hops:
@@ -200,10 +215,12 @@ def reading(names=None) -> str:
         + " (always answering the most common training answer: "
         + ", ".join(f"{lv} op {100 * majority[lv]:.0f} %" for lv in levels)
         + "). "
-        + (f"Accuracy falls with the number of operations, so the level is a real difficulty scale for these models."
-           if all(sums[n][levels[0]] > sums[n][levels[-1]] for n in names) else
-           "Accuracy does not fall steadily with the number of operations for every model, so read level as "
-           "problem length more than as difficulty for these models.")
+        + (
+            "Accuracy falls with the number of operations, so the level is a real difficulty scale for these models."
+            if all(sums[n][levels[0]] > sums[n][levels[-1]] for n in names)
+            else "Accuracy does not fall steadily with the number of operations for every model, so read level as "
+            "problem length more than as difficulty for these models."
+        )
     )
     wins, losses = depth_comparison(reps[deep], reps[shallow])
     better = bool(wins) and not losses
@@ -214,11 +231,13 @@ def reading(names=None) -> str:
         + ((", " if wins else " (") + f"worse at {', '.join(losses)}" if losses else "")
         + (")" if wins or losses else "")
         + ". "
-        + ("Extra depth bought accuracy here, so the question the paper asks (does it buy new computation, "
-           "or the same computation spread thinner?) applies to these models as well."
-           if better else
-           "Extra depth bought little accuracy here; whether the deep model spreads the same computation over "
-           "more layers is exactly what the following chapters measure.")
+        + (
+            "Extra depth bought accuracy here, so the question the paper asks (does it buy new computation, "
+            "or the same computation spread thinner?) applies to these models as well."
+            if better
+            else "Extra depth bought little accuracy here; whether the deep model spreads the same computation over "
+            "more layers is exactly what the following chapters measure."
+        )
     )
     return "\n".join(f"- {line}" for line in out)
 
@@ -233,7 +252,9 @@ def depth_comparison(deep: dict, shallow: dict, margin: float = 0.05) -> tuple[l
                 continue
             diff = acc - shallow[key][lv]
             name = fmt.format(lv)
-            (wins if diff > margin else losses if diff < -margin else []).append(f"{name} ({100 * acc:.0f} % vs {100 * shallow[key][lv]:.0f} %)")
+            (wins if diff > margin else losses if diff < -margin else []).append(
+                f"{name} ({100 * acc:.0f} % vs {100 * shallow[key][lv]:.0f} %)"
+            )
     return wins, losses
 
 

@@ -10,11 +10,11 @@ from dataclasses import replace
 from multiprocessing import get_context
 from pathlib import Path
 
-from . import corpus
-from .cache import data_dir, folder, is_current, is_trained, model_lock
-from .reporting import skill
-from .specs import DEFAULT, MODELS, ZooSpec, spec_of
-from .train import train_into
+from effdepth.zoo import corpus
+from effdepth.zoo.cache import data_dir, folder, is_current, is_trained, model_lock
+from effdepth.zoo.reporting import skill
+from effdepth.zoo.specs import DEFAULT, MODELS, ZooSpec, spec_of
+from effdepth.zoo.train import train_into
 
 
 def ensure(name_or_spec, progress: bool = True) -> Path:
@@ -32,7 +32,10 @@ def ensure(name_or_spec, progress: bool = True) -> Path:
         if is_current(spec):
             return final
         if is_trained(spec):
-            print(f"[effdepth] zoo model '{spec.name}' in {final} was trained with another spec (older effdepth?); retraining it.", flush=True)
+            print(
+                f"[effdepth] zoo model '{spec.name}' in {final} was trained with another spec (older effdepth?); retraining it.",
+                flush=True,
+            )
         train_into(spec, final, progress)
     return final
 
@@ -60,14 +63,19 @@ def train_all(names=None, progress: bool = True, workers: int | None = None) -> 
             steps = max(s.steps for s in todo if s.data == data)
             corpus.cached_batches(data, data.curriculum_steps, data_dir(), "curriculum", False)
             corpus.cached_batches(data, steps, data_dir(), "train", progress)
-        print(f"[effdepth] training {len(todo)} zoo models in {workers} processes: {', '.join(s.name for s in todo)}", flush=True)
+        print(
+            f"[effdepth] training {len(todo)} zoo models in {workers} processes: {', '.join(s.name for s in todo)}",
+            flush=True,
+        )
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
             for s, _ in zip(todo, pool.map(_ensure_in_worker, todo)):
                 print(f"[effdepth] zoo:{s.name} trained", flush=True)
     return {s.name: ensure(s, progress=progress) for s in specs}
 
 
-def check(names=None, seeds=(0, 1, 2), threads=(1, 2), progress: bool = False, workers: int | None = None) -> list[dict]:
+def check(
+    names=None, seeds=(0, 1, 2), threads=(1, 2), progress: bool = False, workers: int | None = None
+) -> list[dict]:
     """Train each named zoo model (default: :data:`DEFAULT`) once per init seed × torch thread count
     and say whether each has the stated skill (one-hop ≥ :data:`ONE_HOP_REQUIRED`).
 
@@ -80,18 +88,26 @@ def check(names=None, seeds=(0, 1, 2), threads=(1, 2), progress: bool = False, w
     base = [spec_of(n) for n in ([DEFAULT] if names is None else names)]
     variants = [
         replace(s, name=f"{s.name}.check-s{seed}-t{t}", seed=seed, threads=t, mixture_threads=t)
-        for s in base for seed in seeds for t in threads
+        for s in base
+        for seed in seeds
+        for t in threads
     ]
     train_all(variants, progress=progress, workers=workers)
     rows = []
     for s, v in zip([s for s in base for _ in seeds for _ in threads], variants):
         r = json.loads((folder(v) / "report.json").read_text())
         hops = r["multihop_accuracy"]
-        rows.append({
-            "model": s.name, "seed": v.seed, "threads": v.threads,
-            **{f"{h}-hop": hops[h] for h in hops if h != "all"},
-            "ok": skill(r)["ok"], "curriculum_steps": r["curriculum_steps"], "train_seconds": r["train_seconds"],
-        })
+        rows.append(
+            {
+                "model": s.name,
+                "seed": v.seed,
+                "threads": v.threads,
+                **{f"{h}-hop": hops[h] for h in hops if h != "all"},
+                "ok": skill(r)["ok"],
+                "curriculum_steps": r["curriculum_steps"],
+                "train_seconds": r["train_seconds"],
+            }
+        )
     return rows
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import platformdirs
 
-from ..training import is_complete
-from .specs import ZooSpec, spec_of
+from effdepth.training import is_complete
+from effdepth.zoo.specs import ZooSpec, spec_of
 
 
 def cache_dir() -> Path:
@@ -55,7 +55,10 @@ def model_lock(spec: ZooSpec):
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            print(f"[effdepth] zoo model '{spec.name}' is being trained by another process (lock {path}); waiting for it.", flush=True)
+            print(
+                f"[effdepth] zoo model '{spec.name}' is being trained by another process (lock {path}); waiting for it.",
+                flush=True,
+            )
             fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield

@@ -14,18 +14,18 @@ import hashlib
 import json
 import os
 import random
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator
 
 import torch
 from tqdm.auto import tqdm
 
-from ..data import arithmetic as A
-from ..data import multihop as M
-from ..data.examples import Example
-from ..training import _pad, batches, encode_turns, make_batch, stack_batches
+from effdepth.data import arithmetic as A
+from effdepth.data import multihop as M
+from effdepth.data.examples import Example
+from effdepth.training import _pad, batches, encode_turns, make_batch, stack_batches
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,9 @@ class DataSpec:
     w_multihop: float = 0.25
     w_walks: float = 0.15
     w_dm: float = 0.1
-    curriculum_steps: int = 1600  # a cap: the curriculum stops once the walk loss is below curriculum_stop (860-920 steps measured)
+    curriculum_steps: int = (
+        1600  # a cap: the curriculum stops once the walk loss is below curriculum_stop (860-920 steps measured)
+    )
     curriculum_batch: int = 64
     curriculum_window: int = 40
     curriculum_stop: float = 0.15
@@ -103,7 +105,16 @@ def example_stream(spec: DataSpec, part: str = "train") -> Iterator[list[tuple[s
     graded = {lv: A._graded_stream(lv, "train" if part == "train" else "test", seed) for lv in A.GRADED_LEVELS}
     mh_rng = random.Random(hash_seed("multihop", part, seed))
     max_chars = spec.window - 2  # <bos> and <eos>
-    dm = _dm_stream("train" if part == "train" else "interpolate", seed, max_chars, spec.dm_pool if part == "train" else min(spec.dm_pool, 270)) if spec.w_dm > 0 else None
+    dm = (
+        _dm_stream(
+            "train" if part == "train" else "interpolate",
+            seed,
+            max_chars,
+            spec.dm_pool if part == "train" else min(spec.dm_pool, 270),
+        )
+        if spec.w_dm > 0
+        else None
+    )
     sources = ["graded", "multihop", "dm", "walks"]
     weights = [spec.w_graded, spec.w_multihop, spec.w_dm, spec.w_walks]
     while True:
@@ -114,7 +125,9 @@ def example_stream(spec: DataSpec, part: str = "train") -> Iterator[list[tuple[s
             hops = tuple(spec.mh_hops or range(1, spec.chain_len + 1))
             yield M.make_session(mh_rng, spec.mh_questions, hops, spec.n_chains, spec.chain_len, spec.distractor_len)
         elif src == "walks":
-            yield M.make_walks(mh_rng, spec.n_chains, spec.chain_len, spec.distractor_len, mh_rng.choice(spec.walk_hops))
+            yield M.make_walks(
+                mh_rng, spec.n_chains, spec.chain_len, spec.distractor_len, mh_rng.choice(spec.walk_hops)
+            )
         else:
             yield [A.format_example(*next(dm))]
 
@@ -212,7 +225,9 @@ def _cached_batches(spec: DataSpec, n_batches: int, path: Path, part: str, progr
                 return {k: (v[:n_batches].long() if k == "input_ids" else v[:n_batches]) for k, v in stored.items()}
         except Exception:  # damaged or partial file: rebuild
             pass
-    data = curriculum_batches(spec, n_batches) if part == "curriculum" else build_batches(spec, n_batches, part, progress)
+    data = (
+        curriculum_batches(spec, n_batches) if part == "curriculum" else build_batches(spec, n_batches, part, progress)
+    )
     small = {**data, "input_ids": data["input_ids"].to(torch.uint8)}
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     torch.save(small, tmp)
@@ -227,7 +242,9 @@ def eval_sets(spec: DataSpec, n: int = 100, seed: int = 1234) -> dict[str, list[
     return {
         "arithmetic": A.graded_examples(A.GRADED_LEVELS, n, "test", seed),
         "arithmetic_train_split": A.graded_examples(A.GRADED_LEVELS, n, "train", seed),
-        "multihop": M.multihop_examples(tuple(range(1, spec.chain_len + 1)), n, seed, spec.n_chains, spec.chain_len, spec.distractor_len),
+        "multihop": M.multihop_examples(
+            tuple(range(1, spec.chain_len + 1)), n, seed, spec.n_chains, spec.chain_len, spec.distractor_len
+        ),
         "dm": _dm_eval(spec, n, seed) if spec.w_dm > 0 else [],
     }
 
@@ -240,7 +257,11 @@ def one_hop_check_set(spec: DataSpec, n: int = 100, seed: int = 4321) -> list[Ex
 
 def _dm_eval(spec: DataSpec, n: int, seed: int) -> list[Example]:
     """DeepMind 'interpolate' problems, ``n // 10`` per module of :data:`DM_MODULES`."""
-    return [e for mod in DM_MODULES for e in A.dm_examples(mod, "interpolate", max(1, n // 10), seed, max_chars=spec.window - 2)]
+    return [
+        e
+        for mod in DM_MODULES
+        for e in A.dm_examples(mod, "interpolate", max(1, n // 10), seed, max_chars=spec.window - 2)
+    ]
 
 
 def sample_texts(n: int, seed: int = 0, spec: DataSpec | None = None) -> list[str]:

@@ -9,17 +9,23 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
-from ..data.examples import Example
-from ..tokenizer import BOS_ID, PAD_ID, VOCAB_SIZE, encode
-from ..training import masked_lm_loss
+from effdepth.data.examples import Example
+from effdepth.tokenizer import BOS_ID, PAD_ID, VOCAB_SIZE, encode
+from effdepth.training import masked_lm_loss
 
 
 @torch.no_grad()
-def exact_match(model: torch.nn.Module, examples: Sequence[Example], batch_size: int = 64, encode_fn=encode, bos_id: int | None = BOS_ID) -> list[bool]:
+def exact_match(
+    model: torch.nn.Module,
+    examples: Sequence[Example],
+    batch_size: int = 64,
+    encode_fn=encode,
+    bos_id: int | None = BOS_ID,
+) -> list[bool]:
     """Per example: is every answer token the model's argmax under teacher forcing?"""
     model.eval()
     device = next(model.parameters(), torch.empty(0)).device  # (a parameterless model: CPU)

@@ -8,10 +8,10 @@ import time
 
 import torch
 
-from . import corpus
-from . import evaluate as E
-from .cache import data_dir
-from .specs import ZooSpec
+from effdepth.zoo import corpus
+from effdepth.zoo import evaluate as E
+from effdepth.zoo.cache import data_dir
+from effdepth.zoo.specs import ZooSpec
 
 ONE_HOP_REQUIRED = 0.95  # the zoo's stated skill: every model follows one in-context pointer (fresh fact sets)
 
@@ -38,15 +38,23 @@ def compute_report(model, spec: ZooSpec, train_data: dict | None = None, progres
         for which, key in (("all", ""), ("trained", "_trained"), ("answer", "_answer")):
             rep[f"heldout_loss{key}"] = E.heldout_loss(model, held, which)
             rep[f"unigram_loss{key}"] = E.unigram_loss(E.unigram_counts(sample, which), held, which)
-        rep.update({
-            "arithmetic_accuracy": E.accuracy_by_level(model, sets["arithmetic"]),
-            "arithmetic_n": {str(lv): sum(e.level == lv for e in sets["arithmetic"]) for lv in sorted({e.level for e in sets["arithmetic"]})},
-            "arithmetic_train_split_accuracy": E.accuracy_by_level(model, sets["arithmetic_train_split"]),
-            "multihop_accuracy": E.accuracy_by_level(model, sets["multihop"]),
-            "multihop_n": {str(h): sum(e.level == h for e in sets["multihop"]) for h in sorted({e.level for e in sets["multihop"]})},
-            "dm_accuracy": E.accuracy_by_meta(model, sets["dm"], "module"),
-            "dm_n": len(sets["dm"]),
-        })
+        rep.update(
+            {
+                "arithmetic_accuracy": E.accuracy_by_level(model, sets["arithmetic"]),
+                "arithmetic_n": {
+                    str(lv): sum(e.level == lv for e in sets["arithmetic"])
+                    for lv in sorted({e.level for e in sets["arithmetic"]})
+                },
+                "arithmetic_train_split_accuracy": E.accuracy_by_level(model, sets["arithmetic_train_split"]),
+                "multihop_accuracy": E.accuracy_by_level(model, sets["multihop"]),
+                "multihop_n": {
+                    str(h): sum(e.level == h for e in sets["multihop"])
+                    for h in sorted({e.level for e in sets["multihop"]})
+                },
+                "dm_accuracy": E.accuracy_by_meta(model, sets["dm"], "module"),
+                "dm_n": len(sets["dm"]),
+            }
+        )
         rep["eval_seconds"] = round(time.perf_counter() - t0, 1)
         return rep
     finally:

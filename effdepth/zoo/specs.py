@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from ..tokenizer import BOS_ID, EOS_ID, PAD_ID, VOCAB_SIZE
-from .corpus import DataSpec
+from effdepth.tokenizer import BOS_ID, EOS_ID, PAD_ID, VOCAB_SIZE
+from effdepth.zoo.corpus import DataSpec
 
 
 @dataclass(frozen=True)

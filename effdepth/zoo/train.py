@@ -11,11 +11,11 @@ from pathlib import Path
 
 import torch
 
-from ..training import StackedBatches, TrainConfig, TrainResult, save_folder, train
-from . import corpus
-from .cache import data_dir
-from .reporting import ONE_HOP_REQUIRED, compute_report, one_hop_check, skill, skill_warning, warn
-from .specs import ZooSpec
+from effdepth.training import StackedBatches, TrainConfig, TrainResult, save_folder, train
+from effdepth.zoo import corpus
+from effdepth.zoo.cache import data_dir
+from effdepth.zoo.reporting import ONE_HOP_REQUIRED, compute_report, one_hop_check, skill, skill_warning, warn
+from effdepth.zoo.specs import ZooSpec
 
 
 def build_model(spec: ZooSpec):
@@ -53,8 +53,19 @@ def train_into(spec: ZooSpec, final: Path, progress: bool) -> None:
     cur = {"loss_mask": torch.zeros(0, dtype=torch.bool)}
     if spec.data.curriculum_steps:
         cur = corpus.cached_batches(spec.data, spec.data.curriculum_steps, cache, "curriculum", False)
-        cfg1 = TrainConfig(steps=spec.data.curriculum_steps, stop_below=spec.data.curriculum_stop, min_lr_ratio=spec.curriculum_min_lr_ratio, **common)
-        r1 = train(model, StackedBatches(cur), cfg1, checkpoint_dir=partial / "curriculum", progress=f"zoo {spec.name} curriculum" if progress else False)
+        cfg1 = TrainConfig(
+            steps=spec.data.curriculum_steps,
+            stop_below=spec.data.curriculum_stop,
+            min_lr_ratio=spec.curriculum_min_lr_ratio,
+            **common,
+        )
+        r1 = train(
+            model,
+            StackedBatches(cur),
+            cfg1,
+            checkpoint_dir=partial / "curriculum",
+            progress=f"zoo {spec.name} curriculum" if progress else False,
+        )
         if not r1.stopped_early and r1.history:
             warn(
                 f"zoo model '{spec.name}': the walk curriculum reached its cap of {r1.steps} steps with the walk loss at "
@@ -62,8 +73,15 @@ def train_into(spec: ZooSpec, final: Path, progress: bool) -> None:
             )
     # phase 2: the mixture
     data = corpus.cached_batches(spec.data, spec.steps, cache, "train", progress)
-    cfg2 = TrainConfig(steps=spec.steps, loss_on=spec.loss_on, answer_weight=spec.answer_weight, **dict(common, threads=spec.mixture_threads))
-    r2 = train(model, StackedBatches(data), cfg2, checkpoint_dir=partial, progress=f"zoo {spec.name}" if progress else False)
+    cfg2 = TrainConfig(
+        steps=spec.steps,
+        loss_on=spec.loss_on,
+        answer_weight=spec.answer_weight,
+        **dict(common, threads=spec.mixture_threads),
+    )
+    r2 = train(
+        model, StackedBatches(data), cfg2, checkpoint_dir=partial, progress=f"zoo {spec.name}" if progress else False
+    )
 
     # phase 3, only where the stated skill is missing: warm restarts of the mixture while it is
     rounds = []
@@ -77,10 +95,32 @@ def train_into(spec: ZooSpec, final: Path, progress: bool) -> None:
         )
         start = ((k - 1) * spec.skill_steps) % max(1, spec.steps - spec.skill_steps)
         part = {key: v[start : start + spec.skill_steps] for key, v in data.items()}
-        r = train(model, StackedBatches(part), replace(cfg2, steps=spec.skill_steps), checkpoint_dir=partial / f"round-{k}", progress=f"zoo {spec.name} round {k}" if progress else False)
-        rounds.append({"round": k, "one_hop_check_before": before, "steps": r.steps, "seconds": round(r.seconds, 1), "history": r.history, "tokens": int(part["loss_mask"][: r.steps].sum())})
+        r = train(
+            model,
+            StackedBatches(part),
+            replace(cfg2, steps=spec.skill_steps),
+            checkpoint_dir=partial / f"round-{k}",
+            progress=f"zoo {spec.name} round {k}" if progress else False,
+        )
+        rounds.append(
+            {
+                "round": k,
+                "one_hop_check_before": before,
+                "steps": r.steps,
+                "seconds": round(r.seconds, 1),
+                "history": r.history,
+                "tokens": int(part["loss_mask"][: r.steps].sum()),
+            }
+        )
     extra_steps = sum(x["steps"] for x in rounds)
-    skill_check = {"one_hop_check": one_hop_check(model, spec), "rounds": [{k: v for k, v in x.items() if k != "history"} for x in rounds]} if rounds else None
+    skill_check = (
+        {
+            "one_hop_check": one_hop_check(model, spec),
+            "rounds": [{k: v for k, v in x.items() if k != "history"} for x in rounds],
+        }
+        if rounds
+        else None
+    )
 
     model.eval()
     rep = compute_report(model, spec, data, progress=progress)
@@ -92,10 +132,15 @@ def train_into(spec: ZooSpec, final: Path, progress: bool) -> None:
             "curriculum_seconds": round(r1.seconds, 1),
             "extra_rounds": skill_check,
             "steps": r1.steps + r2.steps + extra_steps,
-            "tokens_seen": int(cur["loss_mask"][: r1.steps].sum() + data["loss_mask"][: spec.steps].sum()) + sum(x["tokens"] for x in rounds),
+            "tokens_seen": int(cur["loss_mask"][: r1.steps].sum() + data["loss_mask"][: spec.steps].sum())
+            + sum(x["tokens"] for x in rounds),
             "history": [dict(h, phase="curriculum") for h in r1.history]
             + [dict(h, step=h["step"] + r1.steps, phase="mixture") for h in r2.history]
-            + [dict(h, step=h["step"] + off, phase="mixture", round=x["round"]) for x, off in zip(rounds, offsets) for h in x["history"]],
+            + [
+                dict(h, step=h["step"] + off, phase="mixture", round=x["round"])
+                for x, off in zip(rounds, offsets)
+                for h in x["history"]
+            ],
             "torch_threads": {"curriculum": spec.threads, "mixture": spec.mixture_threads},
             "torch_version": torch.__version__,
             "trained_at": time.strftime("%Y-%m-%d %H:%M:%S"),

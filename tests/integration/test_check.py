@@ -8,9 +8,17 @@ import pytest
 from effdepth.cli import main
 from effdepth.testing import save_tiny
 
-_NORM_AS_MLP = dict(family="custom", model_types=("custom",), layers="model.layers", attn="self_attn",
-                    mlp="post_attention_layernorm", final_norm="model.norm", unembed="lm_head",
-                    embed="model.embed_tokens", attn_is_tuple=True)
+_NORM_AS_MLP = dict(
+    family="custom",
+    model_types=("custom",),
+    layers="model.layers",
+    attn="self_attn",
+    mlp="post_attention_layernorm",
+    final_norm="model.norm",
+    unembed="lm_head",
+    embed="model.embed_tokens",
+    attn_is_tuple=True,
+)
 
 
 def _with_adapter(folder, adapter):
@@ -25,8 +33,18 @@ def test_check_passes_a_good_model(tmp_path, capsys):
     folder = save_tiny(tmp_path / "m", "llama", n_layers=2)
     assert main(["check", "--model", str(folder)]) == 0
     out = capsys.readouterr().out
-    for name in ("identity", "contributions [fast]", "skip_effects [fast]", "local_effects [fast]", "logit_lens [fast]",
-                 "residual_erasure [fast]", "integrated_gradients [fast]", "depth_score [fast]", "linear_maps [fast]", "data zoo"):
+    for name in (
+        "identity",
+        "contributions [fast]",
+        "skip_effects [fast]",
+        "local_effects [fast]",
+        "logit_lens [fast]",
+        "residual_erasure [fast]",
+        "integrated_gradients [fast]",
+        "depth_score [fast]",
+        "linear_maps [fast]",
+        "data zoo",
+    ):
         assert any(line.startswith("ok") and name in line for line in out.splitlines()), (name, out)
     assert "FAIL" not in out
 
@@ -47,8 +65,18 @@ def test_check_fails_an_unloadable_model(tmp_path, capsys):
     assert "FAIL" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("edit", [{"num_hidden_layers": 0}, {"num_attention_heads": 0}, {"hidden_size": None}, {"vocab_size": 0}, {"model_type": None}, {"effdepth_adapter": {"family": "x"}}],
-                         ids=["no-layers", "no-heads", "no-width", "no-vocab", "no-type", "half-adapter"])
+@pytest.mark.parametrize(
+    "edit",
+    [
+        {"num_hidden_layers": 0},
+        {"num_attention_heads": 0},
+        {"hidden_size": None},
+        {"vocab_size": 0},
+        {"model_type": None},
+        {"effdepth_adapter": {"family": "x"}},
+    ],
+    ids=["no-layers", "no-heads", "no-width", "no-vocab", "no-type", "half-adapter"],
+)
 def test_check_on_a_degenerate_config_reports_a_failure_not_a_traceback(tmp_path, capsys, edit):
     """issue 25 (partial): degenerate configs raised raw KeyError / IndexError out of `effdepth check`."""
     folder = save_tiny(tmp_path / "m", "llama", n_layers=2)

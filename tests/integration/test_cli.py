@@ -4,12 +4,12 @@ import json
 
 import nbformat
 import pytest
-from effdepth import running
 
+from effdepth import running
 from effdepth.chapters import registry
 from effdepth.cli import main
-from effdepth.testing import save_tiny
 from effdepth.spec import ModelSpec
+from effdepth.testing import save_tiny
 
 pytestmark = pytest.mark.slow
 
@@ -17,7 +17,12 @@ HEADER = "---\njupytext:\n  text_representation:\n    extension: .md\n    format
 
 
 def _nb(body: str) -> str:
-    return HEADER + "# T\n\n```{code-cell} ipython3\n:tags: [parameters]\nmodel = 'x'\n```\n\n```{code-cell} ipython3\n" + body + "\n```\n"
+    return (
+        HEADER
+        + "# T\n\n```{code-cell} ipython3\n:tags: [parameters]\nmodel = 'x'\n```\n\n```{code-cell} ipython3\n"
+        + body
+        + "\n```\n"
+    )
 
 
 def test_run_survives_a_failing_chapter(tmp_path, monkeypatch, capsys):
@@ -27,7 +32,15 @@ def test_run_survives_a_failing_chapter(tmp_path, monkeypatch, capsys):
     (nbdir / "good.md").write_text(_nb("print('model is', model)"))
     monkeypatch.setattr(running, "NOTEBOOKS", nbdir)
     monkeypatch.setattr(running, "RUNS", tmp_path / "runs")
-    monkeypatch.setattr(registry, "CHAPTERS", (registry.Chapter("bad", "Bad"), registry.Chapter("good", "Good"), registry.Chapter("zooonly", "Z", zoo_only=True)))
+    monkeypatch.setattr(
+        registry,
+        "CHAPTERS",
+        (
+            registry.Chapter("bad", "Bad"),
+            registry.Chapter("good", "Good"),
+            registry.Chapter("zooonly", "Z", zoo_only=True),
+        ),
+    )
     (nbdir / "zooonly.md").write_text(_nb("pass"))
     model = save_tiny(tmp_path / "tiny")
     rc = main(["run", "--model", str(model)])

@@ -5,17 +5,16 @@ import importlib.util
 import os
 
 import pytest
-from effdepth import running
 import torch
 
+from effdepth import running
 from effdepth.access import gguf as eg
 from effdepth.access.adapters import UnsupportedArchitecture
-from effdepth.errors import ModelNotAvailable
 from effdepth.access.load import load_model
-from effdepth.testing import tiny_model
-
-from ..tiny_gguf import write_tiny_gguf
+from effdepth.errors import ModelNotAvailable
 from effdepth.spec import ModelSpec
+from effdepth.testing import tiny_model
+from tests.tiny_gguf import write_tiny_gguf
 
 REAL_CACHE = os.environ.get("EFFDEPTH_CACHE")  # before the per-test cache fixture replaces it
 
@@ -45,7 +44,9 @@ def test_q4_1_gguf_loads_as_transformers_reads_it_and_converts_once(tmp_path, mo
     assert model.identity()["weights"] == "dequantised from Q4_1"
     assert model.n_layers == 2
     # 4-bit rounding noise: close to the original random weights, not equal
-    orig = tiny_model("llama", seed=0, n_layers=2, d_model=64, vocab_size=model.vocab_size, tie_word_embeddings=False).state_dict()
+    orig = tiny_model(
+        "llama", seed=0, n_layers=2, d_model=64, vocab_size=model.vocab_size, tie_word_embeddings=False
+    ).state_dict()
     q = orig["model.layers.0.mlp.up_proj.weight"]
     err = (got["model.layers.0.mlp.up_proj.weight"] - q).abs().max()
     assert 0 < err < 0.1 * q.abs().max()
@@ -144,12 +145,13 @@ def test_relative_gguf_paths_are_made_absolute_and_names_never_share_a_run_folde
     names = ["my model.gguf", "my+model.gguf", "my-model.gguf", "mý model.gguf", "my_model.gguf"]
     slugs = {ModelSpec.parse(ModelSpec.parse(f"gguf:{n}").text).slug for n in names}
     assert len(slugs) == len(names) and all("/" not in s and s.startswith("gguf-") for s in slugs)
-    assert ModelSpec.parse("org/a b").slug != ModelSpec.parse("org/a+b").slug  # any spec whose characters the safe name drops
+    assert (
+        ModelSpec.parse("org/a b").slug != ModelSpec.parse("org/a+b").slug
+    )  # any spec whose characters the safe name drops
 
 
 def test_a_relative_gguf_path_runs_from_another_directory(tmp_path, monkeypatch):
     from effdepth.cli import main
-
 
     path = write_tiny_gguf(tmp_path / "smol.gguf", quant="F32")
     monkeypatch.setenv("EFFDEPTH_CACHE", str(tmp_path / "cache"))
@@ -164,7 +166,9 @@ def test_a_relative_gguf_path_runs_from_another_directory(tmp_path, monkeypatch)
 def test_gguf_architectures_of_supported_families_pass_the_precheck(tmp_path, monkeypatch):
     """issue 25 #9: phi3, stablelm, starcoder2, nemotron (supported in book/families.md) were refused,
     and llama.cpp's own names qwen2moe / qwen3moe reported as unreadable by transformers."""
-    monkeypatch.setattr(eg, "_dequantise", lambda path, out: (_ for _ in ()).throw(RuntimeError("reached the conversion")))
+    monkeypatch.setattr(
+        eg, "_dequantise", lambda path, out: (_ for _ in ()).throw(RuntimeError("reached the conversion"))
+    )
     for arch in ("phi3", "stablelm", "starcoder2", "nemotron", "qwen2moe", "qwen3moe"):
         with pytest.raises(ModelNotAvailable, match="reached the conversion"):
             eg.convert(_header_only(tmp_path / f"{arch}.gguf", arch), cache=tmp_path / "cache")
@@ -187,7 +191,10 @@ def test_a_killed_conversion_leaves_nothing_and_a_full_cache_is_said_up_front(tm
         d.mkdir(parents=True)
         (d / "model.safetensors").write_bytes(b"0" * 1000)
     monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**12, 10**12, 1000))
-    with pytest.raises(ModelNotAvailable, match=r"t.gguf: converting it needs about [\d,]+ MB free in .* and only 0 MB are; free space there or point EFFDEPTH_CACHE"):
+    with pytest.raises(
+        ModelNotAvailable,
+        match=r"t.gguf: converting it needs about [\d,]+ MB free in .* and only 0 MB are; free space there or point EFFDEPTH_CACHE",
+    ):
         eg.convert(path, cache=cache)
     assert not stale.exists() and live.exists()  # a conversion still running elsewhere is left alone
     monkeypatch.undo()

@@ -8,7 +8,11 @@ from effdepth import gpucheck, profiles
 
 def test_sizes_follow_the_profiles():
     paper, small = gpucheck.sizes("paper"), gpucheck.sizes("small")
-    assert paper["complexity"]["ig_steps"] == 256 and paper["skipping"]["n_examples"] == 20 and paper["linear_maps"]["window"] == 512
+    assert (
+        paper["complexity"]["ig_steps"] == 256
+        and paper["skipping"]["n_examples"] == 20
+        and paper["linear_maps"]["window"] == 512
+    )
     assert small["skipping"]["n_examples"] == 2 and small["contributions"]["n_controls"] == 1
     assert small["complexity"]["ig_steps"] == profiles.SMALL["pretrained"]["complexity.ig_steps"]
 
@@ -16,7 +20,10 @@ def test_sizes_follow_the_profiles():
 def test_the_8b_shape_is_llama_31_8b():
     s = gpucheck.LLAMA_31_8B
     params = s["vocab_size"] * s["hidden_size"] * 2 + s["num_hidden_layers"] * (
-        s["hidden_size"] * s["hidden_size"] * 2 + 2 * s["hidden_size"] * s["hidden_size"] // 4 + 3 * s["hidden_size"] * s["intermediate_size"])
+        s["hidden_size"] * s["hidden_size"] * 2
+        + 2 * s["hidden_size"] * s["hidden_size"] // 4
+        + 3 * s["hidden_size"] * s["intermediate_size"]
+    )
     assert abs(params / 1e9 - 8.03) < 0.05  # Llama-3.1-8B has 8.03 B parameters
 
 

@@ -8,8 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from effdepth import curves, render, rundata, running
-from effdepth import side_by_side
+from effdepth import curves, render, rundata, running, side_by_side
 from effdepth.chapters import registry
 from effdepth.cli import main
 
@@ -21,7 +20,17 @@ def _render(markdown: str) -> str:
     from docutils.core import publish_string
     from myst_parser.parsers.docutils_ import Parser
 
-    return publish_string(markdown, parser=Parser(), writer_name="html5", settings_overrides={"myst_enable_extensions": ["dollarmath", "amsmath", "colon_fence"], "report_level": 5, "output_encoding": "unicode", "file_insertion_enabled": True})
+    return publish_string(
+        markdown,
+        parser=Parser(),
+        writer_name="html5",
+        settings_overrides={
+            "myst_enable_extensions": ["dollarmath", "amsmath", "colon_fence"],
+            "report_level": 5,
+            "output_encoding": "unicode",
+            "file_insertion_enabled": True,
+        },
+    )
 
 
 def _hostile(tmp_path) -> list[str]:
@@ -38,7 +47,15 @@ def _hostile(tmp_path) -> list[str]:
 
 def _run(folder, model, n_layers=3, **curve_kw):
     folder.mkdir(parents=True, exist_ok=True)
-    c = {"rel_attn": curves.curve(range(n_layers), np.linspace(1, 0, n_layers), curve_kw.get("xlabel", "Layer"), curve_kw.get("ylabel", "y"), curve_kw.get("title", "t"))}
+    c = {
+        "rel_attn": curves.curve(
+            range(n_layers),
+            np.linspace(1, 0, n_layers),
+            curve_kw.get("xlabel", "Layer"),
+            curve_kw.get("ylabel", "y"),
+            curve_kw.get("title", "t"),
+        )
+    }
     curves.save("contributions", (model, n_layers), c, path=curves.path_of(folder, "contributions"))
     return folder
 
@@ -49,8 +66,14 @@ def _safe(html: str):
 
     body = html.split("<main", 1)[1]
     assert SECRET not in body, "a local file's contents reached the page"
-    assert "<script" not in body and 'href="javascript' not in body and "<a " not in body.replace('<a class="reference internal"', "")
-    assert all(re.search(r'src="contributions--side-by-side-[\w-]+\.png"', tag) for tag in re.findall(r"<img [^>]*>", body)), body
+    assert (
+        "<script" not in body
+        and 'href="javascript' not in body
+        and "<a " not in body.replace('<a class="reference internal"', "")
+    )
+    assert all(
+        re.search(r'src="contributions--side-by-side-[\w-]+\.png"', tag) for tag in re.findall(r"<img [^>]*>", body)
+    ), body
 
 
 @pytest.mark.parametrize("field", ["title", "xlabel", "ylabel"])
@@ -59,7 +82,10 @@ def test_markup_in_a_curves_file_is_text_on_the_side_by_side_page(tmp_path, fiel
     out = tmp_path / "chapters"
     out.mkdir()
     for i, bad in enumerate(_hostile(tmp_path)):
-        runs = [("zoo:a", _run(tmp_path / f"a{i}", "zoo:a", **{field: bad})), ("zoo:b", _run(tmp_path / f"b{i}", "zoo:b", **{field: bad}))]
+        runs = [
+            ("zoo:a", _run(tmp_path / f"a{i}", "zoo:a", **{field: bad})),
+            ("zoo:b", _run(tmp_path / f"b{i}", "zoo:b", **{field: bad})),
+        ]
         page = side_by_side.page("contributions", "T", runs, out)
         text = (out / f"{page}.md").read_text()
         html = _render(text)
@@ -73,7 +99,15 @@ def test_markup_in_status_json_is_text_on_the_runs_page_and_the_placeholder(tmp_
     for i, bad in enumerate(_hostile(tmp_path)):
         d = tmp_path / "runs" / f"r{i}"
         d.mkdir(parents=True)
-        (d / "status.json").write_text(json.dumps({"model": bad, "chapters": {"contributions": "failed: " + bad}, "runs": {"contributions": {"state": "failed: " + bad, "finished": bad[:60]}}}))
+        (d / "status.json").write_text(
+            json.dumps(
+                {
+                    "model": bad,
+                    "chapters": {"contributions": "failed: " + bad},
+                    "runs": {"contributions": {"state": "failed: " + bad, "finished": bad[:60]}},
+                }
+            )
+        )
     (tmp_path / "runs" / "<b>odd {folder}`x`").mkdir()
     (tmp_path / "runs" / "<b>odd {folder}`x`" / "status.json").write_text("{}")
     table = running.runs_table(running.runs_index(tmp_path / "runs"), markdown=True, shown=set())
@@ -99,7 +133,9 @@ def test_matplotlib_text_from_a_curves_file_never_crashes_the_figure(tmp_path):
     """new: a label with broken mathtext ('$\\frac{') made savefig raise for every model of the book."""
     out = tmp_path / "chapters"
     out.mkdir()
-    runs = [(m, _run(tmp_path / m[-1], m, title="$\\frac{", ylabel="a $x^$ b", xlabel="$$")) for m in ("zoo:a", "zoo:b")]
+    runs = [
+        (m, _run(tmp_path / m[-1], m, title="$\\frac{", ylabel="a $x^$ b", xlabel="$$")) for m in ("zoo:a", "zoo:b")
+    ]
     page = side_by_side.page("contributions", "T", runs, out)
     assert (out / f"{page}-rel_attn.png").stat().st_size > 1000
 
@@ -164,7 +200,12 @@ def test_a_bad_curves_file_names_the_file_and_leaves_only_that_model_out(tmp_pat
     assert loaded is None and str(f) in why and "rerun the chapter" in why and "\n" not in why
     page = side_by_side.page("contributions", "T", good + [("zoo:bad", bad_dir)], out)
     text = (out / f"{page}.md").read_text()
-    assert "zoo:bad left out" in text and "runs/bad/contributions.curves.json" in text and "zoo:a" in text and "zoo:b" in text
+    assert (
+        "zoo:bad left out" in text
+        and "runs/bad/contributions.curves.json" in text
+        and "zoo:a" in text
+        and "zoo:b" in text
+    )
     assert not list(tmp_path.rglob("x.png")) and not list(out.parent.glob("*.png"))
 
 
@@ -173,10 +214,27 @@ def test_the_side_by_side_page_says_when_the_latest_run_failed(tmp_path):
     out = tmp_path / "chapters"
     out.mkdir()
     a, b = _run(tmp_path / "a", "zoo:a"), _run(tmp_path / "b", "zoo:b")
-    (b / "status.json").write_text(json.dumps({"model": "zoo:b", "chapters": {"contributions": "failed: boom"}, "runs": {"contributions": {"state": "failed: boom", "finished": "2026-01-02 10:00:00 UTC", "last_ok": {"finished": "2025-12-01 09:00:00 UTC", "parameters": {}}}}}))
+    (b / "status.json").write_text(
+        json.dumps(
+            {
+                "model": "zoo:b",
+                "chapters": {"contributions": "failed: boom"},
+                "runs": {
+                    "contributions": {
+                        "state": "failed: boom",
+                        "finished": "2026-01-02 10:00:00 UTC",
+                        "last_ok": {"finished": "2025-12-01 09:00:00 UTC", "parameters": {}},
+                    }
+                },
+            }
+        )
+    )
     page = side_by_side.page("contributions", "T", [("zoo:a", a), ("zoo:b", b)], out)
     text = (out / f"{page}.md").read_text()
-    assert "its latest run of this chapter (2026-01-02 10:00:00 UTC) failed" in text and "last successful run (2025-12-01 09:00:00 UTC)" in text
+    assert (
+        "its latest run of this chapter (2026-01-02 10:00:00 UTC) failed" in text
+        and "last successful run (2025-12-01 09:00:00 UTC)" in text
+    )
 
 
 STATUS_BAD = {
@@ -236,14 +294,24 @@ def test_an_earlier_builds_pages_are_unpublished(tmp_path):
     assert [p.name for p in sources.iterdir()] == ["contributions.ipynb"]
 
 
-@pytest.mark.parametrize("models, says", [(",", "No model to build the book of"), (" , ,", "No model to build the book of"), ("zoo:a,zoo:a", "names zoo:a more than once"), ("zoo:default,zoo:" + __import__("effdepth.zoo", fromlist=["DEFAULT"]).DEFAULT, "more than once")])
+@pytest.mark.parametrize(
+    "models, says",
+    [
+        (",", "No model to build the book of"),
+        (" , ,", "No model to build the book of"),
+        ("zoo:a,zoo:a", "names zoo:a more than once"),
+        ("zoo:default,zoo:" + __import__("effdepth.zoo", fromlist=["DEFAULT"]).DEFAULT, "more than once"),
+    ],
+)
 def test_book_models_empty_or_repeated_is_one_line(capsys, models, says):
     """issue 25 (partial): `--models ","` was a raw IndexError, `--models a,a` overlaid a model on itself."""
     assert main(["book", "--models", models]) == 1
     assert says in capsys.readouterr().err
 
 
-def test_a_run_folder_that_cannot_be_written_or_belongs_to_another_model_stops_the_run_first(tmp_path, capsys, monkeypatch):
+def test_a_run_folder_that_cannot_be_written_or_belongs_to_another_model_stops_the_run_first(
+    tmp_path, capsys, monkeypatch
+):
     """issue 25 (partial): a read-only runs/ gave two chained OSError traces after the model loaded."""
     from effdepth import cli
 

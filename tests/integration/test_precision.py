@@ -6,15 +6,17 @@ import pytest
 import torch
 
 from effdepth.access.adapters import IDENTITY_RTOL, UnsupportedArchitecture, confirm, identity_error, identity_rtol
-from effdepth.model_check import check_model
-from effdepth.engine import CPU_LOGITS_BUDGET, clean_run, decode, logits_budget
 from effdepth.access.model import wrap_module
+from effdepth.engine import CPU_LOGITS_BUDGET, clean_run, decode, logits_budget
+from effdepth.model_check import check_model
 from effdepth.precision import COMPARED, KEYS, compare_dtypes, noise_floor, one_ulp, upcast
 from effdepth.testing import char_tokenizer, tiny_model
+from tests.conftest import FAMILIES
 
-from ..conftest import FAMILIES
-
-PROMPTS = ["The cat sat on the mat. a b c d e f g h i j k l m n o p q r s t u", "Q: 12 + 7 = ? A: 19. The dog ran far away from home."]
+PROMPTS = [
+    "The cat sat on the mat. a b c d e f g h i j k l m n o p q r s t u",
+    "Q: 12 + 7 = ? A: 19. The dog ran far away from home.",
+]
 
 
 def _bf16(family):

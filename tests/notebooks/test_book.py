@@ -2,14 +2,13 @@
 
 import re
 import shutil
-from pathlib import Path
 
 import nbformat
 import pytest
 
 from effdepth import render, running
-from effdepth.testing import save_tiny
 from effdepth.spec import ModelSpec
+from effdepth.testing import save_tiny
 
 pytestmark = pytest.mark.slow
 
@@ -19,7 +18,9 @@ def executed(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("run")
     model = save_tiny(tmp / "tiny-llama", "llama", n_layers=3)
     runs = tmp / "runs"
-    out = running.execute(running.NOTEBOOKS / "contributions.md", runs / "contributions.ipynb", {"model": str(model), "n_examples": 4})
+    out = running.execute(
+        running.NOTEBOOKS / "contributions.md", runs / "contributions.ipynb", {"model": str(model), "n_examples": 4}
+    )
     return model, runs, out
 
 
@@ -36,16 +37,41 @@ def _site(tmp_path):
 def test_contributions_notebook_runs_and_states_its_model(executed):
     model, _, out = executed
     nb = nbformat.read(out, as_version=4)
-    shown = ("text/markdown", "text/plain", "text/html", "application/papermill.record/text/markdown")  # glued sentences and tables too
-    text = "\n".join("".join(str(o.get("data", {}).get(m, "")) for m in shown) + str(o.get("text", "")) for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
-    assert f"{model.name} (local folder)" in text  # the run says which model made it (by name: a page shows no machine path)
+    shown = (
+        "text/markdown",
+        "text/plain",
+        "text/html",
+        "application/papermill.record/text/markdown",
+    )  # glued sentences and tables too
+    text = "\n".join(
+        "".join(str(o.get("data", {}).get(m, "")) for m in shown) + str(o.get("text", ""))
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+    )
+    assert (
+        f"{model.name} (local folder)" in text
+    )  # the run says which model made it (by name: a page shows no machine path)
     assert "random init" in text or "random-init control" in text  # and that a control was measured
     # sentences come from effdepth.chapters: tests/test_notebook_lint.py checks every notebook's code cells
     assert "torch" in text and "transformers" in text and "nnsight" in text  # versions stamped
-    images = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if any(k.endswith("image/png") for k in o.get("data", {}))]
+    images = [
+        o
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if any(k.endswith("image/png") for k in o.get("data", {}))
+    ]
     assert len(images) >= 5  # Figs 2a (mean, max), 2b, 15, 16
-    assert not any(o.get("output_type") == "error" for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
-    assert not any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert not any(
+        o.get("output_type") == "error" for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+    )
+    assert not any(
+        "application/vnd.jupyter.widget-view+json" in o.get("data", {})
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+    )
 
 
 def test_book_builds_with_the_chapter_and_its_figures(executed, tmp_path):
@@ -91,7 +117,16 @@ def test_one_book_of_two_models_gives_each_chapter_a_main_page_and_sub_pages(exe
     shutil.copy(runs / "contributions.ipynb", other / "contributions.ipynb")
     monkeypatch.setattr(running, "RUNS", tmp_path / "no-runs-here")
     for spec, folder, L in (("zoo:llama-2l", other, 2), (str(model), runs, 3)):
-        curves.save("contributions", (spec, L), {"rel_attn": curves.curve(range(L), [0.5] * L, "Layer", "Relative contribution", "Attention", control=[0.4] * L)}, path=curves.path_of(folder, "contributions"))
+        curves.save(
+            "contributions",
+            (spec, L),
+            {
+                "rel_attn": curves.curve(
+                    range(L), [0.5] * L, "Layer", "Relative contribution", "Attention", control=[0.4] * L
+                )
+            },
+            path=curves.path_of(folder, "contributions"),
+        )
     render.build(["zoo:llama-2l", str(model)], root=root, runs_dirs=[other, runs])
     html = root / "_build" / "html" / "book" / "chapters"
     main = (html / "contributions.html").read_text()
@@ -104,7 +139,9 @@ def test_one_book_of_two_models_gives_each_chapter_a_main_page_and_sub_pages(exe
     assert f"book/chapters/{sub_name}" in toc and "book/chapters/contributions" in toc
     sbs = (html / "contributions--side-by-side.html").read_text()
     assert "side by side" in sbs and "zoo:llama-2l" in sbs and model.name in sbs and "relative depth" in sbs
-    assert "book/chapters/contributions--side-by-side" in toc and "contributions--side-by-side" in main  # in the TOC, linked from the page
+    assert (
+        "book/chapters/contributions--side-by-side" in toc and "contributions--side-by-side" in main
+    )  # in the TOC, linked from the page
     assert (html / "runs.html").exists() and "book/chapters/runs" in toc
     runs_page = (html / "runs.html").read_text()
     assert "zoo:llama-2l" in runs_page and model.name in runs_page and str(tmp_path) not in runs_page

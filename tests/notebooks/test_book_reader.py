@@ -18,7 +18,20 @@ from effdepth.testing import save_tiny
 pytestmark = pytest.mark.slow
 
 CHAPTERS = ["contributions", "skipping", "logit_lens", "complexity", "linear_maps", "comparison"]
-SMALL = dict(n_examples=4, n_controls=1, n_windows=24, window=32, sgd_steps=20, n_per_level=4, ig_steps=8, n_boot=50, n_perm=100, n_examples_future=3, n_reference=2, position_examples=1)
+SMALL = dict(
+    n_examples=4,
+    n_controls=1,
+    n_windows=24,
+    window=32,
+    sgd_steps=20,
+    n_per_level=4,
+    ig_steps=8,
+    n_boot=50,
+    n_perm=100,
+    n_examples_future=3,
+    n_reference=2,
+    position_examples=1,
+)
 
 
 @pytest.fixture(scope="module")
@@ -70,12 +83,18 @@ def test_every_figure_is_numbered_captioned_and_linked_to_its_full_size(site):
             assert caption, f"{name}: a figure without a caption"
             text = re.sub(r"\s+", " ", htmllib.unescape(re.sub(r"<[^>]+>", "", caption.group(1))))
             assert re.search(r"Fig\. \d+\.\d+", text), f"{name}: caption not numbered: {text[:80]}"
-            assert "tiny-llama" in text or name == "linear_maps", f"{name}: caption does not name the model: {text[:120]}"
-            assert "Look for" in text or "As Fig." in text, f"{name}: caption does not say what to look at: {text[:120]}"
+            assert "tiny-llama" in text or name == "linear_maps", (
+                f"{name}: caption does not name the model: {text[:120]}"
+            )
+            assert "Look for" in text or "As Fig." in text, (
+                f"{name}: caption does not say what to look at: {text[:120]}"
+            )
             link = re.search(r'<a class="reference internal image-reference" href="([^"]+)"', fig)
             if "<img" not in fig:  # a figure this run could not draw (its sentence says why)
                 continue
-            assert link and (html_dir / "book" / "chapters" / unquote(link.group(1))).resolve().exists(), f"{name}: no link to the full-size image"
+            assert link and (html_dir / "book" / "chapters" / unquote(link.group(1))).resolve().exists(), (
+                f"{name}: no link to the full-size image"
+            )
             n_figures += 1
     assert n_figures >= 25
     # figures are referenced from the text: a numref link to a figure's id on the same page
@@ -88,12 +107,16 @@ def test_no_page_shows_raw_tex_or_a_machine_path(site):
     assert len(pages) >= 10
     for name, page in pages.items():
         text = _visible_text(page)
-        assert not re.search(r"\$[^$\n]*[\\^_{}][^$\n]*\$", text), f"{name}: unrendered $…$ math: {re.search(r'.{30}[$].{30}', text)}"
+        assert not re.search(r"\$[^$\n]*[\\^_{}][^$\n]*\$", text), (
+            f"{name}: unrendered $…$ math: {re.search(r'.{30}[$].{30}', text)}"
+        )
         assert not re.search(r"\\(top|lVert|rVert|frac|cdot|mathrm|alpha|ell|sum)\b", text), f"{name}: raw TeX command"
         article = _article(page)
         for path in (str(tmp), str(model), str(Path.home()), str(running.ROOT)):
             assert path not in article, f"{name}: machine path {path}"
-        assert not re.search(r"(?<![\w:/.~-])/(tmp|root|home|Users|work)/[\w.-]+", htmllib.unescape(re.sub(r"<[^>]+>", "", article))), f"{name}: an absolute path"
+        assert not re.search(
+            r"(?<![\w:/.~-])/(tmp|root|home|Users|work)/[\w.-]+", htmllib.unescape(re.sub(r"<[^>]+>", "", article))
+        ), f"{name}: an absolute path"
 
 
 def test_every_link_target_is_well_formed_and_resolves(site):
@@ -105,7 +128,9 @@ def test_every_link_target_is_well_formed_and_resolves(site):
             href = htmllib.unescape(href)
             url = urlparse(href)
             if url.scheme:
-                assert url.scheme in ("http", "https") and re.fullmatch(r"[\w.-]+\.[a-z]{2,}", url.netloc), f"{name}: malformed external link {href!r}"
+                assert url.scheme in ("http", "https") and re.fullmatch(r"[\w.-]+\.[a-z]{2,}", url.netloc), (
+                    f"{name}: malformed external link {href!r}"
+                )
                 external.add(url.netloc)
                 continue
             assert href and " " not in href, f"{name}: malformed link {href!r}"
@@ -115,7 +140,9 @@ def test_every_link_target_is_well_formed_and_resolves(site):
             assert resolved.exists(), f"{name}: link to a missing file {href!r}"
             if url.fragment and resolved.suffix == ".html":
                 key = resolved.relative_to(html_dir.resolve()).as_posix()
-                assert url.fragment in ids.get(key, set(re.findall(r'\bid="([^"]+)"', resolved.read_text()))), f"{name}: link to a missing anchor {href!r}"
+                assert url.fragment in ids.get(key, set(re.findall(r'\bid="([^"]+)"', resolved.read_text()))), (
+                    f"{name}: link to a missing anchor {href!r}"
+                )
     assert {"arxiv.org", "github.com", "ndif.us", "nnsight.net"} <= external
 
 
@@ -157,7 +184,7 @@ def test_no_page_has_an_uncaptioned_or_empty_figure_a_bad_table_or_an_unresolved
     tried on a deliberately broken page in tests/notebooks/test_book_checks.py)."""
     import jupytext
 
-    from .. import book_checks
+    from tests import book_checks
 
     _, runs, _, pages, _ = site
     problems = {}
@@ -167,8 +194,15 @@ def test_no_page_has_an_uncaptioned_or_empty_figure_a_bad_table_or_an_unresolved
             problems[name] = found
     for chapter in CHAPTERS:
         executed = nbformat.read(runs / f"{chapter}.ipynb", as_version=4)
-        glued = {o.get("metadata", {}).get("scrapbook", {}).get("name") for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])}
-        markdown = "\n".join(c.source for c in jupytext.read(running.NOTEBOOKS / f"{chapter}.md").cells if c.cell_type == "markdown")
+        glued = {
+            o.get("metadata", {}).get("scrapbook", {}).get("name")
+            for c in executed.cells
+            if c.cell_type == "code"
+            for o in c.get("outputs", [])
+        }
+        markdown = "\n".join(
+            c.source for c in jupytext.read(running.NOTEBOOKS / f"{chapter}.md").cells if c.cell_type == "markdown"
+        )
         found = book_checks.glue_defects(markdown, glued)
         if found:
             problems[f"notebooks/{chapter}.md"] = found

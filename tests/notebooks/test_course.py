@@ -22,10 +22,16 @@ def test_exercise_notebook_runs_top_to_bottom(name, tmp_path):
     assert not any(o.get("output_type") == "error" for o in outputs)
     html = [str(o.get("data", {}).get("text/html", "")) for o in outputs]
     assert sum("not implemented yet" in h for h in html) == 1  # the student's cell, as a student first sees it
-    assert sum("✔ Passed" in h for h in html) >= 1 and not any("✘ Not yet" in h and "not implemented" not in h for h in html)
+    assert sum("✔ Passed" in h for h in html) >= 1 and not any(
+        "✘ Not yet" in h and "not implemented" not in h for h in html
+    )
     assert any(h.startswith("<details") for h in html)  # the solution, collapsed
-    assert any("image/png" in o.get("data", {}) for o in outputs)  # every notebook ends with a figure or a table of the package's measurement
-    assert not any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)  # static page: figures, no empty widgets
+    assert any(
+        "image/png" in o.get("data", {}) for o in outputs
+    )  # every notebook ends with a figure or a table of the package's measurement
+    assert not any(
+        "application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs
+    )  # static page: figures, no empty widgets
     exercise = next(c for c in nb.cells if c.cell_type == "code" and "raise NotImplementedError" in c.source)
     assert "remove-input" not in exercise.metadata.get("tags", [])  # the exercise cell is visible and editable
     assert course.run_course(out=tmp_path, names=[name], progress=False) == {name: 0.0}  # an up-to-date copy is reused

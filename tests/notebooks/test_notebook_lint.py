@@ -70,7 +70,9 @@ def _constant_text(node: ast.JoinedStr) -> str:
 
 def _format_specs(tree) -> set[int]:
     """ids of the JoinedStr nodes that are format specs (`{x:.2f}`), not strings of their own."""
-    return {id(n.format_spec) for n in ast.walk(tree) if isinstance(n, ast.FormattedValue) and n.format_spec is not None}
+    return {
+        id(n.format_spec) for n in ast.walk(tree) if isinstance(n, ast.FormattedValue) and n.format_spec is not None
+    }
 
 
 def code_problems(source: str, course: bool = False) -> list[str]:
@@ -96,9 +98,20 @@ def code_problems(source: str, course: bool = False) -> list[str]:
             text = _constant_text(n)
             if not course or len(text) > COURSE_LABEL or MARKDOWN_CHARS & set(text):
                 out.append(f"line {line}: an f-string ({ast.unparse(n)[:50]})")
-        elif not course and isinstance(n, ast.BinOp) and isinstance(n.op, (ast.Add, ast.Mod)) and (_is_str(n.left) or _is_str(n.right)):
+        elif (
+            not course
+            and isinstance(n, ast.BinOp)
+            and isinstance(n.op, (ast.Add, ast.Mod))
+            and (_is_str(n.left) or _is_str(n.right))
+        ):
             out.append(f"line {line}: a string built with `{'+' if isinstance(n.op, ast.Add) else '%'}`")
-        elif not course and isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr in ("format", "join") and _is_str(n.func.value):
+        elif (
+            not course
+            and isinstance(n, ast.Call)
+            and isinstance(n.func, ast.Attribute)
+            and n.func.attr in ("format", "join")
+            and _is_str(n.func.value)
+        ):
             out.append(f"line {line}: a string built with `.{n.func.attr}`")
     return out
 
@@ -144,9 +157,15 @@ def chapter_problems(nb) -> list[str]:
                 out.append(f"cell {i}: `glue_all` with a prefix that is not a string literal")
                 continue
             prefixes.add(prefix.value)
-        methods = [c for c in ast.walk(tree) if isinstance(c, ast.Call) and isinstance(c.func, ast.Attribute) and c.func.attr == "show" and not c.args]
+        methods = [
+            c
+            for c in ast.walk(tree)
+            if isinstance(c, ast.Call) and isinstance(c.func, ast.Attribute) and c.func.attr == "show" and not c.args
+        ]
         for call in list(_calls(tree, "display")) + methods:
-            if isinstance(call.func, ast.Attribute) or any(isinstance(a, ast.Name) and a.id in ("fig", "figure") for a in call.args):
+            if isinstance(call.func, ast.Attribute) or any(
+                isinstance(a, ast.Name) and a.id in ("fig", "figure") for a in call.args
+            ):
                 out.append(f"cell {i}: a figure drawn into the cell's own output ({ast.unparse(call)[:40]})")
         if shows and (FIGURE_HIDING & tags or "hide-input" not in tags):
             out.append(f"cell {i}: makes a figure but is tagged {sorted(tags)} (want hide-input, not remove-cell)")
@@ -181,18 +200,36 @@ def notebook_problems(path: Path) -> list[str]:
 
     nb = jupytext.read(path)
     course = path.parent.name == "course"
-    out = [f"cell {i}: {p}" for i, c in enumerate(nb.cells) if c.cell_type == "code" for p in code_problems(c.source, course=course)]
+    out = [
+        f"cell {i}: {p}"
+        for i, c in enumerate(nb.cells)
+        if c.cell_type == "code"
+        for p in code_problems(c.source, course=course)
+    ]
     return out if course else out + chapter_problems(nb)
 
 
-@pytest.mark.parametrize("path", CHAPTER_NOTEBOOKS + COURSE_NOTEBOOKS, ids=lambda p: str(p.relative_to(ROOT / "notebooks")))
+@pytest.mark.parametrize(
+    "path", CHAPTER_NOTEBOOKS + COURSE_NOTEBOOKS, ids=lambda p: str(p.relative_to(ROOT / "notebooks"))
+)
 def test_notebook_follows_the_notebook_rule(path):
     assert notebook_problems(path) == []
 
 
 def test_every_notebook_is_linted():
     names = {p.stem for p in CHAPTER_NOTEBOOKS}
-    assert {"contributions", "skipping", "logit_lens", "complexity", "linear_maps", "objective", "comparison", "benchmarks", "model", "zoo"} <= names
+    assert {
+        "contributions",
+        "skipping",
+        "logit_lens",
+        "complexity",
+        "linear_maps",
+        "objective",
+        "comparison",
+        "benchmarks",
+        "model",
+        "zoo",
+    } <= names
     assert len(COURSE_NOTEBOOKS) >= 6
 
 
@@ -215,7 +252,9 @@ def test_sentence_building_is_found():
     assert code_problems('t = "%d models" % n') and code_problems('t = "{} models".format(n)')
     assert code_problems("x = '" + "a" * 60 + "'")  # a sentence typed into code
     assert code_problems("x = '" + "a" * 59 + "'") == []
-    assert code_problems('t = f"{x:.2f}"') == ["line 1: an f-string (f'{x:.2f}')"]  # its format spec is not a second string
+    assert code_problems('t = f"{x:.2f}"') == [
+        "line 1: an f-string (f'{x:.2f}')"
+    ]  # its format spec is not a second string
     # the course: a short label passes; a long one, one with Markdown or a newline does not
     assert code_problems('ax.set_title(f"row b = {b}")', course=True) == []
     assert code_problems('ax.set_title(f"row of skipped layer {s} in the figure")', course=True)
@@ -226,24 +265,53 @@ def test_sentence_building_is_found():
 def _nb(*cells):
     import nbformat
 
-    return nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src, metadata={"tags": tags}) if tags is not None else nbformat.v4.new_markdown_cell(src) for src, tags in cells])
+    return nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell(src, metadata={"tags": tags})
+            if tags is not None
+            else nbformat.v4.new_markdown_cell(src)
+            for src, tags in cells
+        ]
+    )
 
 
 FIGURE_MD = "```{glue:figure} fig_a\n:name: fig-a\n\n**A**, for {glue:md}`fig_a_model`. Look for it.\n```"
 
 
 def test_glue_figure_and_tag_problems_are_found():
-    good = _nb(('show("fig_a", fig, lm)\nglue("ratio", r)\nglue_all(f, prefix="p_")', ["hide-input"]), (FIGURE_MD + "\n\n{glue:text}`ratio:.2f` {glue:md}`p_text`", None))
+    good = _nb(
+        ('show("fig_a", fig, lm)\nglue("ratio", r)\nglue_all(f, prefix="p_")', ["hide-input"]),
+        (FIGURE_MD + "\n\n{glue:text}`ratio:.2f` {glue:md}`p_text`", None),
+    )
     assert chapter_problems(good) == []
     removed = _nb(('show("fig_a", fig, lm)', ["remove-cell"]), (FIGURE_MD, None))
-    assert chapter_problems(removed) == ["cell 0: makes a figure but is tagged ['remove-cell'] (want hide-input, not remove-cell)"]
+    assert chapter_problems(removed) == [
+        "cell 0: makes a figure but is tagged ['remove-cell'] (want hide-input, not remove-cell)"
+    ]
     uncited = _nb(('show("fig_a", fig, lm)\nglue("ratio", r)', ["hide-input"]), (FIGURE_MD, None))
     assert chapter_problems(uncited) == ["`ratio` is glued but the Markdown never cites it"]
     unglued = _nb(('show("fig_a", fig, lm)', ["hide-input"]), (FIGURE_MD + "\n\n{glue:md}`p_text`", None))
-    assert chapter_problems(unglued) == ["`p_text` is cited but nothing glues it (no glue/show of it, no glue_all with its prefix)"]
-    bare = _nb(('show("fig_a", fig, lm)', ["hide-input"]), ("```{glue:figure} fig_a\n:name: fig-a\n```\n{glue:md}`fig_a_model`", None))
+    assert chapter_problems(unglued) == [
+        "`p_text` is cited but nothing glues it (no glue/show of it, no glue_all with its prefix)"
+    ]
+    bare = _nb(
+        ('show("fig_a", fig, lm)', ["hide-input"]),
+        ("```{glue:figure} fig_a\n:name: fig-a\n```\n{glue:md}`fig_a_model`", None),
+    )
     assert chapter_problems(bare) == ["figure `fig_a` has no caption"]
-    nameless = _nb(('show("fig_a", fig, lm)', ["hide-input"]), (FIGURE_MD.replace(":name: fig-a\n", "").replace("{glue:md}`fig_a_model`", "the model"), None))
-    assert set(chapter_problems(nameless)) == {"figure `fig_a` has no :name: (it cannot be numbered or referenced)", "figure `fig_a`'s caption does not say which model made it ({glue:md}`fig_a_model`)", "`fig_a_model` is glued but the Markdown never cites it"}
-    undirected = _nb(('show("fig_a", fig, lm)\nplt.show()', ["hide-input"]), ("{glue:md}`fig_a` {glue:md}`fig_a_model`", None))
-    assert chapter_problems(undirected) == ["cell 0: a figure drawn into the cell's own output (plt.show())", "figure `fig_a` is drawn by `show` but has no glue:figure directive (no number, no caption)"]
+    nameless = _nb(
+        ('show("fig_a", fig, lm)', ["hide-input"]),
+        (FIGURE_MD.replace(":name: fig-a\n", "").replace("{glue:md}`fig_a_model`", "the model"), None),
+    )
+    assert set(chapter_problems(nameless)) == {
+        "figure `fig_a` has no :name: (it cannot be numbered or referenced)",
+        "figure `fig_a`'s caption does not say which model made it ({glue:md}`fig_a_model`)",
+        "`fig_a_model` is glued but the Markdown never cites it",
+    }
+    undirected = _nb(
+        ('show("fig_a", fig, lm)\nplt.show()', ["hide-input"]), ("{glue:md}`fig_a` {glue:md}`fig_a_model`", None)
+    )
+    assert chapter_problems(undirected) == [
+        "cell 0: a figure drawn into the cell's own output (plt.show())",
+        "figure `fig_a` is drawn by `show` but has no glue:figure directive (no number, no caption)",
+    ]

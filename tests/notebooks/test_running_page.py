@@ -15,13 +15,23 @@ def makefile_variable(name: str, text: str | None = None) -> str:
     text = text.replace("\\\n", " ")
     m = re.search(rf"^{name}[ \t]*[?:]?=[ \t]*(.*)$", text, re.M)
     assert m, f"{name} not in the Makefile"
-    return re.sub(r"\$\((\w+)\)", lambda v: makefile_variable(v.group(1), text) if re.search(rf"^{v.group(1)}\s*[?:]?=", text, re.M) else v.group(0), m.group(1).strip())
+    return re.sub(
+        r"\$\((\w+)\)",
+        lambda v: (
+            makefile_variable(v.group(1), text) if re.search(rf"^{v.group(1)}\s*[?:]?=", text, re.M) else v.group(0)
+        ),
+        m.group(1).strip(),
+    )
 
 
 def set_options(command: str) -> set[str]:
     """The `--set k=v` values and the `--profile` of a shell command line."""
     words = shlex.split(command)
-    return {("" if w == "--set" else "profile ") + words[i + 1] for i, w in enumerate(words[:-1]) if w in ("--set", "--profile")}
+    return {
+        ("" if w == "--set" else "profile ") + words[i + 1]
+        for i, w in enumerate(words[:-1])
+        if w in ("--set", "--profile")
+    }
 
 
 def running_commands(text: str | None = None) -> dict[str, str]:

@@ -2,7 +2,6 @@
 the control's spread, noise, heavy tails, saturation and the opposite pattern; the power at half the
 paper's size is measured (and the methods page states it). The n are the Makefile's."""
 
-import re
 from pathlib import Path
 
 import pytest
@@ -12,14 +11,19 @@ from effdepth import calibration as C
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("rule, sizes", [(r, C.BOOK_SIZES[r]) for r in C.SIMULATORS] + [(r, s) for r, s in C.ZOO_SIZES.items()])
+@pytest.mark.parametrize(
+    "rule, sizes", [(r, C.BOOK_SIZES[r]) for r in C.SIMULATORS] + [(r, s) for r, s in C.ZOO_SIZES.items()]
+)
 def test_every_rule_is_calibrated_at_the_books_n(rule, sizes):
     rates = C.rates(rule, sizes, reps=60, seed=1)
     for sc in C.FALSE_SCENARIOS:
         assert rates[sc] <= C.TARGET_FALSE + 0.05, (rule, sc, rates)  # 60 draws: allow sampling error
 
 
-@pytest.mark.parametrize("rule", ["contributions.shape", "contributions.cos_turn", "skipping.current", "skipping.output", "logit_lens.settles_late"])
+@pytest.mark.parametrize(
+    "rule",
+    ["contributions.shape", "contributions.cos_turn", "skipping.current", "skipping.output", "logit_lens.settles_late"],
+)
 def test_rules_find_the_papers_pattern_at_half_size(rule):
     assert C.rates(rule, reps=60, seed=2, scenarios=(C.POWER_SCENARIO,))[C.POWER_SCENARIO] >= 0.7
 
@@ -34,7 +38,15 @@ def test_a_rule_that_says_yes_to_everything_would_fail_the_calibration():
     lax = verdicts.Rule("lax", "", +1, threshold=-10.0, margin=-10.0, effect="", paper="")
     rng = np.random.default_rng(0)
     sizes = C.BOOK_SIZES["contributions.shape"]
-    false = np.mean([verdicts.decide(lax, ch.mid_drops(C._contrib_result(C._contrib_curves(rng, "control spread", sizes.n, sizes.layers)))).state == verdicts.AS_PAPER for _ in range(30)])
+    false = np.mean(
+        [
+            verdicts.decide(
+                lax, ch.mid_drops(C._contrib_result(C._contrib_curves(rng, "control spread", sizes.n, sizes.layers)))
+            ).state
+            == verdicts.AS_PAPER
+            for _ in range(30)
+        ]
+    )
     assert false > 0.5
 
 

@@ -1,12 +1,11 @@
 """Cross-depth rules (effdepth.chapters.comparison) on synthetic results of models of 6 and 12 layers."""
 
 import numpy as np
-
-from effdepth.verdicts import NOT_TESTABLE
 import pytest
 
 from effdepth.chapters import NOT_PAPER, PAPER, SAME_AS_CONTROL
 from effdepth.chapters import comparison as F
+from effdepth.verdicts import NOT_TESTABLE
 from tests.rules.test_chapter_contributions import fake as fake_contrib
 from tests.rules.test_chapter_logit_lens import fake as fake_lens
 from tests.rules.test_chapter_logit_lens import flat_then_falling
@@ -47,9 +46,12 @@ def controls_of(results_of, n=3):
 
 def run(trained_knee, control_knee, names=("a", "b")):
     return F.findings(
-        list(names), LAYERS,
-        contribs(trained_knee), controls_of(lambda seed: contribs(control_knee, seed)),
-        lenses(trained_knee), controls_of(lambda seed: lenses(control_knee, seed)),
+        list(names),
+        LAYERS,
+        contribs(trained_knee),
+        controls_of(lambda seed: contribs(control_knee, seed)),
+        lenses(trained_knee),
+        controls_of(lambda seed: lenses(control_knee, seed)),
     )
 
 
@@ -88,17 +90,24 @@ def test_noise_curves_rarely_pass_and_never_systematically():
         return [fake_lens(r.uniform(0.5, 6.0, L), seed=seed + L) for L in LAYERS]
 
     passes = 0
-    for t in range(40):
+    for _t in range(40):
         base = int(rng.integers(1_000_000))
         trained = noise_lenses(base)
         ctl = controls_of(lambda seed: noise_lenses(base + seed))
         passes += F.stretching("kl", trained, ctl, LAYERS)["verdict"] == PAPER
-    assert passes / 40 <= 0.2  # exchangeable with 3 controls: at most 1 in 4 beats them all, and the 2-sd bound is stricter
+    assert (
+        passes / 40 <= 0.2
+    )  # exchangeable with 3 controls: at most 1 in 4 beats them all, and the 2-sd bound is stricter
 
 
 def test_models_too_shallow_for_a_knee_are_left_out():
     two = [2, 4]
-    r = F.stretching("kl", [fake_lens(flat_then_falling(2, knee=1)), fake_lens(flat_then_falling(4, knee=2))], [[fake_lens(flat_then_falling(2, knee=1))], [fake_lens(flat_then_falling(4, knee=1))]], two)
+    r = F.stretching(
+        "kl",
+        [fake_lens(flat_then_falling(2, knee=1)), fake_lens(flat_then_falling(4, knee=2))],
+        [[fake_lens(flat_then_falling(2, knee=1))], [fake_lens(flat_then_falling(4, knee=1))]],
+        two,
+    )
     assert r["verdict"] == NOT_TESTABLE and r["models"] == [4]
     four = [fake_contrib(steady_then_drop(4, 2)), fake_contrib(steady_then_drop(8, 4))]
     r = F.stretching("contribution", four, [[c] for c in four], [4, 8])
@@ -134,7 +143,11 @@ def _glued_and_cited(out):
     nb = json.loads(out.read_text())
     outputs = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
-    glued = {o["metadata"]["scrapbook"]["name"]: "".join(next(iter(o["data"].values()))) for o in outputs if "scrapbook" in o.get("metadata", {})}
+    glued = {
+        o["metadata"]["scrapbook"]["name"]: "".join(next(iter(o["data"].values())))
+        for o in outputs
+        if "scrapbook" in o.get("metadata", {})
+    }
     md = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
     cited = set(re.findall(r"\{glue:(?:md|text)\}[` ]([A-Za-z0-9_]+)", md))
     code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
@@ -148,7 +161,11 @@ def test_notebook_compares_tiny_models_with_their_controls(tmp_path):
 
     a = save_tiny(tmp_path / "a", "llama", n_layers=4)
     b = save_tiny(tmp_path / "b", "llama", n_layers=6, seed=1)
-    out = running.execute(running.NOTEBOOKS / "comparison.md", tmp_path / "comparison.ipynb", {"model": str(a), "models": [str(a), str(b)], "n_examples": 3, "n_controls": 2})
+    out = running.execute(
+        running.NOTEBOOKS / "comparison.md",
+        tmp_path / "comparison.ipynb",
+        {"model": str(a), "models": [str(a), str(b)], "n_examples": 3, "n_controls": 2},
+    )
     nb, outputs, glued, cited, code = _glued_and_cited(out)
     assert cited and cited <= set(glued)  # every sentence the page cites was glued
     assert sum(any(k.endswith("image/png") for k in o.get("data", {})) for o in outputs) >= 2
@@ -161,6 +178,9 @@ def test_figure_labels_name_each_model_with_its_depth():
     from types import SimpleNamespace
 
     models = [SimpleNamespace(spec="zoo:shallow", n_layers=4), SimpleNamespace(spec="/home/me/deep", n_layers=8)]
-    assert F.labels(models) == {"zoo:shallow": "zoo:shallow (4 layers)", "/home/me/deep": "deep (local folder) (8 layers)"}  # a folder by its name
+    assert F.labels(models) == {
+        "zoo:shallow": "zoo:shallow (4 layers)",
+        "/home/me/deep": "deep (local folder) (8 layers)",
+    }  # a folder by its name
     assert F.made_by(models) == "zoo:shallow (4 layers), deep (local folder) (8 layers)"
     assert F.spec_list(models) == "zoo:shallow, /home/me/deep"

@@ -115,7 +115,10 @@ def test_a_control_among_controls_rarely_passes_the_bound():
     rng = np.random.default_rng(3)
     passed = {"cos_turn": 0, "paper_shape": 0}
     for i in range(100):
-        pool = [fake(init_like(4 * i + s), cos=np.append(-0.3, 0.1 * rng.standard_normal(7)), seed=4 * i + s) for s in range(4)]
+        pool = [
+            fake(init_like(4 * i + s), cos=np.append(-0.3, 0.1 * rng.standard_normal(7)), seed=4 * i + s)
+            for s in range(4)
+        ]
         v = ch.findings(pool[0], pool[1:]).verdicts
         for key in passed:
             passed[key] += v[key] == PAPER

@@ -1,12 +1,13 @@
 """§3.4 verdict rules (effdepth.chapters.linear_maps) on synthetic error matrices, both sides of each rule."""
 
 import numpy as np
-
-from effdepth.verdicts import INCONCLUSIVE, NOT_TESTABLE, UNLIKE as NOT_PAPER
 import pytest
 
-from effdepth.chapters import PAPER, SAME_AS_CONTROL, linear_maps as F
+from effdepth.chapters import PAPER, SAME_AS_CONTROL
+from effdepth.chapters import linear_maps as F
 from effdepth.measures.linear_maps import LinearMaps
+from effdepth.verdicts import INCONCLUSIVE, NOT_TESTABLE
+from effdepth.verdicts import UNLIKE as NOT_PAPER
 
 L1, L2 = 4, 8
 
@@ -163,7 +164,10 @@ def test_without_a_pair_every_slot_says_why_and_nothing_is_drawn_or_tabulated(tm
     for which in F.FIGURES:
         assert F.figure(pair, which) == (None, None, "`m` is not a pair")
     assert F.tables(pair) == []
-    assert F.run_info(pair, "m", window=128, seed=0, weighting="none", controls=True, n_controls=3) == (None, {"requested_model": "m", "note": "no model pair: nothing measured"})
+    assert F.run_info(pair, "m", window=128, seed=0, weighting="none", controls=True, n_controls=3) == (
+        None,
+        {"requested_model": "m", "note": "no model pair: nothing measured"},
+    )
     monkeypatch.setenv("EFFDEPTH_CURVES", str(tmp_path / "curves.json"))
     F.save_curves(pair)
     assert not (tmp_path / "curves.json").exists()  # no curves without a pair

@@ -20,8 +20,15 @@ def fake(mean_curve, n_prompts=20, noise=0.05, seed=0):
     rows[:, -1] = 0.0
     ov = np.clip(1 - rows / (rows.max() + 1e-9), 0, 1)
     ov[:, -1] = 1.0
-    arrays = dict(kl=rows[:, :-1].mean(0), topk_overlap=ov[:, :-1].mean(0), final_kl=np.array(0.0),
-                  final_topk_overlap=np.array(1.0), example_kl=rows, example_topk_overlap=ov, k=np.array(5))
+    arrays = dict(
+        kl=rows[:, :-1].mean(0),
+        topk_overlap=ov[:, :-1].mean(0),
+        final_kl=np.array(0.0),
+        final_topk_overlap=np.array(1.0),
+        example_kl=rows,
+        example_topk_overlap=ov,
+        k=np.array(5),
+    )
     return LogitLens(arrays=arrays, meta={"model": {"model": "synthetic"}})
 
 
@@ -40,7 +47,9 @@ PAPER_CONTRIB = fake_contrib([4.0, 0.6, 0.6, 0.6, 0.12, 0.12, 0.12, 0.15])  # kn
 
 
 def test_paper_pattern_gives_the_paper_verdicts():
-    f = ch.findings(fake(flat_then_falling()), CONTROLS, contributions=PAPER_CONTRIB, contribution_controls=CONTRIB_CONTROLS)
+    f = ch.findings(
+        fake(flat_then_falling()), CONTROLS, contributions=PAPER_CONTRIB, contribution_controls=CONTRIB_CONTROLS
+    )
     assert f.verdicts["settles_late"] == PAPER and f.verdicts["knees_agree"] == PAPER
     assert f.numbers["settles_late_lo"] > ch.SETTLES.threshold
     assert abs(f.numbers["kl_knee_depth"] - 0.5) <= 0.125 and f.numbers["knee_gap"] <= 0.125
@@ -62,13 +71,17 @@ def test_a_measured_30_layer_lens_settles_late():
 
 
 def test_random_init_like_result_gets_no_paper_verdict():
-    f = ch.findings(fake(early_decay(seed=7), seed=3), CONTROLS, contributions=fake_contrib(1 / np.sqrt(np.arange(8) + 1.0)))
+    f = ch.findings(
+        fake(early_decay(seed=7), seed=3), CONTROLS, contributions=fake_contrib(1 / np.sqrt(np.arange(8) + 1.0))
+    )
     assert PAPER not in f.verdicts.values()
 
 
 def test_same_as_control_when_the_control_settles_late_too():
     late_controls = [fake(flat_then_falling(high=6.0 + 0.1 * s), seed=20 + s) for s in range(3)]
-    f = ch.findings(fake(flat_then_falling()), late_controls, contributions=PAPER_CONTRIB, contribution_controls=CONTRIB_CONTROLS)
+    f = ch.findings(
+        fake(flat_then_falling()), late_controls, contributions=PAPER_CONTRIB, contribution_controls=CONTRIB_CONTROLS
+    )
     assert f.verdicts["settles_late"] == SAME_AS_CONTROL
     assert f.verdicts["knees_agree"].startswith(NOT_TESTABLE)  # no learned settling for a knee to mark
 
@@ -94,7 +107,9 @@ def test_knees_far_apart_do_not_agree():
 def test_knees_are_not_testable_without_a_contribution_drop():
     """SmolLM2-135M's case: no steady-then-drop contribution curve, so its knee marks nothing."""
     flat_contrib = fake_contrib([4.0, 0.6, 0.6, 0.6, 0.58, 0.57, 0.56, 0.56])
-    f = ch.findings(fake(flat_then_falling()), CONTROLS, contributions=flat_contrib, contribution_controls=CONTRIB_CONTROLS)
+    f = ch.findings(
+        fake(flat_then_falling()), CONTROLS, contributions=flat_contrib, contribution_controls=CONTRIB_CONTROLS
+    )
     assert f.verdicts["knees_agree"].startswith(NOT_TESTABLE) and np.isnan(f.numbers["contribution_knee_drawn"])
 
 
@@ -116,8 +131,11 @@ def test_notebook_runs_with_controls_and_glues_its_findings(tmp_path):
     from effdepth.testing import save_tiny
 
     model = save_tiny(tmp_path / "tiny-llama", "llama", n_layers=4)
-    out = running.execute(running.NOTEBOOKS / "logit_lens.md", tmp_path / "runs" / "logit_lens.ipynb",
-                       {"model": str(model), "n_examples": 3, "n_controls": 2})
+    out = running.execute(
+        running.NOTEBOOKS / "logit_lens.md",
+        tmp_path / "runs" / "logit_lens.ipynb",
+        {"model": str(model), "n_examples": 3, "n_controls": 2},
+    )
     nb = nbformat.read(out, as_version=4)
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not any(o.get("output_type") == "error" for o in outputs)
@@ -130,8 +148,38 @@ def test_notebook_runs_with_controls_and_glues_its_findings(tmp_path):
 
 
 # KL(p_b ‖ p_final), b = 0 … 29, of SmolLM2-135M-Instruct (Q4_1 GGUF, dequantised) on 10 GSM8K prompts
-SMOLLM2_KL = [12.06, 9.23, 7.15, 7.08, 7.23, 7.36, 7.39, 7.46, 7.15, 7.08, 7.24, 7.13, 6.95, 6.84, 6.81,
-              6.5, 6.25, 6.26, 6.17, 5.66, 5.1, 4.59, 4.36, 3.82, 3.1, 2.55, 2.21, 1.95, 1.65, 1.41]
+SMOLLM2_KL = [
+    12.06,
+    9.23,
+    7.15,
+    7.08,
+    7.23,
+    7.36,
+    7.39,
+    7.46,
+    7.15,
+    7.08,
+    7.24,
+    7.13,
+    6.95,
+    6.84,
+    6.81,
+    6.5,
+    6.25,
+    6.26,
+    6.17,
+    5.66,
+    5.1,
+    4.59,
+    4.36,
+    3.82,
+    3.1,
+    2.55,
+    2.21,
+    1.95,
+    1.65,
+    1.41,
+]
 
 
 def test_knee_of_a_measured_30_layer_lens_is_at_two_thirds_not_at_1():

@@ -10,13 +10,15 @@ def _table(rows):
 
 
 def test_levels_at_chance_are_labelled_and_the_rest_listed_with_accuracy():
-    t = _table([
-        ("Word problems", 1, 20, 0.55, 0.0, 1e-9, "above chance"),
-        ("Word problems", 2, 20, 0.25, 0.0, 1e-4, "above chance"),
-        ("Word problems", 3, 20, 0.05, 0.0, 0.2, "at chance"),
-        ("Kinship", 1, 20, 0.15, 0.125, 0.5, "at chance"),
-        ("Kinship", 2, 20, 0.10, 0.125, 0.7, "at chance"),
-    ])
+    t = _table(
+        [
+            ("Word problems", 1, 20, 0.55, 0.0, 1e-9, "above chance"),
+            ("Word problems", 2, 20, 0.25, 0.0, 1e-4, "above chance"),
+            ("Word problems", 3, 20, 0.05, 0.0, 0.2, "at chance"),
+            ("Kinship", 1, 20, 0.15, 0.125, 0.5, "at chance"),
+            ("Kinship", 2, 20, 0.10, 0.125, 0.7, "at chance"),
+        ]
+    )
     f = ch.accuracy_findings(t, {"Word problems": "steps", "Kinship": "hops"})
     assert f.numbers["n_at_chance"] == 3 and f.numbers["Word problems above"] == 2 and f.numbers["Kinship above"] == 0
     assert f.verdicts == {"any_at_chance": "yes", "all_at_chance": "no"}
@@ -55,13 +57,21 @@ def test_model_notebook_runs_on_a_tiny_model(tmp_path):
 
     pytest.importorskip("papermill")
     folder = save_tiny(tmp_path / "tiny", "llama", n_layers=2)
-    out = running.execute(running.NOTEBOOKS / "model.md", tmp_path / "model.ipynb", {"model": str(folder), "n_per_level": 2})
+    out = running.execute(
+        running.NOTEBOOKS / "model.md", tmp_path / "model.ipynb", {"model": str(folder), "n_per_level": 2}
+    )
     nb = nbformat.read(out, as_version=4)
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not any(o.get("output_type") == "error" for o in outputs)
-    glued = {o["metadata"]["scrapbook"]["name"]: "".join(next(iter(o["data"].values()))) for o in outputs if "scrapbook" in o.get("metadata", {})}
+    glued = {
+        o["metadata"]["scrapbook"]["name"]: "".join(next(iter(o["data"].values())))
+        for o in outputs
+        if "scrapbook" in o.get("metadata", {})
+    }
     text = glued["accuracy_text"]
-    assert "Word problems (GSM8K format)" in text and "Kinship questions" in text and "Arithmetic" in text  # one line per set
+    assert (
+        "Word problems (GSM8K format)" in text and "Kinship questions" in text and "Arithmetic" in text
+    )  # one line per set
     assert "at chance" in text and glued["any_at_chance"].strip("'\"") == "yes"  # an untrained model is at chance
 
 

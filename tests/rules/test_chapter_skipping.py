@@ -33,8 +33,13 @@ def _result(next_effect, out=None, seed=0, noise=0.05, P=8, future=False):
     if future:
         o[:, -1] = 0.0
     return SimpleNamespace(
-        layer_effect=ex.max(0), mean_layer_effect=(0.3 * ex).mean(0), example_layer_effect=ex, example_mean_layer_effect=0.3 * ex,
-        output_effect=o.max(0), mean_output_effect=o.mean(0), example_output_effect=o,
+        layer_effect=ex.max(0),
+        mean_layer_effect=(0.3 * ex).mean(0),
+        example_layer_effect=ex,
+        example_mean_layer_effect=0.3 * ex,
+        output_effect=o.max(0),
+        mean_output_effect=o.mean(0),
+        example_output_effect=o,
     )
 
 
@@ -155,10 +160,19 @@ def test_part_panels_are_the_model_then_its_control_each_setting_attention_then_
     control = {k: v + "-ctl" for k, v in parts.items()}
     panels = ch.part_panels(parts, control)
     assert list(panels) == [
-        "Attention only, current", "MLP only, current", "Attention only, future", "MLP only, future",
-        "Attention only, current (control)", "MLP only, current (control)", "Attention only, future (control)", "MLP only, future (control)",
+        "Attention only, current",
+        "MLP only, current",
+        "Attention only, future",
+        "MLP only, future",
+        "Attention only, current (control)",
+        "MLP only, current (control)",
+        "Attention only, future (control)",
+        "MLP only, future (control)",
     ]
-    assert panels["MLP only, future"] == "future-mlp" and panels["Attention only, current (control)"] == "current-attention-ctl"
+    assert (
+        panels["MLP only, future"] == "future-mlp"
+        and panels["Attention only, current (control)"] == "current-attention-ctl"
+    )
 
 
 def test_the_interactive_view_shows_nothing_when_switched_off():

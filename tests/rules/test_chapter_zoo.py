@@ -32,4 +32,9 @@ def test_findings_hand_the_reports_sentences_to_the_page(monkeypatch):
     monkeypatch.setattr(Z.zb, "learned_summary", lambda names: "a: x\nb: y")
     monkeypatch.setattr(Z.zb, "reading", lambda names: "- r")
     f = Z.findings(["a", "b"])
-    assert f.text == {"training_time_text": "took 2", "skill_text": "**a lacks it**", "learned_text": "- a: x\n- b: y", "reading_text": "- r"}
+    assert f.text == {
+        "training_time_text": "took 2",
+        "skill_text": "**a lacks it**",
+        "learned_text": "- a: x\n- b: y",
+        "reading_text": "- r",
+    }

@@ -5,9 +5,18 @@ sample do not."""
 import numpy as np
 import pytest
 
-from effdepth import stats, verdicts as V
+from effdepth import stats
+from effdepth import verdicts as V
 
-RULE = V.Rule("test.rule", "a per-prompt number", +1, threshold=0.5, margin=0.2, effect="0.5 and 0.2 over the control", paper="about 1")
+RULE = V.Rule(
+    "test.rule",
+    "a per-prompt number",
+    +1,
+    threshold=0.5,
+    margin=0.2,
+    effect="0.5 and 0.2 over the control",
+    paper="about 1",
+)
 RNG = np.random.default_rng(0)
 
 
@@ -39,7 +48,11 @@ def test_the_opposite_is_unlike_the_paper():
 def test_a_small_sample_is_inconclusive_and_names_the_n_that_would_decide():
     v = V.decide(RULE, _draw(0.7, 3, sd=0.4, seed=3), _controls(0.0))
     assert v.state == V.INCONCLUSIVE and v.n == 3
-    assert v.n_needed is not None and v.n_needed > 3 and v.words() == f"inconclusive at n = 3 (would need about n = {v.n_needed})"
+    assert (
+        v.n_needed is not None
+        and v.n_needed > 3
+        and v.words() == f"inconclusive at n = 3 (would need about n = {v.n_needed})"
+    )
     # and at that n the same effect decides
     assert V.decide(RULE, _draw(0.7, v.n_needed * 2, sd=0.4, seed=4), _controls(0.0)).state == V.AS_PAPER
 
@@ -73,7 +86,9 @@ def test_equivalence_both_sides():
     v = V.decide_equivalence(flat, _draw(0.0, 4, sd=1.0))
     assert v.state == V.INCONCLUSIVE and v.n_needed and v.n_needed > 4
     # an effect exactly at the margin is shown flat at most α of the time
-    shown = np.mean([V.decide_equivalence(flat, _draw(0.5, 40, sd=0.3, seed=s)).state == V.AS_PAPER for s in range(400)])
+    shown = np.mean(
+        [V.decide_equivalence(flat, _draw(0.5, 40, sd=0.3, seed=s)).state == V.AS_PAPER for s in range(400)]
+    )
     assert shown <= 0.03
 
 

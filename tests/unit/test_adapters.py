@@ -6,9 +6,8 @@ import torch
 from effdepth import UnsupportedArchitecture
 from effdepth.access.adapters import adapter_for, supported_families
 from effdepth.testing import tiny_config
-
-from ..conftest import FAMILIES
-from ..hooks import capture
+from tests.conftest import FAMILIES
+from tests.hooks import capture
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -5,8 +5,7 @@ import pytest
 import torch
 
 from effdepth import integrated_gradients
-
-from ..hooks import READ_POINTS, get
+from tests.hooks import READ_POINTS, get
 
 PROMPT, ANSWER = "Q: 5+7-5 A:", " 7"
 
@@ -51,7 +50,9 @@ def reference_ig(model, family, part, layer, steps):
     return ((total * (x - base)).sum(-1) / steps).numpy()
 
 
-@pytest.mark.parametrize("family,part", [("llama", "layer"), ("llama", "attention"), ("olmo2", "mlp"), ("gpt2", "layer")])
+@pytest.mark.parametrize(
+    "family,part", [("llama", "layer"), ("llama", "attention"), ("olmo2", "mlp"), ("gpt2", "layer")]
+)
 def test_matches_full_forward_reference(tiny_models, family, part):
     model = tiny_models[family]
     res = integrated_gradients(model, PROMPT, ANSWER, part=part, steps=6, batch_size=4)

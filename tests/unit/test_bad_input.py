@@ -12,14 +12,13 @@ import json
 import pytest
 
 from effdepth import PromptError
+from effdepth.access.model import wrap_module
 from effdepth.data import DataError, DatasetNotAvailable
 from effdepth.data.c4 import c4_texts
 from effdepth.data.real import gsm8k, math_problems, mquake
-from effdepth.access.model import wrap_module
 from effdepth.prompts import context_limit
 from effdepth.testing import char_tokenizer, tiny_model
-
-from ..conftest import SHARED_DATA
+from tests.conftest import SHARED_DATA
 
 
 def _jsonl(path, rows):
@@ -32,7 +31,12 @@ def _gsm8k_row(i=0, answer=None):
 
 
 def _math_row(i=0, level=1):
-    return {"problem": f"Solve x = {i}.", "level": f"Level {level}", "solution": f"x = {i}", "type": "Intermediate Algebra"}
+    return {
+        "problem": f"Solve x = {i}.",
+        "level": f"Level {level}",
+        "solution": f"x = {i}",
+        "type": "Intermediate Algebra",
+    }
 
 
 def _mquake_row(i=0, hops=2):
@@ -122,7 +126,9 @@ def test_math_without_level(tmp_path):
     row = _math_row(1)
     del row["level"]
     f = _jsonl(tmp_path / "math.jsonl", [_math_row(0), row])
-    with pytest.raises(DataError, match=rf"MATH file {f}, line 2: no field 'level' \(the difficulty, a string like 'Level 3'\)"):
+    with pytest.raises(
+        DataError, match=rf"MATH file {f}, line 2: no field 'level' \(the difficulty, a string like 'Level 3'\)"
+    ):
         math_problems(1, n=1, path=f)
 
 
@@ -131,13 +137,18 @@ def test_math_level_absent_lists_the_levels_present(tmp_path):
     assert len(math_problems(2, n=3, path=f)) == 3  # the levels that exist load
     with pytest.raises(DataError) as err:
         math_problems(5, n=1, path=f)
-    assert str(err.value) == f"MATH file {f}: no rows of level 'Level 5' (intermediate_algebra); levels present: Level 1, Level 2."
+    assert (
+        str(err.value)
+        == f"MATH file {f}: no rows of level 'Level 5' (intermediate_algebra); levels present: Level 1, Level 2."
+    )
 
 
 def test_math_of_another_subject_is_refused_not_mixed_in(tmp_path):
     rows = [dict(_math_row(i), type="Geometry") for i in range(3)]
     f = _jsonl(tmp_path / "math.jsonl", rows)
-    with pytest.raises(DataError, match=r"no rows of subject 'intermediate_algebra' \(types present: Geometry\); pass subject="):
+    with pytest.raises(
+        DataError, match=r"no rows of subject 'intermediate_algebra' \(types present: Geometry\); pass subject="
+    ):
         math_problems(1, n=1, path=f)
     assert len(math_problems(1, n=3, subject="geometry", path=f)) == 3
 
@@ -146,11 +157,16 @@ def test_mquake_without_orig(tmp_path):
     bad = _mquake_row(1)
     del bad["orig"]
     f = _jsonl(tmp_path / "mquake.jsonl", [_mquake_row(0), bad])
-    with pytest.raises(DataError, match=rf"MQuAKE-Remastered file {f}, line 2: no field 'orig.triples' \(the original fact triples, one per hop\); the row has 'questions', 'answer'$"):
+    with pytest.raises(
+        DataError,
+        match=rf"MQuAKE-Remastered file {f}, line 2: no field 'orig.triples' \(the original fact triples, one per hop\); the row has 'questions', 'answer'$",
+    ):
         mquake(2, n=1, path=f)
     bad = dict(_mquake_row(1), orig={"edits": []})
     _jsonl(f, [_mquake_row(0), bad])
-    with pytest.raises(DataError, match=r"line 2: no field 'orig.triples' .*; 'orig' has no 'triples' \(it has 'edits'\)"):
+    with pytest.raises(
+        DataError, match=r"line 2: no field 'orig.triples' .*; 'orig' has no 'triples' \(it has 'edits'\)"
+    ):
         mquake(2, n=1, path=f)
     _jsonl(f, [_mquake_row(0), dict(_mquake_row(1), orig=[["s", "r", "o"]])])
     with pytest.raises(DataError, match=r"line 2: no field 'orig.triples' .*; 'orig' is a list, not an object"):
@@ -173,9 +189,14 @@ def test_more_rows_than_exist_says_how_many_and_what_to_pass(tmp_path):
     assert len(gsm8k(n=3, path=f)) == 3
     with pytest.raises(DataError) as err:
         gsm8k(n=4, path=f)
-    assert str(err.value) == f"GSM8K file {f} has 3 rows: asked for n=4, but there are only 3. Pass n=3 or fewer (n=None takes all 3)."
+    assert (
+        str(err.value)
+        == f"GSM8K file {f} has 3 rows: asked for n=4, but there are only 3. Pass n=3 or fewer (n=None takes all 3)."
+    )
     f = _jsonl(tmp_path / "math.jsonl", [_math_row(i, level=1 + i % 2) for i in range(5)])
-    with pytest.raises(DataError, match=r"has 2 rows of Level 2 \(intermediate_algebra\): asked for n=3, but there are only 2"):
+    with pytest.raises(
+        DataError, match=r"has 2 rows of Level 2 \(intermediate_algebra\): asked for n=3, but there are only 2"
+    ):
         math_problems(2, n=3, path=f)
 
 
@@ -196,7 +217,9 @@ def test_hub_rows_are_checked_by_the_same_schema(monkeypatch):
     monkeypatch.delenv("EFFDEPTH_GSM8K", raising=False)
     monkeypatch.setattr("effdepth.access.hub.reachable", lambda timeout=3.0: True)
     monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: Split())
-    with pytest.raises(DataError, match=r"^GSM8K \(openai/gsm8k main, test\), row 2: field 'answer': the answer has no"):
+    with pytest.raises(
+        DataError, match=r"^GSM8K \(openai/gsm8k main, test\), row 2: field 'answer': the answer has no"
+    ):
         gsm8k(n=1)
 
 
@@ -250,9 +273,17 @@ def short_models():
     """GPT-2 (n_positions) and Llama (max_position_embeddings) with a 16-position context, and a
     Llama whose tokenizer adds no BOS."""
     tok = char_tokenizer()
-    gpt2 = wrap_module(tiny_model("gpt2", vocab_size=len(tok), n_layers=2, n_positions=16), char_tokenizer(), spec="tiny:gpt2-16")
-    llama = wrap_module(tiny_model("llama", vocab_size=len(tok), n_layers=2, max_position_embeddings=16), char_tokenizer(), spec="tiny:llama-16")
-    nobos = wrap_module(tiny_model("llama", vocab_size=len(tok), n_layers=2), char_tokenizer(add_bos=False), spec="tiny:llama-nobos")
+    gpt2 = wrap_module(
+        tiny_model("gpt2", vocab_size=len(tok), n_layers=2, n_positions=16), char_tokenizer(), spec="tiny:gpt2-16"
+    )
+    llama = wrap_module(
+        tiny_model("llama", vocab_size=len(tok), n_layers=2, max_position_embeddings=16),
+        char_tokenizer(),
+        spec="tiny:llama-16",
+    )
+    nobos = wrap_module(
+        tiny_model("llama", vocab_size=len(tok), n_layers=2), char_tokenizer(add_bos=False), spec="tiny:llama-nobos"
+    )
     return {"gpt2": gpt2, "llama": llama, "nobos": nobos}
 
 
@@ -288,8 +319,14 @@ def test_a_prompt_past_the_context_is_refused_before_any_work(short_models, meas
     with pytest.raises(PromptError) as err:
         _measurements()[measurement](model, ["ab", LONG])
     msg = str(err.value)
-    who = {"residual_erasure": "The prompt", "integrated_gradients": "The prompt", "depth_score": "Example 1 of level 1"}.get(measurement, "prompts[1]")
-    assert msg.startswith(f"{who} has 27 tokens, more than {model.spec}'s context of 16 positions ({field} in its config)")
+    who = {
+        "residual_erasure": "The prompt",
+        "integrated_gradients": "The prompt",
+        "depth_score": "Example 1 of level 1",
+    }.get(measurement, "prompts[1]")
+    assert msg.startswith(
+        f"{who} has 27 tokens, more than {model.spec}'s context of 16 positions ({field} in its config)"
+    )
     assert "shorter prompts" in msg
     assert not calls  # refused before the first forward pass
 
@@ -300,8 +337,15 @@ def test_an_empty_prompt_is_refused_naming_its_index(short_models, measurement):
     calls = _forward_count(model)
     with pytest.raises(PromptError) as err:
         _measurements()[measurement](model, ["ab", ""])
-    who = {"residual_erasure": "The prompt", "integrated_gradients": "The prompt", "depth_score": "Example 1 of level 1"}.get(measurement, "prompts[1]")
-    assert str(err.value) == f"{who} is empty (''): a measurement needs at least one token of text; remove it or give it text."
+    who = {
+        "residual_erasure": "The prompt",
+        "integrated_gradients": "The prompt",
+        "depth_score": "Example 1 of level 1",
+    }.get(measurement, "prompts[1]")
+    assert (
+        str(err.value)
+        == f"{who} is empty (''): a measurement needs at least one token of text; remove it or give it text."
+    )
     assert not calls
 
 
@@ -324,7 +368,9 @@ def test_prompt_plus_answer_past_the_context(short_models):
     model = short_models["llama"]
     ids, start = encode_example(model, "abcdefgh", " xyz")
     assert (len(ids), start) == (13, 9)
-    with pytest.raises(PromptError, match=r"^The prompt \(prompt \+ answer\) has 21 tokens, more than tiny:llama-16's context of 16"):
+    with pytest.raises(
+        PromptError, match=r"^The prompt \(prompt \+ answer\) has 21 tokens, more than tiny:llama-16's context of 16"
+    ):
         encode_example(model, "abcdefgh", " the answer!")
 
 

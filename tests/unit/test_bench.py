@@ -26,7 +26,15 @@ def test_contributions_benchmark_runs_both_paths():
 def test_lens_benchmark_runs_end_to_end():
     from effdepth.bench.lens import lens_vs_forward
 
-    shape = dict(n_layers=2, d_model=32, vocab_size=2048, intermediate_size=64, num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=False)
+    shape = dict(
+        n_layers=2,
+        d_model=32,
+        vocab_size=2048,
+        intermediate_size=64,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        tie_word_embeddings=False,
+    )
     row = lens_vs_forward(shape, n_prompts=2, T=12, repeats=3)
     assert row["ratio"] > 0 and row["ratio_iqr"][0] <= row["ratio"] <= row["ratio_iqr"][1]
     assert "L=2 d=32 V=2048, 2 prompts x 12 tokens" in row["setting"]
@@ -42,5 +50,7 @@ def test_one_benchmark_home_runs_every_benchmark_and_leaves_the_sizing_script_ou
 
     assert set(modules()) == {"contributions", "erasure", "lens", "maps", "skipping"}
     assert "smollm_chapters" in SCRIPTS and "smollm_chapters" not in modules()
-    done = subprocess.run([sys.executable, "-m", "effdepth.bench.smollm_chapters", "--help"], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "effdepth.bench.smollm_chapters", "--help"], capture_output=True, text=True
+    )
     assert done.returncode == 0 and "--measure" in done.stdout, done.stderr

@@ -5,18 +5,17 @@ import pytest
 import torch
 
 from effdepth import contributions
-from effdepth.measures.contributions import MAX_COLUMNS, MEAN_COLUMNS
 from effdepth.access.adapters import adapter_for
-
-from ..conftest import PROMPTS
-from ..hooks import capture
+from effdepth.measures.contributions import MAX_COLUMNS, MEAN_COLUMNS
+from tests.conftest import PROMPTS
+from tests.hooks import capture
 
 
 def reference(model, family, prompts):
     """Token-weighted means and maxima from plain hooks, one prompt at a time, float64."""
     per_tok = {c: [] for c in MEAN_COLUMNS}
     parallel = adapter_for(model.hf.config).parallel_residual
-    cos = lambda x, y: (x * y).sum(-1) / (x.norm(dim=-1).clamp_min(1e-6) * y.norm(dim=-1).clamp_min(1e-6))  # noqa: E731
+    cos = lambda x, y: (x * y).sum(-1) / (x.norm(dim=-1).clamp_min(1e-6) * y.norm(dim=-1).clamp_min(1e-6))
     for p in prompts:
         hs, attns, mlps, _ = capture(model.hf, family, model.encode(p)[None])
         rows = {c: [] for c in MEAN_COLUMNS}

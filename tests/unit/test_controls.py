@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from effdepth.access import controls
-from effdepth.chapters import PAPER, SAME_AS_CONTROL, NOT_PAPER, Findings, glue_all, paper_verdict
+from effdepth.chapters import NOT_PAPER, PAPER, SAME_AS_CONTROL, Findings, glue_all, paper_verdict
 
 
 def test_control_has_the_architecture_not_the_weights(tiny_models):

@@ -27,7 +27,11 @@ def _lm(dtype=torch.float32):
 
 def test_control_is_identified_by_config_and_seed_not_by_its_weights(monkeypatch):
     lm = _lm()
-    monkeypatch.setattr(torch.Tensor, "numpy", lambda self: (_ for _ in ()).throw(AssertionError("weights copied to numpy to be hashed")))
+    monkeypatch.setattr(
+        torch.Tensor,
+        "numpy",
+        lambda self: (_ for _ in ()).throw(AssertionError("weights copied to numpy to be hashed")),
+    )
     c0, c1 = controls.controls_of(lm, (0, 1))
     assert c0.revision == controls.control_revision(lm.hf.config, 0, torch.float32, "cpu") != c1.revision
     assert c0.revision != controls.control_revision(lm.hf.config, 0, torch.bfloat16, "cpu")
@@ -43,7 +47,9 @@ def test_control_is_built_in_the_models_dtype_and_on_its_device():
     c = controls.control_of(lm, 0)
     assert {p.dtype for p in c.hf.parameters()} == {torch.bfloat16}
     on_meta = controls.init_weights(lm.hf.config, 0, torch.bfloat16, "meta")  # created on the device itself
-    assert {p.device.type for p in on_meta.parameters()} == {"meta"} and {p.dtype for p in on_meta.parameters()} == {torch.bfloat16}
+    assert {p.device.type for p in on_meta.parameters()} == {"meta"} and {p.dtype for p in on_meta.parameters()} == {
+        torch.bfloat16
+    }
 
 
 def test_only_one_control_stays_resident_on_an_accelerator(monkeypatch):
@@ -58,10 +64,16 @@ def test_only_one_control_stays_resident_on_an_accelerator(monkeypatch):
     monkeypatch.setattr(controls, "_build", fake_build)
     from effdepth.testing import tiny_config
 
-    lm = SimpleNamespace(spec="big", revision="trained", remote=False, dtype=torch.bfloat16, device=torch.device("meta"),
-                         hf=SimpleNamespace(config=tiny_config("llama")))
+    lm = SimpleNamespace(
+        spec="big",
+        revision="trained",
+        remote=False,
+        dtype=torch.bfloat16,
+        device=torch.device("meta"),
+        hf=SimpleNamespace(config=tiny_config("llama")),
+    )
     cs = controls.controls_of(lm, (0, 1, 2))
-    for c in cs:
+    for _c in cs:
         assert sum(1 for k in controls._CACHE if k[4] == "meta") == controls.RESIDENT_ON_ACCELERATOR
     assert cs[2] is cs[2] and built == [0, 1, 2]  # the one in use is kept
     assert cs[0].revision == "init-0" and built == [0, 1, 2, 0]  # an evicted one is built again when used

@@ -6,8 +6,7 @@ import pytest
 
 from effdepth.data import is_offline_model, load_examples, load_prompts
 from effdepth.data.real import final_answer, gsm8k
-
-from ..conftest import SHARED_DATA
+from tests.conftest import SHARED_DATA
 
 GSM8K = SHARED_DATA / "gsm8k" / "test.jsonl"
 needs_gsm8k = pytest.mark.skipif(not GSM8K.exists(), reason="../shared/data/gsm8k absent (a user's clone)")
@@ -25,9 +24,11 @@ def test_gsm8k_prompt_format_and_seeded_sample(monkeypatch):
     for e in ex:
         row = rows[e.meta["index"]]
         solution, final = row["answer"].split("####")
-        assert e.prompt.startswith("Given the following problem, reason and give a final answer to the problem.\nProblem: ")
+        assert e.prompt.startswith(
+            "Given the following problem, reason and give a final answer to the problem.\nProblem: "
+        )
         assert row["question"] in e.prompt
-        assert e.prompt.endswith('where [answer] is the response to the problem.\n\n')
+        assert e.prompt.endswith("where [answer] is the response to the problem.\n\n")
         assert e.answer == solution.strip() + "\nThe final answer is " + final.strip()
         assert "####" not in e.text
         assert final_answer(e.text) == final.strip()

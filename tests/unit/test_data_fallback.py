@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from effdepth.data import DatasetNotAvailable, data_note, load_examples
 from effdepth.chapters.complexity import difficulty_datasets
+from effdepth.data import DatasetNotAvailable, data_note, load_examples
 
 
 @pytest.fixture
@@ -79,7 +79,9 @@ def test_difficulty_sets_for_a_pretrained_model_offline_are_the_english_ones(off
     assert list(sets["Word problems (GSM8K format)"]["examples"]) == [1, 2, 3, 4]
     from effdepth.measures.depth_score import split_mode_of
 
-    assert split_mode_of(sets["Word problems (GSM8K format)"]["examples"][1][0], "auto") == "solution"  # worked solutions, as MATH
+    assert (
+        split_mode_of(sets["Word problems (GSM8K format)"]["examples"][1][0], "auto") == "solution"
+    )  # worked solutions, as MATH
     assert list(sets["Kinship questions"]["examples"]) == [1, 2, 3, 4]
     assert len(notes) == 2 and all("used in its place" in n for n in notes)
     first = sets["Kinship questions"]["examples"][2][0]
@@ -99,7 +101,12 @@ def test_cli_dataset_option_is_checked_before_anything_runs(capsys):
     err = capsys.readouterr().err
     assert "unknown dataset 'imagenet'" in err and "word_problems" in err
     # issue 25: the same check however the value is given (--set, chapter-scoped --set, a non-string)
-    for given in (["--set", "dataset=bogus"], ["--set", "skipping.dataset=bogus"], ["--set", "dataset=3"], ["--chapters", "benchmarks", "--set", "dataset=bogus"]):
+    for given in (
+        ["--set", "dataset=bogus"],
+        ["--set", "skipping.dataset=bogus"],
+        ["--set", "dataset=3"],
+        ["--chapters", "benchmarks", "--set", "dataset=bogus"],
+    ):
         assert main(["run", "--model", "zoo:llama-2l", *given]) == 2, given
         err = capsys.readouterr().err
         assert "unknown dataset" in err and "choose one of: auto" in err, (given, err)

@@ -6,7 +6,18 @@ import torch
 
 from effdepth import depth_score
 from effdepth.data.examples import Example
-from effdepth.measures.depth_score import bootstrap_levels, depth_from_weights, depth_scores, example_splits, greedy_correct, greedy_correct_batch, layer_importance, skip_positions, split_mode_of, trend_test
+from effdepth.measures.depth_score import (
+    bootstrap_levels,
+    depth_from_weights,
+    depth_scores,
+    example_splits,
+    greedy_correct,
+    greedy_correct_batch,
+    layer_importance,
+    skip_positions,
+    split_mode_of,
+    trend_test,
+)
 from effdepth.measures.residual_erasure import encode_example
 from effdepth.measures.skip_effects import prompt_effects
 
@@ -82,7 +93,11 @@ def test_greedy_correct_is_teacher_forced_exact_match(tiny_models):
     greedy = []
     with torch.no_grad():
         for _ in range(3):  # the model's own greedy continuation is, by definition, correct
-            nxt = int(model.hf(input_ids=torch.cat([ids, torch.tensor(greedy, dtype=torch.long)])[None]).logits[0, -1].argmax())
+            nxt = int(
+                model.hf(input_ids=torch.cat([ids, torch.tensor(greedy, dtype=torch.long)])[None])
+                .logits[0, -1]
+                .argmax()
+            )
             greedy.append(nxt)
     full = torch.cat([ids, torch.tensor(greedy)])
     assert greedy_correct(model, full, len(ids))
@@ -107,7 +122,13 @@ def test_depth_score_counts_an_example_answered_as_the_model_page_does(tiny_mode
     greedy = []
     with torch.no_grad():
         for _ in range(6):
-            greedy.append(int(model.hf(input_ids=torch.cat([ids, torch.tensor(greedy, dtype=torch.long)])[None]).logits[0, -1].argmax()))
+            greedy.append(
+                int(
+                    model.hf(input_ids=torch.cat([ids, torch.tensor(greedy, dtype=torch.long)])[None])
+                    .logits[0, -1]
+                    .argmax()
+                )
+            )
     right = model.tokenizer.decode(greedy[:3])
     filler = "".join(c for c in "qwertyuiopzxcv" if c not in right)[:8]
     ex = Example(prompt, right + filler, level=1, meta={"scored": [(0, len(right))]})
@@ -143,8 +164,12 @@ def test_measurement_matches_the_skip_test_and_aggregates(tiny_models):
     np.testing.assert_allclose(res.mean_o[1], res.example_o[2:].mean(0))
     np.testing.assert_allclose(res.depth_layer, depth_scores(res.max_E, res.max_o)[0])
     np.testing.assert_allclose(res.example_depth_output, depth_scores(res.example_E, res.example_o)[1])
-    assert (res.max_E[:, np.tril_indices(L)[0], np.tril_indices(L)[1]] < 1e-6).all()  # future setting: nothing at or below the diagonal
-    assert np.all((res.depth_layer_ci[:, 0] <= res.depth_layer + 1e-9) & (res.depth_layer <= res.depth_layer_ci[:, 1] + 1e-9))
+    assert (
+        res.max_E[:, np.tril_indices(L)[0], np.tril_indices(L)[1]] < 1e-6
+    ).all()  # future setting: nothing at or below the diagonal
+    assert np.all(
+        (res.depth_layer_ci[:, 0] <= res.depth_layer + 1e-9) & (res.depth_layer <= res.depth_layer_ci[:, 1] + 1e-9)
+    )
     assert ((res.accuracy >= 0) & (res.accuracy <= 1)).all() and res.example_correct.dtype == bool
     frame = res.to_frame()
     assert list(frame.index) == [1, 2] and {"accuracy", "depth_layer", "depth_output_lo"} <= set(frame.columns)
@@ -177,7 +202,9 @@ def test_complexity_notebook_runs_on_a_tiny_model(tmp_path):
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not any(o.get("output_type") == "error" for o in outputs)
     text = "\n".join(str(v) for o in outputs for v in o.get("data", {}).values())
-    assert model.name in text and "nnsight" in text  # names its model (by its folder name: no machine path), stamps versions
+    assert (
+        model.name in text and "nnsight" in text
+    )  # names its model (by its folder name: no machine path), stamps versions
     assert "Graded arithmetic" in text and "Multi-hop questions" in text  # a tiny model reads the generated sets
     assert "layers per level" in text and "random-init control" in text
     assert "As in the paper" not in text  # an untrained model never gets the paper's verdict
@@ -185,7 +212,9 @@ def test_complexity_notebook_runs_on_a_tiny_model(tmp_path):
     assert len(images) == 4  # Figs 6, 7, 38 and the interval plot
     glued = {o["metadata"]["scrapbook"]["name"] for o in outputs if "scrapbook" in o.get("metadata", {})}
     md = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
-    cited = set(re.findall(r"\{glue:(?:md|text)\}`([a-z0-9_]+)", md)) | set(re.findall(r"```\{glue:md\} ([a-z0-9_]+)", md))
+    cited = set(re.findall(r"\{glue:(?:md|text)\}`([a-z0-9_]+)", md)) | set(
+        re.findall(r"```\{glue:md\} ([a-z0-9_]+)", md)
+    )
     assert {"summary", "per_dataset", "examples", "run"} <= cited <= glued
     # no sentences built in code cells: tests/test_notebook_lint.py checks every notebook's code cells
 
@@ -197,12 +226,25 @@ def test_real_sets_from_local_files_use_solution_split_points(tmp_path, monkeypa
     from effdepth.chapters.complexity import difficulty_datasets
 
     math_rows = [
-        {"problem": f"Find x if x+{i}={i + lv}.", "level": f"Level {lv}", "type": "Intermediate Algebra", "solution": f"We have x = {i + lv} - {i} = {lv}, so the answer is {lv}."}
+        {
+            "problem": f"Find x if x+{i}={i + lv}.",
+            "level": f"Level {lv}",
+            "type": "Intermediate Algebra",
+            "solution": f"We have x = {i + lv} - {i} = {lv}, so the answer is {lv}.",
+        }
         for lv in (1, 2, 3, 4, 5)
         for i in range(3)
     ]
     (tmp_path / "math.jsonl").write_text("\n".join(json.dumps(r) for r in math_rows))
-    mq_rows = [{"questions": [f"Who is {h} hops away from a{i}?"], "answer": f"b{i}", "orig": {"triples": [["s", "r", "o"]] * h}} for h in (2, 3, 4) for i in range(3)]
+    mq_rows = [
+        {
+            "questions": [f"Who is {h} hops away from a{i}?"],
+            "answer": f"b{i}",
+            "orig": {"triples": [["s", "r", "o"]] * h},
+        }
+        for h in (2, 3, 4)
+        for i in range(3)
+    ]
     (tmp_path / "mquake.json").write_text(json.dumps(mq_rows))
     monkeypatch.setenv("EFFDEPTH_MATH", str(tmp_path / "math.jsonl"))
     monkeypatch.setenv("EFFDEPTH_MQUAKE", str(tmp_path / "mquake.json"))
@@ -213,7 +255,7 @@ def test_real_sets_from_local_files_use_solution_split_points(tmp_path, monkeypa
     math = {lv: exs for lv, exs in sets["MATH (intermediate algebra)"]["examples"].items() if lv <= 2}
     model = tiny_models["llama"]
     res = depth_score(model, math, n_boot=20)
-    for ex_splits, (lv, exs) in zip(res.example_splits, [(lv, e) for lv, es in math.items() for e in es]):
+    for ex_splits, (_lv, exs) in zip(res.example_splits, [(lv, e) for lv, es in math.items() for e in es]):
         ids, a0 = encode_example(model, exs.prompt, exs.answer)
         # 'auto' → solution split points: 4 of a0 + range(0, n_answer - 4, 4), shuffled with the seed
         assert list(ex_splits) == example_splits(len(ids), a0, "solution", seed=0, key=exs.prompt + exs.answer)

@@ -4,9 +4,8 @@ import pytest
 import torch
 
 from effdepth.engine import clean_run
-
-from ..conftest import FAMILIES
-from ..hooks import capture
+from tests.conftest import FAMILIES
+from tests.hooks import capture
 
 TEXT = "Q: 3 + 4 = ? A: 7. The cat sat."
 
@@ -54,7 +53,9 @@ def test_an_edit_propagates_only_forward(tiny_models):
     assert change.shape == (2, T) and change[0].max() < 1e-6 and change[1, 5] > 1e-4
     # the same edit through a hooked full forward gives the same final residual
     hs = {}
-    handle = model.hf.model.layers[1].register_forward_pre_hook(lambda m, a, k: ((h[1:2],) + a[1:], k), with_kwargs=True)
+    handle = model.hf.model.layers[1].register_forward_pre_hook(
+        lambda m, a, k: ((h[1:2],) + a[1:], k), with_kwargs=True
+    )
     fin = model.hf.model.norm.register_forward_pre_hook(lambda m, a: hs.update(last=a[0][0]))
     try:
         with torch.no_grad():
@@ -85,6 +86,10 @@ def test_staggered_batches_equal_separate_runs(tiny_models, max_batch):
     rows_at = {}
     for l, idx in seen:
         rows_at.setdefault(l, []).extend(idx)
-    assert sorted(rows_at[0]) == [0, 1] and sorted(rows_at[2]) == [0, 1, 2, 3] and sorted(rows_at[L - 1]) == [0, 1, 2, 3, 4, 5]
+    assert (
+        sorted(rows_at[0]) == [0, 1]
+        and sorted(rows_at[2]) == [0, 1, 2, 3]
+        and sorted(rows_at[L - 1]) == [0, 1, 2, 3, 4, 5]
+    )
     if max_batch:
         assert max(len(idx) for _, idx in seen) <= max_batch

@@ -6,8 +6,7 @@ import torch
 
 from effdepth import residual_erasure
 from effdepth.measures.residual_erasure import mean_residuals
-
-from ..hooks import READ_POINTS, capture, get
+from tests.hooks import READ_POINTS, capture, get
 
 PROMPT, ANSWER = "Q: 5+7-5 A:", " 7"
 REFERENCE = ["The cat sat on the mat.", "Q: 12 + 7 = ? A: 19", "a b c d e f"]

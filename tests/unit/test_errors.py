@@ -1,11 +1,8 @@
 """Bad input gets a clear, actionable error, fast, and loses nothing."""
 
-
 import pytest
-from effdepth import running
 
-import effdepth
-from effdepth import ModelNotAvailable, UnsupportedArchitecture, load_model
+from effdepth import ModelNotAvailable, UnsupportedArchitecture, load_model, running
 from effdepth.cli import main
 from effdepth.data import DatasetNotAvailable, load_examples
 from effdepth.data.real import gsm8k, math_problems, mquake
@@ -71,7 +68,11 @@ def test_real_datasets_offline_name_their_override(monkeypatch):
     monkeypatch.setattr("effdepth.access.hub.reachable", lambda timeout=3.0: False)
     for var in ("EFFDEPTH_GSM8K", "EFFDEPTH_MATH", "EFFDEPTH_MQUAKE"):
         monkeypatch.delenv(var, raising=False)
-    for loader, var in ((lambda: gsm8k(5), "EFFDEPTH_GSM8K"), (lambda: math_problems(1, 5), "EFFDEPTH_MATH"), (lambda: mquake(2, 5), "EFFDEPTH_MQUAKE")):
+    for loader, var in (
+        (lambda: gsm8k(5), "EFFDEPTH_GSM8K"),
+        (lambda: math_problems(1, 5), "EFFDEPTH_MATH"),
+        (lambda: mquake(2, 5), "EFFDEPTH_MQUAKE"),
+    ):
         with pytest.raises(DatasetNotAvailable) as err:
             loader()
         assert var in str(err.value) and "path=" in str(err.value)

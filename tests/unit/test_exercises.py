@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from effdepth import exercises as ex
-from effdepth.exercises import contribution, depthscore, erasure_entry, lens_layer, linear_map, skip, solutions as so
+from effdepth.exercises import contribution, depthscore, erasure_entry, lens_layer, linear_map, skip
+from effdepth.exercises import solutions as so
 from effdepth.exercises._check import Case, judge
 
 
@@ -111,7 +112,7 @@ def test_what_an_attempt_did_to_the_model_never_reaches_another_check():
 
     def leaves_a_hook(model, prompt, *rest):
         for block in model.layers():
-            block.register_forward_hook(lambda mod, args, out: (out[0] * 0 if isinstance(out, tuple) else out * 0))
+            block.register_forward_hook(lambda mod, args, out: out[0] * 0 if isinstance(out, tuple) else out * 0)
         raise RuntimeError("forgot to remove the hook")
 
     assert not ex.check_relative_contribution(scales).passed
@@ -125,7 +126,10 @@ def test_what_an_attempt_did_to_the_model_never_reaches_another_check():
             for p in notebook_model.hf.parameters():
                 p.mul_(0.5)
         _check._CASES.clear()
-        assert ex.check_lens_layer(so.lens_layer).passed and ex.check_relative_contribution(so.relative_contribution).passed
+        assert (
+            ex.check_lens_layer(so.lens_layer).passed
+            and ex.check_relative_contribution(so.relative_contribution).passed
+        )
     finally:
         ex.tiny.cache_clear()
 
@@ -138,7 +142,9 @@ def _hma(model, prompt, layer):
     block, attn, mlp = ex.block_parts(model, layer)
     seen = {}
     hooks = [
-        block.register_forward_pre_hook(lambda mod, args, kwargs: seen.update(h=(args[0] if args else kwargs["hidden_states"])[0]), with_kwargs=True),
+        block.register_forward_pre_hook(
+            lambda mod, args, kwargs: seen.update(h=(args[0] if args else kwargs["hidden_states"])[0]), with_kwargs=True
+        ),
         attn.register_forward_hook(lambda mod, args, out: seen.update(a=out[0][0])),
         mlp.register_forward_hook(lambda mod, args, out: seen.update(m=out[0])),
     ]
@@ -191,7 +197,12 @@ def rc_no_position_0(model, prompt, layer):
 
 def rc_squared(model, prompt, layer):
     h, a, m = _hma(model, prompt, layer)
-    return {"rel_attn": ((a * a).sum(-1) / (h * h).sum(-1)).mean().item(), "rel_mlp": ((m * m).sum(-1) / ((h + a) ** 2).sum(-1)).mean().item(), "rel_layer": (((a + m) ** 2).sum(-1) / (h * h).sum(-1)).mean().item(), "cos_layer": _contrib(h, a, m, h + a, h)["cos_layer"]}
+    return {
+        "rel_attn": ((a * a).sum(-1) / (h * h).sum(-1)).mean().item(),
+        "rel_mlp": ((m * m).sum(-1) / ((h + a) ** 2).sum(-1)).mean().item(),
+        "rel_layer": (((a + m) ** 2).sum(-1) / (h * h).sum(-1)).mean().item(),
+        "cos_layer": _contrib(h, a, m, h + a, h)["cos_layer"],
+    }
 
 
 def rc_next_layer(model, prompt, layer):
@@ -265,7 +276,15 @@ def _skip(model, prompt, s, t, positions, agg="max", denom="clean", meas_from=No
         (lambda m, p, s, t: _skip(m, p, s, t, torch.arange(1, t), writes=False), "residuals_not_writes"),
         (lambda m, p, s, t: _skip(m, p, s, t, torch.arange(1, t + 1), meas_from=t + 1), "wrong_split"),
     ],
-    ids=["position_0", "mean_not_max", "denominator_intervened", "measured_everywhere", "zeroed_residual", "residuals_not_writes", "wrong_split"],
+    ids=[
+        "position_0",
+        "mean_not_max",
+        "denominator_intervened",
+        "measured_everywhere",
+        "zeroed_residual",
+        "residuals_not_writes",
+        "wrong_split",
+    ],
 )
 def test_skip_check_names_each_mistake(buggy, key):
     assert_mistake(ex.check_skip_row(buggy), key, skip.HINTS)
@@ -332,7 +351,10 @@ def _ds(E, o, k=1, denom=lambda L: np.maximum(L - 1 - np.arange(L), 1), offset=0
     L = E.shape[-1]
     e = np.where(np.triu(np.ones((L, L), bool), k), E, 0).sum(-1) / denom(L)
     s = np.arange(L) + offset
-    return {"layer": (s * e).sum() / (e.sum() if normalise else 1), "logit": (s * o).sum() / (o.sum() if normalise else 1)}
+    return {
+        "layer": (s * e).sum() / (e.sum() if normalise else 1),
+        "logit": (s * o).sum() / (o.sum() if normalise else 1),
+    }
 
 
 @pytest.mark.parametrize(
@@ -364,7 +386,9 @@ def test_depth_score_check_passes_the_solution_and_the_reference_is_the_package(
 # -- (e) residual erasure -----------------------------------------------------------------------
 
 
-def _erase(model, prompt, answer, vectors, b, t, scored_from=-1, agg="max", what="probs", where=None, span=False, zero=False):
+def _erase(
+    model, prompt, answer, vectors, b, t, scored_from=-1, agg="max", what="probs", where=None, span=False, zero=False
+):
     from effdepth.measures.residual_erasure import encode_example
 
     ids, start = encode_example(model, prompt, answer)
@@ -443,7 +467,15 @@ def lm_reversed(X, Y):  # fits the source from the target
     return W, b
 
 
-@pytest.mark.parametrize("buggy, key", [(lm_no_bias, "no_bias"), (lm_bias_uncentred, "bias_without_centring"), (lm_transposed, "transposed"), (lm_reversed, "transposed")])
+@pytest.mark.parametrize(
+    "buggy, key",
+    [
+        (lm_no_bias, "no_bias"),
+        (lm_bias_uncentred, "bias_without_centring"),
+        (lm_transposed, "transposed"),
+        (lm_reversed, "transposed"),
+    ],
+)
 def test_linear_map_check_names_each_mistake(buggy, key):
     assert_mistake(ex.check_linear_map(buggy), key, linear_map.HINTS)
 

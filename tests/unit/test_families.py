@@ -7,19 +7,58 @@ import pytest
 import torch
 
 from effdepth import UnsupportedArchitecture
-from effdepth.access.adapters import Adapter, REFUSED, adapter_for, confirm, derive_adapter
+from effdepth.access.adapters import REFUSED, Adapter, adapter_for, confirm, derive_adapter
 from effdepth.testing import char_tokenizer, tiny_config, tiny_model
 
 # One family per kind the issue names, and the derived families the table lists (kept in step by
 # test_family_doc_matches_code in the slow table test); two blocks each, every kind of block once.
 FAMILIES = [
-    "llama", "mistral", "qwen2", "qwen3", "olmo2", "gemma2", "gpt2", "gpt_neox",  # hand-written
-    "gemma", "gemma3_text", "glm", "glm4", "granite", "smollm3", "starcoder2", "olmo", "olmo3",
-    "phi", "phi3", "stablelm", "persimmon", "gptj", "codegen", "gpt_bigcode", "bloom", "exaone4", "helium",
-    "apertus", "seed_oss", "ernie4_5", "internlm3", "nemotron",  # dense (sandwich: olmo3, glm4, exaone4)
-    "mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "phimoe", "deepseek_v2", "granitemoe", "jetmoe",
-    "dots1", "hunyuan_v1_moe", "minimax_m2",  # mixture of experts
-    "qwen3_next", "qwen3_5_text", "lfm2",  # hybrid attention / linear attention / convolution
+    "llama",
+    "mistral",
+    "qwen2",
+    "qwen3",
+    "olmo2",
+    "gemma2",
+    "gpt2",
+    "gpt_neox",  # hand-written
+    "gemma",
+    "gemma3_text",
+    "glm",
+    "glm4",
+    "granite",
+    "smollm3",
+    "starcoder2",
+    "olmo",
+    "olmo3",
+    "phi",
+    "phi3",
+    "stablelm",
+    "persimmon",
+    "gptj",
+    "codegen",
+    "gpt_bigcode",
+    "bloom",
+    "exaone4",
+    "helium",
+    "apertus",
+    "seed_oss",
+    "ernie4_5",
+    "internlm3",
+    "nemotron",  # dense (sandwich: olmo3, glm4, exaone4)
+    "mixtral",
+    "qwen2_moe",
+    "qwen3_moe",
+    "olmoe",
+    "phimoe",
+    "deepseek_v2",
+    "granitemoe",
+    "jetmoe",
+    "dots1",
+    "hunyuan_v1_moe",
+    "minimax_m2",  # mixture of experts
+    "qwen3_next",
+    "qwen3_5_text",
+    "lfm2",  # hybrid attention / linear attention / convolution
 ]
 
 
@@ -34,8 +73,8 @@ def _tiny(family, tok):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_family_identity_and_parity(family, tok):
-    from effdepth.engine import clean_run, decode
     from effdepth.access.model import wrap_module
+    from effdepth.engine import clean_run, decode
 
     hf = _tiny(family, tok)
     model = wrap_module(hf, char_tokenizer(), spec=f"tiny:{family}")
@@ -101,8 +140,10 @@ def test_wrong_read_points_are_refused():
     ids = torch.randint(3, 90, (1, 7))
     good = adapter_for(hf.config)
     assert confirm(good, hf, ids)["identity"] < 1e-5
-    for bad in (Adapter(**{**good.__dict__, "mlp": "post_attention_layernorm"}),
-                Adapter(**{**good.__dict__, "attn": "input_layernorm", "attn_is_tuple": False})):
+    for bad in (
+        Adapter(**{**good.__dict__, "mlp": "post_attention_layernorm"}),
+        Adapter(**{**good.__dict__, "attn": "input_layernorm", "attn_is_tuple": False}),
+    ):
         with pytest.raises(UnsupportedArchitecture, match="block 0"):
             confirm(bad, hf, ids)
 
@@ -113,8 +154,25 @@ def test_derivation_agrees_with_hand_written_entries():
         hf = tiny_model(family, n_layers=2, vocab_size=96)
         hand = adapter_for(hf.config)
         got = derive_adapter(hf, torch.randint(3, 90, (1, 7)), family=family)
-        assert (got.layers, got.attn, got.mlp, got.final_norm, got.unembed, got.embed, got.attn_is_tuple, got.parallel_residual) == (
-            hand.layers, hand.attn, hand.mlp, hand.final_norm, hand.unembed, hand.embed, hand.attn_is_tuple, hand.parallel_residual), family
+        assert (
+            got.layers,
+            got.attn,
+            got.mlp,
+            got.final_norm,
+            got.unembed,
+            got.embed,
+            got.attn_is_tuple,
+            got.parallel_residual,
+        ) == (
+            hand.layers,
+            hand.attn,
+            hand.mlp,
+            hand.final_norm,
+            hand.unembed,
+            hand.embed,
+            hand.attn_is_tuple,
+            hand.parallel_residual,
+        ), family
 
 
 def test_parallel_residual_detected_both_ways():
@@ -131,7 +189,12 @@ def test_hybrid_blocks_get_alternatives():
 def test_refused_families_say_why():
     from transformers import CONFIG_MAPPING
 
-    for model_type, words in (("bert", "post-LN"), ("bart", "encoder-decoder"), ("mamba", "state-space"), ("falcon_h1", "Mamba")):
+    for model_type, words in (
+        ("bert", "post-LN"),
+        ("bart", "encoder-decoder"),
+        ("mamba", "state-space"),
+        ("falcon_h1", "Mamba"),
+    ):
         with pytest.raises(UnsupportedArchitecture, match=words):
             adapter_for(CONFIG_MAPPING[model_type]())
     assert all(len(reason) < 200 and "\n" not in reason for reason in REFUSED.values())
@@ -142,8 +205,17 @@ def test_config_level_adapter(tmp_path):
     cfg = tiny_config("llama", n_layers=2)
     cfg.model_type = "my_new_arch"
 
-    declared = dict(family="mine", model_types=("my_new_arch",), layers="model.layers", attn="self_attn", mlp="mlp",
-                    final_norm="model.norm", unembed="lm_head", embed="model.embed_tokens", attn_is_tuple=True)
+    declared = dict(
+        family="mine",
+        model_types=("my_new_arch",),
+        layers="model.layers",
+        attn="self_attn",
+        mlp="mlp",
+        final_norm="model.norm",
+        unembed="lm_head",
+        embed="model.embed_tokens",
+        attn_is_tuple=True,
+    )
     cfg.effdepth_adapter = declared
     assert adapter_for(cfg).family == "mine"
     cfg.effdepth_adapter = {**declared, "no_such_field": 1}

@@ -22,9 +22,11 @@ def _record(model, block, names):
     def hook(name):
         def keep(mod, args, out):
             got[name] = (out, (out[0] if isinstance(out, tuple) else out).clone())
+
         return keep
 
     handles = [block.get_submodule(n).register_forward_hook(hook(n)) for n in names]
+
     def pre(m, a, k):
         got.setdefault("h", (a[0] if a else k["hidden_states"]).clone())
 
@@ -87,7 +89,9 @@ def test_parallel_falcon_is_refused_because_attention_is_added_into_the_mlp_outp
     got = _record(model, model.transformer.h[0], ["self_attention", "mlp"])
     h, a, out = got["h"], got["self_attention"][1], got["out"]
     m_read, m_at_hook = got["mlp"][0], got["mlp"][1]
-    torch.testing.assert_close(h + a + m_at_hook, out, rtol=0, atol=1e-5)  # cloned when the hook ran: the identity holds
+    torch.testing.assert_close(
+        h + a + m_at_hook, out, rtol=0, atol=1e-5
+    )  # cloned when the hook ran: the identity holds
     torch.testing.assert_close(m_read, m_at_hook + a, rtol=0, atol=1e-5)  # the tensor a hook keeps became a + m
 
 

@@ -33,7 +33,7 @@ def test_shim_makes_mathematics_dataset_importable():
 @pytest.mark.parametrize("split", A.DM_SPLITS)
 def test_every_arithmetic_module_generates(split):
     for module in A.dm_module_names(split):
-        (q, a), = A.dm_problems(module, split, n=1, seed=3)
+        ((q, a),) = A.dm_problems(module, split, n=1, seed=3)
         assert isinstance(q, str) and isinstance(a, str)
         assert 0 < len(q) <= A.DM_MAX_QUESTION_LENGTH and 0 < len(a) <= A.DM_MAX_ANSWER_LENGTH
 
@@ -68,7 +68,7 @@ def test_dm_mul_answers_are_products():
 def test_dm_extrapolate_is_longer_than_train():
     train = A.dm_problems("add_sub_multiple", "train", n=30, seed=0)
     extra = A.dm_problems("add_sub_multiple_longer", "extrapolate", n=30, seed=0)
-    count = lambda pairs: sum(len(re.findall(r"[+-] ", q)) for q, _ in pairs) / len(pairs)  # noqa: E731
+    count = lambda pairs: sum(len(re.findall(r"[+-] ", q)) for q, _ in pairs) / len(pairs)
     assert count(extra) > count(train)
 
 
@@ -91,17 +91,41 @@ def test_dm_examples_format_and_max_chars():
 # streams are kept exactly: the released generator's and the scaled-entropy one.
 _GOLDEN = [
     (("add_sub_multiple", "train", 5, 0, 94), "38a2f81106400f08", ("Evaluate -3 - -3 - (2 - 0).", "-2")),
-    (("mul_div_multiple_longer", "extrapolate", 3, 0, 200), "d6688cdf55a97093", ("Evaluate ((-2*1/(-2))/((21/(3087/(-6)))/((-58)/(-812))))/((-1)/(-20)).", "-35")),
+    (
+        ("mul_div_multiple_longer", "extrapolate", 3, 0, 200),
+        "d6688cdf55a97093",
+        ("Evaluate ((-2*1/(-2))/((21/(3087/(-6)))/((-58)/(-812))))/((-1)/(-20)).", "-35"),
+    ),
     (("div", "interpolate", 3, 1), "d6be7bb8ecd7df7b", ("Calculate 2657242 divided by 45038.", "59")),
-    (("add_sub_multiple", "train", 4, 3, 94, (1.0, 4.0), (2.0, 6.0)), "6ef1538a3d67f71e", ("Calculate 3 - (-3 - (-3 + 1)).", "4")),
-    (("mul_div_multiple_longer", "extrapolate", 4, 3, 94, (1.0, 4.0), (2.0, 6.0)), "2622422458856ead", ("What is the value of ((((-7)/(-8))/7)/((-2)/(-8)))/((-3)/6)?", "-1")),
+    (
+        ("add_sub_multiple", "train", 4, 3, 94, (1.0, 4.0), (2.0, 6.0)),
+        "6ef1538a3d67f71e",
+        ("Calculate 3 - (-3 - (-3 + 1)).", "4"),
+    ),
+    (
+        ("mul_div_multiple_longer", "extrapolate", 4, 3, 94, (1.0, 4.0), (2.0, 6.0)),
+        "2622422458856ead",
+        ("What is the value of ((((-7)/(-8))/7)/((-2)/(-8)))/((-3)/6)?", "-1"),
+    ),
     (("add_or_sub_big", "extrapolate", 4, 3, 94, (1.0, 4.0), (2.0, 6.0)), "148cbd8634343c20", ("-8.93+-38", "-46.93")),
-    (("div", "interpolate", 4, 3, 94, (1.0, 4.0), (2.0, 6.0)), "dd83a9bc1c464bea", ("What is 174 divided by -58?", "-3")),
-    (("mixed_longer", "extrapolate", 3, 0, 120, (2.0, 5.0), None), "f840294de236772d", ("What is the value of (-18)/15 + (-6 - -11)/25 + ((-134)/12 - 23/(-138))?", "-12")),
+    (
+        ("div", "interpolate", 4, 3, 94, (1.0, 4.0), (2.0, 6.0)),
+        "dd83a9bc1c464bea",
+        ("What is 174 divided by -58?", "-3"),
+    ),
+    (
+        ("mixed_longer", "extrapolate", 3, 0, 120, (2.0, 5.0), None),
+        "f840294de236772d",
+        ("What is the value of (-18)/15 + (-6 - -11)/25 + ((-134)/12 - 23/(-138))?", "-12"),
+    ),
 ]
 
 
-@pytest.mark.parametrize("args, digest, first", _GOLDEN, ids=[f"{a[0]}-{a[1]}-{'scaled' if len(a) > 5 else 'generator'}" for a, _, _ in _GOLDEN])
+@pytest.mark.parametrize(
+    "args, digest, first",
+    _GOLDEN,
+    ids=[f"{a[0]}-{a[1]}-{'scaled' if len(a) > 5 else 'generator'}" for a, _, _ in _GOLDEN],
+)
 def test_the_one_sampler_keeps_both_recorded_streams(args, digest, first):
     pairs = A.dm_problems(*args)
     assert pairs[0] == first
@@ -119,7 +143,7 @@ def test_scaled_entropy_offers_only_the_three_splits():
 def _independent_value(question: str) -> int:
     # Python's own parser on the expression, as a second opinion to solve_graded.
     assert re.fullmatch(r"\d([+-]\d)+", question), question
-    return eval(question)  # noqa: S307 - digits and +/- only (checked above)
+    return eval(question)
 
 
 @pytest.mark.parametrize("split", A.GRADED_SPLITS)
@@ -149,7 +173,7 @@ def test_graded_is_seeded():
     assert A.graded_problems(3, 20, seed=1) == A.graded_problems(3, 20, seed=1)
     assert A.graded_problems(3, 20, seed=1) != A.graded_problems(3, 20, seed=2)
     assert A.graded_texts(50, seed=4) == A.graded_texts(50, seed=4)
-    assert len(set(q for q, _ in A.graded_problems(4, 100, unique=True))) == 100
+    assert len({q for q, _ in A.graded_problems(4, 100, unique=True)}) == 100
     with pytest.raises(ValueError):
         A.graded_problems(6, 1)
     with pytest.raises(ValueError):
@@ -245,7 +269,9 @@ def test_walks_follow_the_facts_in_strides_of_k_hops():
             # consecutive letters of a walk are exactly `hops` facts apart
             assert all(follow(w[i], hops) == w[i + 1] for w in walks for i in range(len(w) - 1))
             # the walks cover, each once, every entity that starts or ends a `hops`-hop path
-            ends = {x for x in graph if follow_or_none(graph, x, hops)} | {follow_or_none(graph, x, hops) for x in graph} - {None}
+            ends = {x for x in graph if follow_or_none(graph, x, hops)} | {
+                follow_or_none(graph, x, hops) for x in graph
+            } - {None}
             covered = "".join(walks)
             assert len(covered) == len(set(covered)) and set(covered) == ends
             assert sum(len(a) for _, a in turns) == len(covered) - len(walks)  # every lookup is an answer token

@@ -71,10 +71,14 @@ def import_problems(root: Path, allowed=HEAVY_OPTIONAL) -> list[str]:
                 q = parents[q]
                 inside = isinstance(q, (ast.FunctionDef, ast.AsyncFunctionDef))
             if inside and not all(n in allowed or n.split(".")[0] in allowed for n in names):
-                problems.append(f"{path.relative_to(root.parent)}:{node.lineno}: import inside a function: {', '.join(names)}")
+                problems.append(
+                    f"{path.relative_to(root.parent)}:{node.lineno}: import inside a function: {', '.join(names)}"
+                )
             for name in names:
                 if name == package and module != package:
-                    problems.append(f"{path.relative_to(root.parent)}:{node.lineno}: imports the package root '{package}'")
+                    problems.append(
+                        f"{path.relative_to(root.parent)}:{node.lineno}: imports the package root '{package}'"
+                    )
                 while name and name not in modules:
                     name = name.rpartition(".")[0]
                 if name and name != module and name != package:
@@ -126,7 +130,9 @@ def test_the_check_finds_each_kind_of_violation(tmp_path):
     (pkg / "sub").mkdir(parents=True)
     (pkg / "__init__.py").write_text("from pkg.a import f\n")
     (pkg / "a.py").write_text("from pkg.b import g\n\ndef f():\n    import json\n    return g()\n")
-    (pkg / "b.py").write_text("from . import a\n\ndef g():\n    from transformers import AutoConfig\n    return AutoConfig\n")
+    (pkg / "b.py").write_text(
+        "from . import a\n\ndef g():\n    from transformers import AutoConfig\n    return AutoConfig\n"
+    )
     (pkg / "sub" / "__init__.py").write_text("")
     (pkg / "sub" / "c.py").write_text("import pkg\nfrom .. import b\n")
     problems = import_problems(pkg)

@@ -7,9 +7,8 @@ import torch
 from effdepth import logit_lens
 from effdepth.access.model import wrap_module
 from effdepth.testing import char_tokenizer, tiny_model
-
-from ..conftest import PROMPTS
-from ..hooks import capture, get
+from tests.conftest import PROMPTS
+from tests.hooks import capture, get
 
 DECODE = {  # family: (final norm, unembedding), written out independently of effdepth/adapters.py
     "llama": ("model.norm", "lm_head"),
@@ -107,13 +106,20 @@ def test_notebook_executes_on_a_tiny_model(tmp_path, monkeypatch):
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the kernel: one thread is fastest for a tiny model
     folder = save_tiny(tmp_path / "m", "llama", n_layers=3)
-    out = running.execute(running.NOTEBOOKS / "logit_lens.md", tmp_path / "logit_lens.ipynb", {"model": str(folder), "n_examples": 3})
+    out = running.execute(
+        running.NOTEBOOKS / "logit_lens.md", tmp_path / "logit_lens.ipynb", {"model": str(folder), "n_examples": 3}
+    )
     nb = nbformat.read(out, as_version=4)
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not any(o.get("output_type") == "error" for o in outputs)
     assert sum(any(k.endswith("image/png") for k in o.get("data", {})) for o in outputs) >= 2
     # glued findings are stored under papermill's record mime types; the run text names the model
-    text = "\n".join(str(v) for o in outputs for k, v in o.get("data", {}).items() if k.endswith(("text/markdown", "text/plain", "text/html")))
+    text = "\n".join(
+        str(v)
+        for o in outputs
+        for k, v in o.get("data", {}).items()
+        if k.endswith(("text/markdown", "text/plain", "text/html"))
+    )
     assert folder.name in text and "nnsight" in text  # by its folder name: no machine path
     assert "the final residual gives KL 0.0e+00 and overlap 1.00" in text
 

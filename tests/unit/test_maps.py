@@ -4,22 +4,30 @@ import json
 import re
 
 import numpy as np
-
-from effdepth.verdicts import STATES
 import pytest
 import torch
 
 from effdepth import linear_maps
-from effdepth.measures.linear_maps import RidgeAccumulator, SGDRecipe, TokenizerMismatch, choose_block, fit_affine, make_windows, peak_memory_bytes, split_windows
-from effdepth.chapters.linear_maps import resolve_pair
 from effdepth.access.model import wrap_module
+from effdepth.chapters.linear_maps import resolve_pair
+from effdepth.measures.linear_maps import (
+    RidgeAccumulator,
+    SGDRecipe,
+    TokenizerMismatch,
+    choose_block,
+    fit_affine,
+    make_windows,
+    peak_memory_bytes,
+    split_windows,
+)
 from effdepth.store import Store
 from effdepth.testing import char_tokenizer, tiny_model
-
-from ..hooks import capture
+from effdepth.verdicts import STATES
+from tests.hooks import capture
 
 TEXTS = [
-    "".join(np.random.default_rng(i).choice(list("abcdefgh ijklmnop.Q:=+0123"), size=10 + (7 * i) % 50)) for i in range(160)
+    "".join(np.random.default_rng(i).choice(list("abcdefgh ijklmnop.Q:=+0123"), size=10 + (7 * i) % 50))
+    for i in range(160)
 ]
 WINDOW = 32
 
@@ -35,8 +43,12 @@ def _random_problem(seed=0, N=400, d1=9, d2=6):
 @pytest.fixture(scope="module")
 def pair():
     tok = char_tokenizer()
-    a = wrap_module(tiny_model("llama", n_layers=2, d_model=32, vocab_size=len(tok), seed=1), char_tokenizer(), spec="tiny:a")
-    b = wrap_module(tiny_model("llama", n_layers=4, d_model=48, vocab_size=len(tok), seed=2), char_tokenizer(), spec="tiny:b")
+    a = wrap_module(
+        tiny_model("llama", n_layers=2, d_model=32, vocab_size=len(tok), seed=1), char_tokenizer(), spec="tiny:a"
+    )
+    b = wrap_module(
+        tiny_model("llama", n_layers=4, d_model=48, vocab_size=len(tok), seed=2), char_tokenizer(), spec="tiny:b"
+    )
     return a, b
 
 
@@ -134,7 +146,9 @@ def test_matches_brute_force_and_is_invariant_to_blocks_and_batches(pair):
     # target blocks and batch sizes change how the work is cut, not the answer
     blocked = linear_maps(a, b, TEXTS, window=WINDOW, target_block=2, batch_size=3, store=off, progress=False)
     whole = linear_maps(a, b, TEXTS, window=WINDOW, store=off, progress=False)
-    np.testing.assert_allclose(blocked.relative_error, whole.relative_error, rtol=1e-7, atol=2e-8)  # [0, 0] exact fit, as above
+    np.testing.assert_allclose(
+        blocked.relative_error, whole.relative_error, rtol=1e-7, atol=2e-8
+    )  # [0, 0] exact fit, as above
     # the validated ridge strength is the same wherever the fit is not exact; at the exact-fit entry
     # every lambda reaches round-off level and which one wins is round-off too
     fit = whole.relative_error > 1e-6
@@ -163,7 +177,9 @@ def test_second_call_reads_the_cache(pair, monkeypatch):
     first = linear_maps(a, b, TEXTS[:60], window=WINDOW, progress=False)
     import effdepth.measures.linear_maps as mod
 
-    monkeypatch.setattr(mod, "capture_residuals", lambda *a, **k: pytest.fail("recomputed instead of reading the cache"))
+    monkeypatch.setattr(
+        mod, "capture_residuals", lambda *a, **k: pytest.fail("recomputed instead of reading the cache")
+    )
     second = linear_maps(a, b, TEXTS[:60], window=WINDOW, progress=False)
     np.testing.assert_array_equal(first.relative_error, second.relative_error)
     assert second.meta["src"]["model"] == "tiny:a" and second.meta["tgt"]["model"] == "tiny:b"
@@ -174,7 +190,9 @@ def test_resumes_from_finished_target_blocks(pair, monkeypatch, tmp_path):
     store = Store(tmp_path / "store")
     first = linear_maps(a, b, TEXTS[:60], window=WINDOW, target_block=2, store=store, progress=False)
     finals = list((tmp_path / "store" / "linear_maps").glob("*.npz"))
-    blocks = list((tmp_path / "store" / "linear_maps").glob("*/items/*.npz"))  # one cache entry per block (results.measure)
+    blocks = list(
+        (tmp_path / "store" / "linear_maps").glob("*/items/*.npz")
+    )  # one cache entry per block (results.measure)
     assert len(finals) == 1 and len(blocks) == 3  # 5 targets in blocks of ≤ 2
     for f in finals:  # as if the run died after its last block, before combining
         f.unlink()
@@ -203,10 +221,16 @@ def test_sgd_converges_towards_the_closed_form(pair):
 def test_different_tokenizers_are_refused(pair):
     a, _ = pair
     other_tok = char_tokenizer(chars="abcdefghijklmnopqrstuvwxyz0123456789 .")
-    other = wrap_module(tiny_model("llama", n_layers=2, d_model=32, vocab_size=len(other_tok)), other_tok, spec="tiny:other")
+    other = wrap_module(
+        tiny_model("llama", n_layers=2, d_model=32, vocab_size=len(other_tok)), other_tok, spec="tiny:other"
+    )
     with pytest.raises(TokenizerMismatch, match="different tokenizers"):
         linear_maps(a, other, TEXTS, window=WINDOW, progress=False)
-    no_bos = wrap_module(tiny_model("llama", n_layers=2, d_model=32, vocab_size=len(char_tokenizer())), char_tokenizer(add_bos=False), spec="tiny:nobos")
+    no_bos = wrap_module(
+        tiny_model("llama", n_layers=2, d_model=32, vocab_size=len(char_tokenizer())),
+        char_tokenizer(add_bos=False),
+        spec="tiny:nobos",
+    )
     with pytest.raises(TokenizerMismatch, match="tokenize"):
         linear_maps(a, no_bos, TEXTS, window=WINDOW, progress=False)
 
@@ -267,22 +291,38 @@ def test_notebook_executes_on_a_tiny_pair(tmp_path):
     out = execute(
         NOTEBOOKS / "linear_maps.md",
         tmp_path / "linear_maps.ipynb",
-        {"model": str(a), "src_model": str(a), "tgt_model": str(b), "n_windows": 30, "window": 40, "sgd_steps": 20, "sgd_batch_windows": 4},
+        {
+            "model": str(a),
+            "src_model": str(a),
+            "tgt_model": str(b),
+            "n_windows": 30,
+            "window": 40,
+            "sgd_steps": 20,
+            "sgd_batch_windows": 4,
+        },
     )
     nb = json.loads(out.read_text())
     outputs = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
     images = [o for o in outputs if any(k.endswith("image/png") for k in o.get("data", {}))]
     assert len(images) >= 5  # Fig 8 with its control, relative depth, controls, weighting, SGD comparison
-    glued = {o["metadata"]["scrapbook"]["name"]: "".join(next(iter(o["data"].values()))) for o in outputs if "scrapbook" in o.get("metadata", {})}
+    glued = {
+        o["metadata"]["scrapbook"]["name"]: "".join(next(iter(o["data"].values())))
+        for o in outputs
+        if "scrapbook" in o.get("metadata", {})
+    }
     md = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
     cited = set(re.findall(r"\{glue:(?:md|text)\}[` ]([A-Za-z0-9_]+)", md))
-    assert {"lm_run_text", "lm_matrix_text", "lm_control_text", "lm_verdict_text"} <= cited <= set(glued)  # every slot the page cites is filled
+    assert (
+        {"lm_run_text", "lm_matrix_text", "lm_control_text", "lm_verdict_text"} <= cited <= set(glued)
+    )  # every slot the page cites is filled
     assert glued["lm_identity_text"].startswith("Identity control: the largest diagonal error is")
     assert "random-target controls" in glued["lm_control_text"] and "(3 seeds)" in glued["lm_control_text"]
     assert glued["lm_paper_pattern"].strip("'").split(" (")[0] in STATES
     assert "Mean relative error: least squares" in glued["lm_weighting_text"]
-    assert "**a (local folder) → b (local folder)**" in glued["lm_run_text"]  # prose (and figure titles) name the models, folders by their name
+    assert (
+        "**a (local folder) → b (local folder)**" in glued["lm_run_text"]
+    )  # prose (and figure titles) name the models, folders by their name
     assert "Projection for the paper's setting" in glued["lm_paper_setting_text"]
     assert "tqdm" not in json.dumps(outputs) and "it/s" not in json.dumps(outputs)
     # no sentence is built in a code cell (the verdicts come from effdepth.chapters.linear_maps, glued by
@@ -296,9 +336,15 @@ def test_notebook_without_a_pair_still_fills_its_slots(tmp_path):
 
     a = save_tiny(tmp_path / "a", "llama", n_layers=2)
     out = execute(NOTEBOOKS / "linear_maps.md", tmp_path / "lm.ipynb", {"model": str(a)})
-    outputs = [o for c in json.loads(out.read_text())["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
+    outputs = [
+        o for c in json.loads(out.read_text())["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])
+    ]
     assert not [o for o in outputs if o.get("output_type") == "error"]
-    glued = {o["metadata"]["scrapbook"]["name"]: "".join(next(iter(o["data"].values()))) for o in outputs if "scrapbook" in o.get("metadata", {})}
+    glued = {
+        o["metadata"]["scrapbook"]["name"]: "".join(next(iter(o["data"].values())))
+        for o in outputs
+        if "scrapbook" in o.get("metadata", {})
+    }
     md = "\n".join("".join(c["source"]) for c in json.loads(out.read_text())["cells"] if c["cell_type"] == "markdown")
     assert set(re.findall(r"\{glue:(?:md|text)\}[` ]([A-Za-z0-9_]+)", md)) <= set(glued)
     assert "is not a pair" in glued["lm_verdict_text"] and "is not a pair" in glued["lm_run_text"]

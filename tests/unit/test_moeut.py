@@ -96,7 +96,10 @@ def test_shared_layers_really_share_weights():
     with torch.no_grad():
         shared[0].attention.o_experts.zero_()
     seen = {}
-    hooks = [layers[i].attn.register_forward_hook(lambda m, a, o, i=i: seen.__setitem__(i, o.abs().max().item())) for i in range(L)]
+    hooks = [
+        layers[i].attn.register_forward_hook(lambda m, a, o, i=i: seen.__setitem__(i, o.abs().max().item()))
+        for i in range(L)
+    ]
     with torch.no_grad():
         model(input_ids=ids_of("Q: 1+1 A: 2"))
     for h in hooks:
@@ -108,9 +111,21 @@ def test_shared_layers_really_share_weights():
 def test_parameter_count_matching():
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    llama = LlamaForCausalLM(LlamaConfig(vocab_size=100, hidden_size=64, intermediate_size=256, num_hidden_layers=6, num_attention_heads=4, num_key_value_heads=4, tie_word_embeddings=False))
+    llama = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=100,
+            hidden_size=64,
+            intermediate_size=256,
+            num_hidden_layers=6,
+            num_attention_heads=4,
+            num_key_value_heads=4,
+            tie_word_embeddings=False,
+        )
+    )
     target = M.n_params(llama)
-    cfg = M.matched_config(target, **{**TINY, "hidden_size": 64, "num_hidden_layers": 6, "head_dim": 32, "ff_expert_size": 64})
+    cfg = M.matched_config(
+        target, **{**TINY, "hidden_size": 64, "num_hidden_layers": 6, "head_dim": 32, "ff_expert_size": 64}
+    )
     model = M.MoEUTForCausalLM(cfg)
     assert M.n_params(model) == M.moeut_param_count(cfg)
     per_expert = 2 * 64 * 64 + 64  # keys, values and one gate row per expert, for each of the 2 distinct layers
@@ -135,7 +150,9 @@ def test_padding_and_logits_to_keep():
     with torch.no_grad():
         both = model(input_ids=batch, attention_mask=mask).logits
         torch.testing.assert_close(both[1, : b.shape[1]], model(input_ids=b).logits[0], rtol=1e-5, atol=1e-5)
-        torch.testing.assert_close(model(input_ids=a, logits_to_keep=1).logits[0, -1], both[0, -1], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            model(input_ids=a, logits_to_keep=1).logits[0, -1], both[0, -1], rtol=1e-5, atol=1e-5
+        )
 
 
 def test_generate_is_greedy_argmax():

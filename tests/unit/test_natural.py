@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from effdepth.access.model import wrap_module
 from effdepth.accuracy import accuracy_table, at_chance, exact_match, scored_tokens
 from effdepth.data.examples import Example
 from effdepth.data.natural import (
@@ -16,7 +17,6 @@ from effdepth.data.natural import (
     word_problems,
 )
 from effdepth.data.real import GSM8K_TEMPLATE, final_answer
-from effdepth.access.model import wrap_module
 from effdepth.testing import char_tokenizer, tiny_model
 
 
@@ -40,7 +40,9 @@ def test_kinship_answers_and_hop_counts_from_the_text():
     assert sorted({e.level for e in exs}) == [1, 2, 3, 4]
     for e in exs:
         assert solve_kinship(e.prompt) == (e.answer, e.level)
-        assert f"Who is the {RELATIONS[e.level]} of " in e.prompt and e.prompt.endswith(f"\nAnswer: The {RELATIONS[e.level]} of {e.meta['path'][0]} is")
+        assert f"Who is the {RELATIONS[e.level]} of " in e.prompt and e.prompt.endswith(
+            f"\nAnswer: The {RELATIONS[e.level]} of {e.meta['path'][0]} is"
+        )
         assert e.prompt.split("\nQuestion")[0].count("The mother of") == 8 and e.meta["n_names"] == 10
         assert e.meta["path"][-1] == e.answer.strip() and len(e.meta["path"]) == e.level + 1
     with pytest.raises(ValueError, match="two mothers"):
@@ -53,7 +55,7 @@ def test_arithmetic_levels_are_operation_counts():
     for e in exs:
         expr = e.meta["expression"]
         assert e.prompt == f"Question: What is {expr}?\nAnswer: {expr} ="
-        assert eval(expr) == int(e.answer) and e.answer.startswith(" ")  # noqa: S307 (digits and + - only)
+        assert eval(expr) == int(e.answer) and e.answer.startswith(" ")
         assert expr.count("+") + expr.count("-") == e.level
         assert all(0 <= v <= 99 for v in e.meta["values"])
 
@@ -69,7 +71,7 @@ def test_sets_are_deterministic_from_the_seed():
 def test_chance_rates():
     assert chance(kinship_questions(hops=(2,), n_per_level=4)) == pytest.approx(0.1)
     assert chance([Example("q", " 5"), Example("q", " 5"), Example("q", " 7")]) == pytest.approx(2 / 3)
-    w = lambda a, b: Example("q", f"so {a} then {b}", 2, {"scored": [(3, 4), (10, 11)]})  # noqa: E731
+    w = lambda a, b: Example("q", f"so {a} then {b}", 2, {"scored": [(3, 4), (10, 11)]})
     assert chance([w(2, 4), w(2, 4), w(2, 5), w(3, 4)]) == pytest.approx(9 / 16)  # "2" then "4": 3/4 each
     with pytest.raises(ValueError):
         chance([])
@@ -99,7 +101,11 @@ def test_scored_tokens_follow_character_spans(tiny):
 
 
 def test_exact_match_is_teacher_forced_argmax(tiny):
-    exs = [Example("The cat sat on ", "the mat"), Example("ab", "c", meta={"scored": [(0, 1)]}), Example("Q: 1+1 A:", " 2 yes", meta={"scored": [(1, 2)]})]
+    exs = [
+        Example("The cat sat on ", "the mat"),
+        Example("ab", "c", meta={"scored": [(0, 1)]}),
+        Example("Q: 1+1 A:", " 2 yes", meta={"scored": [(1, 2)]}),
+    ]
     # make the scored answer characters the model's own greedy continuations (one at a time: each
     # changes what later positions read), then break one
     fixed = []

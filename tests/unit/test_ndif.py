@@ -8,8 +8,7 @@ import torch
 from effdepth.access.model import wrap_module
 from effdepth.access.ndif import SandboxRefusal
 from effdepth.testing import char_tokenizer, tiny_model
-
-from ..conftest import PROMPTS
+from tests.conftest import PROMPTS
 
 PROMPT, ANSWER = "Q: 5+7-5 A:", " 7"
 REFERENCE = ["The cat sat on the mat.", "Q: 12 + 7 = ? A: 19", "a b c d e f"]
@@ -19,7 +18,9 @@ def _pair(family="llama", **kw):
     """The same random-weight module wrapped twice: strict-sandbox remote and plain local."""
     tok = char_tokenizer()
     hf = tiny_model(family, vocab_size=len(tok), **kw)
-    return wrap_module(hf, char_tokenizer(), spec=f"tiny:{family}", remote="strict"), wrap_module(hf, char_tokenizer(), spec=f"tiny:{family}")
+    return wrap_module(hf, char_tokenizer(), spec=f"tiny:{family}", remote="strict"), wrap_module(
+        hf, char_tokenizer(), spec=f"tiny:{family}"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +83,7 @@ def test_importing_outside_the_whitelist_inside_the_body_is_refused(pair):
         with torch.no_grad(), remote.trace(_ids(remote)):
             import os  # noqa: F401
 
-            y = nn.output.logits.save()  # noqa: F841
+            y = nn.output.logits.save()
     with torch.no_grad(), remote.trace(_ids(remote)):
         import math
 
@@ -108,7 +109,7 @@ def test_effdepth_is_unimportable_while_the_body_runs(pair):
     nn = remote.nn
     with pytest.raises(SandboxRefusal):
         with torch.no_grad(), remote.trace(_ids(remote)):
-            y = nn.output.logits.save()
+            y = nn.output.logits.save()  # noqa: F841  (a value the body names, as on the server)
             __import__("effdepth.stats")
 
 
@@ -121,7 +122,12 @@ def test_contributions(pair):
     remote, plain = pair
     res = contributions(remote, PROMPTS[:3], batch_size=2)
     assert res.meta["params"]["method"] == "trace"
-    np.testing.assert_allclose(res.to_frame().to_numpy(), contributions(plain, PROMPTS[:3], batch_size=2).to_frame().to_numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        res.to_frame().to_numpy(),
+        contributions(plain, PROMPTS[:3], batch_size=2).to_frame().to_numpy(),
+        rtol=1e-5,
+        atol=1e-6,
+    )
 
 
 @pytest.mark.parametrize("part", ["layer", "attention", "mlp"])
@@ -158,7 +164,9 @@ def test_residual_erasure_with_reference_means_from_a_trace(pair):
     from effdepth.measures.residual_erasure import mean_residuals
 
     remote, plain = pair
-    torch.testing.assert_close(mean_residuals(remote, REFERENCE), mean_residuals(plain, REFERENCE), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        mean_residuals(remote, REFERENCE), mean_residuals(plain, REFERENCE), rtol=1e-5, atol=1e-6
+    )
     r = residual_erasure(remote, PROMPT, ANSWER, reference_prompts=REFERENCE, batch_size=9)
     p = residual_erasure(plain, PROMPT, ANSWER, reference_prompts=REFERENCE)
     assert r.meta["params"]["method"] == "trace"
@@ -171,7 +179,10 @@ def test_depth_score(pair):
 
     remote, plain = pair
     by_level = {1: [Example("Q: 5+7-5 A:", " seven", 1)], 2: [Example("Q: 5+7-5+1 A:", " eight", 2)]}
-    r, p = depth_score(remote, by_level, split="answer", n_boot=50), depth_score(plain, by_level, split="answer", n_boot=50)
+    r, p = (
+        depth_score(remote, by_level, split="answer", n_boot=50),
+        depth_score(plain, by_level, split="answer", n_boot=50),
+    )
     np.testing.assert_allclose(r.example_E, p.example_E, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(r.example_o, p.example_o, rtol=1e-4, atol=1e-6)
     assert (r.example_correct == p.example_correct).all() if hasattr(r, "example_correct") else True
@@ -179,17 +190,21 @@ def test_depth_score(pair):
 
 def test_linear_maps():
     from effdepth import linear_maps
-    from effdepth.store import Store
 
     tok = char_tokenizer()
     a = tiny_model("llama", n_layers=2, d_model=32, vocab_size=len(tok), seed=1)
     b = tiny_model("llama", n_layers=3, d_model=24, vocab_size=len(tok), seed=2)
-    texts = ["".join(np.random.default_rng(i).choice(list("abcdefgh ijklmnop.Q:=+0123"), size=10 + (7 * i) % 50)) for i in range(60)]
+    texts = [
+        "".join(np.random.default_rng(i).choice(list("abcdefgh ijklmnop.Q:=+0123"), size=10 + (7 * i) % 50))
+        for i in range(60)
+    ]
     kw = dict(window=32, lambdas=(0.0, 1e-3), progress=False)
     ra = wrap_module(a, char_tokenizer(), spec="tiny:a", remote="strict")
     rb = wrap_module(b, char_tokenizer(), spec="tiny:b", remote="strict")
     r = linear_maps(ra, rb, texts, **kw)
-    p = linear_maps(wrap_module(a, char_tokenizer(), spec="tiny:a"), wrap_module(b, char_tokenizer(), spec="tiny:b"), texts, **kw)
+    p = linear_maps(
+        wrap_module(a, char_tokenizer(), spec="tiny:a"), wrap_module(b, char_tokenizer(), spec="tiny:b"), texts, **kw
+    )
     np.testing.assert_allclose(r.relative_error, p.relative_error, rtol=1e-4, atol=1e-5)
 
 
@@ -238,9 +253,14 @@ def _downloaded(fn):
 
 
 def test_download_formulas_equal_the_traced_payload(pair):
-    from effdepth import contributions, integrated_gradients, logit_lens, residual_erasure, skip_effects
-    from effdepth import ndif_plan, running
-    from effdepth.access import ndif
+    from effdepth import (
+        contributions,
+        integrated_gradients,
+        logit_lens,
+        ndif_plan,
+        residual_erasure,
+        skip_effects,
+    )
     from effdepth.measures.residual_erasure import encode_example
 
     remote, _ = pair
@@ -249,7 +269,9 @@ def test_download_formulas_equal_the_traced_payload(pair):
     assert {len(remote.encode(p)) for p in SAME_LEN} == {T}
     assert _downloaded(lambda: contributions(remote, SAME_LEN, batch_size=2)) == ndif_plan.contributions_bytes(L, 3, T)
     assert _downloaded(lambda: skip_effects(remote, SAME_LEN)) == ndif_plan.skip_bytes(L, 3, T)
-    assert _downloaded(lambda: skip_effects(remote, SAME_LEN, mode="future", n_splits=2, split_step=2)) == ndif_plan.skip_bytes(L, 3, T, 2)
+    assert _downloaded(
+        lambda: skip_effects(remote, SAME_LEN, mode="future", n_splits=2, split_step=2)
+    ) == ndif_plan.skip_bytes(L, 3, T, 2)
     assert _downloaded(lambda: logit_lens(remote, SAME_LEN)) == ndif_plan.lens_bytes(L, 3)
     ids, a0 = encode_example(remote, PROMPT, ANSWER)
     P = len(ids) - a0
@@ -260,12 +282,15 @@ def test_download_formulas_equal_the_traced_payload(pair):
 
 
 def test_linear_maps_download_is_the_residuals_and_beats_streamed_statistics():
-    from effdepth import linear_maps
-    from effdepth import ndif_plan, running
-    from effdepth.access import ndif
+    from effdepth import linear_maps, ndif_plan
 
     tok = char_tokenizer()
-    m = wrap_module(tiny_model("llama", n_layers=2, d_model=16, vocab_size=len(tok), seed=1), char_tokenizer(), spec="tiny:a", remote="strict")
+    m = wrap_module(
+        tiny_model("llama", n_layers=2, d_model=16, vocab_size=len(tok), seed=1),
+        char_tokenizer(),
+        spec="tiny:a",
+        remote="strict",
+    )
     texts = ["".join(np.random.default_rng(i).choice(list("abcdefgh ijklmnop"), size=40)) for i in range(30)]
     res = linear_maps(m, m, texts, window=16, lambdas=(0.0, 1e-3), progress=False)
     n_windows = int(res.n_windows.sum())
@@ -280,11 +305,16 @@ def test_linear_maps_download_is_the_residuals_and_beats_streamed_statistics():
 def test_preflight_table_for_a_70b_config():
     from transformers import LlamaConfig
 
-    from effdepth import running
-    from effdepth import ndif_plan
-    from effdepth.access import ndif
+    from effdepth import ndif_plan, running
 
-    cfg = LlamaConfig(num_hidden_layers=80, hidden_size=8192, intermediate_size=28672, num_attention_heads=64, num_key_value_heads=8, vocab_size=128256)
+    cfg = LlamaConfig(
+        num_hidden_layers=80,
+        hidden_size=8192,
+        intermediate_size=28672,
+        num_attention_heads=64,
+        num_key_value_heads=8,
+        vocab_size=128256,
+    )
     dims = ndif_plan.Dims.of(cfg)
     assert (dims.n_layers, dims.d_model, dims.vocab_size) == (80, 8192, 128256) and 69e9 < dims.n_params < 72e9
     chapters = {c.name: running.chapter_defaults(c.name) for c in running.available_chapters()}
@@ -292,9 +322,15 @@ def test_preflight_table_for_a_70b_config():
     assert not rows["zoo"].remote and not rows["objective"].remote and rows["zoo"].download_mb == 0
     n = chapters["contributions"]["n_examples"]
     assert rows["contributions"].download_mb == pytest.approx(80 * n * 200 * 36 / 1e6)
-    assert "the same 80 blocks at width 512 (of 8192), 1.6 GB" in rows["contributions"].note  # narrow float32 controls, run locally
+    assert (
+        "the same 80 blocks at width 512 (of 8192), 1.6 GB" in rows["contributions"].note
+    )  # narrow float32 controls, run locally
     # one request per trace, counted from the parameters (issue 27: the note's 70B figure)
-    assert rows["skipping"].requests == 2430 and rows["complexity"].requests == 7028 and rows["contributions"].requests == 3
+    assert (
+        rows["skipping"].requests == 2430
+        and rows["complexity"].requests == 7028
+        and rows["contributions"].requests == 3
+    )
     assert sum(r.requests for r in rows.values()) == 9527
     assert rows["linear_maps"].download_mb == 0 and "src_model" in rows["linear_maps"].note
     text = ndif_plan.format_preflight("meta-llama/Llama-3.1-70B", dims, list(rows.values()))
@@ -304,12 +340,17 @@ def test_preflight_table_for_a_70b_config():
 def test_run_remote_prints_the_preflight_before_any_chapter(monkeypatch, capsys):
     from transformers import LlamaConfig
 
-    from effdepth import running
-    from effdepth import ndif_plan
-    from effdepth.access import ndif
+    from effdepth import ndif_plan, running
     from effdepth.cli import main
 
-    cfg = LlamaConfig(num_hidden_layers=80, hidden_size=8192, intermediate_size=28672, num_attention_heads=64, num_key_value_heads=8, vocab_size=128256)
+    cfg = LlamaConfig(
+        num_hidden_layers=80,
+        hidden_size=8192,
+        intermediate_size=28672,
+        num_attention_heads=64,
+        num_key_value_heads=8,
+        vocab_size=128256,
+    )
     monkeypatch.setenv("NDIF_API_KEY", "test-key")
     monkeypatch.setattr(ndif_plan, "load_config", lambda spec: cfg)
     monkeypatch.setattr(ndif_plan, "service_check", lambda model, key: [])
@@ -320,16 +361,36 @@ def test_run_remote_prints_the_preflight_before_any_chapter(monkeypatch, capsys)
         return {"contributions": "ok", "skipping": "ok"}
 
     monkeypatch.setattr(running, "run", fake_run)
-    assert main(["run", "--model", "someorg/some-70b", "--remote", "--chapters", "contributions,skipping", "--set", "n_examples=10"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--model",
+                "someorg/some-70b",
+                "--remote",
+                "--chapters",
+                "contributions,skipping",
+                "--set",
+                "n_examples=10",
+            ]
+        )
+        == 0
+    )
     (printed,) = seen
     lines = printed.splitlines()
     assert "--remote preflight for someorg/some-70b: 80 layers, d=8192" in lines[0]
     contrib = next(line for line in lines if line.strip().startswith("contributions"))
     assert f"{80 * 10 * 200 * 36 / 1e6:,.1f} MB" in contrib  # --set n_examples=10 is used
-    scoped = running.remote_preflight("x/y", ["contributions", "logit_lens"], {"n_examples": 10, "contributions.n_examples": 40})
-    row = lambda name: next(line for line in scoped.splitlines() if line.strip().startswith(name))  # noqa: E731
-    assert f"{80 * 40 * 200 * 36 / 1e6:,.1f} MB" in row("contributions") and f"{80 * 10 * 200 * 36 / 1e6:,.1f}" not in row("contributions")
-    assert any(line.strip().startswith("skipping") for line in lines) and not any(line.strip().startswith("logit_lens") for line in lines)
+    scoped = running.remote_preflight(
+        "x/y", ["contributions", "logit_lens"], {"n_examples": 10, "contributions.n_examples": 40}
+    )
+    row = lambda name: next(line for line in scoped.splitlines() if line.strip().startswith(name))
+    assert f"{80 * 40 * 200 * 36 / 1e6:,.1f} MB" in row(
+        "contributions"
+    ) and f"{80 * 10 * 200 * 36 / 1e6:,.1f}" not in row("contributions")
+    assert any(line.strip().startswith("skipping") for line in lines) and not any(
+        line.strip().startswith("logit_lens") for line in lines
+    )
     # a config that cannot be read (no network): the run stops before any chapter, in one line
     monkeypatch.setattr(ndif_plan, "load_config", lambda spec: (_ for _ in ()).throw(OSError("no network")))
     with pytest.raises(ValueError, match="config of x/y cannot be read from the Hugging Face Hub \\(no network\\)"):
@@ -343,13 +404,18 @@ def test_the_preflight_counts_chapter_scoped_sets_as_the_run_does(monkeypatch):
     """issue 25 #6: `--set linear_maps.n_windows=…` (the Makefile's form) must reach the estimate."""
     from transformers import LlamaConfig
 
-    from effdepth import running
-    from effdepth import ndif_plan
-    from effdepth.access import ndif
+    from effdepth import ndif_plan, running
 
-    cfg = LlamaConfig(num_hidden_layers=80, hidden_size=8192, intermediate_size=28672, num_attention_heads=64, num_key_value_heads=8, vocab_size=128256)
+    cfg = LlamaConfig(
+        num_hidden_layers=80,
+        hidden_size=8192,
+        intermediate_size=28672,
+        num_attention_heads=64,
+        num_key_value_heads=8,
+        vocab_size=128256,
+    )
     monkeypatch.setattr(ndif_plan, "load_config", lambda spec: cfg)
-    line = lambda text: next(x for x in text.splitlines() if x.strip().startswith("contributions"))  # noqa: E731
+    line = lambda text: next(x for x in text.splitlines() if x.strip().startswith("contributions"))
     plain = line(running.remote_preflight("o/m", ["contributions"]))
     scoped = line(running.remote_preflight("o/m", ["contributions"], {"contributions.n_examples": 10}))
     shared = line(running.remote_preflight("o/m", ["contributions"], {"n_examples": 10}))
@@ -373,15 +439,24 @@ def test_the_random_init_control_of_a_remote_model_is_built_here(pair, monkeypat
 
 
 def test_preflight_of_a_linear_maps_pair_counts_both_models_and_the_sgd_passes():
-    from effdepth import ndif_plan, running
-    from effdepth.access import ndif
+    from effdepth import ndif_plan
 
     src, tgt = ndif_plan.Dims(28, 1536, 151936), ndif_plan.Dims(80, 8192, 128256)
-    p = {"n_windows": 400, "window": 128, "compare_sgd": False, "sgd_steps": 10, "sgd_batch_windows": 8, "controls": False, "n_controls": 3}
+    p = {
+        "n_windows": 400,
+        "window": 128,
+        "compare_sgd": False,
+        "sgd_steps": 10,
+        "sgd_batch_windows": 8,
+        "controls": False,
+        "n_controls": 3,
+    }
     (row,) = ndif_plan.preflight("tgt", tgt, {"linear_maps": p}, pair=(src, tgt))
     closed = ndif_plan.residuals_bytes(28, 1536, 400, 128) + ndif_plan.residuals_bytes(80, 8192, 400, 128)
     assert row.remote and row.download_mb == pytest.approx(closed / 1e6) and "control" not in row.note
-    (row,) = ndif_plan.preflight("tgt", tgt, {"linear_maps": {**p, "compare_sgd": True, "controls": True}}, pair=(src, tgt))
+    (row,) = ndif_plan.preflight(
+        "tgt", tgt, {"linear_maps": {**p, "compare_sgd": True, "controls": True}}, pair=(src, tgt)
+    )
     sgd = ndif_plan.residuals_bytes(28, 1536, 80, 128) + ndif_plan.residuals_bytes(80, 8192, 80, 128)
     assert row.download_mb == pytest.approx((closed + sgd) / 1e6) and "3 random-init control(s)" in row.note
 
@@ -398,8 +473,7 @@ def test_a_remote_run_never_writes_the_key_to_nnsights_config_file(monkeypatch, 
     from nnsight import CONFIG
     from transformers import LlamaConfig
 
-    from effdepth import running
-    from effdepth import ndif_plan
+    from effdepth import ndif_plan, running
     from effdepth.access import ndif
     from effdepth.cli import main
 
@@ -407,7 +481,7 @@ def test_a_remote_run_never_writes_the_key_to_nnsights_config_file(monkeypatch, 
     user_file.parent.mkdir()
     user_file.write_text("API:\n  APIKEY: the-users-own-key\n")
     os.utime(user_file, ns=(1_000_000_000, 1_000_000_000))
-    state = lambda: (user_file.read_bytes(), user_file.stat().st_mtime_ns)  # noqa: E731
+    state = lambda: (user_file.read_bytes(), user_file.stat().st_mtime_ns)
     before = state()
     monkeypatch.setenv("NNSIGHT_CONFIG", str(user_file))
     monkeypatch.setenv("NDIF_API_KEY", "key-for-this-run-only")
@@ -435,7 +509,9 @@ def _on_meta_server(family="llama"):
     import dataclasses
 
     tok = char_tokenizer()
-    m = wrap_module(tiny_model(family, vocab_size=len(tok), seed=3), char_tokenizer(), spec=f"tiny:{family}-meta", remote="strict")
+    m = wrap_module(
+        tiny_model(family, vocab_size=len(tok), seed=3), char_tokenizer(), spec=f"tiny:{family}-meta", remote="strict"
+    )
     return dataclasses.replace(m, server_device="meta")
 
 
@@ -449,7 +525,7 @@ def test_a_cpu_tensor_inside_a_trace_is_refused_on_a_model_of_another_device():
         with torch.no_grad(), m.trace(_ids(m)):
             h = layers[1].input
             layers[1].input = torch.where(mask, h * 0, h)  # a mask built on the client's CPU
-            y = nn.output.logits.save()  # noqa: F841
+            y = nn.output.logits.save()
     with torch.no_grad(), m.trace(_ids(m)):  # the same body, the mask moved to the activation's device
         h = layers[1].input
         layers[1].input = torch.where(mask.to(h.device), h * 0, h)
@@ -464,7 +540,16 @@ def test_a_cpu_tensor_inside_a_trace_is_refused_on_a_model_of_another_device():
 def test_every_measurement_keeps_its_tensors_on_the_models_device(family):
     """Every trace body of every measurement, run against a server model on another device
     (meta): none combines a client-side CPU tensor with an activation."""
-    from effdepth import contributions, depth_score, integrated_gradients, linear_maps, local_effects, logit_lens, residual_erasure, skip_effects
+    from effdepth import (
+        contributions,
+        depth_score,
+        integrated_gradients,
+        linear_maps,
+        local_effects,
+        logit_lens,
+        residual_erasure,
+        skip_effects,
+    )
     from effdepth.data import Example
     from effdepth.measures.depth_score import greedy_correct_batch
     from effdepth.measures.residual_erasure import encode_example
@@ -494,7 +579,14 @@ def test_a_70b_models_control_keeps_depth_and_blocks_at_a_width_that_fits_here()
 
     from effdepth.access import controls
 
-    cfg = LlamaConfig(num_hidden_layers=80, hidden_size=8192, intermediate_size=28672, num_attention_heads=64, num_key_value_heads=8, vocab_size=128256)
+    cfg = LlamaConfig(
+        num_hidden_layers=80,
+        hidden_size=8192,
+        intermediate_size=28672,
+        num_attention_heads=64,
+        num_key_value_heads=8,
+        vocab_size=128256,
+    )
     w = controls.remote_control_width(cfg, budget=2e9)
     n = controls.narrow_config(cfg, w)
     assert w == 512 and (n.num_hidden_layers, n.vocab_size, n.head_dim) == (80, 128256, 128)
@@ -506,15 +598,19 @@ def test_a_70b_models_control_keeps_depth_and_blocks_at_a_width_that_fits_here()
 
 
 def test_a_remote_models_control_is_narrowed_only_when_it_does_not_fit(pair, monkeypatch):
-    from effdepth.access import controls
     from effdepth import skip_effects
+    from effdepth.access import controls
 
     remote, plain = pair
     full = controls.control_of(remote, seed=7)
     assert full.d_model == plain.d_model and "width" not in full.spec
     monkeypatch.setenv(controls.CONTROL_GB_ENV, str(controls.n_params(plain.hf.config) * 4 / 1e9 * 0.6))
     narrow = controls.control_of(remote, seed=7)
-    assert narrow.d_model == plain.d_model // 2 and narrow.n_layers == plain.n_layers and narrow.vocab_size == plain.vocab_size
+    assert (
+        narrow.d_model == plain.d_model // 2
+        and narrow.n_layers == plain.n_layers
+        and narrow.vocab_size == plain.vocab_size
+    )
     assert f"width {plain.d_model // 2} of {plain.d_model}" in narrow.spec and narrow.revision != full.revision
     assert not narrow.remote and narrow.dtype == torch.float32
     r = skip_effects(narrow, PROMPTS[1:2])  # measured here, with the model's tokenizer and prompts
@@ -522,8 +618,14 @@ def test_a_remote_models_control_is_narrowed_only_when_it_does_not_fit(pair, mon
 
 
 def test_request_counts_equal_the_traces_the_strict_simulation_sends(pair):
-    from effdepth import contributions, integrated_gradients, logit_lens, residual_erasure, skip_effects
-    from effdepth import ndif_plan, running
+    from effdepth import (
+        contributions,
+        integrated_gradients,
+        logit_lens,
+        ndif_plan,
+        residual_erasure,
+        skip_effects,
+    )
     from effdepth.access import ndif
     from effdepth.measures.residual_erasure import encode_example
 
@@ -537,12 +639,16 @@ def test_request_counts_equal_the_traces_the_strict_simulation_sends(pair):
 
     assert traces(lambda: contributions(remote, SAME_LEN, batch_size=2)) == ndif_plan.contributions_requests(3, 2)
     assert traces(lambda: skip_effects(remote, SAME_LEN, seed=5)) == ndif_plan.skip_requests(L, 3)
-    assert traces(lambda: skip_effects(remote, SAME_LEN[:1], mode="future", n_splits=2, split_step=2, seed=5)) == ndif_plan.skip_requests(L, 1, 2)
+    assert traces(
+        lambda: skip_effects(remote, SAME_LEN[:1], mode="future", n_splits=2, split_step=2, seed=5)
+    ) == ndif_plan.skip_requests(L, 1, 2)
     assert traces(lambda: logit_lens(remote, SAME_LEN[:2])) == ndif_plan.lens_requests(2)
     ids, a0 = encode_example(remote, PROMPT, ANSWER)
     got = traces(lambda: residual_erasure(remote, PROMPT, ANSWER, reference_prompts=REFERENCE, batch_size=9, seed=5))
     assert got == ndif_plan.erasure_requests(L, len(ids) - 2, len(REFERENCE), 9)
-    assert traces(lambda: integrated_gradients(remote, PROMPT, ANSWER, steps=8, batch_size=3)) == ndif_plan.ig_requests(L, 8, 3)
+    assert traces(lambda: integrated_gradients(remote, PROMPT, ANSWER, steps=8, batch_size=3)) == ndif_plan.ig_requests(
+        L, 8, 3
+    )
 
 
 def test_service_check_fails_fast_and_clearly_without_a_server(monkeypatch):
@@ -554,8 +660,7 @@ def test_service_check_fails_fast_and_clearly_without_a_server(monkeypatch):
     from nnsight import CONFIG
     from nnsight import ndif as service
 
-    from effdepth import ndif_plan, running
-    from effdepth.access import ndif
+    from effdepth import ndif_plan
 
     monkeypatch.setattr(CONFIG.API, "HOST", "http://127.0.0.1:9")
     t = time.time()
@@ -567,12 +672,25 @@ def test_service_check_fails_fast_and_clearly_without_a_server(monkeypatch):
     with pytest.raises(ndif_plan.NdifUnavailable, match="does not recognise the API key"):
         ndif_plan.service_check("meta-llama/Llama-3.1-70B", "some-key")
     replies["/whoami"] = {"email": "me@example.org"}
-    replies["/status"] = {"deployments": {"a": {"repo_id": "openai-community/gpt2", "deployment_level": "HOT", "application_state": "RUNNING"}}}
-    with pytest.raises(ndif_plan.NdifUnavailable, match="does not host 'meta-llama/Llama-3.1-70B' now; hosted models: openai-community/gpt2"):
+    replies["/status"] = {
+        "deployments": {
+            "a": {"repo_id": "openai-community/gpt2", "deployment_level": "HOT", "application_state": "RUNNING"}
+        }
+    }
+    with pytest.raises(
+        ndif_plan.NdifUnavailable,
+        match="does not host 'meta-llama/Llama-3.1-70B' now; hosted models: openai-community/gpt2",
+    ):
         ndif_plan.service_check("meta-llama/Llama-3.1-70B", "some-key")
-    replies["/status"]["deployments"]["b"] = {"repo_id": "meta-llama/Llama-3.1-70B", "deployment_level": "HOT", "application_state": "RUNNING"}
+    replies["/status"]["deployments"]["b"] = {
+        "repo_id": "meta-llama/Llama-3.1-70B",
+        "deployment_level": "HOT",
+        "application_state": "RUNNING",
+    }
     replies["/env"] = {"packages": {"nnsight": "0.0.1"}}
-    with pytest.raises(ndif_plan.NdifUnavailable, match=f"NDIF runs nnsight 0.0.1, this machine nnsight {nnsight.__version__}"):
+    with pytest.raises(
+        ndif_plan.NdifUnavailable, match=f"NDIF runs nnsight 0.0.1, this machine nnsight {nnsight.__version__}"
+    ):
         ndif_plan.service_check("meta-llama/Llama-3.1-70B", "some-key")
     replies["/env"] = {"packages": {"nnsight": nnsight.__version__, "torch": "0.1"}}
     assert any("torch 0.1" in n for n in ndif_plan.service_check("meta-llama/Llama-3.1-70B", "some-key"))
@@ -583,12 +701,14 @@ def test_the_model_page_measures_a_remote_model_without_its_weights(pair):
     the local answers; a remote model records the dtype NDIF runs it in."""
     from transformers import LlamaConfig
 
+    from effdepth.access.ndif import served_dtype
     from effdepth.accuracy import exact_match
     from effdepth.data import Example
-    from effdepth.access.ndif import served_dtype
 
     remote, plain = pair
     assert remote.hf.lm_head.weight.is_meta
     exs = [Example("Q: 5+7-5 A:", " 7", 1), Example("ab", "c", 1), Example("Q: 1 A:", " 12", 2)]
     assert exact_match(remote, exs, batch_size=2) == exact_match(plain, exs, batch_size=2)
-    assert served_dtype(LlamaConfig(dtype="bfloat16")) == torch.bfloat16 and served_dtype(LlamaConfig()) == torch.bfloat16
+    assert (
+        served_dtype(LlamaConfig(dtype="bfloat16")) == torch.bfloat16 and served_dtype(LlamaConfig()) == torch.bfloat16
+    )

@@ -39,7 +39,9 @@ TINY = O.GridSpec(
 
 @pytest.fixture(scope="module")
 def pool():
-    return O.problems("add_sub_multiple", "train", 30, 0, 94, (1.0, 4.0), (2.0, 6.0)) + O.problems("div", "train", 30, 0, 94, (1.0, 4.0), (2.0, 6.0))
+    return O.problems("add_sub_multiple", "train", 30, 0, 94, (1.0, 4.0), (2.0, 6.0)) + O.problems(
+        "div", "train", 30, 0, 94, (1.0, 4.0), (2.0, 6.0)
+    )
 
 
 def decode(ids):
@@ -79,7 +81,6 @@ def test_packing_never_splits_an_example(pool):
     assert not torch.equal(other["input_ids"], data["input_ids"])
 
 
-
 def _digest(batches):
     return hashlib.sha256(json.dumps({k: v.tolist() for k, v in sorted(batches.items())}).encode()).hexdigest()[:16]
 
@@ -89,8 +90,13 @@ def test_batches_and_cache_keys_are_the_recorded_ones(pool):
     same batches in the same order, and the same cache keys (a changed key retrains the book's grid)."""
     assert _digest(O.arithmetic_batches(pool, TINY, 5, 3)) == "1b897cc13859b167"
     assert _digest(O.multihop_batches(TINY, 3, 0)) == "5b8100a8b5026257"
-    assert (O.make_spec("default").key(), O.make_spec("tiny").key(), O.make_spec("default", 4, "generator").key()) == ("889bb01a2f9c", "b8c0e37073b9", "44e9673b400f")
+    assert (O.make_spec("default").key(), O.make_spec("tiny").key(), O.make_spec("default", 4, "generator").key()) == (
+        "889bb01a2f9c",
+        "b8c0e37073b9",
+        "44e9673b400f",
+    )
     assert O.grid_dir(O.GridSpec()).relative_to(O.grid_dir()).as_posix() == "889bb01a2f9c"
+
 
 def test_answer_mask_is_exactly_the_answer(pool):
     data = O.arithmetic_batches(pool, TINY, steps=3, seed=0)
@@ -194,10 +200,14 @@ def test_generator_settings_and_scaled_settings():
     small = O.problems("mul_div_multiple_longer", "extrapolate", 3, 0, 200, (1.0, 4.0), (2.0, 6.0))
     assert len(real) == len(small) == 3
     assert np.mean([len(q) for q, _ in small]) < np.mean([len(q) for q, _ in real])
-    assert O.problems("add_sub_multiple", "train", 4, 7, 96, (1.0, 4.0), (2.0, 6.0)) == O.problems("add_sub_multiple", "train", 4, 7, 96, (1.0, 4.0), (2.0, 6.0))
+    assert O.problems("add_sub_multiple", "train", 4, 7, 96, (1.0, 4.0), (2.0, 6.0)) == O.problems(
+        "add_sub_multiple", "train", 4, 7, 96, (1.0, 4.0), (2.0, 6.0)
+    )
     # extrapolation expressions are longer than training ones (the generator's construction)
-    ops = lambda pairs: np.mean([sum(c in "+-*/" for c in q.replace(" -", " ")) for q, _ in pairs])  # noqa: E731
-    assert ops(O.problems("add_sub_multiple_longer", "extrapolate", 20, 0, 200, (1.0, 4.0), (2.0, 6.0))) > ops(O.problems("add_sub_multiple", "train", 20, 0, 200, (1.0, 4.0), (2.0, 6.0)))
+    ops = lambda pairs: np.mean([sum(c in "+-*/" for c in q.replace(" -", " ")) for q, _ in pairs])
+    assert ops(O.problems("add_sub_multiple_longer", "extrapolate", 20, 0, 200, (1.0, 4.0), (2.0, 6.0))) > ops(
+        O.problems("add_sub_multiple", "train", 20, 0, 200, (1.0, 4.0), (2.0, 6.0))
+    )
 
 
 def test_grid_trains_evaluates_caches_and_measures(tmp_path):
@@ -233,7 +243,9 @@ def test_interrupted_training_resumes(pool):
     """A run killed after a checkpoint continues from it and ends where an uninterrupted run ends."""
     spec = replace(TINY, steps=4, checkpoint_every=2)
     data = O.arithmetic_batches(pool, spec, steps=4, seed=0)
-    ref = O.train_run("ref", O.build_model("transformer", spec, 0), data, spec, 4, "all", spec.lr, "cpu", False, {}, None)
+    ref = O.train_run(
+        "ref", O.build_model("transformer", spec, 0), data, spec, 4, "all", spec.lr, "cpu", False, {}, None
+    )
 
     class Stop(Exception):
         pass
@@ -246,11 +258,15 @@ def test_interrupted_training_resumes(pool):
 
     name = "resumed"
     partial = O.grid_dir(spec) / f"{name}.partial"
-    cfg = T.TrainConfig(steps=4, lr=spec.lr, warmup=1, loss_on="all", checkpoint_every=2, threads=1, weight_decay=spec.weight_decay)
+    cfg = T.TrainConfig(
+        steps=4, lr=spec.lr, warmup=1, loss_on="all", checkpoint_every=2, threads=1, weight_decay=spec.weight_decay
+    )
     with pytest.raises(Stop):
         T.train(O.build_model("transformer", spec, 0), Dying(data), cfg, checkpoint_dir=partial, progress=False)
     assert (partial / T.CHECKPOINT).exists()
-    out = O.train_run(name, O.build_model("transformer", spec, 5), data, spec, 4, "all", spec.lr, "cpu", False, {}, None)
+    out = O.train_run(
+        name, O.build_model("transformer", spec, 5), data, spec, 4, "all", spec.lr, "cpu", False, {}, None
+    )
     from safetensors.torch import load_file
 
     a, b = load_file(ref / "model.safetensors"), load_file(out / "model.safetensors")
@@ -275,13 +291,24 @@ def test_notebook_executes(tmp_path):
     images = sum("image/png" in json.dumps(c.get("outputs", [])) for c in nb["cells"])
     assert images >= 4
     outputs = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
-    glued = {o["metadata"]["scrapbook"]["name"]: "".join(next(iter(o["data"].values()))) for o in outputs if "scrapbook" in o.get("metadata", {})}
+    glued = {
+        o["metadata"]["scrapbook"]["name"]: "".join(next(iter(o["data"].values())))
+        for o in outputs
+        if "scrapbook" in o.get("metadata", {})
+    }
     md = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
     cited = set(re.findall(r"\{glue:(?:md|text)\}[` ]([A-Za-z0-9_]+)", md))
-    assert {"ob_setup_text", "ob_accuracy_text", "ob_erasure_text", "ob_depth_text", "ob_finetune_text", "ob_summary_text"} <= cited <= set(glued)
+    assert (
+        {"ob_setup_text", "ob_accuracy_text", "ob_erasure_text", "ob_depth_text", "ob_finetune_text", "ob_summary_text"}
+        <= cited
+        <= set(glued)
+    )
     # two seeds can never pass a sign test and a 2-step fine-tuning changes nothing: nothing is "as in
     # the paper", and the page says why
-    assert glued["ob_any_paper"].strip("'\"").split(" (")[0] in ("not testable here", "inconclusive at n = 1") and "**0** hold as in the paper" in glued["ob_summary_text"]
+    assert (
+        glued["ob_any_paper"].strip("'\"").split(" (")[0] in ("not testable here", "inconclusive at n = 1")
+        and "**0** hold as in the paper" in glued["ob_summary_text"]
+    )
     assert "fewer than 5 seeds" in glued["ob_summary_text"]
     assert "random init" in glued["ob_depth_text"] and "random init" in glued["ob_erasure_text"]
     # no Markdown built in a cell, the sentences glued by glue_all: tests/test_notebook_lint.py checks every notebook
@@ -297,7 +324,9 @@ def test_parallel_training_processes_match_serial_cells():
     import shutil
 
     shutil.rmtree(f)
-    par = O.train_grid(spec, seeds=(0,), archs=("transformer",), objectives=("all", "answer"), progress=False, workers=2)
+    par = O.train_grid(
+        spec, seeds=(0,), archs=("transformer",), objectives=("all", "answer"), progress=False, workers=2
+    )
     for key in par.folders:
         assert (par.folders[key] / "model.safetensors").exists()
     again = json.loads((par.folders[("transformer", "all", 0)] / "report.json").read_text())["history"]

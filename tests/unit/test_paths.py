@@ -8,7 +8,6 @@ import pytest
 from effdepth import cli, paths
 
 
-
 def _project(folder: Path) -> Path:
     (folder / "notebooks").mkdir(parents=True)
     (folder / "_toc.yml").write_text("format: jb-book\n")

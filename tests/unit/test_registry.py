@@ -26,8 +26,13 @@ def makefile_variable(name: str) -> str:
 
 def test_the_toc_lists_the_registered_chapters_in_order_and_in_their_parts():
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    listed = [(PARTS[p["caption"]], c["file"]) for p in toc["parts"] if p["caption"] in PARTS for c in p["chapters"]
-              if c["file"].startswith("book/chapters/")]
+    listed = [
+        (PARTS[p["caption"]], c["file"])
+        for p in toc["parts"]
+        if p["caption"] in PARTS
+        for c in p["chapters"]
+        if c["file"].startswith("book/chapters/")
+    ]
     assert listed == [(c.part, c.page) for c in CHAPTERS]
 
 
@@ -59,10 +64,15 @@ def test_every_place_of_a_chapter_exists_and_is_used(chapter):
     if chapter.findings:
         importlib.import_module(f"effdepth.chapters.{chapter.findings}")
         assert any((ROOT / "tests").glob(f"*/test_{pre}{chapter.findings}.py") for pre in ("chapter_", ""))
-        assert (ROOT / "book" / "methods" / f"{chapter.name}-rules.md").exists() or chapter.name in ("model", "comparison")
+        assert (ROOT / "book" / "methods" / f"{chapter.name}-rules.md").exists() or chapter.name in (
+            "model",
+            "comparison",
+        )
     if chapter.figures:
         importlib.import_module(f"effdepth.plots.{chapter.figures}")
-        assert re.search(rf"from effdepth\.plots(?: import {chapter.figures} as \w+|\.{chapter.figures} import)", made), f"{chapter.name} does not draw with effdepth.plots.{chapter.figures}"
+        assert re.search(
+            rf"from effdepth\.plots(?: import {chapter.figures} as \w+|\.{chapter.figures} import)", made
+        ), f"{chapter.name} does not draw with effdepth.plots.{chapter.figures}"
     if chapter.curves:
         assert callable(getattr(curves, chapter.curves))
         assert f'curves.save("{chapter.name}"' in made and f"curves.{chapter.curves}(" in made

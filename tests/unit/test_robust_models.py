@@ -9,9 +9,9 @@ import torch
 
 import effdepth.access.folders as M
 from effdepth import ModelNotAvailable, contributions, load_model
+from effdepth.access.model import wrap_module
 from effdepth.cli import main
 from effdepth.errors import BadModelFolder
-from effdepth.access.model import wrap_module
 from effdepth.store import Store, cache_root
 from effdepth.testing import char_tokenizer, save_tiny, tiny_model
 
@@ -37,7 +37,9 @@ def _one_line(err) -> str:
 
 # -- item 1: never run a folder's own code ------------------------------------------------------
 def _plant_code(folder, marker):
-    (folder / "evil.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\nfrom transformers import LlamaConfig as EvilConfig, LlamaForCausalLM as EvilModel\n")
+    (folder / "evil.py").write_text(
+        f"open({str(marker)!r}, 'w').write('ran')\nfrom transformers import LlamaConfig as EvilConfig, LlamaForCausalLM as EvilModel\n"
+    )
 
 
 def test_custom_code_config_is_refused_and_not_run(folder, tmp_path):
@@ -124,9 +126,16 @@ def test_safetensors_with_a_garbage_header(folder):
 
 def test_sharded_index_naming_a_missing_shard(folder):
     os.replace(folder / "model.safetensors", folder / "model-00001-of-00002.safetensors")
-    (folder / "model.safetensors.index.json").write_text(json.dumps(
-        {"weight_map": {"lm_head.weight": "model-00001-of-00002.safetensors", "model.norm.weight": "model-00002-of-00002.safetensors"}}
-    ))
+    (folder / "model.safetensors.index.json").write_text(
+        json.dumps(
+            {
+                "weight_map": {
+                    "lm_head.weight": "model-00001-of-00002.safetensors",
+                    "model.norm.weight": "model-00002-of-00002.safetensors",
+                }
+            }
+        )
+    )
     with pytest.raises(BadModelFolder, match="model-00002-of-00002.safetensors") as err:
         load_model(str(folder))
     assert str(folder / "model.safetensors.index.json") in _one_line(err)
@@ -178,13 +187,15 @@ def test_late_layer_change_changes_revision_and_result(tmp_path):
     fresh = contributions(after, PROMPTS, store=Store(enabled=False)).to_frame()
     np.testing.assert_allclose(new.to_numpy(), fresh.to_numpy(), rtol=1e-6)  # not the cached old numbers
     assert new["rel_mlp"].iloc[-1] > 2 * old["rel_mlp"].iloc[-1]  # the scaled MLP writes more
-    np.testing.assert_allclose(new.iloc[:-1].to_numpy(), old.iloc[:-1].to_numpy(), rtol=1e-5)  # earlier layers as before
+    np.testing.assert_allclose(
+        new.iloc[:-1].to_numpy(), old.iloc[:-1].to_numpy(), rtol=1e-5
+    )  # earlier layers as before
     assert load_model(str(folder)).revision == after.revision  # and it is stable
 
 
 def test_big_file_hash_is_remembered_and_invalidated(folder, monkeypatch):
     weights = folder / "model.safetensors"
-    monkeypatch.setattr(M, "_RACY_NS", -10**12)  # remember even a file written just now
+    monkeypatch.setattr(M, "_RACY_NS", -(10**12))  # remember even a file written just now
     real = M.file_sha256(weights, remember_above=0)
     sidecars = list((cache_root() / "file-hashes").glob("*.json"))
     assert len(sidecars) == 1
@@ -214,9 +225,11 @@ def test_in_memory_models_differing_in_a_late_weight_get_different_revisions():
 
 
 def test_no_cache_hashes_every_time_and_writes_nothing(folder, monkeypatch):
-    monkeypatch.setattr(M, "_RACY_NS", -10**12)
+    monkeypatch.setattr(M, "_RACY_NS", -(10**12))
     monkeypatch.setenv("EFFDEPTH_NO_CACHE", "1")
-    assert M.file_sha256(folder / "model.safetensors", remember_above=0) == M.stream_sha256(folder / "model.safetensors")
+    assert M.file_sha256(folder / "model.safetensors", remember_above=0) == M.stream_sha256(
+        folder / "model.safetensors"
+    )
     assert not (cache_root() / "file-hashes").exists()
 
 
@@ -231,6 +244,8 @@ def test_every_transformers_load_in_the_package_refuses_remote_code():
     for py in Path(effdepth.__file__).parent.rglob("*.py"):
         for node in ast.walk(ast.parse(py.read_text())):
             if isinstance(node, ast.Call) and getattr(node.func, "attr", "") in ("from_pretrained", "from_config"):
-                if not any(k.arg == "trust_remote_code" and getattr(k.value, "value", None) is False for k in node.keywords):
+                if not any(
+                    k.arg == "trust_remote_code" and getattr(k.value, "value", None) is False for k in node.keywords
+                ):
                     missing.append(f"{py.name}:{node.lineno}")
     assert not missing, missing

@@ -15,11 +15,13 @@ from effdepth import local_effects, skip_effects
 from effdepth.access.model import wrap_module
 from effdepth.measures.skip_effects import position_masks, prompt_effects, split_points
 from effdepth.testing import char_tokenizer, tiny_model
-
-from ..hooks import READ_POINTS, get
+from tests.hooks import READ_POINTS, get
 
 PROMPTS = ["The cat sat on the mat, and then it slept.", "Q: 12 + 7 = ? A: 19", "Hi there"]
-LONG = ["The quick brown fox jumps over the lazy dog; it was not amused by it.", "a b c d e f g h i j k l m n o p q r s"]
+LONG = [
+    "The quick brown fox jumps over the lazy dog; it was not amused by it.",
+    "a b c d e f g h i j k l m n o p q r s",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -49,6 +51,7 @@ def run_with_hooks(hf, family, ids, edit=None):
     ins, outs, handles = [], [], []
     kind, s, keep, clean = edit if edit else (None, None, None, None)
     for i, block in enumerate(blocks):
+
         def pre(mod, args, kwargs, i=i):
             if kind == "local" and i > s:
                 new = clean["h"][i] - (~keep)[:, None] * clean["d"][s]
@@ -80,7 +83,9 @@ def run_with_hooks(hf, family, ids, edit=None):
         handles.append(sub.register_forward_hook(zero))
     if kind == "local":
         norm = get(hf, {"gpt2": "transformer.ln_f", "gpt_neox": "gpt_neox.final_layer_norm"}.get(family, "model.norm"))
-        handles.append(norm.register_forward_pre_hook(lambda m, a: ((clean["h"][-1] - (~keep)[:, None] * clean["d"][s])[None],)))
+        handles.append(
+            norm.register_forward_pre_hook(lambda m, a: ((clean["h"][-1] - (~keep)[:, None] * clean["d"][s])[None],))
+        )
     try:
         logits = hf(input_ids=ids[None], use_cache=False).logits[0]
     finally:
@@ -113,7 +118,9 @@ def reference(model, family, prompts, mode="current", part="layer", n_splits=4, 
                         d_bar = clean["d"][s].double() * keep[:, None]
                     d = clean["d"][l].double()
                     r = (d_bar - d).norm(dim=-1) / d.norm(dim=-1).clamp_min(1e-6)
-                    E[j, s, l] = min(float(r[meas[j]].max()), 1.0)  # relative changes are clipped to [0, 1] (the colour scale)
+                    E[j, s, l] = min(
+                        float(r[meas[j]].max()), 1.0
+                    )  # relative changes are clipped to [0, 1] (the colour scale)
                 O[j, s] = (run["p"] - clean["p"]).norm(dim=-1)[meas[j]].max()
         ex_layer.append(E.max(0))
         ex_out.append(O.max(0))
@@ -169,7 +176,13 @@ def test_split_points_follow_the_spec():
     assert any(split_points(100, 4, seed=s, key="x") != pts for s in range(4, 9))
     assert split_points(12, 4) == []  # 8 is not < 12 - 4
     inter, meas = position_masks(20, "future", [8])
-    assert not inter[0, 0] and inter[0, 1:8].all() and not inter[0, 8:].any() and meas[0, 8:].all() and not meas[0, :8].any()
+    assert (
+        not inter[0, 0]
+        and inter[0, 1:8].all()
+        and not inter[0, 8:].any()
+        and meas[0, 8:].all()
+        and not meas[0, :8].any()
+    )
 
 
 @pytest.mark.parametrize("mode,part", [("current", "layer"), ("future", "attention")])
@@ -179,7 +192,13 @@ def test_fast_path_equals_nnsight_path(tiny_models, mode, part):
     kw = dict(mode=mode, part=part, split_step=4, positions=True)
     fast = skip_effects(model, prompts, method="fast", **kw)
     traced = skip_effects(model, prompts, method="trace", batch_size=5, **kw)
-    for name in ("example_layer_effect", "example_output_effect", "mean_layer_effect", "position_layer_effect", "position_output_effect"):
+    for name in (
+        "example_layer_effect",
+        "example_output_effect",
+        "mean_layer_effect",
+        "position_layer_effect",
+        "position_output_effect",
+    ):
         np.testing.assert_allclose(getattr(fast, name), getattr(traced, name), rtol=1e-4, atol=1e-5, err_msg=name)
 
 
@@ -208,7 +227,9 @@ def test_remote_local_runs_the_nnsight_path():
     assert remote.meta["params"]["method"] == "trace"
     plain = wrap_module(model.hf, char_tokenizer(), spec="tiny:llama")
     np.testing.assert_allclose(remote.layer_effect, skip_effects(plain, PROMPTS[1:]).layer_effect, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(remote.output_effect, skip_effects(plain, PROMPTS[1:]).output_effect, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        remote.output_effect, skip_effects(plain, PROMPTS[1:]).output_effect, rtol=1e-4, atol=1e-6
+    )
     loc = local_effects(model, PROMPTS[2:])
     np.testing.assert_allclose(loc.layer_effect, local_effects(plain, PROMPTS[2:]).layer_effect, rtol=1e-4, atol=1e-5)
 
@@ -234,7 +255,14 @@ def test_notebook_executes_on_a_tiny_model(tmp_path, monkeypatch):
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the kernel: one thread is fastest for a tiny model
     folder = save_tiny(tmp_path / "m", "llama", n_layers=4)
-    params = {"model": str(folder), "n_examples": 3, "n_examples_future": 2, "position_examples": 1, "n_controls": 3, "n_perm": 200}
+    params = {
+        "model": str(folder),
+        "n_examples": 3,
+        "n_examples_future": 2,
+        "position_examples": 1,
+        "n_controls": 3,
+        "n_perm": 200,
+    }
     out = running.execute(running.NOTEBOOKS / "skipping.md", tmp_path / "skipping.ipynb", params)
     nb = nbformat.read(out, as_version=4)
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
@@ -242,15 +270,23 @@ def test_notebook_executes_on_a_tiny_model(tmp_path, monkeypatch):
     # 3a, 3b (each with its control row), halves ×2, 17a/b, parts ×2, 13 + control, positions + control, 5a/b
     assert sum(any(k.endswith("image/png") for k in o.get("data", {})) for o in outputs) >= 14
     text = "\n".join(str(v) for o in outputs for v in o.get("data", {}).values())
-    assert folder.name in text and "nnsight" in text  # the model that made it (by name: no machine path), and the versions
+    assert (
+        folder.name in text and "nnsight" in text
+    )  # the model that made it (by name: no machine path), and the versions
     assert "on 3 random-init control(s)" in text  # the run names its controls
     # every sentence comes from the chapter module through myst-nb glue; the Markdown cites it
     glued = {o["metadata"]["scrapbook"]["name"] for o in outputs if "scrapbook" in o.get("metadata", {})}
     assert {"summary", "current_verdict", "future_verdict", "output_verdict", "current_diag", "run"} <= glued
-    cited = set(re.findall(r"\{glue:(?:md|text)\}`([a-z0-9_]+)", "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")))
+    cited = set(
+        re.findall(
+            r"\{glue:(?:md|text)\}`([a-z0-9_]+)", "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+        )
+    )
     assert cited and cited <= glued  # no citation of a name that was not glued
     import jupytext
 
     code = "\n".join(c.source for c in jupytext.read(running.NOTEBOOKS / "skipping.md").cells if c.cell_type == "code")
     assert "Markdown(" not in code and not re.findall(r'"[^"\n]{60,}"', code)  # no sentences built in code cells
-    assert not any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)  # static in the book
+    assert not any(
+        "application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs
+    )  # static in the book

@@ -160,7 +160,11 @@ def test_per_item_entry_copied_over_another_is_recomputed(tmp_path):
 
 
 def _final_keys(store) -> set:
-    return {json.loads(m.read_text())["key"] for m in store.root.rglob("*.json") if "items" not in m.relative_to(store.root).parts}
+    return {
+        json.loads(m.read_text())["key"]
+        for m in store.root.rglob("*.json")
+        if "items" not in m.relative_to(store.root).parts
+    }
 
 
 def test_final_result_copied_over_another_measurement_is_recomputed(tiny_models, tmp_path):
@@ -189,7 +193,12 @@ def test_unwritable_cache_says_how_to_run_without_one(tmp_path, monkeypatch):
     with pytest.raises(CacheNotWritable) as err:
         store.get_or_compute("k/1", lambda: ({"v": np.ones(2)}, {}))
     msg = str(err.value)
-    assert "\n" not in msg and str(blocker / "results") in msg and "EFFDEPTH_NO_CACHE=1" in msg and "EFFDEPTH_CACHE=" in msg
+    assert (
+        "\n" not in msg
+        and str(blocker / "results") in msg
+        and "EFFDEPTH_NO_CACHE=1" in msg
+        and "EFFDEPTH_CACHE=" in msg
+    )
 
     import tempfile
 

@@ -17,14 +17,27 @@ from effdepth.tokenizer import BOS_ID, EOS_ID, PAD_ID, VOCAB_SIZE, encode, zoo_t
 from effdepth.zoo import corpus
 from effdepth.zoo import evaluate as E
 
-TINY_DATA = corpus.DataSpec(window=64, batch_size=8, lookahead=4, curriculum_steps=5, curriculum_batch=8, curriculum_stop=0.0, w_dm=0.0)  # DM problems: sympy is slow for a unit test
+TINY_DATA = corpus.DataSpec(
+    window=64, batch_size=8, lookahead=4, curriculum_steps=5, curriculum_batch=8, curriculum_stop=0.0, w_dm=0.0
+)  # DM problems: sympy is slow for a unit test
 
 
 def tiny_spec(name="tiny", steps=30, **kw):
     kw.setdefault("skill_rounds", 0)  # a tiny model never has the one-hop skill: no extra rounds unless a test asks
     return zoo.ZooSpec(
-        name, n_layers=2, d_model=32, n_heads=2, d_ff=64, steps=steps, lr=1e-2, warmup=5,
-        checkpoint_every=10, threads=1, data=TINY_DATA, n_eval=4, **kw,
+        name,
+        n_layers=2,
+        d_model=32,
+        n_heads=2,
+        d_ff=64,
+        steps=steps,
+        lr=1e-2,
+        warmup=5,
+        checkpoint_every=10,
+        threads=1,
+        data=TINY_DATA,
+        n_eval=4,
+        **kw,
     )
 
 
@@ -69,16 +82,18 @@ def test_all_zoo_models_share_one_tokenizer(tmp_path):
     assert len({s.n_layers for s in zoo.MODELS.values()}) >= 3
 
 
-
 def test_zoo_batches_and_data_key_are_the_recorded_ones():
     """Recorded before the zoo moved onto effdepth.training: the same batches in the same order, and the
     same data key (the cache file names of the shared batches)."""
     import hashlib
 
-    digest = lambda b: hashlib.sha256(json.dumps({k: v.tolist() for k, v in sorted(b.items())}).encode()).hexdigest()[:16]  # noqa: E731
+    digest = lambda b: hashlib.sha256(json.dumps({k: v.tolist() for k, v in sorted(b.items())}).encode()).hexdigest()[
+        :16
+    ]
     assert digest(corpus.build_batches(TINY_DATA, 3, "train")) == "1447a99e74f4ae9c"
     assert digest(corpus.curriculum_batches(TINY_DATA, 2)) == "6efc1e1b9cd2af27"
     assert corpus.DataSpec().key() == "20378af77673"
+
 
 # ---------------------------------------------------------------- packing and loss
 
@@ -200,7 +215,9 @@ def test_zoo_windows_hold_one_fact_set_first_with_answer_only_weights():
 def test_curriculum_batches_are_walks_with_loss_on_the_walk():
     cur = corpus.curriculum_batches(TINY_DATA, 2)
     assert cur["input_ids"].shape == (2, TINY_DATA.curriculum_batch, TINY_DATA.curriculum_window)
-    for t, w, a in zip(_texts(cur["input_ids"].reshape(-1, 40)), cur["loss_weight"].reshape(-1, 40), cur["answer_mask"].reshape(-1, 40)):
+    for t, w, a in zip(
+        _texts(cur["input_ids"].reshape(-1, 40)), cur["loss_weight"].reshape(-1, 40), cur["answer_mask"].reshape(-1, 40)
+    ):
         assert t.startswith("F: ") and " W1: " in t and t.count("<eos>") == 1
         assert torch.equal(w.bool(), a) and int(a.sum()) == 4 + 2 + 1  # one per lookup, and <eos>
 
@@ -269,7 +286,9 @@ def test_interrupted_training_resumes_to_identical_weights(cache, monkeypatch, t
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     # and a different seed gives different weights (the comparison above can fail)
     c = zoo.build_model(tiny_spec(steps=20, seed=1)).state_dict()
-    assert not torch.equal(c["model.embed_tokens.weight"], zoo.build_model(spec).state_dict()["model.embed_tokens.weight"])
+    assert not torch.equal(
+        c["model.embed_tokens.weight"], zoo.build_model(spec).state_dict()["model.embed_tokens.weight"]
+    )
 
 
 def test_training_the_zoo_in_parallel_processes_gives_the_same_models(cache, monkeypatch, tmp_path_factory):
@@ -370,12 +389,19 @@ def test_a_planted_pickle_checkpoint_is_not_executed_but_set_aside(cache, capsys
     marker = cache / "marker"
     ckdir = cache / "zoo" / "tiny.partial" / "curriculum"
     ckdir.mkdir(parents=True)
-    (ckdir.parent / "spec.json").write_text(json.dumps(spec.to_dict(), sort_keys=True))  # the attacker matches the spec too
+    (ckdir.parent / "spec.json").write_text(
+        json.dumps(spec.to_dict(), sort_keys=True)
+    )  # the attacker matches the spec too
     torch.save({"model": _Planted(marker), "step": 3}, ckdir / T.CHECKPOINT)
     assert T.load_checkpoint(ckdir) is None  # read safely, rejected, set aside
     line = capsys.readouterr().out.strip()
     assert not marker.exists()
-    assert "unreadable" in line and str(ckdir / T.CHECKPOINT) in line and "restarting" in line and len(line.splitlines()) == 1
+    assert (
+        "unreadable" in line
+        and str(ckdir / T.CHECKPOINT) in line
+        and "restarting" in line
+        and len(line.splitlines()) == 1
+    )
     assert (ckdir / "checkpoint.pt.damaged").exists() and not (ckdir / T.CHECKPOINT).exists()
     # end to end: planted again, the next training run neither executes it nor fails, and trains normally
     torch.save({"model": _Planted(marker)}, ckdir / T.CHECKPOINT)
@@ -388,7 +414,9 @@ def test_a_planted_pickle_checkpoint_is_not_executed_but_set_aside(cache, capsys
     assert marker.read_text() == "pwned"
 
 
-def test_a_truncated_checkpoint_falls_back_to_the_previous_one_with_identical_weights(cache, monkeypatch, capsys, tmp_path_factory):
+def test_a_truncated_checkpoint_falls_back_to_the_previous_one_with_identical_weights(
+    cache, monkeypatch, capsys, tmp_path_factory
+):
     spec = tiny_spec(steps=30)
     real = _interrupt_at(monkeypatch, 25)  # after the checkpoints of steps 10 and 20
     with pytest.raises(KeyboardInterrupt):
@@ -426,13 +454,21 @@ def test_two_processes_training_the_same_model_train_it_once(cache):
     import os
     import subprocess
     import sys
-    import time
 
     spec = tiny_spec(steps=20)
-    env = {**os.environ, "EFFDEPTH_CACHE": str(cache), "PYTHONPATH": os.pathsep.join([str(Path(zoo.__file__).parents[2]), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "EFFDEPTH_CACHE": str(cache),
+        "PYTHONPATH": os.pathsep.join([str(Path(zoo.__file__).parents[2]), os.environ.get("PYTHONPATH", "")]),
+    }
     code = _ENSURE_IN_A_PROCESS.format(tests=str(Path(__file__).parent))
     with zoo.cache.model_lock(spec):  # hold the lock so that both processes find the model being trained
-        procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            )
+            for _ in range(2)
+        ]
         lines = [p.stdout.readline() for p in procs]  # each one's first line: it waits for the lock
         assert all("is being trained by another process" in ln and "waiting" in ln for ln in lines), lines
         assert not (cache / "zoo" / "tiny").exists()
@@ -506,7 +542,12 @@ def test_zoo_check_trains_each_seed_and_thread_count_and_fails_without_the_skill
     assert cli.main(["zoo", "check", "tiny", "--seeds", "0,1", "--threads", "1"]) == 1
     out = capsys.readouterr().out
     rows = [ln for ln in out.splitlines() if ln.startswith("model=tiny")]
-    assert len(rows) == 2 and "seed=0" in rows[0] and "seed=1" in rows[1] and all("ok=False" in r and "1-hop=" in r for r in rows)
+    assert (
+        len(rows) == 2
+        and "seed=0" in rows[0]
+        and "seed=1" in rows[1]
+        and all("ok=False" in r and "1-hop=" in r for r in rows)
+    )
     assert "0 of 2 variants have the one-hop skill" in out
     assert (cache / "zoo" / "tiny.check-s1-t1" / "report.json").exists()
     monkeypatch.setattr("effdepth.zoo.build.skill", lambda rep: {"ok": True})
