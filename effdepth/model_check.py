@@ -130,12 +130,13 @@ def _trace_identity(model, ids) -> float:
     parts = [(b, a.module(b, a.attn), a.module(b, a.mlp)) for b in blocks]
     as_tuple = a.attn_is_tuple
     saved = []
+    # nnsight reads a trace body's source: each statement stays on one line
+    # fmt: off
     with torch.no_grad(), model.trace(ids):
         for block, attn, mlp in parts:
             out = attn.output
-            saved.append(
-                [block.input.save(), (out[0] if as_tuple else out).save(), mlp.output.save(), block.output.save()]
-            )
+            saved.append([block.input.save(), (out[0] if as_tuple else out).save(), mlp.output.save(), block.output.save()])
+    # fmt: on
 
     worst = 0.0
     for h, at, m, out in saved:

@@ -138,24 +138,23 @@ def _ig_trace(model, ids, part: str, steps: int, batch_size: int, scored, target
             r = torch.arange(k0, min(steps, k0 + batch_size), dtype=torch.float32) / steps
             batch = ids.reshape(1, -1).repeat(len(r), 1).to(dev)
             rr = r.to(dev)[:, None, None]
+            # nnsight reads a trace body's source: each statement stays on one line
+            # fmt: off
             with model.trace(batch):
                 out = site.output
                 is_tuple = isinstance(out, tuple)
                 x = (out[0] if is_tuple else out)[:1].detach().float()  # [1, T, d]: every row is the clean run
                 x_base = x.mean(1, keepdim=True)
                 diff = x - x_base
-                path = (
-                    (x_base + rr.to(x.device) * diff).to(out[0].dtype if is_tuple else out.dtype).requires_grad_(True)
-                )
+                path = (x_base + rr.to(x.device) * diff).to(out[0].dtype if is_tuple else out.dtype).requires_grad_(True)
                 site.output = (path,) + tuple(out[1:]) if is_tuple else path
                 logits = nn.output.logits
                 probs = torch.softmax(logits[:, scored.to(logits.device)].float(), -1)
-                p = probs.gather(-1, targets.to(logits.device).expand(probs.shape[0], -1)[..., None])[..., 0].sum(
-                    -1
-                )  # [R]
+                p = probs.gather(-1, targets.to(logits.device).expand(probs.shape[0], -1)[..., None])[..., 0].sum(-1)  # [R]
                 p_rows = p.detach().cpu().save()
                 with p.sum().backward():
                     g = (path.grad.float().sum(0) * diff[0]).sum(-1).double().cpu().save()  # [T]
+            # fmt: on
             total += g
             if k0 == 0:
                 p_base.append(float(p_rows[0]))

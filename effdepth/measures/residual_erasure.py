@@ -103,13 +103,14 @@ def _residual_sums_trace(model, ids: torch.Tensor) -> torch.Tensor:
     a = model.adapter
     blocks = list(a.layer_modules(model.nn))
     norm = a.module(model.nn, a.final_norm)
+    # nnsight reads a trace body's source: each statement stays on one line
+    # fmt: off
     with torch.no_grad(), model.trace(ids.reshape(1, -1).to(model.input_device)) as tracer:
-        sums = [
-            blk.input[0].float().sum(0).cpu() for blk in blocks
-        ]  # one device for the stack (a sharded model spans several)
+        sums = [blk.input[0].float().sum(0).cpu() for blk in blocks]  # one device for the stack (a sharded model spans several)
         sums.append(norm.input[0].float().sum(0).cpu())
         sums = torch.stack(sums).save()
         tracer.stop()
+    # fmt: on
     return sums
 
 

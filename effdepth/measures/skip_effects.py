@@ -290,6 +290,8 @@ def _trace_variants(model, ids, inter, meas, part, positions, batch_size, local:
                 masks[l] = sel[:, :, None].to(dev)
         sub = {s: m.float() for s, m in masks.items()}  # local: rows that remove row 0's clean Δ_s
         batch = ids.reshape(1, -1).repeat(R, 1).to(dev)
+        # nnsight reads a trace body's source: each statement stays on one line
+        # fmt: off
         with torch.no_grad(), model.trace(batch):
             rs = []
             deltas = []
@@ -315,9 +317,7 @@ def _trace_variants(model, ids, inter, meas, part, positions, batch_size, local:
                 d = (out - inp).float()
                 if local:
                     deltas.append((out - inp)[:1])
-                rs.append(
-                    ((d[1:] - d[:1]).norm(dim=-1) / d[:1].norm(dim=-1).clamp_min(eps)).cpu()
-                )  # one device for the stack
+                rs.append(((d[1:] - d[:1]).norm(dim=-1) / d[:1].norm(dim=-1).clamp_min(eps)).cpu())  # one device for the stack
             if local:
                 h_last = norm.input
                 removal = sum(sub[s].to(h_last.device) * deltas[s].to(h_last.device) for s in range(L) if s in sub)
@@ -325,6 +325,7 @@ def _trace_variants(model, ids, inter, meas, part, positions, batch_size, local:
             p = torch.softmax(nn.output.logits.float(), -1)
             rs = torch.stack(rs).cpu().save()  # [L, R-1, T]
             o = (p[1:] - p[:1]).norm(dim=-1).cpu().save()
+        # fmt: on
         for l in range(L):
             r = rs[l].clone()
             r[(index // J) > l] = 0  # a layer below the skipped one is untouched, by construction
