@@ -586,11 +586,6 @@ def confirm(adapter: Adapter, model, ids) -> dict:
     return {"identity": worst, "logits": logit_err}
 
 
-def mlp_own_residual(adapter: Adapter, h: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-    """The residual the MLP writes into (methods page §1): h_l + a_l, or h_l under a parallel residual."""
-    return h if adapter.parallel_residual else h + a
-
-
 def family_status(model_type: str) -> dict:
     """{'family', 'status' ('supported' | 'refused'), 'how' (hand-written | derived | why refused),
     'attn', 'mlp', 'parallel'} for one transformers model type, judged on the default config of its

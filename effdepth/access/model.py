@@ -4,7 +4,6 @@ and how a measurement reads the model (plain hooks or an nnsight trace)."""
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 
 import torch
@@ -197,7 +196,3 @@ def wrap_module(module: torch.nn.Module, tokenizer, spec: str = "in-memory", rem
         revision=digest.hexdigest()[:16],
         server=server,
     )
-
-
-def model_card(model: Model) -> str:
-    return json.dumps(model.identity(), indent=2)

@@ -117,18 +117,6 @@ def matrix_distance(a, b) -> float:
     return float(np.abs(a - b)[upper].mean())
 
 
-def mean_spread(frame: pd.DataFrame, value: str, by=("arch", "objective")) -> pd.DataFrame:
-    """Mean, sample sd, min and max of ``value`` over seeds, per ``by`` group."""
-    g = frame.groupby(list(by), sort=False)[value]
-    return g.agg(
-        mean="mean",
-        sd=lambda x: float(np.std(x, ddof=1)) if len(x) > 1 else float("nan"),
-        lo="min",
-        hi="max",
-        n="count",
-    ).reset_index()
-
-
 def statement(what: str, diffs, control_diffs=None, tol: float = 0.0, floor: dict | None = None) -> dict:
     """The verdict on one directional statement (rules in the module docstring).
 
