@@ -251,7 +251,7 @@ def adapter_for(config) -> Adapter:
     raise UnsupportedArchitecture(
         f"No adapter for model_type '{model_type}': transformers has no causal LM of that type. "
         f"Declare one in the model's config.json as \"effdepth_adapter\" (see CONTRIBUTING.md, 'A new family'), or add "
-        f"an `Adapter(...)` entry to effdepth/adapters.py. Hand-written families: {', '.join(supported_families())}."
+        f"an `Adapter(...)` entry to effdepth/access/adapters.py. Hand-written families: {', '.join(supported_families())}."
     )
 
 

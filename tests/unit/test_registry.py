@@ -98,3 +98,17 @@ def test_the_methods_rule_pages_name_exactly_the_rules_the_code_applies():
         page = (ROOT / "book" / "methods" / f"{chapter}-rules.md").read_text()
         named = set(re.findall(rf"`({chapter}\.\w+)`", page))
         assert named == {n for n in rules if n.startswith(chapter + ".")}, chapter
+
+
+def test_every_source_file_the_docs_name_exists():
+    """The methods pages, the running and course pages, README and CONTRIBUTING name files of the
+    package and the tests by path: after a move, each of them must still be there."""
+    docs = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", *sorted((ROOT / "book").rglob("*.md"))]
+    missing = []
+    for doc in docs:
+        if "chapters" in doc.relative_to(ROOT).parts[1:2]:
+            continue  # book/chapters/: executed pages copied in at build time
+        for path in re.findall(r"`((?:effdepth|tests)/[\w/<>.-]+\.py)`", doc.read_text()):
+            if "<" not in path and not (ROOT / path).exists():
+                missing.append(f"{doc.relative_to(ROOT)}: {path}")
+    assert not missing, missing
