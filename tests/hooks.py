@@ -1,6 +1,6 @@
 """Independent reference computations with plain PyTorch forward hooks (no nnsight, no adapters API).
 
-Each family's read-out points are written out by hand here, separately from effdepth/adapters.py,
+Each family's read-out points are written out by hand here, separately from effdepth/access/adapters.py,
 so a wrong adapter entry shows up as a disagreement.
 """
 

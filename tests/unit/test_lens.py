@@ -10,7 +10,7 @@ from effdepth.testing import char_tokenizer, tiny_model
 from tests.conftest import PROMPTS
 from tests.hooks import capture, get
 
-DECODE = {  # family: (final norm, unembedding), written out independently of effdepth/adapters.py
+DECODE = {  # family: (final norm, unembedding), written out independently of effdepth/access/adapters.py
     "llama": ("model.norm", "lm_head"),
     "gemma2": ("model.norm", "lm_head"),
     "gpt2": ("transformer.ln_f", "lm_head"),
