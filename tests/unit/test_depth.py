@@ -63,7 +63,7 @@ def test_bootstrap_and_trend_statistics():
 def test_split_points_of_answers_and_solutions():
     assert example_splits(20, 12, "answer") == [12]
     assert example_splits(20, 2, "answer") == []  # nothing before a0 - 1 = 1 to intervene on
-    # worked solutions (SPEC §9, the authors' code): offsets range(0, n_answer - 4, 4), shuffled
+    # worked solutions (methods page §4, the authors' code): offsets range(0, n_answer - 4, 4), shuffled
     # with the seed, up to 4 kept -- not the first four offsets
     T, a0 = 60, 10  # n_answer = 50: offsets 0, 4, …, 44 (12 of them)
     draws = {tuple(example_splits(T, a0, "solution", seed=seed, key="ex")) for seed in range(6)}
@@ -79,7 +79,7 @@ def test_split_points_of_answers_and_solutions():
 
 
 def test_depth_positions_measure_the_answer_predicting_position():
-    """SPEC §9: split point a0 = the first answer token; intervene [1, a0 - 1), measure from a0 - 1
+    """Methods page §4: split point a0 = the first answer token; intervene [1, a0 - 1), measure from a0 - 1
     (the position whose prediction is the answer). The authors' literal rule measured from a0."""
     inter, meas = skip_positions(12, 9)
     assert list(inter) == list(range(1, 8)) and list(meas) == [8, 9, 10, 11]
@@ -150,7 +150,7 @@ def test_measurement_matches_the_skip_test_and_aggregates(tiny_models):
     assert list(res.levels) == [1, 2] and list(res.n_examples) == [2, 2]
     assert res.example_E.shape == (4, L, L) and res.max_E.shape == (2, L, L)
     # the split point is the answer start a0; the numbers are the future skip test that intervenes
-    # on [1, a0 - 1) and measures from a0 - 1 (SPEC §9), not the authors' literal boundary a0
+    # on [1, a0 - 1) and measures from a0 - 1 (methods page §4), not the authors' literal boundary a0
     ex = by_level[1][0]
     ids, a0 = encode_example(model, ex.prompt, ex.answer)
     assert list(res.example_splits[0][:1]) == [a0] and (res.example_splits[0][1:] == -1).all()
