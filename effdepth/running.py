@@ -35,11 +35,7 @@ from effdepth.rundata import CURVES_ENV, STATUS, md, read_json
 from effdepth.spec import ModelSpec
 
 ROOT = paths.root()  # where they are: effdepth/paths.py (the working directory or $EFFDEPTH_HOME), fixed at import
-
-
 NOTEBOOKS = paths.notebooks()
-
-
 RUNS = paths.runs()
 
 

@@ -82,7 +82,7 @@ def load_model(spec: str, device: str = "cpu", dtype="auto", remote: bool | str 
                     f"and the Hub cannot be reached from here. Make the model available locally "
                     f"(download it on a connected machine into a folder and pass that folder, or fill the "
                     f"HF cache), or run it on NDIF with --remote. Zoo models: "
-                    f"{', '.join('zoo:' + n for n in _zoo_names())}."
+                    f"{', '.join('zoo:' + n for n in zoo.MODELS)}."
                 ) from None
         revision = getattr(config, "_commit_hash", None) or ""
 
@@ -111,27 +111,20 @@ def load_model(spec: str, device: str = "cpu", dtype="auto", remote: bool | str 
             load["device_map"] = device
         nn = TransformersModel(where, tokenizer=tokenizer, dispatch=True, **kwargs, **load)
         nn._module.eval()
-        if remote == "strict":  # the client holds a meta copy, the simulated server the weights (as on NDIF)
-            client = ndif.meta_client(nn._module, tokenizer)
-            server = TransformersModel(nn._module, task="text-generation", tokenizer=tokenizer)
-            return Model(
-                spec=spec,
-                nn=client,
-                tokenizer=nn.tokenizer,
-                adapter=adapter,
-                remote=remote,
-                revision=revision,
-                quantisation=quantisation,
-                server=server,
-            )
+    server, tok = None, nn.tokenizer
+    if remote == "strict":  # the client holds a meta copy, the simulated server the weights (as on NDIF)
+        client = ndif.meta_client(nn._module, tokenizer)
+        server = TransformersModel(nn._module, task="text-generation", tokenizer=tokenizer)
+        nn = client
     return Model(
         spec=spec,
         nn=nn,
-        tokenizer=nn.tokenizer,
+        tokenizer=tok,
         adapter=adapter,
         remote=remote,
         revision=revision,
         quantisation=quantisation,
+        server=server,
     )
 
 
@@ -149,7 +142,3 @@ def _load_random(spec: str, device, dtype, remote) -> Model:
     base = load_model(inner, device=device, dtype=dtype, remote=remote)
     control = control_of(base, seed=RANDOM_SEED)
     return dataclasses.replace(control, spec=RANDOM + base.spec)  # a copy: the cached control keeps its own name
-
-
-def _zoo_names() -> list[str]:
-    return list(zoo.MODELS)
